@@ -122,6 +122,8 @@ def _describe(err: dict[str, Any], fields: list[str]) -> str:
         close = difflib.get_close_matches(str(err["loc"][-1]), fields, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(fields)})"
         return f"unknown parameter {key!r}{hint}"
+    if not err["loc"]:  # a rule across several parameters
+        return str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "missing":
         return f"parameter {key!r} is required"
     return f"parameter {key!r}: {err['msg']} (got {err.get('input')!r})"

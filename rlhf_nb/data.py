@@ -176,6 +176,38 @@ def _code_task(row: dict[str, Any]) -> CodeTask:
     )
 
 
+def load_mbpp(source: str = "hub", split: str = "train", limit: int | None = None) -> list[CodeTask]:
+    """MBPP (Austin et al. 2021; ``google-research-datasets/mbpp``, config ``full``) as HumanEval-style tasks.
+
+    The prompt is a module docstring with the task text and its tests; the reference program is the
+    canonical solution; the tests become ``check(candidate)`` with every call of the tested function
+    rewritten to ``candidate(...)``, so the sandbox's guards on returned values apply as for HumanEval.
+    """
+    if source == "hub":
+        rows = _hub("google-research-datasets/mbpp", "full", split=split)
+    elif source == "package":
+        raise DataError("MBPP is not shipped in a package: pass a local .jsonl path or 'hub'")
+    else:
+        rows = list(read_records(resolve_path(source, "MBPP")))
+    return _take([mbpp_task(r) for r in rows], limit)
+
+
+def mbpp_task(row: dict[str, Any]) -> CodeTask:
+    names = re.findall(r"^def\s+(\w+)\s*\(", row["code"], re.MULTILINE)
+    tests = list(row["test_list"])
+    entry = next((n for n in names if re.search(rf"\b{n}\s*\(", tests[0])), None) if names and tests else None
+    if entry is None:
+        raise DataError(f"MBPP task {row.get('task_id')}: cannot tell which function the tests call")
+    listing = "\n".join(tests)
+    prompt = f'"""\n{row["text"].strip()}\nYour code should pass these tests:\n\n{listing}\n"""\n'
+    call = re.compile(rf"\b{entry}\s*\(")
+    body = "\n".join("    " + call.sub("candidate(", t) for t in tests)
+    setup = (row.get("test_setup_code") or "").strip()
+    return CodeTask(task_id=f"MBPP/{row['task_id']}", prompt=prompt, entry_point=entry,
+                    test=(setup + "\n\n" if setup else "") + f"def check(candidate):\n{body}\n",
+                    canonical_solution="\n" + row["code"].replace("\r\n", "\n") + "\n")
+
+
 def select_tasks(tasks: list[CodeTask], ids: list[str] | None = None, limit: int | None = None) -> list[CodeTask]:
     """Tasks by id (in the given order) or the first ``limit``; unknown ids raise :class:`DataError`."""
     if ids:
@@ -255,6 +287,28 @@ def load_hh_rlhf(
     else:
         rows = list(read_records(resolve_path(source, "HH-RLHF")))
     pairs = [p for i, r in enumerate(rows) if (p := hh_pair(r, i, subset)) is not None]
+    return _take(pairs, limit, seed)
+
+
+def load_ultrafeedback(source: str = "hub", split: str = "test_prefs", limit: int | None = None,
+                       seed: int | None = None) -> list[PreferencePair]:
+    """UltraFeedback, binarized (``HuggingFaceH4/ultrafeedback_binarized``: ``prompt`` and ``chosen``/``rejected``
+    conversations): the hub or a local ``.jsonl(.gz)`` with the same fields."""
+    if source == "hub":
+        rows = _hub("HuggingFaceH4/ultrafeedback_binarized", split=split)
+    elif source == "package":
+        raise DataError("UltraFeedback is not shipped in a package: pass a local .jsonl path or 'hub'")
+    else:
+        rows = list(read_records(resolve_path(source, "UltraFeedback")))
+    pairs = []
+    for i, r in enumerate(rows):
+        chosen, rejected = r["chosen"], r["rejected"]
+        if (not chosen or not rejected or chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant"
+                or chosen[-1]["content"] == rejected[-1]["content"]):
+            continue
+        prompt = chosen[:-1] or [{"role": "user", "content": r["prompt"]}]
+        pairs.append(PreferencePair(f"ultrafeedback-{r.get('prompt_id', i)}", prompt, chosen[-1]["content"],
+                                    rejected[-1]["content"], "ultrafeedback"))
     return _take(pairs, limit, seed)
 
 

@@ -19,7 +19,7 @@ from .data import CodeTask, DataError, MathTask, load_gsm8k, load_humaneval, rea
 from .generation import SamplingConfig, generate
 from .metrics import bleu, paired_bootstrap
 from .rewards.code import check_programs, code_prompt, extract_code
-from .rewards.math import is_correct
+from .rewards.math import is_correct, math_prompt
 
 
 @dataclass
@@ -52,8 +52,7 @@ def coding(loaded: Any, tasks: list[CodeTask], config: ForgettingConfig) -> list
 
 
 def math(loaded: Any, problems: list[MathTask], config: ForgettingConfig) -> list[float]:
-    prompts = [[{"role": "user", "content": f"{p.question}\nSolve it step by step, then give the final answer "
-                 "on the last line as '#### <number>'."}] for p in problems]
+    prompts = [math_prompt(p.question) for p in problems]
     replies = _greedy(loaded, prompts, config)
     return [float(is_correct(r, p.answer)) for r, p in zip(replies, problems)]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import shared
@@ -74,3 +76,46 @@ def test_missing_file_and_unknown_set_are_clear():
         data.load_prompts("helm")
     with pytest.raises(data.DataError, match="unknown task id"):
         data.select_tasks(data.load_humaneval(), ["HumanEval/999"])
+
+
+MBPP_ROWS = [  # MBPP's format (google-research-datasets/mbpp, "full"), tasks written for this test
+    {"task_id": 901, "text": "Write a function to return the larger of two numbers.",
+     "code": "def bigger(a, b):\r\n    return a if a > b else b", "test_setup_code": "",
+     "test_list": ["assert bigger(1, 2) == 2", "assert bigger(5, -1) == 5", "assert bigger(3, 3) == 3"],
+     "challenge_test_list": []},
+    {"task_id": 902, "text": "Write a function to count vowels in a string.",
+     "code": "import re\ndef helper(c):\n    return c in 'aeiou'\ndef count_vowels(s):\n    return sum(helper(c) for c in s.lower())",
+     "test_setup_code": "", "test_list": ["assert count_vowels('Hello') == 2", "assert count_vowels('xyz') == 0"],
+     "challenge_test_list": []},
+]
+
+
+def test_mbpp_tasks_run_like_humaneval_in_the_sandbox(tmp_path):
+    from rlhf_nb.data import load_mbpp
+    from rlhf_nb.rewards.code import check_programs, code_prompt, extract_code
+
+    path = tmp_path / "mbpp.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in MBPP_ROWS))
+    bigger, vowels = load_mbpp(str(path))
+    assert (bigger.task_id, bigger.entry_point, vowels.entry_point) == ("MBPP/901", "bigger", "count_vowels")
+    assert "candidate(1, 2)" in bigger.test and "bigger(" not in bigger.test  # the return-value guard applies
+    assert "Write the Python function `count_vowels`" in code_prompt(vowels)[0]["content"]
+    always_equal = ("```python\nclass Eq:\n    def __eq__(self, other):\n        return True\n"
+                    "def bigger(a, b):\n    return Eq()\n```")
+    programs = [bigger.prompt + bigger.canonical_solution, vowels.prompt + vowels.canonical_solution,
+                extract_code("```python\ndef bigger(a, b):\n    return min(a, b)\n```", bigger),
+                extract_code(always_equal, bigger)]
+    verdicts = check_programs([bigger, vowels, bigger, bigger], programs)
+    assert [v.passed for v in verdicts] == [True, True, False, False]
+
+
+def test_passk_can_train_on_mbpp_and_evaluate_all_of_humaneval(tmp_path):
+    from rlhf_nb.notebooks.passk import split_tasks
+    from rlhf_nb.schemas import PasskParams
+
+    path = tmp_path / "mbpp.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in MBPP_ROWS))
+    P = PasskParams.model_construct(seed=0, humaneval="package", eval_tasks=164, train_tasks=2, train_source="mbpp",
+                                    mbpp=str(path))
+    split = split_tasks(P)
+    assert len(split["eval"]) == 164 and split["train"] == ["MBPP/901", "MBPP/902"]

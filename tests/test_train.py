@@ -22,7 +22,8 @@ from rlhf_nb.train import ppo
 from rlhf_nb.train.dpo import DPOConfig, train_dpo
 from rlhf_nb.train.grpo import GroupRLConfig, train_grpo, train_rloo
 from rlhf_nb.train.online_dpo import IterativeDPOConfig, best_vs_worst, iterative_dpo
-from rlhf_nb.train.reward import BTScorer, RewardConfig, pair_accuracy, train_pairwise_pm, train_reward_model
+from rlhf_nb.train.reward import (BTScorer, Featurizer, RewardConfig, fit_linear_bt, fit_linear_pairwise, pair_accuracy,
+                                  train_pairwise_pm, train_reward_model)
 from rlhf_nb.train.sft import SFTConfig, train_sft
 
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0}
@@ -127,6 +128,41 @@ def test_pairwise_preference_model_beats_chance_on_held_out_pairs(tmp_path):
                                                       epochs=4, max_length=1024, progress=False))
     accuracy = pair_accuracy(LogProbJudge(pm.model, pm.tokenizer), polite_pairs(32, offset=1000, seed=1))
     assert accuracy.low > 0.5, accuracy
+
+
+def test_linear_bt_recovers_a_preference_direction():
+    rng = np.random.default_rng(0)
+    direction = rng.normal(size=16)
+    x = rng.normal(size=(400, 16))
+    y = rng.normal(size=(400, 16))
+    better = (x @ direction > y @ direction)[:, None]
+    chosen, rejected = np.where(better, x, y), np.where(better, y, x)
+    head = fit_linear_bt(chosen[:300], rejected[:300], l2=0.1)
+    held_out = head.prefer_features(chosen[300:], rejected[300:])
+    assert (held_out > 0.5).mean() > 0.9
+    cosine = head.w @ (direction / head.scale) / np.linalg.norm(head.w) / np.linalg.norm(direction / head.scale)
+    assert cosine > 0.9
+    assert (fit_linear_bt(rejected[:300], chosen[:300], l2=0.1).prefer_features(chosen[300:], rejected[300:]) < 0.5).mean() > 0.9
+
+
+def test_linear_bt_on_frozen_features_beats_chance_on_held_out_pairs():
+    lm = models.load("tiny")
+    featurize = Featurizer(lm.model, lm.tokenizer)
+    train, test = polite_pairs(48), polite_pairs(32, offset=1000, seed=1)
+    head = fit_linear_bt(featurize([p.prompt for p in train], [p.chosen for p in train]),
+                         featurize([p.prompt for p in train], [p.rejected for p in train]), featurizer=featurize)
+    assert featurize(["hi"], ["there"]).shape == (1, lm.model.config.hidden_size)
+    assert pair_accuracy(head, test).low > 0.5
+    assert head(["hi"], ["sure, here it is"])[0] > head(["hi"], ["never. stop asking"])[0]
+
+
+def test_linear_pairwise_pm_beats_chance_and_is_order_symmetric():
+    lm = models.load("tiny")
+    pm = fit_linear_pairwise(Featurizer(lm.model, lm.tokenizer), polite_pairs(48))
+    test = polite_pairs(32, offset=1000, seed=1)
+    assert pair_accuracy(pm, test).low > 0.5
+    prompts, a, b = [p.prompt for p in test], [p.chosen for p in test], [p.rejected for p in test]
+    np.testing.assert_allclose(pm.prefer_many(prompts, a, b), 1 - pm.prefer_many(prompts, b, a), atol=1e-9)
 
 
 def test_sft_learns_the_completion(tmp_path):

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .. import claims as C
-from ..data import CodeTask, PreferencePair, load_humaneval, load_humaneval_plus
+from ..data import CodeTask, PreferencePair, load_humaneval, load_humaneval_plus, load_mbpp
 from ..generation import SamplingConfig, generate
 from ..metrics import bootstrap_ci, edit_distance_stats, paired_bootstrap, pass_at_k
 from ..models import Loaded, count_parameters, load
@@ -34,9 +34,16 @@ PAPER = "pass@k vs model size (CodeT5+ protocol)"
 
 
 def split_tasks(P: PasskParams) -> dict[str, list[str]]:
-    """Seeded, disjoint evaluation and training task ids."""
+    """Seeded, disjoint evaluation and training task ids (training tasks from MBPP when ``train_source: mbpp``,
+    so that all of HumanEval can be evaluated)."""
     ids = [t.task_id for t in load_humaneval(P.humaneval)]
     random.Random(P.seed).shuffle(ids)
+    if P.train_source == "mbpp":
+        if P.eval_tasks > len(ids):
+            raise ValueError(f"eval_tasks = {P.eval_tasks} > {len(ids)} HumanEval tasks")
+        train = [t.task_id for t in load_mbpp(P.mbpp, split="train")]
+        random.Random(P.seed).shuffle(train)
+        return {"eval": sorted(ids[: P.eval_tasks], key=_task_number), "train": sorted(train[: P.train_tasks], key=_task_number)}
     if P.eval_tasks + P.train_tasks > len(ids):
         raise ValueError(f"eval_tasks + train_tasks = {P.eval_tasks + P.train_tasks} > {len(ids)} tasks")
     eval_ids, train_ids = ids[: P.eval_tasks], ids[P.eval_tasks : P.eval_tasks + P.train_tasks]
@@ -53,6 +60,8 @@ class Tasks:
 
     def __init__(self, P: PasskParams, split: dict[str, list[str]]):
         by_id = {t.task_id: t for t in load_humaneval(P.humaneval)}
+        if P.train_source == "mbpp":
+            by_id.update({t.task_id: t for t in load_mbpp(P.mbpp, split="train")})
         self.eval = [by_id[i] for i in split["eval"]]
         self.train = [by_id[i] for i in split["train"]]
         self.plus: dict[str, CodeTask] = {}

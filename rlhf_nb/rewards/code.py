@@ -30,12 +30,13 @@ _FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re
 
 
 def code_prompt(task: CodeTask) -> list[dict[str, str]]:
-    """The chat request every notebook uses to ask an instruct model for a HumanEval solution."""
-    return [{
-        "role": "user",
-        "content": "Complete the following Python function. Reply with the whole function in one ```python "
-                   f"code block.\n\n```python\n{task.prompt}```",
-    }]
+    """The chat request every notebook uses to ask an instruct model for a solution (HumanEval: complete
+    the function; MBPP-style tasks without a signature: write it)."""
+    ask = ("Complete the following Python function. Reply with the whole function in one ```python code block."
+           if re.search(rf"def\s+{re.escape(task.entry_point)}\s*\(", task.prompt) else
+           f"Write the Python function `{task.entry_point}` for the task below. Reply with the function in one "
+           "```python code block.")
+    return [{"role": "user", "content": f"{ask}\n\n```python\n{task.prompt}```"}]
 
 
 def extract_code(reply: str, task: CodeTask) -> str:

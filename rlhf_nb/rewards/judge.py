@@ -150,13 +150,14 @@ def pairwise_win_rate(prefer: PreferFn | LogProbJudge, prompts: Sequence[str], a
                       tie_margin: float = 0.05) -> WinRate:
     """Win rate of responses ``a`` over ``b``; an item is a tie when |P(a better) - 0.5| <= ``tie_margin``.
 
-    ``prefer`` is a :class:`LogProbJudge` (batched) or any ``(prompt, a, b) -> P(a better)`` callable,
+    ``prefer`` is a :class:`LogProbJudge` (or anything with its batched ``prefer_many``) or any
+    ``(prompt, a, b) -> P(a better)`` callable,
     which should already be order-symmetric (LogProbJudge asks both orders).
     """
     if not len(prompts) == len(a) == len(b):
         raise ValueError("prompts, a and b must have the same length")
-    if isinstance(prefer, LogProbJudge):
-        probs = prefer.prefer_many([_as_text(p) for p in prompts], a, b).tolist()
+    if hasattr(prefer, "prefer_many"):  # LogProbJudge, LinearPairwise: batched, both orders
+        probs = [float(x) for x in prefer.prefer_many([_as_text(p) for p in prompts], a, b)]
     else:
         probs = [float(prefer(_as_text(p), x, y)) for p, x, y in zip(prompts, a, b)]
     outcomes = [1.0 if p > 0.5 + tie_margin else 0.0 if p < 0.5 - tie_margin else 0.5 for p in probs]

@@ -80,6 +80,17 @@ def _decimal(text: str) -> Fraction | None:
         return None
 
 
+def math_prompt(question: str) -> list[dict[str, str]]:
+    """The chat request every notebook uses for a GSM8K-style problem (answer on a ``####`` line)."""
+    return [{"role": "user", "content": f"{question}\nSolve it step by step, then give the final answer "
+             "on the last line as '#### <number>'."}]
+
+
+def clean_solution(solution: str) -> str:
+    """A GSM8K reference solution without its calculator annotations (``<<48/2=24>>``)."""
+    return re.sub(r"<<[^>]*>>", "", solution).strip()
+
+
 def is_correct(response: str, reference: str, percent_as_fraction: bool = False) -> bool:
     """Does the response's final answer equal the reference answer (exactly, as rationals)?
 

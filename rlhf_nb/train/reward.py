@@ -2,6 +2,10 @@
 
 * Bradley-Terry: a one-output sequence-classification head on the policy's backbone (load it with
   ``models.load(name, head="reward")``), trained so that r(chosen) > r(rejected).
+* Bradley-Terry head on frozen features (:class:`LinearBT`): the same BT loss, but only a linear
+  head is trained, on the final hidden state of a frozen backbone. Featurising is one forward pass per
+  conversation and fitting takes milliseconds, so data-size sweeps and many PMs fit a CPU budget;
+  weaker than fine-tuning, and labelled as such wherever it is used.
 * Pairwise preference model (as RLHFlow's): a causal LM fine-tuned to answer ``A`` or ``B`` to
   "which response is better?", trained on both orders of every pair, and scored from the
   probability of that one token in both orders, averaged (:class:`rlhf_nb.rewards.judge.LogProbJudge`).
@@ -86,6 +90,156 @@ class BTScorer:
         return 1 / (1 + np.exp(-diff))
 
 
+class Featurizer:
+    """Final-layer hidden state at the last token of ``prompt + response`` (chat template) of a frozen model."""
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8, max_length: int = 1024):
+        self.model, self.tokenizer, self.batch_size, self.max_length = model, tokenizer, batch_size, max_length
+
+    def __call__(self, prompts: Sequence[Any], responses: Sequence[str]) -> np.ndarray:
+        """Features of each conversation ``prompt`` + assistant ``response``."""
+        texts = []
+        for p, r in zip(prompts, responses):
+            msgs = [{"role": "user", "content": p}] if isinstance(p, str) else list(p)
+            texts.append(self.tokenizer.apply_chat_template(msgs + [{"role": "assistant", "content": r}], tokenize=False))
+        return self.texts(texts)
+
+    def requests(self, user_messages: Sequence[str]) -> np.ndarray:
+        """Features at the start of the assistant's reply to each user message (where a judge would answer)."""
+        return self.texts([self.tokenizer.apply_chat_template([{"role": "user", "content": m}], add_generation_prompt=True,
+                                                              tokenize=False) for m in user_messages])
+
+    def texts(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        tok = self.tokenizer
+        device = next(self.model.parameters()).device
+        old_side, tok.padding_side = tok.padding_side, "left"  # the last position is every row's last token
+        out = []
+        try:
+            was_training = self.model.training
+            self.model.eval()
+            for i in range(0, len(texts), self.batch_size):
+                enc = tok(list(texts[i : i + self.batch_size]), return_tensors="pt", padding=True, truncation=True,
+                          max_length=self.max_length, add_special_tokens=False).to(device)
+                with torch.no_grad():
+                    hidden = self.model(**enc, output_hidden_states=True).hidden_states[-1]
+                out.append(hidden[:, -1, :].float().cpu().numpy())
+            self.model.train(was_training)
+        finally:
+            tok.padding_side = old_side
+        return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+@dataclass
+class LinearBT:
+    """r(x) = w . standardise(features(x)); fitted by :func:`fit_linear_bt`."""
+
+    featurizer: Featurizer | None
+    w: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def score_features(self, features: np.ndarray) -> np.ndarray:
+        return ((features - self.mean) / self.scale) @ self.w
+
+    def score(self, prompts: Sequence[Any], responses: Sequence[str]) -> np.ndarray:
+        if self.featurizer is None:
+            raise ValueError("this LinearBT has no featurizer; use score_features")
+        return self.score_features(self.featurizer(prompts, responses))
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[str], meta: Sequence[dict] | None = None) -> list[float]:
+        return self.score(prompts, completions).tolist()
+
+    def prefer_features(self, chosen: np.ndarray, rejected: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-(self.score_features(chosen) - self.score_features(rejected))))
+
+    def prefer_many(self, pairs: Sequence[PreferencePair]) -> np.ndarray:
+        prompts = [p.prompt for p in pairs]
+        return 1 / (1 + np.exp(-(self.score(prompts, [p.chosen for p in pairs])
+                                 - self.score(prompts, [p.rejected for p in pairs]))))
+
+
+def fit_linear_bt(chosen: np.ndarray, rejected: np.ndarray, l2: float = 1.0,
+                  featurizer: Featurizer | None = None) -> LinearBT:
+    """Bradley-Terry on feature differences: minimise sum softplus(-(w . (c - r))) + l2/2 |w|^2 (L-BFGS).
+
+    Features are standardised with the training conversations' mean and spread first.
+    """
+    from scipy.optimize import minimize
+
+    both = np.concatenate([chosen, rejected])
+    mean, scale = both.mean(0), both.std(0) + 1e-6
+    d = ((chosen - mean) / scale) - ((rejected - mean) / scale)
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        margin = d @ w
+        value = np.logaddexp(0, -margin).sum() + 0.5 * l2 * w @ w
+        grad = -(d.T @ (1 / (1 + np.exp(margin)))) + l2 * w
+        return float(value), grad
+
+    w = minimize(loss, np.zeros(d.shape[1]), jac=True, method="L-BFGS-B").x
+    return LinearBT(featurizer, w, mean, scale)
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Standardised L2 logistic regression (with intercept) by L-BFGS: returns (w, mean, scale); w[-1] is the bias."""
+    from scipy.optimize import minimize
+
+    mean, scale = x.mean(0), x.std(0) + 1e-6
+    z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
+    sign = 2 * y - 1
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        margin = sign * (z @ w)
+        reg = np.r_[w[:-1], 0.0]
+        return float(np.logaddexp(0, -margin).sum() + 0.5 * l2 * reg @ reg), -(z.T @ (sign / (1 + np.exp(margin)))) + l2 * reg
+
+    return minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B").x, mean, scale
+
+
+@dataclass
+class LinearPairwise:
+    """A pairwise preference model with a frozen backbone: a logistic head on the features of the
+    "which response is better, A or B?" request, trained on both orders of every pair and asked in both
+    orders (averaged), like :class:`~rlhf_nb.rewards.judge.LogProbJudge`."""
+
+    featurizer: Featurizer
+    w: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    max_chars: int = 4000
+
+    def _requests(self, prompts: Sequence[str], a: Sequence[str], b: Sequence[str]) -> list[str]:
+        c = lambda t: t if len(t) <= self.max_chars else t[: self.max_chars] + " [...]"  # noqa: E731
+        return [PAIRWISE.format(prompt=c(p), a=c(x), b=c(y)) for p, x, y in zip(prompts, a, b)]
+
+    def _p_first(self, features: np.ndarray) -> np.ndarray:
+        z = np.hstack([(features - self.mean) / self.scale, np.ones((len(features), 1))])
+        return 1 / (1 + np.exp(-(z @ self.w)))
+
+    def prefer_many(self, prompts: Sequence[str], a: Sequence[str], b: Sequence[str]) -> np.ndarray:
+        """P(a better than b), both presentation orders averaged."""
+        prompts = [_as_text(p) for p in prompts]
+        f = self.featurizer.requests(self._requests(prompts, a, b) + self._requests(prompts, b, a))
+        n = len(prompts)
+        return (self._p_first(f[:n]) + 1 - self._p_first(f[n:])) / 2
+
+    def prefer(self, prompt: str, a: str, b: str) -> float:
+        return float(self.prefer_many([prompt], [a], [b])[0])
+
+
+def fit_linear_pairwise(featurizer: Featurizer, pairs: Sequence[PreferencePair], l2: float = 1.0) -> LinearPairwise:
+    """Fit :class:`LinearPairwise` on ``pairs`` shown in both orders (label: is A the chosen one?)."""
+    prompts = [_as_text(p.prompt) for p in pairs]
+    head = LinearPairwise(featurizer, np.zeros(0), np.zeros(0), np.ones(0))
+    chosen, rejected = [p.chosen for p in pairs], [p.rejected for p in pairs]
+    f = featurizer.requests(head._requests(prompts, chosen, rejected) + head._requests(prompts, rejected, chosen))
+    y = np.r_[np.ones(len(pairs)), np.zeros(len(pairs))]
+    head.w, head.mean, head.scale = _fit_logistic(f, y, l2)
+    return head
+
+
 def pairwise_records(pairs: Sequence[PreferencePair]) -> list[dict[str, Any]]:
     """SFT records teaching a model to answer A/B, each pair in both orders (cancels position bias)."""
     records = []
@@ -102,15 +256,20 @@ def train_pairwise_pm(loaded: Any, pairs: Sequence[PreferencePair], config: SFTC
     return train_sft(loaded, pairwise_records(pairs), config, callbacks)
 
 
-def pair_accuracy(scorer: BTScorer | LogProbJudge, pairs: Sequence[PreferencePair], seed: int = 0) -> Estimate:
-    """Fraction of held-out pairs where the model prefers ``chosen`` (ties count half), bootstrap CI."""
-    if isinstance(scorer, BTScorer):
+def pair_outcomes(scorer: BTScorer | LinearBT | LinearPairwise | LogProbJudge, pairs: Sequence[PreferencePair]) -> np.ndarray:
+    """Per pair: 1 when the model prefers ``chosen``, 0 when it prefers ``rejected``, 0.5 on a tie."""
+    if isinstance(scorer, (BTScorer, LinearBT)):
         p = scorer.prefer_many(pairs)
     else:
         p = scorer.prefer_many([_as_text(x.prompt) for x in pairs], [x.chosen for x in pairs],
                                [x.rejected for x in pairs])
-    correct = np.where(np.isclose(p, 0.5), 0.5, (p > 0.5).astype(float))
-    return bootstrap_ci(correct, seed=seed)
+    return np.where(np.isclose(p, 0.5), 0.5, (np.asarray(p) > 0.5).astype(float))
+
+
+def pair_accuracy(scorer: BTScorer | LinearBT | LinearPairwise | LogProbJudge, pairs: Sequence[PreferencePair],
+                  seed: int = 0) -> Estimate:
+    """Fraction of held-out pairs where the model prefers ``chosen`` (ties count half), bootstrap CI."""
+    return bootstrap_ci(pair_outcomes(scorer, pairs), seed=seed)
 
 
 def run_from_settings(settings: dict[str, Any]) -> TrainResult:
