@@ -128,6 +128,15 @@ def _hub(name: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
                         "use a local file instead (offline machines cannot reach the hub)") from err
 
 
+def _rows(source: str, what: str, hub: tuple[Any, ...], hub_kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of a data set that has no packaged copy: ``"hub"`` (``load_dataset(*hub, **hub_kwargs)``) or a local file."""
+    if source == "hub":
+        return _hub(*hub, **hub_kwargs)
+    if source == "package":
+        raise DataError(f"{what} is not shipped in a package: pass a local .jsonl(.gz) path or 'hub'")
+    return list(read_records(resolve_path(source, what)))
+
+
 def _take(rows: list[Any], limit: int | None, seed: int | None = None) -> list[Any]:
     if seed is not None:
         rows = rows[:]
@@ -153,12 +162,7 @@ def load_humaneval(source: str = "package", limit: int | None = None) -> list[Co
 
 def load_humaneval_plus(source: str = "hub", limit: int | None = None) -> list[CodeTask]:
     """HumanEval+ (EvalPlus): a local ``HumanEvalPlus.jsonl.gz`` or the hub (``evalplus/humanevalplus``)."""
-    if source == "hub":
-        rows = _hub("evalplus/humanevalplus", split="test")
-    elif source == "package":
-        raise DataError("HumanEval+ is not shipped in a package: pass the path of HumanEvalPlus.jsonl.gz or 'hub'")
-    else:
-        rows = list(read_records(resolve_path(source, "HumanEval+")))
+    rows = _rows(source, "HumanEval+", ("evalplus/humanevalplus",), {"split": "test"})
     return _take([_code_task(r) for r in rows], limit)
 
 
@@ -183,12 +187,7 @@ def load_mbpp(source: str = "hub", split: str = "train", limit: int | None = Non
     canonical solution; the tests become ``check(candidate)`` with every call of the tested function
     rewritten to ``candidate(...)``, so the sandbox's guards on returned values apply as for HumanEval.
     """
-    if source == "hub":
-        rows = _hub("google-research-datasets/mbpp", "full", split=split)
-    elif source == "package":
-        raise DataError("MBPP is not shipped in a package: pass a local .jsonl path or 'hub'")
-    else:
-        rows = list(read_records(resolve_path(source, "MBPP")))
+    rows = _rows(source, "MBPP", ("google-research-datasets/mbpp", "full"), {"split": split})
     return _take([mbpp_task(r) for r in rows], limit)
 
 
@@ -280,12 +279,7 @@ def load_hh_rlhf(
     seed: int | None = None,
 ) -> list[PreferencePair]:
     """Anthropic HH-RLHF pairs: a local ``.jsonl(.gz)`` or the hub (``Anthropic/hh-rlhf``, ``data_dir=subset``)."""
-    if source == "hub":
-        rows = _hub("Anthropic/hh-rlhf", data_dir=subset, split=split)
-    elif source == "package":
-        raise DataError("HH-RLHF is not shipped in a package: pass a local .jsonl.gz path or 'hub'")
-    else:
-        rows = list(read_records(resolve_path(source, "HH-RLHF")))
+    rows = _rows(source, "HH-RLHF", ("Anthropic/hh-rlhf",), {"data_dir": subset, "split": split})
     pairs = [p for i, r in enumerate(rows) if (p := hh_pair(r, i, subset)) is not None]
     return _take(pairs, limit, seed)
 
@@ -294,12 +288,7 @@ def load_ultrafeedback(source: str = "hub", split: str = "test_prefs", limit: in
                        seed: int | None = None) -> list[PreferencePair]:
     """UltraFeedback, binarized (``HuggingFaceH4/ultrafeedback_binarized``: ``prompt`` and ``chosen``/``rejected``
     conversations): the hub or a local ``.jsonl(.gz)`` with the same fields."""
-    if source == "hub":
-        rows = _hub("HuggingFaceH4/ultrafeedback_binarized", split=split)
-    elif source == "package":
-        raise DataError("UltraFeedback is not shipped in a package: pass a local .jsonl path or 'hub'")
-    else:
-        rows = list(read_records(resolve_path(source, "UltraFeedback")))
+    rows = _rows(source, "UltraFeedback", ("HuggingFaceH4/ultrafeedback_binarized",), {"split": split})
     pairs = []
     for i, r in enumerate(rows):
         chosen, rejected = r["chosen"], r["rejected"]

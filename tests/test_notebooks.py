@@ -192,7 +192,7 @@ def test_judge_snapshots_compares_each_snapshot_with_the_start():
 
 
 def test_hh_notebook_smoke(project):
-    outcome = runner.run("01_hh_preference_models", "smoke", {}, progress=False)
+    outcome = runner.run("01_hh_preference_models", "smoke", {"pm_sizes": ["tiny"]}, progress=False)
     assert outcome.status == "ok", outcome.error
     results = json.loads((outcome.out_dir / "results.json").read_text())
     split = results["data"]["split"]
@@ -203,6 +203,8 @@ def test_hh_notebook_smoke(project):
     assert {(r["pm"], r["test"]) for r in matrix} == {(pm, t) for pm in ("helpful", "harmless", "mixed")
                                                        for t in ("helpful", "harmless")}
     assert len({r["train_pairs"] for r in matrix}) == 1  # every PM trained on the same number of pairs
+    sizes = results["tables"]["pm_model_size"]  # pm_base listed again: its factory is reused, params counted
+    assert [r["backbone"] for r in sizes] == ["tiny", "tiny"] and all(r["params"] > 0 for r in sizes)
     assert [r["policy"] for r in results["tables"]["policies"]] == ["raw", "ppo", "dpo", "dpo+code"]
     assert len(results["data"]["sqrt_kl_fit"]["sqrt_kl"]) == len(results["data"]["ppo_history"]) == 3
     assert {c["id"] for c in results["claims"]} == {"H1", "H2", "H3", "H3b", "H4", "H5", "H6"}

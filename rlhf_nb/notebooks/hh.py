@@ -74,7 +74,7 @@ def _hh(source: str, subset: str, P: HHParams) -> list[PreferencePair]:
 
 
 def _first_turn(pair: PreferencePair) -> Messages:
-    return [m for m in pair.prompt][:1]
+    return pair.prompt[:1]
 
 
 def load_data(P: HHParams) -> Data:
@@ -227,20 +227,21 @@ def data_size_curve(factory: PMFactory, data: Data, P: HHParams) -> list[dict[st
     return rows
 
 
-def model_size_curve(data: Data, P: HHParams, out_dir: Path) -> list[dict[str, Any]]:
-    """Mixed PM at the largest data size on each backbone in ``pm_sizes`` (plus ``pm_base``)."""
+def model_size_curve(factory: PMFactory, data: Data, P: HHParams, out_dir: Path) -> list[dict[str, Any]]:
+    """Mixed PM at the largest data size on ``pm_base`` (``factory``, whose cached features are reused) and on
+    each backbone in ``pm_sizes``."""
     from ..models import count_parameters
 
-    rows = []
+    rows, pool = [], mixed_pool(data, P.seed)[: max(P.data_sizes)]
     for base in dict.fromkeys([P.pm_base, *P.pm_sizes]):
-        factory = PMFactory(base, P, out_dir)
-        pm = factory.train(mixed_pool(data, P.seed)[: max(P.data_sizes)], f"size_{base}")
-        params = count_parameters(factory.featurizer.model)["total"] if P.pm_mode == "linear" else None
+        f = factory if base == factory.base else PMFactory(base, P, out_dir)
+        pm = f.train(pool, f"size_{base}")
+        network = pm.featurizer.model if P.pm_mode == "linear" else pm.model  # LinearBT / BTScorer
         for test_set in SETS:
-            est = bootstrap_ci(factory.outcomes(pm, data.pairs[test_set]["test"]), seed=P.seed)
-            rows.append({"backbone": base, "params": params, "test": test_set, "accuracy": est.value,
-                         "ci_low": est.low, "ci_high": est.high})
-        del factory, pm
+            est = bootstrap_ci(f.outcomes(pm, data.pairs[test_set]["test"]), seed=P.seed)
+            rows.append({"backbone": base, "params": count_parameters(network)["total"], "test": test_set,
+                         "accuracy": est.value, "ci_low": est.low, "ci_high": est.high})
+        del f, pm, network
         gc.collect()
     return rows
 
@@ -490,7 +491,7 @@ def fig_pm_data_size(results: dict[str, Any]):
     if axes.shape[1] > 1:
         ax = axes[0][1]
         for test in SETS:
-            rs = sorted([r for r in model_rows if r["test"] == test], key=lambda r: r["params"] or 0)
+            rs = sorted([r for r in model_rows if r["test"] == test], key=lambda r: r["params"])
             ax.plot([r["params"] for r in rs], [r["accuracy"] for r in rs], "o-", label=f"{test} test")
         ax.set(xscale="log", xlabel="backbone parameters", ylim=(0.3, 1), title="PM accuracy vs model size")
         ax.legend(fontsize=8)

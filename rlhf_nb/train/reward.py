@@ -160,42 +160,37 @@ class LinearBT:
                                  - self.score(prompts, [p.rejected for p in pairs]))))
 
 
+def _logistic(z: np.ndarray, sign: np.ndarray, l2: float, bias: bool) -> np.ndarray:
+    """argmin_w sum softplus(-sign * (z @ w)) + l2/2 |w|^2 (the last column, a bias, unpenalised when ``bias``), L-BFGS."""
+    from scipy.optimize import minimize
+
+    penalised = np.r_[np.ones(z.shape[1] - 1), 0.0 if bias else 1.0]
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        margin = sign * (z @ w)
+        reg = penalised * w
+        return float(np.logaddexp(0, -margin).sum() + 0.5 * l2 * reg @ reg), -(z.T @ (sign / (1 + np.exp(margin)))) + l2 * reg
+
+    return minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B").x
+
+
 def fit_linear_bt(chosen: np.ndarray, rejected: np.ndarray, l2: float = 1.0,
                   featurizer: Featurizer | None = None) -> LinearBT:
     """Bradley-Terry on feature differences: minimise sum softplus(-(w . (c - r))) + l2/2 |w|^2 (L-BFGS).
 
     Features are standardised with the training conversations' mean and spread first.
     """
-    from scipy.optimize import minimize
-
     both = np.concatenate([chosen, rejected])
     mean, scale = both.mean(0), both.std(0) + 1e-6
     d = ((chosen - mean) / scale) - ((rejected - mean) / scale)
-
-    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        margin = d @ w
-        value = np.logaddexp(0, -margin).sum() + 0.5 * l2 * w @ w
-        grad = -(d.T @ (1 / (1 + np.exp(margin)))) + l2 * w
-        return float(value), grad
-
-    w = minimize(loss, np.zeros(d.shape[1]), jac=True, method="L-BFGS-B").x
-    return LinearBT(featurizer, w, mean, scale)
+    return LinearBT(featurizer, _logistic(d, np.ones(len(d)), l2, bias=False), mean, scale)
 
 
 def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Standardised L2 logistic regression (with intercept) by L-BFGS: returns (w, mean, scale); w[-1] is the bias."""
-    from scipy.optimize import minimize
-
+    """Standardised L2 logistic regression with a bias: returns (w, mean, scale); w[-1] is the bias."""
     mean, scale = x.mean(0), x.std(0) + 1e-6
     z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
-    sign = 2 * y - 1
-
-    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        margin = sign * (z @ w)
-        reg = np.r_[w[:-1], 0.0]
-        return float(np.logaddexp(0, -margin).sum() + 0.5 * l2 * reg @ reg), -(z.T @ (sign / (1 + np.exp(margin)))) + l2 * reg
-
-    return minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B").x, mean, scale
+    return _logistic(z, 2 * y - 1, l2, bias=True), mean, scale
 
 
 @dataclass
