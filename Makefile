@@ -45,6 +45,7 @@ models: setup
 
 bench: setup
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/eval_bench.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/throughput_bench.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/train_bench.py --gen-model smollm2-135m-instruct
 
 clean:

@@ -114,6 +114,8 @@ def environment(root: Path, seed: int, profile: str) -> dict[str, Any]:
             versions[name] = None
     import torch
 
+    from .device import describe
+
     cuda = torch.cuda.is_available()
     return {
         "profile": profile,
@@ -126,6 +128,7 @@ def environment(root: Path, seed: int, profile: str) -> dict[str, Any]:
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "cuda": torch.version.cuda if cuda else None,
         "torch_threads": torch.get_num_threads(),
+        "precision": describe(),
         "cpu_count": os.cpu_count(),
     }
 
@@ -226,6 +229,9 @@ def start(notebook: str, profile: str | None = "auto", overrides: dict[str, Any]
     if profile != "gpu":  # smoke and cpu never need the hub; fail fast instead of a 50 s timeout
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     seed_everything(getattr(params, "seed", 0))
+    from .device import set_precision
+
+    set_precision(getattr(params, "precision", "auto"))
     out = Path(out_dir) if out_dir else root / "runs" / notebook / profile
     exp = Experiment(notebook, profile, params, out, root, overrides)
     print(f"{notebook} · profile {profile} · results -> {out}")

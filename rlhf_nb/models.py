@@ -311,9 +311,9 @@ def check_available(name: str) -> Kind:
 
 
 def default_device() -> str:
-    import torch
+    from .device import default_device as _default
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return _default()
 
 
 def load(
@@ -324,21 +324,30 @@ def load(
     head: Literal["causal-lm", "reward"] = "causal-lm",
     device: str | None = None,
     dtype: torch.dtype | None = None,
+    precision: str | None = None,
+    full_finetune: bool = False,
 ) -> Loaded:
     """Load tokenizer + model.
 
     ``head="reward"`` gives a sequence-classification model with one output (a reward model head on
     the same backbone). ``load_in_4bit`` quantizes linear layers to NF4 with bitsandbytes; on CPU the
     AVX512-BF16 inference repacking is disabled so that gradients survive evaluation passes.
+
+    Weights follow the precision policy (:mod:`rlhf_nb.device`): bf16 on CUDA and on CPUs with fast bf16,
+    else fp32. ``full_finetune=True`` (every weight will be trained, no LoRA) keeps fp32 master weights
+    whatever the policy; the trainers then autocast to bf16. ``dtype`` overrides everything.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+    from .device import resolve
+
     kind = check_available(name)
     source: str | Path = prepare(name) if kind in ("tiny", "packaged") else name
     device = device or default_device()
+    policy = resolve(precision, device)
     if dtype is None:
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        dtype = torch.float32 if full_finetune and lora is None else policy.weight_dtype()
     kwargs: dict[str, Any] = {"dtype": dtype}
     if load_in_4bit:
         from transformers import BitsAndBytesConfig
@@ -369,7 +378,7 @@ def load(
         model = add_lora(model, lora if isinstance(lora, LoraSpec) else LoraSpec(**lora), head=head,
                          quantized=load_in_4bit)
     info = {"source": str(source), "device": device, "dtype": str(dtype).replace("torch.", ""),
-            "load_in_4bit": load_in_4bit, "lora": lora is not None}
+            "precision": policy.name, "load_in_4bit": load_in_4bit, "lora": lora is not None}
     return Loaded(tokenizer, model, name, kind, info)
 
 

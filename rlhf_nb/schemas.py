@@ -37,6 +37,7 @@ class BaseParams(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     seed: int = 0
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # see rlhf_nb.device: bf16 where the hardware is fast at it
 
 
 class QuickstartParams(BaseParams):

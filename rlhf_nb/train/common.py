@@ -41,6 +41,7 @@ class TrainConfig:
     resume: bool = False  # continue from the newest checkpoint in output_dir, if any
     seed: int = 0
     progress: bool = True
+    precision: str | None = None  # "auto" | "bf16" | "fp32"; None: the process-wide policy (rlhf_nb.device)
 
 
 @dataclass
@@ -64,8 +65,15 @@ def on_cuda() -> bool:
 
 
 def trainer_kwargs(config: TrainConfig) -> dict[str, Any]:
-    """Keyword arguments for a trl ``*Config`` (a TrainingArguments subclass)."""
+    """Keyword arguments for a trl ``*Config`` (a TrainingArguments subclass).
+
+    Precision follows :mod:`rlhf_nb.device`: with bf16 the trainer autocasts the forward pass (on CPU too:
+    ``bf16=True, use_cpu=True``) while the optimizer updates fp32 parameters (see :func:`prepare_model`).
+    """
+    from ..device import resolve
+
     cuda = on_cuda()
+    precision = resolve(config.precision, "cuda" if cuda else "cpu")
     return {
         "output_dir": config.output_dir,
         "learning_rate": config.learning_rate,
@@ -85,13 +93,24 @@ def trainer_kwargs(config: TrainConfig) -> dict[str, Any]:
         "gradient_checkpointing": config.gradient_checkpointing,
         "seed": config.seed,
         "data_seed": config.seed,
-        "bf16": cuda,  # trl defaults to bf16, which fails on CPU
+        "bf16": precision.bf16,  # on CPU only together with use_cpu=True (trl's default bf16 fails otherwise)
         "use_cpu": not cuda,
         "report_to": [],
         "disable_tqdm": not config.progress,
         "dataloader_num_workers": 0,
         "remove_unused_columns": True,
     }
+
+
+def prepare_model(model: Any) -> Any:
+    """Trainable parameters in fp32 (master weights for the optimizer); frozen weights keep their dtype. Also
+    routes trl's per-token log-prob head through its CPU fast path (:mod:`rlhf_nb.train.cpu_head`)."""
+    from ..device import upcast_trainable
+    from .cpu_head import install
+
+    upcast_trainable(model)
+    install()
+    return model
 
 
 def history_callback(history: list[dict[str, float]]):

@@ -17,12 +17,13 @@ As a script (data-parallel under ``accelerate launch`` / ``torchrun``)::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..data import PreferencePair
-from .common import (TrainConfig, TrainResult, history_callback, model_from_settings, pairs_from_spec, run_trainer,
+from .common import (TrainConfig, TrainResult, history_callback, prepare_model, model_from_settings, pairs_from_spec, run_trainer,
                      script_main, settings_from, trainer_kwargs)
 
 
@@ -32,6 +33,10 @@ class DPOConfig(TrainConfig):
     beta: float = 0.1
     loss_type: str = "sigmoid"  # or "ipo", "hinge", "robust", ... (several: "sigmoid,sft")
     label_smoothing: float = 0.0
+    # reference log-probs once per data set, before training (trl's precompute_ref_log_probs): the reference is
+    # fixed, so over several epochs this saves a forward pass per step. Single-process runs only: trl caches
+    # them in an arrow file that another rank cannot see for an in-memory data set
+    precompute_ref: bool = True
 
 
 def preference_dataset(pairs: Sequence[PreferencePair]):
@@ -52,25 +57,31 @@ def train_dpo(loaded: Any, pairs: Sequence[PreferencePair], config: DPOConfig = 
     import trl
 
     tokenizer, model = loaded
+    prepare_model(model)
     if not pairs:
         raise ValueError("train_dpo needs at least one preference pair")
     if hasattr(model, "peft_config") and "ref" in model.peft_config:  # left by an earlier round
         model.delete_adapter("ref")
         model.set_adapter("default")
     history: list[dict[str, float]] = []
+    current = None
+    if reference_adapter is not None:  # trl copies the adapter as it is at construction into "ref" (and precomputes
+        from peft import get_peft_model_state_dict, set_peft_model_state_dict  # reference log-probs there):
+
+        current = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+        set_peft_model_state_dict(model, reference_adapter)  # so it must hold the reference weights then
     args = trl.DPOConfig(
         **trainer_kwargs(config), beta=config.beta, loss_type=config.loss_type.split(","),
         label_smoothing=config.label_smoothing, max_length=config.max_length,
+        precompute_ref_log_probs=config.precompute_ref and int(os.environ.get("WORLD_SIZE", "1")) == 1,
     )
     trainer = trl.DPOTrainer(
         model=model, args=args, train_dataset=preference_dataset(pairs),
         eval_dataset=preference_dataset(eval_pairs) if eval_pairs else None, processing_class=tokenizer,
         callbacks=[history_callback(history), *callbacks],
     )
-    if reference_adapter is not None:
-        from peft import set_peft_model_state_dict
-
-        set_peft_model_state_dict(trainer.model, reference_adapter, adapter_name="ref")
+    if current is not None:  # back to the weights being trained
+        set_peft_model_state_dict(model, current)
     result = run_trainer(trainer, config, history)
     for row in result.history:
         if "rewards/chosen" in row:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .common import TrainConfig, TrainResult, history_callback, run_trainer, trainer_kwargs
+from .common import TrainConfig, TrainResult, history_callback, prepare_model, run_trainer, trainer_kwargs
 
 RewardFn = Callable[[Sequence[Any], Sequence[str], Sequence[dict]], Sequence[float]]
 
@@ -63,6 +63,7 @@ def _train_group(kind: str, loaded: Any, prompts: Sequence[Any], reward_fn: Rewa
 
     trainer_cls, config_cls = (trl.GRPOTrainer, trl.GRPOConfig) if kind == "grpo" else (trl.RLOOTrainer, trl.RLOOConfig)
     tokenizer, model = loaded
+    prepare_model(model)
     history: list[dict[str, float]] = []
     trainer = trainer_cls(model=model, reward_funcs=[trl_reward(reward_fn)], args=config_cls(**_group_args(config)),
                           train_dataset=_dataset(prompts, meta), processing_class=tokenizer,

@@ -148,13 +148,19 @@ def _forward(model: nn.Module, value_head: ValueHead | None, seq: torch.Tensor, 
     return logp, entropy, values
 
 
-def _response_mask(response: torch.Tensor, eos_id: int | None, pad_id: int | None) -> torch.Tensor:
-    """1 up to and including the first EOS, 0 after it."""
-    if eos_id is None:
-        return torch.ones_like(response, dtype=torch.float)
-    is_eos = (response == eos_id).int()
-    after_eos = (torch.cumsum(is_eos, dim=1) - is_eos) > 0
-    return (~after_eos).float()
+def _pad_responses(rows: list[tuple[list[int], bool]], eos_id: int | None, pad_id: int | None,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sampled responses as one right-padded tensor and its mask: 1 on every response token and on the EOS
+    that ended it (the policy chose to stop there), 0 on padding."""
+    ended = [ids + ([eos_id] if finished and eos_id is not None else []) for ids, finished in rows]
+    width = max(1, max(len(ids) for ids in ended))
+    response = torch.full((len(ended), width), pad_id if pad_id is not None else 0, dtype=torch.long, device=device)
+    mask = torch.zeros((len(ended), width), dtype=torch.float, device=device)
+    for i, ids in enumerate(ended):
+        if ids:
+            response[i, : len(ids)] = torch.tensor(ids, device=device)
+            mask[i, : len(ids)] = 1.0
+    return response, mask
 
 
 # ----------------------------------------------------------------------------------------------
@@ -178,7 +184,7 @@ def train_ppo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, config: 
     """Optimise a LoRA policy against ``reward_fn`` on ``prompts`` (chat messages or strings)."""
     from tqdm.auto import tqdm
 
-    from ..generation import render_prompt
+    from ..generation import SamplingConfig, decode_batch, eos_ids, render_prompt
 
     tokenizer, model = loaded
     if not hasattr(model, "disable_adapter"):
@@ -197,6 +203,9 @@ def train_ppo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, config: 
     if config.resume and state_path and state_path.is_file():
         start = _load_state(state_path, model, value_head, optimizer, kl_ctl, history)
     texts = [render_prompt(tokenizer, p) for p in prompts]
+    eos = eos_ids(model, tokenizer)
+    eos_id = tokenizer.eos_token_id
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
     model.eval()  # no dropout: the ratio must be exactly 1 before the first update
     old_side, tokenizer.padding_side = tokenizer.padding_side, "left"
     bar = tqdm(range(start, config.steps), desc="ppo", disable=not config.progress)
@@ -206,15 +215,16 @@ def train_ppo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, config: 
             idx = batch_indices(len(prompts), step, config.batch_size, config.seed)
             enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             n_query = enc["input_ids"].shape[1]
-            torch.manual_seed(config.seed * 100_003 + step)
-            with torch.no_grad():
-                seq = model.generate(**enc, do_sample=True, temperature=config.temperature, top_p=config.top_p,
-                                     top_k=0, max_new_tokens=config.max_new_tokens,
-                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            response = seq[:, n_query:]
-            mask = _response_mask(response, tokenizer.eos_token_id, tokenizer.pad_token_id)
+            torch.manual_seed(config.seed * 100_003 + step)  # minibatch order: a pure function of the step
+            generator = torch.Generator(device=device).manual_seed(config.seed * 100_003 + step)
+            sampling = SamplingConfig(temperature=config.temperature, top_p=config.top_p,
+                                      max_new_tokens=config.max_new_tokens)
+            with torch.inference_mode():
+                rows = decode_batch(model, enc["input_ids"], enc["attention_mask"], sampling, eos, None, generator)
+            response, mask = _pad_responses(rows, eos_id, pad_id, device)
+            seq = torch.cat([enc["input_ids"], response], dim=1)
             attn = torch.cat([enc["attention_mask"], mask.long()], dim=1)
-            completions = [tokenizer.decode(r[: int(m.sum())], skip_special_tokens=True) for r, m in zip(response, mask)]
+            completions = [tokenizer.decode(ids, skip_special_tokens=True) for ids, _ in rows]
 
             # 2. score -----------------------------------------------------------------------
             scores = torch.tensor([float(s) for s in reward_fn([prompts[i] for i in idx], completions,

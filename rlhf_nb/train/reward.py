@@ -24,7 +24,7 @@ import numpy as np
 from ..data import PreferencePair
 from ..metrics import Estimate, bootstrap_ci
 from ..rewards.judge import PAIRWISE, LogProbJudge, _as_text
-from .common import (TrainConfig, TrainResult, history_callback, model_from_settings, pairs_from_spec, run_trainer,
+from .common import (TrainConfig, TrainResult, history_callback, prepare_model, model_from_settings, pairs_from_spec, run_trainer,
                      script_main, settings_from, trainer_kwargs)
 from .dpo import preference_dataset
 from .sft import SFTConfig, train_sft
@@ -42,6 +42,7 @@ def train_reward_model(loaded: Any, pairs: Sequence[PreferencePair], config: Rew
     import trl
 
     tokenizer, model = loaded
+    prepare_model(model)
     history: list[dict[str, float]] = []
     args = trl.RewardConfig(**trainer_kwargs(config), max_length=config.max_length,
                             center_rewards_coefficient=config.center_rewards_coefficient or None)
@@ -91,10 +92,21 @@ class BTScorer:
 
 
 class Featurizer:
-    """Final-layer hidden state at the last token of ``prompt + response`` (chat template) of a frozen model."""
+    """Frozen-backbone features of ``prompt + response`` conversations (chat template applied).
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8, max_length: int = 1024):
+    ``pooling="last"``: the final layer's hidden state at the last token; ``"last+mean"``: that concatenated
+    with the mean over the conversation's tokens. Only the backbone runs (no vocabulary projection), texts
+    are batched by length (little padding), and each text is featurised once: features are cached in
+    memory by text, so several heads, data sizes and seeds on the same conversations cost one pass.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8, max_length: int = 1024,
+                 pooling: str = "last"):
+        if pooling not in ("last", "last+mean"):
+            raise ValueError(f"pooling must be 'last' or 'last+mean', got {pooling!r}")
         self.model, self.tokenizer, self.batch_size, self.max_length = model, tokenizer, batch_size, max_length
+        self.pooling = pooling
+        self.cache: dict[str, np.ndarray] = {}
 
     def __call__(self, prompts: Sequence[Any], responses: Sequence[str]) -> np.ndarray:
         """Features of each conversation ``prompt`` + assistant ``response``."""
@@ -110,25 +122,49 @@ class Featurizer:
                                                               tokenize=False) for m in user_messages])
 
     def texts(self, texts: Sequence[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if missing:
+            self.cache.update(zip(missing, self._compute(missing)))
+        if not texts:
+            return np.zeros((0, 0))
+        return np.stack([self.cache[t] for t in texts])
+
+    def _compute(self, texts: list[str]) -> list[np.ndarray]:
         import torch
 
         tok = self.tokenizer
+        backbone = _backbone(self.model)
         device = next(self.model.parameters()).device
+        lengths = [len(ids) for ids in tok(texts, add_special_tokens=False, truncation=True,
+                                           max_length=self.max_length)["input_ids"]]
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        out: list[np.ndarray | None] = [None] * len(texts)
         old_side, tok.padding_side = tok.padding_side, "left"  # the last position is every row's last token
-        out = []
+        was_training = self.model.training
+        self.model.eval()
         try:
-            was_training = self.model.training
-            self.model.eval()
-            for i in range(0, len(texts), self.batch_size):
-                enc = tok(list(texts[i : i + self.batch_size]), return_tensors="pt", padding=True, truncation=True,
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                enc = tok([texts[i] for i in rows], return_tensors="pt", padding=True, truncation=True,
                           max_length=self.max_length, add_special_tokens=False).to(device)
-                with torch.no_grad():
-                    hidden = self.model(**enc, output_hidden_states=True).hidden_states[-1]
-                out.append(hidden[:, -1, :].float().cpu().numpy())
-            self.model.train(was_training)
+                with torch.inference_mode():
+                    hidden = backbone(**enc).last_hidden_state.float()
+                feats = hidden[:, -1, :]
+                if self.pooling == "last+mean":
+                    mask = enc["attention_mask"].unsqueeze(-1).float()
+                    feats = torch.cat([feats, (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)], dim=-1)
+                for i, f in zip(rows, feats.cpu().numpy()):
+                    out[i] = f
         finally:
             tok.padding_side = old_side
-        return np.concatenate(out) if out else np.zeros((0, 0))
+            self.model.train(was_training)
+        return out  # type: ignore[return-value]
+
+
+def _backbone(model: Any) -> Any:
+    """The transformer without its head (``LlamaModel`` of a ``LlamaForCausalLM``; through a peft wrapper too)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(inner, getattr(inner, "base_model_prefix", ""), inner)
 
 
 @dataclass

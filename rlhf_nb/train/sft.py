@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .common import (TrainConfig, TrainResult, history_callback, model_from_settings, run_trainer, script_main,
+from .common import (TrainConfig, TrainResult, history_callback, prepare_model, model_from_settings, run_trainer, script_main,
                      settings_from, trainer_kwargs)
 
 
@@ -36,6 +36,7 @@ def train_sft(loaded: Any, records: Sequence[dict[str, Any]], config: SFTConfig 
     import trl
 
     tokenizer, model = loaded
+    prepare_model(model)
     if not records:
         raise ValueError("train_sft needs at least one record")
     history: list[dict[str, float]] = []

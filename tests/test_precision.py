@@ -1,0 +1,120 @@
+"""The precision policy (rlhf_nb.device), the CPU log-prob head, and bf16 against fp32 on the tiny model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rlhf_nb import device, models
+from rlhf_nb.train import ppo
+from rlhf_nb.train.dpo import DPOConfig, train_dpo
+from rlhf_nb.train.reward import RewardConfig, pair_accuracy, BTScorer, train_reward_model
+from rlhf_nb.train.sft import SFTConfig, train_sft
+from test_train import LORA, digit_fraction, polite_pairs
+
+
+@pytest.fixture()
+def precision():
+    """Set the process-wide precision for one test, restore afterwards."""
+    yield device.set_precision
+    device.set_precision(None)
+
+
+def test_auto_precision_follows_the_cpu_flags(monkeypatch):
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert device.resolve("auto", "cpu").name == "bf16"
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    assert device.resolve("auto", "cpu").reason == "CPU has amx_bf16"
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert device.resolve("auto", "cpu").name == "fp32"
+    assert device.resolve("auto", "cuda").name == "bf16"
+    assert device.resolve("fp32", "cuda").name == "fp32"  # an explicit choice wins
+
+
+def test_precision_is_set_by_environment_or_call(monkeypatch, precision):
+    monkeypatch.setenv("RLHF_NB_PRECISION", "bf16")
+    assert device.requested() == "bf16"
+    precision("fp32")
+    assert device.requested() == "fp32" and device.describe()["resolved"] == "fp32"
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        precision("fp16")
+    monkeypatch.setenv("RLHF_NB_PRECISION", "half")
+    precision(None)
+    with pytest.raises(ValueError, match="RLHF_NB_PRECISION"):
+        device.requested()
+
+
+def test_bf16_weights_stay_frozen_and_trainable_parameters_become_fp32():
+    loaded = models.load("tiny", precision="bf16", lora=LORA)
+    dtypes = {p.dtype for p in loaded.model.parameters() if not p.requires_grad}
+    assert dtypes == {torch.bfloat16}
+    assert {p.dtype for p in loaded.model.parameters() if p.requires_grad} == {torch.float32}  # peft keeps LoRA fp32
+    full = models.load("tiny", precision="bf16", full_finetune=True)
+    assert {p.dtype for p in full.model.parameters()} == {torch.float32}  # master weights for the optimizer
+    rm = models.load("tiny", precision="bf16", head="reward", lora=LORA)
+    moved = device.upcast_trainable(rm.model)  # the reward head (modules_to_save) is trainable and was bf16
+    assert moved >= 1 and all(p.dtype == torch.float32 for p in rm.model.parameters() if p.requires_grad)
+
+
+def test_cpu_log_prob_head_matches_trls_kernel():
+    from trl.kernels import ChunkedLogProbFunction
+
+    from rlhf_nb.train.cpu_head import _token_outputs
+
+    torch.manual_seed(0)
+    hidden = torch.randn(40, 32, requires_grad=True)
+    weight, targets = torch.randn(300, 32) * 0.2, torch.randint(0, 300, (40,))
+    wanted = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
+    theirs = ChunkedLogProbFunction.apply(hidden, weight, None, targets, 0.7, 64, None, 1.0, wanted)
+    ours = _token_outputs(hidden, weight, None, targets, 0.7, None, 1.0, wanted)
+    for a, b in zip(theirs, ours):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)
+    g_theirs, = torch.autograd.grad(theirs[0].sum(), hidden)
+    g_ours, = torch.autograd.grad(ours[0].sum(), hidden)
+    assert torch.allclose(g_theirs, g_ours, atol=1e-5)
+
+
+def _dpo(tmp_path, name):
+    torch.manual_seed(0)
+    config = DPOConfig(output_dir=str(tmp_path / name), learning_rate=5e-3, batch_size=4, max_steps=8, logging_steps=1,
+                       progress=False)
+    return train_dpo(models.load("tiny", lora=LORA), polite_pairs(32), config)
+
+
+def test_bf16_dpo_and_reward_stay_within_noise_of_fp32_and_repeat_exactly(tmp_path, precision):
+    runs = {}
+    for name in ("fp32", "bf16", "bf16 again"):
+        precision(name.split()[0])
+        dpo = _dpo(tmp_path, name.replace(" ", "_"))
+        torch.manual_seed(0)
+        rm = models.load("tiny", head="reward", lora=LORA)
+        train_reward_model(rm, polite_pairs(48), RewardConfig(output_dir=str(tmp_path / f"rm_{name}"), learning_rate=5e-3,
+                                                              batch_size=8, epochs=2, progress=False))
+        acc = pair_accuracy(BTScorer(rm.model, rm.tokenizer), polite_pairs(32, offset=1000, seed=1))
+        runs[name] = (dpo.series("loss"), dpo.series("rewards/accuracies"), acc.value)
+    fp32, bf16, again = runs["fp32"], runs["bf16"], runs["bf16 again"]
+    assert bf16 == again  # same settings, same numbers
+    assert np.max(np.abs(np.array(fp32[0]) - np.array(bf16[0]))) < 0.05  # DPO loss curves agree within bf16 noise
+    assert fp32[0][-1] < fp32[0][0] - 0.1 and bf16[0][-1] < bf16[0][0] - 0.1  # both learn
+    assert abs(fp32[2] - bf16[2]) <= 0.1 and min(fp32[2], bf16[2]) >= 0.8  # held-out RM accuracy
+
+
+def test_bf16_sft_and_ppo_learn_like_fp32(tmp_path, precision):
+    records = [{"prompt": f"say a number {i}", "completion": str(i % 10)} for i in range(64)]
+    out = {}
+    for name in ("fp32", "bf16"):
+        precision(name)
+        torch.manual_seed(0)
+        sft = train_sft(models.load("tiny", full_finetune=True), records,
+                        SFTConfig(output_dir=str(tmp_path / f"sft_{name}"), learning_rate=5e-3, batch_size=16, epochs=3,
+                                  progress=False))
+        torch.manual_seed(0)
+        run = ppo.train_ppo(models.load("tiny", lora=LORA), [f"count {i}" for i in range(16)], digit_fraction,
+                            ppo.PPOConfig(steps=50, batch_size=16, minibatch_size=8, ppo_epochs=4, max_new_tokens=12,
+                                          learning_rate=1e-2, kl_coef=0.01, progress=False, seed=1))
+        out[name] = (sft.series("loss"), run.series("reward"))
+    for name, (sft_loss, reward) in out.items():
+        assert sft_loss[-1] < 0.5 * sft_loss[0], name
+        assert np.mean(reward[-10:]) > np.mean(reward[:10]) + 0.2, name
+    assert abs(out["fp32"][0][-1] - out["bf16"][0][-1]) < 0.25 * out["fp32"][0][0]
