@@ -90,7 +90,6 @@ def worker(model_name: str, routine: str, variant: str, steps: int) -> dict:
     import torch
 
     from rlhf_nb import device, models
-    from rlhf_nb.train import common
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     before = variant == "fp32 (before)"
@@ -143,28 +142,29 @@ def worker(model_name: str, routine: str, variant: str, steps: int) -> dict:
         head = "reward" if routine == "reward" else "causal-lm"
         loaded = models.load(model_name, head=head, lora=lora)
         tok = loaded.tokenizer
-        base = dict(output_dir=out, batch_size=batch, epochs=epochs, max_length=256, progress=False, logging_steps=steps)
+        base = dict(output_dir=out, per_device_train_batch_size=batch, num_train_epochs=epochs, max_length=256,
+                    disable_tqdm=True, logging_steps=steps)
         sft_records = [{"prompt": p.prompt, "completion": p.chosen} for p in pairs]
-        config = {"dpo": DPOConfig(**base, precompute_ref=not before), "reward": RewardConfig(**base),
-                  "sft": SFTConfig(**base)}[routine]
+        config = {"dpo": lambda: DPOConfig(**base, precompute_ref_log_probs=not before), "reward": lambda: RewardConfig(**base),
+                  "sft": lambda: SFTConfig(**base)}[routine]()
         tokens = _seq_tokens(tok, pairs) * epochs
         if routine == "sft":
             tokens //= 2  # one sequence per record
         start = time.perf_counter()
-        if variant == "plain trl":
+        if variant == "plain trl":  # trl's own config class and trainer, the same arguments
             import trl
 
-            kwargs = common.trainer_kwargs(config)
+            same = dict(**base, bf16=config.bf16, use_cpu=config.use_cpu, report_to="none", save_strategy="no")
             if routine == "dpo":
-                args = trl.DPOConfig(**kwargs, beta=config.beta, max_length=256, precompute_ref_log_probs=True)
+                args = trl.DPOConfig(**same, beta=config.beta, precompute_ref_log_probs=True)
                 trainer = trl.DPOTrainer(model=loaded.model, args=args, train_dataset=preference_dataset(pairs),
                                          processing_class=tok)
             elif routine == "reward":
-                args = trl.RewardConfig(**kwargs, max_length=256)
+                args = trl.RewardConfig(**same)
                 trainer = trl.RewardTrainer(model=loaded.model, args=args, train_dataset=preference_dataset(pairs),
                                             processing_class=tok)
             else:
-                args = trl.SFTConfig(**kwargs, max_length=256, completion_only_loss=True)
+                args = trl.SFTConfig(**same, completion_only_loss=True)
                 trainer = trl.SFTTrainer(model=loaded.model, args=args, train_dataset=sft_dataset(sft_records),
                                          processing_class=tok)
             trainer.train()

@@ -26,7 +26,7 @@ import torch
 from rlhf_nb import models
 from rlhf_nb.data import PreferencePair
 from rlhf_nb.generation import SamplingConfig, generate
-from rlhf_nb.train import common, ppo
+from rlhf_nb.train import ppo
 from rlhf_nb.train.dpo import DPOConfig, preference_dataset, train_dpo
 from rlhf_nb.train.reward import RewardConfig, train_reward_model
 from rlhf_nb.train.sft import SFTConfig, sft_dataset, train_sft
@@ -91,16 +91,17 @@ def plain_trl(kind: str, loaded, data, config, out: str):
     import trl
 
     tok, model = loaded
-    kwargs = common.trainer_kwargs(config)
-    kwargs.update(output_dir=out, disable_tqdm=True)
+    same = dict(output_dir=out, disable_tqdm=True, per_device_train_batch_size=config.per_device_train_batch_size,
+                max_steps=config.max_steps, max_length=config.max_length, logging_steps=config.logging_steps,
+                bf16=config.bf16, use_cpu=config.use_cpu, report_to="none", save_strategy="no")
     if kind == "dpo":
-        args = trl.DPOConfig(**kwargs, beta=config.beta, max_length=config.max_length)
+        args = trl.DPOConfig(**same, beta=config.beta, precompute_ref_log_probs=config.precompute_ref_log_probs)
         trainer = trl.DPOTrainer(model=model, args=args, train_dataset=preference_dataset(data), processing_class=tok)
     elif kind == "reward":
-        args = trl.RewardConfig(**kwargs, max_length=config.max_length)
+        args = trl.RewardConfig(**same)
         trainer = trl.RewardTrainer(model=model, args=args, train_dataset=preference_dataset(data), processing_class=tok)
     else:
-        args = trl.SFTConfig(**kwargs, max_length=config.max_length, completion_only_loss=True)
+        args = trl.SFTConfig(**same, completion_only_loss=True)
         trainer = trl.SFTTrainer(model=model, args=args, train_dataset=sft_dataset(data), processing_class=tok)
     trainer.train()
     trainer.save_model(out)
@@ -113,7 +114,7 @@ def section_a(model_name: str, steps: int, out: Path) -> None:
     print("|---|---|---|---|---|---|---|")
     data = pairs(4 * steps, 40)
     sft_data = [{"prompt": p.prompt, "completion": p.chosen} for p in data]
-    base = dict(batch_size=4, max_steps=steps, max_length=256, progress=False, logging_steps=steps)
+    base = dict(per_device_train_batch_size=4, max_steps=steps, max_length=256, disable_tqdm=True, logging_steps=steps)
     cases = [
         ("dpo", "causal-lm", lambda L, o: train_dpo(L, data, DPOConfig(output_dir=o, **base)), data,
          DPOConfig(**base)),
@@ -185,8 +186,8 @@ def section_c(out: Path, steps: int = 4) -> None:
     lengths = [min(1024, len(tok(tok.apply_chat_template(p.prompt + [{"role": "assistant", "content": answer}],
                                                           tokenize=False))["input_ids"]))
                for p in data for answer in (p.chosen, p.rejected)]
-    cfg = DPOConfig(output_dir=str(out / "qlora-dpo"), batch_size=1, grad_accum=2, max_steps=steps, max_length=1024,
-                    gradient_checkpointing=True, progress=False, logging_steps=1)
+    cfg = DPOConfig(output_dir=str(out / "qlora-dpo"), per_device_train_batch_size=1, gradient_accumulation_steps=2,
+                    max_steps=steps, max_length=1024, gradient_checkpointing=True, disable_tqdm=True, logging_steps=1)
     t, mb = timed(lambda: train_dpo(loaded, data, cfg))
     tokens = sum(lengths)  # every pair is seen once: chosen + rejected sequences
     print("| model | mean seq len | peak GPU memory GB | target | s/step (2 pairs) | tokens/s |")

@@ -1,4 +1,8 @@
-"""``rlhf-nb``: list, run, reproduce, figures, report, models, eval-code."""
+"""rlhf-nb: run the paper notebooks, recompute their claims, redraw figures, write the report.
+
+Commands: list, params, run, reproduce, claims, figures, report, models, eval-code. Run
+`rlhf-nb COMMAND --help` for a command's options; the README explains profiles and results.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +16,60 @@ from .config import ParamError, parse_override
 def _cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from .config import project_root
+    from .config import PROFILES, project_root
     from .runner import notebook_title, notebooks, run_dir
 
     root = project_root()
+    profiles = [args.profile] if args.profile else list(PROFILES)
     rows = []
     for nb in notebooks(root):
-        done = [p for p in ("smoke", "cpu", "gpu") if (run_dir(root, nb, p) / "results.json").is_file()]
+        done = [p for p in profiles if (run_dir(root, nb, p) / "results.json").is_file()]
         rows.append((nb, notebook_title(root, nb), ", ".join(done) or "-"))
-    print(tabulate(rows, headers=["notebook", "title", "saved runs"], tablefmt="github"))
+    print(tabulate(rows, headers=["notebook", "title", "saved batch runs"], tablefmt="github"))
+    return 0
+
+
+def _cmd_params(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from .config import load_params
+    from .display import params_rows
+    from .runner import resolve_notebook
+
+    notebook = resolve_notebook(args.notebook)
+    profile, params = load_params(notebook, args.profile, _overrides(args.param), check_inputs=False)
+    rows = params_rows(params, profile, notebook)
+    print(f"{notebook} · profile {profile}")
+    print(tabulate([list(r.values()) for r in rows], headers=list(rows[0]), tablefmt="github", maxcolwidths=[None, 40, None, 60]))
+    return 0
+
+
+def _cmd_claims(args: argparse.Namespace) -> int:
+    import json
+
+    from tabulate import tabulate
+
+    from .config import project_root, resolve_profile
+    from .runner import claims_of, load_results, resolve_notebook, run_dir
+
+    root = project_root()
+    notebook = resolve_notebook(args.notebook, root)
+    profile = resolve_profile(args.profile)
+    run = run_dir(root, notebook, profile)
+    if not (run / "results.json").is_file():
+        raise ParamError(f"no saved {profile} run of {notebook}: run `rlhf-nb run {notebook} --profile {profile}` first")
+    claims = claims_of(load_results(run))
+    if claims is None:
+        raise ParamError(f"{notebook} makes no claims")
+    if args.json:
+        print(json.dumps([c.to_dict() for c in claims], indent=2))
+        return 0
+    from .display import claims_frame
+
+    frame = claims_frame(claims)
+    cols = ["id", "claim", "ours", "effect", "95% CI", "p_adj", "n", "seeds", "MDE", "premises", "verdict"]
+    print(tabulate(frame[cols].values.tolist(), headers=cols, tablefmt="github",
+                   maxcolwidths=[None, 30, 60, None, None, None, None, None, None, 40, None]))
     return 0
 
 
@@ -47,7 +96,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     outcomes = reproduce(args.profile, args.only, progress=not args.quiet)
     if not args.no_report:
         figures(profile=args.profile)
-        print(f"\nreport: {report(profile=args.profile)}")
+        print(f"\nreport: {report(profile=args.profile, allow_dirty=args.allow_dirty)}")
     print("\n" + summary_table(outcomes))
     return 0 if all(o.status == "ok" for o in outcomes) else 1
 
@@ -55,7 +104,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 def _cmd_figures(args: argparse.Namespace) -> int:
     from .runner import figures
 
-    written = figures(profile=args.profile)
+    written = figures(profile=args.profile, out=args.out)
     for path in written:
         print(path)
     print(f"{len(written)} figure file(s) redrawn from saved results")
@@ -65,7 +114,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .runner import report
 
-    print(report(profile=args.profile))
+    print(report(profile=args.profile, out=args.out, allow_dirty=args.allow_dirty))
     return 0
 
 
@@ -110,11 +159,25 @@ def _cmd_eval_code(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlhf-nb", description=__doc__)
+    parser = argparse.ArgumentParser(prog="rlhf-nb", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="notebooks and their saved runs").set_defaults(fn=_cmd_list)
-
     profile_help = "smoke | cpu | gpu (default: gpu if CUDA is available, else cpu)"
+    p = sub.add_parser("list", help="notebooks and their saved batch runs")
+    p.add_argument("--profile", default=None, choices=["smoke", "cpu", "gpu"], help="only this profile's runs")
+    p.set_defaults(fn=_cmd_list)
+
+    p = sub.add_parser("params", help="a notebook's parameters for a profile: key, value, where it was set, meaning")
+    p.add_argument("notebook")
+    p.add_argument("--profile", default=None, help=profile_help)
+    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    p.set_defaults(fn=_cmd_params)
+
+    p = sub.add_parser("claims", help="recompute a notebook's claim verdicts from its saved results")
+    p.add_argument("notebook")
+    p.add_argument("--profile", default=None, help=profile_help)
+    p.add_argument("--json", action="store_true", help="the full claim records as JSON")
+    p.set_defaults(fn=_cmd_claims)
     p = sub.add_parser("run", help="execute one notebook with papermill")
     p.add_argument("notebook", help="e.g. 00_quickstart, 00 or quickstart")
     p.add_argument("--profile", default=None, help=profile_help)
@@ -127,15 +190,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=None, help=profile_help)
     p.add_argument("--only", default=None, metavar="PATTERN", help="glob or substring of notebook names")
     p.add_argument("--no-report", action="store_true")
+    p.add_argument("--allow-dirty", action="store_true", help="report runs made from uncommitted code (local use)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_cmd_reproduce)
 
     p = sub.add_parser("figures", help="redraw every figure from saved results (no training)")
-    p.add_argument("--profile", default=None, help="whose figures go to figures/ (default as for run)")
+    p.add_argument("--profile", default=None, help=profile_help)
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for the copies (default: figures/ for cpu, runs/<profile>-figures/ otherwise)")
     p.set_defaults(fn=_cmd_figures)
 
-    p = sub.add_parser("report", help="write REPORT.md from saved results")
+    p = sub.add_parser("report", help="write the report from saved results (claims recomputed)")
     p.add_argument("--profile", default=None, help=profile_help)
+    p.add_argument("--out", type=Path, default=None,
+                   help="report file (default: REPORT.md for cpu, runs/REPORT-<profile>.md otherwise)")
+    p.add_argument("--allow-dirty", action="store_true", help="include runs made from uncommitted code (local use)")
     p.set_defaults(fn=_cmd_report)
 
     p = sub.add_parser("models", help="prepare, verify and list the packaged offline models")
@@ -148,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval-code", help="pass@k of human-eval/EvalPlus-format samples, in the sandbox")
     p.add_argument("samples", type=Path, help="JSONL with task_id and completion or solution")
     p.add_argument("--dataset", choices=["humaneval", "humaneval+"], default="humaneval")
-    p.add_argument("--data", default=None, help="task file (default: packaged HumanEval / ../shared HumanEval+)")
+    p.add_argument("--data", default=None, help="task file (default: the human-eval package for humaneval, the project's data/ copy for humaneval+)")
     p.add_argument("--k", default="1,10,100", help="comma-separated k values")
     p.add_argument("--timeout", type=float, default=3.0, help="seconds per program")
     p.add_argument("--workers", type=int, default=None)

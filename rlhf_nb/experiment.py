@@ -133,13 +133,6 @@ def environment(root: Path, seed: int, profile: str) -> dict[str, Any]:
     }
 
 
-def figure_name(fn: Callable[..., Any]) -> str:
-    name = fn.__name__
-    for prefix in ("fig_", "plot_"):
-        name = name.removeprefix(prefix)
-    return name
-
-
 def import_ref(ref: str) -> Callable[..., Any]:
     """``"package.module:function"`` -> the function."""
     module, _, attr = ref.partition(":")
@@ -147,22 +140,37 @@ def import_ref(ref: str) -> Callable[..., Any]:
 
 
 class Experiment:
-    """Collects one notebook run's results and writes them (atomically) to ``out_dir``."""
+    """Collects one notebook run's results and writes them (atomically) to ``out_dir``.
+
+    ``final_dir`` (interactive runs): where ``finish()`` swaps the staged results in; batch runs leave the swap
+    to the runner.
+    """
 
     def __init__(self, notebook: str, profile: str, params: BaseModel, out_dir: Path, root: Path,
-                 overrides: dict[str, Any]):
+                 overrides: dict[str, Any], final_dir: Path | None = None):
         self.notebook, self.profile, self.params, self.out_dir, self.root = notebook, profile, params, out_dir, root
+        self.final_dir = final_dir
         self.started = time.time()
         self.results: dict[str, Any] = {
-            "notebook": notebook, "profile": profile, "metrics": {}, "tables": {}, "data": {}, "figures": {},
-            "claims": [],
+            "notebook": notebook, "profile": profile, "metrics": {}, "tables": {}, "data": {}, "figures": [],
+            "findings": [], "claims": [],
         }
         out_dir.mkdir(parents=True, exist_ok=True)
         resolved = {"notebook": notebook, "profile": profile, "overrides": overrides, "params": params.model_dump()}
+        self.results["params"] = to_jsonable(resolved["params"])
         atomic_write(out_dir / PARAMS, yaml.safe_dump(to_jsonable(resolved), sort_keys=False))
 
     def __repr__(self) -> str:
         return f"Experiment({self.notebook!r}, profile={self.profile!r}, out_dir='{self.out_dir}')"
+
+    def _repr_html_(self) -> str:
+        from .display import params_html
+
+        return params_html(self.params, self.profile, self.notebook)
+
+    @property
+    def P(self) -> BaseModel:
+        return self.params
 
     def log(self, **metrics: Any) -> dict[str, Any]:
         """Record scalar metrics (shown in the report)."""
@@ -170,7 +178,7 @@ class Experiment:
         return metrics
 
     def save(self, name: str, value: Any) -> Any:
-        """Record raw data that figures are drawn from (e.g. per-step curves)."""
+        """Record raw data that figures and claims are computed from (returns ``value`` unchanged)."""
         self.results["data"][name] = to_jsonable(value)
         return value
 
@@ -182,24 +190,38 @@ class Experiment:
         self.results["tables"][name] = to_jsonable(df.to_dict(orient="records"))
         return df
 
-    def claims(self, rows: list[Any]):
-        """Record claim rows (see :mod:`rlhf_nb.claims`) and return them as a DataFrame."""
-        import pandas as pd
+    def finding(self, text: str):
+        """Record a one-sentence finding (computed, with its n and interval) and show it as Markdown."""
+        from .display import finding
 
-        self.results["claims"] = to_jsonable(rows)
-        return pd.DataFrame(self.results["claims"])
+        self.results["findings"].append(text)
+        return finding(text)
 
-    def figure(self, fn: Callable[[dict[str, Any]], Any]):
-        """Draw ``fn(results)`` from the results as they will be saved, write ``<name>.png``, return the figure."""
+    def claims(self):
+        """Compute the paper's claims from the results so far (its pure ``claims(results)``), record them as a
+        cache (``rlhf-nb report`` recomputes them), and show them as a table with coloured verdicts."""
+        from .display import claims_table
+        from .papers import claims_function
+
+        fn = claims_function(self.notebook)
+        if fn is None:
+            raise ValueError(f"{self.notebook} makes no claims")
+        found = fn(json.loads(json.dumps(to_jsonable(self.results))))
+        self.results["claims"] = [c.to_dict() for c in found]
+        return claims_table(found)
+
+    def figure(self, name: str):
+        """Draw the paper's figure ``name`` from the results as they will be saved; write ``<name>.png``."""
         import matplotlib.pyplot as plt
 
-        ref = f"{fn.__module__}:{fn.__qualname__}"
-        if "<" in ref or fn.__module__ == "__main__":
-            raise ValueError(f"figure functions must live in an importable module (got {ref}); "
-                             "otherwise `rlhf-nb figures` could not redraw them")
-        name = figure_name(fn)
-        self.results["figures"][name] = ref
-        fig = fn(json.loads(json.dumps(self.results)))
+        from .papers import figures
+
+        registry = figures(self.notebook)
+        if name not in registry:
+            raise KeyError(f"{self.notebook} has no figure {name!r} (known: {', '.join(registry)})")
+        if name not in self.results["figures"]:
+            self.results["figures"].append(name)
+        fig = registry[name](json.loads(json.dumps(to_jsonable(self.results))))
         fig.savefig(self.out_dir / f"{name}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         return fig
@@ -213,26 +235,60 @@ class Experiment:
         atomic_write(self.out_dir / ENV, json.dumps(env, indent=2))
         path = self.out_dir / RESULTS
         atomic_write(path, json.dumps(to_jsonable(self.results), indent=2))
+        if self.final_dir is not None:  # interactive: swap the staged run into its scratch folder
+            from .runner import swap_in
+
+            swap_in(self.out_dir, self.final_dir)
+            self.out_dir, path = self.final_dir, self.final_dir / RESULTS
         print(f"results written to {path} ({env['wall_s']} s)")
         return path
+
+
+#: environment variables a profile set at the last start(), with their values before (restored at the next start)
+_profile_env: dict[str, str | None] = {}
+
+
+def _apply_profile_env(profile: str) -> None:
+    for key, before in _profile_env.items():
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+    _profile_env.clear()
+    if profile != "gpu" and "HF_HUB_OFFLINE" not in os.environ:  # smoke and cpu never need the hub: fail fast
+        _profile_env["HF_HUB_OFFLINE"] = None
+        os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 def start(notebook: str, profile: str | None = "auto", overrides: dict[str, Any] | None = None,
           out_dir: str | Path | None = None) -> Experiment:
     """Validate the notebook's params for ``profile``, seed everything, and open an :class:`Experiment`.
 
-    Without ``out_dir`` (interactive use) results go to ``runs/<notebook>/<profile>/``.
+    ``out_dir`` is given by the runner (a staging folder it swaps into ``runs/<notebook>/<profile>/``). Without
+    it (interactive use) results are staged beside ``runs/<notebook>/<profile>.scratch/`` and swapped in there
+    by ``finish()``: exploring never touches the batch results that ``rlhf-nb list`` and the report read.
     """
+    from .device import set_precision
+    from .display import quiet_third_party, smoke_banner
+
     overrides = dict(overrides or {})
     root = project_root()
     profile, params = load_params(notebook, profile, overrides, root)
-    if profile != "gpu":  # smoke and cpu never need the hub; fail fast instead of a 50 s timeout
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _apply_profile_env(profile)
+    quiet_third_party()
     seed_everything(getattr(params, "seed", 0))
-    from .device import set_precision
-
     set_precision(getattr(params, "precision", "auto"))
-    out = Path(out_dir) if out_dir else root / "runs" / notebook / profile
-    exp = Experiment(notebook, profile, params, out, root, overrides)
-    print(f"{notebook} · profile {profile} · results -> {out}")
+    final = None
+    if out_dir:
+        out = Path(out_dir)
+    else:
+        final = root / "runs" / notebook / f"{profile}.scratch"
+        out = final.with_name(f".{final.name}.staging-{os.getpid()}")
+        import shutil
+
+        shutil.rmtree(out, ignore_errors=True)
+    exp = Experiment(notebook, profile, params, out, root, overrides, final_dir=final)
+    print(f"{notebook} · profile {profile} · results -> {final or out}")
+    if profile == "smoke":
+        smoke_banner()
     return exp

@@ -296,6 +296,9 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 def check_available(name: str) -> Kind:
     """Cheap pre-flight check (no weights loaded): raises :class:`ModelError` with advice."""
     kind = classify(name)
+    if kind == "local" and not (Path(name).expanduser() / "config.json").is_file():
+        raise ModelError(f"folder {name!r} holds no model (no config.json): point the parameter at a folder written by "
+                         "save_pretrained, a packaged alias or a hub id")
     if kind == "hub" and not _hub_cached(name) and not _hub_reachable():
         raise ModelError(
             f"model {name!r} is a Hugging Face hub id, but the hub cannot be reached from here and the model is "
@@ -365,7 +368,7 @@ def load(
             model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, **kwargs)
         else:
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except OSError as err:  # e.g. a hub id that does not exist
+    except (OSError, ValueError) as err:  # a hub id that does not exist, a folder that is not a model
         raise ModelError(f"could not load model {name!r}: {err}") from err
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ParamError, load_params, project_root, resolve_profile
-from .experiment import ENV, RESULTS, atomic_write, figure_name, import_ref
+from .experiment import ENV, RESULTS, atomic_write
 
 
 def notebooks(root: Path | None = None) -> list[str]:
@@ -28,11 +28,16 @@ def notebooks(root: Path | None = None) -> list[str]:
 
 def resolve_notebook(name: str, root: Path | None = None) -> str:
     """Accept ``00_quickstart``, ``00``, ``quickstart`` or a path to the notebook."""
+    import difflib
+
     known = notebooks(root)
     stem = Path(name).stem
     matches = [n for n in known if n == stem or n.split("_", 1)[0] == stem or n.split("_", 1)[1] == stem]
     if len(matches) != 1:
-        raise ParamError(f"unknown notebook {name!r}; known: {', '.join(known)}")
+        names = known + [n.split("_", 1)[1] for n in known]
+        close = difflib.get_close_matches(stem, names, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ParamError(f"unknown notebook {name!r}{hint}; known: {', '.join(known)}")
     return matches[0]
 
 
@@ -111,7 +116,7 @@ def run(notebook: str, profile: str | None = None, overrides: dict[str, Any] | N
         shutil.rmtree(failed, ignore_errors=True)
         staging.rename(failed)
         return Outcome(notebook, profile, "failed", wall, failed, error)
-    _swap_in(staging, final)
+    swap_in(staging, final)
     return Outcome(notebook, profile, "ok", wall, final)
 
 
@@ -136,7 +141,7 @@ def _short_error(err: Exception) -> str:
     return text.strip().splitlines()[0][:300] if text.strip() else type(err).__name__
 
 
-def _swap_in(staging: Path, final: Path) -> None:
+def swap_in(staging: Path, final: Path) -> None:
     """Replace ``final`` by ``staging`` with two renames; the old results survive until the new ones are in."""
     old = final.with_name(f".{final.name}.old-{os.getpid()}")
     if final.exists():
@@ -174,14 +179,19 @@ def summary_table(outcomes: list[Outcome]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# figures and report, from saved results only
+# figures, claims and report, from saved results only
 # ----------------------------------------------------------------------------------------------
 
 
 def saved_runs(root: Path, profile: str | None = None) -> list[Path]:
-    """Run folders holding a results.json (optionally of one profile), in notebook order."""
+    """Batch run folders holding a results.json (optionally of one profile), in notebook order; interactive
+    ``<profile>.scratch`` folders and failed runs are not batch runs."""
     pattern = f"*/{profile}/{RESULTS}" if profile else f"*/*/{RESULTS}"
-    return sorted(p.parent for p in (root / "runs").glob(pattern))
+    return sorted(p.parent for p in (root / "runs").glob(pattern) if p.parent.name in ("smoke", "cpu", "gpu"))
+
+
+def load_results(run: Path) -> dict[str, Any]:
+    return json.loads((run / RESULTS).read_text())
 
 
 def regenerate_figures(run: Path, top: Path | None = None) -> list[Path]:
@@ -191,12 +201,16 @@ def regenerate_figures(run: Path, top: Path | None = None) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    results = json.loads((run / RESULTS).read_text())
+    from .papers import figures as registry
+
+    results = load_results(run)
+    names = list(results.get("figures", []))  # older runs stored {name: "module:function"}
+    drawers = registry(results["notebook"])
     written = []
-    for name, ref in results.get("figures", {}).items():
-        fn = import_ref(ref)
-        assert figure_name(fn) == name, f"{ref} draws {figure_name(fn)!r}, not {name!r}"
-        fig = fn(results)
+    for name in names:
+        if name not in drawers:
+            raise KeyError(f"{run}: figure {name!r} is no longer registered for {results['notebook']}")
+        fig = drawers[name](results)
         targets = [run / f"{name}.png"] + ([top / results["notebook"] / f"{name}.png"] if top else [])
         for target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -206,15 +220,39 @@ def regenerate_figures(run: Path, top: Path | None = None) -> list[Path]:
     return written
 
 
-def figures(root: Path | None = None, profile: str | None = None) -> list[Path]:
-    """Redraw the figures of every saved run; the chosen profile's also go to the top-level ``figures/``."""
+def default_outputs(root: Path, profile: str) -> tuple[Path, Path]:
+    """Where figures and REPORT.md go: the committed ``figures/`` and ``REPORT.md`` for the cpu profile; for any
+    other profile next to its runs (``runs/<profile>-figures/``, ``runs/REPORT-<profile>.md``), so a smoke or
+    gpu report never overwrites the committed one."""
+    if profile == "cpu":
+        return root / "figures", root / "REPORT.md"
+    return root / "runs" / f"{profile}-figures", root / "runs" / f"REPORT-{profile}.md"
+
+
+def figures(root: Path | None = None, profile: str | None = None, out: Path | None = None) -> list[Path]:
+    """Redraw the figures of every saved run of ``profile`` into its run folder and into ``out``
+    (default: :func:`default_outputs`)."""
     root = root or project_root()
     profile = resolve_profile(profile)
+    top = out or default_outputs(root, profile)[0]
     written = []
-    for run_path in saved_runs(root):
-        top = root / "figures" if run_path.name == profile else None
+    for run_path in saved_runs(root, profile):
         written += regenerate_figures(run_path, top)
     return written
+
+
+def claims_of(results: dict[str, Any]) -> list[Any] | None:
+    """The notebook's claims recomputed from saved results with the current code (None: it makes no claims)."""
+    from .papers import NOTEBOOKS, claims_function
+
+    if results["notebook"] not in NOTEBOOKS:
+        return None
+    fn = claims_function(results["notebook"])
+    return None if fn is None else fn(results)
+
+
+class DirtyRunError(ParamError):
+    """A report was asked for runs made from uncommitted code."""
 
 
 def _md_table(rows: list[dict[str, Any]], floatfmt: str = ".3g") -> str:
@@ -226,40 +264,81 @@ def _md_table(rows: list[dict[str, Any]], floatfmt: str = ".3g") -> str:
                     floatfmt=floatfmt)
 
 
-def report(root: Path | None = None, profile: str | None = None, out: Path | None = None) -> Path:
-    """Write ``REPORT.md``: for each notebook run on ``profile``, its metrics, tables, claims and figures."""
+def _claim_rows(claims: list[Any]) -> list[dict[str, Any]]:
+    from .display import _fmt
+
+    rows = []
+    for c in claims:
+        failed = [p for p in c.premises if not p.holds]
+        rows.append({"id": c.id, "kind": c.kind, "claim": c.statement, "paper": c.paper_value, "ours": c.our_value,
+                     "effect [95% CI]": f"{_fmt(c.effect)} {_fmt(c.ci)}", "p_adj": _fmt(c.p_adj),
+                     "n × seeds": f"{c.n} × {c.seeds}", "MDE / min effect": f"{_fmt(c.mde)} / {_fmt(c.min_effect)}",
+                     "premises": "all hold" if not failed else "fails: " + "; ".join(p.name for p in failed),
+                     "verdict": f"**{c.verdict}**"})
+    return rows
+
+
+def report(root: Path | None = None, profile: str | None = None, out: Path | None = None,
+           allow_dirty: bool = False) -> Path:
+    """Write the report: for each notebook run on ``profile``, its findings, tables, claims (recomputed with the
+    current code from the saved data; the verdicts stored at run time are only a cache) and figures.
+
+    Runs made from a dirty tree are refused unless ``allow_dirty`` (then marked as such).
+    """
+    from .claims import VERDICTS
+
     root = root or project_root()
     profile = resolve_profile(profile)
-    out = out or root / "REPORT.md"
+    fig_dir, default_out = default_outputs(root, profile)
+    out = out or default_out
     runs = saved_runs(root, profile)
+    dirty = []
+    for run_path in runs:
+        env = json.loads((run_path / ENV).read_text()) if (run_path / ENV).is_file() else {}
+        if env.get("git_dirty"):
+            dirty.append(run_path.parent.name)
+    if dirty and not allow_dirty:
+        raise DirtyRunError(f"runs of {', '.join(dirty)} were made from a dirty tree (uncommitted code): commit and "
+                            "rerun them, or pass --allow-dirty for a local report")
     lines = [f"# rlhf-nb report ({profile} profile)", "",
-             "Generated by `rlhf-nb report` from saved results in `runs/`; every number below is computed, "
-             "none is typed in. Claim verdicts are one of: reproduced, direction holds, not reproduced, "
-             "not tested at this scale.", ""]
+             "Generated by `rlhf-nb report` from the saved results in `runs/`. Every number is computed; claim "
+             "verdicts are recomputed from the saved data with the current code, by one rule "
+             "(`rlhf_nb.claims.decide`): *not tested at this scale* when a premise fails, *reproduced* when the "
+             "Holm-adjusted p < 0.05 and the 95% interval excludes 0, *not reproduced* when the interval's top is "
+             "below the paper's minimum effect, otherwise *inconclusive*.", ""]
     if not runs:
         lines.append(f"_No saved runs for the {profile} profile: run `rlhf-nb reproduce --profile {profile}`._")
-    all_claims = []
+    summary = []
     for run_path in runs:
-        results = json.loads((run_path / RESULTS).read_text())
+        results = load_results(run_path)
         env = json.loads((run_path / ENV).read_text()) if (run_path / ENV).is_file() else {}
         nb = results["notebook"]
         title = notebook_title(root, nb) if (root / "notebooks" / f"{nb}.ipynb").is_file() else nb
+        precision = (env.get("precision") or {}).get("resolved", "?")
         lines += [f"## {title}", "",
-                  f"`{nb}` · profile `{profile}` · {env.get('wall_s', '?')} s on {env.get('device', '?')} · "
-                  f"commit `{(env.get('git_commit') or '?')[:10]}`{' (dirty)' if env.get('git_dirty') else ''} · "
-                  f"seed {env.get('seed', '?')} · torch {env.get('packages', {}).get('torch', '?')}", ""]
+                  f"`{nb}` · profile `{profile}` · {env.get('wall_s', '?')} s on {env.get('device', '?')} "
+                  f"({env.get('cpu_count', '?')} cores, {precision}) · commit `{(env.get('git_commit') or '?')[:10]}`"
+                  f"{' **(dirty tree)**' if env.get('git_dirty') else ''} · seed {env.get('seed', '?')} · "
+                  f"torch {env.get('packages', {}).get('torch', '?')}", ""]
+        for text in results.get("findings", []):
+            lines += [f"- {text}"]
+        if results.get("findings"):
+            lines.append("")
         if results.get("metrics"):
             lines += ["**Metrics**", "", _md_table([{"metric": k, "value": v} for k, v in results["metrics"].items()]), ""]
         for name, rows in results.get("tables", {}).items():
             lines += [f"**{name}**", "", _md_table(rows), ""]
-        if results.get("claims"):
-            lines += ["**Claims**", "", _md_table(results["claims"]), ""]
-            all_claims += [{"notebook": nb, **c} for c in results["claims"]]
-        for name in results.get("figures", {}):
-            rel = Path("figures") / nb / f"{name}.png"
-            if (root / rel).is_file():
-                lines += [f"![{name}]({rel.as_posix()})", ""]
-    if all_claims:
-        lines += ["## All claims", "", _md_table(all_claims), ""]
+        claims = claims_of(results)
+        if claims:
+            lines += ["**Claims**", "", _md_table(_claim_rows(claims)), ""]
+            summary += [{"notebook": nb, "id": c.id, "claim": c.statement, "verdict": c.verdict} for c in claims]
+        for name in results.get("figures", []):
+            target = fig_dir / nb / f"{name}.png"
+            if target.is_file():
+                lines += [f"![{name}]({target.relative_to(out.parent).as_posix()})", ""]
+    if summary:
+        counts = {v: sum(r["verdict"] == v for r in summary) for v in VERDICTS}
+        lines += ["## All claims", "", ", ".join(f"{n} {v}" for v, n in counts.items() if n) + ".", "",
+                  _md_table(summary), ""]
     atomic_write(out, "\n".join(lines))
     return out

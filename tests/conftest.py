@@ -35,9 +35,10 @@ def _one_thread():
 
 @pytest.fixture()
 def project(tmp_path, monkeypatch) -> Path:
-    """A scratch copy of the project (notebooks/ and params/) so runs never touch the repo's runs/."""
+    """A scratch copy of the project (notebooks/, params/, data/) so runs never touch the repo's runs/."""
     for name in ("notebooks", "params"):
         shutil.copytree(REPO / name, tmp_path / name)
+    (tmp_path / "data").symlink_to(REPO / "data")  # the bundled public data files
     monkeypatch.setenv("RLHF_NB_ROOT", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -23,11 +23,13 @@ def test_every_params_file_validates_for_every_profile(notebook, profile):
 @pytest.mark.parametrize(
     "override, expected",
     [
-        ({"n_sample": 3}, "unknown parameter 'n_sample' (did you mean 'n_samples'?)"),
-        ({"n_samples": "3"}, "parameter 'n_samples': Input should be a valid integer"),
-        ({"n_samples": 0}, "parameter 'n_samples': Input should be greater than 0"),
-        ({"top_p": 1.5}, "parameter 'top_p': Input should be less than or equal to 1"),
+        ({"sampling.temprature": 3}, "unknown parameter 'sampling.temprature' (did you mean 'temperature'?)"),
+        ({"sampling.n": "3"}, "parameter 'sampling.n': Input should be a valid integer"),
+        ({"sampling.n": 0}, "parameter 'sampling.n': Input should be greater than 0"),
+        ({"sampling.top_p": 1.5}, "parameter 'sampling.top_p': Input should be less than or equal to 1"),
+        ({"sampl": {"n": 2}}, "unknown parameter 'sampl' (did you mean 'sampling'?)"),
         ({"task_ids": []}, "parameter 'task_ids'"),
+        ({"task_ids": ["HumanEval/999"]}, "parameter 'task_ids': unknown task id(s): HumanEval/999"),
         ({"model": "gpt-17"}, "parameter 'model': Value error, unknown model 'gpt-17'"),
         ({"humaneval": "no/such/file.jsonl"}, "parameter 'humaneval': data file"),
         ({"model": "no-such-org/no-such-model"}, "is a Hugging Face hub id, but the hub cannot be reached"),
@@ -48,7 +50,7 @@ def test_unknown_profile_and_notebook():
 
 
 def test_overrides_are_parsed_as_yaml():
-    assert parse_override("n_samples=8") == ("n_samples", 8)
+    assert parse_override("sampling.n=8") == ("sampling.n", 8)
     assert parse_override("task_ids=[HumanEval/1]") == ("task_ids", ["HumanEval/1"])
     assert parse_override("temperature=0.2") == ("temperature", 0.2)
     with pytest.raises(ParamError, match="key=value"):
@@ -57,17 +59,30 @@ def test_overrides_are_parsed_as_yaml():
 
 def test_relative_data_paths_resolve_against_the_project_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # wherever the kernel runs
-    data = REPO / "notebooks" / ".." / "params" / "00_quickstart.yaml"  # any existing file will do
-    _, params = load_params("00_quickstart", "smoke", {"humaneval": "params/00_quickstart.yaml"}, root=REPO)
+    data = REPO / "notebooks" / ".." / "data" / "HumanEvalPlus.jsonl.gz"  # HumanEval's fields, plus EvalPlus's
+    _, params = load_params("00_quickstart", "smoke", {"humaneval": "data/HumanEvalPlus.jsonl.gz"}, root=REPO)
     assert params.humaneval == str(data.resolve())
 
 
 def test_cli_rejects_bad_params_in_seconds_and_writes_nothing(project):
     start = time.time()
     done = subprocess.run([sys.executable, "-m", "rlhf_nb.cli", "run", "00_quickstart", "--profile", "smoke",
-                           "-p", "n_sample=3"], capture_output=True, text=True, cwd=project)
+                           "-p", "sampling.m=3"], capture_output=True, text=True, cwd=project)
     elapsed = time.time() - start
     assert done.returncode == 2
-    assert "unknown parameter 'n_sample'" in done.stderr and "00_quickstart" in done.stderr
+    assert "unknown parameter 'sampling.m'" in done.stderr and "00_quickstart" in done.stderr
     assert elapsed < 5, f"validation took {elapsed:.1f} s"
     assert not (project / "runs").exists()
+
+
+def test_a_yaml_override_of_one_key_keeps_the_sections_other_defaults():
+    _, params = load_params("02_passk_model_size", "cpu", {"sampling.n": 4}, root=REPO)
+    assert params.sampling.n == 4 and params.sampling.temperature == 0.8 and params.sampling.top_p == 0.95
+
+
+def test_trl_extras_are_checked_against_trls_config_before_a_run():
+    from rlhf_nb.params import check_trl_extras
+
+    _, params = load_params("02_passk_model_size", "smoke", {"dpo.extra": {"betta": 0.3, "warmup_steps": 2}}, root=REPO)
+    problems = check_trl_extras(params)
+    assert len(problems) == 1 and "dpo.extra.betta" in problems[0] and "did you mean 'beta'" in problems[0]

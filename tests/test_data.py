@@ -110,12 +110,32 @@ def test_mbpp_tasks_run_like_humaneval_in_the_sandbox(tmp_path):
 
 
 def test_passk_can_train_on_mbpp_and_evaluate_all_of_humaneval(tmp_path):
-    from rlhf_nb.notebooks.passk import split_tasks
-    from rlhf_nb.schemas import PasskParams
+    from rlhf_nb.papers.passk.params import Params
+    from rlhf_nb.papers.passk.steps import split_tasks
 
     path = tmp_path / "mbpp.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in MBPP_ROWS))
-    P = PasskParams.model_construct(seed=0, humaneval="package", eval_tasks=164, train_tasks=2, train_source="mbpp",
-                                    mbpp=str(path))
+    P = Params.model_validate({"sizes": [{"family": "tiny", "params_b": 0.1, "untuned": "tiny"}], "eval_tasks": 164,
+                               "train_tasks": 2, "train_source": "mbpp", "mbpp": str(path)})
     split = split_tasks(P)
-    assert len(split["eval"]) == 164 and split["train"] == ["MBPP/901", "MBPP/902"]
+    assert len(split.eval) == 164 and split.train == ["MBPP/901", "MBPP/902"]
+
+
+def test_bundled_files_resolve_and_are_checked(tmp_path, monkeypatch):
+    from rlhf_nb import data
+
+    tasks = data.load_humaneval_plus("bundled")
+    assert len(tasks) == 164 and all(t.plus_inputs for t in tasks)
+    assert len(data.load_gsm8k("bundled", split="train")) == 7473
+    assert len(data.load_hh_rlhf("bundled")) > 2000
+    with pytest.raises(data.DataError, match="bundles only HH-RLHF harmless-base test"):
+        data.load_hh_rlhf("bundled", subset="helpful-base")
+    # a tampered copy is refused, naming the file
+    fake = tmp_path / "data"
+    fake.mkdir()
+    (fake / "gsm8k_test.jsonl.gz").write_bytes(b"not the file")
+    for name in ("params", "notebooks"):
+        (tmp_path / name).mkdir()
+    monkeypatch.setenv("RLHF_NB_ROOT", str(tmp_path))
+    with pytest.raises(data.DataError, match="gsm8k_test.jsonl.gz: sha256"):
+        data.load_gsm8k("bundled", split="test")

@@ -79,17 +79,3 @@ def test_ultrafeedback_from_a_local_file(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     [pair] = load_ultrafeedback(str(path))  # the tie is dropped
     assert pair.prompt == [{"role": "user", "content": "Hi?"}] and (pair.chosen, pair.rejected) == ("Hello!", "Go away.")
-
-
-@pytest.mark.parametrize("override, expected", [
-    ({"hh_pairs": 5}, "hh_pairs = 5 needs the data parameter 'hh_rlhf'"),
-    ({"reference_pairs": 0, "code_pairs": 0}, "no preference data"),
-    ({"prompts_per_iteration": 400}, "AlpacaEval instructions, but it has 805"),
-    ({"judge": "gpt-17"}, "unknown model 'gpt-17'"),
-    ({"load_in_4bit": True}, "load_in_4bit needs LoRA reward models"),
-])
-def test_online_dpo_params_reject_inconsistent_settings(override, expected):
-    with pytest.raises(ParamError) as err:
-        load_params("05_online_iterative_dpo", "smoke", override, root=REPO)
-    assert expected in str(err.value) and str(err.value).startswith("05_online_iterative_dpo [profile smoke]")
-    assert "(got {" not in str(err.value)  # the message does not dump every parameter

@@ -77,8 +77,8 @@ def test_cpu_log_prob_head_matches_trls_kernel():
 
 def _dpo(tmp_path, name):
     torch.manual_seed(0)
-    config = DPOConfig(output_dir=str(tmp_path / name), learning_rate=5e-3, batch_size=4, max_steps=8, logging_steps=1,
-                       progress=False)
+    config = DPOConfig(output_dir=str(tmp_path / name), learning_rate=5e-3, per_device_train_batch_size=4, max_steps=8, logging_steps=1,
+                       disable_tqdm=True)
     return train_dpo(models.load("tiny", lora=LORA), polite_pairs(32), config)
 
 
@@ -90,7 +90,7 @@ def test_bf16_dpo_and_reward_stay_within_noise_of_fp32_and_repeat_exactly(tmp_pa
         torch.manual_seed(0)
         rm = models.load("tiny", head="reward", lora=LORA)
         train_reward_model(rm, polite_pairs(48), RewardConfig(output_dir=str(tmp_path / f"rm_{name}"), learning_rate=5e-3,
-                                                              batch_size=8, epochs=2, progress=False))
+                                                              per_device_train_batch_size=8, num_train_epochs=2, disable_tqdm=True))
         acc = pair_accuracy(BTScorer(rm.model, rm.tokenizer), polite_pairs(32, offset=1000, seed=1))
         runs[name] = (dpo.series("loss"), dpo.series("rewards/accuracies"), acc.value)
     fp32, bf16, again = runs["fp32"], runs["bf16"], runs["bf16 again"]
@@ -107,8 +107,8 @@ def test_bf16_sft_and_ppo_learn_like_fp32(tmp_path, precision):
         precision(name)
         torch.manual_seed(0)
         sft = train_sft(models.load("tiny", full_finetune=True), records,
-                        SFTConfig(output_dir=str(tmp_path / f"sft_{name}"), learning_rate=5e-3, batch_size=16, epochs=3,
-                                  progress=False))
+                        SFTConfig(output_dir=str(tmp_path / f"sft_{name}"), learning_rate=5e-3, per_device_train_batch_size=16, num_train_epochs=3,
+                                  disable_tqdm=True))
         torch.manual_seed(0)
         run = ppo.train_ppo(models.load("tiny", lora=LORA), [f"count {i}" for i in range(16)], digit_fraction,
                             ppo.PPOConfig(steps=50, batch_size=16, minibatch_size=8, ppo_epochs=4, max_new_tokens=12,

@@ -25,7 +25,7 @@ def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
     results = json.loads((out / "results.json").read_text())
     env = json.loads((out / "env.json").read_text())
     assert env["seed"] == 0 and env["packages"]["torch"].startswith("2.13.0") and env["profile"] == "smoke"
-    assert results["metrics"]["samples"] == 3 * 2  # 3 tasks x n_samples
+    assert results["metrics"]["samples"] == 3 * 2  # 3 tasks x sampling.n
     assert 0.0 <= results["metrics"]["pass@1"] <= 1.0
     assert [r["task_id"] for r in results["tables"]["per_task"]] == ["HumanEval/0", "HumanEval/23", "HumanEval/53"]
     executed = json.loads((out / "00_quickstart.ipynb").read_text())
@@ -38,17 +38,20 @@ def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
             "print(n, 'torch' in sys.modules, 'transformers' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=project)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["4", "False", "False"]  # 2 figures x (run folder + figures/)
-    assert (out / "pass_rate.png").is_file() and (project / "figures" / "00_quickstart" / "lengths.png").is_file()
+    assert done.stdout.split() == ["4", "False", "False"]  # 2 figures x (run folder + runs/smoke-figures/)
+    assert (out / "pass_rate.png").is_file() and (project / "runs" / "smoke-figures" / "00_quickstart" / "lengths.png").is_file()
+    assert not (project / "figures").exists()  # a smoke run never overwrites the committed figures
 
-    report = runner.report(profile="smoke").read_text()
-    assert "pass@1" in report and "figures/00_quickstart/pass_rate.png" in report
+    report = runner.report(profile="smoke", allow_dirty=True)
+    assert report == project / "runs" / "REPORT-smoke.md" and not (project / "REPORT.md").exists()
+    text = report.read_text()
+    assert "pass@1" in text and "smoke-figures/00_quickstart/pass_rate.png" in text
 
 
 def test_same_params_and_seed_give_the_same_numbers(project):
-    first = runner.run("00_quickstart", "smoke", {"n_samples": 3}, progress=False)
+    first = runner.run("00_quickstart", "smoke", {"sampling.n": 3}, progress=False)
     a = json.loads((first.out_dir / "results.json").read_text())
-    second = runner.run("00_quickstart", "smoke", {"n_samples": 3}, progress=False)
+    second = runner.run("00_quickstart", "smoke", {"sampling.n": 3}, progress=False)
     b = json.loads((second.out_dir / "results.json").read_text())
     assert a["data"] == b["data"] and a["tables"] == b["tables"] and a["metrics"] == b["metrics"]
     samples = (second.out_dir / "samples.jsonl").read_text()
@@ -59,17 +62,20 @@ def test_a_failing_run_keeps_earlier_results(project):
     good = project / "runs" / "00_quickstart" / "smoke"
     good.mkdir(parents=True)
     (good / "results.json").write_text('{"earlier": true}')
-    # valid params, but the task does not exist: the notebook itself fails mid-way
-    outcome = runner.run("00_quickstart", "smoke", {"task_ids": ["HumanEval/999"]}, progress=False)
-    assert outcome.status == "failed" and "HumanEval/999" in outcome.error
+    # valid params (a folder with a config.json), but not a model: the notebook itself fails mid-way
+    not_a_model = project / "empty-folder"
+    not_a_model.mkdir()
+    (not_a_model / "config.json").write_text("{}")
+    outcome = runner.run("00_quickstart", "smoke", {"model": str(not_a_model)}, progress=False)
+    assert outcome.status == "failed" and "empty-folder" in outcome.error
     assert json.loads((good / "results.json").read_text()) == {"earlier": True}
     assert (project / "runs" / "00_quickstart" / "smoke.failed" / "00_quickstart.ipynb").is_file()
     assert not list((project / "runs" / "00_quickstart").glob(".*staging*"))
 
 
 def test_invalid_params_fail_before_any_work(project):
-    with pytest.raises(ParamError, match="n_samples"):
-        runner.run("00_quickstart", "smoke", {"n_samples": -1}, progress=False)
+    with pytest.raises(ParamError, match="sampling.n"):
+        runner.run("00_quickstart", "smoke", {"sampling.n": -1}, progress=False)
     assert not (project / "runs").exists()
 
 
@@ -83,7 +89,8 @@ def test_reproduce_keeps_going_and_reports_failures(project):
             if line.startswith("| 0") or line.startswith("| 9")}
     assert rows.pop("99_broken") == "failed"
     assert rows and set(rows.values()) == {"ok"} and "00_quickstart" in rows
-    assert (project / "REPORT.md").is_file() and (project / "runs" / "00_quickstart" / "smoke" / "results.json").is_file()
+    assert (project / "runs" / "REPORT-smoke.md").is_file()
+    assert (project / "runs" / "00_quickstart" / "smoke" / "results.json").is_file()
 
 
 def test_notebook_names_resolve():
@@ -92,6 +99,8 @@ def test_notebook_names_resolve():
     assert runner.resolve_notebook("notebooks/00_quickstart.ipynb", REPO) == "00_quickstart"
     with pytest.raises(ParamError, match="unknown notebook"):
         runner.resolve_notebook("nope", REPO)
+    with pytest.raises(ParamError, match="did you mean 'quickstart'"):
+        runner.resolve_notebook("quikstart", REPO)
 
 
 def test_committed_notebooks_have_no_outputs_and_a_parameters_cell():
@@ -114,5 +123,5 @@ def test_cli_list_and_models_table(project):
 def test_stale_staging_folders_of_dead_runs_are_removed(project):
     stale = project / "runs" / "00_quickstart" / ".smoke.staging-999999999"
     stale.mkdir(parents=True)
-    runner.run("00_quickstart", "smoke", {"n_samples": 1}, progress=False)
+    runner.run("00_quickstart", "smoke", {"sampling.n": 1}, progress=False)
     assert not stale.exists()

@@ -20,7 +20,7 @@ from rlhf_nb.data import PreferencePair
 from rlhf_nb.rewards.judge import LogProbJudge
 from rlhf_nb.train import ppo
 from rlhf_nb.train.dpo import DPOConfig, train_dpo
-from rlhf_nb.train.grpo import GroupRLConfig, train_grpo, train_rloo
+from rlhf_nb.train.grpo import GRPOConfig, RLOOConfig, train_grpo, train_rloo
 from rlhf_nb.train.online_dpo import IterativeDPOConfig, best_vs_worst, iterative_dpo
 from rlhf_nb.train.reward import (BTScorer, Featurizer, RewardConfig, fit_linear_bt, fit_linear_pairwise, pair_accuracy,
                                   train_pairwise_pm, train_reward_model)
@@ -47,7 +47,7 @@ def digit_fraction(prompts, completions, meta):
 
 def test_dpo_margin_and_accuracy_rise(tmp_path):
     result = train_dpo(models.load("tiny", lora=LORA), polite_pairs(32),
-                       DPOConfig(output_dir=str(tmp_path), learning_rate=5e-3, batch_size=8, epochs=2, progress=False))
+                       DPOConfig(output_dir=str(tmp_path), learning_rate=5e-3, per_device_train_batch_size=8, num_train_epochs=2, disable_tqdm=True))
     margins, accuracy = result.series("rewards/margins"), result.series("rewards/accuracies")
     assert margins[-1] > margins[0] + 0.3 and accuracy[-1] == 1.0
     assert all("kl/chosen" in row for row in result.history if "rewards/chosen" in row)
@@ -56,7 +56,7 @@ def test_dpo_margin_and_accuracy_rise(tmp_path):
 
 def test_dpo_loss_variants_are_exposed(tmp_path):
     result = train_dpo(models.load("tiny", lora=LORA), polite_pairs(8),
-                       DPOConfig(output_dir=str(tmp_path), loss_type="ipo", max_steps=2, batch_size=4, progress=False))
+                       DPOConfig(output_dir=str(tmp_path), loss_type="ipo", max_steps=2, per_device_train_batch_size=4, disable_tqdm=True))
     assert len(result.series("loss")) == 2
 
 
@@ -74,8 +74,9 @@ def test_dpo_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
 
     def run(out, callbacks=(), resume=False):
         torch.manual_seed(0)
-        config = DPOConfig(output_dir=str(out), learning_rate=5e-3, batch_size=4, max_steps=8, save_steps=2,
-                           logging_steps=1, resume=resume, progress=False)
+        config = DPOConfig(output_dir=str(out), learning_rate=5e-3, per_device_train_batch_size=4, max_steps=8,
+                           save_strategy="steps", save_steps=2,
+                           logging_steps=1, resume=resume, disable_tqdm=True)
         return train_dpo(models.load("tiny", lora=LORA), polite_pairs(32), config, callbacks=callbacks)
 
     full = run(tmp_path / "full")
@@ -96,7 +97,7 @@ def test_dpo_script_runs_data_parallel_on_two_cpu_processes(tmp_path):
     config = tmp_path / "dpo.yaml"
     config.write_text(f"model: tiny\nlora: {{r: 4, alpha: 8, dropout: 0.0}}\n"
                       f"data: {{kind: jsonl, path: {pairs}}}\noutput_dir: {tmp_path / 'out'}\n"
-                      "learning_rate: 0.005\nbatch_size: 2\nmax_steps: 3\nprogress: false\n")
+                      "learning_rate: 0.005\nper_device_train_batch_size: 2\nmax_steps: 3\ndisable_tqdm: true\n")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -116,7 +117,7 @@ def test_bradley_terry_rm_beats_chance_on_held_out_pairs(tmp_path):
     rm = models.load("tiny", head="reward", lora=LORA)
     scorer = BTScorer(rm.model, rm.tokenizer)
     result = train_reward_model(rm, polite_pairs(48), RewardConfig(output_dir=str(tmp_path), learning_rate=5e-3,
-                                                                   batch_size=8, epochs=2, progress=False))
+                                                                   per_device_train_batch_size=8, num_train_epochs=2, disable_tqdm=True))
     accuracy = pair_accuracy(scorer, polite_pairs(32, offset=1000, seed=1))
     assert result.series("loss")[-1] < result.series("loss")[0]
     assert accuracy.low > 0.5, accuracy
@@ -124,8 +125,8 @@ def test_bradley_terry_rm_beats_chance_on_held_out_pairs(tmp_path):
 
 def test_pairwise_preference_model_beats_chance_on_held_out_pairs(tmp_path):
     pm = models.load("tiny")  # full fine-tune: the tiny model's tied head is too small for LoRA to steer A/B
-    train_pairwise_pm(pm, polite_pairs(48), SFTConfig(output_dir=str(tmp_path), learning_rate=3e-3, batch_size=8,
-                                                      epochs=4, max_length=1024, progress=False))
+    train_pairwise_pm(pm, polite_pairs(48), SFTConfig(output_dir=str(tmp_path), learning_rate=3e-3, per_device_train_batch_size=8,
+                                                      num_train_epochs=4, max_length=1024, disable_tqdm=True))
     accuracy = pair_accuracy(LogProbJudge(pm.model, pm.tokenizer), polite_pairs(32, offset=1000, seed=1))
     assert accuracy.low > 0.5, accuracy
 
@@ -168,8 +169,8 @@ def test_linear_pairwise_pm_beats_chance_and_is_order_symmetric():
 def test_sft_learns_the_completion(tmp_path):
     loaded = models.load("tiny")
     records = [{"prompt": f"question {i}", "completion": "yes"} for i in range(32)]
-    result = train_sft(loaded, records, SFTConfig(output_dir=str(tmp_path), learning_rate=1e-2, batch_size=8,
-                                                  epochs=3, progress=False))
+    result = train_sft(loaded, records, SFTConfig(output_dir=str(tmp_path), learning_rate=1e-2, per_device_train_batch_size=8,
+                                                  num_train_epochs=3, disable_tqdm=True))
     losses = result.series("loss")
     assert losses[-1] < losses[0] / 3
 
@@ -282,12 +283,12 @@ def test_iterative_dpo_improves_the_reward_across_iterations(tmp_path):
         rng = random.Random(seed)
         loaded = models.load("tiny")  # warm start: SFT on an even mix of "yes" and "no"
         train_sft(loaded, [{"prompt": f"question {i}", "completion": rng.choice(["yes", "no"])} for i in range(64)],
-                  SFTConfig(output_dir=str(tmp_path / f"sft{seed}"), learning_rate=1e-2, batch_size=16, epochs=6,
-                            progress=False))
+                  SFTConfig(output_dir=str(tmp_path / f"sft{seed}"), learning_rate=1e-2, per_device_train_batch_size=16, num_train_epochs=6,
+                            disable_tqdm=True))
         loaded.model = models.add_lora(loaded.model, models.LoraSpec(**LORA))
         config = IterativeDPOConfig(iterations=3, k=4, max_new_tokens=4, sample_batch_size=64, seed=seed,
                                     dpo=DPOConfig(output_dir=str(tmp_path / f"dpo{seed}"), learning_rate=5e-3,
-                                                  batch_size=8, epochs=1, progress=False))
+                                                  per_device_train_batch_size=8, num_train_epochs=1, disable_tqdm=True))
         result = iterative_dpo(loaded, [f"question {i}" for i in range(100, 164)], says_yes, config)
         rewards = [row["sample_reward"] for row in result.history]
         assert len(rewards) == 3 and all(row["pairs"] > 0 for row in result.history)
@@ -305,9 +306,10 @@ def test_grpo_and_rloo_take_the_same_reward_callables(tmp_path, trainer):
         seen.extend(m["domain"] for m in meta)
         return digit_fraction(prompts, completions, meta)
 
+    config_cls = GRPOConfig if trainer is train_grpo else RLOOConfig
     result = trainer(models.load("tiny", lora=LORA), [f"count {i}" for i in range(8)], reward,
-                     GroupRLConfig(output_dir=str(tmp_path), max_steps=2, batch_size=4, num_generations=4,
-                                   max_completion_length=6, progress=False, beta=0.05), meta=[{"domain": "toy"}] * 8)
+                     config_cls(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4, num_generations=4,
+                                max_completion_length=6, disable_tqdm=True, beta=0.05), meta=[{"domain": "toy"}] * 8)
     assert len(result.series("reward")) == 2 and set(seen) == {"toy"}
 
 
@@ -318,7 +320,7 @@ def test_grpo_and_rloo_take_the_same_reward_callables(tmp_path, trainer):
 def test_dpo_and_ppo_steps_on_smollm2(tmp_path):
     policy = models.load("smollm2-135m-instruct", lora={"r": 8, "alpha": 16, "dropout": 0.0})
     result = train_dpo(policy, polite_pairs(8), DPOConfig(output_dir=str(tmp_path / "dpo"), learning_rate=1e-4,
-                                                          batch_size=4, max_steps=2, progress=False))
+                                                          per_device_train_batch_size=4, max_steps=2, disable_tqdm=True))
     assert len(result.series("loss")) == 2 and np.isfinite(result.series("loss")).all()
     ppo_result = ppo.train_ppo(policy, ["Write a number.", "Say hi."], digit_fraction,
                                ppo.PPOConfig(steps=2, batch_size=2, minibatch_size=2, max_new_tokens=8, progress=False))
@@ -328,9 +330,9 @@ def test_dpo_and_ppo_steps_on_smollm2(tmp_path):
 @pytest.mark.parametrize("module, settings", [
     ("rlhf_nb.train.ppo", {"steps": 2, "batch_size": 2, "minibatch_size": 2, "max_new_tokens": 4, "progress": False}),
     ("rlhf_nb.train.online_dpo", {"iterations": 1, "k": 2, "max_new_tokens": 4,
-                                  "dpo": {"max_steps": 1, "batch_size": 2, "progress": False}}),
-    ("rlhf_nb.train.grpo", {"algorithm": "rloo", "max_steps": 1, "batch_size": 4, "num_generations": 4,
-                            "max_completion_length": 4, "progress": False}),
+                                  "dpo": {"max_steps": 1, "per_device_train_batch_size": 2, "disable_tqdm": True}}),
+    ("rlhf_nb.train.grpo", {"algorithm": "rloo", "max_steps": 1, "per_device_train_batch_size": 4, "num_generations": 4,
+                            "max_completion_length": 4, "disable_tqdm": True}),
 ])
 def test_online_routines_run_as_scripts(tmp_path, module, settings):
     import yaml

@@ -109,6 +109,10 @@ def data_id(source: str) -> str:
 
     if source in ("hub", "package"):
         return source
+    if source == "bundled":
+        from ..data import BUNDLED
+
+        return BUNDLED["HumanEvalPlus.jsonl.gz"].sha256[:16]
     return hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
 
 

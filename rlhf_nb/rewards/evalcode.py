@@ -11,16 +11,6 @@ from ..sandbox import Limits
 from .code import data_id, evaluate_samples, pass_at_k_table
 
 
-def _default_plus_source() -> str:
-    from ..config import ParamError, project_root
-
-    try:
-        local = project_root() / ".." / "shared" / "data" / "HumanEvalPlus.jsonl.gz"
-    except ParamError:
-        return "hub"
-    return str(local.resolve()) if local.is_file() else "hub"
-
-
 def main(args: argparse.Namespace) -> int:
     if not args.samples.is_file():
         raise DataError(f"samples file {str(args.samples)!r} does not exist")
@@ -32,7 +22,7 @@ def main(args: argparse.Namespace) -> int:
         source = args.data or "package"
         tasks = load_humaneval(source)
     else:
-        source = args.data or _default_plus_source()
+        source = args.data or "bundled"  # the project's data/ copy, else the hub
         tasks = load_humaneval_plus(source)
     rows = evaluate_samples(samples, tasks, args.dataset, Limits(timeout_s=args.timeout), args.workers,
                             progress=not args.json and "running tests", data_id=data_id(source))

@@ -63,6 +63,7 @@ class Job:
     inputs: list[list[Any]] | None = None
     key: Any = None  # caller's identifier, returned unchanged
     limits: Limits | None = None  # overrides the batch's limits for this job
+    packages: tuple[str, ...] = ()  # third-party packages this job may import (granted by name, for it only)
 
 
 @dataclass
@@ -76,11 +77,64 @@ class Verdict:
     wall_s: float = 0.0
 
 
-def _read_paths() -> list[str]:
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sysconfig.get_paths()["stdlib"],
-             sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], "/usr/lib", "/usr/lib64", "/lib",
-             "/lib64", "/usr/local/lib", "/etc/ld.so.cache", "/etc/localtime"}
-    return sorted(p for p in paths if os.path.exists(p))
+_HIDDEN_IN_STDLIB = ("site-packages", "dist-packages")
+
+
+def _stdlib_dirs() -> list[str]:
+    """The standard library's folder(s) (in a virtual environment, the base interpreter's)."""
+    paths = sysconfig.get_paths()
+    found = {os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib")}
+    return sorted(d for d in found if os.path.isfile(os.path.join(d, "os.py")))
+
+
+def _system_libraries() -> list[str]:
+    """Shared libraries the interpreter's extension modules load (multiarch folders), and the loader's files."""
+    arch = sysconfig.get_config_var("MULTIARCH")
+    out = ["/lib64", "/usr/lib64", "/etc/ld.so.cache", "/etc/localtime"]
+    if arch:
+        out += [f"/lib/{arch}", f"/usr/lib/{arch}"]
+    libdir, library = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("LDLIBRARY")
+    if libdir and library and sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        out.append(os.path.join(libdir, library))
+    return sorted(set(out))
+
+
+def visible_paths() -> dict[str, list[str]]:
+    """What a candidate may read, per isolation layer (for the setup message and the README).
+
+    * ``read``: Landlock rules, one per entry of the standard library folder except ``site-packages``, plus
+      the system libraries; anything not listed (the project, caches, data sets, site-packages, home
+      folders, /proc) is denied.
+    * ``jail``: what the mount jail binds read-only at the same paths (the standard library folder whole,
+      with ``hidden`` covered by empty file systems), plus the system libraries.
+    * ``sys_path``: a candidate's ``sys.path``: the standard library only.
+    """
+    read, jail, hidden = [], [], []
+    for stdlib in _stdlib_dirs():
+        jail.append(stdlib)
+        for entry in sorted(os.listdir(stdlib)):
+            if entry in _HIDDEN_IN_STDLIB:
+                hidden.append(os.path.join(stdlib, entry))
+            else:
+                read.append(os.path.join(stdlib, entry))
+    system = [p for p in _system_libraries() if os.path.exists(p)]
+    sys_path = [p for p in sys.path if p and any(os.path.realpath(p).startswith(s) for s in _stdlib_dirs())
+                and not any(h in os.path.realpath(p) for h in _HIDDEN_IN_STDLIB)]
+    return {"read": read + system, "jail": jail + system, "hidden": hidden, "sys_path": sys_path}
+
+
+def package_paths(names: Sequence[str]) -> list[str]:
+    """Folders (or files) of importable top-level packages granted to a job by name, e.g. ``("numpy",)``."""
+    import importlib.util
+
+    out = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            raise ValueError(f"sandbox: cannot grant package {name!r}: it is not installed")
+        locations = list(spec.submodule_search_locations or []) or [spec.origin]
+        out += [os.path.realpath(p) for p in locations if p]
+    return out
 
 
 _ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -126,18 +180,23 @@ def _literal(text: str) -> Any:
 class _Server:
     """One fork server (``harness.py``): jobs go in one at a time, each runs in its own forked child."""
 
-    def __init__(self) -> None:
+    def __init__(self, grants: Sequence[str] = ()) -> None:
         self.scratch = tempfile.mkdtemp(prefix="rlhf-nb-sandbox-")
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-B", str(HARNESS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, cwd=self.scratch, env=dict(_ENV), start_new_session=True,
         )
-        self._send({"scratch": self.scratch, "read_paths": _read_paths(), "result_cap": _RESULT_CAP})
+        visible = visible_paths()
+        self._send({"scratch": self.scratch, "read_paths": visible["read"], "jail_paths": visible["jail"],
+                    "hidden": visible["hidden"], "sys_path": visible["sys_path"], "grant_paths": list(grants),
+                    "devices": ["/dev/null", "/dev/zero", "/dev/urandom"], "result_cap": _RESULT_CAP})
         hello = self._receive()
         if hello is None:
             self.close()
             raise RuntimeError("the sandbox server did not start")
-        self.layers: list[str] = json.loads(hello)["layers"]
+        info = json.loads(hello)
+        self.layers: list[str] = info["layers"]
+        _warn_missing_layers(self.layers, info.get("problems", []))
 
     def _send(self, message: dict[str, Any]) -> None:
         data = json.dumps(message).encode()
@@ -158,7 +217,7 @@ class _Server:
         nonce = secrets.token_hex(16)
         self._send({
             "nonce": nonce, "program": job.program, "test": job.test, "entry_point": job.entry_point,
-            "inputs": job.inputs,
+            "inputs": job.inputs, "grants": package_paths(job.packages) if job.packages else [],
             "limits": {"timeout_s": limits.timeout_s, "memory_bytes": limits.memory_mb << 20,
                        "cpu_seconds": limits.cpu_s or int(limits.timeout_s) + 1,
                        "output_bytes": limits.output_kb << 10},
@@ -190,6 +249,23 @@ class _Server:
 
 class _ServerDied(RuntimeError):
     pass
+
+
+_warned: set[str] = set()
+
+
+def _warn_missing_layers(layers: list[str], problems: list[str]) -> None:
+    """Say once per process, loudly, when a layer that hides files from candidates is missing on this host."""
+    import warnings
+
+    missing = [name for name, prefix in (("mount jail", "mount-jail"), ("Landlock", "landlock"))
+               if not any(layer.startswith(prefix) for layer in layers)]
+    key = ",".join(missing)
+    if missing and key not in _warned:
+        _warned.add(key)
+        hidden_by = "the other layer" if len(missing) == 1 else "nothing: candidates can read any file this user can"
+        warnings.warn(f"sandbox: {' and '.join(missing)} unavailable on this host ({'; '.join(problems) or 'no reason given'}); "
+                      f"files outside the standard library are hidden by {hidden_by}", RuntimeWarning, stacklevel=3)
 
 
 def run_job(job: Job, limits: Limits = Limits()) -> Verdict:
@@ -234,6 +310,7 @@ def run_jobs(
     """Run many jobs in parallel (a fork server per worker, a child process per job), in job order."""
     jobs = list(jobs)
     n_workers = max(1, min(workers or default_workers(), len(jobs)))
+    grants = sorted({p for job in jobs if job.packages for p in package_paths(job.packages)})
     servers: list[_Server] = []
     lock = threading.Lock()
     local = threading.local()
@@ -241,7 +318,7 @@ def run_jobs(
     def run_one(job: Job) -> Verdict:
         server = getattr(local, "server", None)
         if server is None:
-            server = local.server = _Server()
+            server = local.server = _Server(grants)
             with lock:
                 servers.append(server)
         try:

@@ -220,14 +220,18 @@ def run_child(job, result_fd, layers, snapshot):  # noqa: C901 - one linear stor
     outputs = None
     program, tests, entry, inputs = job["program"], job.get("test"), job.get("entry_point"), job.get("inputs")
     sys.modules["__main__"] = type_(sys)("__main__")  # the program never sees this module
+    sys.path[:] = job["sys_path"]  # the standard library (and packages granted to this job), nothing else
     sys.setrecursionlimit(10_000)
     sys.set_int_max_str_digits(0)
     try:
         exec_(compile_(program, "<program>", "exec"), ns)
         if tests:
-            exec_(compile_(tests, "<tests>", "exec"), ns)
+            # the tests run in a copy of the program's namespace: the candidate's globals never hold check()
+            # (whose constants are the expected answers)
+            test_ns = dict(ns)
+            exec_(compile_(tests, "<tests>", "exec"), test_ns)
             if entry:
-                ns["check"](guard(ns[entry]))
+                test_ns["check"](guard(ns[entry]))
         if inputs is not None:
             fn = guard(ns[entry])
             outputs = []
@@ -265,15 +269,108 @@ def run_child(job, result_fd, layers, snapshot):  # noqa: C901 - one linear stor
     report("passed", outputs=outputs, layers=layers)
 
 
-def _new_network_namespace():
-    """unshare(CLONE_NEWUSER | CLONE_NEWNET): a namespace with no network interfaces up."""
+def _new_namespaces():
+    """unshare a new user + network (+ mount) namespace: no network interfaces up, private mounts.
+
+    Returns the set of namespaces entered ("net", "mnt"); empty if the host allows none.
+    """
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.unshare(0x10000000 | 0x40000000) == 0
-    except Exception:  # noqa: BLE001 - the layer is optional; report says whether it is active
-        return False
+    except Exception:  # noqa: BLE001 - the layers are optional; the report says which are active
+        return set()
+    import os
+
+    uid, gid = os.getuid(), os.getgid()
+    user, net, mnt = 0x10000000, 0x40000000, 0x00020000
+    if libc.unshare(user | net | mnt) == 0:
+        entered = {"net", "mnt"}
+    elif libc.unshare(user | net) == 0:
+        entered = {"net"}
+    else:
+        return set()
+    # map our own ids into the namespace (files created in the jail need an owner the kernel can represent)
+    for path, text in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"{uid} {uid} 1"),
+                       ("/proc/self/gid_map", f"{gid} {gid} 1")):
+        try:
+            with open(path, "w") as f:
+                f.write(text)
+        except OSError:
+            pass
+    return entered
+
+
+_MS = {"rdonly": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "remount": 32, "bind": 4096, "rec": 16384,
+       "private": 1 << 18, "noatime": 1024, "nodiratime": 2048, "relatime": 1 << 21}
+
+
+def _locked_flags(path):
+    """Mount flags a bind remount inside a user namespace must keep (the kernel locks them)."""
+    import os
+
+    f = os.statvfs(path).f_flag
+    out = 0
+    for bit, name in ((2, "nosuid"), (4, "nodev"), (8, "noexec"), (1024, "noatime"), (2048, "nodiratime"),
+                      (4096, "relatime")):
+        if f & bit:
+            out |= _MS[name]
+    return out
+
+
+GRANTED = "/granted"  # inside the mount jail, packages granted by name appear here (and only these)
+
+
+def _jail(root, read_paths, hidden, write_paths, grants=()):
+    """Build a new root from bind mounts of exactly ``read_paths`` (read-only) and ``write_paths`` (read-write),
+    cover ``hidden`` paths inside them with empty read-only tmpfs, then chroot into it. Needs a private mount
+    namespace (see :func:`_new_namespaces`); nothing else of the host's file system exists inside, /proc included.
+    """
+    import ctypes
+    import os
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def mount(source, target, fstype, flags, data=None):
+        enc = lambda v: None if v is None else v.encode()  # noqa: E731
+        if libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
+            raise OSError(ctypes.get_errno(), f"mount {source} on {target}")
+
+    def place(source, writable):
+        target = root + source
+        if os.path.isdir(source):
+            os.makedirs(target, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            open(target, "a").close()
+        mount(source, target, None, _MS["bind"])
+        if not writable:
+            mount(None, target, None, _MS["remount"] | _MS["bind"] | _MS["rdonly"] | _locked_flags(source))
+
+    mount(None, "/", None, _MS["rec"] | _MS["private"])  # nothing we do here propagates to the host
+    os.makedirs(root, exist_ok=True)
+    mount("tmpfs", root, "tmpfs", _MS["nosuid"], "mode=0755,size=1m")
+    for path in read_paths:
+        if os.path.exists(path):
+            place(path, writable=False)
+    for path in hidden:
+        if os.path.isdir(root + path):
+            mount("tmpfs", root + path, "tmpfs", _MS["nosuid"] | _MS["nodev"] | _MS["rdonly"], "mode=0555,size=4k")
+    for path in write_paths:
+        place(path, writable=True)
+    for source in grants:  # a granted package, bound alone under /granted: its siblings stay invisible
+        target = root + GRANTED + "/" + os.path.basename(source)
+        if os.path.isdir(source):
+            os.makedirs(target, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            open(target, "a").close()
+        mount(source, target, None, _MS["bind"])
+        mount(None, target, None, _MS["remount"] | _MS["bind"] | _MS["rdonly"] | _locked_flags(source))
+    mount(None, root, None, _MS["remount"] | _MS["rdonly"] | _MS["nosuid"])  # the skeleton itself is read-only
+    if libc.chroot(root.encode()) != 0:
+        raise OSError(ctypes.get_errno(), "chroot")
+    os.chdir("/")
 
 
 class _Landlock:
@@ -287,7 +384,7 @@ class _Landlock:
     READ_ONLY = (1 << 0) | (1 << 2) | (1 << 3)  # execute, read_file, read_dir
     FILE_BITS = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 14)  # rights that apply to a single file
 
-    def __init__(self, read_paths):
+    def __init__(self, read_paths, grant_paths=(), listable=()):
         import ctypes
         import os
         import struct
@@ -312,9 +409,15 @@ class _Landlock:
         else:
             attr = struct.pack("Q", fs_all)
         self.attr = ctypes.create_string_buffer(attr, len(attr))
-        self.rules = []  # (buffer, fd) kept alive for the server's lifetime
+        self.rules = []  # (buffer, fd) kept alive for the server's lifetime: every job's base rules
+        self.grants = {}  # package path -> (buffer, fd): added to the rulesets of the jobs granted that package
         for path in read_paths:
             self._keep(path, self.READ_ONLY)
+        for path in grant_paths:
+            rule = self._rule(path, self.READ_ONLY)
+            if rule:
+                self.grants[path] = rule
+        self.listable = [r for r in (self._rule(p, 1 << 3) for p in listable) if r]  # read_dir only: names, not files
         for path in ("/dev/null", "/dev/zero", "/dev/urandom"):
             self._keep(path, (1 << 1) | (1 << 2))
         if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS, inherited by every child
@@ -336,8 +439,9 @@ class _Landlock:
         if rule:
             self.rules.append(rule)
 
-    def ruleset(self, write_paths):
-        """A new ruleset fd: the read-only rules plus read-write access to ``write_paths``; -1 if unavailable."""
+    def ruleset(self, write_paths, grants=None):
+        """A new ruleset fd: the read-only rules, the granted package paths (``None``: all of them), and
+        read-write access to ``write_paths``; -1 if unavailable."""
         if not self.abi:
             return -1
         c = self.ctypes
@@ -345,7 +449,9 @@ class _Landlock:
         if fd < 0:
             return -1
         extra = [r for r in (self._rule(p, self.fs_all) for p in write_paths) if r]
-        for buf, _ in self.rules + extra:
+        granted = list(self.grants.values()) if grants is None else [self.grants[g] for g in grants if g in self.grants]
+        granted += self.listable if granted else []
+        for buf, _ in self.rules + granted + extra:
             self.syscall(self.ADD_RULE, fd, c.c_int(1), buf, c.c_uint32(0))
         for _, path_fd in extra:
             self.os.close(path_fd)
@@ -410,15 +516,32 @@ def serve():
 
     setup = _read_message(0)
     scratch = setup["scratch"]
-    layers = []
-    if _new_network_namespace():
+    layers, problems = [], []
+    entered = _new_namespaces()
+    grants = setup["grant_paths"]
+    if "net" in entered:
         layers.append("netns")
-    landlock = _Landlock(setup["read_paths"])
+    if "mnt" in entered:
+        try:
+            _jail(os.path.join(scratch, ".jail"), setup["jail_paths"], setup["hidden"], [scratch] + setup["devices"],
+                  grants)
+            layers.append("mount-jail")
+        except OSError as err:
+            problems.append(f"mount jail: {err}")
+    jailed = "mount-jail" in layers
+    # where a granted package is found from inside: /granted/<name> in the jail, else its own folder (whose parent,
+    # site-packages, then needs to be listable; Landlock still lets nothing but the granted package be read)
+    where = {g: (GRANTED + "/" + os.path.basename(g)) if jailed else g for g in grants}
+    os.chdir(scratch)
+    listable = [GRANTED] if jailed and grants else sorted({os.path.dirname(g) for g in grants})
+    landlock = _Landlock(setup["read_paths"], list(where.values()), listable)
     if landlock.enforce(landlock.ruleset([scratch])):
         layers.append(f"landlock-v{landlock.abi}")
+    else:
+        problems.append("landlock: not available on this kernel")
     exec(compile(_WARM_UP, "<warm-up>", "exec"), {"__name__": "__warm_up__"})  # compiler state, once
     snapshot = _snapshot()
-    _send(1, json.dumps({"layers": layers}).encode())
+    _send(1, json.dumps({"layers": layers, "problems": problems}).encode())
     cap = setup["result_cap"]
     counter = 0
     while True:
@@ -429,8 +552,11 @@ def serve():
         workdir = os.path.join(scratch, f"job-{counter}")
         os.mkdir(workdir, 0o700)
         job["workdir"] = workdir
+        job_grants = [where[g] for g in job.get("grants") or [] if g in where]
+        job["sys_path"] = setup["sys_path"] + sorted({os.path.dirname(g) for g in job_grants})
         out_path = os.path.join(workdir, ".output")
-        job_rules = landlock.ruleset([workdir])  # stacked on the server's: writes to this folder only
+        # stacked on the server's: writes to this folder only, reads of the packages granted to this job only
+        job_rules = landlock.ruleset([workdir], job_grants)
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # child: drop the server's channels before anything else

@@ -1,9 +1,12 @@
-"""What every training routine shares: the base config, trl/transformers arguments, history, resume.
+"""What every training routine shares: precision, history, resume, the script entry point.
 
-Each routine (``sft``, ``reward``, ``dpo``, ...) has a ``*Config`` dataclass that extends
-:class:`TrainConfig`, a function ``train_*(loaded_model, records, config) -> TrainResult``, and a
-``main()`` so that it also runs as a script (``python -m rlhf_nb.train.dpo --config file.yaml``),
-which is what ``accelerate launch`` / ``torchrun`` need for data-parallel runs.
+Where trl has the method, a routine's config *is* trl's config: ``rlhf_nb.train.dpo.DPOConfig`` subclasses
+``trl.DPOConfig`` (likewise ``RewardConfig``, ``SFTConfig``, ``GRPOConfig`` / ``RLOOConfig``), changing only
+defaults (:data:`RLHF_NB_DEFAULTS`, a learning rate) and adding two fields: ``precision`` (see
+:mod:`rlhf_nb.device`) and ``resume``. Every trl argument works under its trl name. Each routine has a
+function ``train_*(loaded_model, records, config) -> TrainResult`` and a ``main()`` so that it also runs
+as a script (``python -m rlhf_nb.train.dpo --config file.yaml``), which is what ``accelerate launch`` /
+``torchrun`` need for data-parallel runs.
 """
 
 from __future__ import annotations
@@ -19,29 +22,22 @@ from typing import Any
 import yaml
 
 
-@dataclass
-class TrainConfig:
-    """Settings shared by the trainer-based routines (names follow transformers' TrainingArguments)."""
+def apply_precision(args: Any) -> None:
+    """Set a trl/transformers config's ``bf16`` and ``use_cpu`` from rlhf-nb's precision policy (its ``precision``
+    field: ``None`` follows the process setting, see :mod:`rlhf_nb.device`). With bf16 the trainer autocasts the
+    forward pass, on CPU too, while the optimizer updates fp32 parameters (see :func:`prepare_model`)."""
+    from ..device import resolve
 
-    output_dir: str = "runs/train"
-    learning_rate: float = 1e-5
-    batch_size: int = 4  # per device
-    grad_accum: int = 1
-    epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    warmup_ratio: float = 0.0
-    scheduler: str = "linear"
-    max_length: int = 512
-    logging_steps: int = 1
-    save_steps: int = 0  # 0: no intermediate checkpoints
-    save_total_limit: int = 2
-    gradient_checkpointing: bool = False
-    resume: bool = False  # continue from the newest checkpoint in output_dir, if any
-    seed: int = 0
-    progress: bool = True
-    precision: str | None = None  # "auto" | "bf16" | "fp32"; None: the process-wide policy (rlhf_nb.device)
+    cuda = on_cuda()
+    precision = resolve(getattr(args, "precision", None), "cuda" if cuda else "cpu")
+    args.bf16, args.fp16, args.use_cpu = precision.bf16, False, not cuda
+
+
+#: rlhf-nb's defaults on top of trl's, shared by the DPO, reward, SFT and GRPO/RLOO configs: log every step, no
+#: intermediate checkpoints unless asked, no experiment trackers, seed 0, and no gradient checkpointing (trl turns
+#: it on by default; it recomputes activations to save memory, which small models on a CPU do not need: set
+#: ``gradient_checkpointing=True`` for large ones).
+RLHF_NB_DEFAULTS = dict(logging_steps=1, save_strategy="no", report_to="none", seed=0, gradient_checkpointing=False)
 
 
 @dataclass
@@ -62,44 +58,6 @@ def on_cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def trainer_kwargs(config: TrainConfig) -> dict[str, Any]:
-    """Keyword arguments for a trl ``*Config`` (a TrainingArguments subclass).
-
-    Precision follows :mod:`rlhf_nb.device`: with bf16 the trainer autocasts the forward pass (on CPU too:
-    ``bf16=True, use_cpu=True``) while the optimizer updates fp32 parameters (see :func:`prepare_model`).
-    """
-    from ..device import resolve
-
-    cuda = on_cuda()
-    precision = resolve(config.precision, "cuda" if cuda else "cpu")
-    return {
-        "output_dir": config.output_dir,
-        "learning_rate": config.learning_rate,
-        "per_device_train_batch_size": config.batch_size,
-        "per_device_eval_batch_size": config.batch_size,
-        "gradient_accumulation_steps": config.grad_accum,
-        "num_train_epochs": config.epochs,
-        "max_steps": config.max_steps,
-        "weight_decay": config.weight_decay,
-        "max_grad_norm": config.max_grad_norm,
-        "warmup_steps": config.warmup_ratio,  # a float in [0, 1) is a ratio of total steps
-        "lr_scheduler_type": config.scheduler,
-        "logging_steps": config.logging_steps,
-        "save_strategy": "steps" if config.save_steps > 0 else "no",
-        "save_steps": config.save_steps if config.save_steps > 0 else 500,
-        "save_total_limit": config.save_total_limit,
-        "gradient_checkpointing": config.gradient_checkpointing,
-        "seed": config.seed,
-        "data_seed": config.seed,
-        "bf16": precision.bf16,  # on CPU only together with use_cpu=True (trl's default bf16 fails otherwise)
-        "use_cpu": not cuda,
-        "report_to": [],
-        "disable_tqdm": not config.progress,
-        "dataloader_num_workers": 0,
-        "remove_unused_columns": True,
-    }
 
 
 def prepare_model(model: Any) -> Any:
@@ -126,12 +84,12 @@ def history_callback(history: list[dict[str, float]]):
     return _History()
 
 
-def resume_from(config: TrainConfig) -> bool:
+def resume_from(config: Any) -> bool:
     """True when ``config.resume`` is set and ``output_dir`` holds a checkpoint to continue from."""
-    return config.resume and any(Path(config.output_dir).glob("checkpoint-*"))
+    return bool(getattr(config, "resume", False)) and any(Path(config.output_dir).glob("checkpoint-*"))
 
 
-def run_trainer(trainer: Any, config: TrainConfig, history: list[dict[str, float]]) -> TrainResult:
+def run_trainer(trainer: Any, config: Any, history: list[dict[str, float]]) -> TrainResult:
     """Train (resuming if asked and possible) and save the final model to ``output_dir``."""
     output = trainer.train(resume_from_checkpoint=True if resume_from(config) else None)
     trainer.save_model(config.output_dir)

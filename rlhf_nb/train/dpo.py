@@ -8,7 +8,7 @@ initial adapter across the rounds of online iterative DPO. Any loss trl offers c
 accuracies) each row records ``kl/chosen``: the mean log-ratio log pi/pi_ref of the chosen responses,
 an estimate of the policy's drift from the reference on the data.
 
-    result = train_dpo(models.load("smollm2-135m-instruct", lora={"r": 16}), pairs, DPOConfig(beta=0.1))
+    result = train_dpo(models.load("smollm2-135m-instruct", lora={"r": 16}), pairs, DPOConfig(beta=0.1, num_train_epochs=2))
 
 As a script (data-parallel under ``accelerate launch`` / ``torchrun``)::
 
@@ -19,24 +19,42 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import trl
+
 from ..data import PreferencePair
-from .common import (TrainConfig, TrainResult, history_callback, prepare_model, model_from_settings, pairs_from_spec, run_trainer,
-                     script_main, settings_from, trainer_kwargs)
+from .common import (RLHF_NB_DEFAULTS, TrainResult, apply_precision, history_callback, model_from_settings,
+                     pairs_from_spec, prepare_model, run_trainer, script_main, settings_from)
 
 
 @dataclass
-class DPOConfig(TrainConfig):
+class DPOConfig(trl.DPOConfig):
+    """``trl.DPOConfig`` with rlhf-nb's defaults; any trl argument works (``beta``, ``loss_type`` - several as
+    ``["sigmoid", "sft"]`` -, ``num_train_epochs``, ``per_device_train_batch_size``, ...).
+
+    Reference log-probs are computed once per data set before training (``precompute_ref_log_probs``): the
+    reference is fixed, so over several epochs this saves a forward pass per step (single-process runs: for an
+    in-memory data set trl caches them in a file other ranks cannot see, so data-parallel runs turn it off).
+    """
+
+    output_dir: str = "runs/train/dpo"
     learning_rate: float = 5e-6
-    beta: float = 0.1
-    loss_type: str = "sigmoid"  # or "ipo", "hinge", "robust", ... (several: "sigmoid,sft")
-    label_smoothing: float = 0.0
-    # reference log-probs once per data set, before training (trl's precompute_ref_log_probs): the reference is
-    # fixed, so over several epochs this saves a forward pass per step. Single-process runs only: trl caches
-    # them in an arrow file that another rank cannot see for an in-memory data set
-    precompute_ref: bool = True
+    per_device_train_batch_size: int = 4
+    max_length: int | None = 1024
+    logging_steps: float = RLHF_NB_DEFAULTS["logging_steps"]
+    save_strategy: str = RLHF_NB_DEFAULTS["save_strategy"]
+    report_to: str | list[str] = RLHF_NB_DEFAULTS["report_to"]
+    seed: int = RLHF_NB_DEFAULTS["seed"]
+    gradient_checkpointing: bool = RLHF_NB_DEFAULTS["gradient_checkpointing"]
+    precompute_ref_log_probs: bool = True
+    precision: str | None = None  # rlhf-nb: "auto" | "bf16" | "fp32"; None follows the process (sets bf16/use_cpu)
+    resume: bool = False  # rlhf-nb: continue from the newest checkpoint in output_dir, if any
+
+    def __post_init__(self):
+        apply_precision(self)
+        super().__post_init__()
 
 
 def preference_dataset(pairs: Sequence[PreferencePair]):
@@ -46,7 +64,7 @@ def preference_dataset(pairs: Sequence[PreferencePair]):
     return Dataset.from_list([p.to_trl() for p in pairs])
 
 
-def train_dpo(loaded: Any, pairs: Sequence[PreferencePair], config: DPOConfig = DPOConfig(),
+def train_dpo(loaded: Any, pairs: Sequence[PreferencePair], config: DPOConfig | None = None,
               eval_pairs: Sequence[PreferencePair] | None = None, callbacks: Sequence[Any] = (),
               reference_adapter: dict[str, Any] | None = None) -> TrainResult:
     """Train ``loaded`` (from :func:`rlhf_nb.models.load`, ideally with ``lora=``) on preference pairs.
@@ -54,8 +72,7 @@ def train_dpo(loaded: Any, pairs: Sequence[PreferencePair], config: DPOConfig = 
     ``reference_adapter``: LoRA weights (``peft.get_peft_model_state_dict``) for the reference policy;
     by default trl copies the adapter as it is now.
     """
-    import trl
-
+    config = config or DPOConfig()
     tokenizer, model = loaded
     prepare_model(model)
     if not pairs:
@@ -63,6 +80,7 @@ def train_dpo(loaded: Any, pairs: Sequence[PreferencePair], config: DPOConfig = 
     if hasattr(model, "peft_config") and "ref" in model.peft_config:  # left by an earlier round
         model.delete_adapter("ref")
         model.set_adapter("default")
+    _check_lengths(tokenizer, pairs, config.max_length)
     history: list[dict[str, float]] = []
     current = None
     if reference_adapter is not None:  # trl copies the adapter as it is at construction into "ref" (and precomputes
@@ -70,13 +88,10 @@ def train_dpo(loaded: Any, pairs: Sequence[PreferencePair], config: DPOConfig = 
 
         current = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
         set_peft_model_state_dict(model, reference_adapter)  # so it must hold the reference weights then
-    args = trl.DPOConfig(
-        **trainer_kwargs(config), beta=config.beta, loss_type=config.loss_type.split(","),
-        label_smoothing=config.label_smoothing, max_length=config.max_length,
-        precompute_ref_log_probs=config.precompute_ref and int(os.environ.get("WORLD_SIZE", "1")) == 1,
-    )
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and config.precompute_ref_log_probs:
+        config = replace(config, precompute_ref_log_probs=False)
     trainer = trl.DPOTrainer(
-        model=model, args=args, train_dataset=preference_dataset(pairs),
+        model=model, args=config, train_dataset=preference_dataset(pairs),
         eval_dataset=preference_dataset(eval_pairs) if eval_pairs else None, processing_class=tokenizer,
         callbacks=[history_callback(history), *callbacks],
     )
@@ -87,6 +102,27 @@ def train_dpo(loaded: Any, pairs: Sequence[PreferencePair], config: DPOConfig = 
         if "rewards/chosen" in row:
             row["kl/chosen"] = row["rewards/chosen"] / config.beta
     return result
+
+
+def _check_lengths(tokenizer: Any, pairs: Sequence[PreferencePair], max_length: int | None) -> None:
+    """trl cuts sequences at ``max_length`` from the end and silently drops a pair whose reply is cut away
+    entirely; say how many pairs are cut, and refuse before training when nothing would be left."""
+    import warnings
+
+    if not max_length:
+        return
+    cut, empty = 0, 0
+    for p in pairs:
+        prompt = len(tokenizer.apply_chat_template(p.prompt, add_generation_prompt=True, tokenize=True))
+        longest = max(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in (p.chosen, p.rejected))
+        cut += prompt + longest > max_length
+        empty += prompt >= max_length
+    if empty == len(pairs):
+        raise ValueError(f"every one of the {len(pairs)} DPO pairs has a prompt of at least max_length={max_length} "
+                         "tokens, so nothing of the replies would be trained on: raise max_length")
+    if cut:
+        warnings.warn(f"{cut} of {len(pairs)} DPO pairs exceed max_length={max_length} tokens and are truncated"
+                      + (f" ({empty} lose their replies entirely and are dropped)" if empty else ""), stacklevel=3)
 
 
 def run_from_settings(settings: dict[str, Any]) -> TrainResult:

@@ -12,18 +12,61 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .common import TrainConfig, TrainResult, history_callback, prepare_model, run_trainer, trainer_kwargs
+import trl
+
+from .common import RLHF_NB_DEFAULTS, TrainResult, apply_precision, history_callback, prepare_model, run_trainer
 
 RewardFn = Callable[[Sequence[Any], Sequence[str], Sequence[dict]], Sequence[float]]
 
+_GROUP_DEFAULTS = dict(learning_rate=1e-5, num_generations=4, max_completion_length=64, beta=0.0)
+
 
 @dataclass
-class GroupRLConfig(TrainConfig):
-    learning_rate: float = 1e-5
-    num_generations: int = 4  # completions per prompt (the group)
-    max_completion_length: int = 64
-    temperature: float = 1.0
-    beta: float = 0.0  # KL coefficient towards the reference (0: no reference needed)
+class GRPOConfig(trl.GRPOConfig):
+    """``trl.GRPOConfig`` with rlhf-nb's defaults; meta columns reach the reward (``remove_unused_columns=False``)."""
+
+    output_dir: str = "runs/train/grpo"
+    learning_rate: float = _GROUP_DEFAULTS["learning_rate"]
+    per_device_train_batch_size: int = 4
+    num_generations: int | None = _GROUP_DEFAULTS["num_generations"]
+    max_completion_length: int | None = _GROUP_DEFAULTS["max_completion_length"]
+    beta: float = _GROUP_DEFAULTS["beta"]  # KL coefficient towards the reference (0: no reference needed)
+    remove_unused_columns: bool | None = False
+    logging_steps: float = RLHF_NB_DEFAULTS["logging_steps"]
+    save_strategy: str = RLHF_NB_DEFAULTS["save_strategy"]
+    report_to: str | list[str] = RLHF_NB_DEFAULTS["report_to"]
+    seed: int = RLHF_NB_DEFAULTS["seed"]
+    gradient_checkpointing: bool = RLHF_NB_DEFAULTS["gradient_checkpointing"]
+    precision: str | None = None  # rlhf-nb: see rlhf_nb.device
+    resume: bool = False
+
+    def __post_init__(self):
+        apply_precision(self)
+        super().__post_init__()
+
+
+@dataclass
+class RLOOConfig(trl.RLOOConfig):
+    """``trl.RLOOConfig`` with the same rlhf-nb defaults as :class:`GRPOConfig`."""
+
+    output_dir: str = "runs/train/rloo"
+    learning_rate: float = _GROUP_DEFAULTS["learning_rate"]
+    per_device_train_batch_size: int = 4
+    num_generations: int | None = _GROUP_DEFAULTS["num_generations"]
+    max_completion_length: int | None = _GROUP_DEFAULTS["max_completion_length"]
+    beta: float = _GROUP_DEFAULTS["beta"]
+    remove_unused_columns: bool | None = False
+    logging_steps: float = RLHF_NB_DEFAULTS["logging_steps"]
+    save_strategy: str = RLHF_NB_DEFAULTS["save_strategy"]
+    report_to: str | list[str] = RLHF_NB_DEFAULTS["report_to"]
+    seed: int = RLHF_NB_DEFAULTS["seed"]
+    gradient_checkpointing: bool = RLHF_NB_DEFAULTS["gradient_checkpointing"]
+    precision: str | None = None
+    resume: bool = False
+
+    def __post_init__(self):
+        apply_precision(self)
+        super().__post_init__()
 
 
 def trl_reward(fn: RewardFn) -> Callable[..., list[float]]:
@@ -50,37 +93,28 @@ def _dataset(prompts: Sequence[Any], meta: Sequence[dict] | None):
     return Dataset.from_list(rows)
 
 
-def _group_args(config: GroupRLConfig) -> dict[str, Any]:
-    kwargs = trainer_kwargs(config)
-    kwargs["remove_unused_columns"] = False  # meta columns must reach the reward
-    return {**kwargs, "num_generations": config.num_generations, "max_completion_length": config.max_completion_length,
-            "temperature": config.temperature, "beta": config.beta}
-
-
-def _train_group(kind: str, loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, config: GroupRLConfig,
+def _train_group(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, config: GRPOConfig | RLOOConfig,
                  meta: Sequence[dict] | None) -> TrainResult:
-    import trl
-
-    trainer_cls, config_cls = (trl.GRPOTrainer, trl.GRPOConfig) if kind == "grpo" else (trl.RLOOTrainer, trl.RLOOConfig)
+    trainer_cls = trl.GRPOTrainer if isinstance(config, trl.GRPOConfig) else trl.RLOOTrainer
     tokenizer, model = loaded
     prepare_model(model)
     history: list[dict[str, float]] = []
-    trainer = trainer_cls(model=model, reward_funcs=[trl_reward(reward_fn)], args=config_cls(**_group_args(config)),
+    trainer = trainer_cls(model=model, reward_funcs=[trl_reward(reward_fn)], args=config,
                           train_dataset=_dataset(prompts, meta), processing_class=tokenizer,
                           callbacks=[history_callback(history)])
     return run_trainer(trainer, config, history)
 
 
-def train_grpo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, config: GroupRLConfig = GroupRLConfig(),
+def train_grpo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, config: GRPOConfig | None = None,
                meta: Sequence[dict] | None = None) -> TrainResult:
     """GRPO: group-normalised rewards as advantages (trl ``GRPOTrainer``)."""
-    return _train_group("grpo", loaded, prompts, reward_fn, config, meta)
+    return _train_group(loaded, prompts, reward_fn, config or GRPOConfig(), meta)
 
 
-def train_rloo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, config: GroupRLConfig = GroupRLConfig(),
+def train_rloo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, config: RLOOConfig | None = None,
                meta: Sequence[dict] | None = None) -> TrainResult:
     """RLOO: leave-one-out baseline within each group (trl ``RLOOTrainer``)."""
-    return _train_group("rloo", loaded, prompts, reward_fn, config, meta)
+    return _train_group(loaded, prompts, reward_fn, config or RLOOConfig(), meta)
 
 
 def run_from_settings(settings: dict[str, Any], kind: str = "grpo") -> TrainResult:
@@ -91,7 +125,8 @@ def run_from_settings(settings: dict[str, Any], kind: str = "grpo") -> TrainResu
     loaded = model_from_settings(settings)
     prompts, meta = prompts_from_spec(settings.pop("prompts"))
     reward = reward_from_settings(settings.pop("reward"))
-    return _train_group(kind, loaded, prompts, reward, settings_from(GroupRLConfig, settings), meta)
+    config = settings_from(GRPOConfig if kind == "grpo" else RLOOConfig, settings)
+    return _train_group(loaded, prompts, reward, config, meta)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,8 @@ class IterativeDPOConfig:
     top_p: float = 1.0
     max_new_tokens: int = 128
     prompts_per_iteration: int | None = None  # None: all prompts every round
-    sample_batch_size: int = 16
-    dpo: DPOConfig = field(default_factory=DPOConfig)
+    sample_batch_size: int | None = None  # None: the sampler's automatic batch size
+    dpo: DPOConfig | None = None  # None: DPOConfig() with rlhf-nb's defaults
     seed: int = 0
 
 
@@ -49,9 +49,11 @@ def best_vs_worst(prompts: Sequence[Any], samples: Sequence[Sequence[str]], scor
     return pairs
 
 
-def iterative_dpo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, config: IterativeDPOConfig = IterativeDPOConfig(),
+def iterative_dpo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, config: IterativeDPOConfig | None = None,
                   meta: Sequence[dict] | None = None, evaluate: Callable[[Any], dict[str, float]] | None = None) -> TrainResult:
     """Run the loop; ``history`` has one row per round (mean/max sampled reward, pairs, DPO stats, evaluation)."""
+    config = config or IterativeDPOConfig()
+    base_dpo = config.dpo or DPOConfig()
     tokenizer, model = loaded
     if not hasattr(model, "disable_adapter"):
         raise ValueError("iterative_dpo needs a LoRA policy so the initial policy stays available as the reference")
@@ -80,7 +82,7 @@ def iterative_dpo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, conf
                                  "best_reward": sum(max(s) for s in scores) / len(scores), "pairs": len(pairs),
                                  "mean_length": sum(len(t) for per in samples for t in per) / len(flat)}
         if pairs:
-            dpo = dataclasses.replace(config.dpo, output_dir=str(Path(config.dpo.output_dir) / f"iter{it}"),
+            dpo = dataclasses.replace(base_dpo, output_dir=str(Path(base_dpo.output_dir) / f"iter{it}"),
                                       seed=config.seed + it)
             result = train_dpo(loaded, pairs, dpo, reference_adapter=initial)
             last = result.history[-2] if len(result.history) > 1 else {}
@@ -88,7 +90,7 @@ def iterative_dpo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, conf
         if evaluate is not None:
             row.update(evaluate(loaded))
         history.append(row)
-    return TrainResult(model, history, config.dpo.output_dir, history[-1] if history else {})
+    return TrainResult(model, history, base_dpo.output_dir, history[-1] if history else {})
 
 
 def run_from_settings(settings: dict[str, Any]) -> TrainResult:

@@ -20,33 +20,46 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import trl
 
 from ..data import PreferencePair
 from ..metrics import Estimate, bootstrap_ci
 from ..rewards.judge import PAIRWISE, LogProbJudge, _as_text
-from .common import (TrainConfig, TrainResult, history_callback, prepare_model, model_from_settings, pairs_from_spec, run_trainer,
-                     script_main, settings_from, trainer_kwargs)
+from .common import (RLHF_NB_DEFAULTS, TrainResult, apply_precision, history_callback, model_from_settings,
+                     pairs_from_spec, prepare_model, run_trainer, script_main, settings_from)
 from .dpo import preference_dataset
 from .sft import SFTConfig, train_sft
 
 
 @dataclass
-class RewardConfig(TrainConfig):
+class RewardConfig(trl.RewardConfig):
+    """``trl.RewardConfig`` with rlhf-nb's defaults (``center_rewards_coefficient`` etc. as in trl)."""
+
+    output_dir: str = "runs/train/reward"
     learning_rate: float = 1e-5
-    center_rewards_coefficient: float = 0.0  # > 0 keeps rewards near zero mean (trl)
+    per_device_train_batch_size: int = 8
+    max_length: int | None = 1024
+    logging_steps: float = RLHF_NB_DEFAULTS["logging_steps"]
+    save_strategy: str = RLHF_NB_DEFAULTS["save_strategy"]
+    report_to: str | list[str] = RLHF_NB_DEFAULTS["report_to"]
+    seed: int = RLHF_NB_DEFAULTS["seed"]
+    gradient_checkpointing: bool = RLHF_NB_DEFAULTS["gradient_checkpointing"]
+    precision: str | None = None  # rlhf-nb: see rlhf_nb.device
+    resume: bool = False  # rlhf-nb: continue from the newest checkpoint in output_dir, if any
+
+    def __post_init__(self):
+        apply_precision(self)
+        super().__post_init__()
 
 
-def train_reward_model(loaded: Any, pairs: Sequence[PreferencePair], config: RewardConfig = RewardConfig(),
+def train_reward_model(loaded: Any, pairs: Sequence[PreferencePair], config: RewardConfig | None = None,
                        callbacks: Sequence[Any] = ()) -> TrainResult:
     """Bradley-Terry RM: ``loaded`` must come from ``models.load(..., head="reward")`` (LoRA optional)."""
-    import trl
-
+    config = config or RewardConfig()
     tokenizer, model = loaded
     prepare_model(model)
     history: list[dict[str, float]] = []
-    args = trl.RewardConfig(**trainer_kwargs(config), max_length=config.max_length,
-                            center_rewards_coefficient=config.center_rewards_coefficient or None)
-    trainer = trl.RewardTrainer(model=model, args=args, train_dataset=preference_dataset(pairs),
+    trainer = trl.RewardTrainer(model=model, args=config, train_dataset=preference_dataset(pairs),
                                 processing_class=tokenizer, callbacks=[history_callback(history), *callbacks])
     return run_trainer(trainer, config, history)
 
@@ -281,7 +294,7 @@ def pairwise_records(pairs: Sequence[PreferencePair]) -> list[dict[str, Any]]:
     return records
 
 
-def train_pairwise_pm(loaded: Any, pairs: Sequence[PreferencePair], config: SFTConfig = SFTConfig(),
+def train_pairwise_pm(loaded: Any, pairs: Sequence[PreferencePair], config: SFTConfig | None = None,
                       callbacks: Sequence[Any] = ()) -> TrainResult:
     """Pairwise preference model: SFT on "which is better? A/B" in both orders (causal-LM ``loaded``)."""
     return train_sft(loaded, pairwise_records(pairs), config, callbacks)

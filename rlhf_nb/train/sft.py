@@ -10,13 +10,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .common import (TrainConfig, TrainResult, history_callback, prepare_model, model_from_settings, run_trainer, script_main,
-                     settings_from, trainer_kwargs)
+import trl
+
+from .common import (RLHF_NB_DEFAULTS, TrainResult, apply_precision, history_callback, model_from_settings,
+                     prepare_model, run_trainer, script_main, settings_from)
 
 
 @dataclass
-class SFTConfig(TrainConfig):
+class SFTConfig(trl.SFTConfig):
+    """``trl.SFTConfig`` with rlhf-nb's defaults; the loss covers the completion only (``completion_only_loss``)."""
+
+    output_dir: str = "runs/train/sft"
     learning_rate: float = 2e-5
+    per_device_train_batch_size: int = 4
+    max_length: int | None = 1024
+    completion_only_loss: bool | None = True
+    logging_steps: float = RLHF_NB_DEFAULTS["logging_steps"]
+    save_strategy: str = RLHF_NB_DEFAULTS["save_strategy"]
+    report_to: str | list[str] = RLHF_NB_DEFAULTS["report_to"]
+    seed: int = RLHF_NB_DEFAULTS["seed"]
+    gradient_checkpointing: bool = RLHF_NB_DEFAULTS["gradient_checkpointing"]
+    precision: str | None = None  # rlhf-nb: see rlhf_nb.device
+    resume: bool = False  # rlhf-nb: continue from the newest checkpoint in output_dir, if any
+
+    def __post_init__(self):
+        apply_precision(self)
+        super().__post_init__()
 
 
 def sft_dataset(records: Sequence[dict[str, Any]]):
@@ -31,17 +50,15 @@ def sft_dataset(records: Sequence[dict[str, Any]]):
     return Dataset.from_list(rows)
 
 
-def train_sft(loaded: Any, records: Sequence[dict[str, Any]], config: SFTConfig = SFTConfig(),
+def train_sft(loaded: Any, records: Sequence[dict[str, Any]], config: SFTConfig | None = None,
               callbacks: Sequence[Any] = ()) -> TrainResult:
-    import trl
-
+    config = config or SFTConfig()
     tokenizer, model = loaded
     prepare_model(model)
     if not records:
         raise ValueError("train_sft needs at least one record")
     history: list[dict[str, float]] = []
-    args = trl.SFTConfig(**trainer_kwargs(config), max_length=config.max_length, completion_only_loss=True)
-    trainer = trl.SFTTrainer(model=model, args=args, train_dataset=sft_dataset(records), processing_class=tokenizer,
+    trainer = trl.SFTTrainer(model=model, args=config, train_dataset=sft_dataset(records), processing_class=tokenizer,
                              callbacks=[history_callback(history), *callbacks])
     return run_trainer(trainer, config, history)
 

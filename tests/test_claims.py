@@ -1,0 +1,150 @@
+"""The evidence standard: each kind of test, each verdict, and the cases that earlier rules got wrong."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rlhf_nb import claims as C
+
+
+def decided(test: C.Test, min_effect: float, premises=()) -> C.Claim:
+    claim = C.claim("X", "paper", "statement", "paper value", test, min_effect=min_effect, min_effect_reason="test",
+                    unit="u", our_value="ours", premises=premises)
+    return C.finalize([claim])[0]
+
+
+rng = np.random.default_rng(0)
+
+
+# --- the four verdicts, for every kind ---------------------------------------------------------
+
+
+def test_superiority_reproduced_on_a_clean_significant_effect():
+    a = rng.normal(0, 1, 200)
+    b = a + 0.5 + rng.normal(0, 0.3, 200)
+    c = decided(C.superiority(a, b), min_effect=0.2)
+    assert c.verdict == C.REPRODUCED and c.ci[0] > 0 and c.p_adj < 0.05 and c.mde < 0.2
+
+
+def test_superiority_not_reproduced_when_the_data_exclude_the_papers_effect():
+    a = rng.normal(0, 1, 400)
+    b = a + rng.normal(0, 0.2, 400)  # no effect, tight interval
+    c = decided(C.superiority(a, b), min_effect=0.3)
+    assert c.verdict == C.NOT_REPRODUCED and c.ci[1] < 0.3
+
+
+def test_an_interval_straddling_zero_and_the_papers_effect_is_inconclusive_and_says_what_would_decide():
+    a = rng.normal(0, 1, 30)
+    b = a + 0.2 + rng.normal(0, 1.0, 30)
+    c = decided(C.superiority(a, b), min_effect=0.3)
+    assert c.ci[0] < 0 < 0.3 < c.ci[1]
+    assert c.verdict == C.INCONCLUSIVE
+    assert "items" in c.our_value and "80% power" in c.our_value  # the n needed is stated
+
+
+def test_a_large_drop_on_four_items_is_not_tested_never_reproduced():
+    raw = np.array([1.0, 1.0, 0.0, 1.0])
+    tuned = np.zeros(4)  # 75% -> 0%: a wrecked model, but 4 items cannot reach p < 0.05 one-sided
+    test = C.non_inferiority(raw, tuned, margin=0.05)
+    c = decided(test, min_effect=0.0)
+    assert c.verdict == C.NOT_TESTED and "enough items" in c.reason
+    sup = decided(C.superiority(raw, tuned), min_effect=0.05)  # as a superiority claim too
+    assert sup.verdict == C.NOT_TESTED
+
+
+def test_non_inferiority_flags_a_real_drop_and_passes_a_harmless_change():
+    base = rng.binomial(1, 0.5, 300).astype(float)
+    same = np.where(rng.random(300) < 0.05, 1 - base, base)  # 5% of items flip either way
+    ok = decided(C.non_inferiority(base, same, margin=0.1), min_effect=0.0)
+    assert ok.verdict == C.REPRODUCED
+    worse = np.where((base == 1) & (rng.random(300) < 0.6), 0.0, base)  # loses ~30 points
+    bad = decided(C.non_inferiority(base, worse, margin=0.1), min_effect=0.0)
+    assert bad.verdict == C.NOT_REPRODUCED and bad.effect < 0
+
+
+def test_a_wrecked_model_under_the_shrinkage_claim_is_never_positive():
+    """P4-style: gain at k=1 negative (tuning wrecked the model); the premise 'a gain to shrink' fails."""
+    untuned_1, untuned_k = np.full(50, 25.0), np.full(50, 60.0)
+    tuned_1, tuned_k = np.full(50, 0.0), np.full(50, 5.0)  # -25 at k=1, -55 at k=n: "the gain shrinks"?
+    gain1 = C.superiority(untuned_1 + rng.normal(0, 5, 50), tuned_1 + rng.normal(0, 5, 50))
+    test = C.superiority(untuned_1 - untuned_k, tuned_1 - tuned_k + rng.normal(0, 5, 50))
+    premise = C.Premise("a gain at k=1 to shrink", gain1.ci[0] > 0, "")
+    c = decided(test, min_effect=3.0, premises=[premise])
+    assert c.verdict in (C.NOT_TESTED, C.NOT_REPRODUCED) and c.verdict != C.REPRODUCED
+
+
+def test_a_judge_at_chance_makes_the_claim_not_tested():
+    judge = C.proportion(rng.binomial(1, 0.5, 100).astype(float), 0.5)
+    premise = C.validated("judge", 0.5 + judge.effect, 0.5 + judge.ci[0], judge.n)
+    test = C.superiority(rng.normal(0, 1, 100), rng.normal(1, 1, 100))
+    c = decided(test, min_effect=0.2, premises=[premise])
+    assert not premise.holds and c.verdict == C.NOT_TESTED and "judge validated" in c.reason
+
+
+def test_equivalence_by_two_one_sided_tests():
+    a = rng.normal(0, 1, 500)
+    near = a + rng.normal(0, 0.1, 500)
+    far = a + 0.5 + rng.normal(0, 0.1, 500)
+    assert decided(C.equivalence(a, near, margin=0.1), 0.0).verdict == C.REPRODUCED
+    assert decided(C.equivalence(a, far, margin=0.1), 0.0).verdict == C.NOT_REPRODUCED
+
+
+def test_trend_uses_every_level_not_first_against_last():
+    levels = np.log2([1, 2, 4, 8])
+    items = 80
+    rising = [rng.normal(0.5 + 0.05 * i, 0.1, items) for i in range(4)]
+    assert decided(C.trend(levels, rising), 0.02).verdict == C.REPRODUCED
+    # ends higher than it starts, but the middle levels are what they are: a v-shape has a weak slope
+    v_shape = [rng.normal(m, 0.1, items) for m in (0.60, 0.40, 0.40, 0.62)]
+    assert decided(C.trend(levels, v_shape), 0.02).verdict != C.REPRODUCED
+    with pytest.raises(ValueError, match="three distinct levels"):
+        C.trend([1, 2], rising[:2])
+
+
+def test_association_needs_a_real_slope_not_any_positive_one():
+    x = np.linspace(0, 1, 60)
+    strong = 2 * x + rng.normal(0, 0.1, 60)
+    weak = 0.001 * x + rng.normal(0, 1, 60)  # R^2 ~ 0: a positive point estimate is no evidence
+    assert decided(C.association(x, strong), 0.5).verdict == C.REPRODUCED
+    assert decided(C.association(x, weak), 0.5).verdict in (C.INCONCLUSIVE, C.NOT_REPRODUCED)
+
+
+def test_proportions_get_wilson_intervals_that_never_collapse():
+    all_right = C.proportion(np.ones(3), 0.5)
+    lo, hi = all_right.ci
+    assert hi > lo  # 3/3 is not [100, 100]
+    assert decided(all_right, 0.1).verdict == C.NOT_TESTED  # 3 items cannot reach p < 0.05
+    none_right = C.proportion(np.zeros(8), 0.5)
+    assert none_right.ci[1] - none_right.ci[0] > 0.2  # 0/8 is not [0, 0]
+
+
+def test_seeds_widen_the_interval_beyond_item_noise():
+    items = rng.normal(0, 1, 100)
+    one_seed = C.superiority(items, items + 0.3 + rng.normal(0, 0.2, 100))
+    seeds = np.stack([items + 0.3 + shift + rng.normal(0, 0.2, 100) for shift in (-0.4, 0.0, 0.4)])
+    three = C.superiority(items, seeds)
+    assert three.seeds == 3 and (three.ci[1] - three.ci[0]) > 2 * (one_seed.ci[1] - one_seed.ci[0])
+
+
+def test_holm_adjusts_across_a_notebooks_claims():
+    assert C.holm([0.01, 0.04, 0.03, None]) == pytest.approx([0.03, 0.06, 0.06, None])
+
+
+def test_verdicts_come_only_from_the_rule():
+    test = C.superiority(rng.normal(0, 1, 200), rng.normal(0.5, 1, 200))
+    claim = C.claim("X", "p", "s", "v", test, min_effect=0.1, min_effect_reason="r", unit="u", our_value="o")
+    assert claim.verdict == ""  # nothing is decided until finalize() applies the rule
+    assert C.finalize([claim])[0].verdict == C.decide(C.finalize([claim])[0])[0]
+
+
+def test_claim_records_round_trip_through_json():
+    import json
+
+    test = C.superiority(rng.normal(0, 1, 50), rng.normal(0.5, 1, 50))
+    claim = C.finalize([C.claim("X", "p", "s", "v", test, min_effect=0.1, min_effect_reason="r", unit="u",
+                                our_value="o", premises=[C.Premise("a", True, "d")])])[0]
+    again = C.Claim.from_dict(json.loads(json.dumps(claim.to_dict())))
+    assert again == claim
+    assert set(claim.to_dict()) >= {"id", "paper", "statement", "kind", "paper_value", "our_value", "effect", "ci", "p",
+                                    "p_adj", "n", "seeds", "mde", "min_effect", "premises", "verdict"}
