@@ -8,7 +8,8 @@ returns a :class:`Test` (effect, 95% interval, one-sided p, n, seeds, minimal de
 * :func:`equivalence` - B and A differ by less than ``margin`` either way (two one-sided tests);
 * :func:`trend` - an outcome changes monotonically along an ordered factor (model size, data size,
   round), tested over *all* levels by the slope against the level's position or value;
-* :func:`association` - a slope or correlation between two measured quantities;
+* :func:`association` - a slope or correlation between two measured quantities (and :func:`linearity`:
+  whether a mean curve is linear in a variable, r above a threshold);
 * :func:`proportion` - a rate against a fixed value (e.g. accuracy against chance), with a Wilson interval.
 
 Conventions every test follows:
@@ -380,6 +381,28 @@ def association(x: Any, y: Any, *, measure: Literal["slope", "r"] = "slope", dir
         premises.append(Premise("outcome varies", False, "every resample gives the same value"))
     return Test("association", observed, _interval(dist), p, len(X), len(labels) if clusters is not None else 1,
                 _Z * float(np.std(dist)), tuple(premises), {"r": r, "r2": r * r})
+
+
+def linearity(x: Sequence[float], curves: Any, r_min: float = 0.9, *, seed: int = 0) -> Test:
+    """Is the mean curve linear in ``x``? ``curves`` is (items, len(x)): one curve per item (e.g. per prompt, the
+    reward of best-of-n at each n). effect = r - ``r_min``, with r the Pearson correlation of ``x`` and the
+    mean curve; the interval resamples items; p is the share of resamples with r <= r_min (one-sided)."""
+    X = np.asarray(x, dtype=float)
+    Y = np.asarray(curves, dtype=float)
+    if Y.ndim != 2 or Y.shape[1] != len(X) or len(X) < 3:
+        raise ValueError("linearity needs curves of shape (items, levels) over at least 3 levels")
+
+    def r_of(rows: np.ndarray) -> float:
+        m = rows.mean(0)
+        return float(np.corrcoef(X, m)[0, 1]) if np.std(m) > 0 else 0.0
+
+    rng = _rng(seed)
+    dist = np.array([r_of(Y[rng.integers(0, len(Y), len(Y))]) for _ in range(N_BOOT)]) - r_min
+    observed = r_of(Y) - r_min
+    p = float((np.sum(dist <= 0) + 1) / (len(dist) + 1))
+    premises = (Premise("enough items", len(Y) >= 10, f"{len(Y)} curves"),)
+    return Test("association", observed, _interval(dist), p, len(Y), 1, _Z * float(np.std(dist)), premises,
+                {"r": observed + r_min, "r_min": r_min})
 
 
 def wilson(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:

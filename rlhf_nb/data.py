@@ -40,16 +40,23 @@ class Prompt:
 
 @dataclass(frozen=True)
 class PreferencePair:
-    """A conversation so far (chat messages) and two candidate assistant replies."""
+    """A conversation so far (chat messages) and two candidate assistant replies.
+
+    ``prompt`` may also be plain text that already holds the chat template and the start of the reply (a
+    prefilled reply, e.g. an opened code block): then ``chosen`` / ``rejected`` are the continuations, and trl
+    trains on them in its standard (not conversational) format.
+    """
 
     id: str
-    prompt: list[Message]
+    prompt: list[Message] | str
     chosen: str
     rejected: str
     source: str = ""
 
     def to_trl(self) -> dict[str, Any]:
-        """trl's conversational preference format."""
+        """trl's conversational preference format (its standard format for a text prompt)."""
+        if isinstance(self.prompt, str):
+            return {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
         return {
             "prompt": self.prompt,
             "chosen": [{"role": "assistant", "content": self.chosen}],

@@ -229,8 +229,11 @@ class Experiment:
     def finish(self) -> Path:
         """Write ``env.json`` and ``results.json``; return the results path."""
         env = environment(self.root, getattr(self.params, "seed", 0), self.profile)
+        from .runner import fingerprint
+
         env.update(started=datetime.fromtimestamp(self.started, timezone.utc).isoformat(timespec="seconds"),
-                   wall_s=round(time.time() - self.started, 2))
+                   wall_s=round(time.time() - self.started, 2),
+                   fingerprint=fingerprint(self.root, self.notebook, to_jsonable(self.params.model_dump())))
         self.results["wall_s"] = env["wall_s"]
         atomic_write(self.out_dir / ENV, json.dumps(env, indent=2))
         path = self.out_dir / RESULTS

@@ -4,15 +4,15 @@ Prompts are chat messages (the chat template is applied) or plain strings (used 
 sorted by prompt length and padded on the left, so a batch wastes little compute on padding.
 
 The decoding loop is our own (a prefill, then one token per step through the model's KV cache), not
-``model.generate``, for three measured reasons on CPU: rows that finished (EOS or a stop string) leave
-the batch instead of being carried to the longest reply; a token is drawn with the exponential-race
-trick (``argmax p / E``, E ~ Exp(1): an exact draw from ``p``) instead of ``torch.multinomial``, which
-took a quarter of all sampling time over a 49k-token vocabulary; and nucleus (top-p) filtering sorts
-only the top 256 candidates unless a row's nucleus is wider (then the full vocabulary, exactly).
-Greedy decoding (``temperature=0``) is a plain argmax.
+``model.generate``, for measured reasons on CPU: a prompt sampled n times is prefilled once and its cache
+copied (prefill dominated sampling of long code prompts); rows that finished (EOS or a stop string)
+leave the batch instead of being carried to the longest reply; and a token is drawn among the top 256
+candidates where the draw allows it (exactly, see :func:`next_tokens`) rather than with
+``torch.multinomial`` or noise over the whole vocabulary, which took a quarter of all sampling time over
+a 49k-token vocabulary and more over Qwen's 152k. Greedy decoding (``temperature=0``) is a plain argmax.
 
-``batch_size=None`` picks the batch the machine likes (:func:`auto_batch_size`: 32 on CPU, the knee
-measured by ``benchmarks/throughput_bench.py``; 64 on CUDA). Each batch draws from its own generator
+``batch_size=None`` picks the batch the machine likes (:func:`auto_batch_size`: on CPU 128 sequences for
+models under 1B parameters, 32 above; 64 on CUDA). Each batch draws from its own generator
 seeded from ``seed`` and the batch index, so the same call gives the same samples on the same machine.
 """
 
@@ -67,9 +67,14 @@ class GenerationStats:
         return self.capped / self.sequences if self.sequences else 0.0
 
 
-def auto_batch_size(device: str) -> int:
-    """Sequences per forward pass: 32 on CPU (tokens/s rises from 8 to 32 and flattens after), 64 on CUDA."""
-    return 64 if device.startswith("cuda") else 32
+def auto_batch_size(device: str, n_params: int = 0) -> int:
+    """Sequences per forward pass. On CPU, tokens/s keeps rising with the batch because finished rows leave it
+    (measured by ``benchmarks/throughput_bench.py`` and in the notes: Qwen2.5-Coder-0.5B code samples, n = 10,
+    52 / 62 / 113 / 132 tok/s at 16 / 32 / 64 / 128; SmolLM2-135M 134 / 191 / 245 at 16 / 32 / 64), so models
+    under 1B parameters sample 128 at a time and larger ones 32 (their caches are larger); CUDA: 64."""
+    if device.startswith("cuda"):
+        return 64
+    return 128 if n_params and n_params < 1_000_000_000 else 32
 
 
 def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str | Messages) -> str:
@@ -85,66 +90,91 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
 
 
 def next_tokens(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
-    """One token per row of ``logits`` (rows x vocab): argmax when ``temperature == 0``, else a draw from
-    softmax(logits / temperature) restricted to the top-p nucleus."""
+    """One token per row of ``logits`` (rows x vocab): argmax when ``temperature == 0``, else an exact draw from
+    softmax(logits / temperature) restricted to the top-p nucleus.
+
+    A draw looks at the top ``_TOP_P_CANDIDATES`` tokens first (one top-k pass over the vocabulary): a row whose
+    nucleus lies among them (the usual case for top-p < 1) is sampled there; with top-p = 1 a row is sampled
+    among them with their total probability and from the rest of the vocabulary otherwise, so the draw stays
+    exact; rows that need the whole vocabulary use it. Draws use the exponential race, argmax p / E with
+    E ~ Exp(1).
+    """
     import torch
 
     if temperature <= 0:
         return logits.argmax(-1)
-    logits = logits.float() / temperature
+    z = logits.float() / temperature
+    k = min(_TOP_P_CANDIDATES, z.shape[-1])
+    top_z, top_i = z.topk(k, dim=-1)  # sorted, largest first
+    top_prob = (top_z - torch.logsumexp(z, dim=-1, keepdim=True)).exp()
+    out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
     if top_p < 1.0:
-        logits = _nucleus(logits, top_p)
-    probs = torch.softmax(logits, dim=-1)
-    race = torch.empty_like(probs).exponential_(1.0, generator=generator)
-    return (probs / race).argmax(-1)
+        keep = (top_prob.cumsum(-1) - top_prob) < top_p  # HF's rule: keep while the mass ranked above is < top_p
+        inside = top_prob.sum(-1) >= top_p
+        wide = ~inside
+    else:
+        keep = torch.ones_like(top_prob, dtype=torch.bool)
+        inside = torch.rand(z.shape[0], generator=generator, device=z.device) < top_prob.sum(-1)
+        wide = ~inside
+    if inside.any():
+        rows = inside.nonzero().squeeze(-1)
+        weights = torch.where(keep[rows], top_prob[rows], torch.zeros((), device=z.device))
+        race = torch.empty_like(weights).exponential_(1.0, generator=generator)
+        out[rows] = top_i[rows].gather(-1, (weights / race).argmax(-1, keepdim=True)).squeeze(-1)
+    if wide.any():  # the whole vocabulary (top-p: a nucleus wider than the candidates; top-p = 1: the tail)
+        rows = wide.nonzero().squeeze(-1)
+        full = z[rows]
+        if top_p < 1.0:
+            full = _nucleus(full, top_p)
+        else:
+            full = full.scatter(-1, top_i[rows], float("-inf"))  # the tail only: the candidates' mass was drawn above
+        probs = torch.softmax(full, dim=-1)
+        race = torch.empty_like(probs).exponential_(1.0, generator=generator)
+        out[rows] = (probs / race).argmax(-1)
+    return out
 
 
 def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Mask tokens outside the smallest set whose probability reaches ``top_p`` (HF's rule: a token stays
-    when the mass of the tokens ranked above it is below ``top_p``)."""
+    when the mass of the tokens ranked above it is below ``top_p``), sorting the whole vocabulary."""
     import torch
 
-    k = min(_TOP_P_CANDIDATES, logits.shape[-1])
     probs = torch.softmax(logits, dim=-1)
-    top, index = probs.topk(k, dim=-1)
-    covered = top.sum(-1) >= top_p
-    out = torch.full_like(logits, float("-inf"))
-    if covered.any():
-        rows = covered.nonzero().squeeze(-1)
-        mass_before = top[rows].cumsum(-1) - top[rows]
-        keep = mass_before < top_p
-        kept = torch.where(keep, logits[rows].gather(-1, index[rows]), torch.tensor(float("-inf")))
-        out[rows] = out[rows].scatter(-1, index[rows], kept)
-    if (~covered).any():  # a flat distribution: the nucleus is wider than the candidates; sort everything
-        rows = (~covered).nonzero().squeeze(-1)
-        sorted_probs, order = probs[rows].sort(-1, descending=True)
-        keep = (sorted_probs.cumsum(-1) - sorted_probs) < top_p
-        kept = torch.where(keep, logits[rows].gather(-1, order), torch.tensor(float("-inf")))
-        out[rows] = out[rows].scatter(-1, order, kept)
-    return out
+    sorted_probs, order = probs.sort(-1, descending=True)
+    keep = (sorted_probs.cumsum(-1) - sorted_probs) < top_p
+    kept = torch.where(keep, logits.gather(-1, order), torch.tensor(float("-inf"), device=logits.device))
+    return torch.full_like(logits, float("-inf")).scatter(-1, order, kept)
 
 
 def decode_batch(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: SamplingConfig,
-                  eos: set[int], stop_check: Any, generator: torch.Generator | None) -> list[tuple[list[int], bool]]:
+                  eos: set[int], stop_check: Any, generator: torch.Generator | None,
+                  expand: list[int] | None = None) -> list[tuple[list[int], bool]]:
     """Prefill, then one token per step for the rows still running; returns (new token ids, finished) per row.
 
     ``input_ids`` / ``attention_mask`` are a left-padded batch; ``eos`` ends a row (the EOS itself is not
-    returned); ``stop_check(ids) -> bool`` (optional) ends a row early. Call under ``torch.inference_mode()``.
+    returned); ``stop_check(ids) -> bool`` (optional) ends a row early. ``expand`` (optional) maps each output
+    row to a row of ``input_ids``: a prompt sampled n times is prefilled once and its cache copied. Call under
+    ``torch.inference_mode()``.
     """
     import torch
     from transformers import DynamicCache
 
-    rows = input_ids.shape[0]
-    tokens: list[list[int]] = [[] for _ in range(rows)]
-    finished = [False] * rows
-    active = torch.arange(rows)
     cache = DynamicCache(config=model.config)
     position = (attention_mask.cumsum(-1) - 1).clamp_min(0)
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position, past_key_values=cache,
                 use_cache=True, logits_to_keep=1)
-    mask, last_position = attention_mask, position[:, -1]
+    logits, mask, last_position = out.logits[:, -1, :], attention_mask, position[:, -1]
+    if expand is not None:
+        index = torch.tensor(expand, device=mask.device)
+        for layer in cache.layers:
+            layer.batch_select_indices(index)
+        logits, mask, last_position = logits[index], mask[index], last_position[index]
+    rows = logits.shape[0]
+    tokens: list[list[int]] = [[] for _ in range(rows)]
+    finished = [False] * rows
+    active = torch.arange(rows)
     for _ in range(config.max_new_tokens):
-        chosen = next_tokens(out.logits[:, -1, :], config.temperature, config.top_p, generator).tolist()
+        chosen = next_tokens(logits, config.temperature, config.top_p, generator).tolist()
         keep = []
         for j, token in enumerate(chosen):
             row = int(active[j])
@@ -169,6 +199,7 @@ def decode_batch(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tens
         last_position = last_position + 1
         out = model(input_ids=next_ids, attention_mask=mask, position_ids=last_position.unsqueeze(-1),
                     past_key_values=cache, use_cache=True)
+        logits = out.logits[:, -1, :]
     return [(t, f) for t, f in zip(tokens, finished)]
 
 
@@ -211,7 +242,7 @@ def generate(
     jobs.sort(key=lambda job: -lengths[job[0]])  # similar lengths share a batch
     out: list[list[Sample | None]] = [[None] * config.n for _ in texts]
     device = next(model.parameters()).device
-    batch_size = config.batch_size or auto_batch_size(device.type)
+    batch_size = config.batch_size or auto_batch_size(device.type, sum(p.numel() for p in model.parameters()))
     eos = eos_ids(model, tokenizer)
     stop_check = _stop_checker(tokenizer, config.stop)
     old_side, tokenizer.padding_side = tokenizer.padding_side, "left"
@@ -223,13 +254,15 @@ def generate(
     try:
         for b, start in enumerate(range(0, len(jobs), batch_size)):
             batch = jobs[start : start + batch_size]
-            enc = tokenizer([texts[i] for i, _ in batch], return_tensors="pt", padding=True, add_special_tokens=False)
+            unique = list(dict.fromkeys(i for i, _ in batch))  # a prompt sampled n times is prefilled once
+            enc = tokenizer([texts[i] for i in unique], return_tensors="pt", padding=True, add_special_tokens=False)
+            expand = [unique.index(i) for i, _ in batch] if len(unique) < len(batch) else None
             generator = None
             if config.temperature > 0:
                 generator = torch.Generator(device=device).manual_seed(config.seed * 100_003 + b)
             with torch.inference_mode():  # computes in the weights' dtype (see rlhf_nb.device)
                 rows = decode_batch(model, enc["input_ids"].to(device), enc["attention_mask"].to(device), config,
-                                     eos, stop_check, generator)
+                                     eos, stop_check, generator, expand)
             for (i, j), (ids, ended) in zip(batch, rows):
                 text = tokenizer.decode(ids, skip_special_tokens=True)
                 text, stopped = cut_at_stop(text, config.stop)

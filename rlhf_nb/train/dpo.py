@@ -113,7 +113,8 @@ def _check_lengths(tokenizer: Any, pairs: Sequence[PreferencePair], max_length: 
         return
     cut, empty = 0, 0
     for p in pairs:
-        prompt = len(tokenizer.apply_chat_template(p.prompt, add_generation_prompt=True, tokenize=True))
+        prompt = len(tokenizer(p.prompt, add_special_tokens=False)["input_ids"] if isinstance(p.prompt, str)
+                     else tokenizer.apply_chat_template(p.prompt, add_generation_prompt=True, tokenize=True))
         longest = max(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in (p.chosen, p.rejected))
         cut += prompt + longest > max_length
         empty += prompt >= max_length

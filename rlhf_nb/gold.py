@@ -1,0 +1,259 @@
+"""Gold rewards for small-scale RLHF: ground truth that no trained model ever sees as a training signal.
+
+This follows Gao et al. (2022, "Scaling laws for reward model overoptimization"): a *gold* reward labels
+pairs of samples, a *proxy* reward model is trained on those labels, policies are optimised against the
+proxy (best-of-n, DPO, PPO, online DPO), and they are judged by the gold on held-out prompts. Here the gold
+is *verifiable instruction following* (IFEval, Zhou et al. 2023): a prompt is an ordinary request plus one
+or two instructions that a checker can verify ("answer in all lowercase", "end with the phrase ...",
+"fewer than 40 words", "wrap the answer in double quotes"), and the gold reward is the fraction of those
+instructions a reply follows. The checkers are Google's IFEval code as packaged by ``if-verifiable``
+(Apache-2.0). They are off the floor and off the ceiling for a 135M instruct model, and need no network.
+
+Two prompt sets:
+
+* :func:`synthetic_prompts` - AlpacaEval's 805 instructions as bases, each with instructions drawn from
+  :data:`POOL` (kept to ones that short replies can satisfy, with arguments that keep replies short), so a
+  token cap rarely cuts a reply off; seeded, and split by base instruction so no base appears in two splits.
+* :func:`ifeval_prompts` - the 541 IFEval prompts as published (longer replies; an out-of-distribution check).
+
+Offline, NLTK's punkt model (used by IFEval to count sentences and split words) is not available: sentence
+counts use the IFEval code's own rule-based splitter and words NLTK's Treebank tokenizer, which needs no data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .data import load_prompts
+
+#: instructions used for synthetic prompts, with argument generators that keep replies short
+POOL: dict[str, Callable[[random.Random], dict[str, Any]]] = {
+    "change_case:english_lowercase": lambda r: {},
+    "change_case:english_capital": lambda r: {},
+    "punctuation:no_comma": lambda r: {},
+    "startend:quotation": lambda r: {},
+    "detectable_format:title": lambda r: {},
+    "detectable_content:postscript": lambda r: {"postscript_marker": r.choice(["P.S.", "P.P.S"])},
+    "startend:end_checker": lambda r: {"end_phrase": r.choice(["Is there anything else I can help with?",
+                                                               "Any other questions?", "Let me know if you have "
+                                                               "additional questions."])},
+    "keywords:existence": lambda r: {"keywords": r.sample(["summary", "example", "simple", "important", "reason",
+                                                           "first", "answer", "world", "idea", "because"], 2)},
+    "keywords:forbidden_words": lambda r: {"forbidden_words": r.sample(["the", "is", "and", "very", "really",
+                                                                        "that", "it", "you"], 2)},
+    "detectable_format:number_highlighted_sections": lambda r: {"num_highlights": r.choice([1, 2])},
+    "detectable_content:number_placeholders": lambda r: {"num_placeholders": r.choice([1, 2])},
+    "detectable_format:number_bullet_lists": lambda r: {"num_bullets": r.choice([2, 3])},
+    "length_constraints:number_words": lambda r: {"relation": "less than", "num_words": r.choice([30, 40, 60])},
+    "length_constraints:number_sentences": lambda r: {"relation": "less than", "num_sentences": r.choice([3, 4])},
+}
+
+
+@dataclass(frozen=True)
+class IFPrompt:
+    """A request with instructions that a checker can verify."""
+
+    id: str
+    text: str  # the whole user message
+    base: str  # the request without the instructions ("" for IFEval's own prompts)
+    instructions: tuple[str, ...]
+    kwargs: tuple[dict[str, Any], ...] = field(compare=False)
+    source: str = "synthetic"  # or "ifeval"
+
+    def messages(self) -> list[dict[str, str]]:
+        return [{"role": "user", "content": self.text}]
+
+
+@contextlib.contextmanager
+def _offline_nltk() -> Iterator[None]:
+    """IFEval's checkers without NLTK data: the code's own sentence splitter, Treebank word tokens."""
+    import nltk
+    from if_verifiable.ifeval import instructions_util as util
+
+    original_count, original_tokenize = util.count_sentences, nltk.word_tokenize
+    treebank = nltk.tokenize.TreebankWordTokenizer()
+    util.count_sentences = lambda text: len([s for s in util.split_into_sentences(text) if s.strip()])
+    nltk.word_tokenize = lambda text, *a, **k: [t for s in util.split_into_sentences(text) for t in treebank.tokenize(s)]
+    try:
+        yield
+    finally:
+        util.count_sentences, nltk.word_tokenize = original_count, original_tokenize
+
+
+def _registry() -> dict[str, Any]:
+    from if_verifiable.ifeval.instructions_registry import INSTRUCTION_CONFLICTS, INSTRUCTION_DICT
+
+    return {"checkers": INSTRUCTION_DICT, "conflicts": INSTRUCTION_CONFLICTS}
+
+
+def _describe(instruction: str, kwargs: dict[str, Any], seed: int) -> str:
+    """The instruction's text, as IFEval's own code writes it for these arguments (its phrasing is randomised
+    from the global ``random`` module: seeded here, state restored)."""
+    checker = _registry()["checkers"][instruction](instruction)
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        return checker.build_description(**kwargs)
+    finally:
+        random.setstate(state)
+
+
+def synthetic_prompts(n: int, seed: int = 0, per_prompt: tuple[int, int] = (1, 2),
+                      pool: Sequence[str] | None = None, exclude_bases: set[str] = frozenset()) -> list[IFPrompt]:
+    """``n`` prompts: AlpacaEval instructions (bases, in a seeded order) each followed by 1-2 non-conflicting
+    instructions from :data:`POOL`. A base is used at most once; more than 805 prompts reuse bases with
+    different instructions, in rounds."""
+    names = list(pool or POOL)
+    unknown = [i for i in names if i not in POOL]
+    if unknown:
+        raise ValueError(f"unknown instruction(s) {unknown}; known: {', '.join(POOL)}")
+    conflicts = _registry()["conflicts"]
+    bases = [p for p in load_prompts("alpacaeval", seed=seed) if p.text.strip() not in exclude_bases]
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        base = bases[i % len(bases)]
+        chosen: list[str] = []
+        for _ in range(rng.randint(*per_prompt)):
+            options = [x for x in names if x not in chosen and not any(x in conflicts.get(c, ()) or
+                                                                           c in conflicts.get(x, ()) for c in chosen)]
+            if options:
+                chosen.append(rng.choice(options))
+        kwargs = [POOL[c](rng) for c in chosen]
+        text = base.text.strip() + "\n\n" + " ".join(_describe(c, k, seed + i) for c, k in zip(chosen, kwargs))
+        out.append(IFPrompt(f"if-{seed}-{i}", text, base.text.strip(), tuple(chosen), tuple(kwargs)))
+    return out
+
+
+def ifeval_prompts(limit: int | None = None, seed: int | None = None) -> list[IFPrompt]:
+    """IFEval's 541 prompts as published (instruction ids and arguments from the packaged data)."""
+    out = []
+    for p in load_prompts("ifeval", limit=limit, seed=seed):
+        kwargs = tuple({k: v for k, v in (kw or {}).items() if v is not None} for kw in p.meta["kwargs"])
+        out.append(IFPrompt(p.id, p.text, "", tuple(p.meta["instruction_id_list"]), kwargs, "ifeval"))
+    return out
+
+
+def followed(prompt: IFPrompt, reply: str) -> list[bool]:
+    """For each instruction of ``prompt``: does ``reply`` follow it (IFEval's strict check)?"""
+    checkers = _registry()["checkers"]
+    out = []
+    with _offline_nltk():
+        for instruction, kwargs in zip(prompt.instructions, prompt.kwargs):
+            checker = checkers[instruction](instruction)
+            state = random.getstate()
+            checker.build_description(**kwargs)
+            random.setstate(state)
+            args = checker.get_instruction_args()
+            if args and "prompt" in args:
+                checker.build_description(prompt=prompt.text)
+            out.append(bool(reply.strip()) and bool(checker.check_following(reply)))
+    return out
+
+
+def if_score(prompt: IFPrompt, reply: str) -> float:
+    """The gold reward: the fraction of the prompt's instructions that the reply follows."""
+    done = followed(prompt, reply)
+    return sum(done) / len(done) if done else 0.0
+
+
+def if_scores(prompts: Sequence[IFPrompt], replies: Sequence[str]) -> list[float]:
+    return [if_score(p, r) for p, r in zip(prompts, replies)]
+
+
+def if_reward(prompts: Sequence[Any], completions: Sequence[str], meta: Sequence[dict]) -> list[float]:
+    """Reward callable (``meta[i]["if_prompt"]`` is the :class:`IFPrompt`) for PPO / GRPO / online DPO."""
+    return [if_score(m["if_prompt"], c) for m, c in zip(meta, completions)]
+
+
+def split_by_base(prompts: Sequence[IFPrompt], sizes: dict[str, int], seed: int = 0) -> dict[str, list[IFPrompt]]:
+    """Disjoint named splits (e.g. {"rm": 300, "online": 96, "eval": 150}) in which no base request appears in two
+    splits; raises when the prompts cannot fill them."""
+    groups: dict[str, list[IFPrompt]] = {}
+    for p in prompts:
+        groups.setdefault(p.base or p.id, []).append(p)
+    keys = list(groups)
+    random.Random(seed).shuffle(keys)
+    out: dict[str, list[IFPrompt]] = {name: [] for name in sizes}
+    names = iter(sizes.items())
+    name, want = next(names)
+    for key in keys:
+        while len(out[name]) >= want:
+            try:
+                name, want = next(names)
+            except StopIteration:
+                return out
+        out[name].extend(groups[key][: want - len(out[name])])
+    missing = {n: w - len(out[n]) for n, w in sizes.items() if len(out[n]) < w}
+    if missing:
+        raise ValueError(f"not enough prompts for the splits: short by {missing}")
+    return out
+
+
+def describe_instruction(instruction: str) -> str:
+    """A short human label for an instruction id ("change_case:english_lowercase" -> "english lowercase")."""
+    return re.sub(r"[_:]", " ", instruction.split(":", 1)[-1])
+
+
+def best_of_n(proxy: Sequence[Sequence[float]], gold: Sequence[Sequence[float]], ns: Sequence[int]
+              ) -> dict[str, list[float]]:
+    """Best-of-n against a proxy, evaluated by the gold, exactly, from N samples per prompt.
+
+    For n <= N, the expected proxy and gold reward of the sample that the proxy ranks highest among n drawn
+    without replacement from a prompt's N samples: the sample ranked r-th by the proxy (0 = best) is that
+    maximum with probability C(N-1-r, n-1) / C(N, n) (an unbiased estimate, like pass@k's). The KL of best-of-n
+    from the sampling policy is log n - (n-1)/n (Stiennon et al. 2020; Gao et al. 2022). Returns per n the mean
+    over prompts, and per prompt the values (``"proxy_items"``, ``"gold_items"``: lists of lists, n-major).
+    """
+    from math import comb, log
+
+    out: dict[str, list] = {"n": list(ns), "kl": [log(n) - (n - 1) / n for n in ns], "proxy": [], "gold": [],
+                            "proxy_items": [], "gold_items": []}
+    for n in ns:
+        p_items, g_items = [], []
+        for p_row, g_row in zip(proxy, gold):
+            N = len(p_row)
+            if n > N:
+                raise ValueError(f"best-of-{n} needs at least {n} samples per prompt (got {N})")
+            order = sorted(range(N), key=lambda i: -p_row[i])
+            weights = [comb(N - 1 - r, n - 1) / comb(N, n) for r in range(N)]
+            p_items.append(sum(w * p_row[i] for w, i in zip(weights, order)))
+            g_items.append(sum(w * g_row[i] for w, i in zip(weights, order)))
+        out["proxy"].append(sum(p_items) / len(p_items))
+        out["gold"].append(sum(g_items) / len(g_items))
+        out["proxy_items"].append(p_items)
+        out["gold_items"].append(g_items)
+    return out
+
+
+def gold_pairs(prompts: Sequence[IFPrompt], replies: Sequence[Sequence[str]], scores: Sequence[Sequence[float]],
+               finished: Sequence[Sequence[bool]] | None = None, mode: str = "best-worst", source: str = "if-gold"):
+    """Preference pairs of two samples of the *same* policy for the same prompt, labelled by the gold score.
+
+    ``mode="best-worst"``: one pair per prompt, the highest-scored reply against the lowest (prompts whose
+    replies all tie give none); ``"all"``: every pair of replies with different scores. Replies cut off at the
+    token cap are left out when ``finished`` is given (a finished reply is preferred for what it says, not for
+    being shorter).
+    """
+    from .data import PreferencePair
+
+    pairs = []
+    for i, (prompt, texts, s) in enumerate(zip(prompts, replies, scores)):
+        keep = [j for j in range(len(texts)) if finished is None or finished[i][j]]
+        if mode == "best-worst":
+            if len(keep) < 2:
+                continue
+            best, worst = max(keep, key=lambda j: s[j]), min(keep, key=lambda j: s[j])
+            candidates = [(best, worst)] if s[best] > s[worst] else []
+        else:
+            candidates = [(a, b) if s[a] > s[b] else (b, a) for x, a in enumerate(keep) for b in keep[x + 1:]
+                          if s[a] != s[b]]
+        for k, (a, b) in enumerate(candidates):
+            if texts[a] != texts[b]:
+                pairs.append(PreferencePair(f"{prompt.id}-{k}", prompt.messages(), texts[a], texts[b], source))
+    return pairs

@@ -1,0 +1,248 @@
+"""Claims of ``notebooks/01_hh_preference_models.ipynb``, computed from ``results.json`` alone.
+
+Accuracies are per held-out pair (1 right, 0 wrong, 0.5 tie), reported in points; PM fits on random training
+subsets stand in for seeds. Gold scores are the share of a prompt's verifiable instructions followed, in points.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ... import claims as C
+
+PAPER = "Bai et al. 2022 (arXiv 2204.05862)"
+SETS = ("helpful", "harmless")
+
+
+def _d(results: dict[str, Any]) -> dict[str, Any]:
+    return results["data"]
+
+
+def matrix(results: dict[str, Any], pm: str, test: str) -> np.ndarray:
+    """(seeds, pairs) outcomes x 100 of one PM type on one test set."""
+    row = next(r for r in _d(results)["pm_matrix"] if r["pm"] == pm and r["test"] == test)
+    return 100 * np.array(row["outcomes"], dtype=float)
+
+
+def _acc(x: np.ndarray) -> str:
+    return f"{x.mean():.1f}%"
+
+
+def _interval(test: C.Test, unit: str = "pts") -> str:
+    return (f"{test.effect:+.1f} {unit} [{test.ci[0]:+.1f}, {test.ci[1]:+.1f}], p={test.p:.3g}, n={test.n} x "
+            f"{test.seeds} fit(s)")
+
+
+def validated_pm(results: dict[str, Any], pm: str, test: str) -> C.Premise:
+    x = matrix(results, pm, test) / 100
+    t = C.proportion(x, 0.5)
+    return C.validated(f"{pm} PM on its own {test} test set", 0.5 + t.effect, 0.5 + t.ci[0], t.n)
+
+
+def specialisation(results: dict[str, Any], own: str) -> C.Claim:
+    """H1: on ``own`` test pairs, the PM trained on ``own`` beats the PM trained on the other set."""
+    other = "harmless" if own == "helpful" else "helpful"
+    cid = "H1a" if own == "harmless" else "H1b"
+    test = C.superiority(matrix(results, other, own), matrix(results, own, own))
+    value = (f"on {own} pairs: {own}-trained {_acc(matrix(results, own, own))} vs {other}-trained "
+             f"{_acc(matrix(results, other, own))}; {_interval(test)}")
+    return C.claim(cid, PAPER, f"a PM trained on {other} data is worse on {own} pairs than one trained on {own} data",
+                   f"{other}-only PMs near or below chance on {own} comparisons", test, our_value=value,
+                   premises=[validated_pm(results, own, own)], min_effect=5.0,
+                   min_effect_reason="Bai et al.'s specialised PMs differ by 10-20 points off their own data; a quarter "
+                                     "of that", unit="pts of accuracy")
+
+
+def mixed_non_inferior(results: dict[str, Any], test_set: str) -> C.Claim:
+    """H2: the mixed PM is within ``h2_margin`` of the specialist on its own set."""
+    cid = "H2a" if test_set == "harmless" else "H2b"
+    margin = 100 * results["params"]["h2_margin"]
+    test = C.non_inferiority(matrix(results, test_set, test_set), matrix(results, "mixed", test_set), margin)
+    value = (f"on {test_set} pairs: mixed {_acc(matrix(results, 'mixed', test_set))} vs {test_set}-only "
+             f"{_acc(matrix(results, test_set, test_set))} (margin {margin:.0f} pts); {_interval(test)}")
+    return C.claim(cid, PAPER, f"the mixed PM is within {margin:.0f} points of the {test_set}-only PM on {test_set} pairs",
+                   "a PM trained on both does well on both", test, our_value=value,
+                   premises=[validated_pm(results, test_set, test_set)], min_effect=0.0,
+                   min_effect_reason="non-inferiority: the margin itself is the paper's 'does well'", unit="pts (margin)")
+
+
+def _bon(results: dict[str, Any]) -> dict[str, Any]:
+    return _d(results)["bon"]
+
+
+def train_pm_validated(results: dict[str, Any]) -> C.Premise:
+    x = np.array(_d(results)["train_test_pm"]["train_outcomes"]["helpful"], dtype=float)
+    if not len(x):
+        return C.Premise("train PM validated on helpful pairs", False, "no held-out helpful pairs")
+    t = C.proportion(x, 0.5)
+    return C.validated("train PM on held-out helpful pairs", 0.5 + t.effect, 0.5 + t.ci[0], t.n)
+
+
+def test_pm_validated(results: dict[str, Any]) -> C.Premise:
+    x = np.array(_d(results)["train_test_pm"]["test_outcomes"]["helpful"], dtype=float)
+    if not len(x):
+        return C.Premise("test PM validated on helpful pairs", False, "no held-out helpful pairs")
+    t = C.proportion(x, 0.5)
+    return C.validated("test PM on held-out helpful pairs", 0.5 + t.effect, 0.5 + t.ci[0], t.n)
+
+
+def bon_gold(results: dict[str, Any]) -> C.Claim:
+    """H3a: best-of-n against the train PM beats a single sample, judged by the gold."""
+    b = _bon(results)
+    g = 100 * np.array(b["gold"])
+    test = C.superiority(g[0], g[-1])
+    value = (f"gold {g[0].mean():.1f} (n=1) -> {g[-1].mean():.1f} pts (best of {b['n'][-1]}, KL "
+             f"{b['kl'][-1]:.2f} nats); {_interval(test)}")
+    return C.claim("H3a", PAPER, f"RLHF against the PM (best-of-{b['n'][-1]}) beats the raw model, judged by the gold",
+                   "RLHF policies preferred to the raw model", test, our_value=value,
+                   premises=[train_pm_validated(results), C.not_capped("sampled", b["cap_rate"])], min_effect=2.0,
+                   min_effect_reason="2 points of instructions followed", unit="pts of gold score")
+
+
+def bon_test_pm(results: dict[str, Any]) -> C.Claim:
+    """H3b: the same, judged by the held-out test PM (Bai et al.'s evaluation), in test-PM standard deviations."""
+    b = _bon(results)
+    sd = b["test_pm_sd"] or 1.0
+    t = np.array(b["test_pm"]) / sd
+    test = C.superiority(t[0], t[-1])
+    value = f"test-PM reward {t[0].mean():+.2f} -> {t[-1].mean():+.2f} sd (best of {b['n'][-1]}); {_interval(test, 'sd')}"
+    return C.claim("H3b", PAPER, f"best-of-{b['n'][-1]} against the train PM also raises the held-out test PM's reward",
+                   "test PM rises with train-PM optimisation (small KL)", test, our_value=value,
+                   premises=[train_pm_validated(results), test_pm_validated(results)], min_effect=0.1,
+                   min_effect_reason="a tenth of the test PM's spread over samples", unit="test-PM sd")
+
+
+def trained_arm(results: dict[str, Any], arm: str, cid: str) -> C.Claim:
+    """H3c/H3d: a policy trained against the train PM beats the raw model's greedy replies, judged by the gold."""
+    evals = _d(results)["policies"]
+    raw = next((e for e in evals if e["arm"] == "raw"), None)
+    tuned = [e for e in evals if e["arm"] == arm]
+    statement = f"the {arm.upper()} policy trained against the PM beats the raw model, judged by the gold"
+    common = dict(min_effect=2.0, min_effect_reason="2 points of instructions followed", unit="pts of gold score")
+    if raw is None or not tuned:
+        return C.claim(cid, PAPER, statement, "RLHF policies preferred to the raw model", None,
+                       our_value=f"no {arm} arm in this profile", **common)
+    a, b = 100 * np.array(raw["gold"]), 100 * np.stack([e["gold"] for e in tuned])
+    test = C.superiority(a, b)
+    finished = [f for e in [raw, *tuned] for f in e["finished"]]
+    value = f"gold {a.mean():.1f} (raw, greedy) vs {b.mean():.1f} pts ({arm}); {_interval(test)}"
+    return C.claim(cid, PAPER, statement, "RLHF policies preferred to the raw model", test, our_value=value,
+                   premises=[train_pm_validated(results), C.not_capped("held-out", 1 - np.mean(finished))], **common)
+
+
+def reward_vs_sqrt_kl(results: dict[str, Any]) -> C.Claim:
+    """H4: the PM reward of best-of-n grows linearly in sqrt(KL) (r above 0.9 over n = 1, 2, 4, ...)."""
+    b = _bon(results)
+    curves = np.array(b["train_pm"]).T  # (prompts, levels)
+    test = C.linearity(np.sqrt(b["kl"]), curves, r_min=0.9)
+    r = test.detail["r"]
+    value = (f"best-of-n for n = {b['n']}: mean train-PM reward " + ", ".join(f"{v:+.2f}" for v in curves.mean(0))
+             + f" at sqrt(KL) = " + ", ".join(f"{np.sqrt(k):.2f}" for k in b["kl"]) + f"; r = {r:.3f} (effect r - 0.9 "
+             f"{test.effect:+.3f} [{test.ci[0]:+.3f}, {test.ci[1]:+.3f}])")
+    return C.claim("H4", PAPER, "the PM reward grows roughly linearly in sqrt(KL(policy || initial))",
+                   "reward roughly linear in sqrt(KL)", test, our_value=value, min_effect=0.0,
+                   min_effect_reason="'roughly linear' read as r > 0.9 over the measured KL range",
+                   unit="r - 0.9", premises=[C.Premise("three or more KL levels", len(b["n"]) >= 3,
+                                                       f"{len(b['n'])} values of n")])
+
+
+def alignment_tax(results: dict[str, Any]) -> C.Claim:
+    """H5: RLHF training does not lower HumanEval pass@1 by more than 5 points (non-inferiority)."""
+    evals = _d(results)["policies"]
+    raw = next((e for e in evals if e["arm"] == "raw"), None)
+    tuned = [e for e in evals if e["arm"] != "raw" and e.get("humaneval") is not None]
+    statement = "HH training does not cost coding skill: HumanEval pass@1 within 5 points of the raw model"
+    common = dict(min_effect=0.0, min_effect_reason="non-inferiority: the 5-point margin is the claim",
+                  unit="pts (margin)")
+    if raw is None or raw.get("humaneval") is None:
+        return C.claim("H5", PAPER, statement, "no cost for larger models", None, our_value="no HumanEval evaluation",
+                       kind="non-inferiority", **common)
+    base = 100 * np.array(raw["humaneval"])
+    floor = C.off_floor_and_ceiling("raw model on HumanEval", base.mean() / 100, len(base))
+    if not tuned:
+        return C.claim("H5", PAPER, statement, "no cost for larger models", None,
+                       our_value=f"raw pass@1 {base.mean():.1f}% on {len(base)} tasks; trained policies not scored "
+                                 "(nothing to lose at the floor)" if not floor.holds else "no trained policy scored",
+                       premises=[floor], kind="non-inferiority", **common)
+    test = C.non_inferiority(base, 100 * np.stack([e["humaneval"] for e in tuned]), 5.0)
+    value = f"raw {base.mean():.1f}% vs trained {np.mean([np.mean(e['humaneval']) for e in tuned]) * 100:.1f}%; {_interval(test)}"
+    return C.claim("H5", PAPER, statement, "no cost for larger models", test, our_value=value, premises=[floor], **common)
+
+
+def data_trend(results: dict[str, Any]) -> C.Claim:
+    """H6: mixed PM accuracy rises log-linearly with training data (trend over every size, both test sets pooled)."""
+    rows = _d(results)["pm_data_size"]
+    sizes = sorted({r["train_pairs"] for r in rows})
+    statement = "PM accuracy rises with the amount of preference data (log-linear)"
+    common = dict(min_effect=1.0, min_effect_reason="1 point per doubling; Bai et al.'s curves rise several",
+                  unit="pts of accuracy per doubling")
+    if len(sizes) < 3:
+        return C.claim("H6", PAPER, statement, "log-linear in data", None, our_value=f"{len(sizes)} sizes", kind="trend",
+                       **common)
+    arms = [100 * np.concatenate([np.array(r["outcomes"], dtype=float) for r in rows if r["train_pairs"] == s], axis=1)
+            for s in sizes]
+    test = C.trend(np.log2(sizes), arms)
+    value = " -> ".join(f"{s}: {a.mean():.1f}%" for s, a in zip(sizes, arms)) + f"; slope {_interval(test, 'pts/doubling')}"
+    return C.claim("H6", PAPER, statement, "log-linear in data", test, our_value=value, **common)
+
+
+def size_trend(results: dict[str, Any]) -> C.Claim:
+    """H7: PM accuracy rises with backbone size (a trend over the sizes of one family)."""
+    rows = _d(results).get("pm_model_size", [])
+    statement = "PM accuracy rises with model size"
+    common = dict(min_effect=1.0, min_effect_reason="1 point per doubling of parameters", unit="pts per doubling")
+    if len(rows) < 3:
+        return C.claim("H7", PAPER, statement, "log-linear in size", None,
+                       our_value=", ".join(f"{r['backbone']} ({r['params'] / 1e6:.0f}M)" for r in rows),
+                       premises=[C.Premise("three or more backbone sizes", False, f"{len(rows)} backbone(s) here")],
+                       kind="trend", **common)
+    rows = sorted(rows, key=lambda r: r["params"])
+    arms = [100 * np.concatenate([np.array(r[t], dtype=float) for t in SETS]) for r in rows]
+    test = C.trend(np.log2([r["params"] for r in rows]), arms)
+    value = " -> ".join(f"{r['params'] / 1e6:.0f}M: {a.mean():.1f}%" for r, a in zip(rows, arms))
+    return C.claim("H7", PAPER, statement, "log-linear in size", test, our_value=value + f"; {_interval(test)}", **common)
+
+
+def claims(results: dict[str, Any]) -> list[C.Claim]:
+    out = [specialisation(results, "harmless"), specialisation(results, "helpful"),
+           mixed_non_inferior(results, "harmless"), mixed_non_inferior(results, "helpful"),
+           bon_gold(results), bon_test_pm(results), trained_arm(results, "dpo", "H3c"),
+           trained_arm(results, "ppo", "H3d"), reward_vs_sqrt_kl(results), alignment_tax(results),
+           data_trend(results), size_trend(results)]
+    return C.finalize(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# findings
+# ----------------------------------------------------------------------------------------------
+
+
+def finding_pairs(results: dict[str, Any]) -> str:
+    counts = _d(results)["pair_counts"]
+    text = "; ".join(f"{c['set']}: {c['train']} training / {c['test']} held-out pairs ({c['source']})" for c in counts)
+    samples = _d(results).get("helpful_samples")
+    if samples:
+        g = np.array([x for row in samples["gold"] for x in row])
+        cap = 1 - np.mean([f for row in samples["finished"] for f in row])
+        text += (f". The raw policy follows {100 * g.mean():.0f}% of instructions in {g.size} sampled replies "
+                 f"({100 * cap:.0f}% cut off at the token cap)")
+    return text + "."
+
+
+def finding_matrix(results: dict[str, Any]) -> str:
+    parts = []
+    for pm in ("helpful", "harmless", "mixed"):
+        accs = [f"{t} {matrix(results, pm, t).mean():.0f}%" for t in SETS]
+        parts.append(f"{pm} PM: " + ", ".join(accs))
+    n = {t: matrix(results, "mixed", t).shape[1] for t in SETS}
+    return "Held-out accuracy (" + ", ".join(f"{t} n={n[t]}" for t in SETS) + "): " + "; ".join(parts) + "."
+
+
+def finding_bon(results: dict[str, Any]) -> str:
+    b = _bon(results)
+    g = 100 * np.array(b["gold"]).mean(1)
+    p = np.array(b["train_pm"]).mean(1)
+    return ("Best-of-n on held-out prompts, n = " + ", ".join(map(str, b["n"])) + ": train-PM reward "
+            + " -> ".join(f"{v:+.2f}" for v in p) + ", gold " + " -> ".join(f"{v:.1f}" for v in g) + " pts.")

@@ -1,0 +1,344 @@
+"""Steps of ``notebooks/01_hh_preference_models.ipynb`` (Bai et al. 2022, arXiv 2204.05862).
+
+1. **Preference models, cross-evaluated.** Harmless pairs are HH-RLHF harmless-base (human labels). Helpful pairs
+   are HH-RLHF helpful-base from the hub where it can be reached; offline they are pairs of the policy's own
+   samples to verifiable-instruction prompts, labelled by the gold (``rlhf_nb.gold``): "helpful" here means
+   following the user's checkable instructions. Helpful-only, harmless-only and mixed Bradley-Terry heads on a
+   frozen backbone, each fitted ``seeds`` times on random 80% subsets, are scored on both held-out sets.
+2. **PM accuracy vs data** (mixed PM, several training sizes, every size and seed) and vs backbone size.
+3. **RLHF against a PM, judged by what it did not optimise.** As Bai et al. split their data into a *train* PM
+   (optimised against) and a *test* PM (evaluation), two mixed PMs are fitted on disjoint halves of the training
+   pairs. Best-of-n against the train PM (KL known exactly: log n - (n-1)/n) on held-out prompts gives the reward
+   vs sqrt(KL) curve; DPO (and PPO where enabled) against the train PM are trained ``seeds`` times. Policies are
+   judged by the gold and by the test PM.
+4. **Alignment tax**: HumanEval pass@1 (greedy) of the raw and the trained policies.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ... import gold
+from ...data import PreferencePair, load_hh_rlhf, load_humaneval
+from ...evaluate import greedy, sample
+from ...models import Loaded, count_parameters, load
+from ...train.reward import Featurizer, LinearBT, fit_linear_bt
+from .params import Params
+
+SETS = ("helpful", "harmless")
+
+
+@dataclass
+class Prompts:
+    helpful: list[gold.IFPrompt]  # sampled for helpful pairs (if-gold)
+    eval: list[gold.IFPrompt]  # held-out: RLHF policies are judged here
+    rl: list[gold.IFPrompt]  # the trained arms' prompts
+
+    def ids(self) -> dict[str, list[str]]:
+        return {k: [p.id for p in getattr(self, k)] for k in ("helpful", "eval", "rl")}
+
+
+def make_prompts(P: Params) -> Prompts:
+    sizes = {"helpful": P.helpful_prompts if P.helpful == "if-gold" else 0, "eval": P.eval_prompts,
+             "rl": P.rl_prompts}
+    splits = gold.split_by_base(gold.synthetic_prompts(sum(sizes.values()), seed=P.seed), sizes, seed=P.seed)
+    return Prompts(splits["helpful"], splits["eval"], splits["rl"])
+
+
+@dataclass
+class Samples:
+    """Replies to a prompt set with the gold's verdicts (one row per prompt)."""
+
+    prompt_ids: list[str]
+    texts: list[list[str]]
+    gold: list[list[float]]
+    tokens: list[list[int]]
+    finished: list[list[bool]]
+    tokens_per_s: float
+
+    @property
+    def cap_rate(self) -> float:
+        flat = [f for row in self.finished for f in row]
+        return 1 - sum(flat) / max(1, len(flat))
+
+
+def sample_with_gold(policy: Loaded, prompts: list[gold.IFPrompt], config: Any, label: str) -> Samples:
+    replies = sample(policy, [p.messages() for p in prompts], config, label)
+    scores = [[gold.if_score(p, t) for t in row] for p, row in zip(prompts, replies.texts)]
+    return Samples([p.id for p in prompts], replies.texts, scores, replies.tokens, replies.finished,
+                   replies.tokens_per_s)
+
+
+# ----------------------------------------------------------------------------------------------
+# 1-2. preference models
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PairSets:
+    train: dict[str, list[PreferencePair]]
+    test: dict[str, list[PreferencePair]]
+
+    def counts(self) -> list[dict[str, Any]]:
+        source = {"harmless": "HH-RLHF harmless-base (human labels)"}
+        return [{"set": s, "train": len(self.train[s]), "test": len(self.test[s]),
+                 "source": source.get(s, self.train[s][0].source if self.train[s] else "-")} for s in SETS]
+
+
+def pair_sets(P: Params, prompts: Prompts, helpful: Samples | None) -> PairSets:
+    """Seeded, disjoint train/test pairs per set; if-gold helpful pairs are split by prompt."""
+    harmless = load_hh_rlhf(P.harmless, subset="harmless-base", split="test" if P.harmless != "hub" else "train",
+                            seed=P.seed)
+    if P.harmless == "hub":
+        harmless_test = load_hh_rlhf("hub", subset="harmless-base", split="test", seed=P.seed)[: P.harmless_test]
+        harmless_train = harmless[: P.harmless_train]
+    else:
+        harmless_train, harmless_test = harmless[: P.harmless_train], harmless[P.harmless_train:
+                                                                              P.harmless_train + P.harmless_test]
+    if P.helpful == "hub":
+        help_train = load_hh_rlhf("hub", subset="helpful-base", split="train", seed=P.seed)[: P.helpful_hub_train]
+        help_test = load_hh_rlhf("hub", subset="helpful-base", split="test", seed=P.seed)[: P.helpful_hub_test]
+    else:
+        assert helpful is not None
+        pairs = gold.gold_pairs(prompts.helpful, helpful.texts, helpful.gold,
+                                helpful.finished if P.finished_only else None, source="if-gold")
+        ids = sorted({p.id.rsplit("-", 1)[0] for p in pairs})
+        random.Random(P.seed).shuffle(ids)
+        held = set(ids[: round(len(ids) * P.helpful_test_fraction)])
+        help_train = [p for p in pairs if p.id.rsplit("-", 1)[0] not in held]
+        help_test = [p for p in pairs if p.id.rsplit("-", 1)[0] in held]
+    return PairSets({"helpful": help_train, "harmless": harmless_train}, {"helpful": help_test, "harmless": harmless_test})
+
+
+class PMs:
+    """Bradley-Terry heads on one frozen backbone; every conversation is featurised once (cached by text)."""
+
+    def __init__(self, backbone: Loaded, P: Params):
+        self.P = P
+        self.featurizer = Featurizer(backbone.model, backbone.tokenizer, batch_size=16, max_length=P.pm_max_length,
+                                     pooling=P.pm_pooling)
+
+    def fit(self, pairs: list[PreferencePair]) -> LinearBT:
+        prompts = [p.prompt for p in pairs]
+        return fit_linear_bt(self.featurizer(prompts, [p.chosen for p in pairs]),
+                             self.featurizer(prompts, [p.rejected for p in pairs]), l2=self.P.pm_l2,
+                             featurizer=self.featurizer)
+
+    def outcomes(self, pm: LinearBT, pairs: list[PreferencePair]) -> list[float]:
+        """Per pair: 1 if the PM prefers chosen, 0 if rejected, 0.5 on a tie."""
+        if not pairs:
+            return []
+        p = pm.prefer_many(pairs)
+        return np.where(np.isclose(p, 0.5), 0.5, (p > 0.5).astype(float)).tolist()
+
+    def scores(self, pm: LinearBT, prompts: list[Any], replies: list[str]) -> list[float]:
+        return pm.score(prompts, replies).tolist()
+
+
+def _subset(pairs: list[PreferencePair], fraction: float, seed: int) -> list[PreferencePair]:
+    chosen = random.Random(seed).sample(pairs, max(1, round(len(pairs) * fraction)))
+    return chosen
+
+
+def mixed_pool(sets: PairSets, seed: int) -> list[PreferencePair]:
+    """Helpful and harmless training pairs interleaved (seeded): every prefix is a balanced mixture."""
+    h, s = sets.train["helpful"][:], sets.train["harmless"][:]
+    random.Random(seed).shuffle(h)
+    random.Random(seed + 1).shuffle(s)
+    return [p for ab in zip(h, s) for p in ab] + h[len(s):] + s[len(h):]
+
+
+def cross_evaluate(pms: PMs, sets: PairSets, P: Params) -> list[dict[str, Any]]:
+    """Helpful-only, harmless-only and mixed PMs of equal training size, ``seeds`` fits each on random 80% subsets;
+    each row holds one PM type's outcomes on one test set, per seed."""
+    n = min(len(sets.train["helpful"]), len(sets.train["harmless"]))
+    if n < 2:
+        raise ValueError(f"too few training pairs to fit PMs ({len(sets.train['helpful'])} helpful, "
+                         f"{len(sets.train['harmless'])} harmless): raise helpful_prompts / helpful_samples")
+    rows = []
+    for name in ("helpful", "harmless", "mixed"):
+        per_seed = {t: [] for t in SETS}
+        for s in range(P.seeds):
+            pool = mixed_pool(sets, P.seed + s)[:n] if name == "mixed" else sets.train[name][:n]
+            pm = pms.fit(_subset(pool, 0.8, P.seed + s))
+            for t in SETS:
+                per_seed[t].append(pms.outcomes(pm, sets.test[t]))
+        for t in SETS:
+            rows.append({"pm": name, "test": t, "train_pairs": round(0.8 * n), "outcomes": per_seed[t]})
+    return rows
+
+
+def data_size_curve(pms: PMs, sets: PairSets, P: Params) -> list[dict[str, Any]]:
+    """Mixed PM at every size in ``data_sizes`` (sizes beyond the pool are skipped), ``seeds`` random subsets each."""
+    pool = mixed_pool(sets, P.seed)
+    rows = []
+    for size in sorted(set(P.data_sizes)):
+        if size > len(pool):
+            continue
+        per_seed = {t: [] for t in SETS}
+        for s in range(P.seeds):
+            pm = pms.fit(random.Random(P.seed + 100 + s).sample(pool, size))
+            for t in SETS:
+                per_seed[t].append(pms.outcomes(pm, sets.test[t]))
+        for t in SETS:
+            rows.append({"train_pairs": size, "test": t, "outcomes": per_seed[t]})
+    return rows
+
+
+def model_size_curve(sets: PairSets, P: Params, pms: PMs) -> list[dict[str, Any]]:
+    """Mixed PM (the whole pool) on ``pm_backbone`` and each of ``pm_sizes``."""
+    pool = mixed_pool(sets, P.seed)
+    rows = []
+    for name in dict.fromkeys([P.pm_backbone, *P.pm_sizes]):
+        heads = pms if name == P.pm_backbone else PMs(load(name), P)
+        pm = heads.fit(pool)
+        rows.append({"backbone": name, "params": count_parameters(heads.featurizer.model)["total"],
+                     **{t: heads.outcomes(pm, sets.test[t]) for t in SETS}})
+        if heads is not pms:
+            del heads
+            gc.collect()
+    return rows
+
+
+@dataclass
+class TrainTestPM:
+    """Bai et al.'s split: the train PM (optimised against) and the test PM (evaluation), on disjoint halves."""
+
+    train: LinearBT
+    test: LinearBT
+    train_outcomes: dict[str, list[float]]  # held-out accuracy per set
+    test_outcomes: dict[str, list[float]]
+
+
+def train_test_pms(pms: PMs, sets: PairSets, P: Params) -> TrainTestPM:
+    pool = mixed_pool(sets, P.seed + 7)
+    half_a, half_b = pool[0::2], pool[1::2]
+    train, test = pms.fit(half_a), pms.fit(half_b)
+    return TrainTestPM(train, test, {t: pms.outcomes(train, sets.test[t]) for t in SETS},
+                       {t: pms.outcomes(test, sets.test[t]) for t in SETS})
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. RLHF against the train PM
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BestOfN:
+    """Best-of-n on held-out prompts: per n, the train PM's reward, the gold and the test PM's reward of its pick."""
+
+    n: list[int]
+    kl: list[float]
+    train_pm: list[list[float]]  # [n][prompt]
+    gold: list[list[float]]
+    test_pm: list[list[float]]
+    test_pm_sd: float  # spread of the test PM over all samples (its effect unit)
+    cap_rate: float
+    tokens: list[float]  # mean length per prompt
+
+
+def best_of_n(pms: PMs, split: TrainTestPM, samples: Samples, prompts: list[gold.IFPrompt], P: Params) -> BestOfN:
+    messages = [p.messages() for p in prompts]
+    flat_prompts = [m for m, row in zip(messages, samples.texts) for _ in row]
+    flat = [t for row in samples.texts for t in row]
+    k = len(samples.texts[0])
+    reshape = lambda v: [v[i * k:(i + 1) * k] for i in range(len(prompts))]  # noqa: E731
+    train_scores = reshape(pms.scores(split.train, flat_prompts, flat))
+    test_scores = reshape(pms.scores(split.test, flat_prompts, flat))
+    ns = [2 ** i for i in range(int(np.log2(k)) + 1)]
+    by_gold = gold.best_of_n(train_scores, samples.gold, ns)
+    by_test = gold.best_of_n(train_scores, test_scores, ns)
+    return BestOfN(ns, by_gold["kl"], by_gold["proxy_items"], by_gold["gold_items"], by_test["gold_items"],
+                   float(np.std([s for row in test_scores for s in row])), samples.cap_rate,
+                   [float(np.mean(t)) for t in samples.tokens])
+
+
+@dataclass
+class PolicyEval:
+    """A policy's greedy replies to the held-out prompts: gold per prompt, test-PM reward, lengths, HumanEval."""
+
+    arm: str  # "raw", "dpo", "ppo"
+    seed: int | None
+    gold: list[float]
+    test_pm: list[float]
+    tokens: list[int]
+    finished: list[bool]
+    humaneval: list[float] | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def evaluate_policy(loaded: Loaded, arm: str, seed: int | None, prompts: list[gold.IFPrompt], pms: PMs,
+                    split: TrainTestPM, P: Params, humaneval: bool) -> PolicyEval:
+    messages = [p.messages() for p in prompts]
+    replies = greedy(loaded, messages, P.eval_max_new_tokens, label=f"{arm}: held-out replies")
+    out = PolicyEval(arm, seed, gold.if_scores(prompts, replies.first), pms.scores(split.test, messages, replies.first),
+                     [t[0] for t in replies.tokens], [f[0] for f in replies.finished])
+    if humaneval:
+        out.humaneval = humaneval_pass(loaded, P)
+    return out
+
+
+def humaneval_pass(loaded: Loaded, P: Params) -> list[float]:
+    """Greedy pass@1 per task on the first ``humaneval_tasks`` HumanEval tasks (reply prefilled with the signature)."""
+    from ...generation import render_prompt
+    from ...rewards.code import check_programs, code_prompt
+
+    tasks = load_humaneval(P.humaneval)[: P.humaneval_tasks]
+    prompts = [render_prompt(loaded.tokenizer, code_prompt(t)) + "```python\n" + t.prompt for t in tasks]
+    from ...generation import SamplingConfig
+
+    replies = sample(loaded, prompts, SamplingConfig(n=1, temperature=0.0, max_new_tokens=256, stop=("```",)),
+                     "HumanEval (greedy)")
+    return [float(v.passed) for v in check_programs(tasks, [t.prompt + r for t, r in zip(tasks, replies.first)])]
+
+
+def rl_pairs(pms: PMs, split: TrainTestPM, samples: Samples, prompts: list[gold.IFPrompt],
+             finished_only: bool = True) -> list[PreferencePair]:
+    """DPO pairs from the raw policy's samples to the RL prompts: best vs worst by the train PM (finished replies)."""
+    from ...train.online_dpo import best_vs_worst
+
+    messages = [p.messages() for p in prompts]
+    keep = [[t for t, f in zip(row, fin) if f or not finished_only] for row, fin in zip(samples.texts, samples.finished)]
+    rows = [(m, r) for m, r in zip(messages, keep) if len(r) >= 2]
+    scores = [pms.scores(split.train, [m] * len(r), r) for m, r in rows]
+    return best_vs_worst([m for m, _ in rows], [r for _, r in rows], scores, tag="rl-")
+
+
+def train_arms(P: Params, prompts: Prompts, pms: PMs, split: TrainTestPM, rl_samples: Samples | None, humaneval: bool,
+               out_dir: str) -> list[PolicyEval]:
+    """The trained RLHF arms, ``seeds`` runs each, evaluated on the held-out prompts."""
+    import torch
+
+    from ...train.dpo import train_dpo
+    from ...train.ppo import train_ppo
+
+    out = []
+    pairs = (rl_pairs(pms, split, rl_samples, prompts.rl, P.finished_only)
+             if "dpo" in P.rl and rl_samples is not None else [])
+    for s in range(P.seeds):
+        seed = P.seed + s
+        if "dpo" in P.rl and pairs:
+            torch.manual_seed(seed)
+            policy = load(P.policy, lora=P.lora.spec())
+            result = train_dpo(policy, pairs, P.dpo.build(f"{out_dir}/dpo_seed{seed}", seed=seed))
+            ev = evaluate_policy(policy, "dpo", seed, prompts.eval, pms, split, P, humaneval)
+            ev.history = [{k: v for k, v in r.items() if isinstance(v, (int, float))} for r in result.history]
+            out.append(ev)
+            del policy, result
+            gc.collect()
+        if "ppo" in P.rl:
+            torch.manual_seed(seed)
+            policy = load(P.policy, lora=P.lora.spec())
+            reward = lambda ps, cs, meta: pms.scores(split.train, list(ps), list(cs))  # noqa: E731
+            result = train_ppo(policy, [p.messages() for p in prompts.rl], reward, P.ppo.build(seed=seed))
+            ev = evaluate_policy(policy, "ppo", seed, prompts.eval, pms, split, P, humaneval)
+            ev.history = result.history
+            out.append(ev)
+            del policy, result
+            gc.collect()
+    return out

@@ -1,0 +1,216 @@
+"""Claims of ``notebooks/05_online_iterative_dpo.ipynb``, computed from ``results.json`` alone.
+
+The gold score of a reply is the fraction of its prompt's verifiable instructions it follows (0-1); effects on
+it are reported in points (x100). Policies trained here contribute one row per seed; the start snapshot is one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ... import claims as C
+
+PAPER = "RLHF Workflow (Xiong, Dong et al. 2024)"
+NUMBERS = {"bt_rewardbench": 83.6, "pairwise_rewardbench": 85.7, "lc_alpacaeval2": 31.3, "lc_alpacaeval2_sft": 12.7}
+
+
+def _data(results: dict[str, Any]) -> dict[str, Any]:
+    return results["data"]
+
+
+def rm_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return _data(results)["rm_accuracy"]
+
+
+def _rm(results: dict[str, Any], model: str, source: str) -> dict[str, Any] | None:
+    return next((r for r in rm_rows(results) if r["model"] == model and r["source"] == source), None)
+
+
+def rm_validated(results: dict[str, Any]) -> C.Premise:
+    """The BT RM that ranks the online samples beats chance on held-out gold-labelled pairs."""
+    row = _rm(results, "BT", "if-gold")
+    if row is None:
+        return C.Premise("BT reward model (if-gold pairs) validated", False, "no held-out gold-labelled pairs")
+    test = C.proportion(row["outcomes"], 0.5)
+    return C.validated("BT reward model (if-gold pairs)", 0.5 + test.effect, 0.5 + test.ci[0], test.n)
+
+
+def snapshots(results: dict[str, Any], arm: str, round_: int | None = None) -> list[dict[str, Any]]:
+    runs = _data(results)["runs"]
+    if arm == "start":
+        return [runs["start"]]
+    if arm == "offline":
+        return runs["offline"]
+    return [s for run in runs["online"] for s in run["snapshots"] if round_ is None or s["round"] == round_]
+
+
+def stack(snaps: list[dict[str, Any]], key: str, scale: float = 1.0) -> np.ndarray:
+    return scale * np.stack([np.asarray(s[key], dtype=float) for s in snaps])
+
+
+def cap_rate(snaps: list[dict[str, Any]]) -> float:
+    flat = [f for s in snaps for f in s["finished"]]
+    return 1 - sum(flat) / max(1, len(flat))
+
+
+def _interval(test: C.Test, unit: str = "pts") -> str:
+    return (f"{test.effect:+.1f} {unit} [{test.ci[0]:+.1f}, {test.ci[1]:+.1f}], p={test.p:.3g}, n={test.n} x "
+            f"{test.seeds} seed(s)")
+
+
+def rm_above_chance(results: dict[str, Any], model: str, source: str, cid: str) -> C.Claim:
+    row = _rm(results, model, source)
+    what = {"if-gold": "gold-labelled pairs of the policy's own samples", "hh-human": "human-labelled HH-RLHF pairs"}
+    statement = f"the {model} reward model prefers the better reply of held-out {what.get(source, source)}"
+    paper = f"RewardBench {NUMBERS['bt_rewardbench' if model == 'BT' else 'pairwise_rewardbench']}%"
+    common = dict(min_effect=0.05, min_effect_reason="5 points above chance: the least that ranking replies needs",
+                  unit="accuracy - 0.5")
+    if row is None:
+        return C.claim(cid, PAPER, statement, paper, None, our_value=f"no {source} pairs in this run", kind="proportion",
+                       **common)
+    test = C.proportion(row["outcomes"], 0.5)
+    length = float(np.mean(row["length_baseline"]))
+    value = (f"{100 * (0.5 + test.effect):.1f}% [{100 * (0.5 + test.ci[0]):.0f}, {100 * (0.5 + test.ci[1]):.0f}] on "
+             f"{test.n} held-out pairs (a length-only rule: {100 * length:.0f}%)")
+    return C.claim(cid, PAPER, statement, paper, test, our_value=value, **common)
+
+
+def pairwise_vs_bt(results: dict[str, Any]) -> C.Claim:
+    """The pairwise preference model is at least as accurate as the BT RM (paper: 85.7 vs 83.6 on RewardBench)."""
+    a = [o for r in rm_rows(results) if r["model"] == "BT" for o in r["outcomes"]]
+    b = [o for r in rm_rows(results) if r["model"] == "pairwise" for o in r["outcomes"]]
+    if not a:
+        return C.claim("W1e", PAPER, "the pairwise preference model is more accurate than the Bradley-Terry RM",
+                       "85.7 vs 83.6 (RewardBench)", None, our_value="no held-out pairs", min_effect=1.0,
+                       min_effect_reason="the paper's gap is 2.1 points; half of it", unit="pts of accuracy")
+    test = C.superiority(np.array(a) * 100, np.array(b) * 100)
+    value = f"pairwise {np.mean(b) * 100:.1f}% vs BT {np.mean(a) * 100:.1f}% on the same held-out pairs; {_interval(test)}"
+    return C.claim("W1e", PAPER, "the pairwise preference model is more accurate than the Bradley-Terry RM",
+                   "85.7 vs 83.6 (RewardBench)", test, our_value=value, min_effect=1.0,
+                   min_effect_reason="the paper's gap is 2.1 points; half of it", unit="pts of accuracy")
+
+
+def online_beats_offline(results: dict[str, Any]) -> C.Claim:
+    on = snapshots(results, "online", results["params"]["iterations"])
+    off = snapshots(results, "offline")
+    statement = "online iterative DPO beats offline DPO on the same prompts at an equal pair budget (gold score)"
+    common = dict(min_effect=2.0, min_effect_reason="2 points of instructions followed: the smallest gain worth "
+                  "the online loop's extra sampling", unit="pts of gold score")
+    if not on or not off:
+        return C.claim("W2", PAPER, statement, "online > offline", None, our_value="an arm did not run", **common)
+    test = C.superiority(stack(off, "gold", 100), stack(on, "gold", 100))
+    pairs = _data(results)["runs"]["offline_pairs"]
+    value = (f"online {stack(on, 'gold', 100).mean():.1f} vs offline {stack(off, 'gold', 100).mean():.1f} pts "
+             f"(offline pairs per seed: {pairs}); {_interval(test)}")
+    premises = [rm_validated(results), C.not_capped("held-out", max(cap_rate(on), cap_rate(off)))]
+    return C.claim("W2", PAPER, statement, "online > offline (RLHFlow's central claim)", test, our_value=value,
+                   premises=premises, **common)
+
+
+def _rounds(results: dict[str, Any], key: str, scale: float) -> tuple[list[int], list[np.ndarray], list[dict]]:
+    iterations = results["params"]["iterations"]
+    levels, arms, snaps = [0], [stack(snapshots(results, "start"), key, scale)], snapshots(results, "start")
+    for r in range(1, iterations + 1):
+        these = snapshots(results, "online", r)
+        if these:
+            levels.append(r)
+            arms.append(stack(these, key, scale))
+            snaps += these
+    return levels, arms, snaps
+
+
+def gold_rises(results: dict[str, Any]) -> C.Claim:
+    levels, arms, snaps = _rounds(results, "gold", 100)
+    statement = "the held-out gold score rises across online iterations (trend over every round)"
+    common = dict(min_effect=1.0, min_effect_reason="1 point per round: three rounds would then add 3 points",
+                  unit="pts of gold score per round")
+    if len(levels) < 3:
+        return C.claim("W3", PAPER, statement, "rises every round", None, our_value=f"{len(levels)} rounds",
+                       kind="trend", **common)
+    test = C.trend(levels, arms)
+    value = " -> ".join(f"{a.mean():.1f}" for a in arms) + f" pts (round 0..{levels[-1]}); slope {_interval(test)}"
+    proxy = [a.mean() for a in _rounds(results, "proxy", 1.0)[1]]
+    value += "; the BT reward the policy optimised: " + " -> ".join(f"{v:+.2f}" for v in proxy)
+    return C.claim("W3", PAPER, statement, "rises every round", test, our_value=value,
+                   premises=[rm_validated(results), C.not_capped("held-out", cap_rate(snaps))], **common)
+
+
+def length_grows(results: dict[str, Any]) -> C.Claim:
+    levels, arms, snaps = _rounds(results, "tokens", 1.0)
+    statement = "replies grow longer across online iterations (length bias)"
+    common = dict(min_effect=2.0, min_effect_reason="2 tokens per round, a few words over three rounds",
+                  unit="tokens per round")
+    if len(levels) < 3:
+        return C.claim("W4", PAPER, statement, "longer every round", None, our_value=f"{len(levels)} rounds",
+                       kind="trend", **common)
+    test = C.trend(levels, arms)
+    value = " -> ".join(f"{a.mean():.0f}" for a in arms) + f" tokens; slope {_interval(test, 'tokens')}"
+    cap = results["params"].get("eval_max_new_tokens")
+    return C.claim("W4", PAPER, statement, "longer every round", test, our_value=value,
+                   premises=[C.not_capped(f"held-out (cap {cap} tokens)", cap_rate(snaps))], **common)
+
+
+def claims(results: dict[str, Any]) -> list[C.Claim]:
+    out = [rm_above_chance(results, "BT", "if-gold", "W1a"), rm_above_chance(results, "BT", "hh-human", "W1b"),
+           rm_above_chance(results, "pairwise", "if-gold", "W1c"),
+           rm_above_chance(results, "pairwise", "hh-human", "W1d"), pairwise_vs_bt(results),
+           online_beats_offline(results), gold_rises(results), length_grows(results)]
+    return C.finalize(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# findings and tables
+# ----------------------------------------------------------------------------------------------
+
+
+def finding_rm_data(results: dict[str, Any]) -> str:
+    s = _data(results)["rm_samples"]
+    gold = np.array([g for row in s["gold"] for g in row])
+    flat = [f for row in s["finished"] for f in row]
+    return (f"The policy follows {100 * gold.mean():.0f}% of instructions on average over {gold.size} sampled replies "
+            f"({100 * np.mean(gold == 1):.0f}% follow all, {100 * np.mean(gold == 0):.0f}% none); "
+            f"{100 * (1 - np.mean(flat)):.0f}% were cut off at the token cap; "
+            + ", ".join(f"{c['source'].split(' ')[0]}: {c['train']} training / {c['test']} held-out pairs"
+                        for c in _data(results)["rm_counts"]) + ".")
+
+
+def finding_rms(results: dict[str, Any]) -> str:
+    parts = []
+    for r in rm_rows(results):
+        t = C.proportion(r["outcomes"], 0.5)
+        parts.append(f"{r['model']} on {r['source']} {100 * (0.5 + t.effect):.0f}% "
+                     f"[{100 * (0.5 + t.ci[0]):.0f}, {100 * (0.5 + t.ci[1]):.0f}] (n={t.n}; length alone "
+                     f"{100 * np.mean(r['length_baseline']):.0f}%)")
+    return "Held-out accuracy: " + "; ".join(parts) + "."
+
+
+def finding_arms(results: dict[str, Any]) -> str:
+    start = stack(snapshots(results, "start"), "gold", 100).mean()
+    on = snapshots(results, "online", results["params"]["iterations"])
+    off = snapshots(results, "offline")
+    if not on:
+        return f"The start policy scores {start:.1f} pts of gold; no online run."
+    t = C.superiority(stack(off, "gold", 100), stack(on, "gold", 100))
+    return (f"Gold score on {t.n} held-out prompts: start {start:.1f}, offline {stack(off, 'gold', 100).mean():.1f}, "
+            f"online after {results['params']['iterations']} rounds {stack(on, 'gold', 100).mean():.1f} pts; online minus "
+            f"offline {_interval(t)}.")
+
+
+def iteration_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    groups = [("start", 0, snapshots(results, "start"))]
+    groups += [("online", r, snapshots(results, "online", r)) for r in range(1, results["params"]["iterations"] + 1)]
+    groups += [("offline", results["params"]["iterations"], snapshots(results, "offline"))]
+    for arm, r, snaps in groups:
+        if not snaps:
+            continue
+        g = stack(snaps, "gold", 100)
+        dist = C.crossed_bootstrap([g], lambda x: float(x[0].mean()), n_boot=1000)
+        rows.append({"policy": arm, "round": r, "seeds": len(snaps), "gold (pts)": round(float(g.mean()), 1),
+                     "gold 95% CI": [round(float(np.quantile(dist, 0.025)), 1), round(float(np.quantile(dist, 0.975)), 1)],
+                     "BT reward": round(float(stack(snaps, "proxy").mean()), 3),
+                     "tokens": round(float(stack(snaps, "tokens").mean()), 1),
+                     "cut off %": round(100 * cap_rate(snaps), 1)})
+    return rows
