@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup reproduce test test-slow lab figures report models bench clean
+.PHONY: setup reproduce test test-slow test-browser lab figures report models bench clean
 
 $(STAMP): pyproject.toml rlhf_nb/packages.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ test: setup
 ## slow tier: real packaged models (SmolLM2-135M), a few minutes more
 test-slow: setup
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
+
+## browser tier: JupyterLab driven by Debian chromium (playwright, no browser download) and a fresh-clone check
+test-browser: setup
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	$(BIN)/python -m pip install -q playwright==1.65.2
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -s -m browser tests/browser
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

@@ -247,6 +247,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
+    except KeyboardInterrupt as err:
+        import os
+
+        final = getattr(err, "final", None)
+        kept = (f"earlier results kept at {final}" if final is not None and final.exists() else
+                "nothing earlier to keep" if final is not None else "earlier results untouched")
+        print(f"\ninterrupted; {kept}", file=sys.stderr)
+        sys.stderr.flush()
+        try:  # a kernel still running would outlive us
+            import psutil
+
+            for child in psutil.Process().children(recursive=True):
+                child.kill()
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+        os._exit(130)  # no interpreter teardown: papermill's kernel threads would print tracebacks
     except ParamError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -105,7 +105,7 @@ class _TrlSection(Section):
         from .experiment import import_ref
 
         cls = import_ref(self.routine)
-        return cls(output_dir=output_dir, seed=seed, data_seed=seed, disable_tqdm=True, **{**self.overrides(), **fixed})
+        return cls(output_dir=output_dir, seed=seed, data_seed=seed, **{**self.overrides(), **fixed})
 
 
 class DPOSection(_TrlSection):

@@ -100,8 +100,9 @@ def run(notebook: str, profile: str | None = None, overrides: dict[str, Any] | N
         if not (staging / RESULTS).is_file():
             error = f"the notebook finished without writing {RESULTS} (does its last cell call exp.finish()?)"
     except KeyboardInterrupt:
+        _quiet_teardown()
         shutil.rmtree(staging, ignore_errors=True)
-        raise
+        raise Interrupted(notebook, final) from None
     except Exception as err:  # noqa: BLE001 - papermill raises many kinds; all mean "this notebook failed"
         error = _short_error(err)
     finally:
@@ -118,6 +119,22 @@ def run(notebook: str, profile: str | None = None, overrides: dict[str, Any] | N
         return Outcome(notebook, profile, "failed", wall, failed, error)
     swap_in(staging, final)
     return Outcome(notebook, profile, "ok", wall, final)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: the staged run was removed; earlier results in ``final`` are untouched."""
+
+    def __init__(self, notebook: str, final: Path):
+        super().__init__(notebook)
+        self.notebook, self.final = notebook, final
+
+
+def _quiet_teardown() -> None:
+    """After Ctrl-C, papermill's kernel manager and ZMQ threads log tracebacks while they shut down: silence them."""
+    import logging
+
+    for name in ("papermill", "traitlets", "jupyter_client", "asyncio", "tornado", "zmq"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def _remove_stale_staging(final: Path) -> None:

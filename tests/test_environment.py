@@ -38,3 +38,41 @@ def test_required_layout_exists():
     assert "make test" in (REPO / ".ci" / "run").read_text()
     head = (REPO / "README.md").read_text().splitlines()[:40]
     assert any("make reproduce" in line for line in head) and any("make test" in line for line in head)
+
+
+def _imported_distributions() -> dict[str, str]:
+    """Third-party distribution -> a library file that imports it (the sandbox's stdlib-only code excluded)."""
+    import ast
+    import importlib.metadata
+    import sys
+
+    owners = importlib.metadata.packages_distributions()
+    found: dict[str, str] = {}
+    for path in sorted((REPO / "rlhf_nb").rglob("*.py")):
+        if "sandbox" in path.relative_to(REPO / "rlhf_nb").parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "rlhf_nb":
+                    continue
+                assert top in owners, f"{path.name} imports {top!r}, which no installed distribution provides"
+                for dist in owners[top]:
+                    found.setdefault(dist, path.name)
+    return found
+
+
+def test_every_library_import_is_a_declared_dependency():
+    """A clean clone installs only what pyproject declares: an import that arrives by accident here fails CI."""
+    import re
+
+    declared = {re.split(r"[=<>!~\[ ]", r)[0].lower().replace("_", "-") for r in _pyproject_requirements()}
+    missing = {dist: where for dist, where in _imported_distributions().items()
+               if dist.lower().replace("_", "-") not in declared}
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"

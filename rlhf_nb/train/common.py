@@ -90,7 +90,14 @@ def resume_from(config: Any) -> bool:
 
 
 def run_trainer(trainer: Any, config: Any, history: list[dict[str, float]]) -> TrainResult:
-    """Train (resuming if asked and possible) and save the final model to ``output_dir``."""
+    """Train (resuming if asked and possible) and save the final model to ``output_dir``.
+
+    Progress shows as transformers shows it (a table of losses in a notebook, a bar in a terminal), never as
+    the raw dicts of strings its ``PrinterCallback`` prints when bars are off: the history keeps every row.
+    """
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
     output = trainer.train(resume_from_checkpoint=True if resume_from(config) else None)
     trainer.save_model(config.output_dir)
     summary = {k: float(v) for k, v in output.metrics.items() if isinstance(v, (int, float))}
