@@ -253,7 +253,7 @@ def _common_premises(d: np.ndarray, dist: np.ndarray) -> list[Premise]:
     floor = min_sign_flip_p(d)
     out.append(Premise("enough items", floor < ALPHA,
                        f"{np.count_nonzero(d)} items differ; the smallest reachable p is {floor:.3g}"))
-    if float(np.std(dist)) == 0.0:
+    if float(np.std(dist)) <= 1e-12 * max(1.0, float(np.abs(dist).max())):  # constant up to rounding
         out.append(Premise("outcome varies", False, "every resample gives the same value: no interval can be formed"))
     return out
 
@@ -377,7 +377,7 @@ def association(x: Any, y: Any, *, measure: Literal["slope", "r"] = "slope", dir
     p = float((np.sum(perm >= observed - 1e-12) + 1) / (len(perm) + 1))
     r = float(np.corrcoef(X, Y)[0, 1]) if np.std(X) > 0 and np.std(Y) > 0 else 0.0
     premises = [Premise("enough points", len(labels) >= 5, f"{len(labels)} independent units")]
-    if float(np.std(dist)) == 0.0:
+    if float(np.std(dist)) <= 1e-12 * max(1.0, float(np.abs(dist).max())):  # constant up to rounding
         premises.append(Premise("outcome varies", False, "every resample gives the same value"))
     return Test("association", observed, _interval(dist), p, len(X), len(labels) if clusters is not None else 1,
                 _Z * float(np.std(dist)), tuple(premises), {"r": r, "r2": r * r})

@@ -26,8 +26,6 @@ KNOWN_NOISE = [
      "transformers 5 renames the argument that trl itself still sets"),
     ("transformers.modeling_utils", r"ForSequenceClassification LOAD REPORT",
      "a reward head (score.*) is newly initialised on purpose; other load reports still show"),
-    ("jupyter_client.session", r"Connection file|kernel .* over TCP|without encryption",
-     "papermill starts local kernels over loopback TCP"),
 ]
 
 
@@ -49,16 +47,29 @@ class _Drop(logging.Filter):
 _quiet = False
 
 
-def quiet_third_party() -> None:
-    """Install the filters of :data:`KNOWN_NOISE` (idempotent) and turn off per-call loading bars."""
-    global _quiet
-    if _quiet:
+_filtered = False
+
+
+def filter_known_noise() -> None:
+    """Install the filters of :data:`KNOWN_NOISE` (idempotent, imports nothing). ``import rlhf_nb`` calls it, so
+    messages logged while a third-party package is being imported are filtered too."""
+    global _filtered
+    if _filtered:
         return
     for source, pattern, _why in KNOWN_NOISE:
         if isinstance(source, str):
             logging.getLogger(source).addFilter(_Drop(pattern, only_reward_head="LOAD REPORT" in pattern))
         else:
             warnings.filterwarnings("ignore", message=pattern, category=source)
+    _filtered = True
+
+
+def quiet_third_party() -> None:
+    """:func:`filter_known_noise`, and per-call loading bars off (idempotent)."""
+    global _quiet
+    if _quiet:
+        return
+    filter_known_noise()
     try:
         from transformers.utils import logging as tlogging
 

@@ -224,6 +224,16 @@ def _stop_checker(tokenizer: Any, stop: tuple[str, ...]):
     return check
 
 
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (JupyterLab or papermill): finished progress bars stay there as a record of
+    what ran and how long; in a terminal they clear themselves."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return type(get_ipython()).__name__ == "ZMQInteractiveShell"
+
+
 def generate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -249,7 +259,7 @@ def generate(
     was_training = model.training
     model.eval()
     desc = progress if isinstance(progress, str) else "sampling"
-    bar = tqdm(total=len(jobs), desc=desc, disable=not progress, leave=False, unit="seq")
+    bar = tqdm(total=len(jobs), desc=desc, disable=not progress, leave=in_notebook(), unit="seq")
     started, n_tokens, n_capped = time.perf_counter(), 0, 0
     try:
         for b, start in enumerate(range(0, len(jobs), batch_size)):

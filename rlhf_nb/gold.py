@@ -171,6 +171,97 @@ def if_reward(prompts: Sequence[Any], completions: Sequence[str], meta: Sequence
     return [if_score(m["if_prompt"], c) for m, c in zip(meta, completions)]
 
 
+#: the order in which :func:`fix_all` applies fixes: shortening first, casing and quoting last (they must see
+#: everything that was appended)
+_FIX_ORDER = ("length_constraints:number_sentences", "length_constraints:number_words", "keywords:forbidden_words",
+              "detectable_format:number_bullet_lists", "detectable_format:number_highlighted_sections",
+              "detectable_content:number_placeholders", "keywords:existence", "detectable_format:title",
+              "detectable_content:postscript", "startend:end_checker", "punctuation:no_comma",
+              "change_case:english_lowercase", "change_case:english_capital", "startend:quotation")
+
+
+def fix(prompt: IFPrompt, reply: str, index: int) -> str:
+    """A minimal edit of ``reply`` meant to make it follow instruction ``index`` of ``prompt`` (what an annotator's
+    correction would do). Not guaranteed: check the result with :func:`followed`."""
+    name, kw = prompt.instructions[index], prompt.kwargs[index]
+    text = reply.strip()
+    if name == "change_case:english_lowercase":
+        return text.lower()
+    if name == "change_case:english_capital":
+        return text.upper()
+    if name == "punctuation:no_comma":
+        return text.replace(",", "")
+    if name == "startend:quotation":
+        return '"' + text.strip('"') + '"'
+    if name == "detectable_format:title":
+        return "<<Answer>>\n" + text
+    if name == "detectable_content:postscript":
+        return f"{text}\n\n{kw['postscript_marker']} I hope this helps."
+    if name == "startend:end_checker":
+        return f"{text} {kw['end_phrase']}"
+    if name == "keywords:existence":
+        return text + "\n\n" + " ".join(k.capitalize() + "." for k in kw["keywords"])
+    if name == "keywords:forbidden_words":
+        words = "|".join(re.escape(w) for w in kw["forbidden_words"])
+        return re.sub(rf"\b(?:{words})\b ?", "", text, flags=re.IGNORECASE).strip()
+    if name == "detectable_format:number_highlighted_sections":
+        return text + "".join(f"\n\n*Point {i + 1}*" for i in range(kw["num_highlights"]))
+    if name == "detectable_content:number_placeholders":
+        return text + " " + " ".join(f"[{w}]" for w in ("name", "place", "date")[: kw["num_placeholders"]])
+    if name == "detectable_format:number_bullet_lists":
+        plain = re.sub(r"^\s*[*-]\s?", "", text, flags=re.MULTILINE)
+        return plain + "\n" + "".join(f"\n* Point {i + 1}." for i in range(kw["num_bullets"]))
+    if name == "length_constraints:number_words":
+        return " ".join(text.split()[: max(1, kw["num_words"] // 2)])
+    if name == "length_constraints:number_sentences":
+        from if_verifiable.ifeval import instructions_util as util
+
+        return " ".join(s.strip() for s in util.split_into_sentences(text)[: max(1, kw["num_sentences"] - 2)])
+    raise ValueError(f"no fix for instruction {name!r}")
+
+
+def fix_all(prompt: IFPrompt, reply: str) -> str:
+    """Every failed instruction fixed in turn (an expert's demonstration built from ``reply``)."""
+    done = followed(prompt, reply)
+    todo = sorted((i for i, ok in enumerate(done) if not ok),
+                  key=lambda i: _FIX_ORDER.index(prompt.instructions[i]) if prompt.instructions[i] in _FIX_ORDER else 99)
+    for i in todo:
+        reply = fix(prompt, reply, i)
+    return reply
+
+
+@dataclass
+class GoldSamples:
+    """Replies to a prompt set with the gold's verdicts (one row per prompt)."""
+
+    prompt_ids: list[str]
+    texts: list[list[str]]
+    gold: list[list[float]]
+    tokens: list[list[int]]
+    finished: list[list[bool]]
+    tokens_per_s: float
+
+    @property
+    def cap_rate(self) -> float:
+        """Share of replies cut off at the token cap."""
+        flat = [f for row in self.finished for f in row]
+        return 1 - sum(flat) / max(1, len(flat))
+
+
+def with_gold(prompts: Sequence[IFPrompt], replies: Any) -> GoldSamples:
+    """Score :class:`rlhf_nb.evaluate.Replies` (one row per prompt) with the gold."""
+    scores = [[if_score(p, t) for t in row] for p, row in zip(prompts, replies.texts)]
+    return GoldSamples([p.id for p in prompts], replies.texts, scores, replies.tokens, replies.finished,
+                       replies.tokens_per_s)
+
+
+def sample_with_gold(policy: Any, prompts: Sequence[IFPrompt], config: Any, label: str) -> GoldSamples:
+    """``config.n`` replies per prompt from ``policy`` (a loaded model), scored by the gold."""
+    from .evaluate import sample
+
+    return with_gold(prompts, sample(policy, [p.messages() for p in prompts], config, label))
+
+
 def split_by_base(prompts: Sequence[IFPrompt], sizes: dict[str, int], seed: int = 0) -> dict[str, list[IFPrompt]]:
     """Disjoint named splits (e.g. {"rm": 300, "online": 96, "eval": 150}) in which no base request appears in two
     splits; raises when the prompts cannot fill them."""

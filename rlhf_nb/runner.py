@@ -65,6 +65,20 @@ class Outcome:
     error: str = ""
 
 
+def _local_kernel_manager() -> type:
+    """Kernels talk to the runner over local IPC sockets in Jupyter's runtime folder, not TCP ports: nothing
+    listens on the network, and ipykernel has no reason to warn about unencrypted TCP in every run."""
+    from jupyter_client.manager import KernelManager
+    from traitlets import default
+
+    class LocalKernelManager(KernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+    return LocalKernelManager
+
+
 def run(notebook: str, profile: str | None = None, overrides: dict[str, Any] | None = None,
         root: Path | None = None, progress: bool = True, log_output: bool = False) -> Outcome:
     """Execute one notebook with papermill and swap its results into place atomically.
@@ -96,6 +110,7 @@ def run(notebook: str, profile: str | None = None, overrides: dict[str, Any] | N
             progress_bar=progress,
             log_output=log_output,
             kernel_name="python3",
+            kernel_manager_class=_local_kernel_manager(),
         )
         if not (staging / RESULTS).is_file():
             error = f"the notebook finished without writing {RESULTS} (does its last cell call exp.finish()?)"

@@ -148,3 +148,13 @@ def test_claim_records_round_trip_through_json():
     assert again == claim
     assert set(claim.to_dict()) >= {"id", "paper", "statement", "kind", "paper_value", "our_value", "effect", "ci", "p",
                                     "p_adj", "n", "seeds", "mde", "min_effect", "premises", "verdict"}
+
+
+def test_a_constant_outcome_cannot_support_non_inferiority():
+    """Two arms at exactly the same value on every item (e.g. two models that tie on every pair): rounding in
+    mean(B) - mean(A) + margin must not pass for an interval."""
+    tied = np.full((3, 40), 0.5)
+    test = C.non_inferiority(tied, tied.copy(), margin=0.03)
+    claim = C.finalize([C.claim("X", "p", "s", "v", test, min_effect=0.03, min_effect_reason="r", unit="u",
+                                our_value="o")])[0]
+    assert claim.verdict == C.NOT_TESTED and "outcome varies" in claim.reason

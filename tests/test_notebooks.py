@@ -129,3 +129,55 @@ def test_hh_notebook_smoke(project):
                                                     "H6", "H7"}
     assert set(results["figures"]) == {"pm_matrix", "pm_data_size", "reward_vs_sqrt_kl", "rlhf_vs_raw"}
     assert [c.to_dict() for c in runner.claims_of(results)] == results["claims"]
+
+
+# --- 06 diverse feedback (RLHF-Blender) -----------------------------------------------------
+
+
+def test_feedback_notebook_smoke(project):
+    outcome = runner.run("06_feedback_blender", "smoke", progress=False)
+    assert outcome.status == "ok", outcome.error
+    results = json.loads((outcome.out_dir / "results.json").read_text())
+    ids = results["data"]["prompt_ids"]
+    assert not set(ids["train"]) & set(ids["test"])
+    rows = results["data"]["grid"]["rows"]
+    arms = {"rating", "comparison", "ranking", "correction", "demonstration", "descriptive", "ensemble"}
+    assert {r["arm"] for r in rows} == arms
+    assert len(rows) == len(arms) * 2 * 2 * 2  # budgets x noises x seeds
+    assert {c["id"] for c in results["claims"]} == {"B1a", "B1b", "B1c", "B1d", "B1e", "B1f", "B2", "B3"}
+    assert set(results["figures"]) == {"budget", "noise", "ensemble"}
+    assert [c.to_dict() for c in runner.claims_of(results)] == results["claims"]
+    assert not (project / "runs" / "06_feedback_blender" / "feedback-smoke.jsonl").exists()  # nobody clicked
+    executed = json.loads((outcome.out_dir / "06_feedback_blender.ipynb").read_text())
+    streams = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", [])
+                      if o.get("output_type") == "stream")
+    assert "gemm_4bit_forward" not in streams and "Traceback" not in streams  # known noise filtered at import
+
+
+def _feedback_results(acc: dict[tuple[str, float], float], pairs: int = 1000, seeds: int = 3) -> dict:
+    """Constructed results: each (arm, noise) at the full budget gets pair outcomes with the given accuracy."""
+    rng = np.random.default_rng(0)
+    types = ["rating", "comparison", "ranking", "correction", "demonstration", "descriptive"]
+    rows = []
+    for (arm, noise), a in acc.items():
+        for s in range(seeds):
+            rows.append({"arm": arm, "budget": 300, "noise": noise, "seed": s, "targets": 300, "spearman": 0.0,
+                         "bon_gold": 0.5, "outcomes": (rng.random(pairs) < a).astype(float).tolist()})
+    params = {"types": types, "budgets": [10, 300], "noises": [0.0, 0.5], "claim_noise": 0.0, "b2_margin": 0.03}
+    grid = {"rows": rows, "test_pairs": pairs, "test_prompts": 80, "test_gold_mean": 0.4, "test_gold_best": 0.8}
+    return {"params": params, "data": {"grid": grid}}
+
+
+def test_feedback_claims_follow_the_data():
+    from rlhf_nb.papers.feedback_blender.claims import claims
+
+    types = ["rating", "comparison", "ranking", "correction", "demonstration", "descriptive"]
+    acc = {(t, 0.0): 0.75 for t in types} | {(t, 0.5): 0.7 for t in types}
+    acc |= {("rating", 0.5): 0.55, ("ensemble", 0.0): 0.8, ("ensemble", 0.5): 0.7, ("descriptive", 0.0): 0.5}
+    verdicts = {c.id: c.verdict for c in claims(_feedback_results(acc))}
+    assert verdicts["B1a"] == "reproduced" and verdicts["B1f"] != "reproduced"  # descriptive at chance
+    assert verdicts["B2"] == "reproduced"  # the ensemble matches the best type
+    assert verdicts["B3"] == "reproduced"  # ratings lose 20 points, comparisons 5
+    acc |= {("rating", 0.5): 0.7, ("comparison", 0.5): 0.55, ("ensemble", 0.0): 0.6}
+    verdicts = {c.id: c.verdict for c in claims(_feedback_results(acc))}
+    assert verdicts["B3"] == "not reproduced" and verdicts["B2"] == "not reproduced"

@@ -157,6 +157,16 @@ def test_linear_bt_on_frozen_features_beats_chance_on_held_out_pairs():
     assert head(["hi"], ["sure, here it is"])[0] > head(["hi"], ["never. stop asking"])[0]
 
 
+def test_featurizer_keeps_the_reply_when_a_conversation_is_too_long():
+    """Past max_length a conversation loses its beginning, not the reply that tells two responses apart."""
+    lm = models.load("tiny")
+    featurize = Featurizer(lm.model, lm.tokenizer, max_length=32)
+    prompt = "a long shared history " * 40
+    a, b = featurize([prompt, prompt], ["yes, gladly", "no, never"])
+    assert not np.allclose(a, b)
+    assert featurize.tokenizer.truncation_side == "right"  # restored
+
+
 def test_linear_pairwise_pm_beats_chance_and_is_order_symmetric():
     lm = models.load("tiny")
     pm = fit_linear_pairwise(Featurizer(lm.model, lm.tokenizer), polite_pairs(48))

@@ -24,6 +24,7 @@ NOTEBOOKS: dict[str, str] = {
     "01_hh_preference_models": "hh_rlhf",
     "02_passk_model_size": "passk",
     "05_online_iterative_dpo": "rlhf_workflow",
+    "06_feedback_blender": "feedback_blender",
 }
 
 

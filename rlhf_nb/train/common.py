@@ -2,7 +2,7 @@
 
 Where trl has the method, a routine's config *is* trl's config: ``rlhf_nb.train.dpo.DPOConfig`` subclasses
 ``trl.DPOConfig`` (likewise ``RewardConfig``, ``SFTConfig``, ``GRPOConfig`` / ``RLOOConfig``), changing only
-defaults (:data:`RLHF_NB_DEFAULTS`, a learning rate) and adding two fields: ``precision`` (see
+defaults (:class:`RlhfNbArgs`, a learning rate) and adding two fields: ``precision`` (see
 :mod:`rlhf_nb.device`) and ``resume``. Every trl argument works under its trl name. Each routine has a
 function ``train_*(loaded_model, records, config) -> TrainResult`` and a ``main()`` so that it also runs
 as a script (``python -m rlhf_nb.train.dpo --config file.yaml``), which is what ``accelerate launch`` /
@@ -33,11 +33,26 @@ def apply_precision(args: Any) -> None:
     args.bf16, args.fp16, args.use_cpu = precision.bf16, False, not cuda
 
 
-#: rlhf-nb's defaults on top of trl's, shared by the DPO, reward, SFT and GRPO/RLOO configs: log every step, no
-#: intermediate checkpoints unless asked, no experiment trackers, seed 0, and no gradient checkpointing (trl turns
-#: it on by default; it recomputes activations to save memory, which small models on a CPU do not need: set
-#: ``gradient_checkpointing=True`` for large ones).
-RLHF_NB_DEFAULTS = dict(logging_steps=1, save_strategy="no", report_to="none", seed=0, gradient_checkpointing=False)
+@dataclass
+class RlhfNbArgs:
+    """rlhf-nb's defaults on top of trl's and its two own fields, mixed in *before* a trl config
+    (``class DPOConfig(RlhfNbArgs, trl.DPOConfig)``), so every trl argument keeps its name and meaning.
+
+    Log every step, no intermediate checkpoints unless asked, no experiment trackers, seed 0, and no gradient
+    checkpointing (trl turns it on by default; it recomputes activations to save memory, which small models on
+    a CPU do not need: set ``gradient_checkpointing=True`` for large ones)."""
+
+    logging_steps: float = 1
+    save_strategy: str = "no"
+    report_to: str | list[str] = "none"
+    seed: int = 0
+    gradient_checkpointing: bool = False
+    precision: str | None = None  # rlhf-nb: "auto" | "bf16" | "fp32"; None follows the process (sets bf16/use_cpu)
+    resume: bool = False  # rlhf-nb: continue from the newest checkpoint in output_dir, if any
+
+    def __post_init__(self) -> None:
+        apply_precision(self)
+        super().__post_init__()  # type: ignore[misc]  # the trl config's
 
 
 @dataclass

@@ -25,12 +25,12 @@ from typing import Any
 import trl
 
 from ..data import PreferencePair
-from .common import (RLHF_NB_DEFAULTS, TrainResult, apply_precision, history_callback, model_from_settings,
+from .common import (RlhfNbArgs, TrainResult, history_callback, model_from_settings,
                      pairs_from_spec, prepare_model, run_trainer, script_main, settings_from)
 
 
 @dataclass
-class DPOConfig(trl.DPOConfig):
+class DPOConfig(RlhfNbArgs, trl.DPOConfig):
     """``trl.DPOConfig`` with rlhf-nb's defaults; any trl argument works (``beta``, ``loss_type`` - several as
     ``["sigmoid", "sft"]`` -, ``num_train_epochs``, ``per_device_train_batch_size``, ...).
 
@@ -43,18 +43,7 @@ class DPOConfig(trl.DPOConfig):
     learning_rate: float = 5e-6
     per_device_train_batch_size: int = 4
     max_length: int | None = 1024
-    logging_steps: float = RLHF_NB_DEFAULTS["logging_steps"]
-    save_strategy: str = RLHF_NB_DEFAULTS["save_strategy"]
-    report_to: str | list[str] = RLHF_NB_DEFAULTS["report_to"]
-    seed: int = RLHF_NB_DEFAULTS["seed"]
-    gradient_checkpointing: bool = RLHF_NB_DEFAULTS["gradient_checkpointing"]
     precompute_ref_log_probs: bool = True
-    precision: str | None = None  # rlhf-nb: "auto" | "bf16" | "fp32"; None follows the process (sets bf16/use_cpu)
-    resume: bool = False  # rlhf-nb: continue from the newest checkpoint in output_dir, if any
-
-    def __post_init__(self):
-        apply_precision(self)
-        super().__post_init__()
 
 
 def preference_dataset(pairs: Sequence[PreferencePair]):

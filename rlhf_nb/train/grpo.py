@@ -14,7 +14,7 @@ from typing import Any
 
 import trl
 
-from .common import RLHF_NB_DEFAULTS, TrainResult, apply_precision, history_callback, prepare_model, run_trainer
+from .common import RlhfNbArgs, TrainResult, history_callback, prepare_model, run_trainer
 
 RewardFn = Callable[[Sequence[Any], Sequence[str], Sequence[dict]], Sequence[float]]
 
@@ -22,7 +22,7 @@ _GROUP_DEFAULTS = dict(learning_rate=1e-5, num_generations=4, max_completion_len
 
 
 @dataclass
-class GRPOConfig(trl.GRPOConfig):
+class GRPOConfig(RlhfNbArgs, trl.GRPOConfig):
     """``trl.GRPOConfig`` with rlhf-nb's defaults; meta columns reach the reward (``remove_unused_columns=False``)."""
 
     output_dir: str = "runs/train/grpo"
@@ -32,21 +32,10 @@ class GRPOConfig(trl.GRPOConfig):
     max_completion_length: int | None = _GROUP_DEFAULTS["max_completion_length"]
     beta: float = _GROUP_DEFAULTS["beta"]  # KL coefficient towards the reference (0: no reference needed)
     remove_unused_columns: bool | None = False
-    logging_steps: float = RLHF_NB_DEFAULTS["logging_steps"]
-    save_strategy: str = RLHF_NB_DEFAULTS["save_strategy"]
-    report_to: str | list[str] = RLHF_NB_DEFAULTS["report_to"]
-    seed: int = RLHF_NB_DEFAULTS["seed"]
-    gradient_checkpointing: bool = RLHF_NB_DEFAULTS["gradient_checkpointing"]
-    precision: str | None = None  # rlhf-nb: see rlhf_nb.device
-    resume: bool = False
-
-    def __post_init__(self):
-        apply_precision(self)
-        super().__post_init__()
 
 
 @dataclass
-class RLOOConfig(trl.RLOOConfig):
+class RLOOConfig(RlhfNbArgs, trl.RLOOConfig):
     """``trl.RLOOConfig`` with the same rlhf-nb defaults as :class:`GRPOConfig`."""
 
     output_dir: str = "runs/train/rloo"
@@ -56,17 +45,6 @@ class RLOOConfig(trl.RLOOConfig):
     max_completion_length: int | None = _GROUP_DEFAULTS["max_completion_length"]
     beta: float = _GROUP_DEFAULTS["beta"]
     remove_unused_columns: bool | None = False
-    logging_steps: float = RLHF_NB_DEFAULTS["logging_steps"]
-    save_strategy: str = RLHF_NB_DEFAULTS["save_strategy"]
-    report_to: str | list[str] = RLHF_NB_DEFAULTS["report_to"]
-    seed: int = RLHF_NB_DEFAULTS["seed"]
-    gradient_checkpointing: bool = RLHF_NB_DEFAULTS["gradient_checkpointing"]
-    precision: str | None = None
-    resume: bool = False
-
-    def __post_init__(self):
-        apply_precision(self)
-        super().__post_init__()
 
 
 def trl_reward(fn: RewardFn) -> Callable[..., list[float]]:

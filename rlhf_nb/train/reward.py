@@ -25,31 +25,20 @@ import trl
 from ..data import PreferencePair
 from ..metrics import Estimate, bootstrap_ci
 from ..rewards.judge import PAIRWISE, LogProbJudge, _as_text
-from .common import (RLHF_NB_DEFAULTS, TrainResult, apply_precision, history_callback, model_from_settings,
+from .common import (RlhfNbArgs, TrainResult, history_callback, model_from_settings,
                      pairs_from_spec, prepare_model, run_trainer, script_main, settings_from)
 from .dpo import preference_dataset
 from .sft import SFTConfig, train_sft
 
 
 @dataclass
-class RewardConfig(trl.RewardConfig):
+class RewardConfig(RlhfNbArgs, trl.RewardConfig):
     """``trl.RewardConfig`` with rlhf-nb's defaults (``center_rewards_coefficient`` etc. as in trl)."""
 
     output_dir: str = "runs/train/reward"
     learning_rate: float = 1e-5
     per_device_train_batch_size: int = 8
     max_length: int | None = 1024
-    logging_steps: float = RLHF_NB_DEFAULTS["logging_steps"]
-    save_strategy: str = RLHF_NB_DEFAULTS["save_strategy"]
-    report_to: str | list[str] = RLHF_NB_DEFAULTS["report_to"]
-    seed: int = RLHF_NB_DEFAULTS["seed"]
-    gradient_checkpointing: bool = RLHF_NB_DEFAULTS["gradient_checkpointing"]
-    precision: str | None = None  # rlhf-nb: see rlhf_nb.device
-    resume: bool = False  # rlhf-nb: continue from the newest checkpoint in output_dir, if any
-
-    def __post_init__(self):
-        apply_precision(self)
-        super().__post_init__()
 
 
 def train_reward_model(loaded: Any, pairs: Sequence[PreferencePair], config: RewardConfig | None = None,
@@ -148,11 +137,13 @@ class Featurizer:
         tok = self.tokenizer
         backbone = _backbone(self.model)
         device = next(self.model.parameters()).device
-        lengths = [len(ids) for ids in tok(texts, add_special_tokens=False, truncation=True,
-                                           max_length=self.max_length)["input_ids"]]
+        lengths = [min(len(ids), self.max_length) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
         order = sorted(range(len(texts)), key=lambda i: -lengths[i])
         out: list[np.ndarray | None] = [None] * len(texts)
-        old_side, tok.padding_side = tok.padding_side, "left"  # the last position is every row's last token
+        # left padding: the last position is every row's last token; left truncation: a conversation longer than
+        # max_length loses its beginning, never the reply at its end (which is what tells two responses apart)
+        old_side, tok.padding_side = tok.padding_side, "left"
+        old_trunc, tok.truncation_side = tok.truncation_side, "left"
         was_training = self.model.training
         self.model.eval()
         try:
@@ -169,7 +160,7 @@ class Featurizer:
                 for i, f in zip(rows, feats.cpu().numpy()):
                     out[i] = f
         finally:
-            tok.padding_side = old_side
+            tok.padding_side, tok.truncation_side = old_side, old_trunc
             self.model.train(was_training)
         return out  # type: ignore[return-value]
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import trl
 
-from .common import (RLHF_NB_DEFAULTS, TrainResult, apply_precision, history_callback, model_from_settings,
+from .common import (RlhfNbArgs, TrainResult, history_callback, model_from_settings,
                      prepare_model, run_trainer, script_main, settings_from)
 
 
 @dataclass
-class SFTConfig(trl.SFTConfig):
+class SFTConfig(RlhfNbArgs, trl.SFTConfig):
     """``trl.SFTConfig`` with rlhf-nb's defaults; the loss covers the completion only (``completion_only_loss``)."""
 
     output_dir: str = "runs/train/sft"
@@ -25,17 +25,6 @@ class SFTConfig(trl.SFTConfig):
     per_device_train_batch_size: int = 4
     max_length: int | None = 1024
     completion_only_loss: bool | None = True
-    logging_steps: float = RLHF_NB_DEFAULTS["logging_steps"]
-    save_strategy: str = RLHF_NB_DEFAULTS["save_strategy"]
-    report_to: str | list[str] = RLHF_NB_DEFAULTS["report_to"]
-    seed: int = RLHF_NB_DEFAULTS["seed"]
-    gradient_checkpointing: bool = RLHF_NB_DEFAULTS["gradient_checkpointing"]
-    precision: str | None = None  # rlhf-nb: see rlhf_nb.device
-    resume: bool = False  # rlhf-nb: continue from the newest checkpoint in output_dir, if any
-
-    def __post_init__(self):
-        apply_precision(self)
-        super().__post_init__()
 
 
 def sft_dataset(records: Sequence[dict[str, Any]]):

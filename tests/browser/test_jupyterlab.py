@@ -114,6 +114,67 @@ def test_quickstart_runs_in_jupyterlab_with_tables_figures_and_widgets(lab):
     assert not (root / "runs" / "00_quickstart" / "smoke").exists()  # ... never over batch results
 
 
+def _run_all_as_smoke(page, url: str, token: str, notebook: str, shots: Path) -> None:
+    page.goto(f"{url}/lab/tree/notebooks/{notebook}.ipynb?token={token}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-Toolbar-kernelStatus",
+                           timeout=60_000)
+    params = page.locator(".jp-Cell.jp-CodeCell").nth(0)
+    params.locator(".cm-content").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.type('profile = "smoke"\noverrides = {}\nout_dir = None\n')
+    page.keyboard.press("Escape")
+    page.get_by_role("menuitem", name="Run").first.click()
+    page.get_by_text("Run All Cells", exact=True).first.click()
+    deadline = time.time() + 600
+    last = page.locator(".jp-Cell.jp-CodeCell").last
+    while time.time() < deadline:
+        if last.locator(".jp-InputArea-prompt").inner_text().strip() not in ("[ ]:", "[*]:", ""):
+            break
+        if page.locator("[data-mime-type='application/vnd.jupyter.error']").count():
+            break
+        time.sleep(2)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(shots / f"{notebook}-ran.png"))
+    errors = page.locator("[data-mime-type='application/vnd.jupyter.error']")
+    assert errors.count() == 0, errors.first.inner_text()[:2000]
+
+
+def test_feedback_panel_clicks_become_exactly_those_events(lab):
+    """Open 06, run it on smoke, click a comparison, a rating and a correction in the panel: the log holds exactly
+    those three events, in that order."""
+    import json
+
+    from playwright.sync_api import sync_playwright
+
+    url, token, root = lab
+    shots = root / "screenshots"
+    shots.mkdir(exist_ok=True)
+    log = root / "runs" / "06_feedback_blender" / "feedback-smoke.jsonl"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        _run_all_as_smoke(page, url, token, "06_feedback_blender", shots)
+        panel = page.locator(".widget-tab").first
+        panel.scroll_into_view_if_needed()
+        page.get_by_role("button", name="A is better").click()
+        page.wait_for_timeout(800)
+        page.get_by_role("tab", name="rating").click()
+        page.get_by_role("button", name="rate", exact=True).click()
+        page.wait_for_timeout(800)
+        page.get_by_role("tab", name="correction").click()
+        box = page.locator(".widget-textarea textarea").first
+        box.fill("a corrected reply")
+        page.get_by_role("button", name="submit correction").click()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(shots / "06-panel.png"))
+        assert "Recorded correction" in page.locator(".jp-Notebook").inner_text()
+        browser.close()
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["type"] for e in events] == ["comparison", "rating", "correction"]
+    assert events[2]["content"]["text"] == "a corrected reply"
+
+
 def test_a_fresh_clone_sets_up_and_passes_the_dry_run(tmp_path):
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ... import gold
+from ...gold import GoldSamples, sample_with_gold  # noqa: F401 - sample_with_gold is used by the notebook
 from ...data import PreferencePair, load_hh_rlhf, load_humaneval
 from ...evaluate import greedy, sample
 from ...models import Loaded, count_parameters, load
@@ -50,30 +51,6 @@ def make_prompts(P: Params) -> Prompts:
     return Prompts(splits["helpful"], splits["eval"], splits["rl"])
 
 
-@dataclass
-class Samples:
-    """Replies to a prompt set with the gold's verdicts (one row per prompt)."""
-
-    prompt_ids: list[str]
-    texts: list[list[str]]
-    gold: list[list[float]]
-    tokens: list[list[int]]
-    finished: list[list[bool]]
-    tokens_per_s: float
-
-    @property
-    def cap_rate(self) -> float:
-        flat = [f for row in self.finished for f in row]
-        return 1 - sum(flat) / max(1, len(flat))
-
-
-def sample_with_gold(policy: Loaded, prompts: list[gold.IFPrompt], config: Any, label: str) -> Samples:
-    replies = sample(policy, [p.messages() for p in prompts], config, label)
-    scores = [[gold.if_score(p, t) for t in row] for p, row in zip(prompts, replies.texts)]
-    return Samples([p.id for p in prompts], replies.texts, scores, replies.tokens, replies.finished,
-                   replies.tokens_per_s)
-
-
 # ----------------------------------------------------------------------------------------------
 # 1-2. preference models
 # ----------------------------------------------------------------------------------------------
@@ -90,7 +67,7 @@ class PairSets:
                  "source": source.get(s, self.train[s][0].source if self.train[s] else "-")} for s in SETS]
 
 
-def pair_sets(P: Params, prompts: Prompts, helpful: Samples | None) -> PairSets:
+def pair_sets(P: Params, prompts: Prompts, helpful: GoldSamples | None) -> PairSets:
     """Seeded, disjoint train/test pairs per set; if-gold helpful pairs are split by prompt."""
     harmless = load_hh_rlhf(P.harmless, subset="harmless-base", split="test" if P.harmless != "hub" else "train",
                             seed=P.seed)
@@ -242,7 +219,7 @@ class BestOfN:
     tokens: list[float]  # mean length per prompt
 
 
-def best_of_n(pms: PMs, split: TrainTestPM, samples: Samples, prompts: list[gold.IFPrompt], P: Params) -> BestOfN:
+def best_of_n(pms: PMs, split: TrainTestPM, samples: GoldSamples, prompts: list[gold.IFPrompt], P: Params) -> BestOfN:
     messages = [p.messages() for p in prompts]
     flat_prompts = [m for m, row in zip(messages, samples.texts) for _ in row]
     flat = [t for row in samples.texts for t in row]
@@ -297,7 +274,7 @@ def humaneval_pass(loaded: Loaded, P: Params) -> list[float]:
     return [float(v.passed) for v in check_programs(tasks, [t.prompt + r for t, r in zip(tasks, replies.first)])]
 
 
-def rl_pairs(pms: PMs, split: TrainTestPM, samples: Samples, prompts: list[gold.IFPrompt],
+def rl_pairs(pms: PMs, split: TrainTestPM, samples: GoldSamples, prompts: list[gold.IFPrompt],
              finished_only: bool = True) -> list[PreferencePair]:
     """DPO pairs from the raw policy's samples to the RL prompts: best vs worst by the train PM (finished replies)."""
     from ...train.online_dpo import best_vs_worst
@@ -309,7 +286,7 @@ def rl_pairs(pms: PMs, split: TrainTestPM, samples: Samples, prompts: list[gold.
     return best_vs_worst([m for m, _ in rows], [r for _, r in rows], scores, tag="rl-")
 
 
-def train_arms(P: Params, prompts: Prompts, pms: PMs, split: TrainTestPM, rl_samples: Samples | None, humaneval: bool,
+def train_arms(P: Params, prompts: Prompts, pms: PMs, split: TrainTestPM, rl_samples: GoldSamples | None, humaneval: bool,
                out_dir: str) -> list[PolicyEval]:
     """The trained RLHF arms, ``seeds`` runs each, evaluated on the held-out prompts."""
     import torch

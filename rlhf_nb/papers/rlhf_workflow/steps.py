@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ... import gold
+from ...gold import GoldSamples, with_gold  # noqa: F401 - with_gold is used by the notebook
 from ...data import PreferencePair, load_hh_rlhf
 from ...evaluate import Replies, greedy, sample  # noqa: F401 - sample is used by the notebook
 from ...models import Loaded, load
@@ -50,28 +51,6 @@ def make_prompts(P: Params) -> Prompts:
     return Prompts(splits["rm"], splits["online"], splits["eval"])
 
 
-@dataclass
-class Scored:
-    """Replies to a prompt set with their gold scores (one row per prompt)."""
-
-    prompt_ids: list[str]
-    texts: list[list[str]]
-    gold: list[list[float]]
-    tokens: list[list[int]]
-    finished: list[list[bool]]
-    tokens_per_s: float
-
-    @property
-    def cap_rate(self) -> float:
-        flat = [f for row in self.finished for f in row]
-        return 1 - sum(flat) / max(1, len(flat))
-
-
-def with_gold(prompts: list[gold.IFPrompt], replies: Replies) -> Scored:
-    scores = [[gold.if_score(p, t) for t in row] for p, row in zip(prompts, replies.texts)]
-    return Scored([p.id for p in prompts], replies.texts, scores, replies.tokens, replies.finished, replies.tokens_per_s)
-
-
 # ----------------------------------------------------------------------------------------------
 # 1. reward models
 # ----------------------------------------------------------------------------------------------
@@ -84,7 +63,7 @@ class RMData:
     counts: list[dict[str, Any]]
 
 
-def reward_data(prompts: list[gold.IFPrompt], scored: Scored, P: Params) -> RMData:
+def reward_data(prompts: list[gold.IFPrompt], scored: GoldSamples, P: Params) -> RMData:
     """Gold-labelled pairs (best vs worst of a prompt's finished samples), split by prompt; HH pairs split too."""
     pairs = gold.gold_pairs(prompts, scored.texts, scored.gold, scored.finished if P.finished_only else None)
     by_prompt = sorted({p.id.rsplit("-", 1)[0] for p in pairs})

@@ -1,0 +1,1 @@
+"""Notebook 06: diverse feedback (RLHF-Blender) on the gold-reward testbed."""

@@ -1,0 +1,165 @@
+"""Claims of ``notebooks/06_feedback_blender.ipynb``, computed from ``results.json`` alone.
+
+The outcome of a reward model on a held-out pair (two responses to one prompt with different gold scores) is 1
+if it scores the better one higher, 0.5 on a tie, 0 otherwise; a condition's outcomes are (seeds, pairs), the
+seeds being independent draws of the simulated annotator's feedback (and refits), the pairs shared by every
+condition (paired designs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ... import claims as C
+
+PAPER = "RLHF-Blender (Metz et al. 2023) and Reward Learning from Multiple Feedback Types (Metz et al. 2025)"
+TYPES = ("rating", "comparison", "ranking", "correction", "demonstration", "descriptive")
+
+
+def grid(results: dict[str, Any]) -> dict[str, Any]:
+    return results["data"]["grid"]
+
+
+def params(results: dict[str, Any]) -> dict[str, Any]:
+    return results["params"]
+
+
+def outcomes(results: dict[str, Any], arm: str, budget: int, noise: float) -> np.ndarray | None:
+    rows = sorted((r for r in grid(results)["rows"] if r["arm"] == arm and r["budget"] == budget
+                   and abs(r["noise"] - noise) < 1e-9), key=lambda r: r["seed"])
+    x = np.array([r["outcomes"] for r in rows], dtype=float) if rows else None
+    return None if x is None or x.size == 0 else x  # no rows, or no held-out pair differs in gold
+
+
+def arms(results: dict[str, Any]) -> list[str]:
+    return [t for t in params(results)["types"]] + ["ensemble"]
+
+
+def accuracy_test(results: dict[str, Any], arm: str, budget: int, noise: float) -> C.Test | None:
+    x = outcomes(results, arm, budget, noise)
+    return None if x is None else C.proportion(x, 0.5)
+
+
+def _pct(test: C.Test) -> str:
+    return (f"{100 * (0.5 + test.effect):.1f}% [{100 * (0.5 + test.ci[0]):.0f}, {100 * (0.5 + test.ci[1]):.0f}] on "
+            f"{test.n} held-out pairs x {test.seeds} feedback draw(s)")
+
+
+def type_above_chance(results: dict[str, Any], kind: str, cid: str) -> C.Claim:
+    P = params(results)
+    budget, noise = P["budgets"][-1], P["claim_noise"]
+    test = accuracy_test(results, kind, budget, noise)
+    statement = (f"a reward model learned from {budget} {kind} events (annotator noise {noise}) ranks held-out "
+                 "responses better than chance")
+    common = dict(min_effect=0.05, min_effect_reason="5 points above chance: the least that ranking responses needs",
+                  unit="accuracy - 0.5")
+    paper = "every feedback type can train a reward model (RLHF-Blender's premise, tested with simulated feedback)"
+    if test is None:
+        why = (f"{kind} not run" if not any(r["arm"] == kind for r in grid(results)["rows"])
+               else "no held-out pairs differ in gold")
+        return C.claim(cid, PAPER, statement, paper, None, our_value=why, kind="proportion", **common)
+    return C.claim(cid, PAPER, statement, paper, test, our_value=_pct(test), **common)
+
+
+def ensemble_non_inferior(results: dict[str, Any]) -> C.Claim:
+    P = params(results)
+    budget, noise, margin = P["budgets"][-1], P["claim_noise"], P["b2_margin"]
+    singles = {t: outcomes(results, t, budget, noise) for t in P["types"]}
+    singles = {t: x for t, x in singles.items() if x is not None}
+    ens = outcomes(results, "ensemble", budget, noise)
+    statement = (f"the ensemble of per-type reward models, with the same {budget} events split over the types, is "
+                 f"not worse than the best single type by more than {100 * margin:.0f} points of pair accuracy")
+    paper = "combining feedback types is at least as good as the best single type (Metz et al. 2025)"
+    common = dict(min_effect=margin, min_effect_reason="the non-inferiority margin itself",
+                  unit="accuracy difference + margin")
+    if ens is None or not singles:
+        return C.claim("B2", PAPER, statement, paper, None, our_value="ensemble not run", kind="non-inferiority",
+                       **common)
+    best = max(singles, key=lambda t: singles[t].mean())
+    test = C.non_inferiority(singles[best], ens, margin)
+    value = (f"ensemble {100 * ens.mean():.1f}% vs best single type ({best}, chosen on these data) "
+             f"{100 * singles[best].mean():.1f}%: difference {100 * test.detail['difference']:+.1f} pts "
+             f"[{100 * (test.ci[0] - margin):+.1f}, {100 * (test.ci[1] - margin):+.1f}]")
+    top = C.proportion(singles[best], 0.5)
+    premises = [C.Premise("several types in the ensemble", len(singles) >= 2, f"{len(singles)} type(s)"),
+                C.validated(f"best single type ({best})", 0.5 + top.effect, 0.5 + top.ci[0], top.n)]
+    return C.claim("B2", PAPER, statement, paper, test, our_value=value, premises=premises, **common)
+
+
+def comparative_robust(results: dict[str, Any]) -> C.Claim:
+    P = params(results)
+    budget, low, high = P["budgets"][-1], P["noises"][0], P["noises"][-1]
+    statement = (f"from noise {low} to {high}, pair accuracy drops less with comparisons than with ratings "
+                 f"({budget} events each)")
+    paper = "comparative feedback is more robust to annotator noise than ratings (the hypothesis tested here)"
+    common = dict(min_effect=0.02, min_effect_reason="2 points of pair accuracy: a difference worth choosing a type for",
+                  unit="accuracy drop (rating - comparison)")
+    x = {(t, z): outcomes(results, t, budget, z) for t in ("rating", "comparison") for z in (low, high)}
+    if any(v is None for v in x.values()):
+        return C.claim("B3", PAPER, statement, paper, None, our_value="rating or comparison not run",
+                       kind="superiority", **common)
+    drop_cmp = x["comparison", low] - x["comparison", high]
+    drop_rate = x["rating", low] - x["rating", high]
+    test = C.superiority(drop_cmp, drop_rate)
+    premises = []
+    for t in ("rating", "comparison"):
+        ok = C.proportion(x[t, low], 0.5)
+        premises.append(C.validated(f"{t} at noise {low}", 0.5 + ok.effect, 0.5 + ok.ci[0], ok.n))
+    value = (f"drop with ratings {100 * drop_rate.mean():+.1f} pts, with comparisons {100 * drop_cmp.mean():+.1f} pts: "
+             f"difference {100 * test.effect:+.1f} [{100 * test.ci[0]:+.1f}, {100 * test.ci[1]:+.1f}]")
+    return C.claim("B3", PAPER, statement, paper, test, our_value=value, premises=premises, **common)
+
+
+def claims(results: dict[str, Any]) -> list[C.Claim]:
+    out = [type_above_chance(results, t, f"B1{chr(ord('a') + i)}") for i, t in enumerate(params(results)["types"])]
+    out += [ensemble_non_inferior(results), comparative_robust(results)]
+    return C.finalize(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# findings and tables for the notebook
+# ----------------------------------------------------------------------------------------------
+
+
+def finding_pool(results: dict[str, Any]) -> str:
+    s = results["data"]["pool"]
+    return (f"{s['responses']} responses to {s['prompts']} prompts ({s['train_prompts']} for feedback); mean gold "
+            f"{s['gold_mean']:.2f} over levels {s['gold_levels']}; {100 * s['cap_rate']:.0f}% cut off at the token "
+            f"cap; {100 * s['correctable']:.0f}% of feedback responses have a verified one-instruction correction; "
+            f"demonstrations score {s['demonstration_gold']:.2f} on average.")
+
+
+def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per arm at the full budget: pair accuracy at each noise level, Spearman and best-of-n gold at claim_noise."""
+    P = params(results)
+    budget = P["budgets"][-1]
+    rows = []
+    for arm in arms(results):
+        row: dict[str, Any] = {"arm": arm}
+        for z in P["noises"]:
+            x = outcomes(results, arm, budget, z)
+            row[f"acc@noise {z}"] = None if x is None else round(100 * float(x.mean()), 1)
+        cell = [r for r in grid(results)["rows"] if r["arm"] == arm and r["budget"] == budget
+                and abs(r["noise"] - P["claim_noise"]) < 1e-9]
+        row["spearman"] = round(float(np.mean([r["spearman"] for r in cell])), 3) if cell else None
+        row["best-of-n gold"] = round(float(np.mean([r["bon_gold"] for r in cell])), 3) if cell else None
+        row["targets/draw"] = round(float(np.mean([r["targets"] for r in cell])), 0) if cell else None
+        rows.append(row)
+    return rows
+
+
+def finding_grid(results: dict[str, Any]) -> str:
+    P = params(results)
+    g = grid(results)
+    budget, noise = P["budgets"][-1], P["claim_noise"]
+    tests = {a: accuracy_test(results, a, budget, noise) for a in arms(results)}
+    if all(t is None for t in tests.values()):
+        return (f"No held-out pair of responses differs in gold score ({g['test_prompts']} prompts): nothing to judge "
+                "the reward models on.")
+    best = max((a for a in tests if tests[a] is not None), key=lambda a: tests[a].effect)
+    t = tests[best]
+    return (f"At {budget} events and noise {noise}, the best arm is {best}: {_pct(t)}. Best-of-n by the learned "
+            f"reward can lift the held-out gold from {g['test_gold_mean']:.2f} (random pick) towards "
+            f"{g['test_gold_best']:.2f} (the best response).")
