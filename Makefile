@@ -38,7 +38,7 @@ test-browser: setup
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -s -m browser tests/browser
 
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --KernelManager.transport=ipc notebooks/
 
 figures: setup
 	$(BIN)/rlhf-nb figures

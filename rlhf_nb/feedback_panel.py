@@ -100,6 +100,7 @@ class FeedbackPanel:
         self.tabs = w.Tab(children=[pages[t] for t in self.types])
         for i, t in enumerate(self.types):
             self.tabs.set_title(i, t)
+        self.tabs.selected_index = 0
         self.widget = w.VBox([self.progress, self.prompt, self.responses, self.target, self.tabs,
                               w.HBox([*nav.values(), self.keys]), self.message, self.status],
                              layout=w.Layout(border="1px solid #ccc", padding="8px"))

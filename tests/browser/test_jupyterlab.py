@@ -39,9 +39,16 @@ def lab(tmp_path_factory):
         shutil.copytree(REPO / name, root / name)
     (root / "data").symlink_to(REPO / "data")
     port, token = _free_port(), "rlhf-nb-browser-test"
-    env = {**os.environ, "RLHF_NB_ROOT": str(root), "HF_HUB_OFFLINE": "1", "RLHF_NB_PRECISION": "fp32"}
+    # a workspace of its own: JupyterLab would otherwise reopen the tabs of the user's last session
+    env = {**os.environ, "RLHF_NB_ROOT": str(root), "HF_HUB_OFFLINE": "1", "RLHF_NB_PRECISION": "fp32",
+           "JUPYTERLAB_WORKSPACES_DIR": str(root / ".workspaces"), "JUPYTERLAB_SETTINGS_DIR": str(root / ".settings")}
+    # every cell stays in the page (JupyterLab otherwise renders only the cells near the viewport)
+    tracker = root / ".settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text('{"windowingMode": "none"}')
     args = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.disable_check_xsrf=True"]
+            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.disable_check_xsrf=True",
+            "--KernelManager.transport=ipc"]
     if os.geteuid() == 0:
         args.append("--allow-root")
     log = open(root / "jupyterlab.log", "w")
@@ -76,13 +83,13 @@ def test_quickstart_runs_in_jupyterlab_with_tables_figures_and_widgets(lab):
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{url}/lab/tree/notebooks/00_quickstart.ipynb?token={token}")
+        page.goto(f"{url}/lab/tree/notebooks/00_quickstart.ipynb?reset&token={token}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
                                ".jp-Toolbar-kernelStatus", timeout=60_000)
         page.screenshot(path=str(shots / "1-opened.png"))
         # the parameters cell: replace its first line with profile = "smoke"
-        params = page.locator(".jp-Cell.jp-CodeCell").nth(0)
+        params = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-CodeCell").nth(0)
         params.locator(".cm-content").click()
         page.keyboard.press("Control+a")
         page.keyboard.type('profile = "smoke"\noverrides = {}\nout_dir = None\n')
@@ -91,7 +98,7 @@ def test_quickstart_runs_in_jupyterlab_with_tables_figures_and_widgets(lab):
         page.get_by_role("menuitem", name="Run").first.click()
         page.get_by_text("Run All Cells", exact=True).first.click()
         deadline = time.time() + 600
-        last = page.locator(".jp-Cell.jp-CodeCell").last
+        last = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-CodeCell").last
         while time.time() < deadline:
             prompt = last.locator(".jp-InputArea-prompt").inner_text()
             if prompt.strip() not in ("[ ]:", "[*]:", ""):
@@ -115,11 +122,11 @@ def test_quickstart_runs_in_jupyterlab_with_tables_figures_and_widgets(lab):
 
 
 def _run_all_as_smoke(page, url: str, token: str, notebook: str, shots: Path) -> None:
-    page.goto(f"{url}/lab/tree/notebooks/{notebook}.ipynb?token={token}")
+    page.goto(f"{url}/lab/tree/notebooks/{notebook}.ipynb?reset&token={token}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-Toolbar-kernelStatus",
                            timeout=60_000)
-    params = page.locator(".jp-Cell.jp-CodeCell").nth(0)
+    params = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-CodeCell").nth(0)
     params.locator(".cm-content").click()
     page.keyboard.press("Control+a")
     page.keyboard.type('profile = "smoke"\noverrides = {}\nout_dir = None\n')
@@ -127,7 +134,7 @@ def _run_all_as_smoke(page, url: str, token: str, notebook: str, shots: Path) ->
     page.get_by_role("menuitem", name="Run").first.click()
     page.get_by_text("Run All Cells", exact=True).first.click()
     deadline = time.time() + 600
-    last = page.locator(".jp-Cell.jp-CodeCell").last
+    last = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-CodeCell").last
     while time.time() < deadline:
         if last.locator(".jp-InputArea-prompt").inner_text().strip() not in ("[ ]:", "[*]:", ""):
             break
@@ -155,8 +162,8 @@ def test_feedback_panel_clicks_become_exactly_those_events(lab):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         _run_all_as_smoke(page, url, token, "06_feedback_blender", shots)
-        panel = page.locator(".widget-tab").first
-        panel.scroll_into_view_if_needed()
+        page.locator(".widget-tab").first.scroll_into_view_if_needed()
+        page.get_by_role("tab", name="comparison").click()
         page.get_by_role("button", name="A is better").click()
         page.wait_for_timeout(800)
         page.get_by_role("tab", name="rating").click()

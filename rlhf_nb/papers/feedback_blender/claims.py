@@ -33,6 +33,13 @@ def outcomes(results: dict[str, Any], arm: str, budget: int, noise: float) -> np
     return None if x is None or x.size == 0 else x  # no rows, or no held-out pair differs in gold
 
 
+def _missing(results: dict[str, Any], arm: str) -> str:
+    """Why an arm has no outcomes."""
+    if not any(r["arm"] == arm for r in grid(results)["rows"]):
+        return f"{arm} not run"
+    return "no held-out pair of responses differs in gold"
+
+
 def arms(results: dict[str, Any]) -> list[str]:
     return [t for t in params(results)["types"]] + ["ensemble"]
 
@@ -57,9 +64,8 @@ def type_above_chance(results: dict[str, Any], kind: str, cid: str) -> C.Claim:
                   unit="accuracy - 0.5")
     paper = "every feedback type can train a reward model (RLHF-Blender's premise, tested with simulated feedback)"
     if test is None:
-        why = (f"{kind} not run" if not any(r["arm"] == kind for r in grid(results)["rows"])
-               else "no held-out pairs differ in gold")
-        return C.claim(cid, PAPER, statement, paper, None, our_value=why, kind="proportion", **common)
+        return C.claim(cid, PAPER, statement, paper, None, our_value=_missing(results, kind), kind="proportion",
+                       **common)
     return C.claim(cid, PAPER, statement, paper, test, our_value=_pct(test), **common)
 
 
@@ -75,8 +81,8 @@ def ensemble_non_inferior(results: dict[str, Any]) -> C.Claim:
     common = dict(min_effect=margin, min_effect_reason="the non-inferiority margin itself",
                   unit="accuracy difference + margin")
     if ens is None or not singles:
-        return C.claim("B2", PAPER, statement, paper, None, our_value="ensemble not run", kind="non-inferiority",
-                       **common)
+        return C.claim("B2", PAPER, statement, paper, None, our_value=_missing(results, "ensemble"),
+                       kind="non-inferiority", **common)
     best = max(singles, key=lambda t: singles[t].mean())
     test = C.non_inferiority(singles[best], ens, margin)
     value = (f"ensemble {100 * ens.mean():.1f}% vs best single type ({best}, chosen on these data) "
@@ -98,8 +104,8 @@ def comparative_robust(results: dict[str, Any]) -> C.Claim:
                   unit="accuracy drop (rating - comparison)")
     x = {(t, z): outcomes(results, t, budget, z) for t in ("rating", "comparison") for z in (low, high)}
     if any(v is None for v in x.values()):
-        return C.claim("B3", PAPER, statement, paper, None, our_value="rating or comparison not run",
-                       kind="superiority", **common)
+        return C.claim("B3", PAPER, statement, paper, None, kind="superiority", **common,
+                       our_value="; ".join(dict.fromkeys(_missing(results, t) for t in ("rating", "comparison"))))
     drop_cmp = x["comparison", low] - x["comparison", high]
     drop_rate = x["rating", low] - x["rating", high]
     test = C.superiority(drop_cmp, drop_rate)

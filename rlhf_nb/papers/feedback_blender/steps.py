@@ -304,6 +304,8 @@ def panel(split: Split, pool: Pool, features: Features, P: Params, log_path: str
         ens = fit_ensemble(targets, features.of(targets), pool_x, P.l2, 1, P.seed)
         if ens is None:
             return f"{len(events)} events: not enough to learn from yet (two different ratings or one pair)."
+        if not test.pairs:
+            return f"{len(events)} events; no held-out pair of responses differs in gold, so nothing to judge them on."
         result = evaluate(ens.score, test)
         acc = float(np.mean(result["outcomes"]))
         return (f"Reward model from your {len(events)} events: held-out pair accuracy <b>{100 * acc:.0f}%</b> on "
