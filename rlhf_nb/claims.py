@@ -67,6 +67,9 @@ class Premise:
     holds: bool
     detail: str = ""
 
+    def __post_init__(self) -> None:  # numpy comparisons give numpy bools, which JSON cannot write
+        object.__setattr__(self, "holds", bool(self.holds))
+
 
 @dataclass(frozen=True)
 class Test:

@@ -158,3 +158,14 @@ def test_a_constant_outcome_cannot_support_non_inferiority():
     claim = C.finalize([C.claim("X", "p", "s", "v", test, min_effect=0.03, min_effect_reason="r", unit="u",
                                 our_value="o")])[0]
     assert claim.verdict == C.NOT_TESTED and "outcome varies" in claim.reason
+
+
+def test_claim_records_are_plain_json_even_from_numpy_comparisons():
+    import json
+
+    premise = C.Premise("judge validated", np.float64(0.6) > 0.5)
+    assert type(premise.holds) is bool
+    test = C.proportion(np.array([1.0] * 30 + [0.0] * 10), 0.5)
+    claim = C.finalize([C.claim("X", "p", "s", "v", test, min_effect=0.05, min_effect_reason="r", unit="u",
+                                our_value="o", premises=[premise])])[0]
+    assert json.loads(json.dumps(claim.to_dict()))["premises"][-1]["holds"] is True
