@@ -453,6 +453,11 @@ def report(root: Path | None = None, profile: str | None = None, out: Path | Non
             target = fig_dir / nb / f"{name}.png"
             if target.is_file():
                 lines += [f"![{name}]({target.relative_to(out.parent).as_posix()})", ""]
+    done = {run_path.parent.name for run_path in runs}
+    missing = [nb for nb in notebooks(root) if nb not in done]
+    if runs and missing:
+        lines += ["## Notebooks without a saved run", "",
+                  *[f"- `{nb}`: no saved `{profile}` run (`rlhf-nb run {nb} --profile {profile}`)" for nb in missing], ""]
     if summary:
         counts = {v: sum(r["verdict"] == v for r in summary) for v in VERDICTS}
         lines += ["## All claims", "", ", ".join(f"{n} {v}" for v, n in counts.items() if n) + ".", "",

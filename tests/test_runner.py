@@ -46,6 +46,7 @@ def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
     assert report == project / "runs" / "REPORT-smoke.md" and not (project / "REPORT.md").exists()
     text = report.read_text()
     assert "pass@1" in text and "smoke-figures/00_quickstart/pass_rate.png" in text
+    assert "`01_hh_preference_models`: no saved `smoke` run" in text  # a missing run is said, not skipped
 
 
 def test_same_params_and_seed_give_the_same_numbers(project):
