@@ -76,6 +76,16 @@ def _local_kernel_manager() -> type:
         def _transport_default(self) -> str:
             return "ipc"
 
+        @default("ip")
+        def _ip_default(self) -> str:  # the sockets' path prefix: never the notebook folder (the kernel's cwd)
+            import uuid
+
+            from jupyter_client.connect import jupyter_runtime_dir
+
+            folder = Path(jupyter_runtime_dir())
+            folder.mkdir(parents=True, exist_ok=True)
+            return str(folder / f"rlhf-nb-kernel-{uuid.uuid4().hex[:12]}")
+
     return LocalKernelManager
 
 

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +127,12 @@ def test_stale_staging_folders_of_dead_runs_are_removed(project):
     stale.mkdir(parents=True)
     runner.run("00_quickstart", "smoke", {"sampling.n": 1}, progress=False)
     assert not stale.exists()
+
+
+def test_kernel_sockets_live_in_the_runtime_folder_not_in_the_notebooks():
+    """Runs talk to their kernel over IPC sockets; a killed run must not leave socket files in notebooks/."""
+    from jupyter_client.connect import jupyter_runtime_dir
+
+    manager = runner._local_kernel_manager()()
+    assert manager.transport == "ipc"
+    assert Path(manager.ip).is_absolute() and Path(manager.ip).parent == Path(jupyter_runtime_dir())
