@@ -184,6 +184,9 @@ def claim(id: str, paper: str, statement: str, paper_value: str, test: Test | No
           min_effect_reason: str, unit: str, our_value: str, premises: Sequence[Premise] = (),
           kind: str | None = None) -> Claim:
     """A claim record from a :class:`Test` (``None``: not measured in this run, e.g. a gpu-only experiment)."""
+    if (test.kind if test else kind) in ("non-inferiority", "equivalence") and min_effect != 0:
+        raise ValueError(f"{id}: a {test.kind if test else kind} effect already holds its margin (effect > 0 is the "
+                         f"paper's claim), so min_effect must be 0, not {min_effect}")
     if test is None:
         return Claim(id, paper, statement, kind or "superiority", paper_value, our_value, None, None, None, None, 0, 0,
                      None, min_effect, min_effect_reason, unit, [*premises] or [Premise("measured", False, our_value)])

@@ -74,7 +74,8 @@ def quiet_third_party() -> None:
         from transformers.utils import logging as tlogging
 
         tlogging.disable_progress_bar()
-        tlogging.get_logger("transformers.modeling_utils").addFilter(_Drop(KNOWN_NOISE[2][1], only_reward_head=True))
+        load_report = next(pattern for _, pattern, _ in KNOWN_NOISE if "LOAD REPORT" in pattern)
+        tlogging.get_logger("transformers.modeling_utils").addFilter(_Drop(load_report, only_reward_head=True))
     except ImportError:  # pragma: no cover
         pass
     try:

@@ -4,8 +4,8 @@
 * math - GSM8K accuracy on a fixed problem subset (greedy, the math verifier);
 * translation - English->French BLEU (sacrebleu) on pairs from a local ``.jsonl`` (``en``/``fr`` fields)
   or the hub (``wmt/wmt14``, ``fr-en`` test split). No English-French parallel text ships in the PyPI
-  packages or ``../shared/data`` available offline, so without a file or network this part reports
-  ``None`` rather than a made-up set.
+  packages or the project's ``data/``, so without a file or network this part reports ``None`` rather
+  than a made-up set.
 
 :func:`compare` turns two suite results into rows with paired bootstrap tests per item.
 """

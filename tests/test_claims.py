@@ -155,7 +155,7 @@ def test_a_constant_outcome_cannot_support_non_inferiority():
     mean(B) - mean(A) + margin must not pass for an interval."""
     tied = np.full((3, 40), 0.5)
     test = C.non_inferiority(tied, tied.copy(), margin=0.03)
-    claim = C.finalize([C.claim("X", "p", "s", "v", test, min_effect=0.03, min_effect_reason="r", unit="u",
+    claim = C.finalize([C.claim("X", "p", "s", "v", test, min_effect=0.0, min_effect_reason="r", unit="u",
                                 our_value="o")])[0]
     assert claim.verdict == C.NOT_TESTED and "outcome varies" in claim.reason
 
@@ -169,3 +169,14 @@ def test_claim_records_are_plain_json_even_from_numpy_comparisons():
     claim = C.finalize([C.claim("X", "p", "s", "v", test, min_effect=0.05, min_effect_reason="r", unit="u",
                                 our_value="o", premises=[premise])])[0]
     assert json.loads(json.dumps(claim.to_dict()))["premises"][-1]["holds"] is True
+
+
+def test_a_margin_claim_cannot_also_demand_a_minimum_effect():
+    """Non-inferiority and equivalence effects already hold their margin: a second threshold would turn 'worse, but
+    within the margin' into 'not reproduced'."""
+    test = C.non_inferiority(np.full(30, 0.7), np.full(30, 0.69) + np.linspace(-0.05, 0.05, 30), margin=0.03)
+    with pytest.raises(ValueError, match="min_effect must be 0"):
+        C.claim("X", "p", "s", "v", test, min_effect=0.03, min_effect_reason="r", unit="u", our_value="o")
+    within = C.finalize([C.claim("X", "p", "s", "v", test, min_effect=0.0, min_effect_reason="r", unit="u",
+                                 our_value="o")])[0]
+    assert within.verdict != C.NOT_REPRODUCED  # 1 point worse, inside a 3-point margin

@@ -64,6 +64,10 @@ def test_passk_claims_on_a_clean_picture():
     assert out["P5@0.5B"].verdict == C.REPRODUCED  # tuned samples are less diverse
     assert out["P4@0.5B"].verdict in C.VERDICTS and out["P4@0.5B"].premises[-1].holds  # a gain at k=1 exists
     assert out["P1"].verdict == C.NOT_TESTED  # one size of one family
+    for run in runs:  # the same numbers, but the "untuned" model is an instruct checkpoint tuned further here
+        run["model"] = "m0-Instruct"
+    out = {c.id: c for c in passk.claims(_results(runs, [{"size": 0, "pairs": 40, "tuned": True, "train_tasks": 60}]))}
+    assert out["P3@0.5B"].verdict == C.NOT_TESTED and "no preference tuning" in out["P3@0.5B"].reason
 
 
 def test_passk_claims_not_tested_without_pairs_or_off_the_floor():

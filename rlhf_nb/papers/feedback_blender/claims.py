@@ -78,17 +78,21 @@ def ensemble_non_inferior(results: dict[str, Any]) -> C.Claim:
     statement = (f"the ensemble of per-type reward models, with the same {budget} events split over the types, is "
                  f"not worse than the best single type by more than {100 * margin:.0f} points of pair accuracy")
     paper = "combining feedback types is at least as good as the best single type (Metz et al. 2025)"
-    common = dict(min_effect=margin, min_effect_reason="the non-inferiority margin itself",
+    common = dict(min_effect=0.0, min_effect_reason=f"non-inferiority: the {100 * margin:.0f}-point margin is the claim",
                   unit="accuracy difference + margin")
     if ens is None or not singles:
         return C.claim("B2", PAPER, statement, paper, None, our_value=_missing(results, "ensemble"),
                        kind="non-inferiority", **common)
-    best = max(singles, key=lambda t: singles[t].mean())
-    test = C.non_inferiority(singles[best], ens, margin)
-    value = (f"ensemble {100 * ens.mean():.1f}% vs best single type ({best}, chosen on these data) "
-             f"{100 * singles[best].mean():.1f}%: difference {100 * test.detail['difference']:+.1f} pts "
-             f"[{100 * (test.ci[0] - margin):+.1f}, {100 * (test.ci[1] - margin):+.1f}]")
-    top = C.proportion(singles[best], 0.5)
+    # the best single type is picked on the even-numbered held-out pairs and compared on the odd ones, so that
+    # picking the luckiest type on the comparison's own data does not tilt the test against the ensemble
+    pick, judge = slice(0, None, 2), slice(1, None, 2)
+    best = max(singles, key=lambda t: singles[t][:, pick].mean())
+    test = C.non_inferiority(singles[best][:, judge], ens[:, judge], margin)
+    value = (f"ensemble {100 * ens[:, judge].mean():.1f}% vs the best single type ({best}, picked on the other half "
+             f"of the pairs) {100 * singles[best][:, judge].mean():.1f}%: difference "
+             f"{100 * test.detail['difference']:+.1f} pts [{100 * (test.ci[0] - margin):+.1f}, "
+             f"{100 * (test.ci[1] - margin):+.1f}]")
+    top = C.proportion(singles[best][:, judge], 0.5)
     premises = [C.Premise("several types in the ensemble", len(singles) >= 2, f"{len(singles)} type(s)"),
                 C.validated(f"best single type ({best})", 0.5 + top.effect, 0.5 + top.ci[0], top.n)]
     return C.claim("B2", PAPER, statement, paper, test, our_value=value, premises=premises, **common)

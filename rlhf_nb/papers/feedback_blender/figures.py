@@ -36,34 +36,32 @@ def _curves(ax: Any, results: dict[str, Any], xs: list[float], pick) -> bool:
     return drawn
 
 
-@FIGURES("budget")
-def budget(results: dict[str, Any]):
+def _accuracy_figure(results: dict[str, Any], xs: list[float], pick, xlabel: str, title: str, log: bool = False):
     import matplotlib.pyplot as plt
 
-    P = params(results)
     n = results["data"]["grid"]["test_pairs"]
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    if _curves(ax, results, P["budgets"], lambda arm, b: outcomes(results, arm, b, P["claim_noise"])):
+    if _curves(ax, results, xs, pick) and log:
         ax.set_xscale("log")
-    ax.set(xlabel="feedback events (per type; the ensemble splits them over the types)",
-           ylabel=f"held-out pair accuracy (95% CI, n={n} pairs)",
-           title=f"Reward model quality vs feedback budget (annotator noise {P['claim_noise']})")
+    ax.set(xlabel=xlabel, ylabel=f"held-out pair accuracy (95% CI, n={n} pairs)", title=title)
     ax.legend(fontsize=7, ncol=2)
     return fig
+
+
+@FIGURES("budget")
+def budget(results: dict[str, Any]):
+    P = params(results)
+    return _accuracy_figure(results, P["budgets"], lambda arm, b: outcomes(results, arm, b, P["claim_noise"]),
+                            "feedback events (per type; the ensemble splits them over the types)",
+                            f"Reward model quality vs feedback budget (annotator noise {P['claim_noise']})", log=True)
 
 
 @FIGURES("noise")
 def noise(results: dict[str, Any]):
-    import matplotlib.pyplot as plt
-
     P = params(results)
-    n = results["data"]["grid"]["test_pairs"]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    _curves(ax, results, P["noises"], lambda arm, z: outcomes(results, arm, P["budgets"][-1], z))
-    ax.set(xlabel="annotator noise (SD on the 0-1 gold scale)", ylabel=f"held-out pair accuracy (95% CI, n={n} pairs)",
-           title=f"Robustness to noise at {P['budgets'][-1]} events")
-    ax.legend(fontsize=7, ncol=2)
-    return fig
+    return _accuracy_figure(results, P["noises"], lambda arm, z: outcomes(results, arm, P["budgets"][-1], z),
+                            "annotator noise (SD on the 0-1 gold scale)",
+                            f"Robustness to noise at {P['budgets'][-1]} events")
 
 
 @FIGURES("ensemble")

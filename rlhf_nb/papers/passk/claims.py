@@ -108,11 +108,24 @@ def plus_drop(results: dict[str, Any]) -> C.Claim:
     return C.claim("P2", EVALPLUS, statement, "lower on HE+", test, our_value=value, premises=premises, **common)
 
 
+def _really_untuned(results: dict[str, Any], size: int, untuned: dict[str, Any]) -> C.Premise:
+    """The paper compares RLHF against a model without preference tuning: an instruct checkpoint tuned further here
+    answers a different question ("does more DPO help?")."""
+    sizes = results["params"].get("sizes") or []
+    flagged = sizes[size].get("untuned_preference_tuned") if size < len(sizes) else None
+    name = untuned["model"]
+    tuned_already = flagged if flagged is not None else any(w in name.lower() for w in ("instruct", "chat"))
+    return C.Premise("the untuned arm has no preference tuning", not tuned_already,
+                     f"{name} is {'an instruct/chat (already preference-tuned)' if tuned_already else 'a base'} "
+                     "checkpoint")
+
+
 def _tuned_premises(results: dict[str, Any], size: int, untuned: dict[str, Any],
                     tuned: list[dict[str, Any]]) -> list[C.Premise]:
     tuning = _tuning(results, size)
     base = float(np.mean(pass1(untuned))) / 100
-    out = [C.off_floor_and_ceiling(f"untuned {untuned['model']}", base, len(untuned["samples"]), FLOOR),
+    out = [_really_untuned(results, size, untuned),
+           C.off_floor_and_ceiling(f"untuned {untuned['model']}", base, len(untuned["samples"]), FLOOR),
            C.not_capped("untuned", cap_rate(untuned))]
     if tuned:
         out.append(C.not_capped("tuned", max(cap_rate(r) for r in tuned)))

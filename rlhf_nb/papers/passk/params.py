@@ -22,6 +22,9 @@ class Size(Section):
                             "(base checkpoints)")
     tuned: str = Field("dpo", description="a preference-tuned checkpoint of the same size, or 'dpo': tune `untuned` "
                                           "here with DPO on its own execution feedback (`seeds` times)")
+    untuned_preference_tuned: bool | None = Field(
+        None, description="the 'untuned' checkpoint already had preference tuning (an instruct or chat model), so "
+                          "tuned vs untuned is not the paper's comparison; None: inferred from its name")
 
     @model_validator(mode="after")
     def _tuned(self) -> Size:
