@@ -478,6 +478,15 @@ def not_capped(name: str, cap_rate: float, limit: float = 0.10) -> Premise:
                    f"{100 * cap_rate:.0f}% of replies hit the token cap (limit {100 * limit:.0f}%)")
 
 
+def caps_alike(name: str, cap_rates: Sequence[float], limit: float = 0.10) -> Premise:
+    """Compared arms are cut off at the token cap about equally often (their cap-hit rates differ by less than
+    ``limit``), so a difference in a score of the replies is not a difference in how many were truncated."""
+    spread = max(cap_rates) - min(cap_rates) if cap_rates else 0.0
+    return Premise(f"{name} truncated alike", spread < limit,
+                   "cap-hit rates " + " vs ".join(f"{100 * c:.0f}%" for c in cap_rates)
+                   + f" (spread {100 * spread:.0f} pts, limit {100 * limit:.0f})")
+
+
 def as_rows(claims: Sequence[Claim]) -> list[dict[str, Any]]:
     """Flat rows for a table (premises as one string: failed ones marked)."""
     rows = []

@@ -185,3 +185,39 @@ def test_feedback_claims_follow_the_data():
     acc |= {("rating", 0.5): 0.7, ("comparison", 0.5): 0.55, ("ensemble", 0.0): 0.6}
     verdicts = {c.id: c.verdict for c in claims(_feedback_results(acc))}
     assert verdicts["B3"] == "not reproduced" and verdicts["B2"] == "not reproduced"
+
+
+def _snap(arm: str, seed, round_: int, gold: list[float], finished: list[bool]) -> dict:
+    return {"arm": arm, "seed": seed, "round": round_, "gold": gold, "proxy": [0.0] * len(gold),
+            "tokens": [60] * len(gold), "finished": finished}
+
+
+def _workflow_results(online_gold: float, online_finished: float) -> dict:
+    n, rng = 80, np.random.default_rng(0)
+    start_gold = rng.uniform(0, 1, n).round(1).tolist()
+
+    def arm(arm: str, seed, r: int, shift: float, finished: float) -> dict:
+        gold = np.clip(np.asarray(start_gold) + shift + rng.normal(0, 0.05, n), 0, 1).tolist()
+        return _snap(arm, seed, r, gold, [i < finished * n for i in range(n)])
+
+    online = [{"seed": s, "snapshots": [arm("online", s, r, online_gold * r / 3, online_finished) for r in (1, 2, 3)],
+               "history": [], "pairs": 16} for s in range(3)]
+    rm = [{"model": m, "source": "if-gold", "outcomes": [1.0] * 70 + [0.0] * 30, "length_baseline": [0.5] * 100}
+          for m in ("BT", "pairwise")]
+    runs = {"start": _snap("start", None, 0, start_gold, [True] * n), "online": online,
+            "offline": [arm("offline", s, 3, 0.0, 1.0) for s in range(3)], "offline_pairs": [16, 16, 16]}
+    return {"params": {"iterations": 3, "eval_max_new_tokens": 128}, "data": {"rm_accuracy": rm, "runs": runs}}
+
+
+def test_workflow_gold_claims_need_arms_truncated_alike():
+    from rlhf_nb.papers.rlhf_workflow import claims as wf
+
+    alike = {c.id: c for c in wf.claims(_workflow_results(online_gold=0.2, online_finished=1.0))}
+    assert alike["W2"].verdict == C.REPRODUCED and alike["W3"].verdict == C.REPRODUCED
+    # online replies cut off far more often than offline ones: the gold gap may be a truncation gap
+    apart = {c.id: c for c in wf.claims(_workflow_results(online_gold=0.2, online_finished=0.6))}
+    assert apart["W2"].verdict == C.NOT_TESTED and apart["W3"].verdict == C.NOT_TESTED
+    assert any(not p.holds and "truncated alike" in p.name for p in apart["W2"].premises)
+    # no gain online: a powered negative, not a missing test
+    flat = {c.id: c for c in wf.claims(_workflow_results(online_gold=0.0, online_finished=1.0))}
+    assert flat["W2"].verdict in (C.NOT_REPRODUCED, C.INCONCLUSIVE)

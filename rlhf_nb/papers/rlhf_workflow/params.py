@@ -13,10 +13,10 @@ from ...params import (BaseParams, DataSource, DPOSection, LoraSection, ModelNam
 class PromptSplits(Section):
     """Verifiable-instruction prompts (rlhf_nb.gold), split so that no base request is in two sets."""
 
-    rm: PosInt = Field(300, description="prompts whose sampled replies, labelled by the gold, train the reward models")
-    online: PosInt = Field(96, description="prompts for the DPO rounds (iterations x prompts_per_iteration); the "
+    rm: PosInt = Field(160, description="prompts whose sampled replies, labelled by the gold, train the reward models")
+    online: PosInt = Field(48, description="prompts for the DPO rounds (iterations x prompts_per_iteration); the "
                                            "offline arm uses the same prompts")
-    eval: PosInt = Field(150, description="held-out prompts on which every policy is judged by the gold")
+    eval: PosInt = Field(96, description="held-out prompts on which every policy is judged by the gold")
 
 
 class Params(BaseParams):
@@ -36,10 +36,10 @@ class Params(BaseParams):
     rm_l2: PosFloat = Field(1.0, description="L2 strength of the linear heads")
     rm_pooling: Literal["last", "last+mean"] = Field("last+mean", description="backbone features per conversation")
     rm_max_length: PosInt = Field(512, description="tokens per conversation for the features")
-    sampling: SamplingSection = Field(SamplingSection(n=4, temperature=1.0, top_p=1.0, max_new_tokens=160),
+    sampling: SamplingSection = Field(SamplingSection(n=4, temperature=1.0, top_p=1.0, max_new_tokens=128),
                                       description="the paper's sampling: k = 4 replies per prompt at T = 1.0")
     iterations: PosInt = Field(3, description="online rounds (the paper: 3)")
-    eval_max_new_tokens: PosInt = Field(160, description="greedy replies to the held-out prompts")
+    eval_max_new_tokens: PosInt = Field(128, description="greedy replies to the held-out prompts")
     dpo: DPOSection = DPOSection(learning_rate=5e-5, beta=0.1, num_train_epochs=1, max_length=512)
     lora: LoraSection = LoraSection(r=16)
 
