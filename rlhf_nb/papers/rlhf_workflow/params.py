@@ -14,9 +14,9 @@ class PromptSplits(Section):
     """Verifiable-instruction prompts (rlhf_nb.gold), split so that no base request is in two sets."""
 
     rm: PosInt = Field(160, description="prompts whose sampled replies, labelled by the gold, train the reward models")
-    online: PosInt = Field(48, description="prompts for the DPO rounds (iterations x prompts_per_iteration); the "
+    online: PosInt = Field(32, description="prompts for the DPO rounds (iterations x prompts_per_iteration); the "
                                            "offline arm uses the same prompts")
-    eval: PosInt = Field(96, description="held-out prompts on which every policy is judged by the gold")
+    eval: PosInt = Field(64, description="held-out prompts on which every policy is judged by the gold")
 
 
 class Params(BaseParams):
@@ -27,7 +27,7 @@ class Params(BaseParams):
     prompts: PromptSplits = PromptSplits()
     hh: DataSource | None = Field("bundled", description="human-labelled pairs (HH-RLHF harmless-base) as a second "
                                                          "reward-model source; None: gold-labelled pairs only")
-    hh_train: NonNegInt = Field(600, description="HH pairs for training the reward models")
+    hh_train: NonNegInt = Field(200, description="HH pairs for training the reward models")
     hh_test: NonNegInt = Field(400, description="held-out HH pairs")
     rm_samples: PosInt = Field(4, description="samples per reward-model prompt; pairs are best vs worst by the gold")
     rm_test_fraction: float = Field(0.4, gt=0, lt=1, description="share of RM prompts held out for accuracy")
@@ -35,10 +35,10 @@ class Params(BaseParams):
                                                   "the token cap); False only for plumbing runs of a random model")
     rm_l2: PosFloat = Field(1.0, description="L2 strength of the linear heads")
     rm_pooling: Literal["last", "last+mean"] = Field("last+mean", description="backbone features per conversation")
-    rm_max_length: PosInt = Field(512, description="tokens per conversation for the features")
+    rm_max_length: PosInt = Field(256, description="tokens per conversation for the features")
     sampling: SamplingSection = Field(SamplingSection(n=4, temperature=1.0, top_p=1.0, max_new_tokens=128),
                                       description="the paper's sampling: k = 4 replies per prompt at T = 1.0")
-    iterations: PosInt = Field(3, description="online rounds (the paper: 3)")
+    iterations: PosInt = Field(2, description="online rounds (the paper: 3; 2 fit the cpu budget, gpu runs 3)")
     eval_max_new_tokens: PosInt = Field(128, description="greedy replies to the held-out prompts")
     dpo: DPOSection = DPOSection(learning_rate=5e-5, beta=0.1, num_train_epochs=1, max_length=512)
     lora: LoraSection = LoraSection(r=16)
