@@ -3,9 +3,10 @@
 ``FeedbackPanel(items, log)`` shows one prompt and its responses (A, B, C, ...) at a time, with one tab per
 feedback type (which tabs appear is configurable, like RLHF-Blender's ``feedbackComponents``). Every submit
 appends one event to the log; a bad entry (a ranking that skips a response, an empty correction) shows a red
-message naming the problem and writes nothing. Undo appends a retraction. Keyboard: type into the *keys* box
-and press Enter - ``a`` / ``b`` / ``t`` (A better, B better, tie), a number (rate the selected response),
-``u`` (undo), ``n`` / ``p`` (next / previous prompt). After each event, ``on_event`` (optional) may return a
+message naming the problem and writes nothing. Undo appends a retraction. Keyboard shortcuts, with the mouse over
+the prompt and responses (ipyevents): ``a`` / ``b`` / ``t`` (A better, B better, tie), a digit (rate the selected
+response), ``u`` (undo), ``n`` / ``p`` or the arrow keys (next / previous prompt); the same keys typed into the *keys*
+box and Enter work anywhere (and ``10``). After each event, ``on_event`` (optional) may return a
 line of HTML shown under the panel, e.g. the held-out accuracy of a reward model learned from the log so far.
 """
 
@@ -101,7 +102,9 @@ class FeedbackPanel:
         for i, t in enumerate(self.types):
             self.tabs.set_title(i, t)
         self.tabs.selected_index = 0
-        self.widget = w.VBox([self.progress, self.prompt, self.responses, self.target, self.tabs,
+        reading = w.VBox([self.prompt, self.responses])
+        self.hotkeys = _hotkeys(reading, self._on_key)
+        self.widget = w.VBox([self.progress, reading, self.target, self.tabs,
                               w.HBox([*nav.values(), self.keys]), self.message, self.status],
                              layout=w.Layout(border="1px solid #ccc", padding="8px"))
         self._show()
@@ -214,6 +217,14 @@ class FeedbackPanel:
             self.status.value = self.on_event()
         return taken
 
+    def _on_key(self, event: dict[str, Any]) -> None:
+        """A keydown over the prompt and responses (modified keys, e.g. Ctrl+C, are left alone)."""
+        if event.get("ctrlKey") or event.get("altKey") or event.get("metaKey"):
+            return
+        key = {"ArrowRight": "n", "ArrowLeft": "p"}.get(event.get("key", ""), event.get("key", ""))
+        if len(key) == 1:
+            self._key(key)
+
     def _key(self, key: str) -> None:
         key = key.strip().lower()
         if not key:
@@ -229,3 +240,15 @@ class FeedbackPanel:
             self.go(+1 if key == "n" else -1)
         else:
             self.message.value = f"<span style='color:#b00020'>Unknown key {html.escape(key)!r}</span>"
+
+
+def _hotkeys(source: Any, handler: Callable[[dict[str, Any]], None]) -> Any | None:
+    """Keydown events of ``source`` (while the mouse is over it) sent to ``handler``; JupyterLab's own shortcuts
+    (``a`` / ``b`` insert cells in command mode) do not fire meanwhile. None where ipyevents is not installed."""
+    try:
+        from ipyevents import Event
+    except ImportError:  # the keys box still works
+        return None
+    events = Event(source=source, watched_events=["keydown"], ignore_modifier_key_events=True)
+    events.on_dom_event(handler)
+    return events

@@ -155,3 +155,16 @@ def test_panel_keys_undo_and_restart(tmp_path):
     assert "1 of 2 prompts have feedback" in restarted.progress.value
     with pytest.raises(ValueError, match="unknown feedback type"):
         _panel(tmp_path, types=("rating", "vibes"))
+
+
+def test_panel_hotkeys_over_the_responses(tmp_path):
+    panel = _panel(tmp_path, types=("comparison", "rating"))
+    assert panel.hotkeys is not None and panel.hotkeys.watched_events == ["keydown"]
+    press = lambda key, **mods: panel._on_key({"type": "keydown", "key": key, **mods})  # noqa: E731
+    press("a")
+    press("c", ctrlKey=True)  # a copy, not feedback
+    press("Shift")
+    press("ArrowRight")
+    press("t")
+    assert [(e.type, e.prompt_id, e.content) for e in panel.log.events()] == [
+        ("comparison", "p1", {"preferred": "p1/r0"}), ("comparison", "p2", {"preferred": "tie"})]

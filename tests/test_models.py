@@ -87,6 +87,23 @@ def test_lora_adapter_trains_only_the_adapter_and_can_be_disabled():
     assert not torch.allclose(with_adapter, base), "the reference pass (adapter off) differs from the policy"
 
 
+def test_merged_lora_computes_what_the_adapter_did():
+    loaded = models.load("tiny", lora={"r": 4, "alpha": 8})
+    ids = loaded.tokenizer("def add(a, b):", return_tensors="pt")
+    loaded.model.eval()  # no LoRA dropout
+    with torch.no_grad():
+        for p in loaded.model.parameters():
+            if p.requires_grad:
+                p.add_(0.1)
+        before = loaded.model(**ids).logits.float()
+        folded = models.merged(loaded)
+        after = folded.model(**ids).logits.float()
+    assert folded.info["merged_lora"]
+    assert not hasattr(folded.model, "disable_adapter"), "the adapter is folded in, not kept beside the weights"
+    assert torch.allclose(before, after, atol=2e-2, rtol=1e-2)
+    assert models.merged(folded) is folded  # nothing left to merge
+
+
 def test_reward_head_outputs_one_score_per_sequence():
     tok, rm = models.load("tiny", head="reward")
     batch = tok(["a good answer", "bad"], return_tensors="pt", padding=True)

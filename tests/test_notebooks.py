@@ -221,3 +221,14 @@ def test_workflow_gold_claims_need_arms_truncated_alike():
     # no gain online: a powered negative, not a missing test
     flat = {c.id: c for c in wf.claims(_workflow_results(online_gold=0.0, online_finished=1.0))}
     assert flat["W2"].verdict in (C.NOT_REPRODUCED, C.INCONCLUSIVE)
+
+
+def test_passk_prefilled_replies_end_after_the_function():
+    from rlhf_nb.generation import cut_at_stop
+    from rlhf_nb.papers.passk.steps import stops_for
+
+    reply = "    return a + b\n\n# Test cases\nprint(add(1, 2))  # 3\n```\nThis adds."
+    body, stopped = cut_at_stop(reply, stops_for("chat", prefill=True))
+    assert stopped and body == "    return a + b\n"
+    assert stops_for("chat", prefill=False) == ()  # a free reply keeps its prose; the code is extracted after
+    assert "```" not in stops_for("completion", prefill=False)

@@ -128,8 +128,8 @@ def _run_all_as_smoke(page, url: str, token: str, notebook: str, shots: Path) ->
 
 
 def test_feedback_panel_clicks_become_exactly_those_events(lab):
-    """Open 06, run it on smoke, click a comparison, a rating and a correction in the panel: the log holds exactly
-    those three events, in that order."""
+    """Open 06, run it on smoke, click a comparison, a rating and a correction in the panel and press a shortcut key
+    over the responses: the log holds exactly those four events, in that order."""
     import json
 
     from playwright.sync_api import sync_playwright
@@ -156,10 +156,18 @@ def test_feedback_panel_clicks_become_exactly_those_events(lab):
         page.wait_for_timeout(1500)
         page.screenshot(path=str(shots / "06-panel.png"))
         assert "Recorded correction" in page.locator(".jp-Notebook").inner_text()
+        # a shortcut: the mouse over the responses, "b" (in command mode JupyterLab would insert a cell below)
+        cells = page.locator(".jp-Notebook .jp-Cell").count()
+        page.keyboard.press("Escape")
+        page.get_by_text("Prompt 1/").first.hover()
+        page.keyboard.press("b")
+        page.wait_for_timeout(1500)
+        assert page.locator(".jp-Notebook .jp-Cell").count() == cells, "the key reached JupyterLab too"
         browser.close()
     events = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [e["type"] for e in events] == ["comparison", "rating", "correction"]
+    assert [e["type"] for e in events] == ["comparison", "rating", "correction", "comparison"]
     assert events[2]["content"]["text"] == "a corrected reply"
+    assert events[3]["content"]["preferred"] == events[3]["response_ids"][1]  # B
 
 
 def test_a_fresh_clone_sets_up_and_passes_the_dry_run(tmp_path):

@@ -17,8 +17,8 @@ class Params(BaseParams):
     pm_backbone: ModelName = Field(description="frozen backbone of the preference models (linear BT heads)")
     pm_sizes: list[ModelName] = Field([], description="extra backbones of one family for PM accuracy vs model size")
     harmless: DataSource = Field("bundled", description="HH-RLHF harmless-base pairs (human labels)")
-    harmless_train: PosInt = Field(800, description="harmless pairs for training PMs")
-    harmless_test: PosInt = Field(500, description="held-out harmless pairs")
+    harmless_train: PosInt = Field(400, description="harmless pairs for training PMs")
+    harmless_test: PosInt = Field(400, description="held-out harmless pairs")
     helpful: Literal["if-gold", "hub"] = Field(
         "if-gold", description="if-gold: pairs of the policy's own samples labelled by verifiable-instruction checkers "
                                "(offline); hub: HH-RLHF helpful-base (human labels)")
@@ -31,7 +31,7 @@ class Params(BaseParams):
                                                   "token cap); False only for plumbing runs of a random model")
     pm_l2: PosFloat = Field(1.0, description="L2 strength of the linear BT heads")
     pm_pooling: Literal["last", "last+mean"] = Field("last+mean", description="backbone features per conversation")
-    pm_max_length: PosInt = Field(384, description="tokens per conversation for the features")
+    pm_max_length: PosInt = Field(256, description="tokens per conversation for the features")
     data_sizes: list[PosInt] = Field([50, 100, 200, 400], min_length=3,
                                      description="training sizes of the mixed PM for accuracy vs data (per test set)")
     eval_prompts: PosInt = Field(100, description="held-out prompts on which RLHF policies are judged")
@@ -40,7 +40,7 @@ class Params(BaseParams):
     rl: list[Literal["dpo", "ppo"]] = Field(["dpo"], description="trained RLHF arms (best-of-n always runs)")
     rl_prompts: PosInt = Field(80, description="prompts for the trained arms (disjoint from every other set)")
     rl_samples: PosInt = Field(4, description="dpo: samples per prompt, best vs worst by the train PM")
-    dpo: DPOSection = DPOSection(learning_rate=5e-5, beta=0.1, num_train_epochs=2, max_length=512)
+    dpo: DPOSection = DPOSection(learning_rate=5e-5, beta=0.1, num_train_epochs=1, max_length=512)
     ppo: PPOSection = PPOSection(steps=40, batch_size=16, minibatch_size=8, max_new_tokens=96, learning_rate=1e-4,
                                  kl_coef=0.05)
     lora: LoraSection = LoraSection(r=16)

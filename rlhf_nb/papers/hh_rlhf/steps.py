@@ -27,7 +27,7 @@ from ... import gold
 from ...gold import GoldSamples, sample_with_gold  # noqa: F401 - sample_with_gold is used by the notebook
 from ...data import PreferencePair, load_hh_rlhf, load_humaneval
 from ...evaluate import greedy, sample
-from ...models import Loaded, count_parameters, load
+from ...models import Loaded, count_parameters, load, merged
 from ...train.reward import Featurizer, LinearBT, fit_linear_bt
 from .params import Params
 
@@ -303,6 +303,7 @@ def train_arms(P: Params, prompts: Prompts, pms: PMs, split: TrainTestPM, rl_sam
             torch.manual_seed(seed)
             policy = load(P.policy, lora=P.lora.spec())
             result = train_dpo(policy, pairs, P.dpo.build(f"{out_dir}/dpo_seed{seed}", seed=seed))
+            policy = merged(policy)  # the adapter folded into the weights for the evaluation
             ev = evaluate_policy(policy, "dpo", seed, prompts.eval, pms, split, P, humaneval)
             ev.history = [{k: v for k, v in r.items() if isinstance(v, (int, float))} for r in result.history]
             out.append(ev)
@@ -313,6 +314,7 @@ def train_arms(P: Params, prompts: Prompts, pms: PMs, split: TrainTestPM, rl_sam
             policy = load(P.policy, lora=P.lora.spec())
             reward = lambda ps, cs, meta: pms.scores(split.train, list(ps), list(cs))  # noqa: E731
             result = train_ppo(policy, [p.messages() for p in prompts.rl], reward, P.ppo.build(seed=seed))
+            policy = merged(policy)
             ev = evaluate_policy(policy, "ppo", seed, prompts.eval, pms, split, P, humaneval)
             ev.history = result.history
             out.append(ev)

