@@ -17,8 +17,8 @@ class Params(BaseParams):
     pm_backbone: ModelName = Field(description="frozen backbone of the preference models (linear BT heads)")
     pm_sizes: list[ModelName] = Field([], description="extra backbones of one family for PM accuracy vs model size")
     harmless: DataSource = Field("bundled", description="HH-RLHF harmless-base pairs (human labels)")
-    harmless_train: PosInt = Field(400, description="harmless pairs for training PMs")
-    harmless_test: PosInt = Field(400, description="held-out harmless pairs")
+    harmless_train: PosInt = Field(600, description="harmless pairs for training PMs")
+    harmless_test: PosInt = Field(500, description="held-out harmless pairs")
     helpful: Literal["if-gold", "hub"] = Field(
         "if-gold", description="if-gold: pairs of the policy's own samples labelled by verifiable-instruction checkers "
                                "(offline); hub: HH-RLHF helpful-base (human labels)")
@@ -34,11 +34,11 @@ class Params(BaseParams):
     pm_max_length: PosInt = Field(256, description="tokens per conversation for the features")
     data_sizes: list[PosInt] = Field([50, 100, 200, 400], min_length=3,
                                      description="training sizes of the mixed PM for accuracy vs data (per test set)")
-    eval_prompts: PosInt = Field(100, description="held-out prompts on which RLHF policies are judged")
+    eval_prompts: PosInt = Field(64, description="held-out prompts on which RLHF policies are judged")
     bon: SamplingSection = Field(SamplingSection(n=8, temperature=1.0, max_new_tokens=160),
                                  description="samples per held-out prompt: best-of-n for n = 1, 2, 4, ..., bon.n")
     rl: list[Literal["dpo", "ppo"]] = Field(["dpo"], description="trained RLHF arms (best-of-n always runs)")
-    rl_prompts: PosInt = Field(80, description="prompts for the trained arms (disjoint from every other set)")
+    rl_prompts: PosInt = Field(64, description="prompts for the trained arms (disjoint from every other set)")
     rl_samples: PosInt = Field(4, description="dpo: samples per prompt, best vs worst by the train PM")
     dpo: DPOSection = DPOSection(learning_rate=5e-5, beta=0.1, num_train_epochs=1, max_length=512)
     ppo: PPOSection = PPOSection(steps=40, batch_size=16, minibatch_size=8, max_new_tokens=96, learning_rate=1e-4,
