@@ -123,7 +123,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .runner import report
 
-    print(report(profile=args.profile, out=args.out, allow_dirty=args.allow_dirty))
+    print(report(profile=args.profile, out=args.out, allow_dirty=args.allow_dirty, carry=not args.no_carry))
     return 0
 
 
@@ -219,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="report file (default: REPORT.md for cpu, runs/REPORT-<profile>.md otherwise)")
     p.add_argument("--allow-dirty", action="store_true", help="include runs made from uncommitted code (local use)")
+    p.add_argument("--no-carry", action="store_true", help="drop the sections of notebooks without a saved run here "
+                                                           "(by default they are carried over from the existing report)")
     p.set_defaults(fn=_cmd_report)
 
     p = sub.add_parser("models", help="prepare, verify and list the packaged offline models")

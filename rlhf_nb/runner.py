@@ -405,10 +405,46 @@ def _claim_rows(claims: list[Any]) -> list[dict[str, Any]]:
     return rows
 
 
+CARRIED = ("_Carried over from the previous report: this checkout has no saved run of this notebook, so the "
+           "section (its claims included) is as computed then, from the run named above._")
+
+
+def carried_sections(path: Path) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+    """Sections of an existing report, by notebook: the section's text (marked as carried over) and its rows of the
+    "All claims" table. A notebook's run is often made on another day or machine than the others' (a cpu run of
+    every notebook takes hours); its section then stays as it was until its notebook runs again."""
+    import re
+
+    if not path.is_file():
+        return {}
+    text = path.read_text()
+    parts = re.split(r"(?m)^(?=## )", text)
+    summary: dict[str, list[dict[str, Any]]] = {}
+    for part in parts:
+        if part.startswith("## All claims"):
+            for line in part.splitlines():
+                cells = line.strip().strip("|").split("|")  # a claim may hold "|" itself: it is the middle
+                if len(cells) >= 4 and re.fullmatch(r"\d\d_\w+", cells[0].strip()):
+                    summary.setdefault(cells[0].strip(), []).append(
+                        {"notebook": cells[0].strip(), "id": cells[1].strip(), "claim": "|".join(cells[2:-1]).strip(),
+                         "verdict": cells[-1].strip()})
+    out = {}
+    for part in parts:
+        found = re.search(r"^`(\d\d_\w+)` · profile .*$", part, re.MULTILINE)
+        if not found or part.startswith(("## All claims", "## Notebooks without")):
+            continue
+        body = part.rstrip()
+        if CARRIED not in body:
+            body = body[: found.end()] + "\n\n" + CARRIED + body[found.end():]
+        out[found.group(1)] = (body, summary.get(found.group(1), []))
+    return out
+
+
 def report(root: Path | None = None, profile: str | None = None, out: Path | None = None,
-           allow_dirty: bool = False) -> Path:
+           allow_dirty: bool = False, carry: bool = True) -> Path:
     """Write the report: for each notebook run on ``profile``, its findings, tables, claims (recomputed with the
-    current code from the saved data; the verdicts stored at run time are only a cache) and figures.
+    current code from the saved data; the verdicts stored at run time are only a cache) and figures. A notebook
+    without a saved run here keeps its section of the existing report (``carry``), marked as carried over.
 
     Runs made from a dirty tree are refused unless ``allow_dirty`` (then marked as such).
     """
@@ -432,44 +468,55 @@ def report(root: Path | None = None, profile: str | None = None, out: Path | Non
              "verdicts are recomputed from the saved data with the current code, by one rule "
              "(`rlhf_nb.claims.decide`): *not tested at this scale* when a premise fails, *reproduced* when the "
              "Holm-adjusted p < 0.05 and the 95% interval excludes 0, *not reproduced* when the interval's top is "
-             "below the paper's minimum effect, otherwise *inconclusive*.", ""]
-    if not runs:
+             "below the paper's minimum effect, otherwise *inconclusive*. A section marked *carried over* comes from "
+             "the previous report: its notebook has no saved run in the checkout that wrote this one.", ""]
+    carried = carried_sections(out) if carry else {}
+    if not runs and not carried:
         lines.append(f"_No saved runs for the {profile} profile: run `rlhf-nb reproduce --profile {profile}`._")
-    summary = []
+    sections: dict[str, tuple[list[str], list[dict[str, Any]]]] = {}
     for run_path in runs:
         results = load_results(run_path)
         env = json.loads((run_path / ENV).read_text()) if (run_path / ENV).is_file() else {}
         nb = results["notebook"]
         title = notebook_title(root, nb) if (root / "notebooks" / f"{nb}.ipynb").is_file() else nb
         precision = (env.get("precision") or {}).get("resolved", "?")
-        lines += [f"## {title}", "",
-                  f"`{nb}` · profile `{profile}` · {env.get('wall_s', '?')} s on {env.get('device', '?')} "
-                  f"({env.get('cpu_count', '?')} cores, {precision}) · commit `{(env.get('git_commit') or '?')[:10]}`"
-                  f"{' **(dirty tree)**' if env.get('git_dirty') else ''} · seed {env.get('seed', '?')} · "
-                  f"torch {env.get('packages', {}).get('torch', '?')}", ""]
+        part = [f"## {title}", "",
+                f"`{nb}` · profile `{profile}` · {env.get('wall_s', '?')} s on {env.get('device', '?')} "
+                f"({env.get('cpu_count', '?')} cores, {precision}) · commit `{(env.get('git_commit') or '?')[:10]}`"
+                f"{' **(dirty tree)**' if env.get('git_dirty') else ''} · seed {env.get('seed', '?')} · "
+                f"torch {env.get('packages', {}).get('torch', '?')}", ""]
         for text in results.get("findings", []):
-            lines += [f"- {text}"]
+            part += [f"- {text}"]
         if results.get("findings"):
-            lines.append("")
+            part.append("")
         if results.get("metrics"):
-            lines += ["**Metrics**", "", _md_table([{"metric": k, "value": v} for k, v in results["metrics"].items()]), ""]
+            part += ["**Metrics**", "", _md_table([{"metric": k, "value": v} for k, v in results["metrics"].items()]), ""]
         for name, rows in results.get("tables", {}).items():
-            lines += [f"**{name}**", "", _md_table(rows), ""]
+            part += [f"**{name}**", "", _md_table(rows), ""]
         claims = claims_of(results)
+        rows = []
         if claims:
-            lines += ["**Claims**", "", _md_table(_claim_rows(claims)), ""]
-            summary += [{"notebook": nb, "id": c.id, "claim": c.statement, "verdict": c.verdict} for c in claims]
+            part += ["**Claims**", "", _md_table(_claim_rows(claims)), ""]
+            rows = [{"notebook": nb, "id": c.id, "claim": c.statement, "verdict": c.verdict} for c in claims]
         for name in results.get("figures", []):
             target = fig_dir / nb / f"{name}.png"
             if target.is_file():
-                lines += [f"![{name}]({target.relative_to(out.parent).as_posix()})", ""]
-    done = {run_path.parent.name for run_path in runs}
-    missing = [nb for nb in notebooks(root) if nb not in done]
-    if runs and missing:
+                part += [f"![{name}]({target.relative_to(out.parent).as_posix()})", ""]
+        sections[nb] = (part, rows)
+    for nb, (text, rows) in carried.items():
+        if nb not in sections:
+            sections[nb] = ([text, ""], rows)
+    summary = []
+    order = notebooks(root)
+    for nb in [*[n for n in order if n in sections], *[n for n in sections if n not in order]]:
+        lines += sections[nb][0]
+        summary += sections[nb][1]
+    missing = [nb for nb in order if nb not in sections]
+    if sections and missing:
         lines += ["## Notebooks without a saved run", "",
                   *[f"- `{nb}`: no saved `{profile}` run (`rlhf-nb run {nb} --profile {profile}`)" for nb in missing], ""]
     if summary:
-        counts = {v: sum(r["verdict"] == v for r in summary) for v in VERDICTS}
+        counts = {v: sum(r["verdict"].strip("*") == v for r in summary) for v in VERDICTS}
         lines += ["## All claims", "", ", ".join(f"{n} {v}" for v, n in counts.items() if n) + ".", "",
                   _md_table(summary), ""]
     atomic_write(out, "\n".join(lines))

@@ -121,3 +121,32 @@ def test_draws_over_a_large_vocabulary_are_exact(top_p):
     tail = torch.ones(600, dtype=torch.bool)
     tail[row.topk(256).indices] = False
     assert abs(float(freq[tail].sum() - target[tail].sum())) < 0.01  # the tail beyond the candidates
+
+
+def test_rows_finishing_at_different_steps_decode_as_if_alone(tiny):
+    """Rows that end early stay in the batch until a share of it has finished, then leave it together (the cache is
+    compacted): every row's greedy tokens are what it decodes alone, whichever steps the others end at."""
+    import torch
+
+    from rlhf_nb.generation import decode_batch, render_prompt
+
+    tok, model = tiny
+    prompts = [render_prompt(tok, [{"role": "user", "content": f"Count to {i}, slowly {'and ' * i}"}]) for i in range(8)]
+    cfg = SamplingConfig(temperature=0.0, max_new_tokens=16)
+    tok.padding_side = "left"
+
+    def run(texts, eos):
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            return decode_batch(model, enc["input_ids"], enc["attention_mask"], cfg, eos, None, None)
+
+    alone = [run([t], set())[0][0] for t in prompts]
+    # an "EOS" that the rows reach at different steps (or never): a token from the middle of some greedy reply
+    counts: dict[int, set[int]] = {}
+    for row in alone:
+        for step, token in enumerate(row):
+            counts.setdefault(token, set()).add(step)
+    eos = max(counts, key=lambda t: len(counts[t]))
+    expected = [(row[: row.index(eos)] if eos in row else row, eos in row) for row in alone]
+    assert len({len(ids) for ids, _ in expected}) > 2  # rows do end at different steps
+    assert run(prompts, {eos}) == [(ids, ended) for ids, ended in expected]

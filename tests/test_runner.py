@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -48,6 +49,22 @@ def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
     text = report.read_text()
     assert "pass@1" in text and "smoke-figures/00_quickstart/pass_rate.png" in text
     assert "`01_hh_preference_models`: no saved `smoke` run" in text  # a missing run is said, not skipped
+
+    # a notebook run on another day keeps its section (marked) and its claims rows; order follows the notebooks
+    assert "## All claims" not in text  # the quickstart makes no claims
+    old = text + ("\n## 06 · Feedback\n\n`06_feedback_blender` · profile `smoke` · 1 s · commit `abc`\n\n"
+                  "- an old finding (x || y)\n\n## All claims\n\n1 reproduced.\n\n| notebook | id | claim | verdict |\n"
+                  "|---|---|---|---|\n| 06_feedback_blender | B1a | better than chance (a || b) | reproduced |\n")
+    report.write_text(old)
+    text = runner.report(profile="smoke", allow_dirty=True).read_text()
+    assert text.index("## 00 ·") < text.index("## 06 · Feedback") < text.index("## All claims")
+    assert runner.CARRIED in text and "an old finding (x || y)" in text
+    assert "| 06_feedback_blender | B1a | better than chance (a || b) | reproduced |" in re.sub(r" +", " ", text)
+    assert "1 reproduced" in text and "`06_feedback_blender`: no saved" not in text
+    assert text.count(runner.CARRIED) == 1
+    again = runner.report(profile="smoke", allow_dirty=True).read_text()
+    assert again.count(runner.CARRIED) == 1 and again.count("## 06 · Feedback") == 1  # carrying twice changes nothing
+    assert runner.CARRIED not in runner.report(profile="smoke", allow_dirty=True, carry=False).read_text()
 
 
 def test_same_params_and_seed_give_the_same_numbers(project):

@@ -1,0 +1,416 @@
+"""Steps of ``notebooks/04_precise_rlaif.ipynb`` (Precise RLAIF: sentence-level AI feedback for DPO).
+
+1. **Chosen answers.** The DPO-stage policy answers each training prompt ``answers.n`` times; the first answer that
+   ended on its own and has at least ``min_sentences`` degradable sentences is the chosen side. The prompts carry
+   verifiable instructions (:mod:`rlhf_nb.gold`), but the gold is never used to build training data: it only
+   judges the policies on held-out prompts (and checks the judge).
+2. **Sentence-level degradation.** For up to ``per_answer`` different sentences of a chosen answer, an instruct
+   model (the *degrader*) rewrites that sentence to be worse under a principle; the rejected side is the chosen
+   answer with that one sentence replaced, every other byte unchanged (verified by re-splitting). Filters, each
+   counted: the rewrite differs; its normalised edit distance from the sentence is at least ``min_edit``; the
+   result still splits into the same sentences but one; the judge prefers the original (both orders).
+3. **Same-budget sequence-level control.** Pairs of two whole answers of the same policy to the same prompts,
+   ordered by the same judge (both orders), as many as the Precise arm has: DPO on whole-response AI feedback,
+   so a difference between the arms is sentence-level precision, not "more DPO".
+4. **Training and evaluation.** Each arm runs DPO with LoRA from the policy ``seeds`` times; every policy's greedy
+   replies to the held-out prompts are scored by the gold (IFEval's checkers). The judge's agreement with the gold
+   is measured on the sequence-level pairs whose gold scores differ.
+5. **Forgetting.** HumanEval pass@1, GSM8K accuracy and En->Fr BLEU, greedy, before and after (trained policies
+   only on tasks where the start policy is off the floor).
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ... import gold
+from ...data import PreferencePair, load_gsm8k, load_humaneval
+from ...evaluate import greedy, sample
+from ...generation import SamplingConfig
+from ...gold import GoldSamples, sample_with_gold  # noqa: F401 - used by the notebook
+from ...models import Loaded, load, merged
+from ...rewards.judge import LogProbJudge
+from .params import PRINCIPLES, Params
+
+# ----------------------------------------------------------------------------------------------
+# sentences
+# ----------------------------------------------------------------------------------------------
+
+_MARKER = re.compile(r"\s*(?:[-*\u2022]|\d+[.)]|#+)?\s*")  # list markers and heading marks stay outside a sentence
+_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]\u201d*]*\s+(?=\S)")
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence: lines are split at sentence ends; list markers are not part of a sentence."""
+    spans = []
+    for line in re.finditer(r"[^\n]+", text):
+        start, end = line.span()
+        start = _MARKER.match(text, start, end).end()
+        for boundary in _BOUNDARY.finditer(text, start, end):
+            piece_end = boundary.start() + len(boundary.group().rstrip())
+            if piece_end > start:
+                spans.append((start, piece_end))
+            start = boundary.end()
+        stripped = end - (len(text[start:end]) - len(text[start:end].rstrip()))
+        if stripped > start:
+            spans.append((start, stripped))
+    return spans
+
+
+def sentences(text: str) -> list[str]:
+    return [text[a:b] for a, b in sentence_spans(text)]
+
+
+def is_prose(sentence: str, min_words: int) -> bool:
+    """A sentence worth degrading: ``min_words`` words or more, ends like a sentence, mostly letters (not code)."""
+    letters = sum(c.isalpha() or c.isspace() for c in sentence)
+    return (len(sentence.split()) >= min_words and sentence.rstrip("\"')\u201d*").endswith((".", "!", "?"))
+            and letters >= 0.8 * len(sentence))
+
+
+def degradable(text: str, min_words: int) -> list[int]:
+    """Indices (into :func:`sentence_spans`) of prose sentences long enough to degrade."""
+    return [i for i, s in enumerate(sentences(text)) if is_prose(s, min_words)]
+
+
+def splice(text: str, index: int, new: str) -> str:
+    """``text`` with sentence ``index`` replaced by ``new`` (every other byte unchanged)."""
+    a, b = sentence_spans(text)[index]
+    return text[:a] + new + text[b:]
+
+
+def only_one_changed(original: str, edited: str, index: int) -> bool:
+    """Verification of a splice: the edited text splits into as many sentences, all byte-identical but ``index``."""
+    before, after = sentences(original), sentences(edited)
+    return len(before) == len(after) and all(x == y for i, (x, y) in enumerate(zip(before, after)) if i != index) \
+        and before[index] != after[index]
+
+
+def clean_rewrite(text: str) -> str:
+    """The degrader's reply -> one sentence: the first non-empty line, without a label or quotes, its first sentence."""
+    line = next((x.strip() for x in text.splitlines() if x.strip()), "")
+    line = re.sub(r"^\W*(?:rewritten|revised|new|worse|degraded)?\s*(?:sentence|version)?\s*(?:\*\*)?\s*:\s*(?:\*\*)?",
+                  "", line, flags=re.IGNORECASE)
+    line = line.strip().strip('"\u201c\u201d').strip()
+    first = sentences(line)
+    return first[0].strip('"\u201c\u201d').strip() if first else ""
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. prompts and chosen answers
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Prompts:
+    train: list[gold.IFPrompt]
+    eval: list[gold.IFPrompt]
+
+    def ids(self) -> dict[str, list[str]]:
+        return {"train": [p.id for p in self.train], "eval": [p.id for p in self.eval]}
+
+
+def make_prompts(P: Params) -> Prompts:
+    sizes = {"train": P.prompts.train, "eval": P.prompts.eval}
+    splits = gold.split_by_base(gold.synthetic_prompts(sum(sizes.values()), seed=P.seed), sizes, seed=P.seed)
+    return Prompts(splits["train"], splits["eval"])
+
+
+@dataclass
+class Chosen:
+    prompt_index: int  # into Prompts.train
+    sample_index: int
+    text: str
+
+
+def choose_answers(answers: GoldSamples, P: Params) -> list[Chosen]:
+    """Per training prompt, the first finished answer with ``min_sentences`` degradable sentences (gold unused)."""
+    out = []
+    for i, (texts, finished) in enumerate(zip(answers.texts, answers.finished)):
+        for j, (text, done) in enumerate(zip(texts, finished)):
+            if done and len(degradable(text, P.degrade.min_words)) >= P.min_sentences:
+                out.append(Chosen(i, j, text))
+                break
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. sentence-level degradation
+# ----------------------------------------------------------------------------------------------
+
+DEGRADE = ("Here is a request and one sentence from an answer to it.\n\n[Request]\n{request}\n\n[Sentence]\n"
+           "{sentence}\n\nRewrite the sentence so that it is worse: {principle}. Keep it about as long. Reply with the "
+           "rewritten sentence only.")
+
+STAGES = ("candidates", "rewritten", "a sentence", "changed", "edited enough", "one sentence changed",
+          "judge prefers original")
+_META = re.compile(r"\b(?:rewrit|sentence|worse|principle)", re.IGNORECASE)  # a reply about the task, not a rewrite
+
+
+@dataclass
+class Degraded:
+    """Every candidate degradation with the filter it stopped at (``kept``: passed them all)."""
+
+    principle: str
+    records: list[dict[str, Any]]  # prompt_index, sentence, original, rewrite, edit, p_original, stage
+    pairs: list[PreferencePair]
+
+    def yields(self) -> list[dict[str, Any]]:
+        """How many candidates reached each stage."""
+        reached = [STAGES.index(r["stage"]) for r in self.records]
+        return [{"principle": self.principle, "stage": s, "count": sum(x >= k for x in reached)}
+                for k, s in enumerate(STAGES)]
+
+
+def degrade(degrader: Loaded, judge: LogProbJudge | None, prompts: Prompts, chosen: list[Chosen], principle: str,
+            P: Params, seed: int) -> Degraded:
+    """Up to ``per_answer`` one-sentence degradations of each chosen answer under ``principle``, filtered."""
+    from rapidfuzz.distance import Levenshtein
+
+    rng = random.Random(seed)
+    jobs = []
+    for c in chosen:
+        options = degradable(c.text, P.degrade.min_words)
+        for index in sorted(rng.sample(options, min(P.degrade.per_answer, len(options)))):
+            jobs.append((c, index))
+    requests = [[{"role": "user", "content": DEGRADE.format(request=prompts.train[c.prompt_index].text,
+                                                            sentence=sentences(c.text)[i],
+                                                            principle=PRINCIPLES[principle])}] for c, i in jobs]
+    config = SamplingConfig(n=1, temperature=P.degrade.temperature, max_new_tokens=P.degrade.max_new_tokens, seed=seed)
+    replies = sample(degrader, requests, config, f"degrading ({principle})").first if jobs else []
+    records = []
+    for (c, index), reply in zip(jobs, replies):
+        original = sentences(c.text)[index]
+        rewrite = clean_rewrite(reply)
+        edit = Levenshtein.normalized_distance(original, rewrite) if rewrite else 0.0
+        checks = [("rewritten", bool(rewrite)),
+                  ("a sentence", is_prose(rewrite, min(3, P.degrade.min_words)) and not _META.search(rewrite)),
+                  ("changed", rewrite != original), ("edited enough", edit >= P.degrade.min_edit),
+                  ("one sentence changed", only_one_changed(c.text, splice(c.text, index, rewrite), index))]
+        stage = "candidates"
+        for name, passed in checks:
+            if not passed:
+                break
+            stage = name
+        records.append({"prompt_index": c.prompt_index, "sentence": index, "original": original, "rewrite": rewrite,
+                        "edit": round(edit, 4), "p_original": None, "stage": stage})
+    survivors = [r for r in records if r["stage"] == "one sentence changed"]
+    chosen_text = {c.prompt_index: c.text for c in chosen}
+    if survivors and P.degrade.judge_filter and judge is not None:
+        probs = judge.prefer_many([prompts.train[r["prompt_index"]].text for r in survivors],
+                                  [chosen_text[r["prompt_index"]] for r in survivors],
+                                  [splice(chosen_text[r["prompt_index"]], r["sentence"], r["rewrite"]) for r in survivors])
+        for r, p in zip(survivors, probs):
+            r["p_original"] = round(float(p), 4)
+            if p > 0.5 + P.degrade.judge_margin:
+                r["stage"] = "judge prefers original"
+    else:
+        for r in survivors:
+            r["stage"] = "judge prefers original"
+    pairs = [PreferencePair(f"{prompts.train[r['prompt_index']].id}-s{r['sentence']}",
+                            prompts.train[r["prompt_index"]].messages(), chosen_text[r["prompt_index"]],
+                            splice(chosen_text[r["prompt_index"]], r["sentence"], r["rewrite"]), f"precise-{principle}")
+             for r in records if r["stage"] == "judge prefers original"]
+    return Degraded(principle, records, pairs)
+
+
+def judge_of(loaded: Loaded) -> LogProbJudge:
+    """The LLM judge: P(A better) from the log-probs of its one-letter answer, both orders averaged."""
+    return LogProbJudge(loaded.model, loaded.tokenizer, batch_size=16)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. the same-budget sequence-level control
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SequencePairs:
+    pairs: list[PreferencePair]
+    judged: list[dict[str, Any]]  # per pair: prompt_index, a, b, p_a, gold_a, gold_b (the judge's validation data)
+
+
+def sequence_pairs(judge: LogProbJudge, prompts: Prompts, answers: GoldSamples, precise: Degraded, P: Params,
+                   seed: int) -> SequencePairs:
+    """Pairs of two whole answers to the same prompts, as many per prompt as the Precise arm has (topped up from
+    other training prompts where a prompt has too few), ordered by the judge (both orders)."""
+    rng = random.Random(seed)
+    want: dict[int, int] = {}
+    for pair in precise.pairs:
+        index = next(i for i, p in enumerate(prompts.train) if pair.id.startswith(p.id + "-s"))
+        want[index] = want.get(index, 0) + 1
+    options: dict[int, list[tuple[int, int]]] = {}
+    for i, (texts, finished) in enumerate(zip(answers.texts, answers.finished)):
+        keep = [j for j in range(len(texts)) if finished[j]]
+        candidates = [(a, b) for x, a in enumerate(keep) for b in keep[x + 1:] if texts[a] != texts[b]]
+        rng.shuffle(candidates)
+        options[i] = candidates
+    picked = []
+    for i, k in sorted(want.items()):
+        picked += [(i, ab) for ab in options.get(i, [])[:k]]
+        options[i] = options.get(i, [])[k:]
+    short = len(precise.pairs) - len(picked)
+    leftovers = [(i, ab) for i, rest in sorted(options.items()) for ab in rest]
+    rng.shuffle(leftovers)
+    picked += leftovers[:max(0, short)]
+    if not picked:
+        return SequencePairs([], [])
+    texts = answers.texts
+    probs = judge.prefer_many([prompts.train[i].text for i, _ in picked], [texts[i][a] for i, (a, _) in picked],
+                              [texts[i][b] for i, (_, b) in picked])
+    pairs, judged = [], []
+    for (i, (a, b)), p in zip(picked, probs):
+        first, second = (a, b) if p >= 0.5 else (b, a)
+        pairs.append(PreferencePair(f"{prompts.train[i].id}-q{a}{b}", prompts.train[i].messages(), texts[i][first],
+                                    texts[i][second], "sequence"))
+        judged.append({"prompt_index": i, "a": a, "b": b, "p_a": round(float(p), 4), "gold_a": answers.gold[i][a],
+                       "gold_b": answers.gold[i][b]})
+    return SequencePairs(pairs, judged)
+
+
+def judge_agreement(judged: list[dict[str, Any]], tie_margin: float = 0.0) -> list[float]:
+    """Per judged pair whose gold scores differ: 1 if the judge prefers the gold-better answer, 0 if not, 0.5 on an
+    exact tie (the judge's validation, both orders averaged)."""
+    out = []
+    for r in judged:
+        if r["gold_a"] == r["gold_b"]:
+            continue
+        p = r["p_a"] if r["gold_a"] > r["gold_b"] else 1 - r["p_a"]
+        out.append(0.5 if abs(p - 0.5) <= tie_margin else float(p > 0.5))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. training and evaluation
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Policy:
+    """A policy's greedy replies to the held-out prompts, judged by the gold."""
+
+    arm: str  # "start", "base", "precise-<principle>" or "sequence"
+    seed: int | None
+    gold: list[float]
+    tokens: list[int]
+    finished: list[bool]
+    texts: list[str]
+    pairs: int = 0  # DPO pairs it was trained on
+    history: list[dict[str, float]] = field(default_factory=list)
+    forgetting: dict[str, list[float]] = field(default_factory=dict)  # task -> per-item score
+    translations: list[str] = field(default_factory=list)  # En->Fr hypotheses (for the corpus BLEU)
+
+
+def evaluate(loaded: Loaded, prompts: Prompts, P: Params, arm: str, seed: int | None) -> Policy:
+    replies = greedy(loaded, [p.messages() for p in prompts.eval], P.eval_max_new_tokens, label=f"{arm}: held-out")
+    texts = replies.first
+    return Policy(arm, seed, gold.if_scores(prompts.eval, texts), [t[0] for t in replies.tokens],
+                  [f[0] for f in replies.finished], texts)
+
+
+def train_arm(P: Params, prompts: Prompts, pairs: list[PreferencePair], arm: str, seed: int, out_dir: str,
+              forgetting: Forgetting | None = None) -> Policy:
+    """DPO with LoRA from the policy on ``pairs``; the adapter folded in; evaluated (and the forgetting suite)."""
+    import torch
+
+    from ...train.dpo import train_dpo
+
+    torch.manual_seed(seed)
+    policy = load(P.policy, lora=P.lora.spec())
+    result = train_dpo(policy, pairs, P.dpo.build(f"{out_dir}/{arm}_seed{seed}", seed=seed))
+    policy = merged(policy)
+    ev = evaluate(policy, prompts, P, arm, seed)
+    ev.pairs = len(pairs)
+    ev.history = [{k: v for k, v in r.items() if isinstance(v, (int, float))} for r in result.history]
+    if forgetting is not None:
+        ev.forgetting, ev.translations = forgetting.run(policy, only=forgetting.tasks_off_floor)
+    del policy, result
+    gc.collect()
+    return ev
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. forgetting
+# ----------------------------------------------------------------------------------------------
+
+
+class Forgetting:
+    """HumanEval, GSM8K and En->Fr translation items, loaded once; per-item scores of a policy."""
+
+    def __init__(self, P: Params):
+        from ...parallel import load_en_fr
+
+        F = P.forgetting
+        self.P = F
+        self.code = load_humaneval(F.humaneval, limit=F.humaneval_tasks) if F.humaneval_tasks else []
+        self.math = load_gsm8k(F.gsm8k, limit=F.gsm8k_problems) if F.gsm8k_problems else []
+        self.translation = (load_en_fr(F.translation, F.translation_pairs, seed=P.seed)
+                            if F.translation and F.translation_pairs else [])
+        self.tasks_off_floor: list[str] = []
+
+    def run(self, loaded: Loaded, only: list[str] | None = None) -> tuple[dict[str, list[float]], list[str]]:
+        """Per task, per item (in points): passed (0/100), correct (0/100), sentence BLEU (0-100); and the
+        translations (for the corpus BLEU)."""
+        from sacrebleu.metrics import BLEU
+
+        from ...rewards.code import check_programs, code_prompt, extract_code
+        from ...rewards.math import is_correct, math_prompt
+
+        out: dict[str, list[float]] = {}
+        translations: list[str] = []
+        todo = [t for t in ("humaneval", "gsm8k", "bleu") if only is None or t in only]
+        if "humaneval" in todo and self.code:
+            replies = greedy(loaded, [code_prompt(t) for t in self.code], self.P.max_new_tokens, label="HumanEval").first
+            out["humaneval"] = [100.0 * r.passed for r in check_programs(self.code, [extract_code(x, t) for x, t in
+                                                                                      zip(replies, self.code)])]
+        if "gsm8k" in todo and self.math:
+            replies = greedy(loaded, [math_prompt(m.question) for m in self.math], self.P.max_new_tokens,
+                             label="GSM8K").first
+            out["gsm8k"] = [100.0 * is_correct(x, m.answer) for x, m in zip(replies, self.math)]
+        if "bleu" in todo and self.translation:
+            prompts = [[{"role": "user", "content": f"Translate into French. Reply with the translation only.\n\n{en}"}]
+                       for en, _ in self.translation]
+            translations = [x.strip().split("\n")[0] for x in greedy(loaded, prompts, 96, label="En->Fr").first]
+            metric = BLEU(effective_order=True)
+            out["bleu"] = [metric.sentence_score(h, [fr]).score for h, (_, fr) in zip(translations, self.translation)]
+        return out, translations
+
+
+# ----------------------------------------------------------------------------------------------
+# everything, in order
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Arms:
+    start: Policy
+    base: Policy | None = None
+    trained: list[Policy] = field(default_factory=list)
+
+
+def run_arms(P: Params, prompts: Prompts, start: Loaded, pair_sets: dict[str, list[PreferencePair]],
+             forgetting: Forgetting, out_dir: str) -> Arms:
+    """The start policy (and the base, where given) evaluated, then every arm trained ``seeds`` times."""
+    arms = Arms(evaluate(start, prompts, P, "start", None))
+    arms.start.forgetting, arms.start.translations = forgetting.run(start)
+    floors = {"humaneval": (5.0, 95.0), "gsm8k": (5.0, 95.0), "bleu": (5.0, 100.0)}
+    forgetting.tasks_off_floor = [t for t, (lo, hi) in floors.items()
+                                  if t in arms.start.forgetting and lo <= float(np.mean(arms.start.forgetting[t])) <= hi]
+    if P.base:
+        base = load(P.base)
+        arms.base = evaluate(base, prompts, P, "base", None)
+        del base
+        gc.collect()
+    for s in range(P.seeds):
+        for arm, pairs in pair_sets.items():
+            if pairs:
+                main = arm == f"precise-{P.degrade.principle}"
+                arms.trained.append(train_arm(P, prompts, pairs, arm, P.seed + s, out_dir,
+                                              forgetting if main else None))
+    return arms

@@ -1,0 +1,251 @@
+"""Notebook 04 (Precise RLAIF): sentence surgery, the degradation filters, the same-budget control, its claims on
+constructed results, the offline En->Fr set, and a smoke run through papermill."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from rlhf_nb import claims as C
+from rlhf_nb import parallel, runner
+from rlhf_nb.config import load_params
+from rlhf_nb.gold import GoldSamples
+from rlhf_nb.papers.precise_rlaif import claims, steps
+
+ANSWER = ("Here are two ideas.\n- Eat slowly and savour each bite. Put the fork down between bites!\n"
+          "2. Drink water before meals, because it helps you notice fullness.\n")
+
+
+# --- sentences ---------------------------------------------------------------------------------
+
+
+def test_sentences_split_lines_and_ends_and_keep_list_markers_outside():
+    assert steps.sentences(ANSWER) == ["Here are two ideas.", "Eat slowly and savour each bite.",
+                                       "Put the fork down between bites!",
+                                       "Drink water before meals, because it helps you notice fullness."]
+    assert steps.degradable(ANSWER, 5) == [1, 2, 3]
+    assert steps.degradable("Use this:\nif (n == 3) { return x; }\nThis is point 1*\nIt works well here.", 3) == [3]
+
+
+def test_meta_replies_and_fragments_are_not_rewrites(monkeypatch):
+    rewrites = ["Here is the rewritten sentence:", "(Rewritten sentence) None", "Put the fork on the floor, loudly!"]
+    P, prompts, _ = _setting(monkeypatch, rewrites)
+    out = steps.degrade(None, FakeJudge(), prompts, [steps.Chosen(0, 0, ANSWER)], "all", P, seed=0)
+    assert [r["stage"] for r in out.records][:2] == ["rewritten", "rewritten"]
+
+
+def test_splice_changes_one_sentence_and_every_other_byte_stays():
+    edited = steps.splice(ANSWER, 2, "Throw the fork away.")
+    assert edited == ANSWER.replace("Put the fork down between bites!", "Throw the fork away.")
+    assert steps.only_one_changed(ANSWER, edited, 2)
+    assert not steps.only_one_changed(ANSWER, steps.splice(ANSWER, 2, "Throw it. Then shout."), 2)  # now two
+    assert not steps.only_one_changed(ANSWER, ANSWER, 2)  # nothing changed
+
+
+def test_clean_rewrite_takes_one_sentence_without_labels_or_quotes():
+    assert steps.clean_rewrite('Rewritten sentence: "Eat fast and never stop." Then more.\nextra') == \
+        "Eat fast and never stop."
+    assert steps.clean_rewrite("\n\n  **Worse version:** Eat in a hurry.") == "Eat in a hurry."
+    assert steps.clean_rewrite("   ") == ""
+
+
+# --- degradation filters and the control -------------------------------------------------------
+
+
+class FakeJudge:
+    """P(first better): the answer that says 'slowly' and 'water' more often wins; a tie is 0.5."""
+
+    def prefer_many(self, prompts, a, b):
+        def score(text):
+            return text.count("slowly") + text.count("water")
+
+        return np.array([0.9 if score(x) > score(y) else 0.1 if score(x) < score(y) else 0.5 for x, y in zip(a, b)])
+
+
+def _setting(monkeypatch, rewrites):
+    P = load_params("04_precise_rlaif", "smoke", {"degrade.per_answer": 3, "degrade.min_words": 5,
+                                                  "degrade.min_edit": 0.2}, check_inputs=False)[1]
+    prompt = SimpleNamespace(id="p0", text="Give tips on mindful eating.",
+                             messages=lambda: [{"role": "user", "content": "Give tips on mindful eating."}])
+    prompts = steps.Prompts([prompt], [])
+    calls = []
+
+    def fake_sample(loaded, requests, config, label):
+        calls.append(requests)
+        return SimpleNamespace(first=rewrites[: len(requests)])
+
+    monkeypatch.setattr(steps, "sample", fake_sample)
+    return P, prompts, calls
+
+
+def test_degrade_counts_every_filter_and_keeps_only_verified_pairs(monkeypatch):
+    # sentence 1: unchanged; 2: too small an edit; 3: a real one-sentence degradation
+    rewrites = ["Eat slowly and savour each bite.", "Put the fork down between bites.",
+                "Drink soda before meals, as it hides fullness."]
+    P, prompts, calls = _setting(monkeypatch, rewrites)
+    chosen = [steps.Chosen(0, 0, ANSWER)]
+    out = steps.degrade(None, FakeJudge(), prompts, chosen, "all", P, seed=0)
+    assert len(calls[0]) == 3 and "less truthful" in calls[0][0][0]["content"]
+    assert [r["stage"] for r in out.records] == ["a sentence", "changed", "judge prefers original"]
+    assert {y["stage"]: y["count"] for y in out.yields()} == {
+        "candidates": 3, "rewritten": 3, "a sentence": 3, "changed": 2, "edited enough": 1, "one sentence changed": 1,
+        "judge prefers original": 1}
+    (pair,) = out.pairs
+    assert pair.chosen == ANSWER and pair.rejected == steps.splice(ANSWER, 3, rewrites[2])
+
+
+def test_the_judge_filter_drops_pairs_it_does_not_prefer(monkeypatch):
+    rewrites = ["Eat quickly and finish before everyone else.", "Put the plate on the floor instead of the table.",
+                "Drink soda before meals, as it hides fullness."]
+    P, prompts, _ = _setting(monkeypatch, rewrites)
+    out = steps.degrade(None, FakeJudge(), prompts, [steps.Chosen(0, 0, ANSWER)], "helpfulness", P, seed=0)
+    kept = {r["sentence"] for r in out.records if r["stage"] == "judge prefers original"}
+    assert kept == {1, 3}  # the judge saw nothing worse in sentence 2's rewrite
+    assert len(out.pairs) == 2 and [r["p_original"] for r in out.records] == [0.9, 0.5, 0.9]
+
+
+def test_sequence_control_matches_the_precise_budget_and_validates_the_judge():
+    P = load_params("04_precise_rlaif", "smoke", {}, check_inputs=False)[1]
+    prompts = steps.Prompts([SimpleNamespace(id=f"p{i}", text=f"q{i}", messages=lambda i=i: [{"role": "user",
+                                                                                            "content": f"q{i}"}])
+                             for i in range(3)], [])
+    texts = [["eat slowly", "eat fast", "eat"], ["slowly a", "b", "c"], ["x", "y", "z"]]
+    answers = GoldSamples(["p0", "p1", "p2"], texts, [[1.0, 0.0, 0.5], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
+                          [[5, 5, 5]] * 3, [[True, True, True], [True, True, False], [True] * 3], 0.0)
+    precise = steps.Degraded("all", [], [SimpleNamespace(id="p0-s1"), SimpleNamespace(id="p0-s2"),
+                                         SimpleNamespace(id="p1-s0"), SimpleNamespace(id="p1-s3")])
+    out = steps.sequence_pairs(FakeJudge(), prompts, answers, precise, P, seed=0)
+    assert len(out.pairs) == 4  # the budget: p0 gives 2, p1 has only one pair of finished answers, p2 tops up
+    per_prompt = [p.id.split("-")[0] for p in out.pairs]
+    assert per_prompt.count("p0") >= 2 and per_prompt.count("p1") == 1  # the rest from leftovers (p0 or p2)
+    for pair in out.pairs:
+        if "slowly" in pair.chosen + pair.rejected:
+            assert "slowly" in pair.chosen  # ordered by the judge
+    agreement = steps.judge_agreement(out.judged)
+    assert agreement and all(a == 1.0 for a in agreement[:1])
+
+
+# --- claims on constructed results ------------------------------------------------------------
+
+
+def _results(precise_gain: float, n: int = 120, judge_right: float = 0.9, seeds: int = 3, bleu: float = 20.0):
+    rng = np.random.default_rng(0)
+    start = rng.integers(1, 4, n) / 4  # 0.25, 0.5 or 0.75: room to move either way
+
+    def policy(arm, seed, shift):
+        g = np.clip(start + shift * (rng.random(n) < 0.5) + 0.25 * rng.choice([-1, 0, 1], n), 0, 1)
+        return {"arm": arm, "seed": seed, "gold": g.tolist(), "tokens": [50] * n, "finished": [True] * n,
+                "texts": [""] * n, "pairs": 100, "history": [],
+                "forgetting": {"bleu": (bleu + rng.normal(0, 1, 50)).tolist()}, "translations": []}
+
+    judged = [{"prompt_index": i, "a": 0, "b": 1, "p_a": 0.9 if rng.random() < judge_right else 0.1, "gold_a": 1.0,
+               "gold_b": 0.0} for i in range(60)]
+    trained = [policy("precise-all", s, precise_gain) for s in range(seeds)]
+    trained += [policy("sequence", s, 0.0) for s in range(seeds)]
+    start_policy = {"arm": "start", "seed": None, "gold": start.tolist(), "tokens": [50] * n, "finished": [True] * n,
+                    "texts": [""] * n, "pairs": 0, "history": [],
+                    "forgetting": {"humaneval": [0.0] * 40, "bleu": (bleu + rng.normal(0, 1, 50)).tolist()},
+                    "translations": []}
+    params = load_params("04_precise_rlaif", "cpu", {}, check_inputs=False)[1].model_dump()
+    return {"params": params, "data": {"arms": {"start": start_policy, "base": None, "trained": trained},
+                                       "sequence": {"judged": judged, "pairs": 100}, "degraded": {}}}
+
+
+def _verdicts(results):
+    return {c.id: c.verdict for c in claims.claims(results)}
+
+
+def test_claims_reproduced_when_precise_clearly_wins():
+    v = _verdicts(_results(0.5))
+    assert v["R1b"] == C.REPRODUCED and v["R1c"] == C.REPRODUCED
+    assert v["R1a"] == C.NOT_TESTED  # no base checkpoint
+    assert v["R2i"] == C.NOT_TESTED  # no per-principle arms
+    assert v["R3h"] == C.NOT_TESTED  # HumanEval at the floor
+    assert v["R3b"] == C.REPRODUCED  # BLEU kept within 2 points
+    assert v["R3g"] == C.NOT_TESTED  # not measured
+
+
+def test_claims_not_reproduced_when_a_powered_design_sees_no_gain():
+    v = _verdicts(_results(0.0, n=600))
+    assert v["R1b"] == C.NOT_REPRODUCED and v["R1c"] == C.NOT_REPRODUCED
+
+
+def test_a_judge_at_chance_leaves_the_sequence_comparison_untested():
+    v = _verdicts(_results(0.5, judge_right=0.5))
+    assert v["R1c"] == C.NOT_TESTED and v["R1b"] == C.REPRODUCED
+
+
+def test_forgetting_off_the_floor_only():
+    v = _verdicts(_results(0.5, bleu=1.0))
+    assert v["R3b"] == C.NOT_TESTED
+
+
+# --- the offline En->Fr set --------------------------------------------------------------------
+
+PAGE = """<page xmlns="http://projectmallard.org/1.0/" id="{id}">
+  <info><credit type="author"><name>Someone Else</name></credit><desc>{desc}</desc></info>
+  <title>{title}</title>
+  <p>{p1}</p>
+  <p>{p2}</p>
+</page>"""
+
+
+def _help(root, name, en, fr):
+    for lang, text in (("C", en), ("fr", fr)):
+        folder = root / lang / "gnome-help"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(PAGE.format(id=name, **text))
+
+
+def test_gnome_pairs_align_paragraphs_of_pages_with_the_same_structure(tmp_path, monkeypatch):
+    _help(tmp_path, "a.page", dict(desc="Change the size of the text.", title="Text size",
+                                   p1="You can make the text on the screen larger in the settings panel.",
+                                   p2="Open the <gui>Settings</gui> panel and press the switch."),
+          dict(desc="Modifier la taille du texte.", title="Taille du texte",
+               p1="Vous pouvez agrandir le texte de l’écran dans le panneau des paramètres.",
+               p2="Ouvrez le panneau <gui>Paramètres</gui> et appuyez sur l’interrupteur."))
+    _help(tmp_path, "b.page", dict(desc="One.", title="Two", p1="Three short words here today friend.", p2="Four."),
+          dict(desc="Un.", title="Deux", p1="Trois mots.", p2="Quatre. <p>extra</p>"))
+    (tmp_path / "fr" / "gnome-help" / "b.page").write_text(
+        PAGE.format(id="b", desc="Un.", title="Deux", p1="Trois.", p2="Quatre.").replace("</page>", "<p>Cinq.</p></page>"))
+    monkeypatch.setenv("RLHF_NB_GNOME_HELP", str(tmp_path))
+    pairs = parallel.gnome_pairs(min_words=3)
+    assert ("Open the Settings panel and press the switch.",
+            "Ouvrez le panneau Paramètres et appuyez sur l’interrupteur.") in pairs
+    assert ("Change the size of the text.", "Modifier la taille du texte.") in pairs
+    assert all("Someone" not in e for e, _ in pairs)  # credits are not prose
+    assert not any(e.startswith("Three") for e, _ in pairs)  # b.page's French has another paragraph: not aligned
+    assert parallel.load_en_fr("gnome-user-docs", 2, seed=1) == parallel.load_en_fr("gnome-user-docs", 2, seed=1)
+    with pytest.raises(parallel.DataError, match="fewer than"):
+        parallel.load_en_fr("gnome-user-docs", 50)
+
+
+# --- the notebook --------------------------------------------------------------------------------
+
+
+def test_precise_rlaif_notebook_smoke(project):
+    pairs = project / "en_fr.jsonl"
+    pairs.write_text("".join(json.dumps({"en": f"The cat number {i} sleeps.", "fr": f"Le chat numéro {i} dort."}) + "\n"
+                             for i in range(6)))
+    outcome = runner.run("04_precise_rlaif", "smoke", {"forgetting.translation": str(pairs),
+                                                       "forgetting.translation_pairs": 4}, progress=False)
+    assert outcome.status == "ok", outcome.error
+    results = json.loads((outcome.out_dir / "results.json").read_text())
+    ids = results["data"]["prompt_ids"]
+    assert not set(ids["train"]) & set(ids["eval"])
+    data = results["data"]
+    assert set(data["degraded"]) == {"all", "helpfulness"}
+    arms = {(p["arm"], p["seed"]) for p in data["arms"]["trained"]}
+    for arm in {a for a, _ in arms}:
+        assert {s for a, s in arms if a == arm} == {0, 1}  # every arm, both seeds
+    main = [p for p in data["arms"]["trained"] if p["arm"] == "precise-all"]
+    seq = [p for p in data["arms"]["trained"] if p["arm"] == "sequence"]
+    if main and seq:
+        assert main[0]["pairs"] == seq[0]["pairs"]  # the same budget
+    assert len(data["arms"]["start"]["forgetting"]["bleu"]) == 4
+    assert {c["id"] for c in results["claims"]} == {"R1a", "R1b", "R1c", "R2i", "R2h", "R2t", "R3h", "R3g", "R3b"}
+    assert set(results["figures"]) == {"yields", "win_rates", "forgetting"}
+    assert [c.to_dict() for c in runner.claims_of(results)] == results["claims"]
