@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ def yields(results: dict[str, Any]):
         ax.bar(x, [counts.get(s, 0) for s in STAGES], width=width, color=f"C{j}", label=principle)
         for xi, s in zip(x, STAGES):
             ax.text(xi, counts.get(s, 0), str(counts.get(s, 0)), ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(STAGES)), [s.replace(" ", "\n", 1) for s in STAGES], fontsize=8)
+    ax.set_xticks(range(len(STAGES)), [textwrap.fill(s, 11) for s in STAGES], fontsize=8)
     ax.set(ylabel="candidate degradations", title="Sentence-level degradation: what survives each filter")
     ax.legend(fontsize=7)
     return fig
