@@ -171,18 +171,19 @@ def edit_distance_stats(responses: Sequence[str], normalized: bool = False) -> d
     return {"max": max(d, default=0.0), "mean": float(np.mean(d)) if d else 0.0}
 
 
-def edit_distance_bins(values: Sequence[float], n_bins: int = 5) -> list[str]:
+def edit_distance_bins(values: Sequence[float], n_bins: int = 5, fmt: str = ".0f") -> list[str]:
     """Bin labels for per-prompt max edit distances, as on the x-axis of Shen et al.'s Figures 10-11.
 
     The paper bins prompts by the maximum edit distance among their five responses but does not state
-    the bin edges; we use equal-count (quantile) bins labelled by their ranges.
+    the bin edges; we use equal-count (quantile) bins labelled by their ranges (``fmt``: how an edge is written,
+    e.g. ``".2f"`` for normalised distances).
     """
     x = np.asarray(values, dtype=float)
     edges = np.unique(np.quantile(x, np.linspace(0, 1, n_bins + 1)))
     if len(edges) < 2:
-        return [f"{x[0]:.0f}"] * len(x)
+        return [f"{x[0]:{fmt}}"] * len(x)
     idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
-    labels = [f"{edges[i]:.0f}-{edges[i + 1]:.0f}" for i in range(len(edges) - 1)]
+    labels = [f"{edges[i]:{fmt}}-{edges[i + 1]:{fmt}}" for i in range(len(edges) - 1)]
     return [labels[i] for i in idx]
 
 

@@ -23,6 +23,7 @@ NOTEBOOKS: dict[str, str] = {
     "00_quickstart": "quickstart",
     "01_hh_preference_models": "hh_rlhf",
     "02_passk_model_size": "passk",
+    "03_data_scaling_rlhf": "data_scaling",
     "04_precise_rlaif": "precise_rlaif",
     "05_online_iterative_dpo": "rlhf_workflow",
     "06_feedback_blender": "feedback_blender",

@@ -1,0 +1,1 @@
+"""Notebook 03: Shen et al. (2025), Exploring Data Scaling Trends and Effects in RLHF."""

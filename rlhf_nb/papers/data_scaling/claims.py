@@ -1,0 +1,175 @@
+"""Claims of ``notebooks/03_data_scaling_rlhf.ipynb``, computed from ``results.json`` alone.
+
+Per item (a prompt with ``n`` responses): the **max normalised edit distance** among its responses (rapidfuzz
+Levenshtein divided by the longer length; Shen et al. bin raw distances but do not give the bins, and raw distances
+mix short math answers with long programs); for items whose responses are **mixed** (some right, some wrong by the
+gold) each reward's **within-item AUC** against the gold: the chance that a right response scores above a wrong one,
+ties half, in points (x100; 50 is chance); and each reward's **spread** (max - min of its z-scored values over the
+item's responses; the paper's Fig. 11 "score difference"). "Close" items have a max edit distance at or below the
+``close`` quantile over all items.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ... import claims as C
+from ...metrics import edit_distance_bins, pairwise_edit_distances
+
+PAPER = "Shen et al. 2025"
+REWARDS = {"genrm_gt": "GenRM with GT", "genrm": "GenRM without GT", "gold": "RTV (the gold)"}
+
+
+def records(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return results["data"]["records"]
+
+
+def max_edit(record: dict[str, Any]) -> float:
+    return max(pairwise_edit_distances(record["responses"], normalized=True), default=0.0)
+
+
+def is_mixed(record: dict[str, Any]) -> bool:
+    return 0 < sum(record["gold"]) < len(record["gold"])
+
+
+def auc(scores: list[float], gold: list[float]) -> float:
+    """P(a right response scores above a wrong one), ties half, in points."""
+    right = [s for s, g in zip(scores, gold) if g > 0.5]
+    wrong = [s for s, g in zip(scores, gold) if g <= 0.5]
+    if not right or not wrong:
+        raise ValueError("an AUC needs right and wrong responses")
+    wins = sum(1.0 if r > w else 0.5 if r == w else 0.0 for r in right for w in wrong)
+    return 100 * wins / (len(right) * len(wrong))
+
+
+def _z(results: dict[str, Any], key: str) -> dict[str, float]:
+    """Mean and standard deviation of a reward over every response (for the spreads' z-scores)."""
+    values = np.array([x for r in records(results) for x in r[key]], dtype=float)
+    return {"mean": float(values.mean()), "std": float(values.std()) or 1.0}
+
+
+def item_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per item: domain, max edit distance, close, mixed, each reward's AUC (mixed only) and spread."""
+    recs = records(results)
+    edits = [max_edit(r) for r in recs]
+    threshold = float(np.quantile(edits, results["params"]["close"])) if edits else 0.0
+    stats = {k: _z(results, k) for k in REWARDS}
+    rows = []
+    for r, e in zip(recs, edits):
+        row: dict[str, Any] = {"domain": r["domain"], "id": r["id"], "max_edit": e, "close": e <= threshold,
+                               "mixed": is_mixed(r), "pass_rate": float(np.mean(r["gold"]))}
+        for k in REWARDS:
+            z = (np.asarray(r[k], dtype=float) - stats[k]["mean"]) / stats[k]["std"]
+            row[f"spread_{k}"] = float(z.max() - z.min())
+            row[f"auc_{k}"] = auc(r[k], r["gold"]) if row["mixed"] else None
+        rows.append(row)
+    return rows
+
+
+def bins(values: list[float], n_bins: int) -> list[str]:
+    """Equal-count bins of the max normalised edit distance, labelled by their ranges."""
+    return edit_distance_bins(values, n_bins, fmt=".2f")
+
+
+def bin_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per edit-distance bin (over all items): items, mixed items, and each reward's mean AUC and spread."""
+    rows = item_rows(results)
+    if not rows:
+        return []
+    labels = bins([r["max_edit"] for r in rows], results["params"]["bins"])
+    out = []
+    for label in dict.fromkeys(sorted(labels, key=lambda s: float(s.split("-")[0]))):
+        members = [r for r, b in zip(rows, labels) if b == label]
+        mixed = [r for r in members if r["mixed"]]
+        row: dict[str, Any] = {"max edit distance": label, "items": len(members), "mixed": len(mixed)}
+        for k, name in REWARDS.items():
+            if k != "gold":
+                row[f"AUC {name}"] = round(float(np.mean([r[f"auc_{k}"] for r in mixed])), 1) if mixed else None
+            row[f"spread {name}"] = round(float(np.mean([r[f"spread_{k}"] for r in members])), 2)
+        out.append(row)
+    return out
+
+
+def finding_samples(results: dict[str, Any]) -> str:
+    recs = records(results)
+    parts = []
+    for domain in ("math", "code"):
+        mine = [r for r in recs if r["domain"] == domain]
+        if mine:
+            gold = [g for r in mine for g in r["gold"]]
+            cut = 1 - np.mean([f for r in mine for f in r["finished"]])
+            lo, hi = C.wilson(sum(gold), len(gold))
+            parts.append(f"{domain}: {100 * np.mean(gold):.0f}% of {len(gold)} responses right [{100 * lo:.0f}, "
+                         f"{100 * hi:.0f}], {sum(is_mixed(r) for r in mine)} of {len(mine)} items mixed, "
+                         f"{100 * cut:.0f}% cut off at the token cap")
+    return "Samples scored by the gold: " + "; ".join(parts) + "."
+
+
+def _common(results: dict[str, Any]) -> dict[str, Any]:
+    return dict(min_effect=float(results["params"]["min_effect"]), unit="AUC pts",
+                min_effect_reason="the least gain in ranking right above wrong worth a reward design (a parameter)")
+
+
+def _policy_off_floor(results: dict[str, Any]) -> C.Premise:
+    gold = [g for r in records(results) for g in r["gold"]]
+    return C.off_floor_and_ceiling("policy's responses (share right)", float(np.mean(gold)) if gold else 0.0,
+                                   len(gold))
+
+
+def _interval(test: C.Test, unit: str) -> str:
+    return (f"{test.effect:+.2f} {unit} [{test.ci[0]:+.2f}, {test.ci[1]:+.2f}], p={test.p:.3g}, n={test.n} items")
+
+
+def _enough(n: int, which: str, least: int = 10) -> C.Premise:
+    return C.Premise(f"enough {which + ' ' if which else ''}items with right and wrong responses", n >= least, f"{n} items (need {least})")
+
+
+def _auc_claim(results: dict[str, Any], cid: str, statement: str, paper: str, close_only: bool,
+               against_chance: bool) -> C.Claim:
+    """GenRM with GT's within-prompt AUC against GenRM without GT's (or against chance, 50), paired over items."""
+    which = "close" if close_only else ""
+    rows = [r for r in item_rows(results) if r["mixed"] and (r["close"] or not close_only)]
+    if len(rows) < 2:
+        return C.claim(cid, PAPER, statement, paper, None, our_value=f"{len(rows)} {which} mixed items",
+                       premises=[_enough(len(rows), which)], **_common(results))
+    b = [r["auc_genrm_gt"] for r in rows]
+    a = [50.0] * len(b) if against_chance else [r["auc_genrm"] for r in rows]
+    test = C.superiority(a, b)
+    value = (f"AUC with GT {np.mean(b):.1f} vs {'chance' if against_chance else 'without GT'} {np.mean(a):.1f} pts; "
+             f"{_interval(test, 'pts')}")
+    return C.claim(cid, PAPER, statement, paper, test, our_value=value,
+                   premises=[_enough(len(rows), which), _policy_off_floor(results)], **_common(results))
+
+
+def gt_separates_close(results: dict[str, Any]) -> C.Claim:
+    return _auc_claim(results, "D1", "on prompts whose responses are close (small max edit distance), GenRM with "
+                      "ground truth ranks right responses above wrong ones more often than GenRM without",
+                      "Figs. 10-11: GenRM with GT is more sensitive to fine-grained differences", True, False)
+
+
+def gt_beats_chance(results: dict[str, Any]) -> C.Claim:
+    return _auc_claim(results, "D2", "GenRM with ground truth ranks right responses above wrong ones better than "
+                      "chance (all mixed items)", "GenRM with GT is the reward for prompts without a verifier (Sec. 3)",
+                      False, True)
+
+
+def gt_spreads_close(results: dict[str, Any]) -> C.Claim:
+    statement = "on close prompts, GenRM with ground truth spreads the responses' rewards further apart than without"
+    paper = "Fig. 11: larger score differences at small edit distances with GT"
+    rows = [r for r in item_rows(results) if r["close"]]
+    common = dict(min_effect=float(results["params"]["min_spread"]), unit="SD",
+                  min_effect_reason="the least gain in within-prompt spread worth a reward design (a parameter)")
+    if len(rows) < 2:
+        return C.claim("D3", PAPER, statement, paper, None, our_value=f"{len(rows)} close items",
+                       premises=[_enough(len(rows), "close")], **common)
+    a, b = [r["spread_genrm"] for r in rows], [r["spread_genrm_gt"] for r in rows]
+    test = C.superiority(a, b)
+    value = f"spread with GT {np.mean(b):.2f} vs without {np.mean(a):.2f} SD; {_interval(test, 'SD')}"
+    return C.claim("D3", PAPER, statement, paper, test, our_value=value,
+                   premises=[C.Premise("enough close items", len(rows) >= 10, f"{len(rows)} items (need 10)")], **common)
+
+
+def claims(results: dict[str, Any]) -> list[C.Claim]:
+    return C.finalize([gt_separates_close(results), gt_beats_chance(results), gt_spreads_close(results)])

@@ -1,0 +1,67 @@
+"""Figures of ``notebooks/03_data_scaling_rlhf.ipynb``, drawn from ``results.json`` alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ... import claims as C
+from ...figures import Figures
+from .claims import REWARDS, bins, item_rows
+
+FIGURES = Figures()
+
+
+def _mean_ci(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        v = float(values[0]) if values else float("nan")
+        return v, v, v
+    dist = C.crossed_bootstrap([np.asarray(values, dtype=float)[None, :]], lambda x: float(x[0].mean()), n_boot=1000)
+    return float(np.mean(values)), float(np.quantile(dist, 0.025)), float(np.quantile(dist, 0.975))
+
+
+def _by_bin(results: dict[str, Any], metric: str, keys: list[str], mixed_only: bool, ylabel: str, title: str):
+    import matplotlib.pyplot as plt
+
+    rows = item_rows(results)
+    fig, ax = plt.subplots(figsize=(6.8, 3.4))
+    if not rows:
+        return fig
+    labels = bins([r["max_edit"] for r in rows], results["params"]["bins"])
+    order = list(dict.fromkeys(sorted(labels, key=lambda s: float(s.split("-")[0]))))
+    width = 0.8 / len(keys)
+    for j, k in enumerate(keys):
+        stats, ns = [], []
+        for label in order:
+            vals = [r[f"{metric}_{k}"] for r, b in zip(rows, labels) if b == label and (r["mixed"] or not mixed_only)]
+            stats.append(_mean_ci(vals))
+            ns.append(len(vals))
+        x = np.arange(len(order)) + (j - (len(keys) - 1) / 2) * width
+        m = np.array([s[0] for s in stats])
+        err = np.array([[s[0] - s[1] for s in stats], [s[2] - s[0] for s in stats]])
+        ax.bar(x, np.nan_to_num(m), width, yerr=np.nan_to_num(err), capsize=3, color=f"C{j}", label=REWARDS[k])
+        for xi, mi, n in zip(x, m, ns):
+            ax.annotate(f"n={n}", (xi, 0 if np.isnan(mi) else mi), textcoords="offset points", xytext=(0, 3),
+                        ha="center", fontsize=6)
+    ax.set_xticks(range(len(order)), order, fontsize=8)
+    ax.set(xlabel="max normalised edit distance among a prompt's responses (equal-count bins)", ylabel=ylabel,
+           title=title)
+    ax.legend(fontsize=7)
+    return fig
+
+
+@FIGURES("auc_by_bin")
+def auc_by_bin(results: dict[str, Any]):
+    """Fig. 10 analog: within-prompt AUC against the gold per edit-distance bin (mixed prompts; 95% CI)."""
+    fig = _by_bin(results, "auc", ["genrm_gt", "genrm"], True, "AUC vs the gold (pts; 50 = chance)",
+                  "Ranking right above wrong, by how close the responses are")
+    fig.axes[0].axhline(50, color="k", ls=":", lw=1)
+    return fig
+
+
+@FIGURES("spread_by_bin")
+def spread_by_bin(results: dict[str, Any]):
+    """Fig. 11 analog: within-prompt spread of each reward (z-scored) per edit-distance bin (95% CI)."""
+    return _by_bin(results, "spread", ["genrm_gt", "genrm", "gold"], False, "max - min of z-scored reward",
+                   "Score differences within a prompt")

@@ -1,0 +1,104 @@
+"""Notebook 03 (data scaling in RLHF, part 1): the within-prompt measures, the claims on constructed records, the
+item selection, and a smoke run through papermill."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from rlhf_nb import runner
+from rlhf_nb.config import load_params
+from rlhf_nb.papers.data_scaling import claims, steps
+
+
+def test_auc_counts_right_above_wrong_with_ties_half():
+    assert claims.auc([0.9, 0.1, 0.5], [1, 0, 0]) == 100.0
+    assert claims.auc([0.1, 0.9], [1, 0]) == 0.0
+    assert claims.auc([0.5, 0.5, 0.7], [1, 0, 0]) == 25.0  # one tie (half), one loss
+    with pytest.raises(ValueError, match="right and wrong"):
+        claims.auc([0.1, 0.2], [1, 1])
+
+
+def test_bins_are_equal_count_and_ordered():
+    labels = claims.bins([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], 2)
+    assert labels[:4] == [labels[0]] * 4 and labels[4:] == [labels[-1]] * 4 and labels[0] != labels[-1]
+    assert claims.bins([0.3, 0.3], 4) == ["0.30", "0.30"]
+
+
+def _results(n_items: int, gt_knows: bool, seed: int = 0) -> dict:
+    """Constructed records: five responses per item, two right; the GenRM with GT sees which (or not); the GenRM
+    without GT is noise. Half the items have near-identical responses."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(n_items):
+        if i % 2:  # close: the same program but for trailing spaces
+            responses = ["x = compute(a, b); return x" + " " * k for k in range(5)]
+        else:  # far apart: unrelated texts
+            responses = [" ".join(rng.choice(["alpha", "beta", "gamma", "delta", "pi"]) for _ in range(8))
+                         for _ in range(5)]
+        gold = [1.0, 1.0, 0.0, 0.0, 0.0]
+        noise = [rng.random() for _ in gold]
+        gt = [0.5 + 0.3 * g + 0.4 * rng.random() if gt_knows else rng.random() for g in gold]
+        records.append({"domain": "code" if i % 3 else "math", "id": f"t{i}", "responses": responses,
+                        "tokens": [10] * 5, "finished": [True] * 5, "gold": gold, "genrm_gt": gt, "genrm": noise})
+    return {"params": {"close": 0.5, "bins": 2, "min_effect": 5.0, "min_spread": 0.2}, "data": {"records": records}}
+
+
+def test_claims_follow_the_records():
+    verdicts = {c.id: c.verdict for c in claims.claims(_results(40, gt_knows=True))}
+    assert verdicts["D1"] == "reproduced" and verdicts["D2"] == "reproduced"
+    blind = {c.id: c for c in claims.claims(_results(40, gt_knows=False))}
+    assert blind["D1"].verdict in ("not reproduced", "inconclusive") and blind["D2"].verdict != "reproduced"
+    assert blind["D1"].n == 20  # the close half
+    few = {c.id: c.verdict for c in claims.claims(_results(6, gt_knows=True))}
+    assert few == {"D1": "not tested at this scale", "D2": "not tested at this scale", "D3": "not tested at this scale"}
+
+
+def test_rows_and_tables_from_records_alone():
+    results = _results(12, gt_knows=True)
+    rows = claims.item_rows(results)
+    assert len(rows) == 12 and all(r["mixed"] for r in rows) and sum(r["close"] for r in rows) == 6
+    assert all(r["spread_gold"] > 0 for r in rows)
+    table = claims.bin_rows(results)
+    assert sum(r["items"] for r in table) == 12 and table[0]["AUC GenRM with GT"] > 60
+
+
+def test_items_are_seeded_and_sized_and_a_bad_size_is_named():
+    P = load_params("03_data_scaling_rlhf", "smoke", {"items.humaneval_plus": None}, check_inputs=False)[1]
+    a, b = steps.make_items(P), steps.make_items(P)
+    assert [i.id for i in a.items] == [i.id for i in b.items]
+    assert [i.domain for i in a.items] == ["math"] * 3 + ["code"] * 2
+    assert all(i.reference for i in a.items) and "####" in a.items[0].reference
+    P = load_params("03_data_scaling_rlhf", "smoke", {"items.code": 999}, check_inputs=False)[1]
+    with pytest.raises(ValueError, match="999 HumanEval items"):
+        steps.make_items(P)
+
+
+class _Judge:
+    def reference_scores(self, q, responses, refs):
+        return [float(r == ref) for r, ref in zip(responses, refs)]
+
+    def scores(self, q, responses):
+        return [0.5 for _ in responses]
+
+
+def test_score_returns_new_records_with_both_rewards():
+    item = steps.Item("math", "m1", "2+2?", "4", [])
+    items = steps.Items([item], {}, {}, None)
+    record = steps.Record("math", "m1", ["4", "5"], [1, 1], [True, True], [1.0, 0.0])
+    out = steps.score(_Judge(), items, [record])
+    assert out[0].genrm_gt == [1.0, 0.0] and out[0].genrm == [0.5, 0.5] and record.genrm_gt is None
+
+
+def test_data_scaling_notebook_smoke(project):
+    outcome = runner.run("03_data_scaling_rlhf", "smoke", progress=False)
+    assert outcome.status == "ok", outcome.error
+    results = json.loads((outcome.out_dir / "results.json").read_text())
+    records = results["data"]["records"]
+    assert len(records) == 5 and all(len(r["responses"]) == len(r["gold"]) == len(r["genrm_gt"]) == 3
+                                     for r in records)
+    assert {c["id"] for c in results["claims"]} == {"D1", "D2", "D3"}
+    assert set(results["figures"]) == {"auc_by_bin", "spread_by_bin"}
+    assert [c.to_dict() for c in runner.claims_of(results)] == results["claims"]
