@@ -85,11 +85,14 @@ class _Judge:
 
 
 def test_score_returns_new_records_with_both_rewards():
-    item = steps.Item("math", "m1", "2+2?", "4", [])
-    items = steps.Items([item], {}, {}, None)
-    record = steps.Record("math", "m1", ["4", "5"], [1, 1], [True, True], [1.0, 0.0])
-    out = steps.score(_Judge(), items, [record])
-    assert out[0].genrm_gt == [1.0, 0.0] and out[0].genrm == [0.5, 0.5] and record.genrm_gt is None
+    items = steps.Items([steps.Item("math", "m1", "2+2?", "4", []), steps.Item("math", "m2", "3+3?", "6", []),
+                         steps.Item("math", "m3", "1+1?", "2", [])], {}, {}, None)
+    records = [steps.Record("math", "m1", ["4", "5"], [1, 1], [True, True], [1.0, 0.0]),
+               steps.Record("math", "m2", ["7", "6", "6"], [1, 1, 1], [True] * 3, [0.0, 1.0, 1.0]),
+               steps.Record("math", "m3", ["2"], [1], [True], [1.0])]
+    out = steps.score(_Judge(), items, records, chunk=2)
+    assert [r.genrm_gt for r in out] == [[1.0, 0.0], [0.0, 1.0, 1.0], [1.0]]
+    assert [r.genrm for r in out] == [[0.5, 0.5], [0.5] * 3, [0.5]] and records[0].genrm_gt is None
 
 
 def test_data_scaling_notebook_smoke(project):

@@ -112,19 +112,25 @@ def judge_of(loaded: Loaded) -> LogProbJudge:
     return LogProbJudge(loaded.model, loaded.tokenizer, batch_size=8)
 
 
-def score(judge: LogProbJudge, items: Items, records: list[Record]) -> list[Record]:
-    """Both GenRM rewards for every response (new records; the inputs are not changed)."""
+def score(judge: LogProbJudge, items: Items, records: list[Record], chunk: int = 8) -> list[Record]:
+    """Both GenRM rewards for every response (new records; the inputs are not changed), ``chunk`` items a call."""
     from tqdm.auto import tqdm
 
     by_id = {(it.domain, it.id): it for it in items.items}
     out = []
-    for r in tqdm(records, desc="GenRM with and without the reference", unit="item"):
-        it = by_id[(r.domain, r.id)]
-        n = len(r.responses)
-        with_gt = judge.reference_scores([it.question] * n, r.responses, [it.reference] * n)
-        without = judge.scores([it.question] * n, r.responses)
-        out.append(Record(r.domain, r.id, r.responses, r.tokens, r.finished, r.gold,
-                          [float(x) for x in with_gt], [float(x) for x in without]))
+    with tqdm(total=len(records), desc="GenRM with and without the reference", unit="item") as bar:
+        for start in range(0, len(records), chunk):
+            part = records[start : start + chunk]
+            questions = [by_id[(r.domain, r.id)].question for r in part for _ in r.responses]
+            references = [by_id[(r.domain, r.id)].reference for r in part for _ in r.responses]
+            responses = [x for r in part for x in r.responses]
+            with_gt = iter(float(x) for x in judge.reference_scores(questions, responses, references))
+            without = iter(float(x) for x in judge.scores(questions, responses))
+            for r in part:
+                n = len(r.responses)
+                out.append(Record(r.domain, r.id, r.responses, r.tokens, r.finished, r.gold,
+                                  [next(with_gt) for _ in range(n)], [next(without) for _ in range(n)]))
+            bar.update(len(part))
     return out
 
 
