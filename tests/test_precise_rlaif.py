@@ -126,6 +126,11 @@ def test_sequence_control_matches_the_precise_budget_and_validates_the_judge():
             assert "slowly" in pair.chosen  # ordered by the judge
     agreement = steps.judge_agreement(out.judged)
     assert agreement and all(a == 1.0 for a in agreement[:1])
+    validation = steps.validate_judge(FakeJudge(), prompts, answers, limit=10, seed=0)
+    # every pair of finished answers whose gold differs: p0 has 3, p1 one (its third answer is cut off), p2 none
+    assert [(r["prompt_index"], r["a"], r["b"]) for r in validation] == [(0, 0, 1), (0, 0, 2), (0, 1, 2), (1, 0, 1)]
+    assert steps.judge_agreement(validation) == [1.0, 1.0, 0.5, 1.0]  # "eat fast" vs "eat": the judge ties
+    assert len(steps.validate_judge(FakeJudge(), prompts, answers, limit=2, seed=0)) == 2
 
 
 # --- claims on constructed results ------------------------------------------------------------

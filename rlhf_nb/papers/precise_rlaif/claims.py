@@ -60,7 +60,8 @@ def win_outcomes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def judge_outcomes(results: dict[str, Any]) -> list[float]:
     from .steps import judge_agreement
 
-    return judge_agreement(_data(results)["sequence"]["judged"])
+    data = _data(results)
+    return judge_agreement(data.get("judge_validation") or data["sequence"]["judged"])
 
 
 def judge_validated(results: dict[str, Any]) -> C.Premise:
@@ -230,8 +231,9 @@ def finding_judge(results: dict[str, Any]) -> str:
         return "The judge could not be validated: no judged pair had different gold scores."
     test = C.proportion(outcomes, 0.5)
     return (f"The judge agrees with the gold on {100 * (0.5 + test.effect):.0f}% "
-            f"[{100 * (0.5 + test.ci[0]):.0f}, {100 * (0.5 + test.ci[1]):.0f}] of {test.n} sequence-level pairs whose "
-            "gold scores differ (both orders averaged; chance 50%).")
+            f"[{100 * (0.5 + test.ci[0]):.0f}, {100 * (0.5 + test.ci[1]):.0f}] of {test.n} "
+            f"{'pairs of training answers' if _data(results).get('judge_validation') else 'sequence-level pairs'} "
+            "whose gold scores differ (both orders averaged; chance 50%).")
 
 
 def table1_rows(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -77,6 +77,8 @@ class Params(BaseParams):
         [], description="single-principle Precise arms for the per-principle ablation (Table 2); each costs its own "
                         "degradations and `seeds` trainings")
     sequence_control: bool = Field(True, description="train the same-budget sequence-level DPO control")
+    judge_validation_pairs: NonNegInt = Field(200, description="pairs of training answers whose gold scores differ, "
+                                                               "judged to validate the judge (a premise of R1c)")
     dpo: DPOSection = DPOSection(learning_rate=5e-5, beta=0.2, weight_decay=0.01, num_train_epochs=1,
                                  per_device_train_batch_size=4, gradient_accumulation_steps=1, max_length=512)
     lora: LoraSection = LoraSection(r=16)

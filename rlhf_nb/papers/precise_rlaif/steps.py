@@ -274,6 +274,25 @@ def sequence_pairs(judge: LogProbJudge, prompts: Prompts, answers: GoldSamples, 
     return SequencePairs(pairs, judged)
 
 
+def validate_judge(judge: LogProbJudge, prompts: Prompts, answers: GoldSamples, limit: int, seed: int
+                   ) -> list[dict[str, Any]]:
+    """The judge on pairs of finished answers to the training prompts whose gold scores differ (up to ``limit``,
+    seeded), both orders: the data of :func:`judge_agreement`, larger than the sequence-level pairs alone."""
+    rng = random.Random(seed)
+    candidates = [(i, a, b) for i, (texts, finished, gold_) in enumerate(zip(answers.texts, answers.finished,
+                                                                                answers.gold))
+                  for a in range(len(texts)) for b in range(a + 1, len(texts))
+                  if finished[a] and finished[b] and gold_[a] != gold_[b]]
+    picked = sorted(rng.sample(candidates, min(limit, len(candidates))))
+    if not picked:
+        return []
+    texts = answers.texts
+    probs = judge.prefer_many([prompts.train[i].text for i, _, _ in picked], [texts[i][a] for i, a, _ in picked],
+                              [texts[i][b] for i, _, b in picked])
+    return [{"prompt_index": i, "a": a, "b": b, "p_a": round(float(p), 4), "gold_a": answers.gold[i][a],
+             "gold_b": answers.gold[i][b]} for (i, a, b), p in zip(picked, probs)]
+
+
 def judge_agreement(judged: list[dict[str, Any]], tie_margin: float = 0.0) -> list[float]:
     """Per judged pair whose gold scores differ: 1 if the judge prefers the gold-better answer, 0 if not, 0.5 on an
     exact tie (the judge's validation, both orders averaged)."""
