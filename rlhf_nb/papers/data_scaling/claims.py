@@ -40,8 +40,9 @@ def auc(scores: list[float], gold: list[float]) -> float:
     wrong = [s for s, g in zip(scores, gold) if g <= 0.5]
     if not right or not wrong:
         raise ValueError("an AUC needs right and wrong responses")
-    wins = sum(1.0 if r > w else 0.5 if r == w else 0.0 for r in right for w in wrong)
-    return 100 * wins / (len(right) * len(wrong))
+    from scipy.stats import mannwhitneyu
+
+    return 100 * float(mannwhitneyu(right, wrong).statistic) / (len(right) * len(wrong))  # U counts ties half
 
 
 def _z(results: dict[str, Any], key: str) -> dict[str, float]:
@@ -123,7 +124,8 @@ def _interval(test: C.Test, unit: str) -> str:
 
 
 def _enough(n: int, which: str, least: int = 10) -> C.Premise:
-    return C.Premise(f"enough {which + ' ' if which else ''}items with right and wrong responses", n >= least, f"{n} items (need {least})")
+    name = f"enough {which + ' ' if which else ''}items with right and wrong responses"
+    return C.Premise(name, n >= least, f"{n} items (need {least})")
 
 
 def _auc_claim(results: dict[str, Any], cid: str, statement: str, paper: str, close_only: bool,
