@@ -93,6 +93,20 @@ def test_score_returns_new_records_with_both_rewards():
     out = steps.score(_Judge(), items, records, chunk=2)
     assert [r.genrm_gt for r in out] == [[1.0, 0.0], [0.0, 1.0, 1.0], [1.0]]
     assert [r.genrm for r in out] == [[0.5, 0.5], [0.5] * 3, [0.5]] and records[0].genrm_gt is None
+    mixed_only = steps.score(_Judge(), items, records, chunk=1, judged="mixed")
+    assert [r.genrm_gt for r in mixed_only] == [[1.0, 0.0], [0.0, 1.0, 1.0], None]  # m3 has no wrong response
+    assert mixed_only[2].genrm is None and mixed_only[2].gold == [1.0]
+
+
+def test_unjudged_items_stay_out_of_the_measures():
+    results = _results(12, gt_knows=True)
+    extra = {"domain": "math", "id": "all-right", "responses": ["a", "b"], "tokens": [1, 1], "finished": [True] * 2,
+             "gold": [1.0, 1.0], "genrm_gt": None, "genrm": None}
+    with_extra = {**results, "data": {"records": results["data"]["records"] + [extra]}}
+    assert claims.item_rows(with_extra) == claims.item_rows(results)
+    numbers = lambda res: [(c.effect, c.ci, c.n) for c in claims.claims(res)]  # noqa: E731 (premises see all)
+    assert numbers(with_extra) == numbers(results)
+    assert claims.finding_judge(with_extra).startswith("The GenRM scored 12 items (60 responses")
 
 
 def test_data_scaling_notebook_smoke(project):

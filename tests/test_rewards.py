@@ -160,6 +160,17 @@ def test_logprob_judge_is_a_probability_and_order_symmetric():
     assert len(scores) == 2 and all(0 <= s <= 1 for s in scores)
 
 
+def test_logprob_judge_sorts_by_length_without_changing_the_answers():
+    tok, model = models.load("tiny")
+    questions = ["q" * n for n in (300, 3, 120, 7, 60, 1)]
+    responses = ["a" * n for n in (2, 200, 5, 90, 1, 40)]
+    sorted_ = judge.LogProbJudge(model, tok, batch_size=2).scores(questions, responses)
+    plain = judge.LogProbJudge(model, tok, batch_size=2, sort_by_length=False).scores(questions, responses)
+    one_by_one = [judge.LogProbJudge(model, tok, batch_size=1).score(q, r) for q, r in zip(questions, responses)]
+    np.testing.assert_allclose(sorted_, plain, atol=1e-4)
+    np.testing.assert_allclose(sorted_, one_by_one, atol=1e-4)  # each answer where its question was
+
+
 # --- hybrid ----------------------------------------------------------------------------------
 
 

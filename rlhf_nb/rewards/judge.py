@@ -46,8 +46,9 @@ class LogProbJudge:
     """A chat model used as a judge through the probabilities of its one-token answers."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 8,
-                 max_chars: int = 4000):
+                 max_chars: int = 4000, sort_by_length: bool = True):
         self.model, self.tokenizer, self.batch_size, self.max_chars = model, tokenizer, batch_size, max_chars
+        self.sort_by_length = sort_by_length
 
     def _option_ids(self, option: str) -> list[int]:
         """First token of the option as the reply would start it, with and without a leading space."""
@@ -64,19 +65,23 @@ class LogProbJudge:
         option_ids = [self._option_ids(o) for o in options]
         old_side, tok.padding_side = tok.padding_side, "left"
         device = next(self.model.parameters()).device
-        out = []
+        # batches of similar length waste little padding; the results go back in the callers' order
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i])) if self.sort_by_length else range(len(texts))
+        order = list(order)
+        out = np.zeros((len(texts), len(options)))
         try:
-            for start in range(0, len(texts), self.batch_size):
-                enc = tok(texts[start : start + self.batch_size], return_tensors="pt", padding=True,
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                enc = tok([texts[i] for i in rows], return_tensors="pt", padding=True,
                           add_special_tokens=False).to(device)
                 with torch.no_grad():
-                    logits = self.model(**enc).logits[:, -1, :].float()
+                    logits = self.model(**enc, logits_to_keep=1).logits[:, -1, :].float()
                 probs = torch.softmax(logits, dim=-1)
                 mass = torch.stack([probs[:, ids].sum(-1) for ids in option_ids], dim=-1)
-                out.append((mass / mass.sum(-1, keepdim=True).clamp_min(1e-12)).cpu().numpy())
+                out[rows] = (mass / mass.sum(-1, keepdim=True).clamp_min(1e-12)).cpu().numpy()
         finally:
             tok.padding_side = old_side
-        return np.concatenate(out) if out else np.zeros((0, len(options)))
+        return out
 
     def _clip(self, text: str) -> str:
         return text if len(text) <= self.max_chars else text[: self.max_chars] + " [...]"

@@ -6,7 +6,7 @@ mix short math answers with long programs); for items whose responses are **mixe
 gold) each reward's **within-item AUC** against the gold: the chance that a right response scores above a wrong one,
 ties half, in points (x100; 50 is chance); and each reward's **spread** (max - min of its z-scored values over the
 item's responses; the paper's Fig. 11 "score difference"). "Close" items have a max edit distance at or below the
-``close`` quantile over all items.
+``close`` quantile over the judged items (all, or by default only the mixed ones: ``params.judged``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ REWARDS = {"genrm_gt": "GenRM with GT", "genrm": "GenRM without GT", "gold": "RT
 
 def records(results: dict[str, Any]) -> list[dict[str, Any]]:
     return results["data"]["records"]
+
+
+def judged(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records the GenRM scored (every record, or the mixed ones: ``params.judged``)."""
+    return [r for r in records(results) if r.get("genrm_gt") is not None]
 
 
 def max_edit(record: dict[str, Any]) -> float:
@@ -47,13 +52,13 @@ def auc(scores: list[float], gold: list[float]) -> float:
 
 def _z(results: dict[str, Any], key: str) -> dict[str, float]:
     """Mean and standard deviation of a reward over every response (for the spreads' z-scores)."""
-    values = np.array([x for r in records(results) for x in r[key]], dtype=float)
+    values = np.array([x for r in judged(results) for x in r[key]], dtype=float)
     return {"mean": float(values.mean()), "std": float(values.std()) or 1.0}
 
 
 def item_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per item: domain, max edit distance, close, mixed, each reward's AUC (mixed only) and spread."""
-    recs = records(results)
+    """One row per judged item: domain, max edit distance, close, mixed, each reward's AUC (mixed only), spread."""
+    recs = judged(results)
     edits = [max_edit(r) for r in recs]
     threshold = float(np.quantile(edits, results["params"]["close"])) if edits else 0.0
     stats = {k: _z(results, k) for k in REWARDS}
@@ -75,7 +80,7 @@ def bins(values: list[float], n_bins: int) -> list[str]:
 
 
 def bin_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per edit-distance bin (over all items): items, mixed items, and each reward's mean AUC and spread."""
+    """Per edit-distance bin (over the judged items): items, mixed items, and each reward's mean AUC and spread."""
     rows = item_rows(results)
     if not rows:
         return []
@@ -106,6 +111,21 @@ def finding_samples(results: dict[str, Any]) -> str:
                          f"{100 * hi:.0f}], {sum(is_mixed(r) for r in mine)} of {len(mine)} items mixed, "
                          f"{100 * cut:.0f}% cut off at the token cap")
     return "Samples scored by the gold: " + "; ".join(parts) + "."
+
+
+def finding_judge(results: dict[str, Any]) -> str:
+    rows = item_rows(results)
+    if not rows:
+        return "The GenRM scored no items (none has both right and wrong responses)."
+    mixed = [r for r in rows if r["mixed"]]
+    close = [r for r in mixed if r["close"]]
+    text = (f"The GenRM scored {len(rows)} items ({sum(len(r['responses']) for r in judged(results))} responses; "
+            f"{results['params'].get('judged', 'all')} items)")
+    if not mixed:
+        return text + "; none is mixed, so no AUC."
+    mean = {k: np.mean([r[f"auc_{k}"] for r in mixed]) for k in ("genrm_gt", "genrm")}
+    return (text + f". Over the {len(mixed)} mixed items the AUC against the gold is {mean['genrm_gt']:.1f} pts with "
+            f"the reference and {mean['genrm']:.1f} without (50 = chance); {len(close)} of them are close.")
 
 
 def _common(results: dict[str, Any]) -> dict[str, Any]:

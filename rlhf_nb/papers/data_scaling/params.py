@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from ...params import BaseParams, DataSource, Fraction, ModelName, NonNegInt, PosFloat, PosInt, SamplingSection, Section
@@ -27,6 +29,9 @@ class Params(BaseParams):
     items: Items = Items()
     samples: SamplingSection = Field(SamplingSection(n=5, temperature=0.8, max_new_tokens=320),
                                      description="responses per prompt (paper: 5) and how they are drawn")
+    judged: Literal["mixed", "all"] = Field(
+        "mixed", description="items the GenRM scores: 'mixed' (some responses right, some wrong: the only items a "
+                             "within-prompt AUC is defined on; saves the judge passes on the rest) or 'all'")
     bins: PosInt = Field(4, description="equal-count bins of the per-prompt max edit distance (the figures' x-axis)")
     close: Fraction = Field(0.5, description="'close' prompts: max normalised edit distance at or below this quantile")
     min_effect: PosFloat = Field(5.0, description="AUC points: the least gain of the reference-guided GenRM worth "

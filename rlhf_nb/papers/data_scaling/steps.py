@@ -10,7 +10,8 @@ than one that does not (GenRM without GT); rule-based verifiers (RTV) separate t
 2. **Samples**: ``samples.n`` responses per item from the policy, each scored by the gold.
 3. **Rewards**: the judge's P(Yes) that a response is correct and agrees with the reference (GenRM with GT), and
    P(Yes) that it is helpful and correct with no reference (GenRM without GT), from one-token log-probs
-   (:class:`rlhf_nb.rewards.judge.LogProbJudge`).
+   (:class:`rlhf_nb.rewards.judge.LogProbJudge`); by default only for items whose responses are mixed (some right,
+   some wrong), the only ones a within-prompt ranking against the gold is defined on.
 
 Everything after that (edit distances, within-prompt AUCs against the gold, spreads) is computed from the saved
 records alone, in ``claims.py``.
@@ -112,15 +113,18 @@ def judge_of(loaded: Loaded) -> LogProbJudge:
     return LogProbJudge(loaded.model, loaded.tokenizer, batch_size=8)
 
 
-def score(judge: LogProbJudge, items: Items, records: list[Record], chunk: int = 8) -> list[Record]:
-    """Both GenRM rewards for every response (new records; the inputs are not changed), ``chunk`` items a call."""
+def score(judge: LogProbJudge, items: Items, records: list[Record], chunk: int = 16,
+          judged: str = "all") -> list[Record]:
+    """Both GenRM rewards for the responses of every record (``judged="all"``) or of the mixed ones only (some right,
+    some wrong: ``judged="mixed"``; the others keep ``None``), ``chunk`` items a call. Returns new records."""
     from tqdm.auto import tqdm
 
     by_id = {(it.domain, it.id): it for it in items.items}
-    out = []
-    with tqdm(total=len(records), desc="GenRM with and without the reference", unit="item") as bar:
-        for start in range(0, len(records), chunk):
-            part = records[start : start + chunk]
+    chosen = [r for r in records if judged == "all" or 0 < sum(r.gold) < len(r.gold)]
+    scored: dict[int, tuple[list[float], list[float]]] = {}
+    with tqdm(total=len(chosen), desc="GenRM with and without the reference", unit="item") as bar:
+        for start in range(0, len(chosen), chunk):
+            part = chosen[start : start + chunk]
             questions = [by_id[(r.domain, r.id)].question for r in part for _ in r.responses]
             references = [by_id[(r.domain, r.id)].reference for r in part for _ in r.responses]
             responses = [x for r in part for x in r.responses]
@@ -128,10 +132,10 @@ def score(judge: LogProbJudge, items: Items, records: list[Record], chunk: int =
             without = iter(float(x) for x in judge.scores(questions, responses))
             for r in part:
                 n = len(r.responses)
-                out.append(Record(r.domain, r.id, r.responses, r.tokens, r.finished, r.gold,
-                                  [next(with_gt) for _ in range(n)], [next(without) for _ in range(n)]))
+                scored[id(r)] = ([next(with_gt) for _ in range(n)], [next(without) for _ in range(n)])
             bar.update(len(part))
-    return out
+    return [Record(r.domain, r.id, r.responses, r.tokens, r.finished, r.gold, *scored.get(id(r), (None, None)))
+            for r in records]
 
 
 def as_dicts(records: list[Record]) -> list[dict[str, Any]]:
