@@ -114,6 +114,14 @@ class DPOSection(_TrlSection):
     loss_type: str | list[str] | None = None
 
 
+class GRPOSection(_TrlSection):
+    routine: ClassVar[str] = "rlhf_nb.train.grpo:GRPOConfig"
+    num_generations: PosInt | None = None
+    max_completion_length: PosInt | None = None
+    temperature: PosFloat | None = None
+    beta: Annotated[float, Field(ge=0)] | None = None
+
+
 class RewardSection(_TrlSection):
     routine: ClassVar[str] = "rlhf_nb.train.reward:RewardConfig"
 

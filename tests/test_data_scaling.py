@@ -10,7 +10,8 @@ import pytest
 
 from rlhf_nb import runner
 from rlhf_nb.config import load_params
-from rlhf_nb.papers.data_scaling import claims, steps
+from rlhf_nb.models import load
+from rlhf_nb.papers.data_scaling import claims, hacking, steps
 
 
 def test_auc_counts_right_above_wrong_with_ties_half():
@@ -53,7 +54,7 @@ def test_claims_follow_the_records():
     assert blind["D1"].verdict in ("not reproduced", "inconclusive") and blind["D2"].verdict != "reproduced"
     assert blind["D1"].n == 20  # the close half
     few = {c.id: c.verdict for c in claims.claims(_results(6, gt_knows=True))}
-    assert few == {"D1": "not tested at this scale", "D2": "not tested at this scale", "D3": "not tested at this scale"}
+    assert set(few.values()) == {"not tested at this scale"} and set(few) == {"D1", "D2", "D3", "K1", "K2"}
 
 
 def test_rows_and_tables_from_records_alone():
@@ -116,6 +117,88 @@ def test_data_scaling_notebook_smoke(project):
     records = results["data"]["records"]
     assert len(records) == 5 and all(len(r["responses"]) == len(r["gold"]) == len(r["genrm_gt"]) == 3
                                      for r in records)
-    assert {c["id"] for c in results["claims"]} == {"D1", "D2", "D3"}
-    assert set(results["figures"]) == {"auc_by_bin", "spread_by_bin"}
+    assert {c["id"] for c in results["claims"]} == {"D1", "D2", "D3", "K1", "K2"}
+    assert set(results["figures"]) == {"auc_by_bin", "spread_by_bin", "hacking"}
+    runs = results["data"]["hacking"]  # smoke: a random model is never right, so no BT RM and no BT arm
+    assert sorted((r["reward"], r["seed"]) for r in runs) == [("genrm_gt", 0), ("genrm_gt", 1), ("rtv", 0), ("rtv", 1)]
+    assert all([s["step"] for s in r["snapshots"]] == [0, 1, 2] and len(r["snapshots"][0]["gold"]) == 4 for r in runs)
+    assert all(any("reward" in row for row in r["history"]) for r in runs)  # trl's per-step training reward
+    k1 = next(c for c in results["claims"] if c["id"] == "K1")
+    assert k1["n"] == 4 and k1["seeds"] == 2  # measured (its verdict follows from the numbers, whatever they are)
     assert [c.to_dict() for c in runner.claims_of(results)] == results["claims"]
+
+
+# --- part 2: reward hacking by reward type ---------------------------------------------------------
+
+
+def _snap(reward, seed, step, proxy, gold):
+    return {"reward": reward, "seed": seed, "step": step, "proxy": proxy, "gold": gold, "tokens": [5] * len(gold),
+            "finished": [True] * len(gold)}
+
+
+def _hacking_results(n_items=40, seeds=3, drift=None, steps=(0, 5, 10)):
+    """Runs where the gold stays put and each reward's held-out value rises by ``drift[reward]`` SD per 10 steps
+    (plus noise): the RTV arm's proxy *is* the gold."""
+    drift = drift or {"genrm_gt": 0.5, "bt": 1.5}
+    rng = random.Random(1)
+    gold0 = [float(i % 2) for i in range(n_items)]
+    runs = []
+    for reward in ("rtv", "genrm_gt", "bt"):
+        for seed in range(seeds):
+            snaps = []
+            for t in steps:
+                gold = list(gold0)
+                if reward == "rtv":
+                    proxy = gold
+                else:
+                    proxy = [g + drift[reward] * 0.5 * t / 10 + rng.gauss(0, 0.05) for g in gold0]
+                snaps.append(_snap(reward, seed, t, proxy, gold))
+            runs.append({"reward": reward, "seed": seed, "snapshots": snaps, "history": []})
+    results = _results(40, gt_knows=True)
+    results["params"]["hacking"] = {"steps": steps[-1], "min_effect": 0.25}
+    results["data"]["hacking"] = runs
+    results["data"]["bt_rm"] = {"train_pairs": 50, "test_outcomes": [1.0] * 30 + [0.0] * 5,
+                                "length_outcomes": [0.5] * 35, "fitted": True}
+    return results
+
+
+def test_hacking_index_is_zero_on_the_gold_and_the_fitted_drift_otherwise():
+    results = _hacking_results()
+    rtv = claims.hacking_runs(results, "rtv")[0]
+    assert not claims.hacking_index(rtv).any()
+    bt = claims.hacking_index(claims.hacking_runs(results, "bt")[0])  # proxy sd at step 0 is 0.5: +1.5 SD/10 steps
+    assert bt.shape == (40,) and abs(bt.mean() - 1.5) < 0.1
+
+
+def test_hacking_claims_order_the_rewards_from_the_runs():
+    by_id = {c.id: c for c in claims.claims(_hacking_results())}
+    assert by_id["K1"].verdict == "reproduced" and by_id["K2"].verdict == "reproduced"
+    assert by_id["K2"].effect == pytest.approx(1.0, abs=0.1) and by_id["K2"].seeds == 3 and by_id["K2"].n == 40
+    same = {c.id: c for c in claims.claims(_hacking_results(drift={"genrm_gt": 1.0, "bt": 1.0}))}
+    assert same["K2"].verdict == "not reproduced"  # no difference, tightly measured
+    bad_bt = _hacking_results()
+    bad_bt["data"]["bt_rm"]["test_outcomes"] = [1.0, 0.0] * 10
+    assert {c.id: c.verdict for c in claims.claims(bad_bt)}["K2"] == "not tested at this scale"
+    off = _results(12, gt_knows=True)
+    off["params"]["hacking"] = {"steps": 0}
+    k1 = {c.id: c for c in claims.claims(off)}["K1"]
+    assert k1.verdict == "not tested at this scale" and "hacking.steps = 0" in k1.our_value
+    assert "BT RM fitted on 50" in claims.finding_bt(_hacking_results())
+    assert claims.finding_hacking(_hacking_results()).startswith("After 10 GRPO steps, on 40 held-out problems")
+
+
+def test_bt_pairs_are_right_vs_wrong_of_one_item_split_by_item():
+    P = load_params("03_data_scaling_rlhf", "smoke", {}, check_inputs=False)[1]
+    records = [{"domain": "math", "id": f"m{i}", "responses": ["a", "b", "b", "c"], "gold": [1.0, 0.0, 0.0, 1.0]}
+               for i in range(10)]
+    records += [{"domain": "math", "id": "all-right", "responses": ["x", "y"], "gold": [1.0, 1.0]},
+                {"domain": "code", "id": "c1", "responses": ["x", "y"], "gold": [1.0, 0.0]}]
+    train, test = hacking.bt_pairs(records, {r["id"]: "q" for r in records}, P)
+    assert len(train) + len(test) == 10 * 2  # {a, c} x {b}: duplicates of a text count once
+    assert {p.chosen for p in train + test} == {"a", "c"} and {p.rejected for p in train + test} == {"b"}
+    items = lambda pairs: {p.id.rsplit("-", 1)[0] for p in pairs}  # noqa: E731
+    assert len(items(test)) == 3 and not items(train) & items(test)
+    tok, model = load("tiny")
+    fitted = hacking.fit_bt(model, tok, train, test, P)
+    assert fitted.train_pairs == 14 and len(fitted.test_outcomes) == 6 and fitted.length_outcomes == [0.5] * 6
+    assert hacking.fit_bt(model, tok, [], [], P).bt is None

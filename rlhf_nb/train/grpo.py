@@ -72,21 +72,22 @@ def _dataset(prompts: Sequence[Any], meta: Sequence[dict] | None):
 
 
 def _train_group(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, config: GRPOConfig | RLOOConfig,
-                 meta: Sequence[dict] | None) -> TrainResult:
+                 meta: Sequence[dict] | None, callbacks: Sequence[Any] = ()) -> TrainResult:
     trainer_cls = trl.GRPOTrainer if isinstance(config, trl.GRPOConfig) else trl.RLOOTrainer
     tokenizer, model = loaded
     prepare_model(model)
     history: list[dict[str, float]] = []
     trainer = trainer_cls(model=model, reward_funcs=[trl_reward(reward_fn)], args=config,
                           train_dataset=_dataset(prompts, meta), processing_class=tokenizer,
-                          callbacks=[history_callback(history)])
+                          callbacks=[history_callback(history), *callbacks])
     return run_trainer(trainer, config, history)
 
 
 def train_grpo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, config: GRPOConfig | None = None,
-               meta: Sequence[dict] | None = None) -> TrainResult:
-    """GRPO: group-normalised rewards as advantages (trl ``GRPOTrainer``)."""
-    return _train_group(loaded, prompts, reward_fn, config or GRPOConfig(), meta)
+               meta: Sequence[dict] | None = None, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """GRPO: group-normalised rewards as advantages (trl ``GRPOTrainer``); ``callbacks`` are transformers
+    ``TrainerCallback``s (e.g. an evaluation every few steps)."""
+    return _train_group(loaded, prompts, reward_fn, config or GRPOConfig(), meta, callbacks)
 
 
 def train_rloo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, config: RLOOConfig | None = None,

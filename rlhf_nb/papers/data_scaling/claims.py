@@ -193,5 +193,153 @@ def gt_spreads_close(results: dict[str, Any]) -> C.Claim:
                    premises=[C.Premise("enough close items", len(rows) >= 10, f"{len(rows)} items (need 10)")], **common)
 
 
+# ----------------------------------------------------------------------------------------------
+# part 2: reward hacking by reward type (Fig. 7)
+# ----------------------------------------------------------------------------------------------
+#
+# Hacking index of a run, per held-out problem: z(proxy) - z(gold) as a function of the step, where z is the change
+# since step 0 in units of that reward's spread over the problems at step 0; the index is its least-squares slope
+# times the steps trained (the fitted drift over the run, in SD). Training on the gold itself (RTV) gives exactly 0;
+# a reward whose held-out value rises while the gold does not gives > 0.
+
+def hacking_runs(results: dict[str, Any], reward: str) -> list[dict[str, Any]]:
+    return [r for r in results["data"].get("hacking") or [] if r["reward"] == reward]
+
+
+def hacking_index(run: dict[str, Any]) -> np.ndarray:
+    """Per held-out problem, the fitted drift of z(proxy) - z(gold) over the run (SD)."""
+    snaps = run["snapshots"]
+    steps = np.array([s["step"] for s in snaps], dtype=float)
+    proxy = np.array([s["proxy"] for s in snaps], dtype=float)
+    gold = np.array([s["gold"] for s in snaps], dtype=float)
+    if len(steps) < 2:
+        raise ValueError("a hacking index needs at least two snapshots")
+    sd = lambda x: float(x.std()) or 1.0  # noqa: E731 (a constant start: changes in raw units)
+    gap = (proxy - proxy[0]) / sd(proxy[0]) - (gold - gold[0]) / sd(gold[0])
+    t = steps - steps.mean()
+    slope = (t[:, None] * (gap - gap.mean(0))).sum(0) / (t * t).sum()
+    return slope * (steps[-1] - steps[0])
+
+
+def _hacking_arm(results: dict[str, Any], reward: str) -> np.ndarray | None:
+    runs = hacking_runs(results, reward)
+    return np.stack([hacking_index(r) for r in runs]) if runs else None
+
+
+def _proxy_rise(results: dict[str, Any], reward: str) -> C.Premise:
+    """The arm's own reward rose on the held-out problems (else there was no optimisation to hack)."""
+    from .hacking import REWARD_NAMES
+
+    rises = []
+    for r in hacking_runs(results, reward):
+        first, last = np.asarray(r["snapshots"][0]["proxy"]), np.asarray(r["snapshots"][-1]["proxy"])
+        rises.append(float((last.mean() - first.mean()) / (first.std() or 1.0)))
+    mean = float(np.mean(rises)) if rises else 0.0
+    return C.Premise(f"training raised the {REWARD_NAMES[reward]} reward on held-out problems", mean > 0,
+                     f"{mean:+.2f} SD from step 0 to the last step, mean of {len(rises)} runs")
+
+
+def _start(results: dict[str, Any]) -> list[C.Premise]:
+    runs = results["data"].get("hacking") or []
+    first = runs[0]["snapshots"][0]
+    cap = float(np.mean([not f for r in runs for s in r["snapshots"] for f in s["finished"]]))
+    return [C.off_floor_and_ceiling("policy on the held-out problems at step 0", float(np.mean(first["gold"])),
+                                    len(first["gold"])),
+            C.not_capped("held-out", cap)]
+
+
+def _genrm_validated(results: dict[str, Any]) -> C.Premise:
+    """Part 1's records: how often the reference-guided judge ranks a right response above a wrong one."""
+    outcomes = []
+    for r in judged(results):
+        right = [s for s, g in zip(r["genrm_gt"], r["gold"]) if g > 0.5]
+        wrong = [s for s, g in zip(r["genrm_gt"], r["gold"]) if g <= 0.5]
+        outcomes += [1.0 if a > b else 0.5 if a == b else 0.0 for a in right for b in wrong]
+    if not outcomes:
+        return C.Premise("GenRM with GT validated", False, "no right-vs-wrong pairs in part 1")
+    low, _ = C.wilson(sum(outcomes), len(outcomes))
+    return C.validated("GenRM with GT (part 1's right-vs-wrong pairs)", float(np.mean(outcomes)), low, len(outcomes))
+
+
+def _bt_validated(results: dict[str, Any]) -> C.Premise:
+    bt = results["data"].get("bt_rm") or {}
+    outcomes = bt.get("test_outcomes") or []
+    if not outcomes:
+        return C.Premise("BT RM validated", False, f"no held-out pairs ({bt.get('train_pairs', 0)} training pairs)")
+    low, _ = C.wilson(sum(outcomes), len(outcomes))
+    return C.validated("BT RM (held-out right-vs-wrong pairs)", float(np.mean(outcomes)), low, len(outcomes))
+
+
+def _hacking_claim(results: dict[str, Any], cid: str, less: str, more: str, statement: str, paper: str) -> C.Claim:
+    from .hacking import REWARD_NAMES
+
+    H = results["params"].get("hacking") or {}
+    common = dict(min_effect=float(H.get("min_effect", 0.25)), unit="SD",
+                  min_effect_reason="the least difference in drift from the gold worth choosing a reward for "
+                                    "(a parameter)")
+    a, b = _hacking_arm(results, less), _hacking_arm(results, more)
+    if a is None or b is None:
+        why = ("part 2 is not run in this profile (hacking.steps = 0)" if not H.get("steps")
+               else f"no {REWARD_NAMES[less if a is None else more]} runs")
+        return C.claim(cid, PAPER, statement, paper, None, our_value=why, premises=[C.Premise("measured", False, why)],
+                       **common)
+    test = C.superiority(a, b)
+    value = (f"hacking index {REWARD_NAMES[more]} {b.mean():+.2f} vs {REWARD_NAMES[less]} {a.mean():+.2f} SD; "
+             f"{test.effect:+.2f} SD [{test.ci[0]:+.2f}, {test.ci[1]:+.2f}], p={test.p:.3g}, "
+             f"n={test.n} held-out problems x {test.seeds} seeds")
+    premises = [*_start(results), _proxy_rise(results, more)]
+    premises += [_genrm_validated(results)] if "genrm_gt" in (less, more) else []
+    premises += [_bt_validated(results)] if "bt" in (less, more) else []
+    return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=premises, **common)
+
+
+def rtv_hacks_least(results: dict[str, Any]) -> C.Claim:
+    return _hacking_claim(results, "K1", "rtv", "genrm_gt", "GRPO on GenRM with GT drifts further from the gold on "
+                          "held-out problems than GRPO on the verifier (RTV)",
+                          "Fig. 7: RTV most resistant to reward hacking")
+
+
+def genrm_hacks_less_than_bt(results: dict[str, Any]) -> C.Claim:
+    return _hacking_claim(results, "K2", "genrm_gt", "bt", "GRPO on the BT RM drifts further from the gold on "
+                          "held-out problems than GRPO on GenRM with GT",
+                          "Fig. 7: GenRM with GT hacks less than BT")
+
+
+def finding_hacking(results: dict[str, Any]) -> str:
+    from .hacking import REWARD_NAMES
+
+    parts = []
+    for reward, name in REWARD_NAMES.items():
+        runs = hacking_runs(results, reward)
+        if not runs:
+            continue
+        first = 100 * np.mean(runs[0]["snapshots"][0]["gold"])
+        last = [100 * np.mean(r["snapshots"][-1]["gold"]) for r in runs]
+        index = np.mean([hacking_index(r).mean() for r in runs])
+        parts.append(f"{name}: gold {first:.1f} -> {np.mean(last):.1f}% (mean of {len(runs)} seeds), hacking index "
+                     f"{index:+.2f} SD")
+    if not parts:
+        return "Part 2 (GRPO under each reward) is not run in this profile."
+    first_run = results["data"]["hacking"][0]
+    return (f"After {first_run['snapshots'][-1]['step']} GRPO steps, on {len(first_run['snapshots'][0]['gold'])} "
+            "held-out problems: "
+            + "; ".join(parts) + ".")
+
+
+def finding_bt(results: dict[str, Any]) -> str:
+    bt = results["data"].get("bt_rm") or {}
+    test = bt.get("test_outcomes") or []
+    if not bt.get("fitted"):
+        return "No BT RM: part 1 has no math item with both right and wrong responses."
+    if not test:
+        return f"BT RM fitted on {bt['train_pairs']} right-vs-wrong pairs; none held out."
+    lo, hi = C.wilson(sum(test), len(test))
+    length = np.mean(bt["length_outcomes"])
+    return (f"BT RM fitted on {bt['train_pairs']} right-vs-wrong pairs of part 1's math samples; on {len(test)} held-out "
+            f"pairs it prefers the right response {100 * np.mean(test):.0f}% [{100 * lo:.0f}, {100 * hi:.0f}] "
+            f"(length alone: {100 * length:.0f}%).")
+
+
 def claims(results: dict[str, Any]) -> list[C.Claim]:
-    return C.finalize([gt_separates_close(results), gt_beats_chance(results), gt_spreads_close(results)])
+    return C.finalize([gt_separates_close(results), gt_beats_chance(results), gt_spreads_close(results),
+                       rtv_hacks_least(results), genrm_hacks_less_than_bt(results)])

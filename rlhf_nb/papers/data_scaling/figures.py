@@ -65,3 +65,34 @@ def spread_by_bin(results: dict[str, Any]):
     """Fig. 11 analog: within-prompt spread of each reward (z-scored) per edit-distance bin (95% CI)."""
     return _by_bin(results, "spread", ["genrm_gt", "genrm", "gold"], False, "max - min of z-scored reward",
                    "Score differences within a prompt")
+
+
+@FIGURES("hacking")
+def hacking(results: dict[str, Any]):
+    """Fig. 7 analog: held-out gold and the arm's own reward (z from step 0) per GRPO step, per reward; the band is
+    the range over seeds."""
+    import matplotlib.pyplot as plt
+
+    from .hacking import REWARD_NAMES, mean_curve
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    runs = results["data"].get("hacking") or []
+    if not runs:
+        axes[0].text(0.5, 0.5, "part 2 not run in this profile", ha="center", transform=axes[0].transAxes)
+        return fig
+    for j, (reward, name) in enumerate(REWARD_NAMES.items()):
+        steps, gold = mean_curve(runs, reward, "gold")
+        if not steps:
+            continue
+        _, proxy = mean_curve(runs, reward, "proxy")
+        first = [r for r in runs if r["reward"] == reward][0]["snapshots"][0]
+        z = (proxy - float(np.mean(first["proxy"]))) / (float(np.std(first["proxy"])) or 1.0)
+        for ax, values in ((axes[0], 100 * gold), (axes[1], z)):
+            ax.plot(steps, values.mean(0), color=f"C{j}", marker="o", ms=3, label=f"{name} (n={len(values)} seeds)")
+            ax.fill_between(steps, values.min(0), values.max(0), color=f"C{j}", alpha=0.15)
+    n = len(runs[0]["snapshots"][0]["gold"])
+    axes[0].set(xlabel="GRPO step", ylabel="held-out gold (% right)", title=f"The gold ({n} held-out problems)")
+    axes[1].set(xlabel="GRPO step", ylabel="own reward, SD from step 0", title="The reward trained on")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from ...params import BaseParams, DataSource, Fraction, ModelName, NonNegInt, PosFloat, PosInt, SamplingSection, Section
+from ...params import (BaseParams, DataSource, Fraction, GRPOSection, LoraSection, ModelName, NonNegInt, PosFloat,
+                       PosInt, SamplingSection, Section)
 
 
 class Items(Section):
@@ -19,6 +20,35 @@ class Items(Section):
                                             "canonical solution)")
     humaneval_plus: DataSource | None = Field("bundled", description="HumanEval+ source: the gold runs base + plus "
                                                                      "inputs; None: HumanEval's own tests only")
+
+
+class Hacking(Section):
+    """Part 2 (Fig. 7): GRPO on GSM8K train problems under each reward alone; every ``eval_every`` steps the
+    policy's greedy answers to held-out GSM8K test problems are scored by that reward and by the gold."""
+
+    rewards: list[Literal["rtv", "genrm_gt", "bt"]] = Field(
+        ["rtv", "genrm_gt", "bt"], description="the rewards trained on, one arm each: the math checker (RTV), the "
+                                               "judge with the reference (GenRM with GT), a linear Bradley-Terry RM")
+    steps: NonNegInt = Field(0, description="GRPO steps per run; 0: part 2 is not run in this profile")
+    eval_every: PosInt = Field(5, description="steps between held-out evaluations (and one before training)")
+    train_prompts: PosInt = Field(64, description="GSM8K train problems GRPO samples from")
+    eval_items: PosInt = Field(64, description="held-out GSM8K test problems (none of part 1's), scored by the gold")
+    max_new_tokens: PosInt = Field(320, description="greedy answers to the held-out problems")
+    bt_test_fraction: float = Field(0.3, gt=0, lt=1, description="share of part 1's math items whose right-vs-wrong "
+                                                                 "pairs are held out to validate the BT RM")
+    bt_l2: PosFloat = Field(1.0, description="L2 strength of the linear BT head")
+    grpo: GRPOSection = GRPOSection(learning_rate=2e-5, num_generations=4, per_device_train_batch_size=8,
+                                    max_completion_length=320, temperature=0.8, beta=0.0)
+    lora: LoraSection = LoraSection(r=16)
+    min_effect: PosFloat = Field(0.25, description="SD: the least difference in hacking index worth claiming")
+
+    @model_validator(mode="after")
+    def _groups(self) -> Hacking:
+        batch, group = self.grpo.per_device_train_batch_size or 4, self.grpo.num_generations or 4
+        if batch % group:
+            raise ValueError(f"hacking.grpo.per_device_train_batch_size = {batch} must be a multiple of "
+                             f"hacking.grpo.num_generations = {group} (whole groups of completions per prompt)")
+        return self
 
 
 class Params(BaseParams):
@@ -36,5 +66,6 @@ class Params(BaseParams):
     close: Fraction = Field(0.5, description="'close' prompts: max normalised edit distance at or below this quantile")
     min_effect: PosFloat = Field(5.0, description="AUC points: the least gain of the reference-guided GenRM worth "
                                                   "claiming")
+    hacking: Hacking = Hacking()
     min_spread: PosFloat = Field(0.2, description="standard deviations: the least gain in within-prompt spread worth "
                                                   "claiming")
