@@ -54,7 +54,7 @@ def test_claims_follow_the_records():
     assert blind["D1"].verdict in ("not reproduced", "inconclusive") and blind["D2"].verdict != "reproduced"
     assert blind["D1"].n == 20  # the close half
     few = {c.id: c.verdict for c in claims.claims(_results(6, gt_knows=True))}
-    assert set(few.values()) == {"not tested at this scale"} and set(few) == {"D1", "D2", "D3", "K1", "K2"}
+    assert set(few.values()) == {"not tested at this scale"} and set(few) == {"D1", "D2", "D3", "K1", "K2", "E1"}
 
 
 def test_rows_and_tables_from_records_alone():
@@ -117,8 +117,8 @@ def test_data_scaling_notebook_smoke(project):
     records = results["data"]["records"]
     assert len(records) == 5 and all(len(r["responses"]) == len(r["gold"]) == len(r["genrm_gt"]) == 3
                                      for r in records)
-    assert {c["id"] for c in results["claims"]} == {"D1", "D2", "D3", "K1", "K2"}
-    assert set(results["figures"]) == {"auc_by_bin", "spread_by_bin", "hacking"}
+    assert {c["id"] for c in results["claims"]} == {"D1", "D2", "D3", "K1", "K2", "E1"}
+    assert set(results["figures"]) == {"auc_by_bin", "spread_by_bin", "hacking", "entropy"}
     runs = results["data"]["hacking"]  # smoke: a random model is never right, so no BT RM and no BT arm
     assert sorted((r["reward"], r["seed"]) for r in runs) == [("genrm_gt", 0), ("genrm_gt", 1), ("rtv", 0), ("rtv", 1)]
     assert all([s["step"] for s in r["snapshots"]] == [0, 1, 2] and len(r["snapshots"][0]["gold"]) == 4 for r in runs)
@@ -153,7 +153,8 @@ def _hacking_results(n_items=40, seeds=3, drift=None, steps=(0, 5, 10)):
                 else:
                     proxy = [g + drift[reward] * 0.5 * t / 10 + rng.gauss(0, 0.05) for g in gold0]
                 snaps.append(_snap(reward, seed, t, proxy, gold))
-            runs.append({"reward": reward, "seed": seed, "snapshots": snaps, "history": []})
+            history = [{"step": t, "entropy": 1.0 - 0.01 * t + rng.gauss(0, 0.002), "reward": 0.5} for t in range(1, 11)]
+            runs.append({"reward": reward, "seed": seed, "snapshots": snaps, "history": history + [{"step": 10}]})
     results = _results(40, gt_knows=True)
     results["params"]["hacking"] = {"steps": steps[-1], "min_effect": 0.25}
     results["data"]["hacking"] = runs
@@ -184,6 +185,9 @@ def test_hacking_claims_order_the_rewards_from_the_runs():
     k1 = {c.id: c for c in claims.claims(off)}["K1"]
     assert k1.verdict == "not tested at this scale" and "hacking.steps = 0" in k1.our_value
     assert "BT RM fitted on 50" in claims.finding_bt(_hacking_results())
+    e1 = by_id["E1"]  # entropy falls 0.01 nats a step: 0.09 over steps 1-10, over 9 runs
+    assert e1.verdict == "reproduced" and e1.effect == pytest.approx(0.09, abs=0.01) and e1.n == 9
+    assert {c.id: c.verdict for c in claims.claims(off)}["E1"] == "not tested at this scale"
     assert claims.finding_hacking(_hacking_results()).startswith("After 10 GRPO steps, on 40 held-out problems")
 
 

@@ -305,6 +305,40 @@ def genrm_hacks_less_than_bt(results: dict[str, Any]) -> C.Claim:
                           "Fig. 7: GenRM with GT hacks less than BT")
 
 
+def entropy_curve(run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and trl's mean token entropy of the run's training samples at each logged step."""
+    rows = [h for h in run["history"] if "entropy" in h]
+    return np.array([h["step"] for h in rows], dtype=float), np.array([h["entropy"] for h in rows], dtype=float)
+
+
+def entropy_drop(run: dict[str, Any]) -> float:
+    """The fitted fall of the samples' token entropy over the run (nats; > 0 means it fell)."""
+    steps, values = entropy_curve(run)
+    if len(steps) < 2 or np.ptp(steps) == 0:
+        raise ValueError("an entropy trend needs at least two logged steps")
+    return -float(np.polyfit(steps, values, 1)[0]) * float(steps[-1] - steps[0])
+
+
+def entropy_falls(results: dict[str, Any]) -> C.Claim:
+    statement = "the token entropy of the policy's samples falls during RL training (every reward, every seed)"
+    paper = "Fig. 12: entropy declines over RLHF training (less diverse responses)"
+    H = results["params"].get("hacking") or {}
+    common = dict(min_effect=float(H.get("min_entropy_drop", 0.05)), unit="nats",
+                  min_effect_reason="the least fall in per-token entropy over a run worth calling a loss of "
+                                    "diversity (a parameter)")
+    runs = [r for r in results["data"].get("hacking") or [] if len(entropy_curve(r)[0]) >= 2]
+    if not runs:
+        why = "part 2 is not run in this profile (hacking.steps = 0)" if not H.get("steps") else "no entropy logged"
+        return C.claim("E1", PAPER, statement, paper, None, our_value=why, premises=[C.Premise("measured", False, why)],
+                       **common)
+    drops = [entropy_drop(r) for r in runs]
+    test = C.superiority([0.0] * len(drops), drops)
+    start = np.mean([entropy_curve(r)[1][0] for r in runs])
+    value = (f"entropy {start:.2f} nats/token at the first step; fitted fall over the run {test.effect:+.3f} nats "
+             f"[{test.ci[0]:+.3f}, {test.ci[1]:+.3f}], p={test.p:.3g}, n={len(runs)} runs (rewards x seeds)")
+    return C.claim("E1", PAPER, statement, paper, test, our_value=value, **common)
+
+
 def finding_hacking(results: dict[str, Any]) -> str:
     from .hacking import REWARD_NAMES
 
@@ -342,4 +376,4 @@ def finding_bt(results: dict[str, Any]) -> str:
 
 def claims(results: dict[str, Any]) -> list[C.Claim]:
     return C.finalize([gt_separates_close(results), gt_beats_chance(results), gt_spreads_close(results),
-                       rtv_hacks_least(results), genrm_hacks_less_than_bt(results)])
+                       rtv_hacks_least(results), genrm_hacks_less_than_bt(results), entropy_falls(results)])

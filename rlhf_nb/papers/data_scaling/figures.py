@@ -96,3 +96,27 @@ def hacking(results: dict[str, Any]):
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+@FIGURES("entropy")
+def entropy(results: dict[str, Any]):
+    """Fig. 12 analog: trl's mean token entropy of the training samples per GRPO step, one line per run."""
+    import matplotlib.pyplot as plt
+
+    from .claims import entropy_curve
+    from .hacking import REWARD_NAMES
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    runs = results["data"].get("hacking") or []
+    if not runs:
+        ax.text(0.5, 0.5, "part 2 not run in this profile", ha="center", transform=ax.transAxes)
+        return fig
+    for j, (reward, name) in enumerate(REWARD_NAMES.items()):
+        mine = [r for r in runs if r["reward"] == reward]
+        for k, r in enumerate(mine):
+            steps, values = entropy_curve(r)
+            ax.plot(steps, values, color=f"C{j}", alpha=0.8, lw=1,
+                    label=f"{name} ({len(mine)} seeds)" if k == 0 else None)
+    ax.set(xlabel="GRPO step", ylabel="mean token entropy of samples (nats)", title="Entropy during training")
+    ax.legend(fontsize=7)
+    return fig

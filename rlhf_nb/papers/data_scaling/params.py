@@ -41,6 +41,8 @@ class Hacking(Section):
                                     max_completion_length=320, temperature=0.8, beta=0.0)
     lora: LoraSection = LoraSection(r=16)
     min_effect: PosFloat = Field(0.25, description="SD: the least difference in hacking index worth claiming")
+    min_entropy_drop: PosFloat = Field(0.05, description="nats per token: the least fall in the samples' entropy "
+                                                         "over a run worth claiming (Fig. 12)")
 
     @model_validator(mode="after")
     def _groups(self) -> Hacking:
