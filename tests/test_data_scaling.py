@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
 
 from rlhf_nb import runner
 from rlhf_nb.config import load_params
 from rlhf_nb.models import load
-from rlhf_nb.papers.data_scaling import claims, hacking, steps
+from rlhf_nb.papers.data_scaling import claims, hacking, selection, steps
 
 
 def test_auc_counts_right_above_wrong_with_ties_half():
@@ -54,7 +55,7 @@ def test_claims_follow_the_records():
     assert blind["D1"].verdict in ("not reproduced", "inconclusive") and blind["D2"].verdict != "reproduced"
     assert blind["D1"].n == 20  # the close half
     few = {c.id: c.verdict for c in claims.claims(_results(6, gt_knows=True))}
-    assert set(few.values()) == {"not tested at this scale"} and set(few) == {"D1", "D2", "D3", "K1", "K2", "E1"}
+    assert set(few.values()) == {"not tested at this scale"} and set(few) == {"D1", "D2", "D3", "K1", "K2", "E1", "P1", "P2", "M1"}
 
 
 def test_rows_and_tables_from_records_alone():
@@ -117,8 +118,15 @@ def test_data_scaling_notebook_smoke(project):
     records = results["data"]["records"]
     assert len(records) == 5 and all(len(r["responses"]) == len(r["gold"]) == len(r["genrm_gt"]) == 3
                                      for r in records)
-    assert {c["id"] for c in results["claims"]} == {"D1", "D2", "D3", "K1", "K2", "E1"}
-    assert set(results["figures"]) == {"auc_by_bin", "spread_by_bin", "hacking", "entropy"}
+    parts34 = {"P1", "P2", "M1", "T1-math", "T1-code", "T1-instruction"}
+    assert {c["id"] for c in results["claims"]} == {"D1", "D2", "D3", "K1", "K2", "E1"} | parts34
+    assert set(results["figures"]) == {"auc_by_bin", "spread_by_bin", "hacking", "entropy", "prepo_scores", "arms"}
+    prepo = results["data"]["prepo"]
+    assert [e["domain"] for e in prepo["eval"]] == ["math"] * 2 + ["code"] * 2 + ["instruction"] * 2
+    assert sorted({(r["arm"], r["seed"]) for r in prepo["runs"]}) == sorted(
+        [("start", -1)] + [(a, s) for a in ("base", "all", "random", "prepo", "early") for s in (0, 1)])
+    assert all(len(r["gold"]) == 6 for r in prepo["runs"]) and len(prepo["scores"]) == 12
+    assert len(prepo["arms"]["all"]) == 18 and len(prepo["arms"]["prepo"]) == len(prepo["arms"]["random"]) == 12
     runs = results["data"]["hacking"]  # smoke: a random model is never right, so no BT RM and no BT arm
     assert sorted((r["reward"], r["seed"]) for r in runs) == [("genrm_gt", 0), ("genrm_gt", 1), ("rtv", 0), ("rtv", 1)]
     assert all([s["step"] for s in r["snapshots"]] == [0, 1, 2] and len(r["snapshots"][0]["gold"]) == 4 for r in runs)
@@ -206,3 +214,69 @@ def test_bt_pairs_are_right_vs_wrong_of_one_item_split_by_item():
     fitted = hacking.fit_bt(model, tok, train, test, P)
     assert fitted.train_pairs == 14 and len(fitted.test_outcomes) == 6 and fitted.length_outcomes == [0.5] * 6
     assert hacking.fit_bt(model, tok, [], [], P).bt is None
+
+
+# --- parts 3-4: Pre-PPO and math and code first ------------------------------------------------------
+
+
+def _pool(n_new=8):
+    mk = lambda d, i: selection.Prompt(d, f"{d}{i}", [], {"domain": d, "id": f"{d}{i}"})  # noqa: E731
+    new = [mk(d, i) for d in ("math", "instruction") for i in range(n_new)]
+    return selection.Pool([mk("math", "b"), mk("instruction", "b")], new, [], {}, {}, {}, None)
+
+
+def test_prepo_adds_the_lowest_reward_prompts_random_as_many_and_early_orders_math_and_code_first():
+    P = load_params("03_data_scaling_rlhf", "smoke", {"prepo.fraction": 0.25}, check_inputs=False)[1]
+    pool = _pool()
+    scores = [{"domain": p.domain, "id": p.id, "reward": float(i), "z": float(i % 8)} for i, p in enumerate(pool.new)]
+    arms = selection.arm_prompts(pool, scores, P)
+    added = lambda arm: {p.id for p in arms[arm]} - {"mathb", "instructionb"}  # noqa: E731
+    assert added("prepo") == {"math0", "instruction0", "math1", "instruction1"}  # z 0 and 1 in each domain
+    assert len(added("random")) == 4 and len(arms["all"]) == 18 and arms["early"] == arms["prepo"]
+    early = selection.ordered("early", arms["early"], seed=3)
+    assert [p.domain for p in early] == ["math"] * 3 + ["instruction"] * 3
+    assert selection.ordered("prepo", arms["prepo"], 3) == selection.ordered("prepo", arms["prepo"], 3)
+    assert selection.ordered("prepo", arms["prepo"], 3) != selection.ordered("prepo", arms["prepo"], 4)
+
+
+def _prepo_results(gain=None, seeds=3, n=30):
+    """Final held-out gold per arm: 0/1 per item and seed; ``gain`` shifts an arm's success rate (pts)."""
+    gain = gain or {"base": 0, "all": 0, "random": 0, "prepo": 15, "early": 30}
+    rng = np.random.default_rng(0)
+    domains = ["math", "instruction"]
+    eval_ = [{"domain": domains[i % 2], "id": f"e{i}"} for i in range(2 * n)]
+    difficulty = rng.random(2 * n)
+    runs = [{"arm": "start", "seed": -1, "gold": (difficulty < 0.4).astype(float).tolist(), "finished": [True] * 2 * n}]
+    for arm, g in gain.items():
+        for s in range(seeds):
+            ok = difficulty < 0.4 + g / 100 + rng.normal(0, 0.02)
+            runs.append({"arm": arm, "seed": s, "gold": ok.astype(float).tolist(), "finished": [True] * 2 * n})
+    scores = [{"domain": "math", "id": f"n{i}", "reward": float(i), "z": float(i) - 4} for i in range(8)]
+    results = _results(12, gt_knows=True)
+    results["params"]["prepo"] = {"steps": 5, "margin": 10.0, "min_effect": 3.0, "domains": domains}
+    results["data"]["prepo"] = {"scores": scores, "eval": eval_, "runs": runs,
+                                "arms": {"prepo": ["n0", "n1"], "random": ["n3", "n6"]}}
+    return results
+
+
+def test_prepo_claims_follow_the_final_gold():
+    by_id = {c.id: c for c in claims.claims(_prepo_results())}
+    assert by_id["P1"].kind == "equivalence" and by_id["P1"].verdict == "reproduced"  # all == base, tightly
+    assert by_id["P2"].verdict == "reproduced" and by_id["M1"].verdict == "reproduced"
+    assert by_id["T1-math"].n == 30 and by_id["T1-math"].verdict == "reproduced"
+    flat = {c.id: c.verdict for c in claims.claims(_prepo_results({"base": 0, "all": 20, "random": 0, "prepo": 0,
+                                                                   "early": 0}))}
+    assert flat["P1"] != "reproduced" and flat["P2"] == "not reproduced" and flat["M1"] != "reproduced"
+    backwards = _prepo_results()
+    backwards["data"]["prepo"]["arms"] = {"prepo": ["n6", "n7"], "random": ["n0", "n1"]}
+    assert {c.id: c.verdict for c in claims.claims(backwards)}["P2"] == "not tested at this scale"
+    assert "Held-out gold over 60 prompts" in claims.finding_prepo(_prepo_results())
+
+
+def test_sizes_the_published_sets_cannot_meet_fail_before_any_model_loads():
+    with pytest.raises(ValueError, match="HumanEval has 164"):
+        load_params("03_data_scaling_rlhf", "gpu", {"prepo.base": 100}, check_inputs=False)
+    with pytest.raises(ValueError, match="GSM8K has 1319"):
+        load_params("03_data_scaling_rlhf", "gpu", {"hacking.eval_items": 1000}, check_inputs=False)
+    with pytest.raises(ValueError, match="multiple of"):
+        load_params("03_data_scaling_rlhf", "gpu", {"prepo.grpo.num_generations": 5}, check_inputs=False)

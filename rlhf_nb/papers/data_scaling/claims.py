@@ -374,6 +374,105 @@ def finding_bt(results: dict[str, Any]) -> str:
             f"(length alone: {100 * length:.0f}%).")
 
 
+# ----------------------------------------------------------------------------------------------
+# parts 3-4: which prompts, in which order (Figs. 2-4, 6, 8; Tables 1, 3)
+# ----------------------------------------------------------------------------------------------
+
+ARM_NAMES = {"start": "start policy", "base": "base prompts", "all": "+ all new prompts",
+             "random": "+ random new prompts", "prepo": "+ Pre-PPO's new prompts",
+             "early": "Pre-PPO + math and code first"}
+
+
+def prepo_data(results: dict[str, Any]) -> dict[str, Any]:
+    return results["data"].get("prepo") or {}
+
+
+def arm_gold(results: dict[str, Any], arm: str, domain: str | None = None) -> np.ndarray | None:
+    """(seeds, held-out items) gold of an arm's final policies (the start policy: one row)."""
+    data = prepo_data(results)
+    keep = [i for i, e in enumerate(data.get("eval") or []) if domain is None or e["domain"] == domain]
+    rows = [[r["gold"][i] for i in keep] for r in data.get("runs") or [] if r["arm"] == arm]
+    return 100 * np.array(rows, dtype=float) if rows and keep else None
+
+
+def _prepo_premises(results: dict[str, Any], arms: tuple[str, ...], domain: str | None) -> list[C.Premise]:
+    start = arm_gold(results, "start", domain)
+    runs = [r for r in prepo_data(results)["runs"] if r["arm"] in arms]
+    cap = float(np.mean([not f for r in runs for f in r["finished"]])) if runs else 0.0
+    return [C.off_floor_and_ceiling(f"start policy on held-out {domain or 'prompts'}", float(start.mean()) / 100,
+                                    start.shape[1]),
+            C.not_capped(f"held-out ({'/'.join(arms)})", cap)]
+
+
+def _selection_premise(results: dict[str, Any]) -> C.Premise:
+    """Pre-PPO's added prompts have a lower start-policy reward than the random arm's (else nothing was selected)."""
+    data = prepo_data(results)
+    z = {s["id"]: s["z"] for s in data["scores"]}
+    picked = {a: [z[i] for i in data["arms"][a] if i in z] for a in ("prepo", "random")}
+    if not picked["prepo"] or not picked["random"]:
+        return C.Premise("Pre-PPO selected prompts", False, "no new prompts added")
+    lo, hi = float(np.mean(picked["prepo"])), float(np.mean(picked["random"]))
+    return C.Premise("Pre-PPO's prompts score lower than random ones", lo < hi,
+                     f"mean z of the start policy's reward {lo:+.2f} (Pre-PPO) vs {hi:+.2f} (random)")
+
+
+def _prepo_claim(results: dict[str, Any], cid: str, a: str, b: str, statement: str, paper: str,
+                 domain: str | None = None, equivalence: bool = False) -> C.Claim:
+    S = results["params"].get("prepo") or {}
+    margin = float(S.get("margin", 3.0))
+    common = dict(min_effect=0.0 if equivalence else float(S.get("min_effect", 3.0)), unit="pts",
+                  min_effect_reason=(f"equivalence margin {margin:g} pts (a parameter)" if equivalence else
+                                     "the least gain in held-out gold worth a data recipe (a parameter)"))
+    kind = "equivalence" if equivalence else "superiority"
+    A, B = arm_gold(results, a, domain), arm_gold(results, b, domain)
+    if A is None or B is None:
+        why = ("parts 3-4 are not run in this profile (prepo.steps = 0)" if not S.get("steps")
+               else f"no {a if A is None else b} runs{' on ' + domain if domain else ''}")
+        return C.claim(cid, PAPER, statement, paper, None, our_value=why, premises=[C.Premise("measured", False, why)],
+                       kind=kind, **common)
+    test = C.equivalence(A, B, margin) if equivalence else C.superiority(A, B)
+    where = f"held-out {domain}" if domain else "all held-out prompts"
+    value = (f"{where}: {ARM_NAMES[b]} {B.mean():.1f} vs {ARM_NAMES[a]} {A.mean():.1f} pts gold; "
+             + (f"difference {B.mean() - A.mean():+.1f} (margin {margin:g}); " if equivalence else "")
+             + f"effect {test.effect:+.1f} [{test.ci[0]:+.1f}, {test.ci[1]:+.1f}], p={test.p:.3g}, "
+             f"n={test.n} x {test.seeds} seeds")
+    premises = _prepo_premises(results, (a, b), domain)
+    if "prepo" in (a, b) and "random" in (a, b):
+        premises.append(_selection_premise(results))
+    return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=premises, **common)
+
+
+def prepo_claims(results: dict[str, Any]) -> list[C.Claim]:
+    out = [
+        _prepo_claim(results, "P1", "base", "all", "adding every new prompt leaves the held-out gold within the margin "
+                     "of training on the base prompts alone (same steps)", "Fig. 2: more prompts alone do not help",
+                     equivalence=True),
+        _prepo_claim(results, "P2", "random", "prepo", "adding the new prompts with the lowest start-policy reward "
+                     "(Pre-PPO) beats adding as many random ones", "Table 3: Pre-PPO beats random selection"),
+        _prepo_claim(results, "M1", "prepo", "early", "with the same prompts, putting math and code first raises the "
+                     "held-out gold", "Figs. 4, 6: math and code first helps"),
+    ]
+    domains = (results["params"].get("prepo") or {}).get("domains") or []
+    for d in domains:
+        out.append(_prepo_claim(results, f"T1-{d}", "base", "early", f"Pre-PPO + math and code first beats the "
+                                f"baseline on held-out {d} prompts", "Table 1: gains in every domain", domain=d))
+    return out
+
+
+def finding_prepo(results: dict[str, Any]) -> str:
+    data = prepo_data(results)
+    if not data.get("runs"):
+        return "Parts 3-4 (Pre-PPO, math and code first) are not run in this profile."
+    parts = []
+    for arm in ("start", *[a for a in ARM_NAMES if a != "start"]):
+        gold = arm_gold(results, arm)
+        if gold is not None:
+            parts.append(f"{ARM_NAMES[arm]} {gold.mean():.1f}")
+    n = len(data["eval"])
+    return f"Held-out gold over {n} prompts (pts, mean over seeds): " + "; ".join(parts) + "."
+
+
 def claims(results: dict[str, Any]) -> list[C.Claim]:
     return C.finalize([gt_separates_close(results), gt_beats_chance(results), gt_spreads_close(results),
-                       rtv_hacks_least(results), genrm_hacks_less_than_bt(results), entropy_falls(results)])
+                       rtv_hacks_least(results), genrm_hacks_less_than_bt(results), entropy_falls(results),
+                       *prepo_claims(results)])

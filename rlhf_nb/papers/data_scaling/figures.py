@@ -120,3 +120,63 @@ def entropy(results: dict[str, Any]):
     ax.set(xlabel="GRPO step", ylabel="mean token entropy of samples (nats)", title="Entropy during training")
     ax.legend(fontsize=7)
     return fig
+
+
+@FIGURES("prepo_scores")
+def prepo_scores(results: dict[str, Any]):
+    """Fig. 3 analog: the start policy's mean reward on each new prompt (z within its domain), sorted; the prompts
+    Pre-PPO adds are filled."""
+    import matplotlib.pyplot as plt
+
+    data = results["data"].get("prepo") or {}
+    fig, ax = plt.subplots(figsize=(6.2, 3.4))
+    if not data.get("scores"):
+        ax.text(0.5, 0.5, "parts 3-4 not run in this profile", ha="center", transform=ax.transAxes)
+        return fig
+    picked = set(data["arms"]["prepo"])
+    for j, domain in enumerate(dict.fromkeys(s["domain"] for s in data["scores"])):
+        mine = sorted((s for s in data["scores"] if s["domain"] == domain), key=lambda s: s["z"])
+        x = 100 * (np.arange(len(mine)) + 0.5) / len(mine)
+        z = np.array([s["z"] for s in mine])
+        chosen = np.array([s["id"] in picked for s in mine])
+        ax.plot(x, z, color=f"C{j}", lw=1, label=f"{domain} (n={len(mine)})")
+        ax.scatter(x[chosen], z[chosen], color=f"C{j}", s=12)
+        ax.scatter(x[~chosen], z[~chosen], facecolors="none", edgecolors=f"C{j}", s=12)
+    ax.set(xlabel="new prompts, % (sorted by reward)", ylabel="start policy's reward (z within domain)",
+           title="Pre-PPO keeps the lowest-reward new prompts (filled)")
+    ax.legend(fontsize=7)
+    return fig
+
+
+@FIGURES("arms")
+def arms(results: dict[str, Any]):
+    """Tables 1 and 3 analog: held-out gold of every arm's final policies per domain (mean over seeds and items,
+    95% CI from the crossed bootstrap)."""
+    import matplotlib.pyplot as plt
+
+    from .claims import ARM_NAMES, arm_gold
+
+    data = results["data"].get("prepo") or {}
+    fig, ax = plt.subplots(figsize=(7.2, 3.4))
+    if not data.get("runs"):
+        ax.text(0.5, 0.5, "parts 3-4 not run in this profile", ha="center", transform=ax.transAxes)
+        return fig
+    domains = list(dict.fromkeys(e["domain"] for e in data["eval"]))
+    present = [a for a in ARM_NAMES if arm_gold(results, a) is not None]
+    width = 0.8 / len(present)
+    for j, arm in enumerate(present):
+        means, lows, highs = [], [], []
+        for d in domains:
+            g = arm_gold(results, arm, d)
+            dist = C.crossed_bootstrap([g], lambda x: float(x[0].mean()), n_boot=500)
+            means.append(g.mean())
+            lows.append(g.mean() - np.quantile(dist, 0.025))
+            highs.append(np.quantile(dist, 0.975) - g.mean())
+        x = np.arange(len(domains)) + (j - (len(present) - 1) / 2) * width
+        seeds = arm_gold(results, arm).shape[0]
+        ax.bar(x, means, width, yerr=[lows, highs], capsize=2, color=f"C{j}", label=f"{ARM_NAMES[arm]} ({seeds})")
+    n = {d: sum(e["domain"] == d for e in data["eval"]) for d in domains}
+    ax.set_xticks(range(len(domains)), [f"{d}\n(n={n[d]})" for d in domains], fontsize=8)
+    ax.set(ylabel="held-out gold (pts)", title="Final policies by training prompts (seeds in brackets)")
+    ax.legend(fontsize=6)
+    return fig

@@ -53,6 +53,38 @@ class Hacking(Section):
         return self
 
 
+class PrePPO(Section):
+    """Parts 3-4 (Figs. 2-4, 6, 8; Tables 1, 3): GRPO on the hybrid reward over math, code and instruction prompts;
+    arms differ only in which prompts they train on and in what order."""
+
+    domains: list[Literal["math", "code", "instruction"]] = Field(
+        ["math", "code", "instruction"], description="math: GSM8K; code: HumanEval split by task; instruction: "
+                                                     "IFEval's prompts (reward: the judge; gold: IFEval's checkers)")
+    steps: NonNegInt = Field(0, description="GRPO steps per run, the same for every arm; 0: parts 3-4 not run")
+    base: PosInt = Field(32, description="base prompts per domain (every arm trains on them)")
+    new: PosInt = Field(64, description="new prompts per domain (added: all, a random fraction, or Pre-PPO's)")
+    eval: PosInt = Field(64, description="held-out prompts per domain, scored by the gold only")
+    fraction: Fraction = Field(0.5, description="share of the new prompts that the random and Pre-PPO arms add")
+    samples: PosInt = Field(4, description="start-policy responses per new prompt; their mean reward ranks it")
+    max_new_tokens: PosInt = Field(320, description="token cap of sampled and held-out answers")
+    grpo: GRPOSection = GRPOSection(learning_rate=2e-5, num_generations=4, per_device_train_batch_size=8,
+                                    max_completion_length=320, temperature=0.8, beta=0.0)
+    lora: LoraSection = LoraSection(r=16)
+    margin: PosFloat = Field(3.0, description="pts: 'more prompts do not help' holds when all-new vs base stays "
+                                              "within this margin (equivalence)")
+    min_effect: PosFloat = Field(3.0, description="pts of held-out gold: the least gain worth claiming")
+
+    @model_validator(mode="after")
+    def _groups(self) -> PrePPO:
+        batch, group = self.grpo.per_device_train_batch_size or 4, self.grpo.num_generations or 4
+        if batch % group:
+            raise ValueError(f"prepo.grpo.per_device_train_batch_size = {batch} must be a multiple of "
+                             f"prepo.grpo.num_generations = {group}")
+        if not self.domains:
+            raise ValueError("prepo.domains must name at least one domain")
+        return self
+
+
 class Params(BaseParams):
     """03_data_scaling_rlhf, part 1: which reward tells close responses apart (Shen et al., Figs. 10-11)."""
 
@@ -69,5 +101,20 @@ class Params(BaseParams):
     min_effect: PosFloat = Field(5.0, description="AUC points: the least gain of the reference-guided GenRM worth "
                                                   "claiming")
     hacking: Hacking = Hacking()
+    prepo: PrePPO = PrePPO()
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Params:
+        """Sizes the published sets cannot meet fail here, before any model loads (a local file may be smaller:
+        that is caught when it is read)."""
+        S, need = self.prepo, self.prepo.base + self.prepo.new + self.prepo.eval
+        if S.steps and "code" in S.domains and need > 164:
+            raise ValueError(f"prepo: base + new + eval = {need} code prompts, HumanEval has 164 tasks")
+        if S.steps and "instruction" in S.domains and need > 541:
+            raise ValueError(f"prepo: base + new + eval = {need} instruction prompts, IFEval has 541")
+        if self.hacking.steps and self.items.math + self.hacking.eval_items > 1319:
+            raise ValueError(f"items.math + hacking.eval_items = {self.items.math + self.hacking.eval_items} GSM8K test "
+                             "problems (they must not overlap), GSM8K has 1319")
+        return self
     min_spread: PosFloat = Field(0.2, description="standard deviations: the least gain in within-prompt spread worth "
                                                   "claiming")
