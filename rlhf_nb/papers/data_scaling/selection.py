@@ -190,10 +190,11 @@ def gold_scores(loaded: Loaded, pool: Pool, P: Params, label: str) -> dict[str, 
     return {"gold": scores, "tokens": [t[0] for t in replies.tokens], "finished": [f[0] for f in replies.finished]}
 
 
-def train_arms(P: Params, start: Loaded, pool: Pool, reward: HybridReward, arms: dict[str, list[Prompt]],
+def train_arms(P: Params, start: Loaded, pool: Pool, judge: LogProbJudge, arms: dict[str, list[Prompt]],
                out_dir: str) -> list[dict[str, Any]]:
     """Every arm x seed: GRPO for ``prepo.steps`` steps on its prompts in :func:`ordered` order, then the held-out
-    gold. The start policy's own scores come first as arm ``start`` (seed -1)."""
+    gold. The start policy's own scores come first as arm ``start`` (seed -1). Each run gets a fresh hybrid reward,
+    so the judge's running normalisation never carries from one run to the next."""
     import torch
 
     from ...train.grpo import train_grpo
@@ -208,7 +209,8 @@ def train_arms(P: Params, start: Loaded, pool: Pool, reward: HybridReward, arms:
             policy = load(P.policy, lora=S.lora.spec())
             config = S.grpo.build(f"{out_dir}/prepo_{arm}_seed{seed}", seed=seed, max_steps=S.steps,
                                   shuffle_dataset=False)
-            result = train_grpo(policy, [p.messages for p in prompts], reward, config, meta=[p.meta for p in prompts])
+            result = train_grpo(policy, [p.messages for p in prompts], hybrid_reward(pool, judge), config,
+                                meta=[p.meta for p in prompts])
             history = [{k2: v for k2, v in row.items() if isinstance(v, (int, float))} for row in result.history]
             runs.append({"arm": arm, "seed": seed, "prompts": len(prompts), "history": history,
                          "domains": [p.domain for p in prompts],
@@ -231,10 +233,9 @@ def run(P: Params, policy: Loaded, judge: LogProbJudge, out_dir: str) -> Part3:
     if not P.prepo.steps:
         return Part3([], [], {}, [])
     pool = make_pool(P)
-    reward = hybrid_reward(pool, judge)
-    scores = score_new(policy, pool, reward, P)
+    scores = score_new(policy, pool, hybrid_reward(pool, judge), P)
     arms = arm_prompts(pool, scores, P)
-    runs = train_arms(P, policy, pool, reward, arms, out_dir)
+    runs = train_arms(P, policy, pool, judge, arms, out_dir)
     return Part3(scores, [{"domain": p.domain, "id": p.id} for p in pool.eval],
                  {a: [p.id for p in ps] for a, ps in arms.items()}, runs)
 
