@@ -55,7 +55,8 @@ def test_claims_follow_the_records():
     assert blind["D1"].verdict in ("not reproduced", "inconclusive") and blind["D2"].verdict != "reproduced"
     assert blind["D1"].n == 20  # the close half
     few = {c.id: c.verdict for c in claims.claims(_results(6, gt_knows=True))}
-    assert set(few.values()) == {"not tested at this scale"} and set(few) == {"D1", "D2", "D3", "K1", "K2", "E1", "P1", "P2", "M1"}
+    assert set(few.values()) == {"not tested at this scale"}
+    assert set(few) == {"D1", "D2", "D3", "K1", "K2", "E1", "P1", "P2", "M1"}
 
 
 def test_rows_and_tables_from_records_alone():
@@ -161,7 +162,8 @@ def _hacking_results(n_items=40, seeds=3, drift=None, steps=(0, 5, 10)):
                 else:
                     proxy = [g + drift[reward] * 0.5 * t / 10 + rng.gauss(0, 0.05) for g in gold0]
                 snaps.append(_snap(reward, seed, t, proxy, gold))
-            history = [{"step": t, "entropy": 1.0 - 0.01 * t + rng.gauss(0, 0.002), "reward": 0.5} for t in range(1, 11)]
+            history = [{"step": t, "entropy": 1.0 - 0.01 * t + rng.gauss(0, 0.002), "reward": 0.5}
+                       for t in range(1, 11)]
             runs.append({"reward": reward, "seed": seed, "snapshots": snaps, "history": history + [{"step": 10}]})
     results = _results(40, gt_knows=True)
     results["params"]["hacking"] = {"steps": steps[-1], "min_effect": 0.25}

@@ -369,8 +369,8 @@ def finding_bt(results: dict[str, Any]) -> str:
         return f"BT RM fitted on {bt['train_pairs']} right-vs-wrong pairs; none held out."
     lo, hi = C.wilson(sum(test), len(test))
     length = np.mean(bt["length_outcomes"])
-    return (f"BT RM fitted on {bt['train_pairs']} right-vs-wrong pairs of part 1's math samples; on {len(test)} held-out "
-            f"pairs it prefers the right response {100 * np.mean(test):.0f}% [{100 * lo:.0f}, {100 * hi:.0f}] "
+    return (f"BT RM fitted on {bt['train_pairs']} right-vs-wrong pairs of part 1's math samples; on {len(test)} "
+            f"held-out pairs it prefers the right response {100 * np.mean(test):.0f}% [{100 * lo:.0f}, {100 * hi:.0f}] "
             f"(length alone: {100 * length:.0f}%).")
 
 

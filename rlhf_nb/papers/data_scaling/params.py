@@ -100,6 +100,8 @@ class Params(BaseParams):
     close: Fraction = Field(0.5, description="'close' prompts: max normalised edit distance at or below this quantile")
     min_effect: PosFloat = Field(5.0, description="AUC points: the least gain of the reference-guided GenRM worth "
                                                   "claiming")
+    min_spread: PosFloat = Field(0.2, description="standard deviations: the least gain in within-prompt spread worth "
+                                                  "claiming")
     hacking: Hacking = Hacking()
     prepo: PrePPO = PrePPO()
 
@@ -113,8 +115,7 @@ class Params(BaseParams):
         if S.steps and "instruction" in S.domains and need > 541:
             raise ValueError(f"prepo: base + new + eval = {need} instruction prompts, IFEval has 541")
         if self.hacking.steps and self.items.math + self.hacking.eval_items > 1319:
-            raise ValueError(f"items.math + hacking.eval_items = {self.items.math + self.hacking.eval_items} GSM8K test "
-                             "problems (they must not overlap), GSM8K has 1319")
+            total = self.items.math + self.hacking.eval_items
+            raise ValueError(f"items.math + hacking.eval_items = {total} GSM8K test problems (they must not overlap), "
+                             "GSM8K has 1319")
         return self
-    min_spread: PosFloat = Field(0.2, description="standard deviations: the least gain in within-prompt spread worth "
-                                                  "claiming")
