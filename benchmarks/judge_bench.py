@@ -59,7 +59,8 @@ def main() -> None:
     loaded = load(args.model)
     q, r, ref = workload(args.items)
     tok = loaded.tokenizer
-    n_tokens = sum(len(tok(REFERENCE.format(prompt=a, reference=c, response=b))["input_ids"]) for a, b, c in zip(q, r, ref))
+    n_tokens = sum(len(tok(REFERENCE.format(prompt=a, reference=c, response=b))["input_ids"])
+                   for a, b, c in zip(q, r, ref))
     print(f"model {args.model}; precision {describe()}; {len(q)} judge prompts, {n_tokens} tokens; batch {args.batch}")
 
     class Before(LogProbJudge):  # the former path: callers' order, logits at every position
