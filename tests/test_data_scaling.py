@@ -121,7 +121,7 @@ def test_data_scaling_notebook_smoke(project):
                                      for r in records)
     parts34 = {"P1", "P2", "M1", "T1-math", "T1-code", "T1-instruction"}
     assert {c["id"] for c in results["claims"]} == {"D1", "D2", "D3", "K1", "K2", "E1"} | parts34
-    assert set(results["figures"]) == {"auc_by_bin", "spread_by_bin", "hacking", "entropy", "prepo_scores", "arms"}
+    assert set(results["figures"]) == {"auc_by_bin", "spread_by_bin", "hacking", "entropy", "prepo_scores", "arms", "schedule"}
     prepo = results["data"]["prepo"]
     assert [e["domain"] for e in prepo["eval"]] == ["math"] * 2 + ["code"] * 2 + ["instruction"] * 2
     assert sorted({(r["arm"], r["seed"]) for r in prepo["runs"]}) == sorted(

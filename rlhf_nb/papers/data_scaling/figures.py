@@ -180,3 +180,33 @@ def arms(results: dict[str, Any]):
     ax.set(ylabel="held-out gold (pts)", title="Final policies by training prompts (seeds in brackets)")
     ax.legend(fontsize=6)
     return fig
+
+
+@FIGURES("schedule")
+def schedule(results: dict[str, Any]):
+    """Fig. 6 analog: the share of math and code prompts in each GRPO step of the mixed (Pre-PPO) and the
+    math-and-code-first arms (seed 0), from the order the prompts were fed in."""
+    import matplotlib.pyplot as plt
+
+    from .claims import ARM_NAMES
+    from .selection import EARLY
+
+    data = results["data"].get("prepo") or {}
+    S = results["params"].get("prepo") or {}
+    fig, ax = plt.subplots(figsize=(5.6, 3.2))
+    runs = {r["arm"]: r for r in data.get("runs") or [] if r["arm"] in ("prepo", "early") and r.get("domains")}
+    if not runs:
+        ax.text(0.5, 0.5, "parts 3-4 not run in this profile", ha="center", transform=ax.transAxes)
+        return fig
+    grpo = S.get("grpo") or {}
+    per_step = max(1, (grpo.get("per_device_train_batch_size") or 4) // (grpo.get("num_generations") or 4))
+    for j, (arm, run) in enumerate(sorted(runs.items())):
+        domains = run["domains"]
+        share = [np.mean([domains[(s * per_step + i) % len(domains)] in EARLY for i in range(per_step)])
+                 for s in range(int(S.get("steps") or 0))]
+        ax.plot(np.arange(1, len(share) + 1), 100 * np.array(share), drawstyle="steps-mid", marker="o", ms=3,
+                color=f"C{j}", label=ARM_NAMES[arm])
+    ax.set(xlabel="GRPO step", ylabel="math + code prompts in the step (%)", ylim=(-5, 105),
+           title=f"Domain mix per step ({per_step} prompts a step)")
+    ax.legend(fontsize=7)
+    return fig
