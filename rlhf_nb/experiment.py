@@ -211,7 +211,10 @@ class Experiment:
         return claims_table(found)
 
     def figure(self, name: str):
-        """Draw the paper's figure ``name`` from the results as they will be saved; write ``<name>.png``."""
+        """Draw the paper's figure ``name`` from the results as they will be saved; write ``<name>.png``.
+
+        A drawing function returns ``None`` when the run has nothing for it (a part not run in this profile): then
+        nothing is written or recorded, and a line says so."""
         import matplotlib.pyplot as plt
 
         from .papers import figures
@@ -219,9 +222,12 @@ class Experiment:
         registry = figures(self.notebook)
         if name not in registry:
             raise KeyError(f"{self.notebook} has no figure {name!r} (known: {', '.join(registry)})")
+        fig = registry[name](json.loads(json.dumps(to_jsonable(self.results))))
+        if fig is None:
+            print(f"figure {name!r}: nothing to draw in this run")
+            return None
         if name not in self.results["figures"]:
             self.results["figures"].append(name)
-        fig = registry[name](json.loads(json.dumps(to_jsonable(self.results))))
         fig.savefig(self.out_dir / f"{name}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         return fig

@@ -338,6 +338,8 @@ def regenerate_figures(run: Path, top: Path | None = None) -> list[Path]:
         if name not in drawers:
             raise KeyError(f"{run}: figure {name!r} is no longer registered for {results['notebook']}")
         fig = drawers[name](results)
+        if fig is None:  # nothing to draw for this run (a part it did not run)
+            continue
         targets = [run / f"{name}.png"] + ([top / results["notebook"] / f"{name}.png"] if top else [])
         for target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -282,3 +282,22 @@ def test_sizes_the_published_sets_cannot_meet_fail_before_any_model_loads():
         load_params("03_data_scaling_rlhf", "gpu", {"hacking.eval_items": 1000}, check_inputs=False)
     with pytest.raises(ValueError, match="multiple of"):
         load_params("03_data_scaling_rlhf", "gpu", {"prepo.grpo.num_generations": 5}, check_inputs=False)
+
+
+def test_training_figures_draw_nothing_for_a_run_without_the_training_parts(project):
+    from rlhf_nb.experiment import Experiment
+    from rlhf_nb.papers import figures as registry
+
+    results = _results(12, gt_knows=True)
+    drawers = registry("03_data_scaling_rlhf")
+    assert all(drawers[name](results) is None for name in ("hacking", "entropy", "prepo_scores", "arms", "schedule"))
+    assert drawers["hacking"](_hacking_results()) is not None and drawers["arms"](_prepo_results()) is not None
+    P = load_params("03_data_scaling_rlhf", "smoke", {}, check_inputs=False)[1]
+    (project / "out").mkdir()
+    exp = Experiment("03_data_scaling_rlhf", "smoke", P, project / "out", project, {})
+    exp.results.update(results)
+    exp.results["figures"] = []
+    assert exp.figure("hacking") is None and exp.results["figures"] == []
+    assert not (project / "out" / "hacking.png").exists()
+    exp.figure("auc_by_bin")
+    assert exp.results["figures"] == ["auc_by_bin"] and (project / "out" / "auc_by_bin.png").is_file()

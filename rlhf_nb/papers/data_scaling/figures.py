@@ -75,11 +75,10 @@ def hacking(results: dict[str, Any]):
 
     from .hacking import REWARD_NAMES, mean_curve
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     runs = results["data"].get("hacking") or []
     if not runs:
-        axes[0].text(0.5, 0.5, "part 2 not run in this profile", ha="center", transform=axes[0].transAxes)
-        return fig
+        return None  # part 2 not run in this profile
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for j, (reward, name) in enumerate(REWARD_NAMES.items()):
         steps, gold = mean_curve(runs, reward, "gold")
         if not steps:
@@ -106,11 +105,10 @@ def entropy(results: dict[str, Any]):
     from .claims import entropy_curve
     from .hacking import REWARD_NAMES
 
-    fig, ax = plt.subplots(figsize=(5.6, 3.4))
     runs = results["data"].get("hacking") or []
     if not runs:
-        ax.text(0.5, 0.5, "part 2 not run in this profile", ha="center", transform=ax.transAxes)
-        return fig
+        return None
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
     for j, (reward, name) in enumerate(REWARD_NAMES.items()):
         mine = [r for r in runs if r["reward"] == reward]
         for k, r in enumerate(mine):
@@ -129,10 +127,9 @@ def prepo_scores(results: dict[str, Any]):
     import matplotlib.pyplot as plt
 
     data = results["data"].get("prepo") or {}
-    fig, ax = plt.subplots(figsize=(6.2, 3.4))
     if not data.get("scores"):
-        ax.text(0.5, 0.5, "parts 3-4 not run in this profile", ha="center", transform=ax.transAxes)
-        return fig
+        return None  # parts 3-4 not run in this profile
+    fig, ax = plt.subplots(figsize=(6.2, 3.4))
     picked = set(data["arms"]["prepo"])
     for j, domain in enumerate(dict.fromkeys(s["domain"] for s in data["scores"])):
         mine = sorted((s for s in data["scores"] if s["domain"] == domain), key=lambda s: s["z"])
@@ -157,10 +154,9 @@ def arms(results: dict[str, Any]):
     from .claims import ARM_NAMES, arm_gold
 
     data = results["data"].get("prepo") or {}
-    fig, ax = plt.subplots(figsize=(7.2, 3.4))
     if not data.get("runs"):
-        ax.text(0.5, 0.5, "parts 3-4 not run in this profile", ha="center", transform=ax.transAxes)
-        return fig
+        return None
+    fig, ax = plt.subplots(figsize=(7.2, 3.4))
     domains = list(dict.fromkeys(e["domain"] for e in data["eval"]))
     present = [a for a in ARM_NAMES if arm_gold(results, a) is not None]
     width = 0.8 / len(present)
@@ -193,11 +189,10 @@ def schedule(results: dict[str, Any]):
 
     data = results["data"].get("prepo") or {}
     S = results["params"].get("prepo") or {}
-    fig, ax = plt.subplots(figsize=(5.6, 3.2))
     runs = {r["arm"]: r for r in data.get("runs") or [] if r["arm"] in ("prepo", "early") and r.get("domains")}
     if not runs:
-        ax.text(0.5, 0.5, "parts 3-4 not run in this profile", ha="center", transform=ax.transAxes)
-        return fig
+        return None
+    fig, ax = plt.subplots(figsize=(5.6, 3.2))
     grpo = S.get("grpo") or {}
     per_step = max(1, (grpo.get("per_device_train_batch_size") or 4) // (grpo.get("num_generations") or 4))
     for j, (arm, run) in enumerate(sorted(runs.items())):
