@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from .models import classify
 
@@ -120,6 +120,14 @@ class GRPOSection(_TrlSection):
     max_completion_length: PosInt | None = None
     temperature: PosFloat | None = None
     beta: Annotated[float, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _whole_groups(self) -> GRPOSection:
+        batch, group = self.per_device_train_batch_size or 4, self.num_generations or 4  # rlhf-nb's defaults
+        if batch % group:
+            raise ValueError(f"per_device_train_batch_size = {batch} must be a multiple of num_generations = {group} "
+                             "(whole groups of completions per prompt)")
+        return self
 
 
 class RewardSection(_TrlSection):

@@ -44,14 +44,6 @@ class Hacking(Section):
     min_entropy_drop: PosFloat = Field(0.05, description="nats per token: the least fall in the samples' entropy "
                                                          "over a run worth claiming (Fig. 12)")
 
-    @model_validator(mode="after")
-    def _groups(self) -> Hacking:
-        batch, group = self.grpo.per_device_train_batch_size or 4, self.grpo.num_generations or 4
-        if batch % group:
-            raise ValueError(f"hacking.grpo.per_device_train_batch_size = {batch} must be a multiple of "
-                             f"hacking.grpo.num_generations = {group} (whole groups of completions per prompt)")
-        return self
-
 
 class PrePPO(Section):
     """Parts 3-4 (Figs. 2-4, 6, 8; Tables 1, 3): GRPO on the hybrid reward over math, code and instruction prompts;
@@ -75,11 +67,7 @@ class PrePPO(Section):
     min_effect: PosFloat = Field(3.0, description="pts of held-out gold: the least gain worth claiming")
 
     @model_validator(mode="after")
-    def _groups(self) -> PrePPO:
-        batch, group = self.grpo.per_device_train_batch_size or 4, self.grpo.num_generations or 4
-        if batch % group:
-            raise ValueError(f"prepo.grpo.per_device_train_batch_size = {batch} must be a multiple of "
-                             f"prepo.grpo.num_generations = {group}")
+    def _domains(self) -> PrePPO:
         if not self.domains:
             raise ValueError("prepo.domains must name at least one domain")
         return self
