@@ -29,9 +29,9 @@ def test_bins_are_equal_count_and_ordered():
     assert claims.bins([0.3, 0.3], 4) == ["0.30", "0.30"]
 
 
-def _results(n_items: int, gt_knows: bool, seed: int = 0) -> dict:
+def _results(n_items: int, gt_knows: bool, seed: int = 0, plain_knows: bool = False) -> dict:
     """Constructed records: five responses per item, two right; the GenRM with GT sees which (or not); the GenRM
-    without GT is noise. Half the items have near-identical responses."""
+    without GT is noise (or sees it as well as the one with GT). Half the items have near-identical responses."""
     rng = random.Random(seed)
     records = []
     for i in range(n_items):
@@ -41,7 +41,7 @@ def _results(n_items: int, gt_knows: bool, seed: int = 0) -> dict:
             responses = [" ".join(rng.choice(["alpha", "beta", "gamma", "delta", "pi"]) for _ in range(8))
                          for _ in range(5)]
         gold = [1.0, 1.0, 0.0, 0.0, 0.0]
-        noise = [rng.random() for _ in gold]
+        noise = [0.5 + 0.3 * g + 0.4 * rng.random() if plain_knows else rng.random() for g in gold]
         gt = [0.5 + 0.3 * g + 0.4 * rng.random() if gt_knows else rng.random() for g in gold]
         records.append({"domain": "code" if i % 3 else "math", "id": f"t{i}", "responses": responses,
                         "tokens": [10] * 5, "finished": [True] * 5, "gold": gold, "genrm_gt": gt, "genrm": noise})
@@ -52,8 +52,12 @@ def test_claims_follow_the_records():
     verdicts = {c.id: c.verdict for c in claims.claims(_results(40, gt_knows=True))}
     assert verdicts["D1"] == "reproduced" and verdicts["D2"] == "reproduced"
     blind = {c.id: c for c in claims.claims(_results(40, gt_knows=False))}
-    assert blind["D1"].verdict in ("not reproduced", "inconclusive") and blind["D2"].verdict != "reproduced"
-    assert blind["D1"].n == 20  # the close half
+    assert blind["D2"].verdict != "reproduced" and blind["D1"].n == 20  # the close half
+    # a GenRM with GT at chance: comparing it with another judge says nothing about what GT adds
+    assert blind["D1"].verdict == blind["D3"].verdict == "not tested at this scale"
+    assert "GenRM with GT beats chance" in blind["D1"].reason
+    both = {c.id: c for c in claims.claims(_results(40, gt_knows=True, plain_knows=True))}
+    assert both["D1"].verdict in ("not reproduced", "inconclusive") and both["D2"].verdict == "reproduced"
     few = {c.id: c.verdict for c in claims.claims(_results(6, gt_knows=True))}
     assert set(few.values()) == {"not tested at this scale"}
     assert set(few) == {"D1", "D2", "D3", "K1", "K2", "E1", "P1", "P2", "M1"}

@@ -161,8 +161,22 @@ def _auc_claim(results: dict[str, Any], cid: str, statement: str, paper: str, cl
     test = C.superiority(a, b)
     value = (f"AUC with GT {np.mean(b):.1f} vs {'chance' if against_chance else 'without GT'} {np.mean(a):.1f} pts; "
              f"{_interval(test, 'pts')}")
-    return C.claim(cid, PAPER, statement, paper, test, our_value=value,
-                   premises=[_enough(len(rows), which), _policy_off_floor(results)], **_common(results))
+    premises = [_enough(len(rows), which), _policy_off_floor(results)]
+    if not against_chance:  # comparing two judges says something about GT only if the one with GT works at all
+        premises.append(_gt_works(results))
+    return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=premises, **_common(results))
+
+
+def _gt_works(results: dict[str, Any]) -> C.Premise:
+    """The reference-guided GenRM ranks right above wrong better than chance over all mixed items (the bottom of
+    D2's 95% interval above 50): the paper's claims about its sensitivity presuppose a GenRM that works."""
+    rows = [r for r in item_rows(results) if r["mixed"]]
+    if len(rows) < 2:
+        return C.Premise("GenRM with GT beats chance", False, f"{len(rows)} mixed items")
+    test = C.superiority([50.0] * len(rows), [r["auc_genrm_gt"] for r in rows])
+    return C.Premise("GenRM with GT beats chance", test.ci[0] > 0,
+                     f"AUC {50 + test.effect:.1f} [{50 + test.ci[0]:.1f}, {50 + test.ci[1]:.1f}] pts on {len(rows)} "
+                     "mixed items (needs the bottom above 50)")
 
 
 def gt_separates_close(results: dict[str, Any]) -> C.Claim:
@@ -190,7 +204,8 @@ def gt_spreads_close(results: dict[str, Any]) -> C.Claim:
     test = C.superiority(a, b)
     value = f"spread with GT {np.mean(b):.2f} vs without {np.mean(a):.2f} SD; {_interval(test, 'SD')}"
     return C.claim("D3", PAPER, statement, paper, test, our_value=value,
-                   premises=[C.Premise("enough close items", len(rows) >= 10, f"{len(rows)} items (need 10)")], **common)
+                   premises=[C.Premise("enough close items", len(rows) >= 10, f"{len(rows)} items (need 10)"),
+                             _gt_works(results)], **common)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -363,6 +378,8 @@ def finding_hacking(results: dict[str, Any]) -> str:
 def finding_bt(results: dict[str, Any]) -> str:
     bt = results["data"].get("bt_rm") or {}
     test = bt.get("test_outcomes") or []
+    if not (results["params"].get("hacking") or {}).get("steps"):
+        return "No BT RM: part 2 is not run in this profile."
     if not bt.get("fitted"):
         return "No BT RM: part 1 has no math item with both right and wrong responses."
     if not test:
