@@ -264,16 +264,19 @@ def _start(results: dict[str, Any]) -> list[C.Premise]:
 
 
 def _genrm_validated(results: dict[str, Any]) -> C.Premise:
-    """Part 1's records: how often the reference-guided judge ranks a right response above a wrong one."""
+    """Part 1's math records (part 2 trains on math): how often the reference-guided judge ranks a right response
+    above a wrong one."""
     outcomes = []
-    for r in judged(results):
+    for r in (r for r in judged(results) if r["domain"] == "math"):
         right = [s for s, g in zip(r["genrm_gt"], r["gold"]) if g > 0.5]
         wrong = [s for s, g in zip(r["genrm_gt"], r["gold"]) if g <= 0.5]
         outcomes += [1.0 if a > b else 0.5 if a == b else 0.0 for a in right for b in wrong]
     if not outcomes:
-        return C.Premise("GenRM with GT validated", False, "no right-vs-wrong pairs in part 1")
+        return C.Premise("GenRM with GT validated", False,
+                         "no right-vs-wrong math pairs in part 1")
     low, _ = C.wilson(sum(outcomes), len(outcomes))
-    return C.validated("GenRM with GT (part 1's right-vs-wrong pairs)", float(np.mean(outcomes)), low, len(outcomes))
+    return C.validated("GenRM with GT (part 1's right-vs-wrong math pairs)", float(np.mean(outcomes)), low,
+                       len(outcomes))
 
 
 def _bt_validated(results: dict[str, Any]) -> C.Premise:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ...data import MathTask, PreferencePair, load_gsm8k
-from ...evaluate import greedy
+from ...evaluate import Replies, greedy
 from ...models import Loaded, load
 from ...rewards.judge import LogProbJudge
 from ...rewards.math import clean_solution, is_correct, math_prompt, math_reward
@@ -129,10 +129,12 @@ class Snapshot:
     finished: list[bool]
 
 
-def snapshot(loaded: Loaded, probs: Problems, reward_fn: Any, P: Params, name: str, seed: int, step: int
-             ) -> Snapshot:
+def snapshot(loaded: Loaded, probs: Problems, reward_fn: Any, P: Params, name: str, seed: int, step: int,
+             replies: Replies | None = None) -> Snapshot:
+    """``replies``: the greedy answers when already made (the start policy's, shared by every reward)."""
     prompts = [math_prompt(t.question) for t in probs.eval]
-    replies = greedy(loaded, prompts, P.hacking.max_new_tokens, label=f"{name} seed {seed} step {step}: held-out")
+    if replies is None:
+        replies = greedy(loaded, prompts, P.hacking.max_new_tokens, label=f"{name} seed {seed} step {step}: held-out")
     texts = replies.first
     proxy = [float(x) for x in reward_fn(prompts, texts, [_meta(t) for t in probs.eval])]
     gold = [float(is_correct(x, t.answer)) for x, t in zip(texts, probs.eval)]
@@ -173,10 +175,12 @@ def train_runs(P: Params, start: Loaded, probs: Problems, reward_fns: dict[str, 
     prompts = [math_prompt(t.question) for t in probs.train]
     meta = [_meta(t) for t in probs.train]
     runs = []
+    start_replies = greedy(start, [math_prompt(t.question) for t in probs.eval], H.max_new_tokens,
+                           label="start: held-out")  # the same weights for every reward: answer once, score each
     for name in H.rewards:
         if name not in reward_fns:
             continue
-        first = snapshot(start, probs, reward_fns[name], P, name, -1, 0)
+        first = snapshot(start, probs, reward_fns[name], P, name, -1, 0, replies=start_replies)
         for k in range(P.seeds):
             seed = P.seed + k
             torch.manual_seed(seed)

@@ -22,46 +22,46 @@ class Items(Section):
                                                                      "inputs; None: HumanEval's own tests only")
 
 
-class Hacking(Section):
+class GRPOPart(Section):
+    """What every training part of notebook 03 shares: how long, how long the answers, GRPO and LoRA settings."""
+
+    steps: NonNegInt = Field(0, description="GRPO steps per run; 0: this part is not run in this profile")
+    max_new_tokens: PosInt = Field(320, description="token cap of sampled and held-out answers")
+    grpo: GRPOSection = GRPOSection(learning_rate=2e-5, num_generations=4, per_device_train_batch_size=8,
+                                    max_completion_length=320, temperature=0.8, beta=0.0)
+    lora: LoraSection = LoraSection(r=16)
+
+
+class Hacking(GRPOPart):
     """Part 2 (Fig. 7): GRPO on GSM8K train problems under each reward alone; every ``eval_every`` steps the
     policy's greedy answers to held-out GSM8K test problems are scored by that reward and by the gold."""
 
     rewards: list[Literal["rtv", "genrm_gt", "bt"]] = Field(
         ["rtv", "genrm_gt", "bt"], description="the rewards trained on, one arm each: the math checker (RTV), the "
                                                "judge with the reference (GenRM with GT), a linear Bradley-Terry RM")
-    steps: NonNegInt = Field(0, description="GRPO steps per run; 0: part 2 is not run in this profile")
     eval_every: PosInt = Field(5, description="steps between held-out evaluations (and one before training)")
     train_prompts: PosInt = Field(64, description="GSM8K train problems GRPO samples from")
     eval_items: PosInt = Field(64, description="held-out GSM8K test problems (none of part 1's), scored by the gold")
-    max_new_tokens: PosInt = Field(320, description="greedy answers to the held-out problems")
     bt_test_fraction: float = Field(0.3, gt=0, lt=1, description="share of part 1's math items whose right-vs-wrong "
                                                                  "pairs are held out to validate the BT RM")
     bt_l2: PosFloat = Field(1.0, description="L2 strength of the linear BT head")
-    grpo: GRPOSection = GRPOSection(learning_rate=2e-5, num_generations=4, per_device_train_batch_size=8,
-                                    max_completion_length=320, temperature=0.8, beta=0.0)
-    lora: LoraSection = LoraSection(r=16)
     min_effect: PosFloat = Field(0.25, description="SD: the least difference in hacking index worth claiming")
     min_entropy_drop: PosFloat = Field(0.05, description="nats per token: the least fall in the samples' entropy "
                                                          "over a run worth claiming (Fig. 12)")
 
 
-class PrePPO(Section):
+class PrePPO(GRPOPart):
     """Parts 3-4 (Figs. 2-4, 6, 8; Tables 1, 3): GRPO on the hybrid reward over math, code and instruction prompts;
     arms differ only in which prompts they train on and in what order."""
 
     domains: list[Literal["math", "code", "instruction"]] = Field(
         ["math", "code", "instruction"], description="math: GSM8K; code: HumanEval split by task; instruction: "
                                                      "IFEval's prompts (reward: the judge; gold: IFEval's checkers)")
-    steps: NonNegInt = Field(0, description="GRPO steps per run, the same for every arm; 0: parts 3-4 not run")
     base: PosInt = Field(32, description="base prompts per domain (every arm trains on them)")
     new: PosInt = Field(64, description="new prompts per domain (added: all, a random fraction, or Pre-PPO's)")
     eval: PosInt = Field(64, description="held-out prompts per domain, scored by the gold only")
     fraction: Fraction = Field(0.5, description="share of the new prompts that the random and Pre-PPO arms add")
     samples: PosInt = Field(4, description="start-policy responses per new prompt; their mean reward ranks it")
-    max_new_tokens: PosInt = Field(320, description="token cap of sampled and held-out answers")
-    grpo: GRPOSection = GRPOSection(learning_rate=2e-5, num_generations=4, per_device_train_batch_size=8,
-                                    max_completion_length=320, temperature=0.8, beta=0.0)
-    lora: LoraSection = LoraSection(r=16)
     margin: PosFloat = Field(3.0, description="pts: 'more prompts do not help' holds when all-new vs base stays "
                                               "within this margin (equivalence)")
     min_effect: PosFloat = Field(3.0, description="pts of held-out gold: the least gain worth claiming")

@@ -35,7 +35,6 @@ import numpy as np
 from ... import gold as G
 from ...data import CodeTask, load_gsm8k, load_humaneval, load_humaneval_plus
 from ...evaluate import greedy, sample
-from ...generation import SamplingConfig
 from ...models import Loaded, load
 from ...rewards.code import code_prompt, code_reward, data_id, evaluate_samples, extract_code
 from ...rewards.hybrid import Component, HybridReward, normalize_per_domain
@@ -128,8 +127,7 @@ def score_new(policy: Loaded, pool: Pool, reward: HybridReward, P: Params) -> li
     """Per new prompt: the mean hybrid reward of ``prepo.samples`` responses of the start policy, and its z-score
     within the domain (what Pre-PPO ranks by). The judge's part is z-scored over these samples."""
     S = P.prepo
-    config = SamplingConfig(n=S.samples, temperature=P.samples.temperature, top_p=P.samples.top_p,
-                            max_new_tokens=S.max_new_tokens, batch_size=P.samples.batch_size, seed=P.seed + 5)
+    config = P.samples.model_copy(update={"max_new_tokens": S.max_new_tokens}).config(P.seed + 5, n=S.samples)
     replies = sample(policy, [p.messages for p in pool.new], config, "Pre-PPO: new prompts")
     prompts = [p.messages for p in pool.new for _ in range(S.samples)]
     texts = [x for row in replies.texts for x in row]
