@@ -107,6 +107,31 @@ def test_the_judge_filter_drops_pairs_it_does_not_prefer(monkeypatch):
     assert len(out.pairs) == 2 and [r["p_original"] for r in out.records] == [0.9, 0.5, 0.9]
 
 
+def test_without_a_judge_every_verified_degradation_is_kept_and_says_so(monkeypatch):
+    rewrites = ["Eat quickly and finish before everyone else.", "Put the plate on the floor instead of the table.",
+                "Drink soda before meals, as it hides fullness."]
+    P, prompts, _ = _setting(monkeypatch, rewrites)
+    out = steps.degrade(None, None, prompts, [steps.Chosen(0, 0, ANSWER)], "helpfulness", P, seed=0)
+    assert len(out.pairs) == 3 and not out.judged and [r["p_original"] for r in out.records] == [None] * 3
+    results = {"data": {"degraded": {"helpfulness": {"yields": out.yields(), "judged": out.judged}},
+                        "judge_filter": {"mode": "if-validated", "applied": False, "validated": False,
+                                         "detail": "48% [40, ...] on 120 labelled pairs (chance 50%)"}}}
+    (row,) = claims.yield_rows(results)
+    assert row["kept, no judge filter"] == "3 (100%)" and "judge prefers original" not in row
+    assert "judge filter was off (the judge is not validated: 48% [40" in claims.finding_degradation(results)
+
+
+@pytest.mark.parametrize("agree, mode, applied", [(0.9, "if-validated", True), (0.5, "if-validated", False),
+                                                  (0.5, "always", True), (0.9, "never", False)])
+def test_the_judge_filter_applies_only_as_its_mode_and_the_validation_say(agree, mode, applied):
+    P = load_params("04_precise_rlaif", "smoke", {"degrade.judge_filter": mode}, check_inputs=False)[1]
+    n = 60  # pairs whose gold differs; the judge prefers the better one on a share `agree` of them
+    validation = [{"p_a": 0.8 if k < agree * n else 0.2, "gold_a": 1.0, "gold_b": 0.0} for k in range(n)]
+    rule = steps.judge_filter(P, validation)
+    assert rule["applied"] is applied and rule["validated"] is (agree > 0.5)
+    assert rule["validated"] == claims.judge_validated({"data": {"judge_validation": validation}}).holds
+
+
 def test_sequence_control_matches_the_precise_budget_and_validates_the_judge():
     P = load_params("04_precise_rlaif", "smoke", {}, check_inputs=False)[1]
     prompts = steps.Prompts([SimpleNamespace(id=f"p{i}", text=f"q{i}", messages=lambda i=i: [{"role": "user",
@@ -243,6 +268,9 @@ def test_precise_rlaif_notebook_smoke(project):
     assert not set(ids["train"]) & set(ids["eval"])
     data = results["data"]
     assert set(data["degraded"]) == {"all", "helpfulness"}
+    rule = data["judge_filter"]  # validated before it filters; the default filters only when validated
+    assert rule["mode"] == "if-validated" and rule["applied"] == rule["validated"]
+    assert all(d["judged"] == rule["applied"] for d in data["degraded"].values())
     arms = {(p["arm"], p["seed"]) for p in data["arms"]["trained"]}
     for arm in {a for a, _ in arms}:
         assert {s for a, s in arms if a == arm} == {0, 1}  # every arm, both seeds

@@ -61,11 +61,15 @@ def judge_outcomes(results: dict[str, Any]) -> list[float]:
     from .steps import judge_agreement
 
     data = _data(results)
-    return judge_agreement(data.get("judge_validation") or data["sequence"]["judged"])
+    return judge_agreement(data.get("judge_validation") or data.get("sequence", {}).get("judged", []))
 
 
 def judge_validated(results: dict[str, Any]) -> C.Premise:
-    outcomes = judge_outcomes(results)
+    return judge_premise(judge_outcomes(results))
+
+
+def judge_premise(outcomes: list[float]) -> C.Premise:
+    """The judge beats chance on pairs whose gold differs (``outcomes`` from :func:`steps.judge_agreement`)."""
     if len(outcomes) < 10:
         return C.Premise("judge validated against the gold", False,
                          f"only {len(outcomes)} judged pairs whose gold scores differ (need 10)")
@@ -209,10 +213,15 @@ def finding_answers(results: dict[str, Any]) -> str:
 def yield_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for principle, d in _data(results)["degraded"].items():
-        counts = {r["stage"]: r["count"] for r in d["yields"]}
+        counts = {_stage(r["stage"], d): r["count"] for r in d["yields"]}
         first = counts.get("candidates", 0) or 1
         rows.append({"principle": principle, **{k: f"{v} ({100 * v / first:.0f}%)" for k, v in counts.items()}})
     return rows
+
+
+def _stage(stage: str, degraded: dict[str, Any]) -> str:
+    """A yield stage's label: the last one reads "kept, no judge filter" where the filter was off."""
+    return "kept, no judge filter" if stage == "judge prefers original" and not degraded.get("judged", True) else stage
 
 
 def finding_degradation(results: dict[str, Any]) -> str:
@@ -222,7 +231,12 @@ def finding_degradation(results: dict[str, Any]) -> str:
         unchanged = counts.get("rewritten", 0) - counts.get("changed", 0)
         parts.append(f"{principle}: {counts.get('candidates', 0)} candidate sentences, {unchanged} returned unchanged, "
                      f"{counts.get('judge prefers original', 0)} pairs kept")
-    return "Degradation yield - " + "; ".join(parts) + "."
+    text = "Degradation yield - " + "; ".join(parts) + "."
+    rule = _data(results).get("judge_filter")
+    if rule and not rule["applied"]:
+        why = "set to never" if rule["mode"] == "never" else f"the judge is not validated: {rule['detail']}"
+        text += f" The judge filter was off ({why}), so every pair that passed the other filters was kept."
+    return text
 
 
 def finding_judge(results: dict[str, Any]) -> str:

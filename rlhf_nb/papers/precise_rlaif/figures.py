@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ...figures import Figures, bars
-from .claims import TASKS, arms, main_arm, table1_rows, trained
+from .claims import TASKS, _stage, arms, main_arm, table1_rows, trained
 from .steps import STAGES
 
 FIGURES = Figures()
@@ -28,7 +28,8 @@ def yields(results: dict[str, Any]):
         ax.bar(x, [counts.get(s, 0) for s in STAGES], width=width, color=f"C{j}", label=principle)
         for xi, s in zip(x, STAGES):
             ax.text(xi, counts.get(s, 0), str(counts.get(s, 0)), ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(STAGES)), [textwrap.fill(s, 11) for s in STAGES], fontsize=8)
+    labels = [_stage(s, next(iter(degraded.values()), {})) for s in STAGES]
+    ax.set_xticks(range(len(STAGES)), [textwrap.fill(s, 11) for s in labels], fontsize=8)
     ax.set(ylabel="candidate degradations", title="Sentence-level degradation: what survives each filter")
     ax.legend(fontsize=7)
     return fig

@@ -39,7 +39,10 @@ class Degradation(Section):
     min_edit: Fraction = Field(0.2, description="least normalised edit distance between a sentence and its rewrite")
     temperature: float = Field(0.0, ge=0, description="degrader sampling temperature (0: greedy)")
     max_new_tokens: PosInt = Field(64, description="tokens of a rewritten sentence")
-    judge_filter: bool = Field(True, description="keep a pair only if the judge prefers the original answer")
+    judge_filter: Literal["always", "if-validated", "never"] = Field(
+        "if-validated", description="keep a pair only if the judge prefers the original answer: always, never, or only "
+                                    "when the judge beats chance on the validation pairs (a judge at chance would drop "
+                                    "pairs at random)")
     judge_margin: Fraction = Field(0.0, description="the judge must prefer the original by more than 0.5 + this")
 
 

@@ -8,7 +8,8 @@
    model (the *degrader*) rewrites that sentence to be worse under a principle; the rejected side is the chosen
    answer with that one sentence replaced, every other byte unchanged (verified by re-splitting). Filters, each
    counted: the rewrite differs; its normalised edit distance from the sentence is at least ``min_edit``; the
-   result still splits into the same sentences but one; the judge prefers the original (both orders).
+   result still splits into the same sentences but one; the judge prefers the original (both orders), a filter that
+   applies only where the judge was validated against the gold first (``degrade.judge_filter``).
 3. **Same-budget sequence-level control.** Pairs of two whole answers of the same policy to the same prompts,
    ordered by the same judge (both orders), as many as the Precise arm has: DPO on whole-response AI feedback,
    so a difference between the arms is sentence-level precision, not "more DPO".
@@ -160,6 +161,7 @@ class Degraded:
     principle: str
     records: list[dict[str, Any]]  # prompt_index, sentence, original, rewrite, edit, p_original, stage
     pairs: list[PreferencePair]
+    judged: bool = True  # False: the judge filter was off, so the last stage means "kept" (p_original is None)
 
     def yields(self) -> list[dict[str, Any]]:
         """How many candidates reached each stage."""
@@ -170,7 +172,8 @@ class Degraded:
 
 def degrade(degrader: Loaded, judge: LogProbJudge | None, prompts: Prompts, chosen: list[Chosen], principle: str,
             P: Params, seed: int) -> Degraded:
-    """Up to ``per_answer`` one-sentence degradations of each chosen answer under ``principle``, filtered."""
+    """Up to ``per_answer`` one-sentence degradations of each chosen answer under ``principle``, filtered (by the
+    judge too, unless ``judge`` is None: see :func:`judge_filter`)."""
     from rapidfuzz.distance import Levenshtein
 
     rng = random.Random(seed)
@@ -202,7 +205,7 @@ def degrade(degrader: Loaded, judge: LogProbJudge | None, prompts: Prompts, chos
                         "edit": round(edit, 4), "p_original": None, "stage": stage})
     survivors = [r for r in records if r["stage"] == "one sentence changed"]
     chosen_text = {c.prompt_index: c.text for c in chosen}
-    if survivors and P.degrade.judge_filter and judge is not None:
+    if survivors and judge is not None:
         probs = judge.prefer_many([prompts.train[r["prompt_index"]].text for r in survivors],
                                   [chosen_text[r["prompt_index"]] for r in survivors],
                                   [splice(chosen_text[r["prompt_index"]], r["sentence"], r["rewrite"]) for r in survivors])
@@ -217,7 +220,7 @@ def degrade(degrader: Loaded, judge: LogProbJudge | None, prompts: Prompts, chos
                             prompts.train[r["prompt_index"]].messages(), chosen_text[r["prompt_index"]],
                             splice(chosen_text[r["prompt_index"]], r["sentence"], r["rewrite"]), f"precise-{principle}")
              for r in records if r["stage"] == "judge prefers original"]
-    return Degraded(principle, records, pairs)
+    return Degraded(principle, records, pairs, judged=judge is not None)
 
 
 def judge_of(loaded: Loaded) -> LogProbJudge:
@@ -291,6 +294,17 @@ def validate_judge(judge: LogProbJudge, prompts: Prompts, answers: GoldSamples, 
                               [texts[i][b] for i, _, b in picked])
     return [{"prompt_index": i, "a": a, "b": b, "p_a": round(float(p), 4), "gold_a": answers.gold[i][a],
              "gold_b": answers.gold[i][b]} for (i, a, b), p in zip(picked, probs)]
+
+
+def judge_filter(P: Params, validation: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether the degradations go through the judge filter: ``always``, ``never``, or (``if-validated``) only when
+    the judge beats chance on ``validation`` by the same rule as R1c's premise (interval bottom above 50%)."""
+    from .claims import judge_premise
+
+    premise = judge_premise(judge_agreement(validation))
+    mode = P.degrade.judge_filter
+    applied = mode == "always" or (mode == "if-validated" and premise.holds)
+    return {"mode": mode, "applied": applied, "validated": premise.holds, "detail": premise.detail}
 
 
 def judge_agreement(judged: list[dict[str, Any]], tie_margin: float = 0.0) -> list[float]:
