@@ -323,6 +323,18 @@ def test_grpo_and_rloo_take_the_same_reward_callables(tmp_path, trainer):
     assert len(result.series("reward")) == 2 and set(seen) == {"toy"}
 
 
+def test_grpo_meta_keeps_every_key_when_rows_differ_in_keys():
+    from rlhf_nb.train.grpo import _dataset, trl_reward
+
+    meta = [{"domain": "code", "id": "HumanEval/0"}, {"domain": "math", "answer": "7"}]  # the first row lacks "answer"
+    data = _dataset(["write code", "add 3 and 4"], meta)
+    seen = []
+    reward = trl_reward(lambda prompts, texts, m: seen.extend(m) or [0.0] * len(texts))
+    rows = list(data)  # trl hands the reward each column as a list over the batch
+    reward([r["prompt"] for r in rows], ["x", "y"], **{k: [r[k] for r in rows] for k in data.column_names if k != "prompt"})
+    assert seen == [{"domain": "code", "id": "HumanEval/0", "answer": None}, {"domain": "math", "id": None, "answer": "7"}]
+
+
 # --- slow tier: the real small model ---------------------------------------------------------
 
 

@@ -64,10 +64,13 @@ def trl_reward(fn: RewardFn) -> Callable[..., list[float]]:
 def _dataset(prompts: Sequence[Any], meta: Sequence[dict] | None):
     from datasets import Dataset
 
+    # every row carries every meta key (None where a row lacks it): Dataset.from_list takes the columns from the
+    # first row only, so a math row's "answer" would vanish if the first prompt were a code one
+    keys = list(dict.fromkeys(k for m in meta for k in m)) if meta else []
     rows = []
     for i, p in enumerate(prompts):
         messages = [{"role": "user", "content": p}] if isinstance(p, str) else list(p)
-        rows.append({"prompt": messages, **(dict(meta[i]) if meta else {})})
+        rows.append({"prompt": messages, **{k: meta[i].get(k) for k in keys}})
     return Dataset.from_list(rows)
 
 
