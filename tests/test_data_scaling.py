@@ -125,8 +125,11 @@ def test_data_scaling_notebook_smoke(project):
                                      for r in records)
     parts34 = {"P1", "P2", "M1", "T1-math", "T1-code", "T1-instruction"}
     assert {c["id"] for c in results["claims"]} == {"D1", "D2", "D3", "K1", "K2", "E1"} | parts34
-    assert set(results["figures"]) == {"auc_by_bin", "spread_by_bin", "hacking", "entropy", "prepo_scores", "arms", "schedule"}
+    assert set(results["figures"]) == {"auc_by_bin", "spread_by_bin", "hacking", "entropy", "prepo_scores", "arms",
+                                       "schedule", "gold_curve"}
     prepo = results["data"]["prepo"]
+    trained = [r for r in prepo["runs"] if r["arm"] != "start"]  # smoke: 2 steps, the gold scored after step 1 too
+    assert all([c["step"] for c in r["curve"]] == [1] and len(r["curve"][0]["gold"]) == 6 for r in trained)
     assert [e["domain"] for e in prepo["eval"]] == ["math"] * 2 + ["code"] * 2 + ["instruction"] * 2
     assert sorted({(r["arm"], r["seed"]) for r in prepo["runs"]}) == sorted(
         [("start", -1)] + [(a, s) for a in ("base", "all", "random", "prepo", "early") for s in (0, 1)])
@@ -294,7 +297,8 @@ def test_training_figures_draw_nothing_for_a_run_without_the_training_parts(proj
 
     results = _results(12, gt_knows=True)
     drawers = registry("03_data_scaling_rlhf")
-    assert all(drawers[name](results) is None for name in ("hacking", "entropy", "prepo_scores", "arms", "schedule"))
+    assert all(drawers[name](results) is None for name in ("hacking", "entropy", "prepo_scores", "arms", "schedule",
+                                                                  "gold_curve"))
     assert drawers["hacking"](_hacking_results()) is not None and drawers["arms"](_prepo_results()) is not None
     P = load_params("03_data_scaling_rlhf", "smoke", {}, check_inputs=False)[1]
     (project / "out").mkdir()

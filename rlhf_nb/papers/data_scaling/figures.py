@@ -205,3 +205,40 @@ def schedule(results: dict[str, Any]):
            title=f"Domain mix per step ({per_step} prompts a step)")
     ax.legend(fontsize=7)
     return fig
+
+
+@FIGURES("gold_curve")
+def gold_curve(results: dict[str, Any]):
+    """Figs. 4, 6 analog: held-out gold per domain vs GRPO step, per arm (mean over seeds; step 0 is the start
+    policy, the last step the final policy). Drawn only when the runs scored the gold during training
+    (``prepo.eval_every``)."""
+    import matplotlib.pyplot as plt
+
+    from .claims import ARM_NAMES
+
+    data = results["data"].get("prepo") or {}
+    runs = data.get("runs") or []
+    if not any(r.get("curve") for r in runs):
+        return None
+    steps = int((results["params"].get("prepo") or {}).get("steps") or 0)
+    domains = list(dict.fromkeys(e["domain"] for e in data["eval"]))
+    index = {d: [i for i, e in enumerate(data["eval"]) if e["domain"] == d] for d in domains}
+    start = next(r for r in runs if r["arm"] == "start")
+    fig, axes = plt.subplots(1, len(domains), figsize=(3.4 * len(domains), 3.2), squeeze=False)
+    for j, arm in enumerate(a for a in ARM_NAMES if a != "start" and any(r["arm"] == a for r in runs)):
+        arm_runs = [r for r in runs if r["arm"] == arm]
+        points: dict[int, list[list[float]]] = {0: [start["gold"]] * len(arm_runs)}
+        for r in arm_runs:
+            for c in r.get("curve") or []:
+                points.setdefault(c["step"], []).append(c["gold"])
+            points.setdefault(steps, []).append(r["gold"])
+        xs = sorted(points)
+        for ax, d in zip(axes[0], domains):
+            ys = [100 * np.mean([[g[i] for i in index[d]] for g in points[x]]) for x in xs]
+            ax.plot(xs, ys, marker="o", ms=3, color=f"C{j}", label=f"{ARM_NAMES[arm]} ({len(arm_runs)})")
+    for ax, d in zip(axes[0], domains):
+        ax.set(xlabel="GRPO step", title=f"{d} (n={len(index[d])})")
+    axes[0][0].set_ylabel("held-out gold (pts)")
+    axes[0][-1].legend(fontsize=6)
+    fig.suptitle("Held-out gold during training (seeds in brackets)", fontsize=9)
+    return fig

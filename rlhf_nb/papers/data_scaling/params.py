@@ -65,6 +65,8 @@ class PrePPO(GRPOPart):
     margin: PosFloat = Field(3.0, description="pts: 'more prompts do not help' holds when all-new vs base stays "
                                               "within this margin (equivalence)")
     min_effect: PosFloat = Field(3.0, description="pts of held-out gold: the least gain worth claiming")
+    eval_every: NonNegInt = Field(0, description="steps between held-out gold evaluations during training (Figs. 4, "
+                                                 "6: gold per domain vs step); 0: the final policy only")
 
     @model_validator(mode="after")
     def _domains(self) -> PrePPO:

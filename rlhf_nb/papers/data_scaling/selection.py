@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import gc
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -188,11 +188,31 @@ def gold_scores(loaded: Loaded, pool: Pool, P: Params, label: str) -> dict[str, 
     return {"gold": scores, "tokens": [t[0] for t in replies.tokens], "finished": [f[0] for f in replies.finished]}
 
 
+def gold_callback(policy: Loaded, pool: Pool, P: Params, label: str, into: list[dict[str, Any]]):
+    """A TrainerCallback that scores the held-out gold every ``prepo.eval_every`` steps (not at the last step: the
+    final policy is scored after training) into ``into`` as ``{"step": s, **gold_scores}``."""
+    from transformers import TrainerCallback
+
+    every = P.prepo.eval_every
+
+    class _Gold(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if every and state.global_step % every == 0 and state.global_step < state.max_steps:
+                was_training = model.training
+                model.eval()
+                into.append({"step": state.global_step, **gold_scores(replace(policy, model=model), pool, P,
+                                                                      f"{label} step {state.global_step}: held-out")})
+                model.train(was_training)
+
+    return _Gold()
+
+
 def train_arms(P: Params, start: Loaded, pool: Pool, judge: LogProbJudge, arms: dict[str, list[Prompt]],
                out_dir: str) -> list[dict[str, Any]]:
     """Every arm x seed: GRPO for ``prepo.steps`` steps on its prompts in :func:`ordered` order, then the held-out
-    gold. The start policy's own scores come first as arm ``start`` (seed -1). Each run gets a fresh hybrid reward,
-    so the judge's running normalisation never carries from one run to the next."""
+    gold (and every ``prepo.eval_every`` steps on the way: ``curve``). The start policy's own scores come first as
+    arm ``start`` (seed -1). Each run gets a fresh hybrid reward, so the judge's running normalisation never carries
+    from one run to the next."""
     import torch
 
     from ...train.grpo import train_grpo
@@ -207,11 +227,13 @@ def train_arms(P: Params, start: Loaded, pool: Pool, judge: LogProbJudge, arms: 
             policy = load(P.policy, lora=S.lora.spec())
             config = S.grpo.build(f"{out_dir}/prepo_{arm}_seed{seed}", seed=seed, max_steps=S.steps,
                                   shuffle_dataset=False)
+            curve: list[dict[str, Any]] = []
             result = train_grpo(policy, [p.messages for p in prompts], hybrid_reward(pool, judge), config,
-                                meta=[p.meta for p in prompts])
+                                meta=[p.meta for p in prompts],
+                                callbacks=[gold_callback(policy, pool, P, f"{arm} seed {seed}", curve)])
             history = [{k2: v for k2, v in row.items() if isinstance(v, (int, float))} for row in result.history]
             runs.append({"arm": arm, "seed": seed, "prompts": len(prompts), "history": history,
-                         "domains": [p.domain for p in prompts],
+                         "domains": [p.domain for p in prompts], "curve": curve,
                          **gold_scores(policy, pool, P, f"{arm} seed {seed}: held-out")})
             del policy, result
             gc.collect()
