@@ -4,6 +4,7 @@ item selection, and a smoke run through papermill."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 import random
 
 import numpy as np
@@ -280,6 +281,26 @@ def test_prepo_claims_follow_the_final_gold():
     backwards["data"]["prepo"]["arms"] = {"prepo": ["n6", "n7"], "random": ["n0", "n1"]}
     assert {c.id: c.verdict for c in claims.claims(backwards)}["P2"] == "not tested at this scale"
     assert "Held-out gold over 60 prompts" in claims.finding_prepo(_prepo_results())
+
+
+def test_code_can_train_on_mbpp_and_hold_out_humaneval(tmp_path):
+    rows = [{"task_id": 900 + i, "text": f"Write a function that adds {i}.", "code": f"def add{i}(x):\n    return x + {i}",
+             "test_setup_code": "", "test_list": [f"assert add{i}(1) == {1 + i}"], "challenge_test_list": []}
+            for i in range(6)]
+    path = tmp_path / "mbpp.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    P = load_params("03_data_scaling_rlhf", "smoke", {"prepo.domains": ["code"], "prepo.code_train": "mbpp",
+                                                      "prepo.mbpp": str(path)}, check_inputs=False)[1]
+    pool = selection.make_pool(P)
+    assert [len(pool.base), len(pool.new), len(pool.eval)] == [2, 4, 2]
+    assert all(p.id.startswith("MBPP/") for p in pool.base + pool.new)
+    assert all(p.id.startswith("HumanEval/") for p in pool.eval)
+    reward = selection.hybrid_reward(pool, judge=SimpleNamespace(genrm_reward=None))  # code only: never asked
+    task = pool.tasks[pool.base[0].id]
+    right, wrong = task.prompt + task.canonical_solution, "def nothing():\n    pass"
+    assert reward([p.messages for p in pool.base[:1] * 2], [right, wrong], [pool.base[0].meta] * 2) == [1.0, 0.0]
+    with pytest.raises(ValueError, match="MBPP's train split has 374"):
+        load_params("03_data_scaling_rlhf", "gpu", {"prepo.code_train": "mbpp", "prepo.new": 400}, check_inputs=False)
 
 
 def test_sizes_the_published_sets_cannot_meet_fail_before_any_model_loads():

@@ -65,6 +65,11 @@ class PrePPO(GRPOPart):
     margin: PosFloat = Field(3.0, description="pts: 'more prompts do not help' holds when all-new vs base stays "
                                               "within this margin (equivalence)")
     min_effect: PosFloat = Field(3.0, description="pts of held-out gold: the least gain worth claiming")
+    code_train: Literal["humaneval", "mbpp"] = Field(
+        "humaneval", description="where the base and new code prompts come from: HumanEval tasks split from the held-out "
+                                 "ones, or MBPP's train split (then every held-out code prompt is a HumanEval task)")
+    mbpp: DataSource = Field("hub", description="MBPP source (google-research-datasets/mbpp, 'full') when code_train "
+                                                "is mbpp: 'hub' or a jsonl file")
     eval_every: NonNegInt = Field(0, description="steps between held-out gold evaluations during training (Figs. 4, "
                                                  "6: gold per domain vs step); 0: the final policy only")
 
@@ -100,8 +105,11 @@ class Params(BaseParams):
         """Sizes the published sets cannot meet fail here, before any model loads (a local file may be smaller:
         that is caught when it is read)."""
         S, need = self.prepo, self.prepo.base + self.prepo.new + self.prepo.eval
-        if S.steps and "code" in S.domains and need > 164:
+        if S.steps and "code" in S.domains and S.code_train == "humaneval" and need > 164:
             raise ValueError(f"prepo: base + new + eval = {need} code prompts, HumanEval has 164 tasks")
+        if S.steps and "code" in S.domains and S.code_train == "mbpp" and (S.eval > 164 or S.base + S.new > 374):
+            raise ValueError(f"prepo: {S.base} + {S.new} MBPP train prompts (MBPP's train split has 374) and {S.eval} "
+                             "held-out HumanEval tasks (164)")
         if S.steps and "instruction" in S.domains and need > 541:
             raise ValueError(f"prepo: base + new + eval = {need} instruction prompts, IFEval has 541")
         if self.hacking.steps and self.items.math + self.hacking.eval_items > 1319:

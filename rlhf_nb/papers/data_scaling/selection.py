@@ -4,8 +4,9 @@
 Three domains, each with a gold that training never sees as a reward where it matters:
 
 * **math**: GSM8K (train problems to train on, test problems held out); the reward *and* the gold is the checker (RTV);
-* **code**: HumanEval tasks split by id; the reward is their tests in the sandbox (RTV), the held-out gold HumanEval+'s
-  tests (``items.humaneval_plus``; HumanEval's own when it is None);
+* **code**: HumanEval tasks split by id (or, with ``prepo.code_train: mbpp``, MBPP's train tasks to train on and
+  HumanEval tasks held out); the reward is their tests in the sandbox (RTV), the held-out gold HumanEval+'s tests
+  (``items.humaneval_plus``; HumanEval's own when it is None);
 * **instruction**: IFEval's prompts split by id; no verifier is used as a reward (as for the paper's open-ended
   prompts): the reward is the judge's P(helpful and correct) (GenRM without GT), z-scored within the domain; the
   gold is IFEval's checkers.
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ... import gold as G
-from ...data import CodeTask, load_gsm8k, load_humaneval, load_humaneval_plus
+from ...data import CodeTask, load_gsm8k, load_humaneval, load_humaneval_plus, load_mbpp
 from ...evaluate import greedy, sample
 from ...models import Loaded, load
 from ...rewards.code import code_prompt, code_reward, data_id, evaluate_samples, extract_code
@@ -97,7 +98,12 @@ def make_pool(P: Params) -> Pool:
     if "code" in S.domains:
         code_source = P.items.humaneval_plus
         pool = load_humaneval_plus(code_source) if code_source else load_humaneval("package")
-        for part, chosen in zip(("base", "new", "eval"), _split(pool, sizes, "HumanEval", rng)):
+        if S.code_train == "mbpp":  # train on MBPP, hold out HumanEval(+)
+            base, new, _ = _split(load_mbpp(S.mbpp, "train"), (S.base, S.new, 0), "MBPP train", rng)
+            parts = [base, new, _split(pool, (0, 0, S.eval), "HumanEval", rng)[2]]
+        else:
+            parts = _split(pool, sizes, "HumanEval", rng)
+        for part, chosen in zip(("base", "new", "eval"), parts):
             for t in chosen:
                 tasks[t.task_id] = t
                 out[part].append(Prompt("code", t.task_id, code_prompt(t), {"domain": "code", "id": t.task_id}))
