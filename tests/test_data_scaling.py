@@ -124,18 +124,22 @@ def test_data_scaling_notebook_smoke(project):
     records = results["data"]["records"]
     assert len(records) == 5 and all(len(r["responses"]) == len(r["gold"]) == len(r["genrm_gt"]) == 3
                                      for r in records)
-    parts34 = {"P1", "P2", "M1", "T1-math", "T1-code", "T1-instruction"}
+    parts34 = {"P1", "P2", "M1", "T1-math", "T1-code", "T1-instruction", "T1-open"}
     assert {c["id"] for c in results["claims"]} == {"D1", "D2", "D3", "K1", "K2", "E1"} | parts34
     assert set(results["figures"]) == {"auc_by_bin", "spread_by_bin", "hacking", "entropy", "prepo_scores", "arms",
                                        "schedule", "gold_curve"}
     prepo = results["data"]["prepo"]
     trained = [r for r in prepo["runs"] if r["arm"] != "start"]  # smoke: 2 steps, the gold scored after step 1 too
-    assert all([c["step"] for c in r["curve"]] == [1] and len(r["curve"][0]["gold"]) == 6 for r in trained)
-    assert [e["domain"] for e in prepo["eval"]] == ["math"] * 2 + ["code"] * 2 + ["instruction"] * 2
+    assert all([c["step"] for c in r["curve"]] == [1] and len(r["curve"][0]["gold"]) == 8 for r in trained)
+    assert [e["domain"] for e in prepo["eval"]] == ["math"] * 2 + ["code"] * 2 + ["instruction"] * 2 + ["open"] * 2
     assert sorted({(r["arm"], r["seed"]) for r in prepo["runs"]}) == sorted(
         [("start", -1)] + [(a, s) for a in ("base", "all", "random", "prepo", "early") for s in (0, 1)])
-    assert all(len(r["gold"]) == 6 for r in prepo["runs"]) and len(prepo["scores"]) == 12
-    assert len(prepo["arms"]["all"]) == 18 and len(prepo["arms"]["prepo"]) == len(prepo["arms"]["random"]) == 12
+    assert all(len(r["gold"]) == 8 for r in prepo["runs"]) and len(prepo["scores"]) == 16
+    assert len(prepo["arms"]["all"]) == 24 and len(prepo["arms"]["prepo"]) == len(prepo["arms"]["random"]) == 16
+    assert all(0 <= r["gold"][i] <= 1 for r in prepo["runs"] for i in (6, 7))  # the gold judge's P(beats reference)
+    assert prepo["gold_judge"]["model"] == "tiny" and len(prepo["gold_judge"]["validation"]) == 12
+    t1_open = next(c for c in results["claims"] if c["id"] == "T1-open")  # smoke: the gold judge is the judge
+    assert any(p["name"] == "open-ended gold is not the training judge" and not p["holds"] for p in t1_open["premises"])
     runs = results["data"]["hacking"]  # smoke: a random model is never right, so no BT RM and no BT arm
     assert sorted((r["reward"], r["seed"]) for r in runs) == [("genrm_gt", 0), ("genrm_gt", 1), ("rtv", 0), ("rtv", 1)]
     assert all([s["step"] for s in r["snapshots"]] == [0, 1, 2] and len(r["snapshots"][0]["gold"]) == 4 for r in runs)
@@ -283,6 +287,25 @@ def test_prepo_claims_follow_the_final_gold():
     assert "Held-out gold over 60 prompts" in claims.finding_prepo(_prepo_results())
 
 
+def test_open_prompt_claims_need_a_validated_gold_judge_other_than_the_training_judge():
+    def with_gold(probs, model="big-judge"):
+        results = _prepo_results()
+        data = results["data"]["prepo"]
+        data["eval"] = [{**e, "domain": "open" if e["domain"] == "instruction" else e["domain"]} for e in data["eval"]]
+        results["params"]["prepo"]["domains"] = ["math", "open"]
+        results["params"]["judge"] = "small-judge"  # the runs' training judge
+        data["gold_judge"] = {"model": model, "validation": probs}
+        return {c.id: c for c in claims.claims(results)}
+
+    good = with_gold([0.8] * 80 + [0.3] * 20)  # agrees with the human label on 80 of 100 pairs
+    assert good["T1-open"].verdict == "reproduced" and good["T1-math"].verdict == "reproduced"
+    chance = with_gold([0.8] * 50 + [0.3] * 50)
+    assert chance["T1-open"].verdict == "not tested at this scale" and chance["T1-math"].verdict == "reproduced"
+    assert chance["P2"].verdict == "not tested at this scale"  # pooled over every held-out prompt, open ones too
+    same = with_gold([0.8] * 80 + [0.3] * 20, model="small-judge")
+    assert same["T1-open"].verdict == "not tested at this scale"
+
+
 def test_code_can_train_on_mbpp_and_hold_out_humaneval(tmp_path):
     rows = [{"task_id": 900 + i, "text": f"Write a function that adds {i}.", "code": f"def add{i}(x):\n    return x + {i}",
              "test_setup_code": "", "test_list": [f"assert add{i}(1) == {1 + i}"], "challenge_test_list": []}
@@ -305,7 +328,12 @@ def test_code_can_train_on_mbpp_and_hold_out_humaneval(tmp_path):
 
 def test_sizes_the_published_sets_cannot_meet_fail_before_any_model_loads():
     with pytest.raises(ValueError, match="HumanEval has 164"):
-        load_params("03_data_scaling_rlhf", "gpu", {"prepo.base": 100}, check_inputs=False)
+        load_params("03_data_scaling_rlhf", "gpu", {"prepo.base": 100, "prepo.code_train": "humaneval"},
+                    check_inputs=False)
+    with pytest.raises(ValueError, match="AlpacaEval has 805"):
+        load_params("03_data_scaling_rlhf", "gpu", {"prepo.domains": ["open"], "prepo.new": 800}, check_inputs=False)
+    with pytest.raises(ValueError, match="set prepo.open_gold"):
+        load_params("03_data_scaling_rlhf", "gpu", {"prepo.open_gold": None}, check_inputs=False)
     with pytest.raises(ValueError, match="GSM8K has 1319"):
         load_params("03_data_scaling_rlhf", "gpu", {"hacking.eval_items": 1000}, check_inputs=False)
     with pytest.raises(ValueError, match="multiple of"):

@@ -424,6 +424,26 @@ def _prepo_premises(results: dict[str, Any], arms: tuple[str, ...], domain: str 
             C.not_capped(f"held-out ({'/'.join(arms)})", cap)]
 
 
+def _open_gold_premises(results: dict[str, Any], domain: str | None) -> list[C.Premise]:
+    """Where held-out open prompts count, their gold (a judge) must be validated on human labels and must not be the
+    judge the runs trained on."""
+    data = prepo_data(results)
+    if domain not in (None, "open") or not any(e["domain"] == "open" for e in data.get("eval") or []):
+        return []
+    gold = data.get("gold_judge") or {}
+    probs = gold.get("validation") or []
+    outcomes = [0.5 if p == 0.5 else float(p > 0.5) for p in probs]
+    if len(outcomes) < 10:
+        validated = C.Premise("open-ended gold judge validated", False, f"{len(outcomes)} labelled pairs (need 10)")
+    else:
+        test = C.proportion(outcomes, 0.5)
+        validated = C.validated("open-ended gold judge (HH-RLHF human labels)", 0.5 + test.effect,
+                                0.5 + test.ci[0], test.n)
+    judge = results["params"].get("judge")
+    return [validated, C.Premise("open-ended gold is not the training judge", gold.get("model") != judge,
+                                 f"gold {gold.get('model')} vs training judge {judge}")]
+
+
 def _selection_premise(results: dict[str, Any]) -> C.Premise:
     """Pre-PPO's added prompts have a lower start-policy reward than the random arm's (else nothing was selected)."""
     data = prepo_data(results)
@@ -456,7 +476,7 @@ def _prepo_claim(results: dict[str, Any], cid: str, a: str, b: str, statement: s
              + (f"difference {B.mean() - A.mean():+.1f} (margin {margin:g}); " if equivalence else "")
              + f"effect {test.effect:+.1f} [{test.ci[0]:+.1f}, {test.ci[1]:+.1f}], p={test.p:.3g}, "
              f"n={test.n} x {test.seeds} seeds")
-    premises = _prepo_premises(results, (a, b), domain)
+    premises = _prepo_premises(results, (a, b), domain) + _open_gold_premises(results, domain)
     if "prepo" in (a, b) and "random" in (a, b):
         premises.append(_selection_premise(results))
     return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=premises, **common)
@@ -489,7 +509,13 @@ def finding_prepo(results: dict[str, Any]) -> str:
         if gold is not None:
             parts.append(f"{ARM_NAMES[arm]} {gold.mean():.1f}")
     n = len(data["eval"])
-    return f"Held-out gold over {n} prompts (pts, mean over seeds): " + "; ".join(parts) + "."
+    text = f"Held-out gold over {n} prompts (pts, mean over seeds): " + "; ".join(parts) + "."
+    gold = data.get("gold_judge")
+    if gold:
+        premise = _open_gold_premises(results, "open")[0]
+        text += (f" The open prompts' gold judge ({gold['model']}) on HH-RLHF harmless-base human labels: "
+                 f"{premise.detail}; {'validated' if premise.holds else 'NOT validated, so claims on open prompts are not tested'}.")
+    return text
 
 
 def claims(results: dict[str, Any]) -> list[C.Claim]:

@@ -54,9 +54,18 @@ class PrePPO(GRPOPart):
     """Parts 3-4 (Figs. 2-4, 6, 8; Tables 1, 3): GRPO on the hybrid reward over math, code and instruction prompts;
     arms differ only in which prompts they train on and in what order."""
 
-    domains: list[Literal["math", "code", "instruction"]] = Field(
+    domains: list[Literal["math", "code", "instruction", "open"]] = Field(
         ["math", "code", "instruction"], description="math: GSM8K; code: HumanEval split by task; instruction: "
-                                                     "IFEval's prompts (reward: the judge; gold: IFEval's checkers)")
+                                                     "IFEval's prompts (reward: the judge; gold: IFEval's checkers); "
+                                                     "open: AlpacaEval's instructions (reward: the judge given the "
+                                                     "GPT-4-turbo reference; gold: `open_gold`)")
+    open_gold: ModelName | None = Field(None, description="the open domain's gold: a judge other than `judge` (larger), "
+                                                          "never a training reward, asked whether a held-out answer "
+                                                          "beats AlpacaEval's reference (both orders); validated on "
+                                                          "HH-RLHF human labels first")
+    gold_validation: PosInt = Field(200, description="HH-RLHF harmless-base pairs (human labels) that validate "
+                                                     "`open_gold`")
+    hh: DataSource = Field("bundled", description="HH-RLHF harmless-base source for that validation")
     base: PosInt = Field(32, description="base prompts per domain (every arm trains on them)")
     new: PosInt = Field(64, description="new prompts per domain (added: all, a random fraction, or Pre-PPO's)")
     eval: PosInt = Field(64, description="held-out prompts per domain, scored by the gold only")
@@ -77,6 +86,9 @@ class PrePPO(GRPOPart):
     def _domains(self) -> PrePPO:
         if not self.domains:
             raise ValueError("prepo.domains must name at least one domain")
+        if self.steps and "open" in self.domains and not self.open_gold:
+            raise ValueError("prepo.domains has 'open': set prepo.open_gold, the judge that is its gold (a model other "
+                             "than the training judge)")
         return self
 
 
@@ -112,6 +124,8 @@ class Params(BaseParams):
                              "held-out HumanEval tasks (164)")
         if S.steps and "instruction" in S.domains and need > 541:
             raise ValueError(f"prepo: base + new + eval = {need} instruction prompts, IFEval has 541")
+        if S.steps and "open" in S.domains and need > 805:
+            raise ValueError(f"prepo: base + new + eval = {need} open prompts, AlpacaEval has 805")
         if self.hacking.steps and self.items.math + self.hacking.eval_items > 1319:
             total = self.items.math + self.hacking.eval_items
             raise ValueError(f"items.math + hacking.eval_items = {total} GSM8K test problems (they must not overlap), "

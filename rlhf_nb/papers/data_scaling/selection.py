@@ -10,6 +10,10 @@ Three domains, each with a gold that training never sees as a reward where it ma
 * **instruction**: IFEval's prompts split by id; no verifier is used as a reward (as for the paper's open-ended
   prompts): the reward is the judge's P(helpful and correct) (GenRM without GT), z-scored within the domain; the
   gold is IFEval's checkers.
+* **open** (``prepo.open_gold`` set): AlpacaEval's instructions; the reward is the judge's P(correct and consistent
+  with the reference) given AlpacaEval's GPT-4-turbo answer (GenRM with GT), z-scored within the domain; the gold is
+  another, larger judge's P(the answer beats that reference) (both orders), never a reward, whose agreement with
+  HH-RLHF's human labels is measured first (:func:`validate_gold`).
 
 The training reward is the paper's hybrid: RTV where a verifier exists, a GenRM elsewhere, normalised per domain
 (:class:`rlhf_nb.rewards.hybrid.HybridReward`). Arms, all GRPO from the same policy with a fresh LoRA adapter, the same
@@ -28,13 +32,13 @@ from __future__ import annotations
 
 import gc
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from ... import gold as G
-from ...data import CodeTask, load_gsm8k, load_humaneval, load_humaneval_plus, load_mbpp
+from ...data import CodeTask, load_gsm8k, load_hh_rlhf, load_humaneval, load_humaneval_plus, load_mbpp, load_prompts
 from ...evaluate import greedy, sample
 from ...models import Loaded, load
 from ...rewards.code import code_prompt, code_reward, data_id, evaluate_samples, extract_code
@@ -64,6 +68,7 @@ class Pool:
     tasks: dict[str, CodeTask]  # code id -> task
     instructions: dict[str, G.IFPrompt]  # instruction id -> prompt with its checkers
     code_source: str | None
+    references: dict[str, str] = field(default_factory=dict)  # open id -> AlpacaEval's reference answer
 
 
 def _split(items: list[Any], sizes: tuple[int, int, int], what: str, rng: random.Random) -> list[list[Any]]:
@@ -112,16 +117,24 @@ def make_pool(P: Params) -> Pool:
             for p in chosen:
                 instructions[p.id] = p
                 out[part].append(Prompt("instruction", p.id, p.messages(), {"domain": "instruction", "id": p.id}))
-    return Pool(out["base"], out["new"], out["eval"], answers, tasks, instructions, code_source)
+    references: dict[str, str] = {}
+    if "open" in S.domains:
+        for part, chosen in zip(("base", "new", "eval"), _split(load_prompts("alpacaeval"), sizes, "AlpacaEval", rng)):
+            for p in chosen:
+                references[p.id] = p.reference or ""
+                out[part].append(Prompt("open", p.id, [{"role": "user", "content": p.text}],
+                                        {"domain": "open", "id": p.id, "reference": p.reference}))
+    return Pool(out["base"], out["new"], out["eval"], answers, tasks, instructions, code_source, references)
 
 
 def hybrid_reward(pool: Pool, judge: LogProbJudge) -> HybridReward:
-    """RTV for math and code, the judge (no reference) for instructions, z-scored per domain."""
+    """RTV for math and code; the judge for instructions (no reference) and open prompts (AlpacaEval's reference),
+    z-scored per domain."""
     def code(prompts: Any, completions: Any, meta: Any) -> list[float]:
         return code_reward(prompts, completions, [{"task": pool.tasks[m["id"]]} for m in meta])
 
     return HybridReward({"math": Component(math_reward, ("math",)), "code": Component(code, ("code",)),
-                         "genrm": Component(judge.genrm_reward, ("instruction",), normalize=True)})
+                         "genrm": Component(judge.genrm_reward, ("instruction", "open"), normalize=True)})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -171,8 +184,10 @@ def ordered(arm: str, prompts: list[Prompt], seed: int) -> list[Prompt]:
 # ----------------------------------------------------------------------------------------------
 
 
-def gold_scores(loaded: Loaded, pool: Pool, P: Params, label: str) -> dict[str, Any]:
-    """Greedy answers to every held-out prompt, scored by its domain's gold; per item, in ``pool.eval`` order."""
+def gold_scores(loaded: Loaded, pool: Pool, P: Params, label: str, gold_judge: LogProbJudge | None = None
+                ) -> dict[str, Any]:
+    """Greedy answers to every held-out prompt, scored by its domain's gold; per item, in ``pool.eval`` order (open
+    prompts: ``gold_judge``'s P(the answer beats the reference), both orders)."""
     replies = greedy(loaded, [p.messages for p in pool.eval], P.prepo.max_new_tokens, label=label)
     texts = replies.first
     scores = [0.0] * len(texts)
@@ -182,6 +197,8 @@ def gold_scores(loaded: Loaded, pool: Pool, P: Params, label: str) -> dict[str, 
             scores[i] = float(is_correct(x, pool.answers[p.id]))
         elif p.domain == "instruction":
             scores[i] = G.if_score(pool.instructions[p.id], x)
+        elif p.domain == "open":
+            continue  # below, in one batch
         else:
             code_jobs.append((i, {"task_id": p.id, "solution": extract_code(x, pool.tasks[p.id])}))
     if code_jobs:
@@ -191,10 +208,20 @@ def gold_scores(loaded: Loaded, pool: Pool, P: Params, label: str) -> dict[str, 
                                 data_id=data_id(pool.code_source) if plus else "package")
         for (i, _), row in zip(code_jobs, rows):
             scores[i] = float(row["passed"])
+    open_items = [i for i, p in enumerate(pool.eval) if p.domain == "open"]
+    if open_items:
+        if gold_judge is None:
+            raise ValueError("held-out open prompts need the gold judge (prepo.open_gold)")
+        wins = gold_judge.prefer_many([pool.eval[i].messages[-1]["content"] for i in open_items],
+                                      [texts[i] for i in open_items], [pool.references[pool.eval[i].id]
+                                                                       for i in open_items])
+        for i, w in zip(open_items, wins):
+            scores[i] = float(w)
     return {"gold": scores, "tokens": [t[0] for t in replies.tokens], "finished": [f[0] for f in replies.finished]}
 
 
-def gold_callback(policy: Loaded, pool: Pool, P: Params, label: str, into: list[dict[str, Any]]):
+def gold_callback(policy: Loaded, pool: Pool, P: Params, label: str, into: list[dict[str, Any]],
+                  gold_judge: LogProbJudge | None = None):
     """A TrainerCallback that scores the held-out gold every ``prepo.eval_every`` steps (not at the last step: the
     final policy is scored after training) into ``into`` as ``{"step": s, **gold_scores}``."""
     from transformers import TrainerCallback
@@ -207,14 +234,15 @@ def gold_callback(policy: Loaded, pool: Pool, P: Params, label: str, into: list[
                 was_training = model.training
                 model.eval()
                 into.append({"step": state.global_step, **gold_scores(replace(policy, model=model), pool, P,
-                                                                      f"{label} step {state.global_step}: held-out")})
+                                                                      f"{label} step {state.global_step}: held-out",
+                                                                      gold_judge)})
                 model.train(was_training)
 
     return _Gold()
 
 
 def train_arms(P: Params, start: Loaded, pool: Pool, judge: LogProbJudge, arms: dict[str, list[Prompt]],
-               out_dir: str) -> list[dict[str, Any]]:
+               out_dir: str, gold_judge: LogProbJudge | None = None) -> list[dict[str, Any]]:
     """Every arm x seed: GRPO for ``prepo.steps`` steps on its prompts in :func:`ordered` order, then the held-out
     gold (and every ``prepo.eval_every`` steps on the way: ``curve``). The start policy's own scores come first as
     arm ``start`` (seed -1). Each run gets a fresh hybrid reward, so the judge's running normalisation never carries
@@ -224,7 +252,8 @@ def train_arms(P: Params, start: Loaded, pool: Pool, judge: LogProbJudge, arms: 
     from ...train.grpo import train_grpo
 
     S = P.prepo
-    runs = [{"arm": "start", "seed": -1, "prompts": 0, "history": [], **gold_scores(start, pool, P, "start: held-out")}]
+    runs = [{"arm": "start", "seed": -1, "prompts": 0, "history": [],
+             **gold_scores(start, pool, P, "start: held-out", gold_judge)}]
     for arm in ARMS:
         for k in range(P.seeds):
             seed = P.seed + k
@@ -236,14 +265,27 @@ def train_arms(P: Params, start: Loaded, pool: Pool, judge: LogProbJudge, arms: 
             curve: list[dict[str, Any]] = []
             result = train_grpo(policy, [p.messages for p in prompts], hybrid_reward(pool, judge), config,
                                 meta=[p.meta for p in prompts],
-                                callbacks=[gold_callback(policy, pool, P, f"{arm} seed {seed}", curve)])
+                                callbacks=[gold_callback(policy, pool, P, f"{arm} seed {seed}", curve, gold_judge)])
             history = [{k2: v for k2, v in row.items() if isinstance(v, (int, float))} for row in result.history]
             runs.append({"arm": arm, "seed": seed, "prompts": len(prompts), "history": history,
                          "domains": [p.domain for p in prompts], "curve": curve,
-                         **gold_scores(policy, pool, P, f"{arm} seed {seed}: held-out")})
+                         **gold_scores(policy, pool, P, f"{arm} seed {seed}: held-out", gold_judge)})
             del policy, result
             gc.collect()
     return runs
+
+
+def validate_gold(gold_judge: LogProbJudge, P: Params) -> list[float]:
+    """The open domain's gold judge on ``prepo.gold_validation`` seeded HH-RLHF harmless-base pairs: per pair its
+    P(the human-chosen reply is better), both orders (the conversation so far as the request)."""
+    pairs = load_hh_rlhf(P.prepo.hh, "harmless-base", "test", limit=P.prepo.gold_validation, seed=P.seed + 7)
+
+    def conversation(pair: Any) -> str:
+        return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in pair.prompt)
+
+    probs = gold_judge.prefer_many([conversation(p) for p in pairs], [p.chosen for p in pairs],
+                                   [p.rejected for p in pairs])
+    return [round(float(x), 4) for x in probs]
 
 
 @dataclass
@@ -252,6 +294,7 @@ class Part3:
     eval: list[dict[str, str]]  # per held-out item: domain, id
     arms: dict[str, list[str]]  # arm -> prompt ids
     runs: list[dict[str, Any]]
+    gold_judge: dict[str, Any] | None = None  # open domain: the model and its P(human choice) per validation pair
 
 
 def run(P: Params, policy: Loaded, judge: LogProbJudge, out_dir: str) -> Part3:
@@ -259,11 +302,16 @@ def run(P: Params, policy: Loaded, judge: LogProbJudge, out_dir: str) -> Part3:
     if not P.prepo.steps:
         return Part3([], [], {}, [])
     pool = make_pool(P)
+    gold_judge, validation = None, None
+    if "open" in P.prepo.domains:
+        loaded = load(P.prepo.open_gold)
+        gold_judge = LogProbJudge(loaded.model, loaded.tokenizer, batch_size=8)
+        validation = {"model": P.prepo.open_gold, "validation": validate_gold(gold_judge, P)}
     scores = score_new(policy, pool, hybrid_reward(pool, judge), P)
     arms = arm_prompts(pool, scores, P)
-    runs = train_arms(P, policy, pool, judge, arms, out_dir)
+    runs = train_arms(P, policy, pool, judge, arms, out_dir, gold_judge)
     return Part3(scores, [{"domain": p.domain, "id": p.id} for p in pool.eval],
-                 {a: [p.id for p in ps] for a, ps in arms.items()}, runs)
+                 {a: [p.id for p in ps] for a, ps in arms.items()}, runs, validation)
 
 
 def as_dict(part: Part3) -> dict[str, Any]:
