@@ -4,8 +4,8 @@ item selection, and a smoke run through papermill."""
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -307,8 +307,9 @@ def test_open_prompt_claims_need_a_validated_gold_judge_other_than_the_training_
 
 
 def test_code_can_train_on_mbpp_and_hold_out_humaneval(tmp_path):
-    rows = [{"task_id": 900 + i, "text": f"Write a function that adds {i}.", "code": f"def add{i}(x):\n    return x + {i}",
-             "test_setup_code": "", "test_list": [f"assert add{i}(1) == {1 + i}"], "challenge_test_list": []}
+    rows = [{"task_id": 900 + i, "text": f"Write a function that adds {i}.",
+             "code": f"def add{i}(x):\n    return x + {i}", "test_setup_code": "",
+             "test_list": [f"assert add{i}(1) == {1 + i}"], "challenge_test_list": []}
             for i in range(6)]
     path = tmp_path / "mbpp.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

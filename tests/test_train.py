@@ -331,8 +331,10 @@ def test_grpo_meta_keeps_every_key_when_rows_differ_in_keys():
     seen = []
     reward = trl_reward(lambda prompts, texts, m: seen.extend(m) or [0.0] * len(texts))
     rows = list(data)  # trl hands the reward each column as a list over the batch
-    reward([r["prompt"] for r in rows], ["x", "y"], **{k: [r[k] for r in rows] for k in data.column_names if k != "prompt"})
-    assert seen == [{"domain": "code", "id": "HumanEval/0", "answer": None}, {"domain": "math", "id": None, "answer": "7"}]
+    columns = {k: [r[k] for r in rows] for k in data.column_names if k != "prompt"}
+    reward([r["prompt"] for r in rows], ["x", "y"], **columns)
+    assert seen == [{"domain": "code", "id": "HumanEval/0", "answer": None},
+                    {"domain": "math", "id": None, "answer": "7"}]
 
 
 # --- slow tier: the real small model ---------------------------------------------------------

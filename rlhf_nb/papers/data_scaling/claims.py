@@ -513,8 +513,9 @@ def finding_prepo(results: dict[str, Any]) -> str:
     gold = data.get("gold_judge")
     if gold:
         premise = _open_gold_premises(results, "open")[0]
+        verdict = "validated" if premise.holds else "NOT validated, so claims on open prompts are not tested"
         text += (f" The open prompts' gold judge ({gold['model']}) on HH-RLHF harmless-base human labels: "
-                 f"{premise.detail}; {'validated' if premise.holds else 'NOT validated, so claims on open prompts are not tested'}.")
+                 f"{premise.detail}; {verdict}.")
     return text
 
 

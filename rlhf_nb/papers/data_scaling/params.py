@@ -59,10 +59,10 @@ class PrePPO(GRPOPart):
                                                      "IFEval's prompts (reward: the judge; gold: IFEval's checkers); "
                                                      "open: AlpacaEval's instructions (reward: the judge given the "
                                                      "GPT-4-turbo reference; gold: `open_gold`)")
-    open_gold: ModelName | None = Field(None, description="the open domain's gold: a judge other than `judge` (larger), "
-                                                          "never a training reward, asked whether a held-out answer "
-                                                          "beats AlpacaEval's reference (both orders); validated on "
-                                                          "HH-RLHF human labels first")
+    open_gold: ModelName | None = Field(
+        None, description="the open domain's gold: a judge other than `judge` (larger), never a training reward, asked "
+                          "whether a held-out answer beats AlpacaEval's reference (both orders); validated on HH-RLHF "
+                          "human labels first")
     gold_validation: PosInt = Field(200, description="HH-RLHF harmless-base pairs (human labels) that validate "
                                                      "`open_gold`")
     hh: DataSource = Field("bundled", description="HH-RLHF harmless-base source for that validation")
@@ -75,8 +75,9 @@ class PrePPO(GRPOPart):
                                               "within this margin (equivalence)")
     min_effect: PosFloat = Field(3.0, description="pts of held-out gold: the least gain worth claiming")
     code_train: Literal["humaneval", "mbpp"] = Field(
-        "humaneval", description="where the base and new code prompts come from: HumanEval tasks split from the held-out "
-                                 "ones, or MBPP's train split (then every held-out code prompt is a HumanEval task)")
+        "humaneval", description="where the base and new code prompts come from: HumanEval tasks split from the "
+                                 "held-out ones, or MBPP's train split (then every held-out code prompt is a HumanEval "
+                                 "task)")
     mbpp: DataSource = Field("hub", description="MBPP source (google-research-datasets/mbpp, 'full') when code_train "
                                                 "is mbpp: 'hub' or a jsonl file")
     eval_every: NonNegInt = Field(0, description="steps between held-out gold evaluations during training (Figs. 4, "
