@@ -350,6 +350,13 @@ def test_training_figures_draw_nothing_for_a_run_without_the_training_parts(proj
     assert all(drawers[name](results) is None for name in ("hacking", "entropy", "prepo_scores", "arms", "schedule",
                                                                   "gold_curve"))
     assert drawers["hacking"](_hacking_results()) is not None and drawers["arms"](_prepo_results()) is not None
+    prepo = _prepo_results()
+    assert drawers["entropy"](prepo) is None  # no run logged entropy
+    for r in prepo["data"]["prepo"]["runs"]:
+        r["history"] = [{"step": t, "entropy": 1.0 - 0.01 * t} for t in (1, 2, 3)]
+    assert len(drawers["entropy"](prepo).axes) == 1  # parts 3-4's panel only (part 2 did not run)
+    both = {**_hacking_results(), "data": {**_hacking_results()["data"], "prepo": prepo["data"]["prepo"]}}
+    assert len(drawers["entropy"](both).axes) == 2
     P = load_params("03_data_scaling_rlhf", "smoke", {}, check_inputs=False)[1]
     (project / "out").mkdir()
     exp = Experiment("03_data_scaling_rlhf", "smoke", P, project / "out", project, {})

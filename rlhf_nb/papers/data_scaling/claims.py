@@ -325,7 +325,7 @@ def genrm_hacks_less_than_bt(results: dict[str, Any]) -> C.Claim:
 
 def entropy_curve(run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Steps and trl's mean token entropy of the run's training samples at each logged step."""
-    rows = [h for h in run["history"] if "entropy" in h]
+    rows = [h for h in run.get("history") or [] if "entropy" in h]
     return np.array([h["step"] for h in rows], dtype=float), np.array([h["entropy"] for h in rows], dtype=float)
 
 

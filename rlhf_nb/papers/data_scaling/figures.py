@@ -99,24 +99,30 @@ def hacking(results: dict[str, Any]):
 
 @FIGURES("entropy")
 def entropy(results: dict[str, Any]):
-    """Fig. 12 analog: trl's mean token entropy of the training samples per GRPO step, one line per run."""
+    """Fig. 12 analog: trl's mean token entropy of the training samples per GRPO step, one line per run: part 2's
+    runs by reward and parts 3-4's runs by arm, each panel where its part ran."""
     import matplotlib.pyplot as plt
 
-    from .claims import entropy_curve
+    from .claims import ARM_NAMES, entropy_curve
     from .hacking import REWARD_NAMES
 
-    runs = results["data"].get("hacking") or []
-    if not runs:
+    hacking = [r for r in results["data"].get("hacking") or [] if len(entropy_curve(r)[0])]
+    prepo = [r for r in (results["data"].get("prepo") or {}).get("runs") or [] if len(entropy_curve(r)[0])]
+    panels = [p for p in (("by reward (part 2)", hacking), ("by prompt set (parts 3-4)", prepo)) if p[1]]
+    if not panels:
         return None
-    fig, ax = plt.subplots(figsize=(5.6, 3.4))
-    for j, (reward, name) in enumerate(REWARD_NAMES.items()):
-        mine = [r for r in runs if r["reward"] == reward]
-        for k, r in enumerate(mine):
-            steps, values = entropy_curve(r)
-            ax.plot(steps, values, color=f"C{j}", alpha=0.8, lw=1,
-                    label=f"{name} ({len(mine)} seeds)" if k == 0 else None)
-    ax.set(xlabel="GRPO step", ylabel="mean token entropy of samples (nats)", title="Entropy during training")
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 3.4), squeeze=False)
+    for ax, (title, runs) in zip(axes[0], panels):
+        groups = ({name: [r for r in runs if r["reward"] == reward] for reward, name in REWARD_NAMES.items()}
+                  if runs is hacking else {ARM_NAMES[a]: [r for r in runs if r["arm"] == a] for a in ARM_NAMES})
+        for j, (name, mine) in enumerate((k, v) for k, v in groups.items() if v):
+            for k, r in enumerate(mine):
+                steps, values = entropy_curve(r)
+                ax.plot(steps, values, color=f"C{j}", alpha=0.8, lw=1,
+                        label=f"{name} ({len(mine)} seeds)" if k == 0 else None)
+        ax.set(xlabel="GRPO step", ylabel="mean token entropy of samples (nats)", title=f"Entropy during training, "
+               f"{title}")
+        ax.legend(fontsize=7)
     return fig
 
 
