@@ -2,7 +2,9 @@
 
 Reads a saved 04 run (its training prompts' answers and their gold scores), picks up to ``--pairs`` pairs of finished
 answers to the same prompt whose gold differs (the same seeded pairs ``steps.validate_judge`` picks), and asks each
-candidate judge which answer is better, both orders averaged. Prints per judge: agreement with the gold and its 95%
+candidate judge which answer is better (under each comparison question: ``helpful``, the general one, and
+``instructions``, about following the request's instructions), both orders averaged. Prints per judge and question:
+agreement with the gold and its 95%
 interval (Wilson's), whether it passes R1c's premise (interval bottom above 50%), seconds and pairs per second.
 
     python benchmarks/judge_choice.py [--run runs/04_precise_rlaif/cpu] [--pairs 200]
@@ -22,6 +24,8 @@ def main() -> None:
     ap.add_argument("--run", type=Path, default=Path("runs/04_precise_rlaif/cpu"))
     ap.add_argument("--pairs", type=int, default=200)
     ap.add_argument("--judges", nargs="+", default=["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"])
+    ap.add_argument("--questions", nargs="+", default=["helpful", "instructions"],
+                    help="the judge's comparison question(s): rlhf_nb.rewards.judge.PAIRWISE_TEMPLATES")
     args = ap.parse_args()
     results_file = args.run / "results.json"
     if not results_file.is_file():
@@ -33,6 +37,7 @@ def main() -> None:
     from rlhf_nb.gold import GoldSamples
     from rlhf_nb.models import load
     from rlhf_nb.papers.precise_rlaif import claims, steps
+    from rlhf_nb.rewards.judge import PAIRWISE_TEMPLATES, LogProbJudge
 
     results = json.loads(results_file.read_text())
     P = load_params("04_precise_rlaif", results["profile"], {}, check_inputs=False)[1]
@@ -45,21 +50,23 @@ def main() -> None:
     print(f"{describe()}; {len(answers.texts)} training prompts from {args.run}")
     rows = []
     for name in args.judges:
-        judge = steps.judge_of(load(name))
-        start = time.perf_counter()
-        judged = steps.validate_judge(judge, prompts, answers, args.pairs, P.seed)
-        seconds = time.perf_counter() - start
-        outcomes = steps.judge_agreement(judged)
-        test = C.proportion(outcomes, 0.5) if outcomes else None
-        acc, low, high = (50 + 100 * test.effect, 50 + 100 * test.ci[0], 50 + 100 * test.ci[1]) if test else (0, 0, 0)
-        rows.append((name, len(outcomes), acc, low, high, claims.judge_premise(outcomes).holds, seconds,
-                     len(judged) / max(seconds, 1e-9)))
-        del judge
-    print("| judge | pairs | agrees with gold % | 95% CI (Wilson) | R1c premise | s | pairs/s |")
-    print("|---|---|---|---|---|---|---|")
-    for name, n, acc, low, high, holds, s, rate in rows:
-        print(f"| {name} | {n} | {acc:.1f} | [{low:.1f}, {high:.1f}] | {'holds' if holds else 'fails'} | {s:.0f} | "
-              f"{rate:.2f} |")
+        loaded = load(name)
+        for question in args.questions:
+            judge = LogProbJudge(loaded.model, loaded.tokenizer, batch_size=16, pairwise=PAIRWISE_TEMPLATES[question])
+            start = time.perf_counter()
+            judged = steps.validate_judge(judge, prompts, answers, args.pairs, P.seed)
+            seconds = time.perf_counter() - start
+            outcomes = steps.judge_agreement(judged)
+            test = C.proportion(outcomes, 0.5) if outcomes else None
+            acc, low, high = (50 + 100 * test.effect, 50 + 100 * test.ci[0], 50 + 100 * test.ci[1]) if test else (0,) * 3
+            rows.append((name, question, len(outcomes), acc, low, high, claims.judge_premise(outcomes).holds, seconds,
+                         len(judged) / max(seconds, 1e-9)))
+        del loaded
+    print("| judge | question | pairs | agrees with gold % | 95% CI (Wilson) | R1c premise | s | pairs/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, question, n, acc, low, high, holds, s, rate in rows:
+        print(f"| {name} | {question} | {n} | {acc:.1f} | [{low:.1f}, {high:.1f}] | {'holds' if holds else 'fails'} "
+              f"| {s:.0f} | {rate:.2f} |")
 
 
 if __name__ == "__main__":

@@ -160,6 +160,24 @@ def test_logprob_judge_is_a_probability_and_order_symmetric():
     assert len(scores) == 2 and all(0 <= s <= 1 for s in scores)
 
 
+def test_logprob_judge_asks_the_comparison_question_it_was_given(monkeypatch):
+    tok, model = models.load("tiny")
+    asked = []
+
+    def fake_probs(self, messages, options):
+        asked.extend(messages)
+        return np.tile([0.7, 0.3], (len(messages), 1))
+
+    monkeypatch.setattr(judge.LogProbJudge, "option_probs", fake_probs)
+    for question, template in judge.PAIRWISE_TEMPLATES.items():
+        asked.clear()
+        p = judge.LogProbJudge(model, tok, pairwise=template).prefer_many(["Write in lowercase."], ["a"], ["b"])
+        assert p.tolist() == [0.5]  # A in one order, B in the other
+        assert asked == [template.format(prompt="Write in lowercase.", a="a", b="b"),
+                         template.format(prompt="Write in lowercase.", a="b", b="a")]
+    assert "every one of its instructions" in judge.INSTRUCTIONS and judge.PAIRWISE_TEMPLATES["helpful"] == judge.PAIRWISE
+
+
 def test_logprob_judge_sorts_by_length_without_changing_the_answers():
     tok, model = models.load("tiny")
     questions = ["q" * n for n in (300, 3, 120, 7, 60, 1)]

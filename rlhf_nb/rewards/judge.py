@@ -30,6 +30,13 @@ PAIRWISE = (
     "Compare two responses to the same user request.\n\n[Request]\n{prompt}\n\n[Response A]\n{a}\n\n"
     "[Response B]\n{b}\n\nWhich response is more helpful, correct and harmless? Answer with one letter, A or B."
 )
+INSTRUCTIONS = (
+    "Compare two responses to the same user request.\n\n[Request]\n{prompt}\n\n[Response A]\n{a}\n\n"
+    "[Response B]\n{b}\n\nThe request may give instructions about the form or wording of the answer (letter case, "
+    "punctuation, length, words to use or avoid, sections, how to start or end). Which response follows the request "
+    "and every one of its instructions more exactly? Answer with one letter, A or B."
+)
+PAIRWISE_TEMPLATES = {"helpful": PAIRWISE, "instructions": INSTRUCTIONS}
 REFERENCE = (
     "Grade a response against a reference answer.\n\n[Question]\n{prompt}\n\n[Reference answer]\n{reference}\n\n"
     "[Response]\n{response}\n\nIs the response correct and consistent with the reference answer? Answer Yes or No."
@@ -46,9 +53,10 @@ class LogProbJudge:
     """A chat model used as a judge through the probabilities of its one-token answers."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 8,
-                 max_chars: int = 4000, sort_by_length: bool = True):
+                 max_chars: int = 4000, sort_by_length: bool = True, pairwise: str = PAIRWISE):
+        """``pairwise``: the comparison question (with ``{prompt}``, ``{a}``, ``{b}``), e.g. ``INSTRUCTIONS``."""
         self.model, self.tokenizer, self.batch_size, self.max_chars = model, tokenizer, batch_size, max_chars
-        self.sort_by_length = sort_by_length
+        self.sort_by_length, self.pairwise = sort_by_length, pairwise
 
     def _option_ids(self, option: str) -> list[int]:
         """First token of the option as the reply would start it, with and without a leading space."""
@@ -89,8 +97,8 @@ class LogProbJudge:
     def prefer_many(self, prompts: Sequence[str], a: Sequence[str], b: Sequence[str]) -> np.ndarray:
         """P(a better than b) per item, averaged over both presentation orders."""
         c = self._clip
-        first = [PAIRWISE.format(prompt=c(p), a=c(x), b=c(y)) for p, x, y in zip(prompts, a, b)]
-        swapped = [PAIRWISE.format(prompt=c(p), a=c(y), b=c(x)) for p, x, y in zip(prompts, a, b)]
+        first = [self.pairwise.format(prompt=c(p), a=c(x), b=c(y)) for p, x, y in zip(prompts, a, b)]
+        swapped = [self.pairwise.format(prompt=c(p), a=c(y), b=c(x)) for p, x, y in zip(prompts, a, b)]
         probs = self.option_probs(first + swapped, ("A", "B"))
         n = len(first)
         return (probs[:n, 0] + probs[n:, 1]) / 2

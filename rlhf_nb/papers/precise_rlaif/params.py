@@ -70,6 +70,10 @@ class Params(BaseParams):
                                                      "paper's 'DPO beats the base' row; None: not available")
     judge: ModelName = Field(description="LLM judge (log-probs of A/B, both orders): filters degraded pairs, orders "
                                          "the sequence-level pairs, and is validated against the gold")
+    judge_question: Literal["instructions", "helpful"] = Field(
+        "instructions", description="what the judge is asked of two answers: which follows the request and its "
+                                    "instructions more exactly, or which is more helpful, correct and harmless "
+                                    "(rlhf_nb.rewards.judge.PAIRWISE_TEMPLATES)")
     prompts: Splits = Splits()
     answers: SamplingSection = Field(SamplingSection(n=4, temperature=0.7, max_new_tokens=160),
                                      description="answers sampled per training prompt: the first finished one is "

@@ -36,7 +36,7 @@ from ...evaluate import greedy, sample
 from ...generation import SamplingConfig
 from ...gold import GoldSamples, sample_with_gold  # noqa: F401 - used by the notebook
 from ...models import Loaded, load, merged
-from ...rewards.judge import LogProbJudge
+from ...rewards.judge import PAIRWISE_TEMPLATES, LogProbJudge
 from .params import PRINCIPLES, Params
 
 # ----------------------------------------------------------------------------------------------
@@ -223,9 +223,10 @@ def degrade(degrader: Loaded, judge: LogProbJudge | None, prompts: Prompts, chos
     return Degraded(principle, records, pairs, judged=judge is not None)
 
 
-def judge_of(loaded: Loaded) -> LogProbJudge:
-    """The LLM judge: P(A better) from the log-probs of its one-letter answer, both orders averaged."""
-    return LogProbJudge(loaded.model, loaded.tokenizer, batch_size=16)
+def judge_of(loaded: Loaded, question: str = "instructions") -> LogProbJudge:
+    """The LLM judge: P(A better) from the log-probs of its one-letter answer, both orders averaged, asked
+    ``question`` (a key of :data:`PAIRWISE_TEMPLATES`)."""
+    return LogProbJudge(loaded.model, loaded.tokenizer, batch_size=16, pairwise=PAIRWISE_TEMPLATES[question])
 
 
 # ----------------------------------------------------------------------------------------------
