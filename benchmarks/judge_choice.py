@@ -58,7 +58,8 @@ def main() -> None:
             seconds = time.perf_counter() - start
             outcomes = steps.judge_agreement(judged)
             test = C.proportion(outcomes, 0.5) if outcomes else None
-            acc, low, high = (50 + 100 * test.effect, 50 + 100 * test.ci[0], 50 + 100 * test.ci[1]) if test else (0,) * 3
+            acc, low, high = ((50 + 100 * test.effect, 50 + 100 * test.ci[0], 50 + 100 * test.ci[1]) if test
+                              else (0.0, 0.0, 0.0))
             rows.append((name, question, len(outcomes), acc, low, high, claims.judge_premise(outcomes).holds, seconds,
                          len(judged) / max(seconds, 1e-9)))
         del loaded

@@ -175,7 +175,8 @@ def test_logprob_judge_asks_the_comparison_question_it_was_given(monkeypatch):
         assert p.tolist() == [0.5]  # A in one order, B in the other
         assert asked == [template.format(prompt="Write in lowercase.", a="a", b="b"),
                          template.format(prompt="Write in lowercase.", a="b", b="a")]
-    assert "every one of its instructions" in judge.INSTRUCTIONS and judge.PAIRWISE_TEMPLATES["helpful"] == judge.PAIRWISE
+    assert "every one of its instructions" in judge.INSTRUCTIONS
+    assert judge.PAIRWISE_TEMPLATES["helpful"] == judge.PAIRWISE
 
 
 def test_logprob_judge_sorts_by_length_without_changing_the_answers():
