@@ -192,19 +192,25 @@ def _snap(arm: str, seed, round_: int, gold: list[float], finished: list[bool]) 
             "tokens": [60] * len(gold), "finished": finished}
 
 
-def _workflow_results(online_gold: float, online_finished: float) -> dict:
+def _workflow_results(online_gold: float, online_finished: float, proxy_rise: float = 0.3) -> dict:
+    """Constructed 05 results: online rounds shift the gold by ``online_gold`` x round / 3 and the BT reward they
+    optimise by ``proxy_rise`` x round (in SD of the start's)."""
     n, rng = 80, np.random.default_rng(0)
     start_gold = rng.uniform(0, 1, n).round(1).tolist()
+    start_proxy = rng.normal(0, 1, n)
 
     def arm(arm: str, seed, r: int, shift: float, finished: float) -> dict:
         gold = np.clip(np.asarray(start_gold) + shift + rng.normal(0, 0.05, n), 0, 1).tolist()
-        return _snap(arm, seed, r, gold, [i < finished * n for i in range(n)])
+        snap = _snap(arm, seed, r, gold, [i < finished * n for i in range(n)])
+        snap["proxy"] = (start_proxy + (proxy_rise * r if arm == "online" else 0.0)).tolist()
+        return snap
 
     online = [{"seed": s, "snapshots": [arm("online", s, r, online_gold * r / 3, online_finished) for r in (1, 2, 3)],
                "history": [], "pairs": 16} for s in range(3)]
     rm = [{"model": m, "source": "if-gold", "outcomes": [1.0] * 70 + [0.0] * 30, "length_baseline": [0.5] * 100}
           for m in ("BT", "pairwise")]
-    runs = {"start": _snap("start", None, 0, start_gold, [True] * n), "online": online,
+    runs = {"start": {**_snap("start", None, 0, start_gold, [True] * n), "proxy": start_proxy.tolist()},
+            "online": online,
             "offline": [arm("offline", s, 3, 0.0, 1.0) for s in range(3)], "offline_pairs": [16, 16, 16]}
     return {"params": {"iterations": 3, "eval_max_new_tokens": 128}, "data": {"rm_accuracy": rm, "runs": runs}}
 
@@ -221,6 +227,11 @@ def test_workflow_gold_claims_need_arms_truncated_alike():
     # no gain online: a powered negative, not a missing test
     flat = {c.id: c for c in wf.claims(_workflow_results(online_gold=0.0, online_finished=1.0))}
     assert flat["W2"].verdict in (C.NOT_REPRODUCED, C.INCONCLUSIVE)
+    # the loop did not even raise the reward it optimised: nothing was tested
+    idle = {c.id: c for c in wf.claims(_workflow_results(online_gold=0.2, online_finished=1.0, proxy_rise=-0.1))}
+    assert idle["W2"].verdict == C.NOT_TESTED and idle["W3"].verdict == C.NOT_TESTED
+    assert any(not p.holds and p.name == "online DPO raised its BT reward on held-out prompts"
+               for p in idle["W3"].premises)
 
 
 def test_passk_prefilled_replies_end_after_the_function():

@@ -39,6 +39,19 @@ def rm_validated(results: dict[str, Any]) -> C.Premise:
     return C.validated("BT reward model (if-gold pairs)", 0.5 + test.effect, 0.5 + test.ci[0], test.n)
 
 
+def proxy_rose(results: dict[str, Any]) -> C.Premise:
+    """Online DPO raised the reward it optimised (the BT RM) on the held-out prompts by the last round; if it did not,
+    the loop optimised nothing, and a flat gold says nothing about online DPO."""
+    start = stack(snapshots(results, "start"), "proxy")
+    last = snapshots(results, "online", results["params"]["iterations"])
+    if not last:
+        return C.Premise("online DPO raised its BT reward on held-out prompts", False, "no last-round snapshots")
+    rise = float((stack(last, "proxy").mean() - start.mean()) / (start.std() or 1.0))
+    return C.Premise("online DPO raised its BT reward on held-out prompts", rise > 0,
+                     f"{rise:+.2f} SD of the start's BT reward from round 0 to round {results['params']['iterations']}"
+                     f", mean of {len(last)} seed(s)")
+
+
 def snapshots(results: dict[str, Any], arm: str, round_: int | None = None) -> list[dict[str, Any]]:
     runs = _data(results)["runs"]
     if arm == "start":
@@ -106,7 +119,8 @@ def online_beats_offline(results: dict[str, Any]) -> C.Claim:
     pairs = _data(results)["runs"]["offline_pairs"]
     value = (f"online {stack(on, 'gold', 100).mean():.1f} vs offline {stack(off, 'gold', 100).mean():.1f} pts "
              f"(offline pairs per seed: {pairs}); {_interval(test)}")
-    premises = [rm_validated(results), C.caps_alike("online and offline held-out replies", [cap_rate(on), cap_rate(off)])]
+    premises = [rm_validated(results), proxy_rose(results),
+                C.caps_alike("online and offline held-out replies", [cap_rate(on), cap_rate(off)])]
     return C.claim("W2", PAPER, statement, "online > offline (RLHFlow's central claim)", test, our_value=value,
                    premises=premises, **common)
 
@@ -137,7 +151,8 @@ def gold_rises(results: dict[str, Any]) -> C.Claim:
     value += "; the BT reward the policy optimised: " + " -> ".join(f"{v:+.2f}" for v in proxy)
     by_round = [cap_rate([s for s in snaps if s["round"] == r]) for r in levels]
     return C.claim("W3", PAPER, statement, "rises every round", test, our_value=value,
-                   premises=[rm_validated(results), C.caps_alike("held-out replies of every round", by_round)], **common)
+                   premises=[rm_validated(results), proxy_rose(results),
+                             C.caps_alike("held-out replies of every round", by_round)], **common)
 
 
 def length_grows(results: dict[str, Any]) -> C.Claim:
