@@ -466,6 +466,22 @@ def validated(name: str, accuracy: float, ci_low: float, n: int, chance: float =
                    f"{100 * accuracy:.0f}% [{100 * ci_low:.0f}, ...] on {n} labelled pairs (chance {100 * chance:.0f}%)")
 
 
+def preference_outcomes(p: Any) -> np.ndarray:
+    """P(the labelled-better side is preferred) per pair -> 1 (preferred), 0 (not), 0.5 (a tie at 0.5)."""
+    p = np.asarray(p, dtype=float)
+    return np.where(np.isclose(p, 0.5), 0.5, (p > 0.5).astype(float))
+
+
+def validated_on(name: str, outcomes: Any, least: int = 10) -> Premise:
+    """:func:`validated` from per-pair outcomes (1 / 0.5 / 0, or an array ``(seeds, pairs)`` of them): the
+    evaluator agrees with the labels above chance, on at least ``least`` labelled pairs."""
+    n = int(np.asarray(outcomes, dtype=float).shape[-1]) if len(outcomes) else 0
+    if n < least:
+        return Premise(f"{name} validated", False, f"only {n} labelled pairs (need {least})")
+    test = proportion(outcomes, 0.5)
+    return validated(name, 0.5 + test.effect, 0.5 + test.ci[0], test.n)
+
+
 def off_floor_and_ceiling(name: str, rate: float, n: int, low: float = 0.05, high: float = 0.95) -> Premise:
     """There is something to gain or lose: the baseline rate lies in [low, high]."""
     return Premise(f"{name} off floor and ceiling", low <= rate <= high,

@@ -180,3 +180,13 @@ def test_a_margin_claim_cannot_also_demand_a_minimum_effect():
     within = C.finalize([C.claim("X", "p", "s", "v", test, min_effect=0.0, min_effect_reason="r", unit="u",
                                  our_value="o")])[0]
     assert within.verdict != C.NOT_REPRODUCED  # 1 point worse, inside a 3-point margin
+
+
+def test_validated_on_needs_enough_labelled_pairs_and_an_interval_above_chance():
+    assert C.preference_outcomes([0.9, 0.5, 0.2]).tolist() == [1.0, 0.5, 0.0]
+    assert C.validated_on("judge", [1.0] * 80 + [0.0] * 20).holds
+    assert not C.validated_on("judge", [1.0] * 50 + [0.0] * 50).holds  # at chance
+    few = C.validated_on("judge", [1.0] * 9)
+    assert not few.holds and few.detail == "only 9 labelled pairs (need 10)"
+    seeds = np.array([[1.0] * 40 + [0.0] * 10, [1.0] * 38 + [0.0] * 12])  # (seeds, pairs): n counts pairs
+    assert C.validated_on("PM", seeds).detail.endswith("on 50 labelled pairs (chance 50%)")

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import trl
 
+from ..claims import preference_outcomes
 from ..data import PreferencePair
 from ..metrics import Estimate, bootstrap_ci
 from ..rewards.judge import PAIRWISE, LogProbJudge, _as_text
@@ -300,7 +301,7 @@ def pair_outcomes(scorer: BTScorer | LinearBT | LinearPairwise | LogProbJudge, p
     else:
         p = scorer.prefer_many([_as_text(x.prompt) for x in pairs], [x.chosen for x in pairs],
                                [x.rejected for x in pairs])
-    return np.where(np.isclose(p, 0.5), 0.5, (np.asarray(p) > 0.5).astype(float))
+    return preference_outcomes(p)
 
 
 def pair_accuracy(scorer: BTScorer | LinearBT | LinearPairwise | LogProbJudge, pairs: Sequence[PreferencePair],

@@ -431,14 +431,8 @@ def _open_gold_premises(results: dict[str, Any], domain: str | None) -> list[C.P
     if domain not in (None, "open") or not any(e["domain"] == "open" for e in data.get("eval") or []):
         return []
     gold = data.get("gold_judge") or {}
-    probs = gold.get("validation") or []
-    outcomes = [0.5 if p == 0.5 else float(p > 0.5) for p in probs]
-    if len(outcomes) < 10:
-        validated = C.Premise("open-ended gold judge validated", False, f"{len(outcomes)} labelled pairs (need 10)")
-    else:
-        test = C.proportion(outcomes, 0.5)
-        validated = C.validated("open-ended gold judge (HH-RLHF human labels)", 0.5 + test.effect,
-                                0.5 + test.ci[0], test.n)
+    validated = C.validated_on("open-ended gold judge (HH-RLHF human labels)",
+                               C.preference_outcomes(gold.get("validation") or []))
     judge = results["params"].get("judge")
     return [validated, C.Premise("open-ended gold is not the training judge", gold.get("model") != judge,
                                  f"gold {gold.get('model')} vs training judge {judge}")]

@@ -36,9 +36,7 @@ def _interval(test: C.Test, unit: str = "pts") -> str:
 
 
 def validated_pm(results: dict[str, Any], pm: str, test: str) -> C.Premise:
-    x = matrix(results, pm, test) / 100
-    t = C.proportion(x, 0.5)
-    return C.validated(f"{pm} PM on its own {test} test set", 0.5 + t.effect, 0.5 + t.ci[0], t.n)
+    return C.validated_on(f"{pm} PM on its own {test} test set", matrix(results, pm, test) / 100, least=1)
 
 
 def specialisation(results: dict[str, Any], own: str) -> C.Claim:

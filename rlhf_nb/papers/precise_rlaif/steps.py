@@ -308,16 +308,13 @@ def judge_filter(P: Params, validation: list[dict[str, Any]]) -> dict[str, Any]:
     return {"mode": mode, "applied": applied, "validated": premise.holds, "detail": premise.detail}
 
 
-def judge_agreement(judged: list[dict[str, Any]], tie_margin: float = 0.0) -> list[float]:
-    """Per judged pair whose gold scores differ: 1 if the judge prefers the gold-better answer, 0 if not, 0.5 on an
-    exact tie (the judge's validation, both orders averaged)."""
-    out = []
-    for r in judged:
-        if r["gold_a"] == r["gold_b"]:
-            continue
-        p = r["p_a"] if r["gold_a"] > r["gold_b"] else 1 - r["p_a"]
-        out.append(0.5 if abs(p - 0.5) <= tie_margin else float(p > 0.5))
-    return out
+def judge_agreement(judged: list[dict[str, Any]]) -> list[float]:
+    """Per judged pair whose gold scores differ: 1 if the judge prefers the gold-better answer, 0 if not, 0.5 on a
+    tie (the judge's validation, both orders averaged)."""
+    from ...claims import preference_outcomes
+
+    better = [r["p_a"] if r["gold_a"] > r["gold_b"] else 1 - r["p_a"] for r in judged if r["gold_a"] != r["gold_b"]]
+    return preference_outcomes(better).tolist()
 
 
 # ----------------------------------------------------------------------------------------------

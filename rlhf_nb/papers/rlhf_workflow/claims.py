@@ -35,8 +35,7 @@ def rm_validated(results: dict[str, Any]) -> C.Premise:
     row = _rm(results, "BT", "if-gold")
     if row is None:
         return C.Premise("BT reward model (if-gold pairs) validated", False, "no held-out gold-labelled pairs")
-    test = C.proportion(row["outcomes"], 0.5)
-    return C.validated("BT reward model (if-gold pairs)", 0.5 + test.effect, 0.5 + test.ci[0], test.n)
+    return C.validated_on("BT reward model (if-gold pairs)", row["outcomes"], least=1)
 
 
 def proxy_rose(results: dict[str, Any]) -> C.Premise:
