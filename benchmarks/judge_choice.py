@@ -37,7 +37,6 @@ def main() -> None:
     from rlhf_nb.gold import GoldSamples
     from rlhf_nb.models import load
     from rlhf_nb.papers.precise_rlaif import claims, steps
-    from rlhf_nb.rewards.judge import PAIRWISE_TEMPLATES, LogProbJudge
 
     results = json.loads(results_file.read_text())
     P = load_params("04_precise_rlaif", results["profile"], {}, check_inputs=False)[1]
@@ -52,7 +51,7 @@ def main() -> None:
     for name in args.judges:
         loaded = load(name)
         for question in args.questions:
-            judge = LogProbJudge(loaded.model, loaded.tokenizer, batch_size=16, pairwise=PAIRWISE_TEMPLATES[question])
+            judge = steps.judge_of(loaded, question)  # as notebook 04 builds it
             start = time.perf_counter()
             judged = steps.validate_judge(judge, prompts, answers, args.pairs, P.seed)
             seconds = time.perf_counter() - start

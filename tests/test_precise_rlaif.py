@@ -113,11 +113,13 @@ def test_without_a_judge_every_verified_degradation_is_kept_and_says_so(monkeypa
     P, prompts, _ = _setting(monkeypatch, rewrites)
     out = steps.degrade(None, None, prompts, [steps.Chosen(0, 0, ANSWER)], "helpfulness", P, seed=0)
     assert len(out.pairs) == 3 and not out.judged and [r["p_original"] for r in out.records] == [None] * 3
+    assert {r["stage"] for r in out.records} == {"one sentence changed"}  # no record claims a judge preferred it
     results = {"data": {"degraded": {"helpfulness": {"yields": out.yields(), "judged": out.judged}},
                         "judge_filter": {"mode": "if-validated", "applied": False, "validated": False,
                                          "detail": "48% [40, ...] on 120 labelled pairs (chance 50%)"}}}
     (row,) = claims.yield_rows(results)
-    assert row["kept, no judge filter"] == "3 (100%)" and "judge prefers original" not in row
+    assert row["one sentence changed"] == "3 (100%)" and "judge prefers original" not in row
+    assert "3 pairs kept" in claims.finding_degradation(results)
     assert "judge filter was off (the judge is not validated: 48% [40" in claims.finding_degradation(results)
 
 

@@ -337,6 +337,21 @@ def test_grpo_meta_keeps_every_key_when_rows_differ_in_keys():
                     {"domain": "math", "id": None, "answer": "7"}]
 
 
+@pytest.mark.parametrize("every, at_last, expected", [(2, True, [2, 4, 5]), (2, False, [2, 4]), (0, True, [])])
+def test_every_steps_calls_back_in_eval_mode_on_its_steps(every, at_last, expected):
+    from types import SimpleNamespace
+
+    import torch
+
+    from rlhf_nb.train.grpo import every_steps
+
+    model, seen = torch.nn.Linear(1, 1), []
+    callback = every_steps(every, lambda m, step: seen.append((step, m.training)), at_last=at_last)
+    for step in range(1, 6):
+        callback.on_step_end(None, SimpleNamespace(global_step=step, max_steps=5), None, model=model)
+    assert seen == [(s, False) for s in expected] and model.training  # training mode restored
+
+
 # --- slow tier: the real small model ---------------------------------------------------------
 
 

@@ -61,6 +61,24 @@ def trl_reward(fn: RewardFn) -> Callable[..., list[float]]:
     return reward
 
 
+def every_steps(every: int, fn: Callable[[Any, int], None], at_last: bool = True) -> Any:
+    """A TrainerCallback that calls ``fn(model, step)`` with the model in eval mode every ``every`` steps (0: never),
+    and at the last step only if ``at_last``; training mode is restored after."""
+    from transformers import TrainerCallback
+
+    class _EverySteps(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            step, last = state.global_step, state.global_step == state.max_steps
+            due = step % every == 0 or last if every else False
+            if due and (at_last or not last):
+                was_training = model.training
+                model.eval()
+                fn(model, step)
+                model.train(was_training)
+
+    return _EverySteps()
+
+
 def _dataset(prompts: Sequence[Any], meta: Sequence[dict] | None):
     from datasets import Dataset
 

@@ -143,17 +143,10 @@ def snapshot(loaded: Loaded, probs: Problems, reward_fn: Any, P: Params, name: s
 
 def _snapshot_callback(policy: Loaded, probs: Problems, reward_fn: Any, P: Params, name: str, seed: int,
                        into: list[Snapshot]):
-    from transformers import TrainerCallback
+    from ...train.grpo import every_steps
 
-    class _Snapshots(TrainerCallback):
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            if state.global_step % P.hacking.eval_every == 0 or state.global_step == state.max_steps:
-                was_training = model.training
-                model.eval()
-                into.append(snapshot(replace(policy, model=model), probs, reward_fn, P, name, seed, state.global_step))
-                model.train(was_training)
-
-    return _Snapshots()
+    return every_steps(P.hacking.eval_every, lambda model, step: into.append(
+        snapshot(replace(policy, model=model), probs, reward_fn, P, name, seed, step)))
 
 
 @dataclass

@@ -224,21 +224,13 @@ def gold_callback(policy: Loaded, pool: Pool, P: Params, label: str, into: list[
                   gold_judge: LogProbJudge | None = None):
     """A TrainerCallback that scores the held-out gold every ``prepo.eval_every`` steps (not at the last step: the
     final policy is scored after training) into ``into`` as ``{"step": s, **gold_scores}``."""
-    from transformers import TrainerCallback
+    from ...train.grpo import every_steps
 
-    every = P.prepo.eval_every
+    def score(model: Any, step: int) -> None:
+        into.append({"step": step, **gold_scores(replace(policy, model=model), pool, P, f"{label} step {step}: held-out",
+                                                 gold_judge)})
 
-    class _Gold(TrainerCallback):
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            if every and state.global_step % every == 0 and state.global_step < state.max_steps:
-                was_training = model.training
-                model.eval()
-                into.append({"step": state.global_step, **gold_scores(replace(policy, model=model), pool, P,
-                                                                      f"{label} step {state.global_step}: held-out",
-                                                                      gold_judge)})
-                model.train(was_training)
-
-    return _Gold()
+    return every_steps(P.prepo.eval_every, score, at_last=False)
 
 
 def train_arms(P: Params, start: Loaded, pool: Pool, judge: LogProbJudge, arms: dict[str, list[Prompt]],
@@ -303,9 +295,11 @@ def run(P: Params, policy: Loaded, judge: LogProbJudge, out_dir: str) -> Part3:
         return Part3([], [], {}, [])
     pool = make_pool(P)
     gold_judge, validation = None, None
-    if "open" in P.prepo.domains:
-        loaded = load(P.prepo.open_gold)
-        gold_judge = LogProbJudge(loaded.model, loaded.tokenizer, batch_size=8)
+    if "open" in P.prepo.domains:  # the training judge's weights when it names the same model (smoke): loaded once
+        gold_judge = judge
+        if P.prepo.open_gold != P.judge:
+            loaded = load(P.prepo.open_gold)
+            gold_judge = LogProbJudge(loaded.model, loaded.tokenizer, batch_size=8)
         validation = {"model": P.prepo.open_gold, "validation": validate_gold(gold_judge, P)}
     scores = score_new(policy, pool, hybrid_reward(pool, judge), P)
     arms = arm_prompts(pool, scores, P)

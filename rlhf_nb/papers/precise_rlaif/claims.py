@@ -209,15 +209,10 @@ def finding_answers(results: dict[str, Any]) -> str:
 def yield_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for principle, d in _data(results)["degraded"].items():
-        counts = {_stage(r["stage"], d): r["count"] for r in d["yields"]}
+        counts = {r["stage"]: r["count"] for r in d["yields"]}
         first = counts.get("candidates", 0) or 1
         rows.append({"principle": principle, **{k: f"{v} ({100 * v / first:.0f}%)" for k, v in counts.items()}})
     return rows
-
-
-def _stage(stage: str, degraded: dict[str, Any]) -> str:
-    """A yield stage's label: the last one reads "kept, no judge filter" where the filter was off."""
-    return "kept, no judge filter" if stage == "judge prefers original" and not degraded.get("judged", True) else stage
 
 
 def finding_degradation(results: dict[str, Any]) -> str:
@@ -226,7 +221,7 @@ def finding_degradation(results: dict[str, Any]) -> str:
         counts = {r["stage"]: r["count"] for r in d["yields"]}
         unchanged = counts.get("rewritten", 0) - counts.get("changed", 0)
         parts.append(f"{principle}: {counts.get('candidates', 0)} candidate sentences, {unchanged} returned unchanged, "
-                     f"{counts.get('judge prefers original', 0)} pairs kept")
+                     f"{d['yields'][-1]['count'] if d['yields'] else 0} pairs kept")
     text = "Degradation yield - " + "; ".join(parts) + "."
     rule = _data(results).get("judge_filter")
     if rule and not rule["applied"]:

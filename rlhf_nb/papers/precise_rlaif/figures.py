@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ...figures import Figures, bars
-from .claims import TASKS, _stage, arms, main_arm, table1_rows, trained
+from .claims import TASKS, arms, main_arm, table1_rows, trained
 from .steps import STAGES
 
 FIGURES = Figures()
@@ -22,14 +22,14 @@ def yields(results: dict[str, Any]):
     degraded = results["data"]["degraded"]
     fig, ax = plt.subplots(figsize=(7.5, 3.4))
     width = 0.8 / max(1, len(degraded))
+    stages = [s for s in STAGES if any(r["stage"] == s for d in degraded.values() for r in d["yields"])]  # applied
     for j, (principle, d) in enumerate(degraded.items()):
         counts = {r["stage"]: r["count"] for r in d["yields"]}
-        x = np.arange(len(STAGES)) + (j - (len(degraded) - 1) / 2) * width
-        ax.bar(x, [counts.get(s, 0) for s in STAGES], width=width, color=f"C{j}", label=principle)
-        for xi, s in zip(x, STAGES):
+        x = np.arange(len(stages)) + (j - (len(degraded) - 1) / 2) * width
+        ax.bar(x, [counts.get(s, 0) for s in stages], width=width, color=f"C{j}", label=principle)
+        for xi, s in zip(x, stages):
             ax.text(xi, counts.get(s, 0), str(counts.get(s, 0)), ha="center", va="bottom", fontsize=7)
-    labels = [_stage(s, next(iter(degraded.values()), {})) for s in STAGES]
-    ax.set_xticks(range(len(STAGES)), [textwrap.fill(s, 11) for s in labels], fontsize=8)
+    ax.set_xticks(range(len(stages)), [textwrap.fill(s, 11) for s in stages], fontsize=8)
     ax.set(ylabel="candidate degradations", title="Sentence-level degradation: what survives each filter")
     ax.legend(fontsize=7)
     return fig

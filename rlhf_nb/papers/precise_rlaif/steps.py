@@ -161,13 +161,18 @@ class Degraded:
     principle: str
     records: list[dict[str, Any]]  # prompt_index, sentence, original, rewrite, edit, p_original, stage
     pairs: list[PreferencePair]
-    judged: bool = True  # False: the judge filter was off, so the last stage means "kept" (p_original is None)
+    judged: bool = True  # False: the judge filter was off (its stage is skipped; p_original is None)
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The filters applied, in order (the last one's survivors are the pairs)."""
+        return STAGES if self.judged else STAGES[:-1]
 
     def yields(self) -> list[dict[str, Any]]:
-        """How many candidates reached each stage."""
+        """How many candidates reached each applied stage."""
         reached = [STAGES.index(r["stage"]) for r in self.records]
         return [{"principle": self.principle, "stage": s, "count": sum(x >= k for x in reached)}
-                for k, s in enumerate(STAGES)]
+                for k, s in enumerate(self.stages)]
 
 
 def degrade(degrader: Loaded, judge: LogProbJudge | None, prompts: Prompts, chosen: list[Chosen], principle: str,
@@ -213,13 +218,11 @@ def degrade(degrader: Loaded, judge: LogProbJudge | None, prompts: Prompts, chos
             r["p_original"] = round(float(p), 4)
             if p > 0.5 + P.degrade.judge_margin:
                 r["stage"] = "judge prefers original"
-    else:
-        for r in survivors:
-            r["stage"] = "judge prefers original"
+    final = STAGES[-1] if judge is not None else STAGES[-2]
     pairs = [PreferencePair(f"{prompts.train[r['prompt_index']].id}-s{r['sentence']}",
                             prompts.train[r["prompt_index"]].messages(), chosen_text[r["prompt_index"]],
                             splice(chosen_text[r["prompt_index"]], r["sentence"], r["rewrite"]), f"precise-{principle}")
-             for r in records if r["stage"] == "judge prefers original"]
+             for r in records if r["stage"] == final]
     return Degraded(principle, records, pairs, judged=judge is not None)
 
 
