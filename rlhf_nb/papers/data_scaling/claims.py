@@ -274,9 +274,7 @@ def _genrm_validated(results: dict[str, Any]) -> C.Premise:
     if not outcomes:
         return C.Premise("GenRM with GT validated", False,
                          "no right-vs-wrong math pairs in part 1")
-    low, _ = C.wilson(sum(outcomes), len(outcomes))
-    return C.validated("GenRM with GT (part 1's right-vs-wrong math pairs)", float(np.mean(outcomes)), low,
-                       len(outcomes))
+    return C.validated_on("GenRM with GT (part 1's right-vs-wrong math pairs)", outcomes, least=1)
 
 
 def _bt_validated(results: dict[str, Any]) -> C.Premise:
@@ -284,8 +282,7 @@ def _bt_validated(results: dict[str, Any]) -> C.Premise:
     outcomes = bt.get("test_outcomes") or []
     if not outcomes:
         return C.Premise("BT RM validated", False, f"no held-out pairs ({bt.get('train_pairs', 0)} training pairs)")
-    low, _ = C.wilson(sum(outcomes), len(outcomes))
-    return C.validated("BT RM (held-out right-vs-wrong pairs)", float(np.mean(outcomes)), low, len(outcomes))
+    return C.validated_on("BT RM (held-out right-vs-wrong pairs)", outcomes, least=1)
 
 
 def _hacking_claim(results: dict[str, Any], cid: str, less: str, more: str, statement: str, paper: str) -> C.Claim:

@@ -227,8 +227,8 @@ def gold_callback(policy: Loaded, pool: Pool, P: Params, label: str, into: list[
     from ...train.grpo import every_steps
 
     def score(model: Any, step: int) -> None:
-        into.append({"step": step, **gold_scores(replace(policy, model=model), pool, P, f"{label} step {step}: held-out",
-                                                 gold_judge)})
+        scores = gold_scores(replace(policy, model=model), pool, P, f"{label} step {step}: held-out", gold_judge)
+        into.append({"step": step, **scores})
 
     return every_steps(P.prepo.eval_every, score, at_last=False)
 
