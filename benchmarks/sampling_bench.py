@@ -77,7 +77,7 @@ def main() -> None:
             rows.append((f"{cache} cache b{batch}", speeds[cache], f"cap-hit {100 * cap:.0f}%"))
             print(f"{cache} cache b{batch}: {speeds[cache]:.0f} tok/s", flush=True)
         rows[-1] = (*rows[-1][:2], rows[-1][2] + f"; {speeds['buffer'] / speeds['dynamic']:.2f}x the dynamic cache")
-    print(f"\n| variant | tokens/s | vs hf generate b16 | note |\n|---|---|---|---|")
+    print("\n| variant | tokens/s | vs hf generate b16 | note |\n|---|---|---|---|")
     for name, speed, note in rows:
         print(f"| {name} | {speed:.0f} | {speed / hf:.2f}x | {note} |")
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from conftest import REPO, shared
-from rlhf_nb.config import ParamError, load_params
+from conftest import shared
 from rlhf_nb.data import MathTask, PreferencePair, Prompt, load_gsm8k, load_humaneval, load_ultrafeedback
 from rlhf_nb.pairs import code_pairs, fits, fits_tokens, hh_pairs, math_pairs, pair_chars, prompt_of, reference_pairs
 
