@@ -64,9 +64,11 @@ class IFPrompt:
     instructions: tuple[str, ...]
     kwargs: tuple[dict[str, Any], ...] = field(compare=False)
     source: str = "synthetic"  # or "ifeval"
+    system: str = ""  # a system line the policy reads before the request ("" for the model's own default)
 
     def messages(self) -> list[dict[str, str]]:
-        return [{"role": "user", "content": self.text}]
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return [*head, {"role": "user", "content": self.text}]
 
 
 @contextlib.contextmanager
@@ -104,10 +106,12 @@ def _describe(instruction: str, kwargs: dict[str, Any], seed: int) -> str:
 
 
 def synthetic_prompts(n: int, seed: int = 0, per_prompt: tuple[int, int] = (1, 2),
-                      pool: Sequence[str] | None = None, exclude_bases: set[str] = frozenset()) -> list[IFPrompt]:
+                      pool: Sequence[str] | None = None, exclude_bases: set[str] = frozenset(),
+                      system: str = "") -> list[IFPrompt]:
     """``n`` prompts: AlpacaEval instructions (bases, in a seeded order) each followed by 1-2 non-conflicting
     instructions from :data:`POOL`. A base is used at most once; more than 805 prompts reuse bases with
-    different instructions, in rounds."""
+    different instructions, in rounds. ``system``, if given, is a system line every prompt carries (sampling,
+    training and reward models all see it)."""
     names = list(pool or POOL)
     unknown = [i for i in names if i not in POOL]
     if unknown:
@@ -126,7 +130,7 @@ def synthetic_prompts(n: int, seed: int = 0, per_prompt: tuple[int, int] = (1, 2
                 chosen.append(rng.choice(options))
         kwargs = [POOL[c](rng) for c in chosen]
         text = base.text.strip() + "\n\n" + " ".join(_describe(c, k, seed + i) for c, k in zip(chosen, kwargs))
-        out.append(IFPrompt(f"if-{seed}-{i}", text, base.text.strip(), tuple(chosen), tuple(kwargs)))
+        out.append(IFPrompt(f"if-{seed}-{i}", text, base.text.strip(), tuple(chosen), tuple(kwargs), system=system))
     return out
 
 

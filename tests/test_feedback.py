@@ -102,6 +102,21 @@ def test_every_fix_makes_its_instruction_hold():
     assert seen == set(gold.POOL)
 
 
+def test_a_system_line_reaches_every_use_of_a_prompt():
+    from rlhf_nb.generation import render_prompt
+    from rlhf_nb.models import load
+
+    plain, brief = gold.synthetic_prompts(3, seed=2), gold.synthetic_prompts(3, seed=2, system="Be brief.")
+    assert [p.text for p in plain] == [p.text for p in brief]  # the same requests and instructions
+    assert plain[0].messages() == [{"role": "user", "content": plain[0].text}]
+    assert brief[0].messages() == [{"role": "system", "content": "Be brief."}, *plain[0].messages()]
+    pairs = gold.gold_pairs(brief, [["a b", "a c"]] * 3, [[1.0, 0.0]] * 3)  # DPO and the PMs read pair.prompt
+    assert pairs and all(p.prompt[0]["content"] == "Be brief." for p in pairs)
+    tokenizer = load("tiny").tokenizer
+    assert "Be brief." in render_prompt(tokenizer, brief[0].messages())
+    assert "Be brief." not in render_prompt(tokenizer, plain[0].messages())
+
+
 def _panel(tmp_path, **kw) -> FeedbackPanel:
     items = [Item("p1", "Say hi.", [("p1/r0", "hi"), ("p1/r1", "hello there")], ["follows: lowercase"]),
              Item("p2", "Say bye.", [("p2/r0", "bye"), ("p2/r1", "Bye!"), ("p2/r2", "ciao")])]

@@ -128,6 +128,7 @@ def test_hh_notebook_smoke(project):
     rows = results["data"]["pm_matrix"]
     assert len(rows) == 6 and all(len(r["outcomes"]) == 2 for r in rows)  # 3 PMs x 2 test sets, 2 fits each
     assert results["data"]["bon"]["n"] == [1, 2, 4]
+    assert 'system line "Be brief."' in results["findings"][0]  # smoke's system line, said with the samples
     assert {p["arm"] for p in results["data"]["policies"]} == {"raw", "dpo", "ppo"}
     assert {c["id"] for c in results["claims"]} == {"H1a", "H1b", "H2a", "H2b", "H3a", "H3b", "H3c", "H3d", "H4", "H5",
                                                     "H6", "H7"}

@@ -138,7 +138,7 @@ def reward_vs_sqrt_kl(results: dict[str, Any]) -> C.Claim:
     test = C.linearity(np.sqrt(b["kl"]), curves, r_min=0.9)
     r = test.detail["r"]
     value = (f"best-of-n for n = {b['n']}: mean train-PM reward " + ", ".join(f"{v:+.2f}" for v in curves.mean(0))
-             + f" at sqrt(KL) = " + ", ".join(f"{np.sqrt(k):.2f}" for k in b["kl"]) + f"; r = {r:.3f} (effect r - 0.9 "
+             + " at sqrt(KL) = " + ", ".join(f"{np.sqrt(k):.2f}" for k in b["kl"]) + f"; r = {r:.3f} (effect r - 0.9 "
              f"{test.effect:+.3f} [{test.ci[0]:+.3f}, {test.ci[1]:+.3f}])")
     return C.claim("H4", PAPER, "the PM reward grows roughly linearly in sqrt(KL(policy || initial))",
                    "reward roughly linear in sqrt(KL)", test, our_value=value, min_effect=0.0,
@@ -230,6 +230,9 @@ def finding_pairs(results: dict[str, Any]) -> str:
         cap = 1 - np.mean([f for row in samples["finished"] for f in row])
         text += (f". The raw policy follows {100 * g.mean():.0f}% of instructions in {g.size} sampled replies "
                  f"({100 * cap:.0f}% cut off at the token cap)")
+        system = results["params"].get("system")
+        if system:
+            text += f", every request preceded by the system line \"{system}\""
     return text + "."
 
 

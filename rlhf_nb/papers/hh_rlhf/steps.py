@@ -47,7 +47,8 @@ class Prompts:
 def make_prompts(P: Params) -> Prompts:
     sizes = {"helpful": P.helpful_prompts if P.helpful == "if-gold" else 0, "eval": P.eval_prompts,
              "rl": P.rl_prompts}
-    splits = gold.split_by_base(gold.synthetic_prompts(sum(sizes.values()), seed=P.seed), sizes, seed=P.seed)
+    pool = gold.synthetic_prompts(sum(sizes.values()), seed=P.seed, system=P.system)
+    splits = gold.split_by_base(pool, sizes, seed=P.seed)
     return Prompts(splits["helpful"], splits["eval"], splits["rl"])
 
 
