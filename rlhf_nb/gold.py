@@ -266,6 +266,11 @@ def sample_with_gold(policy: Any, prompts: Sequence[IFPrompt], config: Any, labe
     return with_gold(prompts, sample(policy, [p.messages() for p in prompts], config, label))
 
 
+def system_note(system: str | None) -> str:
+    """The words a finding adds about a system line ('' without one)."""
+    return f' (every request preceded by the system line "{system}")' if system else ""
+
+
 def split_by_base(prompts: Sequence[IFPrompt], sizes: dict[str, int], seed: int = 0) -> dict[str, list[IFPrompt]]:
     """Disjoint named splits (e.g. {"rm": 300, "online": 96, "eval": 150}) in which no base request appears in two
     splits; raises when the prompts cannot fill them."""

@@ -38,6 +38,10 @@ NonNegInt = Annotated[int, Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0)]
 Probability = Annotated[float, Field(gt=0, le=1)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+#: a system line before every verifiable-instruction request of the gold testbed (rlhf_nb.gold.IFPrompt.system)
+SystemLine = Annotated[str, Field(description="a system line the policy reads before every verifiable-instruction "
+                                              "request (sampling, training and reward models alike); '' keeps the "
+                                              "model's default")]
 
 
 class Section(BaseModel):

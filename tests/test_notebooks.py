@@ -111,6 +111,7 @@ def test_online_dpo_notebook_smoke(project):
     assert [s["round"] for s in runs["online"][0]["snapshots"]] == [1, 2]
     assert runs["offline_pairs"] == [min(r["pairs"], runs["offline_pairs"][i]) for i, r in enumerate(runs["online"])]
     assert {r["source"] for r in results["data"]["rm_accuracy"]} >= {"hh-human"}
+    assert any('system line "Be brief."' in f for f in results["findings"])  # smoke's system line, said once
     assert {c["id"] for c in results["claims"]} == {"W1a", "W1b", "W1c", "W1d", "W1e", "W2", "W3", "W4"}
     assert set(results["figures"]) == {"rm_accuracy", "iterations", "proxy_vs_gold"}
     assert [c.to_dict() for c in runner.claims_of(results)] == results["claims"]

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ... import claims as C
+from ... import gold
 
 PAPER = "Bai et al. 2022 (arXiv 2204.05862)"
 SETS = ("helpful", "harmless")
@@ -229,10 +230,7 @@ def finding_pairs(results: dict[str, Any]) -> str:
         g = np.array([x for row in samples["gold"] for x in row])
         cap = 1 - np.mean([f for row in samples["finished"] for f in row])
         text += (f". The raw policy follows {100 * g.mean():.0f}% of instructions in {g.size} sampled replies "
-                 f"({100 * cap:.0f}% cut off at the token cap)")
-        system = results["params"].get("system")
-        if system:
-            text += f", every request preceded by the system line \"{system}\""
+                 f"({100 * cap:.0f}% cut off at the token cap)" + gold.system_note(results["params"].get("system")))
     return text + "."
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ...params import (BaseParams, DataSource, DPOSection, LoraSection, ModelName, PosFloat, PosInt, PPOSection,
-                       SamplingSection)
+                       SamplingSection, SystemLine)
 
 
 class Params(BaseParams):
@@ -19,8 +19,7 @@ class Params(BaseParams):
     harmless: DataSource = Field("bundled", description="HH-RLHF harmless-base pairs (human labels)")
     harmless_train: PosInt = Field(600, description="harmless pairs for training PMs")
     harmless_test: PosInt = Field(500, description="held-out harmless pairs")
-    system: str = Field("", description="a system line the policy reads before every verifiable-instruction "
-                                        "request (every arm and PM alike); '' keeps the model's default")
+    system: SystemLine = ""
     helpful: Literal["if-gold", "hub"] = Field(
         "if-gold", description="if-gold: pairs of the policy's own samples labelled by verifiable-instruction checkers "
                                "(offline); hub: HH-RLHF helpful-base (human labels)")

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ... import claims as C
+from ... import gold
 
 PAPER = "RLHF Workflow (Xiong, Dong et al. 2024)"
 NUMBERS = {"bt_rewardbench": 83.6, "pairwise_rewardbench": 85.7, "lc_alpacaeval2": 31.3, "lc_alpacaeval2_sft": 12.7}
@@ -184,11 +185,12 @@ def claims(results: dict[str, Any]) -> list[C.Claim]:
 
 def finding_rm_data(results: dict[str, Any]) -> str:
     s = _data(results)["rm_samples"]
-    gold = np.array([g for row in s["gold"] for g in row])
+    scores = np.array([g for row in s["gold"] for g in row])
     flat = [f for row in s["finished"] for f in row]
-    return (f"The policy follows {100 * gold.mean():.0f}% of instructions on average over {gold.size} sampled replies "
-            f"({100 * np.mean(gold == 1):.0f}% follow all, {100 * np.mean(gold == 0):.0f}% none); "
-            f"{100 * (1 - np.mean(flat)):.0f}% were cut off at the token cap; "
+    return (f"The policy follows {100 * scores.mean():.0f}% of instructions on average over {scores.size} sampled "
+            f"replies ({100 * np.mean(scores == 1):.0f}% follow all, {100 * np.mean(scores == 0):.0f}% none); "
+            f"{100 * (1 - np.mean(flat)):.0f}% were cut off at the token cap"
+            f"{gold.system_note(results['params'].get('system'))}; "
             + ", ".join(f"{c['source'].split(' ')[0]}: {c['train']} training / {c['test']} held-out pairs"
                         for c in _data(results)["rm_counts"]) + ".")
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ...params import (BaseParams, DataSource, DPOSection, LoraSection, ModelName, NonNegInt, PosFloat, PosInt,
-                       SamplingSection, Section)
+                       SamplingSection, Section, SystemLine)
 
 
 class PromptSplits(Section):
@@ -25,6 +25,7 @@ class Params(BaseParams):
     policy: ModelName = Field(description="the instruct model that every arm starts from")
     rm_backbone: ModelName = Field(description="frozen backbone whose features the BT and pairwise heads read")
     prompts: PromptSplits = PromptSplits()
+    system: SystemLine = ""
     hh: DataSource | None = Field("bundled", description="human-labelled pairs (HH-RLHF harmless-base) as a second "
                                                          "reward-model source; None: gold-labelled pairs only")
     hh_train: NonNegInt = Field(200, description="HH pairs for training the reward models")

@@ -46,7 +46,7 @@ class Prompts:
 def make_prompts(P: Params) -> Prompts:
     """Seeded verifiable-instruction prompts, split so that no base request appears in two sets."""
     sizes = {"rm": P.prompts.rm, "online": P.prompts.online, "eval": P.prompts.eval}
-    pool = gold.synthetic_prompts(sum(sizes.values()), seed=P.seed)
+    pool = gold.synthetic_prompts(sum(sizes.values()), seed=P.seed, system=P.system)
     splits = gold.split_by_base(pool, sizes, seed=P.seed)
     return Prompts(splits["rm"], splits["online"], splits["eval"])
 

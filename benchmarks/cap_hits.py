@@ -1,0 +1,62 @@
+"""How often a policy's replies to the gold testbed's prompts run past a token cap, with and without a system line.
+
+The gold testbed's claims need replies that end on their own (a reply cut off at the cap is judged for where it
+was cut, not for what it says): notebook 05's first cpu run lost 48% of its samples to the 128-token cap, and 01's
+pairs only use finished replies. This samples one reply per prompt for each (system line, temperature) and prints,
+side by side, the share that would be cut off at each cap, the mean reply length, the mean gold score and the time.
+
+    python benchmarks/cap_hits.py [--model smollm2-135m-instruct] [--prompts 48] [--temperatures 0.7 1.0]
+                                  [--systems "" "Reply in at most three short sentences."] [--caps 96 128 160 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--prompts", type=int, default=48)
+    ap.add_argument("--seed", type=int, default=11, help="prompt seed (the notebooks use 0; 11 keeps this apart)")
+    ap.add_argument("--temperatures", type=float, nargs="+", default=[0.7, 1.0])
+    ap.add_argument("--systems", nargs="+", default=["", "Reply in at most three short sentences."],
+                    help="system lines to compare ('' is the model's default)")
+    ap.add_argument("--caps", type=int, nargs="+", default=[96, 128, 160, 200])
+    args = ap.parse_args()
+
+    from rlhf_nb import gold
+    from rlhf_nb.evaluate import sample
+    from rlhf_nb.generation import SamplingConfig
+    from rlhf_nb.models import load
+
+    policy = load(args.model)
+    longest = max(args.caps)
+    rows = []
+    for temperature in args.temperatures:
+        for system in args.systems:
+            prompts = gold.synthetic_prompts(args.prompts, seed=args.seed, system=system)
+            config = SamplingConfig(n=1, temperature=temperature, max_new_tokens=longest, seed=0)
+            started = time.perf_counter()
+            replies = sample(policy, [p.messages() for p in prompts], config, f"T={temperature} {system[:24]!r}")
+            seconds = time.perf_counter() - started
+            scored = gold.with_gold(prompts, replies)
+            tokens = [row[0] for row in scored.tokens]
+            finished = [row[0] for row in scored.finished]
+            past = [100 * sum((t >= cap) or not f for t, f in zip(tokens, finished)) / len(tokens) for cap in args.caps]
+            mean_gold = 100 * sum(row[0] for row in scored.gold) / len(prompts)
+            rows.append((temperature, system or "(none)", past, sum(tokens) / len(tokens), mean_gold, seconds))
+            print(f"T={temperature} system={system!r}: done in {seconds:.0f} s", flush=True)
+
+    caps = " | ".join(f"past {c}" for c in args.caps)
+    print(f"\n{args.model}, {args.prompts} prompts, one reply each\n")
+    print(f"| T | system line | {caps} | mean tokens | gold pts | s |")
+    print("|---|---|" + "---|" * len(args.caps) + "---|---|---|")
+    for temperature, system, past, mean_tokens, mean_gold, seconds in rows:
+        shares = " | ".join(f"{p:.0f}%" for p in past)
+        print(f"| {temperature} | {system} | {shares} | {mean_tokens:.0f} | {mean_gold:.1f} | {seconds:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
