@@ -128,6 +128,8 @@ def test_hh_notebook_smoke(project):
     assert not set(ids["helpful"]) & set(ids["eval"]) and not set(ids["eval"]) & set(ids["rl"])
     rows = results["data"]["pm_matrix"]
     assert len(rows) == 6 and all(len(r["outcomes"]) == 2 for r in rows)  # 3 PMs x 2 test sets, 2 fits each
+    assert all(len(r["length_baseline"]) == len(r["outcomes"][0]) for r in rows)  # the same pairs, by length
+    assert "preferring the longer reply alone" in results["findings"][1]
     assert results["data"]["bon"]["n"] == [1, 2, 4]
     assert 'system line "Be brief."' in results["findings"][0]  # smoke's system line, said with the samples
     assert {p["arm"] for p in results["data"]["policies"]} == {"raw", "dpo", "ppo"}

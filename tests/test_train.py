@@ -22,8 +22,8 @@ from rlhf_nb.train import ppo
 from rlhf_nb.train.dpo import DPOConfig, train_dpo
 from rlhf_nb.train.grpo import GRPOConfig, RLOOConfig, train_grpo, train_rloo
 from rlhf_nb.train.online_dpo import IterativeDPOConfig, best_vs_worst, iterative_dpo
-from rlhf_nb.train.reward import (BTScorer, Featurizer, RewardConfig, fit_linear_bt, fit_linear_pairwise, pair_accuracy,
-                                  train_pairwise_pm, train_reward_model)
+from rlhf_nb.train.reward import (BTScorer, Featurizer, RewardConfig, fit_linear_bt, fit_linear_pairwise,
+                                  length_outcomes, pair_accuracy, train_pairwise_pm, train_reward_model)
 from rlhf_nb.train.sft import SFTConfig, train_sft
 
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0}
@@ -144,6 +144,13 @@ def test_linear_bt_recovers_a_preference_direction():
     cosine = head.w @ (direction / head.scale) / np.linalg.norm(head.w) / np.linalg.norm(direction / head.scale)
     assert cosine > 0.9
     assert (fit_linear_bt(rejected[:300], chosen[:300], l2=0.1).prefer_features(chosen[300:], rejected[300:]) < 0.5).mean() > 0.9
+
+
+def test_length_baseline_prefers_the_longer_reply_and_ties_half():
+    pairs = [PreferencePair("a", [], "a longer reply", "short"), PreferencePair("b", [], "short", "a longer reply"),
+             PreferencePair("c", [], "same", "size")]
+    assert length_outcomes(pairs).tolist() == [1.0, 0.0, 0.5]
+    assert length_outcomes([]).size == 0
 
 
 def test_linear_bt_on_frozen_features_beats_chance_on_held_out_pairs():

@@ -304,6 +304,12 @@ def pair_outcomes(scorer: BTScorer | LinearBT | LinearPairwise | LogProbJudge, p
     return preference_outcomes(p)
 
 
+def length_outcomes(pairs: Sequence[PreferencePair]) -> np.ndarray:
+    """The outcomes of a length-only baseline that prefers the longer reply (in characters), on the same pairs: how
+    much of a reward model's accuracy length alone would explain."""
+    return preference_outcomes([0.5 + 0.5 * np.sign(len(p.chosen) - len(p.rejected)) for p in pairs])
+
+
 def pair_accuracy(scorer: BTScorer | LinearBT | LinearPairwise | LogProbJudge, pairs: Sequence[PreferencePair],
                   seed: int = 0) -> Estimate:
     """Fraction of held-out pairs where the model prefers ``chosen`` (ties count half), bootstrap CI."""

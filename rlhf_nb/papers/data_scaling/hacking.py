@@ -30,7 +30,7 @@ from ...evaluate import Replies, greedy
 from ...models import Loaded, load
 from ...rewards.judge import LogProbJudge
 from ...rewards.math import clean_solution, is_correct, math_prompt, math_reward
-from ...train.reward import Featurizer, LinearBT, fit_linear_bt, pair_outcomes
+from ...train.reward import Featurizer, LinearBT, fit_linear_bt, length_outcomes, pair_outcomes
 from .params import Params
 
 REWARD_NAMES = {"rtv": "RTV (the gold)", "genrm_gt": "GenRM with GT", "bt": "BT RM"}
@@ -99,8 +99,7 @@ def fit_bt(model: Any, tokenizer: Any, train: list[PreferencePair], test: list[P
     prompts = [p.prompt for p in train]
     bt = fit_linear_bt(featurizer(prompts, [p.chosen for p in train]), featurizer(prompts, [p.rejected for p in train]),
                        l2=P.hacking.bt_l2, featurizer=featurizer)
-    length = [1.0 if len(p.chosen) > len(p.rejected) else 0.0 if len(p.chosen) < len(p.rejected) else 0.5 for p in test]
-    return BTModel(bt, len(train), pair_outcomes(bt, test).tolist() if test else [], length)
+    return BTModel(bt, len(train), pair_outcomes(bt, test).tolist() if test else [], length_outcomes(test).tolist())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -240,7 +240,12 @@ def finding_matrix(results: dict[str, Any]) -> str:
         accs = [f"{t} {matrix(results, pm, t).mean():.0f}%" for t in SETS]
         parts.append(f"{pm} PM: " + ", ".join(accs))
     n = {t: matrix(results, "mixed", t).shape[1] for t in SETS}
-    return "Held-out accuracy (" + ", ".join(f"{t} n={n[t]}" for t in SETS) + "): " + "; ".join(parts) + "."
+    text = "Held-out accuracy (" + ", ".join(f"{t} n={n[t]}" for t in SETS) + "): " + "; ".join(parts)
+    length = {r["test"]: 100 * np.mean(r["length_baseline"]) for r in _d(results)["pm_matrix"]
+              if r.get("length_baseline")}  # older saved runs lack it
+    if length:
+        text += "; preferring the longer reply alone: " + ", ".join(f"{t} {v:.0f}%" for t, v in length.items())
+    return text + "."
 
 
 def finding_bon(results: dict[str, Any]) -> str:

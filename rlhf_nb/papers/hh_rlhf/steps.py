@@ -28,7 +28,7 @@ from ...gold import GoldSamples, sample_with_gold  # noqa: F401 - sample_with_go
 from ...data import PreferencePair, load_hh_rlhf, load_humaneval
 from ...evaluate import greedy, sample
 from ...models import Loaded, count_parameters, load, merged
-from ...train.reward import Featurizer, LinearBT, fit_linear_bt
+from ...train.reward import Featurizer, LinearBT, fit_linear_bt, length_outcomes, pair_outcomes
 from .params import Params
 
 SETS = ("helpful", "harmless")
@@ -109,10 +109,7 @@ class PMs:
 
     def outcomes(self, pm: LinearBT, pairs: list[PreferencePair]) -> list[float]:
         """Per pair: 1 if the PM prefers chosen, 0 if rejected, 0.5 on a tie."""
-        if not pairs:
-            return []
-        p = pm.prefer_many(pairs)
-        return np.where(np.isclose(p, 0.5), 0.5, (p > 0.5).astype(float)).tolist()
+        return pair_outcomes(pm, pairs).tolist()
 
     def scores(self, pm: LinearBT, prompts: list[Any], replies: list[str]) -> list[float]:
         return pm.score(prompts, replies).tolist()
@@ -133,7 +130,7 @@ def mixed_pool(sets: PairSets, seed: int) -> list[PreferencePair]:
 
 def cross_evaluate(pms: PMs, sets: PairSets, P: Params) -> list[dict[str, Any]]:
     """Helpful-only, harmless-only and mixed PMs of equal training size, ``seeds`` fits each on random 80% subsets;
-    each row holds one PM type's outcomes on one test set, per seed."""
+    each row holds one PM type's outcomes on one test set, per seed, and a length-only baseline's on that set."""
     n = min(len(sets.train["helpful"]), len(sets.train["harmless"]))
     if n < 2:
         raise ValueError(f"too few training pairs to fit PMs ({len(sets.train['helpful'])} helpful, "
@@ -147,7 +144,8 @@ def cross_evaluate(pms: PMs, sets: PairSets, P: Params) -> list[dict[str, Any]]:
             for t in SETS:
                 per_seed[t].append(pms.outcomes(pm, sets.test[t]))
         for t in SETS:
-            rows.append({"pm": name, "test": t, "train_pairs": round(0.8 * n), "outcomes": per_seed[t]})
+            rows.append({"pm": name, "test": t, "train_pairs": round(0.8 * n), "outcomes": per_seed[t],
+                         "length_baseline": length_outcomes(sets.test[t]).tolist()})
     return rows
 
 

@@ -115,14 +115,13 @@ def train_reward_models(backbone: Loaded, data: RMData, P: Params) -> RewardMode
 def rm_accuracy(rms: RewardModels, data: RMData) -> list[dict[str, Any]]:
     """Per model and source: each held-out pair's outcome (1 right, 0 wrong, 0.5 tie), and the outcomes of a
     length-only baseline (the longer reply is preferred) on the same pairs."""
-    from ...train.reward import pair_outcomes
+    from ...train.reward import length_outcomes, pair_outcomes
 
     rows = []
     for source, pairs in data.test.items():
         if not pairs:
             continue
-        length = [1.0 if len(p.chosen) > len(p.rejected) else 0.0 if len(p.chosen) < len(p.rejected) else 0.5
-                  for p in pairs]
+        length = length_outcomes(pairs).tolist()
         for name, model in (("BT", rms.bt), ("pairwise", rms.pairwise)):
             rows.append({"model": name, "source": source, "outcomes": pair_outcomes(model, pairs).tolist(),
                          "length_baseline": length})
