@@ -2,11 +2,13 @@
 
 The gold testbed's claims need replies that end on their own (a reply cut off at the cap is judged for where it
 was cut, not for what it says): notebook 05's first cpu run lost 48% of its samples to the 128-token cap, and 01's
-pairs only use finished replies. This samples one reply per prompt for each (system line, temperature) and prints,
-side by side, the share that would be cut off at each cap, the mean reply length, the mean gold score and the time.
+pairs only use finished replies. This draws ``--samples`` replies per prompt for each (system line, temperature)
+and prints, side by side, the share that would be cut off at each cap, the gold pairs (best vs worst finished
+reply, as the notebooks build them) that each cap leaves, the mean reply length, the mean gold score and the time.
 
-    python benchmarks/cap_hits.py [--model smollm2-135m-instruct] [--prompts 48] [--temperatures 0.7 1.0]
-                                  [--systems "" "Reply in at most three short sentences."] [--caps 96 128 160 200]
+    python benchmarks/cap_hits.py [--model smollm2-135m-instruct] [--prompts 48] [--samples 4]
+                                  [--temperatures 1.0] [--systems "" "Reply in at most three short sentences."]
+                                  [--caps 128 160]
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--prompts", type=int, default=48)
     ap.add_argument("--seed", type=int, default=11, help="prompt seed (the notebooks use 0; 11 keeps this apart)")
-    ap.add_argument("--temperatures", type=float, nargs="+", default=[0.7, 1.0])
+    ap.add_argument("--samples", type=int, default=4, help="replies per prompt (the notebooks draw 4)")
+    ap.add_argument("--temperatures", type=float, nargs="+", default=[1.0])
     ap.add_argument("--systems", nargs="+", default=["", "Reply in at most three short sentences."],
                     help="system lines to compare ('' is the model's default)")
-    ap.add_argument("--caps", type=int, nargs="+", default=[96, 128, 160, 200])
+    ap.add_argument("--caps", type=int, nargs="+", default=[128, 160])
     args = ap.parse_args()
 
     from rlhf_nb import gold
@@ -37,25 +40,28 @@ def main() -> None:
     for temperature in args.temperatures:
         for system in args.systems:
             prompts = gold.synthetic_prompts(args.prompts, seed=args.seed, system=system)
-            config = SamplingConfig(n=1, temperature=temperature, max_new_tokens=longest, seed=0)
+            config = SamplingConfig(n=args.samples, temperature=temperature, max_new_tokens=longest, seed=0)
             started = time.perf_counter()
             replies = sample(policy, [p.messages() for p in prompts], config, f"T={temperature} {system[:24]!r}")
             seconds = time.perf_counter() - started
             scored = gold.with_gold(prompts, replies)
-            tokens = [row[0] for row in scored.tokens]
-            finished = [row[0] for row in scored.finished]
-            past = [100 * sum((t >= cap) or not f for t, f in zip(tokens, finished)) / len(tokens) for cap in args.caps]
-            mean_gold = 100 * sum(row[0] for row in scored.gold) / len(prompts)
-            rows.append((temperature, system or "(none)", past, sum(tokens) / len(tokens), mean_gold, seconds))
+            past, pairs = [], []
+            for cap in args.caps:  # a reply finishes under a cap when it ended on its own within that many tokens
+                done = [[f and n <= cap for f, n in zip(fs, ns)] for fs, ns in zip(scored.finished, scored.tokens)]
+                past.append(100 - 100 * sum(map(sum, done)) / (len(prompts) * args.samples))
+                pairs.append(len(gold.gold_pairs(prompts, scored.texts, scored.gold, done)))
+            tokens = sum(map(sum, scored.tokens)) / (len(prompts) * args.samples)
+            mean_gold = 100 * sum(map(sum, scored.gold)) / (len(prompts) * args.samples)
+            rows.append((temperature, system or "(none)", past, pairs, tokens, mean_gold, seconds))
             print(f"T={temperature} system={system!r}: done in {seconds:.0f} s", flush=True)
 
-    caps = " | ".join(f"past {c}" for c in args.caps)
-    print(f"\n{args.model}, {args.prompts} prompts, one reply each\n")
+    caps = " | ".join(f"past {c} | gold pairs at {c}" for c in args.caps)
+    print(f"\n{args.model}, {args.prompts} prompts x {args.samples} replies\n")
     print(f"| T | system line | {caps} | mean tokens | gold pts | s |")
-    print("|---|---|" + "---|" * len(args.caps) + "---|---|---|")
-    for temperature, system, past, mean_tokens, mean_gold, seconds in rows:
-        shares = " | ".join(f"{p:.0f}%" for p in past)
-        print(f"| {temperature} | {system} | {shares} | {mean_tokens:.0f} | {mean_gold:.1f} | {seconds:.0f} |")
+    print("|---|---|" + "---|---|" * len(args.caps) + "---|---|---|")
+    for temperature, system, past, pairs, tokens, mean_gold, seconds in rows:
+        cells = " | ".join(f"{p:.0f}% | {n}" for p, n in zip(past, pairs))
+        print(f"| {temperature} | {system} | {cells} | {tokens:.0f} | {mean_gold:.1f} | {seconds:.0f} |")
 
 
 if __name__ == "__main__":
