@@ -149,8 +149,8 @@ DEGRADE = ("Here is a request and one sentence from an answer to it.\n\n[Request
            "{sentence}\n\nRewrite the sentence so that it is worse: {principle}. Keep it about as long. Reply with the "
            "rewritten sentence only.")
 
-STAGES = ("candidates", "rewritten", "a sentence", "changed", "edited enough", "one sentence changed",
-          "judge prefers original")
+RULES = ("rewritten", "a sentence", "changed", "edited enough", "one sentence changed")  # rule filters, in order
+STAGES = ("candidates", *RULES, "judge prefers original")
 _META = re.compile(r"\b(?:rewrit|sentence|worse|principle)", re.IGNORECASE)  # a reply about the task, not a rewrite
 
 
@@ -197,18 +197,18 @@ def degrade(degrader: Loaded, judge: LogProbJudge | None, prompts: Prompts, chos
         original = sentences(c.text)[index]
         rewrite = clean_rewrite(reply)
         edit = Levenshtein.normalized_distance(original, rewrite) if rewrite else 0.0
-        checks = [("rewritten", bool(rewrite)),
-                  ("a sentence", is_prose(rewrite, min(3, P.degrade.min_words)) and not _META.search(rewrite)),
-                  ("changed", rewrite != original), ("edited enough", edit >= P.degrade.min_edit),
-                  ("one sentence changed", only_one_changed(c.text, splice(c.text, index, rewrite), index))]
-        stage = "candidates"
+        checks = zip(RULES, [bool(rewrite),
+                             is_prose(rewrite, min(3, P.degrade.min_words)) and not _META.search(rewrite),
+                             rewrite != original, edit >= P.degrade.min_edit,
+                             only_one_changed(c.text, splice(c.text, index, rewrite), index)])
+        stage = STAGES[0]
         for name, passed in checks:
             if not passed:
                 break
             stage = name
         records.append({"prompt_index": c.prompt_index, "sentence": index, "original": original, "rewrite": rewrite,
                         "edit": round(edit, 4), "p_original": None, "stage": stage})
-    survivors = [r for r in records if r["stage"] == "one sentence changed"]
+    survivors = [r for r in records if r["stage"] == RULES[-1]]
     chosen_text = {c.prompt_index: c.text for c in chosen}
     if survivors and judge is not None:
         probs = judge.prefer_many([prompts.train[r["prompt_index"]].text for r in survivors],
@@ -217,13 +217,14 @@ def degrade(degrader: Loaded, judge: LogProbJudge | None, prompts: Prompts, chos
         for r, p in zip(survivors, probs):
             r["p_original"] = round(float(p), 4)
             if p > 0.5 + P.degrade.judge_margin:
-                r["stage"] = "judge prefers original"
-    final = STAGES[-1] if judge is not None else STAGES[-2]
-    pairs = [PreferencePair(f"{prompts.train[r['prompt_index']].id}-s{r['sentence']}",
-                            prompts.train[r["prompt_index"]].messages(), chosen_text[r["prompt_index"]],
-                            splice(chosen_text[r["prompt_index"]], r["sentence"], r["rewrite"]), f"precise-{principle}")
-             for r in records if r["stage"] == final]
-    return Degraded(principle, records, pairs, judged=judge is not None)
+                r["stage"] = STAGES[-1]
+    degraded = Degraded(principle, records, [], judged=judge is not None)
+    degraded.pairs = [PreferencePair(f"{prompts.train[r['prompt_index']].id}-s{r['sentence']}",
+                                     prompts.train[r["prompt_index"]].messages(), chosen_text[r["prompt_index"]],
+                                     splice(chosen_text[r["prompt_index"]], r["sentence"], r["rewrite"]),
+                                     f"precise-{principle}")
+                      for r in records if r["stage"] == degraded.stages[-1]]
+    return degraded
 
 
 def judge_of(loaded: Loaded, question: str = "instructions") -> LogProbJudge:
