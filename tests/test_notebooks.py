@@ -137,6 +137,9 @@ def test_hh_notebook_smoke(project):
                                                     "H6", "H7"}
     assert set(results["figures"]) == {"pm_matrix", "pm_data_size", "reward_vs_sqrt_kl", "rlhf_vs_raw"}
     assert [c.to_dict() for c in runner.claims_of(results)] == results["claims"]
+    claims = {c["id"]: c for c in results["claims"]}  # H4 reads H3a's best-of-n samples: the same cut-off premise
+    capped = [[p for p in claims[i]["premises"] if p["name"] == "sampled replies finish"] for i in ("H3a", "H4")]
+    assert capped[0] and capped[0] == capped[1]
 
 
 # --- 06 diverse feedback (RLHF-Blender) -----------------------------------------------------

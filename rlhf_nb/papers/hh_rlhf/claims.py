@@ -148,7 +148,9 @@ def reward_vs_sqrt_kl(results: dict[str, Any]) -> C.Claim:
                                                        f"{len(b['n'])} values of n"),
                                              # best-of-n reward rises with sqrt(KL) for any score (order statistics):
                                              # the claim is about a PM that has learned preferences
-                                             train_pm_validated(results)])
+                                             train_pm_validated(results),
+                                             # the same samples as H3a: a cut-off reply is scored for where it stopped
+                                             C.not_capped("sampled", b["cap_rate"])])
 
 
 def alignment_tax(results: dict[str, Any]) -> C.Claim:
