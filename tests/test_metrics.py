@@ -98,3 +98,29 @@ def test_forgetting_suite_runs_end_to_end_and_compares(tmp_path):
     assert row["change"] == -1.0 and row["ci_high"] < 0 and row["p_drop"] < 0.01
     no_file = forgetting.ForgettingConfig(humaneval_tasks=1, gsm8k_problems=1, max_new_tokens=4)
     assert forgetting.run_suite(loaded, no_file).scores["en_fr_bleu"] is None
+
+
+def test_humaneval_is_asked_and_scored_one_way_in_01_and_the_forgetting_suite(monkeypatch):
+    """01's alignment tax once prefilled the reply with the task's prompt inside an open code block; SmolLM2
+    closed the block at once (40 empty bodies of 40), so its raw pass@1 read 0%. Both now send the plain chat
+    request and score the program extracted from a free reply: a correct fenced answer passes in both."""
+    from types import SimpleNamespace
+
+    from rlhf_nb import data, forgetting
+    from rlhf_nb.evaluate import Replies
+    from rlhf_nb.papers.hh_rlhf import steps
+    from rlhf_nb.rewards.code import code_prompt
+
+    tasks = data.load_humaneval(limit=3)
+    asked: list[list] = []
+
+    def fake_greedy(loaded, prompts, max_new_tokens, label, batch_size=None):
+        asked.append(prompts)
+        replies = [f"Here it is:\n```python\n{t.prompt}{t.canonical_solution}```\nIt works." for t in tasks]
+        return Replies([[r] for r in replies], [[10]] * len(replies), [[True]] * len(replies), 1.0)
+
+    monkeypatch.setattr(forgetting, "greedy", fake_greedy)
+    suite = forgetting.coding(None, tasks, forgetting.ForgettingConfig())
+    tax = steps.humaneval_pass(None, SimpleNamespace(humaneval="package", humaneval_tasks=3))
+    assert suite == tax == [1.0, 1.0, 1.0]
+    assert asked[0] == asked[1] == [code_prompt(t) for t in tasks]  # chat messages, no prefilled open block

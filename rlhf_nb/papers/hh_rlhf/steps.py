@@ -26,7 +26,7 @@ import numpy as np
 from ... import gold
 from ...gold import GoldSamples, sample_with_gold  # noqa: F401 - sample_with_gold is used by the notebook
 from ...data import PreferencePair, load_hh_rlhf, load_humaneval
-from ...evaluate import greedy, sample
+from ...evaluate import greedy
 from ...models import Loaded, count_parameters, load, merged
 from ...train.reward import Featurizer, LinearBT, fit_linear_bt, length_outcomes, pair_outcomes
 from .params import Params
@@ -260,17 +260,11 @@ def evaluate_policy(loaded: Loaded, arm: str, seed: int | None, prompts: list[go
 
 
 def humaneval_pass(loaded: Loaded, P: Params) -> list[float]:
-    """Greedy pass@1 per task on the first ``humaneval_tasks`` HumanEval tasks (reply prefilled with the signature)."""
-    from ...generation import render_prompt
-    from ...rewards.code import check_programs, code_prompt
+    """Greedy pass@1 per task on the first ``humaneval_tasks`` HumanEval tasks, scored as the forgetting suite
+    scores them (:func:`rlhf_nb.forgetting.coding`), so 01's alignment tax and 04's forgetting read alike."""
+    from ...forgetting import ForgettingConfig, coding
 
-    tasks = load_humaneval(P.humaneval)[: P.humaneval_tasks]
-    prompts = [render_prompt(loaded.tokenizer, code_prompt(t)) + "```python\n" + t.prompt for t in tasks]
-    from ...generation import SamplingConfig
-
-    replies = sample(loaded, prompts, SamplingConfig(n=1, temperature=0.0, max_new_tokens=256, stop=("```",)),
-                     "HumanEval (greedy)")
-    return [float(v.passed) for v in check_programs(tasks, [t.prompt + r for t, r in zip(tasks, replies.first)])]
+    return coding(loaded, load_humaneval(P.humaneval)[: P.humaneval_tasks], ForgettingConfig())
 
 
 def rl_pairs(pms: PMs, split: TrainTestPM, samples: GoldSamples, prompts: list[gold.IFPrompt],
