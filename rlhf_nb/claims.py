@@ -494,13 +494,34 @@ def not_capped(name: str, cap_rate: float, limit: float = 0.10) -> Premise:
                    f"{100 * cap_rate:.0f}% of replies hit the token cap (limit {100 * limit:.0f}%)")
 
 
-def caps_alike(name: str, cap_rates: Sequence[float], limit: float = 0.10) -> Premise:
+def caps_alike(name: str, cap_rates: Sequence[float | None], limit: float = 0.10) -> Premise:
     """Compared arms are cut off at the token cap about equally often (their cap-hit rates differ by less than
-    ``limit``), so a difference in a score of the replies is not a difference in how many were truncated."""
+    ``limit``), so a difference in a score of the replies is not a difference in how many were truncated. A rate
+    of ``None`` (a saved run that did not record it) fails the premise: unchecked is not the same as true."""
+    if any(c is None for c in cap_rates):
+        return Premise(f"{name} truncated alike", False, "cut-off rates not recorded by this run (rerun it)")
+    cap_rates = [float(c) for c in cap_rates if c is not None]
     spread = max(cap_rates) - min(cap_rates) if cap_rates else 0.0
     return Premise(f"{name} truncated alike", spread < limit,
                    "cap-hit rates " + " vs ".join(f"{100 * c:.0f}%" for c in cap_rates)
                    + f" (spread {100 * spread:.0f} pts, limit {100 * limit:.0f})")
+
+
+def describe(test: Test, unit: str = "pts", *, digits: int = 1, runs: str = "seed(s)") -> str:
+    """A test in one phrase for a claim's ``our_value``: effect [95% interval], p, n x seeds. A non-inferiority
+    test is stated as the difference itself (B - A) with its interval and the margin it must stay above, since its
+    ``effect`` (the difference plus the margin) is not a quantity anyone measured."""
+    def f(x: float) -> str:
+        return f"{x:+.{digits}f}"
+
+    lo, hi = test.ci
+    if test.kind == "non-inferiority":
+        m = float(test.detail["margin"])
+        head = (f"difference {f(test.effect - m)} {unit} [{f(lo - m)}, {f(hi - m)}] against a margin of "
+                f"-{m:g} (effect with the margin {f(test.effect)})")
+    else:
+        head = f"{f(test.effect)} {unit} [{f(lo)}, {f(hi)}]"
+    return f"{head}, p={test.p:.3g}, n={test.n} x {test.seeds} {runs}"
 
 
 def as_rows(claims: Sequence[Claim]) -> list[dict[str, Any]]:

@@ -88,7 +88,8 @@ def test_forgetting_suite_runs_end_to_end_and_compares(tmp_path):
                                          max_new_tokens=16)
     loaded = models.load("tiny")
     before = forgetting.run_suite(loaded, config)
-    assert set(before.scores) == {"humaneval_pass@1", "gsm8k_accuracy", "en_fr_bleu"}
+    assert set(before.scores) == {"humaneval_pass@1", "gsm8k_accuracy", "en_fr_bleu"} == set(before.cap_rates)
+    assert all(0 <= c <= 1 for c in before.cap_rates.values())
     assert len(before.per_item["humaneval_pass@1"]) == 2 and 0 <= before.scores["en_fr_bleu"] <= 100
     again = forgetting.run_suite(loaded, config)
     assert again.scores == before.scores  # greedy: deterministic
@@ -120,7 +121,57 @@ def test_humaneval_is_asked_and_scored_one_way_in_01_and_the_forgetting_suite(mo
         return Replies([[r] for r in replies], [[10]] * len(replies), [[True]] * len(replies), 1.0)
 
     monkeypatch.setattr(forgetting, "greedy", fake_greedy)
-    suite = forgetting.coding(None, tasks, forgetting.ForgettingConfig())
+    suite = forgetting.coding(None, tasks)
     tax = steps.humaneval_pass(None, SimpleNamespace(humaneval="package", humaneval_tasks=3))
-    assert suite == tax == [1.0, 1.0, 1.0]
+    assert suite.scores == tax.scores == [1.0, 1.0, 1.0]
     assert asked[0] == asked[1] == [code_prompt(t) for t in tasks]  # chat messages, no prefilled open block
+
+
+def test_one_forgetting_evaluator_serves_01_and_04_and_reports_cut_off_replies(monkeypatch):
+    """04's Table 4 and 01's alignment tax go through rlhf_nb.forgetting (once two evaluators with their own
+    settings); each measurement says which replies the token cap cut off, in the units each notebook saves."""
+    from types import SimpleNamespace
+
+    from rlhf_nb import data, forgetting
+    from rlhf_nb.evaluate import Replies
+    from rlhf_nb.papers.precise_rlaif import steps as precise
+
+    tasks = data.load_humaneval(limit=4)
+    asked: list[tuple] = []
+
+    def fake_greedy(loaded, prompts, max_new_tokens, label, batch_size=None):
+        asked.append((len(prompts), max_new_tokens, label))
+        replies = (["Le chat dort.\nIt means: the cat sleeps."] * len(prompts) if "En->Fr" in label else
+                   [f"```python\n{t.prompt}{t.canonical_solution}```" for t in tasks])
+        finished = [[i != 1] for i in range(len(prompts))]  # the second reply hit the cap
+        return Replies([[r] for r in replies], [[10]] * len(prompts), finished, 1.0)
+
+    monkeypatch.setattr(forgetting, "greedy", fake_greedy)
+    suite = precise.Forgetting.__new__(precise.Forgetting)
+    suite.P = SimpleNamespace(max_new_tokens=256)
+    suite.code, suite.math, suite.translation = tasks, [], [("The cat sleeps.", "Le chat dort.")] * 4
+    measured = suite.run(None)
+    assert asked == [(4, 256, "HumanEval (greedy)"), (4, 96, "En->Fr (greedy)")]
+    assert measured["humaneval"].scores == [100.0] * 4 and measured["humaneval"].cap_rate == 0.25
+    assert measured["bleu"].outputs == ["Le chat dort."] * 4 and measured["bleu"].scores[0] > 99
+    policy = precise.with_forgetting(precise.Policy("start", None, [], [], [], []), measured)
+    assert policy.forgetting_cut_off == {"humaneval": 0.25, "bleu": 0.25}
+    assert policy.translations == ["Le chat dort."] * 4
+
+
+def test_alignment_tax_needs_raw_and_trained_humaneval_replies_cut_off_alike():
+    from rlhf_nb.papers.hh_rlhf import claims
+
+    def policy(arm, seed, passed, cut):
+        return {"arm": arm, "seed": seed, "humaneval": [1.0] * passed + [0.0] * (40 - passed), "humaneval_cut_off": cut}
+
+    def h5(raw_cut, trained_cut):
+        evals = [policy("raw", None, 8, raw_cut)] + [policy("dpo", s, 9, trained_cut) for s in range(3)]
+        return claims.alignment_tax({"data": {"policies": evals}})
+
+    alike = h5(0.05, 0.075)
+    assert all(p.holds for p in alike.premises) and "cut off at the cap: raw 5%, trained 8%" in alike.our_value
+    assert "difference +2.5 pts" in alike.our_value  # the measured difference, not the margin-shifted effect
+    assert not h5(0.30, 0.05).premises[-1].holds  # the raw model lost tasks to the cap: not a skill comparison
+    unrecorded = h5(None, None).premises[-1]
+    assert not unrecorded.holds and "not recorded" in unrecorded.detail

@@ -163,7 +163,8 @@ def test_sequence_control_matches_the_precise_budget_and_validates_the_judge():
 # --- claims on constructed results ------------------------------------------------------------
 
 
-def _results(precise_gain: float, n: int = 120, judge_right: float = 0.9, seeds: int = 3, bleu: float = 20.0):
+def _results(precise_gain: float, n: int = 120, judge_right: float = 0.9, seeds: int = 3, bleu: float = 20.0,
+             bleu_cut_after: float = 0.02):
     rng = np.random.default_rng(0)
     start = rng.integers(1, 4, n) / 4  # 0.25, 0.5 or 0.75: room to move either way
 
@@ -171,7 +172,8 @@ def _results(precise_gain: float, n: int = 120, judge_right: float = 0.9, seeds:
         g = np.clip(start + shift * (rng.random(n) < 0.5) + 0.25 * rng.choice([-1, 0, 1], n), 0, 1)
         return {"arm": arm, "seed": seed, "gold": g.tolist(), "tokens": [50] * n, "finished": [True] * n,
                 "texts": [""] * n, "pairs": 100, "history": [],
-                "forgetting": {"bleu": (bleu + rng.normal(0, 1, 50)).tolist()}, "translations": []}
+                "forgetting": {"bleu": (bleu + rng.normal(0, 1, 50)).tolist()}, "translations": [],
+                "forgetting_cut_off": {"bleu": bleu_cut_after}}
 
     judged = [{"prompt_index": i, "a": 0, "b": 1, "p_a": 0.9 if rng.random() < judge_right else 0.1, "gold_a": 1.0,
                "gold_b": 0.0} for i in range(60)]
@@ -180,7 +182,7 @@ def _results(precise_gain: float, n: int = 120, judge_right: float = 0.9, seeds:
     start_policy = {"arm": "start", "seed": None, "gold": start.tolist(), "tokens": [50] * n, "finished": [True] * n,
                     "texts": [""] * n, "pairs": 0, "history": [],
                     "forgetting": {"humaneval": [0.0] * 40, "bleu": (bleu + rng.normal(0, 1, 50)).tolist()},
-                    "translations": []}
+                    "translations": [], "forgetting_cut_off": {"humaneval": 0.05, "bleu": 0.02}}
     params = load_params("04_precise_rlaif", "cpu", {}, check_inputs=False)[1].model_dump()
     return {"params": params, "data": {"arms": {"start": start_policy, "base": None, "trained": trained},
                                        "sequence": {"judged": judged, "pairs": 100}, "degraded": {}}}
@@ -213,6 +215,22 @@ def test_a_judge_at_chance_leaves_the_sequence_comparison_untested():
 def test_forgetting_off_the_floor_only():
     v = _verdicts(_results(0.5, bleu=1.0))
     assert v["R3b"] == C.NOT_TESTED
+
+
+def test_forgetting_is_compared_only_between_replies_cut_off_alike_and_recorded():
+    """A trained policy that talks past the token cap loses items to it; R3 reads that as lost skill only when
+    start and trained replies were cut off about equally often, and a run that did not record it is not tested."""
+    by_id = {c.id: c for c in claims.claims(_results(0.5, bleu_cut_after=0.30))}
+    assert by_id["R3b"].verdict == C.NOT_TESTED and "truncated alike" in by_id["R3b"].reason
+    assert "cut off at the cap: start 2%, Precise 30%" in by_id["R3b"].our_value
+    old = _results(0.5)
+    for p in [old["data"]["arms"]["start"], *old["data"]["arms"]["trained"]]:
+        del p["forgetting_cut_off"]
+    r3b = next(c for c in claims.claims(old) if c.id == "R3b")
+    assert r3b.verdict == C.NOT_TESTED and "not recorded" in r3b.reason
+    rows = claims.forgetting_rows(_results(0.5, bleu_cut_after=0.30))
+    [bleu_row] = [r for r in rows if r["task"] == claims.TASKS["bleu"]]
+    assert (bleu_row["cut off start %"], bleu_row["cut off after %"]) == (2.0, 30.0)
 
 
 # --- the offline En->Fr set --------------------------------------------------------------------

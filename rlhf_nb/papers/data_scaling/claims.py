@@ -139,10 +139,6 @@ def _policy_off_floor(results: dict[str, Any]) -> C.Premise:
                                    len(gold))
 
 
-def _interval(test: C.Test, unit: str) -> str:
-    return (f"{test.effect:+.2f} {unit} [{test.ci[0]:+.2f}, {test.ci[1]:+.2f}], p={test.p:.3g}, n={test.n} items")
-
-
 def _enough(n: int, which: str, least: int = 10) -> C.Premise:
     name = f"enough {which + ' ' if which else ''}items with right and wrong responses"
     return C.Premise(name, n >= least, f"{n} items (need {least})")
@@ -160,7 +156,7 @@ def _auc_claim(results: dict[str, Any], cid: str, statement: str, paper: str, cl
     a = [50.0] * len(b) if against_chance else [r["auc_genrm"] for r in rows]
     test = C.superiority(a, b)
     value = (f"AUC with GT {np.mean(b):.1f} vs {'chance' if against_chance else 'without GT'} {np.mean(a):.1f} pts; "
-             f"{_interval(test, 'pts')}")
+             f"{C.describe(test, 'pts', digits=2)}")
     premises = [_enough(len(rows), which), _policy_off_floor(results)]
     if not against_chance:  # comparing two judges says something about GT only if the one with GT works at all
         premises.append(_gt_works(results))
@@ -202,7 +198,7 @@ def gt_spreads_close(results: dict[str, Any]) -> C.Claim:
                        premises=[_enough(len(rows), "close")], **common)
     a, b = [r["spread_genrm"] for r in rows], [r["spread_genrm_gt"] for r in rows]
     test = C.superiority(a, b)
-    value = f"spread with GT {np.mean(b):.2f} vs without {np.mean(a):.2f} SD; {_interval(test, 'SD')}"
+    value = f"spread with GT {np.mean(b):.2f} vs without {np.mean(a):.2f} SD; {C.describe(test, 'SD', digits=2)}"
     return C.claim("D3", PAPER, statement, paper, test, our_value=value,
                    premises=[C.Premise("enough close items", len(rows) >= 10, f"{len(rows)} items (need 10)"),
                              _gt_works(results)], **common)

@@ -31,9 +31,8 @@ def _acc(x: np.ndarray) -> str:
     return f"{x.mean():.1f}%"
 
 
-def _interval(test: C.Test, unit: str = "pts") -> str:
-    return (f"{test.effect:+.1f} {unit} [{test.ci[0]:+.1f}, {test.ci[1]:+.1f}], p={test.p:.3g}, n={test.n} x "
-            f"{test.seeds} fit(s)")
+def _describe(test: C.Test, unit: str = "pts") -> str:
+    return C.describe(test, unit, runs="fit(s)")  # PMs are fitted, policies trained: one per seed
 
 
 def validated_pm(results: dict[str, Any], pm: str, test: str) -> C.Premise:
@@ -46,7 +45,7 @@ def specialisation(results: dict[str, Any], own: str) -> C.Claim:
     cid = "H1a" if own == "harmless" else "H1b"
     test = C.superiority(matrix(results, other, own), matrix(results, own, own))
     value = (f"on {own} pairs: {own}-trained {_acc(matrix(results, own, own))} vs {other}-trained "
-             f"{_acc(matrix(results, other, own))}; {_interval(test)}")
+             f"{_acc(matrix(results, other, own))}; {_describe(test)}")
     return C.claim(cid, PAPER, f"a PM trained on {other} data is worse on {own} pairs than one trained on {own} data",
                    f"{other}-only PMs near or below chance on {own} comparisons", test, our_value=value,
                    premises=[validated_pm(results, own, own)], min_effect=5.0,
@@ -60,7 +59,7 @@ def mixed_non_inferior(results: dict[str, Any], test_set: str) -> C.Claim:
     margin = 100 * results["params"]["h2_margin"]
     test = C.non_inferiority(matrix(results, test_set, test_set), matrix(results, "mixed", test_set), margin)
     value = (f"on {test_set} pairs: mixed {_acc(matrix(results, 'mixed', test_set))} vs {test_set}-only "
-             f"{_acc(matrix(results, test_set, test_set))} (margin {margin:.0f} pts); {_interval(test)}")
+             f"{_acc(matrix(results, test_set, test_set))} (margin {margin:.0f} pts); {_describe(test)}")
     return C.claim(cid, PAPER, f"the mixed PM is within {margin:.0f} points of the {test_set}-only PM on {test_set} pairs",
                    "a PM trained on both does well on both", test, our_value=value,
                    premises=[validated_pm(results, test_set, test_set)], min_effect=0.0,
@@ -94,7 +93,7 @@ def bon_gold(results: dict[str, Any]) -> C.Claim:
     g = 100 * np.array(b["gold"])
     test = C.superiority(g[0], g[-1])
     value = (f"gold {g[0].mean():.1f} (n=1) -> {g[-1].mean():.1f} pts (best of {b['n'][-1]}, KL "
-             f"{b['kl'][-1]:.2f} nats); {_interval(test)}")
+             f"{b['kl'][-1]:.2f} nats); {_describe(test)}")
     return C.claim("H3a", PAPER, f"RLHF against the PM (best-of-{b['n'][-1]}) beats the raw model, judged by the gold",
                    "RLHF policies preferred to the raw model", test, our_value=value,
                    premises=[train_pm_validated(results), C.not_capped("sampled", b["cap_rate"])], min_effect=2.0,
@@ -107,7 +106,7 @@ def bon_test_pm(results: dict[str, Any]) -> C.Claim:
     sd = b["test_pm_sd"] or 1.0
     t = np.array(b["test_pm"]) / sd
     test = C.superiority(t[0], t[-1])
-    value = f"test-PM reward {t[0].mean():+.2f} -> {t[-1].mean():+.2f} sd (best of {b['n'][-1]}); {_interval(test, 'sd')}"
+    value = f"test-PM reward {t[0].mean():+.2f} -> {t[-1].mean():+.2f} sd (best of {b['n'][-1]}); {_describe(test, 'sd')}"
     return C.claim("H3b", PAPER, f"best-of-{b['n'][-1]} against the train PM also raises the held-out test PM's reward",
                    "test PM rises with train-PM optimisation (small KL)", test, our_value=value,
                    premises=[train_pm_validated(results), test_pm_validated(results)], min_effect=0.1,
@@ -127,7 +126,7 @@ def trained_arm(results: dict[str, Any], arm: str, cid: str) -> C.Claim:
     a, b = 100 * np.array(raw["gold"]), 100 * np.stack([e["gold"] for e in tuned])
     test = C.superiority(a, b)
     finished = [f for e in [raw, *tuned] for f in e["finished"]]
-    value = f"gold {a.mean():.1f} (raw, greedy) vs {b.mean():.1f} pts ({arm}); {_interval(test)}"
+    value = f"gold {a.mean():.1f} (raw, greedy) vs {b.mean():.1f} pts ({arm}); {_describe(test)}"
     return C.claim(cid, PAPER, statement, "RLHF policies preferred to the raw model", test, our_value=value,
                    premises=[train_pm_validated(results), C.not_capped("held-out", 1 - np.mean(finished))], **common)
 
@@ -172,8 +171,21 @@ def alignment_tax(results: dict[str, Any]) -> C.Claim:
                                  "(nothing to lose at the floor)" if not floor.holds else "no trained policy scored",
                        premises=[floor], kind="non-inferiority", **common)
     test = C.non_inferiority(base, 100 * np.stack([e["humaneval"] for e in tuned]), 5.0)
-    value = f"raw {base.mean():.1f}% vs trained {np.mean([np.mean(e['humaneval']) for e in tuned]) * 100:.1f}%; {_interval(test)}"
-    return C.claim("H5", PAPER, statement, "no cost for larger models", test, our_value=value, premises=[floor], **common)
+    # a policy that talks longer loses tasks to the token cap; the comparison is about skill only if both arms
+    # were cut off about equally often (a run that did not record it fails the premise)
+    cut = [raw.get("humaneval_cut_off"), _mean_or_none([e.get("humaneval_cut_off") for e in tuned])]
+    caps = C.caps_alike("raw and trained HumanEval replies", cut)
+    cut_text = (f"; cut off at the cap: raw {100 * cut[0]:.0f}%, trained {100 * cut[1]:.0f}%" if None not in cut
+                else "")
+    value = (f"raw {base.mean():.1f}% vs trained {np.mean([np.mean(e['humaneval']) for e in tuned]) * 100:.1f}%; "
+             f"{_describe(test)}{cut_text}")
+    return C.claim("H5", PAPER, statement, "no cost for larger models", test, our_value=value,
+                   premises=[floor, caps], **common)
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known and len(known) == len(values) else None
 
 
 def data_trend(results: dict[str, Any]) -> C.Claim:
@@ -189,7 +201,7 @@ def data_trend(results: dict[str, Any]) -> C.Claim:
     arms = [100 * np.concatenate([np.array(r["outcomes"], dtype=float) for r in rows if r["train_pairs"] == s], axis=1)
             for s in sizes]
     test = C.trend(np.log2(sizes), arms)
-    value = " -> ".join(f"{s}: {a.mean():.1f}%" for s, a in zip(sizes, arms)) + f"; slope {_interval(test, 'pts/doubling')}"
+    value = " -> ".join(f"{s}: {a.mean():.1f}%" for s, a in zip(sizes, arms)) + f"; slope {_describe(test, 'pts/doubling')}"
     return C.claim("H6", PAPER, statement, "log-linear in data", test, our_value=value, **common)
 
 
@@ -207,7 +219,7 @@ def size_trend(results: dict[str, Any]) -> C.Claim:
     arms = [100 * np.concatenate([np.array(r[t], dtype=float) for t in SETS]) for r in rows]
     test = C.trend(np.log2([r["params"] for r in rows]), arms)
     value = " -> ".join(f"{r['params'] / 1e6:.0f}M: {a.mean():.1f}%" for r, a in zip(rows, arms))
-    return C.claim("H7", PAPER, statement, "log-linear in size", test, our_value=value + f"; {_interval(test)}", **common)
+    return C.claim("H7", PAPER, statement, "log-linear in size", test, our_value=value + f"; {_describe(test)}", **common)
 
 
 def claims(results: dict[str, Any]) -> list[C.Claim]:

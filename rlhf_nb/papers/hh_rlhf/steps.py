@@ -27,6 +27,7 @@ from ... import gold
 from ...gold import GoldSamples, sample_with_gold  # noqa: F401 - sample_with_gold is used by the notebook
 from ...data import PreferencePair, load_hh_rlhf, load_humaneval
 from ...evaluate import greedy
+from ...forgetting import Scored, coding
 from ...models import Loaded, count_parameters, load, merged
 from ...train.reward import Featurizer, LinearBT, fit_linear_bt, length_outcomes, pair_outcomes
 from .params import Params
@@ -244,7 +245,8 @@ class PolicyEval:
     test_pm: list[float]
     tokens: list[int]
     finished: list[bool]
-    humaneval: list[float] | None = None
+    humaneval: list[float] | None = None  # pass (1.0) or fail per task
+    humaneval_cut_off: float | None = None  # share of the HumanEval replies cut off at the token cap
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -255,16 +257,15 @@ def evaluate_policy(loaded: Loaded, arm: str, seed: int | None, prompts: list[go
     out = PolicyEval(arm, seed, gold.if_scores(prompts, replies.first), pms.scores(split.test, messages, replies.first),
                      [t[0] for t in replies.tokens], [f[0] for f in replies.finished])
     if humaneval:
-        out.humaneval = humaneval_pass(loaded, P)
+        code = humaneval_pass(loaded, P)
+        out.humaneval, out.humaneval_cut_off = code.scores, code.cap_rate
     return out
 
 
-def humaneval_pass(loaded: Loaded, P: Params) -> list[float]:
-    """Greedy pass@1 per task on the first ``humaneval_tasks`` HumanEval tasks, scored as the forgetting suite
-    scores them (:func:`rlhf_nb.forgetting.coding`), so 01's alignment tax and 04's forgetting read alike."""
-    from ...forgetting import ForgettingConfig, coding
-
-    return coding(loaded, load_humaneval(P.humaneval)[: P.humaneval_tasks], ForgettingConfig())
+def humaneval_pass(loaded: Loaded, P: Params) -> Scored:
+    """Greedy pass@1 per task on the first ``humaneval_tasks`` HumanEval tasks, by the forgetting suite's evaluator
+    (:func:`rlhf_nb.forgetting.coding`), so 01's alignment tax and 04's forgetting read alike."""
+    return coding(loaded, load_humaneval(P.humaneval)[: P.humaneval_tasks])
 
 
 def rl_pairs(pms: PMs, split: TrainTestPM, samples: GoldSamples, prompts: list[gold.IFPrompt],

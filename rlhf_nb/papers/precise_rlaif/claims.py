@@ -79,11 +79,6 @@ def enough_pairs(results: dict[str, Any], arm: str, least: int = 16) -> C.Premis
     return C.Premise(f"{arm} has training pairs", n >= least, f"{n} pairs (need {least})")
 
 
-def _interval(test: C.Test, unit: str = "pts") -> str:
-    return (f"{test.effect:+.1f} {unit} [{test.ci[0]:+.1f}, {test.ci[1]:+.1f}], p={test.p:.3g}, n={test.n} x "
-            f"{test.seeds} seed(s)")
-
-
 def _common(results: dict[str, Any]) -> dict[str, Any]:
     return dict(min_effect=float(results["params"]["min_effect"]),
                 min_effect_reason="the least gain in instructions followed worth a training stage (a parameter)",
@@ -102,7 +97,7 @@ def dpo_beats_base(results: dict[str, Any]) -> C.Claim:
     start = [arms(results)["start"]]
     test = C.superiority(gold([base]), gold(start))
     value = (f"DPO stage {gold(start).mean():.1f} vs base {gold([base]).mean():.1f} pts; win rate "
-             f"{100 * win_outcomes(gold(start), gold([base])).mean():.0f}%; {_interval(test)}")
+             f"{100 * win_outcomes(gold(start), gold([base])).mean():.0f}%; {C.describe(test)}")
     return C.claim("R1a", PAPER, statement, "win rate 68.5% vs base", test, our_value=value,
                    premises=[C.caps_alike("base and DPO-stage replies", [cap_rate([base]), cap_rate(start)])],
                    **_common(results))
@@ -117,7 +112,7 @@ def precise_beats_dpo(results: dict[str, Any]) -> C.Claim:
                        our_value="no Precise arm was trained", premises=[enough_pairs(results, arm)], **_common(results))
     test = C.superiority(gold(start), gold(policies))
     value = (f"Precise {gold(policies).mean():.1f} vs DPO stage {gold(start).mean():.1f} pts (win rate "
-             f"{100 * win_outcomes(gold(policies), gold(start)).mean():.0f}% with ties half); {_interval(test)}")
+             f"{100 * win_outcomes(gold(policies), gold(start)).mean():.0f}% with ties half); {C.describe(test)}")
     return C.claim("R1b", PAPER, statement, "75.2% vs 68.5% win rate vs base (+6.7)", test, our_value=value,
                    premises=[enough_pairs(results, arm),
                              C.caps_alike("Precise and DPO-stage replies", [cap_rate(policies), cap_rate(start)])],
@@ -133,7 +128,7 @@ def precise_beats_sequence(results: dict[str, Any]) -> C.Claim:
                        our_value="an arm was not trained", premises=[enough_pairs(results, arm)], **_common(results))
     test = C.superiority(gold(control), gold(policies))
     value = (f"Precise {gold(policies).mean():.1f} vs sequence-level {gold(control).mean():.1f} pts on the same "
-             f"held-out prompts ({policies[0]['pairs']} vs {control[0]['pairs']} pairs); {_interval(test)}")
+             f"held-out prompts ({policies[0]['pairs']} vs {control[0]['pairs']} pairs); {C.describe(test)}")
     return C.claim("R1c", PAPER, statement, "sentence-level > sequence-level (the paper's premise)", test,
                    our_value=value, premises=[enough_pairs(results, arm), judge_validated(results),
                                               C.caps_alike("Precise and sequence-level replies",
@@ -155,7 +150,7 @@ def all_vs_single(results: dict[str, Any], principle: str, cid: str) -> C.Claim:
                                                                    "per-principle arms are off in this profile")],
                        **common)
     test = C.non_inferiority(gold(a), gold(b), margin)
-    value = f"all {gold(b).mean():.1f} vs {principle} {gold(a).mean():.1f} pts; margin {margin:g}; {_interval(test)}"
+    value = f"all {gold(b).mean():.1f} vs {principle} {gold(a).mean():.1f} pts; margin {margin:g}; {C.describe(test)}"
     return C.claim(cid, PAPER, statement, paper, test, our_value=value, **common)
 
 
@@ -181,8 +176,18 @@ def no_forgetting(results: dict[str, Any], task: str, cid: str) -> C.Claim:
                        our_value=f"start {level:.1f}; trained policies not scored (start at the floor)",
                        premises=[floor], **common)
     test = C.non_inferiority(np.asarray([start], dtype=float), np.asarray(after_items, dtype=float), margin)
-    value = f"start {level:.1f} -> Precise {np.mean(after_items):.1f} {unit}; {_interval(test, unit)}"
-    return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=[floor], **common)
+    cut = [forgetting_cut_off([arms(results)["start"]], task), forgetting_cut_off(trained(results, arm), task)]
+    cut_text = (f"; cut off at the cap: start {100 * cut[0]:.0f}%, Precise {100 * cut[1]:.0f}%" if None not in cut
+                else "")
+    value = f"start {level:.1f} -> Precise {np.mean(after_items):.1f} {unit}; {C.describe(test, unit)}{cut_text}"
+    return C.claim(cid, PAPER, statement, paper, test, our_value=value,
+                   premises=[floor, C.caps_alike(f"start and Precise {TASKS[task]} replies", cut)], **common)
+
+
+def forgetting_cut_off(policies: list[dict[str, Any]], task: str) -> float | None:
+    """Mean share of a forgetting task's replies cut off at the token cap over ``policies`` (None: not recorded)."""
+    rates = [p.get("forgetting_cut_off", {}).get(task) for p in policies if task in p["forgetting"]]
+    return None if not rates or None in rates else float(np.mean(rates))
 
 
 def claims(results: dict[str, Any]) -> list[C.Claim]:
@@ -286,6 +291,10 @@ def forgetting_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                "after Precise": round(float(np.mean(scored)), 2) if scored else None,
                "paper (before -> after)": "{} -> {}".format(*(TABLE4["coding (GPT-4 score)"] if task == "humaneval"
                                                             else TABLE4[task]))}
+        cut = [forgetting_cut_off([start], task), forgetting_cut_off(after, task)]
+        if cut[0] is not None:
+            row["cut off start %"] = round(100 * cut[0], 1)
+            row["cut off after %"] = round(100 * cut[1], 1) if cut[1] is not None else None
         if task == "bleu" and refs:
             row["corpus BLEU start"] = round(bleu(start["translations"], refs), 2)
             hyps = [p["translations"] for p in after if p.get("translations")]

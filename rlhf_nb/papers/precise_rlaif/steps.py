@@ -25,7 +25,7 @@ from __future__ import annotations
 import gc
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ import numpy as np
 from ... import gold
 from ...data import PreferencePair, load_gsm8k, load_humaneval
 from ...evaluate import greedy, sample
+from ...forgetting import Scored
 from ...generation import SamplingConfig
 from ...gold import GoldSamples, sample_with_gold  # noqa: F401 - used by the notebook
 from ...models import Loaded, load, merged
@@ -339,6 +340,7 @@ class Policy:
     pairs: int = 0  # DPO pairs it was trained on
     history: list[dict[str, float]] = field(default_factory=list)
     forgetting: dict[str, list[float]] = field(default_factory=dict)  # task -> per-item score
+    forgetting_cut_off: dict[str, float] = field(default_factory=dict)  # task -> share of replies cut off at the cap
     translations: list[str] = field(default_factory=list)  # En->Fr hypotheses (for the corpus BLEU)
 
 
@@ -364,7 +366,7 @@ def train_arm(P: Params, prompts: Prompts, pairs: list[PreferencePair], arm: str
     ev.pairs = len(pairs)
     ev.history = [{k: v for k, v in r.items() if isinstance(v, (int, float))} for r in result.history]
     if forgetting is not None:
-        ev.forgetting, ev.translations = forgetting.run(policy, only=forgetting.tasks_off_floor)
+        ev = with_forgetting(ev, forgetting.run(policy, only=forgetting.tasks_off_floor))
     del policy, result
     gc.collect()
     return ev
@@ -376,7 +378,8 @@ def train_arm(P: Params, prompts: Prompts, pairs: list[PreferencePair], arm: str
 
 
 class Forgetting:
-    """HumanEval, GSM8K and En->Fr translation items, loaded once; per-item scores of a policy."""
+    """HumanEval, GSM8K and En->Fr translation items, loaded once; measured by :mod:`rlhf_nb.forgetting` (the
+    evaluator 01's alignment tax uses too)."""
 
     def __init__(self, P: Params):
         from ...parallel import load_en_fr
@@ -389,32 +392,31 @@ class Forgetting:
                             if F.translation and F.translation_pairs else [])
         self.tasks_off_floor: list[str] = []
 
-    def run(self, loaded: Loaded, only: list[str] | None = None) -> tuple[dict[str, list[float]], list[str]]:
-        """Per task, per item (in points): passed (0/100), correct (0/100), sentence BLEU (0-100); and the
-        translations (for the corpus BLEU)."""
-        from sacrebleu.metrics import BLEU
+    def run(self, loaded: Loaded, only: list[str] | None = None) -> dict[str, Scored]:
+        """Per task, per item in points: passed (0/100), correct (0/100), sentence BLEU (0-100); with which
+        replies were cut off and the translations (for the corpus BLEU)."""
+        from ... import forgetting
 
-        from ...rewards.code import check_programs, code_prompt, extract_code
-        from ...rewards.math import is_correct, math_prompt
-
-        out: dict[str, list[float]] = {}
-        translations: list[str] = []
         todo = [t for t in ("humaneval", "gsm8k", "bleu") if only is None or t in only]
+        out: dict[str, Scored] = {}
         if "humaneval" in todo and self.code:
-            replies = greedy(loaded, [code_prompt(t) for t in self.code], self.P.max_new_tokens, label="HumanEval").first
-            out["humaneval"] = [100.0 * r.passed for r in check_programs(self.code, [extract_code(x, t) for x, t in
-                                                                                      zip(replies, self.code)])]
+            out["humaneval"] = _points(forgetting.coding(loaded, self.code, self.P.max_new_tokens))
         if "gsm8k" in todo and self.math:
-            replies = greedy(loaded, [math_prompt(m.question) for m in self.math], self.P.max_new_tokens,
-                             label="GSM8K").first
-            out["gsm8k"] = [100.0 * is_correct(x, m.answer) for x, m in zip(replies, self.math)]
+            out["gsm8k"] = _points(forgetting.math(loaded, self.math, self.P.max_new_tokens))
         if "bleu" in todo and self.translation:
-            prompts = [[{"role": "user", "content": f"Translate into French. Reply with the translation only.\n\n{en}"}]
-                       for en, _ in self.translation]
-            translations = [x.strip().split("\n")[0] for x in greedy(loaded, prompts, 96, label="En->Fr").first]
-            metric = BLEU(effective_order=True)
-            out["bleu"] = [metric.sentence_score(h, [fr]).score for h, (_, fr) in zip(translations, self.translation)]
-        return out, translations
+            out["bleu"] = forgetting.translation(loaded, self.translation, 96)
+        return out
+
+
+def _points(scored: Scored) -> Scored:
+    return replace(scored, scores=[100.0 * x for x in scored.scores])
+
+
+def with_forgetting(policy: Policy, measured: dict[str, Scored]) -> Policy:
+    """``policy`` with the forgetting suite's scores, cut-off rates and translations."""
+    return replace(policy, forgetting={t: m.scores for t, m in measured.items()},
+                   forgetting_cut_off={t: m.cap_rate for t, m in measured.items()},
+                   translations=measured["bleu"].outputs if "bleu" in measured else [])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -432,8 +434,7 @@ class Arms:
 def run_arms(P: Params, prompts: Prompts, start: Loaded, pair_sets: dict[str, list[PreferencePair]],
              forgetting: Forgetting, out_dir: str) -> Arms:
     """The start policy (and the base, where given) evaluated, then every arm trained ``seeds`` times."""
-    arms = Arms(evaluate(start, prompts, P, "start", None))
-    arms.start.forgetting, arms.start.translations = forgetting.run(start)
+    arms = Arms(with_forgetting(evaluate(start, prompts, P, "start", None), forgetting.run(start)))
     floors = {"humaneval": (5.0, 95.0), "gsm8k": (5.0, 95.0), "bleu": (5.0, 100.0)}
     forgetting.tasks_off_floor = [t for t, (lo, hi) in floors.items()
                                   if t in arms.start.forgetting and lo <= float(np.mean(arms.start.forgetting[t])) <= hi]

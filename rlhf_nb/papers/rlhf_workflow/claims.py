@@ -70,11 +70,6 @@ def cap_rate(snaps: list[dict[str, Any]]) -> float:
     return 1 - sum(flat) / max(1, len(flat))
 
 
-def _interval(test: C.Test, unit: str = "pts") -> str:
-    return (f"{test.effect:+.1f} {unit} [{test.ci[0]:+.1f}, {test.ci[1]:+.1f}], p={test.p:.3g}, n={test.n} x "
-            f"{test.seeds} seed(s)")
-
-
 def rm_above_chance(results: dict[str, Any], model: str, source: str, cid: str) -> C.Claim:
     row = _rm(results, model, source)
     what = {"if-gold": "gold-labelled pairs of the policy's own samples", "hh-human": "human-labelled HH-RLHF pairs"}
@@ -101,7 +96,8 @@ def pairwise_vs_bt(results: dict[str, Any]) -> C.Claim:
                        "85.7 vs 83.6 (RewardBench)", None, our_value="no held-out pairs", min_effect=1.0,
                        min_effect_reason="the paper's gap is 2.1 points; half of it", unit="pts of accuracy")
     test = C.superiority(np.array(a) * 100, np.array(b) * 100)
-    value = f"pairwise {np.mean(b) * 100:.1f}% vs BT {np.mean(a) * 100:.1f}% on the same held-out pairs; {_interval(test)}"
+    value = (f"pairwise {np.mean(b) * 100:.1f}% vs BT {np.mean(a) * 100:.1f}% on the same held-out pairs; "
+             f"{C.describe(test)}")
     return C.claim("W1e", PAPER, "the pairwise preference model is more accurate than the Bradley-Terry RM",
                    "85.7 vs 83.6 (RewardBench)", test, our_value=value, min_effect=1.0,
                    min_effect_reason="the paper's gap is 2.1 points; half of it", unit="pts of accuracy")
@@ -118,7 +114,7 @@ def online_beats_offline(results: dict[str, Any]) -> C.Claim:
     test = C.superiority(stack(off, "gold", 100), stack(on, "gold", 100))
     pairs = _data(results)["runs"]["offline_pairs"]
     value = (f"online {stack(on, 'gold', 100).mean():.1f} vs offline {stack(off, 'gold', 100).mean():.1f} pts "
-             f"(offline pairs per seed: {pairs}); {_interval(test)}")
+             f"(offline pairs per seed: {pairs}); {C.describe(test)}")
     premises = [rm_validated(results), proxy_rose(results),
                 C.caps_alike("online and offline held-out replies", [cap_rate(on), cap_rate(off)])]
     return C.claim("W2", PAPER, statement, "online > offline (RLHFlow's central claim)", test, our_value=value,
@@ -146,7 +142,7 @@ def gold_rises(results: dict[str, Any]) -> C.Claim:
         return C.claim("W3", PAPER, statement, "rises every round", None, our_value=f"{len(levels)} rounds",
                        kind="trend", **common)
     test = C.trend(levels, arms)
-    value = " -> ".join(f"{a.mean():.1f}" for a in arms) + f" pts (round 0..{levels[-1]}); slope {_interval(test)}"
+    value = " -> ".join(f"{a.mean():.1f}" for a in arms) + f" pts (round 0..{levels[-1]}); slope {C.describe(test)}"
     proxy = [a.mean() for a in _rounds(results, "proxy", 1.0)[1]]
     value += "; the BT reward the policy optimised: " + " -> ".join(f"{v:+.2f}" for v in proxy)
     by_round = [cap_rate([s for s in snaps if s["round"] == r]) for r in levels]
@@ -164,7 +160,7 @@ def length_grows(results: dict[str, Any]) -> C.Claim:
         return C.claim("W4", PAPER, statement, "longer every round", None, our_value=f"{len(levels)} rounds",
                        kind="trend", **common)
     test = C.trend(levels, arms)
-    value = " -> ".join(f"{a.mean():.0f}" for a in arms) + f" tokens; slope {_interval(test, 'tokens')}"
+    value = " -> ".join(f"{a.mean():.0f}" for a in arms) + f" tokens; slope {C.describe(test, 'tokens')}"
     cap = results["params"].get("eval_max_new_tokens")
     return C.claim("W4", PAPER, statement, "longer every round", test, our_value=value,
                    premises=[C.not_capped(f"held-out (cap {cap} tokens)", cap_rate(snaps))], **common)
@@ -214,7 +210,7 @@ def finding_arms(results: dict[str, Any]) -> str:
     t = C.superiority(stack(off, "gold", 100), stack(on, "gold", 100))
     return (f"Gold score on {t.n} held-out prompts: start {start:.1f}, offline {stack(off, 'gold', 100).mean():.1f}, "
             f"online after {results['params']['iterations']} rounds {stack(on, 'gold', 100).mean():.1f} pts; online minus "
-            f"offline {_interval(t)}.")
+            f"offline {C.describe(t)}.")
 
 
 def iteration_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
