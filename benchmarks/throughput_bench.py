@@ -8,10 +8,13 @@ Variants
   head, no precomputed reference log-probs, and sampling through ``model.generate`` at batch 16 (kept
   here as :func:`hf_generate_fp32`, the former helper's loop). PPO's rollout already uses the new decoding
   loop in this variant, so its ratio shows precision alone.
-* ``rlhf-nb``: the routines as they run now (``precision="auto"``: bf16 weights for frozen parts on CPUs
-  with AVX512-BF16/AMX, fp32 trainable parameters, bf16 autocast; the CPU log-prob head of
+* ``rlhf-nb``: the routines as they run now (``precision="auto"``: on CPUs with AVX512-BF16/AMX, bf16 weights
+  for models that only sample, fp32 for models that train; the CPU log-prob head of
   :mod:`rlhf_nb.train.cpu_head`; precomputed DPO reference log-probs; the own decoding loop at the
   automatic batch size).
+* ``bf16 train``: the same with ``precision="bf16"``, i.e. training in bf16 weights with bf16 autocast too, as
+  ``auto`` did before it was found to round small LoRA updates away (see :mod:`rlhf_nb.device`): its speed is
+  what that costs, and its end metric against fp32's is why.
 * ``plain trl``: the same model (loaded the same way) trained by trl directly with the same settings, as a
   user would write it without rlhf-nb: the wrapper must cost nothing.
 
@@ -34,7 +37,7 @@ import time
 from pathlib import Path
 
 ROUTINES = ("sft", "reward", "dpo", "ppo", "sampling")
-VARIANTS = ("fp32 (before)", "rlhf-nb", "plain trl")
+VARIANTS = ("fp32 (before)", "rlhf-nb", "bf16 train", "plain trl")
 
 
 def _pairs(n: int):
@@ -83,8 +86,11 @@ def _seq_tokens(tok, pairs) -> int:
     return total
 
 
-def worker(model_name: str, routine: str, variant: str, steps: int) -> dict:
-    """One measurement in this (fresh) process; returns tokens/s and peak RSS."""
+def worker(model_name: str, routine: str, variant: str, steps: int, seed: int = 0) -> dict:
+    """One measurement in this (fresh) process; returns tokens/s, peak RSS and the end metric.
+
+    ``seed`` (the repetition) sets the LoRA initialisation and the trainer's seed, so the spread of the end metric
+    across repetitions of one variant is the seed noise that bf16 must stay within."""
     import resource
 
     import torch
@@ -92,8 +98,9 @@ def worker(model_name: str, routine: str, variant: str, steps: int) -> dict:
     from rlhf_nb import device, models
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    torch.manual_seed(seed)
     before = variant == "fp32 (before)"
-    device.set_precision("fp32" if before else "auto")
+    device.set_precision({"fp32 (before)": "fp32", "bf16 train": "bf16"}.get(variant, "auto"))
     if before:  # trl's own per-token log-prob head, as before the CPU fast path
         from rlhf_nb.train import cpu_head
 
@@ -126,14 +133,15 @@ def worker(model_name: str, routine: str, variant: str, steps: int) -> dict:
 
         loaded = models.load(model_name, lora=lora)
         prompts = [p.prompt for p in _pairs(8)]
-        config = PPOConfig(steps=max(2, steps // 2), batch_size=8, minibatch_size=4, max_new_tokens=48, progress=False)
+        config = PPOConfig(steps=max(2, steps // 2), batch_size=8, minibatch_size=4, max_new_tokens=48, progress=False,
+                           seed=seed)
         start = time.perf_counter()
         run = train_ppo(loaded, prompts, lambda p, c, m: [len(x) / 100 for x in c], config)
         seconds = time.perf_counter() - start
         # tokens through the policy per step: rollout (sampled) + 1 scoring pass + ref pass + epochs x update
         length = sum(r["response_length"] for r in run.history) / len(run.history)
         per_step = 8 * (length + 40) * (3 + config.ppo_epochs)
-        result.update(tokens=per_step * config.steps, seconds=seconds)
+        result.update(tokens=per_step * config.steps, seconds=seconds, metric=run.history[-1]["reward"])
     else:
         from rlhf_nb.train.dpo import DPOConfig, preference_dataset, train_dpo
         from rlhf_nb.train.reward import RewardConfig, train_reward_model
@@ -143,7 +151,7 @@ def worker(model_name: str, routine: str, variant: str, steps: int) -> dict:
         loaded = models.load(model_name, head=head, lora=lora)
         tok = loaded.tokenizer
         base = dict(output_dir=out, per_device_train_batch_size=batch, num_train_epochs=epochs, max_length=256,
-                    disable_tqdm=True, logging_steps=steps)
+                    disable_tqdm=True, logging_steps=1, seed=seed)
         sft_records = [{"prompt": p.prompt, "completion": p.chosen} for p in pairs]
         config = {"dpo": lambda: DPOConfig(**base, precompute_ref_log_probs=not before), "reward": lambda: RewardConfig(**base),
                   "sft": lambda: SFTConfig(**base)}[routine]()
@@ -154,7 +162,9 @@ def worker(model_name: str, routine: str, variant: str, steps: int) -> dict:
         if variant == "plain trl":  # trl's own config class and trainer, the same arguments
             import trl
 
-            same = dict(**base, bf16=config.bf16, use_cpu=config.use_cpu, report_to="none", save_strategy="no")
+            # rlhf-nb's own defaults that trl's differ from (learning rate: trl's DPO default is 1e-6) are passed
+            same = dict(**base, learning_rate=config.learning_rate, bf16=config.bf16, use_cpu=config.use_cpu,
+                        report_to="none", save_strategy="no")
             if routine == "dpo":
                 args = trl.DPOConfig(**same, beta=config.beta, precompute_ref_log_probs=True)
                 trainer = trl.DPOTrainer(model=loaded.model, args=args, train_dataset=preference_dataset(pairs),
@@ -168,13 +178,15 @@ def worker(model_name: str, routine: str, variant: str, steps: int) -> dict:
                 trainer = trl.SFTTrainer(model=loaded.model, args=args, train_dataset=sft_dataset(sft_records),
                                          processing_class=tok)
             trainer.train()
-        elif routine == "dpo":
-            train_dpo(loaded, pairs, config)
-        elif routine == "reward":
-            train_reward_model(loaded, pairs, config)
+            losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
         else:
-            train_sft(loaded, sft_records, config)
-        result.update(tokens=tokens, seconds=time.perf_counter() - start)
+            run = {"dpo": lambda: train_dpo(loaded, pairs, config),
+                   "reward": lambda: train_reward_model(loaded, pairs, config),
+                   "sft": lambda: train_sft(loaded, sft_records, config)}[routine]()
+            losses = run.series("loss")
+        # the metric compared across precisions: mean training loss over the last quarter of the logged steps
+        tail = losses[-max(1, len(losses) // 4):]
+        result.update(tokens=tokens, seconds=time.perf_counter() - start, metric=sum(tail) / len(tail))
     result["tokens_per_s"] = result["tokens"] / result["seconds"]
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
@@ -186,10 +198,11 @@ def main() -> None:
     parser.add_argument("--routines", default=",".join(ROUTINES))
     parser.add_argument("--steps", type=int, default=8, help="optimizer steps per training measurement")
     parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--worker", nargs=3, metavar=("MODEL", "ROUTINE", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print("RESULT " + json.dumps(worker(*args.worker, steps=args.steps)), flush=True)
+        print("RESULT " + json.dumps(worker(*args.worker, steps=args.steps, seed=args.seed)), flush=True)
         return
     from rlhf_nb import device
 
@@ -199,38 +212,47 @@ def main() -> None:
     rows: dict[tuple[str, str, str], list[dict]] = {}
     for model in args.models.split(","):
         for routine in args.routines.split(","):
-            for _ in range(args.reps):
+            for rep in range(args.reps):
                 for variant in VARIANTS:  # alternate variants, so drift in machine speed hits all alike
                     if routine in ("sampling", "ppo") and variant == "plain trl":
-                        continue
-                    done = subprocess.run([sys.executable, __file__, "--steps", str(args.steps), "--worker", model,
-                                           routine, variant], capture_output=True, text=True, env=env)
+                        continue  # trl has no PPO trainer and no sampler of its own
+                    if routine == "sampling" and variant == "bf16 train":
+                        continue  # sampling from a pretrained model is bf16 under auto already
+                    command = [sys.executable, __file__, "--steps", str(args.steps), "--seed", str(rep),
+                               "--worker", model, routine, variant]
+                    done = subprocess.run(command, capture_output=True, text=True, env=env)
                     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
                     if line is None:
                         print(f"{model} {routine} {variant}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
                         continue
                     rows.setdefault((model, routine, variant), []).append(json.loads(line[7:]))
-    print("\n| model | routine | fp32 before tok/s | rlhf-nb tok/s | plain trl tok/s | vs before | vs trl | "
-          "peak RSS MB before / now / trl |")
+    short = {"fp32 (before)": "before", "rlhf-nb": "now", "bf16 train": "bf16 train", "plain trl": "trl"}
+    names = " / ".join(short[v] for v in VARIANTS)
+    print(f"\n| model | routine | tok/s {names} | now vs before | bf16 train vs before | now vs trl | "
+          f"peak RSS MB {names} | end metric {names} |")
     print("|---|---|---|---|---|---|---|---|")
     for model in args.models.split(","):
         for routine in args.routines.split(","):
-            med = {}
-            rss = {}
+            med, rss, metric = {}, {}, {}
             for variant in VARIANTS:
                 got = rows.get((model, routine, variant), [])
                 if got:
                     med[variant] = statistics.median(r["tokens_per_s"] for r in got)
                     rss[variant] = max(r["peak_rss_mb"] for r in got)
+                    if "metric" in got[0]:  # every repetition's value: the spread within a variant is the noise
+                        metric[variant] = "/".join(f"{r['metric']:.3f}" for r in got)
             if "rlhf-nb" not in med:
                 continue
-            fmt = lambda v: f"{med[v]:.0f}" if v in med else "-"  # noqa: E731
-            ratio = lambda v: f"{med['rlhf-nb'] / med[v]:.2f}x" if v in med else "-"  # noqa: E731
+            speeds = " / ".join(f"{med[v]:.0f}" if v in med else "-" for v in VARIANTS)
+            ratio = lambda a, b: f"{med[a] / med[b]:.2f}x" if a in med and b in med else "-"  # noqa: E731
             mem = " / ".join(f"{rss[v]:.0f}" if v in rss else "-" for v in VARIANTS)
-            print(f"| {model} | {routine} | {fmt('fp32 (before)')} | {fmt('rlhf-nb')} | {fmt('plain trl')} | "
-                  f"{ratio('fp32 (before)')} | {ratio('plain trl')} | {mem} |")
+            ends = " ; ".join(metric.get(v, "-") for v in VARIANTS)
+            print(f"| {model} | {routine} | {speeds} | {ratio('rlhf-nb', 'fp32 (before)')} | "
+                  f"{ratio('bf16 train', 'fp32 (before)')} | {ratio('rlhf-nb', 'plain trl')} | {mem} | {ends} |")
     print("\ntargets (issue #12): DPO and reward >= 1.8x before on SmolLM2-135M, >= 2.5x on Qwen2.5-Coder-0.5B; "
-          "sampling >= 1.5x; peak RSS no higher; vs plain trl ~1.0x")
+          "sampling >= 1.5x; peak RSS no higher; vs plain trl ~1.0x; metrics within noise of fp32")
+    print("end metric: mean training loss over the last quarter of steps (PPO: the last step's mean reward), one value "
+          "per repetition (seeds 0, 1, ...): the spread within a variant is seed noise")
 
 
 if __name__ == "__main__":

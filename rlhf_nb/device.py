@@ -1,17 +1,21 @@
 """The precision policy, in one place: which dtype weights get and whether training autocasts.
 
-* On CUDA: bf16 (4-bit NF4 where a caller asks for it).
-* On a CPU that reports AMX-BF16 or AVX512-BF16 (``/proc/cpuinfo``): bf16, because oneDNN runs bf16
-  matmuls 2-7x faster than fp32 there. Frozen weights (inference, LoRA bases, judges, feature
-  extractors) are stored in bf16; trainable parameters stay fp32 (LoRA adapters, value heads, fully
-  fine-tuned networks) and the trainers autocast the forward pass to bf16, so the optimizer keeps an
-  fp32 master copy of everything it updates.
+* On CUDA: bf16 (4-bit NF4 where a caller asks for it), training included.
+* On a CPU that reports AMX-BF16 or AVX512-BF16 (``/proc/cpuinfo``): bf16 for models that do not train
+  (sampling from a pretrained model, judges, feature extractors, degraders), because oneDNN runs bf16
+  matmuls 2-7x faster than fp32 there. Models that train or carry a trained adapter stay fp32 and the
+  trainers do not autocast: under bf16 a LoRA adapter's output is added to a base output that already sits
+  on the bf16 grid, so a change smaller than half a unit in the last place is rounded away, and so is a
+  merge into bf16 weights. Measured on SmolLM2-135M (``benchmarks/throughput_bench.py`` and the notes of
+  issue #12): an adapter trained 8 DPO steps in fp32 has an implied DPO margin of 1.87 read in fp32 and
+  0.65 read under bf16 autocast, and DPO trained under bf16 reached a margin of 0.63 where fp32 reached
+  1.80 (lr 5e-5; at 5e-6, 0.03-0.07 against 0.19).
 * Any other CPU: fp32.
 
-``precision`` is ``"auto"`` (the rule above), ``"bf16"`` or ``"fp32"``; a notebook parameter, the
-``RLHF_NB_PRECISION`` environment variable or :func:`set_precision` override it, and
-:func:`describe` goes into every run's ``env.json``. The same settings give the same numbers on the
-same machine (tested); bf16 and fp32 results differ within noise, not bit for bit.
+``precision`` is ``"auto"`` (the rule above), ``"bf16"`` or ``"fp32"``; an explicit ``bf16`` or ``fp32``
+applies to training too. A notebook parameter, the ``RLHF_NB_PRECISION`` environment variable or
+:func:`set_precision` set it, and :func:`describe` goes into every run's ``env.json``. The same settings give
+the same numbers on the same machine (tested).
 """
 
 from __future__ import annotations
@@ -68,11 +72,18 @@ def requested() -> str:
 
 @dataclass(frozen=True)
 class Precision:
-    """What a model on ``device`` gets: ``weights`` for frozen parameters, and whether to autocast to bf16."""
+    """What a model on ``device`` gets: ``name`` for models that do not train, ``training`` for models that do
+    (their weights, and whether the trainer autocasts to bf16)."""
 
     name: str  # "bf16" or "fp32" (resolved)
     device: str  # "cpu" or "cuda..."
     reason: str
+    training: str = ""  # "bf16" or "fp32"; empty means the same as ``name``
+
+    @property
+    def train_bf16(self) -> bool:
+        """Whether trainable models get bf16 (weights of their frozen parts, autocast in the trainer)."""
+        return (self.training or self.name) == "bf16"
 
     @property
     def bf16(self) -> bool:
@@ -110,15 +121,16 @@ def resolve(name: str | None = None, device: str | None = None) -> Precision:
         return Precision("bf16", device, "CUDA")
     isa = cpu_bf16()
     if isa:
-        return Precision("bf16", device, f"CPU has {isa}")
+        return Precision("bf16", device, f"CPU has {isa}; models that train stay fp32 (bf16 rounds small LoRA "
+                         "updates away)", training="fp32")
     return Precision("fp32", device, "CPU has no fast bf16 (no amx_bf16 / avx512_bf16)")
 
 
 def describe() -> dict[str, Any]:
     """For ``env.json``: the requested and resolved precision, and why."""
     p = resolve()
-    return {"requested": requested(), "resolved": p.name, "device": p.device, "reason": p.reason,
-            "cpu_bf16": cpu_bf16()}
+    return {"requested": requested(), "resolved": p.name, "training": p.training or p.name, "device": p.device,
+            "reason": p.reason, "cpu_bf16": cpu_bf16()}
 
 
 def upcast_trainable(model: torch.nn.Module) -> int:

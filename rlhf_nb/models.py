@@ -337,8 +337,10 @@ def load(
     AVX512-BF16 inference repacking is disabled so that gradients survive evaluation passes.
 
     Weights follow the precision policy (:mod:`rlhf_nb.device`): bf16 on CUDA and on CPUs with fast bf16,
-    else fp32. ``full_finetune=True`` (every weight will be trained, no LoRA) keeps fp32 master weights
-    whatever the policy; the trainers then autocast to bf16. ``dtype`` overrides everything.
+    else fp32; a model loaded with ``lora`` follows the policy's ``training`` precision instead (fp32 on CPU
+    under ``auto``: bf16 would round the adapter's small updates away). ``full_finetune=True`` (every weight
+    will be trained, no LoRA) keeps fp32 master weights whatever the policy; the trainers then autocast where
+    the policy trains in bf16. ``dtype`` overrides everything.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
@@ -350,7 +352,8 @@ def load(
     device = device or default_device()
     policy = resolve(precision, device)
     if dtype is None:
-        dtype = torch.float32 if full_finetune and lora is None else policy.weight_dtype()
+        keep_fp32 = (full_finetune and lora is None) or (lora is not None and not policy.train_bf16)
+        dtype = torch.float32 if keep_fp32 else policy.weight_dtype()
     kwargs: dict[str, Any] = {"dtype": dtype}
     if load_in_4bit:
         from transformers import BitsAndBytesConfig

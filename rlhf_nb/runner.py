@@ -411,6 +411,22 @@ CARRIED = ("_Carried over from the previous report: this checkout has no saved r
            "section (its claims included) is as computed then, from the run named above._")
 
 
+BF16_TRAINED = ("_Precision: this run was made on a CPU in bf16 while the precision policy still trained and sampled "
+                "LoRA-tuned models in bf16 (before 2026-11-29). bf16 rounds small adapter updates away (README, "
+                "*Precision and throughput*), so any arm it trained may understate what training did: rerun the "
+                "notebook before reading those arms._")
+
+
+def trained_in_bf16_on_cpu(device: str, precision: dict[str, Any] | str) -> bool:
+    """Whether a run's trained models were bf16 on a CPU: its ``env.json`` ``precision`` (a dict, or the word a
+    report header shows) says bf16 and, for runs before the split, records no separate ``training`` precision."""
+    if device != "cpu":
+        return False
+    if isinstance(precision, str):
+        return precision == "bf16"
+    return precision.get("resolved") == "bf16" and precision.get("training", "bf16") == "bf16"
+
+
 def carried_sections(path: Path) -> dict[str, tuple[str, list[dict[str, Any]]]]:
     """Sections of an existing report, by notebook: the section's text (marked as carried over) and its rows of the
     "All claims" table. A notebook's run is often made on another day or machine than the others' (a cpu run of
@@ -438,6 +454,10 @@ def carried_sections(path: Path) -> dict[str, tuple[str, list[dict[str, Any]]]]:
         body = part.rstrip()
         if CARRIED not in body:
             body = body[: found.end()] + "\n\n" + CARRIED + body[found.end():]
+        header = re.search(r" on (\w+) \(\S+ cores, (\w+)\)", found.group(0))
+        if header and trained_in_bf16_on_cpu(header.group(1), header.group(2)) and BF16_TRAINED not in body:
+            at = body.index(CARRIED) + len(CARRIED)
+            body = body[:at] + "\n\n" + BF16_TRAINED + body[at:]
         out[found.group(1)] = (body, summary.get(found.group(1), []))
     return out
 
@@ -487,6 +507,8 @@ def report(root: Path | None = None, profile: str | None = None, out: Path | Non
                 f"({env.get('cpu_count', '?')} cores, {precision}) · commit `{(env.get('git_commit') or '?')[:10]}`"
                 f"{' **(dirty tree)**' if env.get('git_dirty') else ''} · seed {env.get('seed', '?')} · "
                 f"torch {env.get('packages', {}).get('torch', '?')}", ""]
+        if trained_in_bf16_on_cpu(env.get("device", "?"), env.get("precision") or {}):
+            part += [BF16_TRAINED, ""]
         for text in results.get("findings", []):
             part += [f"- {text}"]
         if results.get("findings"):

@@ -23,3 +23,22 @@ def test_cap_hits_prints_one_row_per_setting():
     for row in table:  # shares are percentages, pair counts cannot exceed the prompts
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert 0 <= float(cells[3].rstrip("%")) <= 100 and 0 <= int(cells[4]) <= 2
+
+
+def test_throughput_bench_puts_speed_memory_and_the_end_metric_of_each_variant_side_by_side():
+    args = ["--models", "tiny", "--routines", "dpo,ppo", "--reps", "2", "--steps", "2"]
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput_bench.py"), *args], capture_output=True,
+                         text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split(" | ")[1]: [c.strip() for c in line.strip("|").split("|")]
+            for line in out.stdout.splitlines() if line.startswith("| tiny |")}
+    assert set(rows) == {"dpo", "ppo"}
+    dpo, ppo = rows["dpo"], rows["ppo"]
+    speeds = dpo[2].split(" / ")  # before, now, bf16 train, trl
+    assert len(speeds) == 4 and all(float(x) > 0 for x in speeds)
+    assert all(cell.endswith("x") for cell in dpo[3:6]) and ppo[5] == "-"  # trl has no PPO to compare with
+    ends = [part.strip().split("/") for part in dpo[7].split(";")]
+    assert len(ends) == 4 and all(len(e) == 2 for e in ends)  # one end loss per seed, per variant
+    assert all(0 < float(v) < 2 for e in ends for v in e)  # DPO loss starts at log 2 = 0.69
+    ppo_ends = [part.strip().split("/") for part in ppo[7].split(";")]
+    assert ppo_ends[0][0] != ppo_ends[0][1]  # the two repetitions are two seeds (other rollouts): their spread is noise

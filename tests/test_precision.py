@@ -25,11 +25,63 @@ def test_auto_precision_follows_the_cpu_flags(monkeypatch):
     monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
     assert device.resolve("auto", "cpu").name == "bf16"
     monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
-    assert device.resolve("auto", "cpu").reason == "CPU has amx_bf16"
+    assert device.resolve("auto", "cpu").reason.startswith("CPU has amx_bf16")
     monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2"}))
     assert device.resolve("auto", "cpu").name == "fp32"
     assert device.resolve("auto", "cuda").name == "bf16"
     assert device.resolve("fp32", "cuda").name == "fp32"  # an explicit choice wins
+
+
+def test_auto_on_a_bf16_cpu_serves_frozen_models_in_bf16_and_trains_in_fp32(monkeypatch, precision):
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    precision("auto")
+    monkeypatch.setenv("RLHF_NB_PRECISION", "auto")
+    auto = device.resolve("auto", "cpu")
+    assert auto.name == "bf16" and not auto.train_bf16 and device.describe()["training"] == "fp32"
+    assert {p.dtype for p in models.load("tiny").model.parameters()} == {torch.bfloat16}  # sampling, judging
+    policy = models.load("tiny", lora=LORA)  # will train, or carries a trained adapter
+    assert {p.dtype for p in policy.model.parameters()} == {torch.float32}
+    assert {p.dtype for p in models.load("tiny", head="reward", lora=LORA).model.parameters()} == {torch.float32}
+    assert DPOConfig(output_dir="unused").bf16 is False and RewardConfig(output_dir="unused").bf16 is False
+    precision("bf16")  # an explicit choice applies to training too
+    assert device.resolve(device.requested(), "cpu").train_bf16 and DPOConfig(output_dir="unused").bf16 is True
+    assert device.resolve("auto", "cuda").train_bf16  # on CUDA, training autocasts as before
+
+
+def _adapter_shifts(scale: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Change of the next-token log-probs that a LoRA adapter with B ~ N(0, scale) makes, read with the adapter
+    attached and after merging it, in fp32 and in bf16 weights."""
+    ids = torch.randint(3, 250, (8, 24), generator=torch.Generator().manual_seed(1))
+    shifts = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        torch.manual_seed(0)
+        loaded = models.load("tiny", lora=LORA, dtype=dtype)
+        for param_name, param in loaded.model.named_parameters():
+            if "lora_B" in param_name:
+                with torch.no_grad():
+                    param.copy_(torch.randn_like(param) * scale)
+        with torch.no_grad():
+            on = torch.log_softmax(loaded.model(ids).logits.float(), -1)
+            with loaded.model.disable_adapter():
+                off = torch.log_softmax(loaded.model(ids).logits.float(), -1)
+            folded = torch.log_softmax(models.merged(loaded).model(ids).logits.float(), -1)
+        shifts[name] = (on - off, folded - off)
+    return shifts
+
+
+def test_bf16_rounds_a_small_lora_update_away_which_is_why_training_stays_fp32():
+    """The reason for the rule above: a LoRA output added to a base output that sits on the bf16 grid is lost
+    when it is under half a unit in the last place, and so is a merge into bf16 weights. Measured as the share
+    of the fp32 adapter's effect that survives (projection onto it; 1 = all of it)."""
+    def kept(shift: torch.Tensor, reference: torch.Tensor) -> float:
+        return float((shift * reference).sum() / (reference * reference).sum())
+
+    small = _adapter_shifts(2e-4)  # a few small optimizer steps' worth
+    ref = small["fp32"][0]
+    assert float(ref.abs().mean()) > 0 and abs(kept(small["fp32"][1], ref) - 1) < 0.05  # fp32: merged == attached
+    assert kept(small["bf16"][0], ref) < 0.5 and kept(small["bf16"][1], ref) < 0.5  # bf16 loses most of it
+    large = _adapter_shifts(1e-2)  # a large update survives bf16: the loss is of small updates only
+    assert abs(kept(large["bf16"][0], large["fp32"][0]) - 1) < 0.1
 
 
 def test_precision_is_set_by_environment_or_call(monkeypatch, precision):

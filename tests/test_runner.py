@@ -65,6 +65,19 @@ def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
     again = runner.report(profile="smoke", allow_dirty=True).read_text()
     assert again.count(runner.CARRIED) == 1 and again.count("## 06 · Feedback") == 1  # carrying twice changes nothing
     assert runner.CARRIED not in runner.report(profile="smoke", allow_dirty=True, carry=False).read_text()
+    assert runner.BF16_TRAINED not in text  # the carried section's header names no cpu bf16 run
+
+    # a run that trained in bf16 on a CPU (the policy before training moved to fp32) is flagged, saved or carried
+    assert runner.trained_in_bf16_on_cpu("cpu", {"resolved": "bf16"})  # before the split: no "training" key
+    assert not runner.trained_in_bf16_on_cpu("cpu", {"resolved": "bf16", "training": "fp32"})
+    assert not runner.trained_in_bf16_on_cpu("NVIDIA H100", {"resolved": "bf16"})
+    bf16_section = ("\n## 02 · pass@k\n\n`02_passk_model_size` · profile `smoke` · 2620.02 s on cpu (2 cores, bf16) · "
+                    "commit `fa8f4b44f0`\n\n- an old pass@k finding\n")
+    report.write_text(again.replace("\n## 06 · Feedback", bf16_section + "\n## 06 · Feedback"))
+    text = runner.report(profile="smoke", allow_dirty=True).read_text()
+    section = text[text.index("## 02 · pass@k"):text.index("## 06 · Feedback")]
+    assert runner.BF16_TRAINED in section and "an old pass@k finding" in section
+    assert runner.report(profile="smoke", allow_dirty=True).read_text().count(runner.BF16_TRAINED) == 1
 
 
 def test_same_params_and_seed_give_the_same_numbers(project):

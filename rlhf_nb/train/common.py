@@ -24,13 +24,14 @@ import yaml
 
 def apply_precision(args: Any) -> None:
     """Set a trl/transformers config's ``bf16`` and ``use_cpu`` from rlhf-nb's precision policy (its ``precision``
-    field: ``None`` follows the process setting, see :mod:`rlhf_nb.device`). With bf16 the trainer autocasts the
-    forward pass, on CPU too, while the optimizer updates fp32 parameters (see :func:`prepare_model`)."""
+    field: ``None`` follows the process setting, see :mod:`rlhf_nb.device`). Where the policy trains in bf16 (CUDA,
+    or an explicit ``bf16``) the trainer autocasts the forward pass while the optimizer updates fp32 parameters;
+    on CPU under ``auto`` training stays fp32."""
     from ..device import resolve
 
     cuda = on_cuda()
     precision = resolve(getattr(args, "precision", None), "cuda" if cuda else "cpu")
-    args.bf16, args.fp16, args.use_cpu = precision.bf16, False, not cuda
+    args.bf16, args.fp16, args.use_cpu = precision.train_bf16, False, not cuda
 
 
 @dataclass

@@ -156,7 +156,7 @@ def _auc_claim(results: dict[str, Any], cid: str, statement: str, paper: str, cl
     a = [50.0] * len(b) if against_chance else [r["auc_genrm"] for r in rows]
     test = C.superiority(a, b)
     value = (f"AUC with GT {np.mean(b):.1f} vs {'chance' if against_chance else 'without GT'} {np.mean(a):.1f} pts; "
-             f"{C.describe(test, 'pts', digits=2)}")
+             f"{C.describe(test, 'pts', digits=2, runs='sampling run(s)')}")
     premises = [_enough(len(rows), which), _policy_off_floor(results)]
     if not against_chance:  # comparing two judges says something about GT only if the one with GT works at all
         premises.append(_gt_works(results))
@@ -198,7 +198,8 @@ def gt_spreads_close(results: dict[str, Any]) -> C.Claim:
                        premises=[_enough(len(rows), "close")], **common)
     a, b = [r["spread_genrm"] for r in rows], [r["spread_genrm_gt"] for r in rows]
     test = C.superiority(a, b)
-    value = f"spread with GT {np.mean(b):.2f} vs without {np.mean(a):.2f} SD; {C.describe(test, 'SD', digits=2)}"
+    value = (f"spread with GT {np.mean(b):.2f} vs without {np.mean(a):.2f} SD; "
+             f"{C.describe(test, 'SD', digits=2, runs='sampling run(s)')}")
     return C.claim("D3", PAPER, statement, paper, test, our_value=value,
                    premises=[C.Premise("enough close items", len(rows) >= 10, f"{len(rows)} items (need 10)"),
                              _gt_works(results)], **common)
