@@ -329,6 +329,7 @@ def load(
     dtype: torch.dtype | None = None,
     precision: str | None = None,
     full_finetune: bool = False,
+    baseline: bool = False,
 ) -> Loaded:
     """Load tokenizer + model.
 
@@ -340,7 +341,9 @@ def load(
     else fp32; a model loaded with ``lora`` follows the policy's ``training`` precision instead (fp32 on CPU
     under ``auto``: bf16 would round the adapter's small updates away). ``full_finetune=True`` (every weight
     will be trained, no LoRA) keeps fp32 master weights whatever the policy; the trainers then autocast where
-    the policy trains in bf16. ``dtype`` overrides everything.
+    the policy trains in bf16. ``baseline=True`` marks a frozen model whose replies are compared with those of
+    models trained from it (the raw, untuned or start arm): it gets the training precision too, so that the arms
+    differ by their training and not by their rounding. ``dtype`` overrides everything.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
@@ -352,7 +355,7 @@ def load(
     device = device or default_device()
     policy = resolve(precision, device)
     if dtype is None:
-        keep_fp32 = (full_finetune and lora is None) or (lora is not None and not policy.train_bf16)
+        keep_fp32 = (full_finetune and lora is None) or ((lora is not None or baseline) and not policy.train_bf16)
         dtype = torch.float32 if keep_fp32 else policy.weight_dtype()
     kwargs: dict[str, Any] = {"dtype": dtype}
     if load_in_4bit:

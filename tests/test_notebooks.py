@@ -29,6 +29,7 @@ def test_passk_notebook_smoke(project):
     assert set(results["figures"]) == {"dpo_training", "passk_curves", "pass1_vs_size", "plus_gap", "diversity"}
     assert all((outcome.out_dir / f"{n}.png").is_file() for n in results["figures"])
     assert (outcome.out_dir / "samples_tiny_untuned.jsonl").is_file()
+    assert {r["dtype"] for r in runs} == {"float32"}  # each arm records the precision it was sampled at
     assert len(results["findings"]) >= 3
     # the saved verdicts are a cache: recomputing from the data gives the same records
     assert [c.to_dict() for c in runner.claims_of(results)] == results["claims"]
@@ -45,7 +46,7 @@ def _run(size, arm, seed, rates, n=10, params_b=0.5, family="f", plus_drop=0.0, 
     rng = np.random.default_rng(seed_rng)
     return {"size": size, "family": family, "params_b": params_b, "model": f"m{size}", "arm": arm, "seed": seed,
             "samples": [_task(r, n, rng, plus_drop, diversity) for r in rates], "low": None, "tokens_per_s": 1.0,
-            "cap_rate": 0.0}
+            "cap_rate": 0.0, "dtype": "float32"}
 
 
 def _results(runs, tuning, plus_inputs=500):
@@ -68,6 +69,15 @@ def test_passk_claims_on_a_clean_picture():
         run["model"] = "m0-Instruct"
     out = {c.id: c for c in passk.claims(_results(runs, [{"size": 0, "pairs": 40, "tuned": True, "train_tasks": 60}]))}
     assert out["P3@0.5B"].verdict == C.NOT_TESTED and "no preference tuning" in out["P3@0.5B"].reason
+    for run in runs:
+        run["model"] = "m0"
+    runs[0]["dtype"] = "bfloat16"  # the untuned arm sampled in bf16, the tuned ones in fp32: rounding differs too
+    out = {c.id: c for c in passk.claims(_results(runs, [{"size": 0, "pairs": 40, "tuned": True, "train_tasks": 60}]))}
+    assert out["P3@0.5B"].verdict == C.NOT_TESTED and "one precision" in out["P3@0.5B"].reason
+    assert "bfloat16 vs float32" in " ".join(p.detail for p in out["P3@0.5B"].premises)
+    runs[0].pop("dtype")  # a saved run from before the dtype was recorded
+    out = {c.id: c for c in passk.claims(_results(runs, [{"size": 0, "pairs": 40, "tuned": True, "train_tasks": 60}]))}
+    assert out["P5@0.5B"].verdict == C.NOT_TESTED and "one precision" in out["P5@0.5B"].reason
 
 
 def test_passk_claims_not_tested_without_pairs_or_off_the_floor():

@@ -43,8 +43,11 @@ def test_auto_on_a_bf16_cpu_serves_frozen_models_in_bf16_and_trains_in_fp32(monk
     assert {p.dtype for p in policy.model.parameters()} == {torch.float32}
     assert {p.dtype for p in models.load("tiny", head="reward", lora=LORA).model.parameters()} == {torch.float32}
     assert DPOConfig(output_dir="unused").bf16 is False and RewardConfig(output_dir="unused").bf16 is False
+    # the frozen arm that trained arms are compared with gets their precision: arms differ in training, not rounding
+    assert {p.dtype for p in models.load("tiny", baseline=True).model.parameters()} == {torch.float32}
     precision("bf16")  # an explicit choice applies to training too
     assert device.resolve(device.requested(), "cpu").train_bf16 and DPOConfig(output_dir="unused").bf16 is True
+    assert {p.dtype for p in models.load("tiny", baseline=True).model.parameters()} == {torch.bfloat16}
     assert device.resolve("auto", "cuda").train_bf16  # on CUDA, training autocasts as before
 
 
@@ -170,3 +173,18 @@ def test_bf16_sft_and_ppo_learn_like_fp32(tmp_path, precision):
         assert sft_loss[-1] < 0.5 * sft_loss[0], name
         assert np.mean(reward[-10:]) > np.mean(reward[:10]) + 0.2, name
     assert abs(out["fp32"][0][-1] - out["bf16"][0][-1]) < 0.25 * out["fp32"][0][0]
+
+
+def test_notebooks_load_the_arm_they_compare_with_trained_policies_at_the_training_precision():
+    """01's raw model, 02's untuned model, 04's start policy and 05's initial policy are each compared with policies
+    trained from them; each is loaded with ``baseline=True`` (see the test above for what that does)."""
+    import nbformat
+    from conftest import REPO
+
+    for name, line in [("01_hh_preference_models", "raw = models.load(P.policy, baseline=True)"),
+                       ("04_precise_rlaif", "policy = models.load(P.policy, baseline=True)"),
+                       ("05_online_iterative_dpo", "initial = models.load(P.policy, baseline=True)")]:
+        nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+        assert any(line in cell.source for cell in nb.cells), name
+    steps = (REPO / "rlhf_nb" / "papers" / "passk" / "steps.py").read_text()
+    assert 'untuned = load(size.untuned, baseline=size.tuned == "dpo")' in steps

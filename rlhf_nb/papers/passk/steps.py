@@ -183,6 +183,7 @@ class ModelRun:
     low: list[TaskSamples] | None  # at pass1_sampling.temperature, when set
     tokens_per_s: float
     cap_rate: float
+    dtype: str | None = None  # the weights' dtype it was sampled with (arms are compared only at one precision)
 
 
 def evaluate(loaded: Loaded, size_index: int, size: Size, arm: str, fmt: str, seed: int | None, tasks: Tasks,
@@ -198,7 +199,7 @@ def evaluate(loaded: Loaded, size_index: int, size: Size, arm: str, fmt: str, se
         low = sample_and_score(loaded, tasks, fmt, P.pass1_sampling.config(P.seed + 7), P, f"{name} ({arm}, pass@1)",
                                out_dir / f"samples_{tag}_pass1.jsonl", stats, plus)
     return ModelRun(size_index, size.family, size.params_b, name, arm, seed, samples, low, stats.tokens_per_s,
-                    stats.cap_rate)
+                    stats.cap_rate, str(next(loaded.model.parameters()).dtype).replace("torch.", ""))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -252,7 +253,8 @@ def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path) -> tuple[list[M
 
     size = P.sizes[index]
     runs: list[ModelRun] = []
-    untuned = load(size.untuned)  # one load serves the evaluation and the pair sampling
+    # one load serves the evaluation and the pair sampling; at the precision the tuned arm will get
+    untuned = load(size.untuned, baseline=size.tuned == "dpo")
     runs.append(evaluate(untuned, index, size, "untuned", size.untuned_format, None, tasks, P, out_dir))
     if size.tuned != "dpo":
         del untuned
