@@ -501,7 +501,10 @@ def report(root: Path | None = None, profile: str | None = None, out: Path | Non
         env = json.loads((run_path / ENV).read_text()) if (run_path / ENV).is_file() else {}
         nb = results["notebook"]
         title = notebook_title(root, nb) if (root / "notebooks" / f"{nb}.ipynb").is_file() else nb
-        precision = (env.get("precision") or {}).get("resolved", "?")
+        recorded = env.get("precision") or {}
+        precision = recorded.get("resolved", "?")
+        if recorded.get("training", precision) != precision:  # say so: a carried header is read back by this
+            precision += f", training {recorded['training']}"
         part = [f"## {title}", "",
                 f"`{nb}` · profile `{profile}` · {env.get('wall_s', '?')} s on {env.get('device', '?')} "
                 f"({env.get('cpu_count', '?')} cores, {precision}) · commit `{(env.get('git_commit') or '?')[:10]}`"

@@ -78,6 +78,10 @@ def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
     section = text[text.index("## 02 · pass@k"):text.index("## 06 · Feedback")]
     assert runner.BF16_TRAINED in section and "an old pass@k finding" in section
     assert runner.report(profile="smoke", allow_dirty=True).read_text().count(runner.BF16_TRAINED) == 1
+    after = section.replace("(2 cores, bf16)", "(2 cores, bf16, training fp32)").replace(runner.BF16_TRAINED, "")
+    report.write_text(text.replace(section, after))  # a run made after the split trained in fp32: no warning
+    text = runner.report(profile="smoke", allow_dirty=True).read_text()
+    assert "(2 cores, bf16, training fp32)" in text and runner.BF16_TRAINED not in text
 
 
 def test_same_params_and_seed_give_the_same_numbers(project):
