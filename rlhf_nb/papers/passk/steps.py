@@ -199,7 +199,7 @@ def evaluate(loaded: Loaded, size_index: int, size: Size, arm: str, fmt: str, se
         low = sample_and_score(loaded, tasks, fmt, P.pass1_sampling.config(P.seed + 7), P, f"{name} ({arm}, pass@1)",
                                out_dir / f"samples_{tag}_pass1.jsonl", stats, plus)
     return ModelRun(size_index, size.family, size.params_b, name, arm, seed, samples, low, stats.tokens_per_s,
-                    stats.cap_rate, str(next(loaded.model.parameters()).dtype).replace("torch.", ""))
+                    stats.cap_rate, loaded.info.get("dtype"))
 
 
 # ----------------------------------------------------------------------------------------------
