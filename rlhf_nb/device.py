@@ -7,7 +7,8 @@
   trainers do not autocast: under bf16 a LoRA adapter's output is added to a base output that already sits
   on the bf16 grid, so a change smaller than half a unit in the last place is rounded away, and so is a
   merge into bf16 weights. A frozen model compared with models trained from it (``models.load(...,
-  baseline=True)``) gets the training precision as well, so compared arms differ by training, not rounding.
+  baseline=True)``, or ``models.baseline_of(model)`` for a model that also serves data at the fast precision)
+  gets the training precision as well, so compared arms differ by training, not rounding.
   Measured on SmolLM2-135M (``benchmarks/throughput_bench.py`` and the notes of
   issue #12): an adapter trained 8 DPO steps in fp32 has an implied DPO margin of 1.87 read in fp32 and
   0.65 read under bf16 autocast, and DPO trained under bf16 reached a margin of 0.63 where fp32 reached

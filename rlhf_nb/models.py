@@ -348,7 +348,7 @@ def load(
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    from .device import resolve
+    from .device import requested, resolve
 
     kind = check_available(name)
     source: str | Path = prepare(name) if kind in ("tiny", "packaged") else name
@@ -387,8 +387,31 @@ def load(
         model = add_lora(model, lora if isinstance(lora, LoraSpec) else LoraSpec(**lora), head=head,
                          quantized=load_in_4bit)
     info = {"source": str(source), "device": device, "dtype": str(dtype).replace("torch.", ""),
-            "precision": policy.name, "load_in_4bit": load_in_4bit, "lora": lora is not None}
+            "precision": policy.name, "requested": precision or requested(), "load_in_4bit": load_in_4bit,
+            "lora": lora is not None, "head": head}
     return Loaded(tokenizer, model, name, kind, info)
+
+
+def baseline_of(loaded: Loaded) -> Loaded:
+    """The frozen model ``loaded`` at the training precision, for the one use where that matters: replies compared
+    with those of policies trained from it (``baseline=True`` in :func:`load`). ``loaded`` itself where it already
+    has that precision (on CUDA, on a CPU without fast bf16, or where it was loaded with ``baseline=True``); else
+    the same weights loaded again. So a notebook samples its data and reads its features from a model at the fast
+    precision and loads the fp32 copy only for the comparison."""
+    from .device import resolve
+
+    info = loaded.info
+    problem = ("an adapter" if info.get("lora") else "4-bit weights" if info.get("load_in_4bit")
+               else "no load record" if "requested" not in info else None)
+    if problem:
+        raise ValueError(f"baseline_of takes a frozen model from models.load without an adapter or 4-bit weights; "
+                         f"{loaded.name!r} has {problem}")
+    policy = resolve(info["requested"], info["device"])
+    target = "float32" if not policy.train_bf16 else str(policy.weight_dtype()).replace("torch.", "")
+    if info["dtype"] == target:
+        return loaded
+    return load(loaded.name, head=info.get("head", "causal-lm"), device=info["device"], precision=info["requested"],
+                baseline=True)
 
 
 def _fix_4bit_cpu(model: torch.nn.Module) -> None:

@@ -175,16 +175,46 @@ def test_bf16_sft_and_ppo_learn_like_fp32(tmp_path, precision):
     assert abs(out["fp32"][0][-1] - out["bf16"][0][-1]) < 0.25 * out["fp32"][0][0]
 
 
-def test_notebooks_load_the_arm_they_compare_with_trained_policies_at_the_training_precision():
-    """01's raw model, 02's untuned model, 04's start policy and 05's initial policy are each compared with policies
-    trained from them; each is loaded with ``baseline=True`` (see the test above for what that does)."""
+def test_baseline_of_gives_the_frozen_model_the_training_precision_and_reloads_only_where_it_differs(monkeypatch,
+                                                                                                      precision):
+    """On a bf16 CPU under ``auto``, a frozen model serves samples and features in bf16; ``baseline_of`` gives the
+    fp32 copy whose replies are compared with trained policies. Where the precisions agree it is the same object."""
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    precision("auto")
+    monkeypatch.setenv("RLHF_NB_PRECISION", "auto")
+    fast = models.load("tiny")
+    assert fast.model.dtype == torch.bfloat16
+    base = models.baseline_of(fast)
+    assert base is not fast and base.model.dtype == torch.float32 and base.info["dtype"] == "float32"
+    assert models.baseline_of(base) is base  # already at the training precision: no second load
+    ids = torch.randint(3, 250, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # the same weights: the logits agree to bf16 rounding
+        a, b = fast.model(ids).logits.float(), base.model(ids).logits
+    assert torch.allclose(a, b, atol=0.1 * float(b.abs().max()))
+    assert models.baseline_of(models.load("tiny", head="reward")).model.config.num_labels == 1  # the head is kept
+    precision("fp32")  # no fast bf16 wanted: everything is fp32 already
+    plain = models.load("tiny")
+    assert models.baseline_of(plain) is plain
+    with pytest.raises(ValueError, match="an adapter"):
+        models.baseline_of(models.load("tiny", lora=LORA))
+
+
+def test_notebooks_compare_trained_policies_with_the_frozen_arm_at_the_training_precision():
+    """01's raw model, 04's start policy and 05's initial policy sample their data at the fast precision and are
+    compared with the policies trained from them through ``models.baseline_of``; 02's untuned model, which only
+    serves the comparison, is loaded with ``baseline=True`` (see the tests above for what both do)."""
     import nbformat
     from conftest import REPO
 
-    for name, line in [("01_hh_preference_models", "raw = models.load(P.policy, baseline=True)"),
-                       ("04_precise_rlaif", "policy = models.load(P.policy, baseline=True)"),
-                       ("05_online_iterative_dpo", "initial = models.load(P.policy, baseline=True)")]:
+    for name, lines in [("01_hh_preference_models", ["raw = models.load(P.policy)",
+                                                      "baseline = models.baseline_of(raw)",
+                                                      'steps.evaluate_policy(baseline, "raw"']),
+                        ("04_precise_rlaif", ["policy = models.load(P.policy)",
+                                              "steps.run_arms(P, prompts, models.baseline_of(policy)"]),
+                        ("05_online_iterative_dpo", ["initial = models.load(P.policy)",
+                                                     "steps.run_arms(P, prompts, rms, models.baseline_of(initial)"])]:
         nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
-        assert any(line in cell.source for cell in nb.cells), name
+        for line in lines:
+            assert any(line in cell.source for cell in nb.cells), (name, line)
     steps = (REPO / "rlhf_nb" / "papers" / "passk" / "steps.py").read_text()
     assert 'untuned = load(size.untuned, baseline=size.tuned == "dpo")' in steps
