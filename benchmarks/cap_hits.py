@@ -56,7 +56,9 @@ def main() -> None:
         tokens = sum(map(sum, scored.tokens)) / (len(prompts) * args.samples)
         mean_gold = 100 * sum(map(sum, scored.gold)) / (len(prompts) * args.samples)
         rows.append((temperature, top_p, system or "(none)", past, pairs, tokens, mean_gold, seconds))
-        print(f"T={temperature} top_p={top_p} system={system!r}: done in {seconds:.0f} s", flush=True)
+        print(f"T={temperature} top_p={top_p} system={system!r}: done in {seconds:.0f} s; "  # kept if a later one is cut
+              + ", ".join(f"past {c}: {p:.0f}% ({n} gold pairs)" for c, p, n in zip(args.caps, past, pairs))
+              + f"; mean {tokens:.0f} tokens, gold {mean_gold:.1f} pts", flush=True)
 
     caps = " | ".join(f"past {c} | gold pairs at {c}" for c in args.caps)
     print(f"\n{args.model}, {args.prompts} prompts x {args.samples} replies\n")

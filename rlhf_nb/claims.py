@@ -507,6 +507,15 @@ def caps_alike(name: str, cap_rates: Sequence[float | None], limit: float = 0.10
                    + f" (spread {100 * spread:.0f} pts, limit {100 * limit:.0f})")
 
 
+def one_precision(name: str, dtypes: Sequence[str | None]) -> Premise:
+    """Compared arms ran with weights of one dtype (``Loaded.info["dtype"]``, recorded with each arm): bf16 and fp32
+    sample differently, so arms in each would differ by rounding as well as by what the claim compares. A dtype of
+    ``None`` (a saved run that did not record it) fails the premise."""
+    if any(d is None for d in dtypes):
+        return Premise(f"{name} at one precision", False, "precision not recorded by this run (rerun it)")
+    return Premise(f"{name} at one precision", len(set(dtypes)) == 1, " vs ".join(dict.fromkeys(map(str, dtypes))))
+
+
 def describe(test: Test, unit: str = "pts", *, digits: int = 1, runs: str = "seed(s)") -> str:
     """A test in one phrase for a claim's ``our_value``: effect [95% interval], p, n x seeds. A non-inferiority
     test is stated as the difference itself (B - A) with its interval and the margin it must stay above, since its

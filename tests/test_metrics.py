@@ -159,19 +159,36 @@ def test_one_forgetting_evaluator_serves_01_and_04_and_reports_cut_off_replies(m
     assert policy.translations == ["Le chat dort."] * 4
 
 
-def test_alignment_tax_needs_raw_and_trained_humaneval_replies_cut_off_alike():
+def test_alignment_tax_needs_raw_and_trained_humaneval_replies_cut_off_alike_and_at_one_precision():
+    from rlhf_nb import claims as C
     from rlhf_nb.papers.hh_rlhf import claims
 
-    def policy(arm, seed, passed, cut):
-        return {"arm": arm, "seed": seed, "humaneval": [1.0] * passed + [0.0] * (40 - passed), "humaneval_cut_off": cut}
+    def policy(arm, seed, passed, cut, dtype="float32"):
+        return {"arm": arm, "seed": seed, "humaneval": [1.0] * passed + [0.0] * (40 - passed), "humaneval_cut_off": cut,
+                "gold": [0.5] * 40, "finished": [True] * 40, "dtype": dtype}
 
-    def h5(raw_cut, trained_cut):
-        evals = [policy("raw", None, 8, raw_cut)] + [policy("dpo", s, 9, trained_cut) for s in range(3)]
+    def h5(raw_cut, trained_cut, raw_dtype="float32"):
+        evals = [policy("raw", None, 8, raw_cut, raw_dtype)] + [policy("dpo", s, 9, trained_cut) for s in range(3)]
         return claims.alignment_tax({"data": {"policies": evals}})
+
+    def premise(claim, word):
+        return next(p for p in claim.premises if word in p.name)
 
     alike = h5(0.05, 0.075)
     assert all(p.holds for p in alike.premises) and "cut off at the cap: raw 5%, trained 8%" in alike.our_value
     assert "difference +2.5 pts" in alike.our_value  # the measured difference, not the margin-shifted effect
-    assert not h5(0.30, 0.05).premises[-1].holds  # the raw model lost tasks to the cap: not a skill comparison
-    unrecorded = h5(None, None).premises[-1]
+    assert not premise(h5(0.30, 0.05), "truncated alike").holds  # the raw model lost tasks to the cap: not skill
+    unrecorded = premise(h5(None, None), "truncated alike")
     assert not unrecorded.holds and "not recorded" in unrecorded.detail
+    # the raw model sampled in bf16 and the trained ones in fp32: the arms would differ by rounding too
+    mixed = h5(0.05, 0.05, "bfloat16")
+    assert not premise(mixed, "one precision").holds and premise(mixed, "one precision").detail == "bfloat16 vs float32"
+    assert C.decide(mixed)[0] == C.NOT_TESTED
+    assert not premise(h5(0.05, 0.05, None), "one precision").holds  # a run from before the dtype was recorded
+    # H3c reads the same record for the held-out replies judged by the gold
+    evals = [policy("raw", None, 8, 0.0, "bfloat16")] + [policy("dpo", s, 9, 0.0) for s in range(3)]
+    results = {"data": {"policies": evals, "train_test_pm": {"train_outcomes": {"helpful": [1.0] * 60 + [0.0] * 20}}}}
+    h3c = claims.trained_arm(results, "dpo", "H3c")
+    assert not premise(h3c, "one precision").holds and C.decide(h3c)[0] == C.NOT_TESTED
+    evals[0]["dtype"] = "float32"
+    assert premise(claims.trained_arm(results, "dpo", "H3c"), "one precision").holds

@@ -143,6 +143,7 @@ def test_hh_notebook_smoke(project):
     assert results["data"]["bon"]["n"] == [1, 2, 4]
     assert 'system line "Be brief."' in results["findings"][0]  # smoke's system line, said with the samples
     assert {p["arm"] for p in results["data"]["policies"]} == {"raw", "dpo", "ppo"}
+    assert {p["dtype"] for p in results["data"]["policies"]} == {"float32"}  # compared arms record their precision
     assert {c["id"] for c in results["claims"]} == {"H1a", "H1b", "H2a", "H2b", "H3a", "H3b", "H3c", "H3d", "H4", "H5",
                                                     "H6", "H7"}
     assert set(results["figures"]) == {"pm_matrix", "pm_data_size", "reward_vs_sqrt_kl", "rlhf_vs_raw"}

@@ -248,6 +248,7 @@ class PolicyEval:
     humaneval: list[float] | None = None  # pass (1.0) or fail per task
     humaneval_cut_off: float | None = None  # share of the HumanEval replies cut off at the token cap
     history: list[dict[str, float]] = field(default_factory=list)
+    dtype: str | None = None  # the weights' dtype the replies were sampled with (arms compared at one precision)
 
 
 def evaluate_policy(loaded: Loaded, arm: str, seed: int | None, prompts: list[gold.IFPrompt], pms: PMs,
@@ -255,7 +256,7 @@ def evaluate_policy(loaded: Loaded, arm: str, seed: int | None, prompts: list[go
     messages = [p.messages() for p in prompts]
     replies = greedy(loaded, messages, P.eval_max_new_tokens, label=f"{arm}: held-out replies")
     out = PolicyEval(arm, seed, gold.if_scores(prompts, replies.first), pms.scores(split.test, messages, replies.first),
-                     [t[0] for t in replies.tokens], [f[0] for f in replies.finished])
+                     [t[0] for t in replies.tokens], [f[0] for f in replies.finished], dtype=loaded.info.get("dtype"))
     if humaneval:
         code = humaneval_pass(loaded, P)
         out.humaneval, out.humaneval_cut_off = code.scores, code.cap_rate

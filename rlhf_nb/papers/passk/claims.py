@@ -120,16 +120,6 @@ def _really_untuned(results: dict[str, Any], size: int, untuned: dict[str, Any])
                      "checkpoint")
 
 
-def _one_precision(arms: list[dict[str, Any]]) -> C.Premise:
-    """The compared arms were sampled with weights of one dtype: bf16 and fp32 sample differently, so an arm in
-    each would differ by rounding as well as by tuning. A run that did not record it fails (rerun it)."""
-    dtypes = [r.get("dtype") for r in arms]
-    if None in dtypes:
-        return C.Premise("arms sampled at one precision", False, "precision not recorded by this run (rerun it)")
-    return C.Premise("arms sampled at one precision", len(set(dtypes)) == 1,
-                     " vs ".join(dict.fromkeys(str(d) for d in dtypes)))
-
-
 def _tuned_premises(results: dict[str, Any], size: int, untuned: dict[str, Any],
                     tuned: list[dict[str, Any]]) -> list[C.Premise]:
     tuning = _tuning(results, size)
@@ -139,7 +129,7 @@ def _tuned_premises(results: dict[str, Any], size: int, untuned: dict[str, Any],
            C.not_capped("untuned", cap_rate(untuned))]
     if tuned:
         out.append(C.not_capped("tuned", max(cap_rate(r) for r in tuned)))
-        out.append(_one_precision([untuned, *tuned]))
+        out.append(C.one_precision("arms sampled", [r.get("dtype") for r in [untuned, *tuned]]))
     if tuning.get("reason", "") != "published tuned checkpoint":
         out.append(C.Premise("enough DPO pairs", tuning.get("pairs", 0) >= 8 and bool(tuned),
                              tuning.get("reason") or f"{tuning.get('pairs', 0)} pairs from "
