@@ -119,6 +119,7 @@ def test_online_dpo_notebook_smoke(project):
     runs = results["data"]["runs"]
     assert len(runs["online"]) == 2 and len(runs["offline"]) == 2  # seeds
     assert [s["round"] for s in runs["online"][0]["snapshots"]] == [1, 2]
+    assert {s["dtype"] for s in [runs["start"], *runs["offline"], *runs["online"][0]["snapshots"]]} == {"float32"}
     assert runs["offline_pairs"] == [min(r["pairs"], runs["offline_pairs"][i]) for i, r in enumerate(runs["online"])]
     assert {r["source"] for r in results["data"]["rm_accuracy"]} >= {"hh-human"}
     assert any('system line "Be brief."' in f for f in results["findings"])  # smoke's system line, said once
@@ -207,7 +208,7 @@ def test_feedback_claims_follow_the_data():
 
 def _snap(arm: str, seed, round_: int, gold: list[float], finished: list[bool]) -> dict:
     return {"arm": arm, "seed": seed, "round": round_, "gold": gold, "proxy": [0.0] * len(gold),
-            "tokens": [60] * len(gold), "finished": finished}
+            "tokens": [60] * len(gold), "finished": finished, "dtype": "float32"}
 
 
 def _workflow_results(online_gold: float, online_finished: float, proxy_rise: float = 0.3) -> dict:
@@ -250,6 +251,12 @@ def test_workflow_gold_claims_need_arms_truncated_alike():
     assert idle["W2"].verdict == C.NOT_TESTED and idle["W3"].verdict == C.NOT_TESTED
     assert any(not p.holds and p.name == "online DPO raised its BT reward on held-out prompts"
                for p in idle["W3"].premises)
+    # the start policy sampled in bf16, the trained rounds in fp32: the trend would carry the rounding too
+    mixed = _workflow_results(online_gold=0.2, online_finished=1.0)
+    mixed["data"]["runs"]["start"]["dtype"] = "bfloat16"
+    verdicts = {c.id: c for c in wf.claims(mixed)}
+    assert verdicts["W3"].verdict == C.NOT_TESTED and verdicts["W2"].verdict == C.REPRODUCED
+    assert any(not p.holds and "one precision" in p.name for p in verdicts["W3"].premises)
 
 
 def test_passk_prefilled_replies_end_after_the_function():

@@ -173,7 +173,7 @@ def _results(precise_gain: float, n: int = 120, judge_right: float = 0.9, seeds:
         return {"arm": arm, "seed": seed, "gold": g.tolist(), "tokens": [50] * n, "finished": [True] * n,
                 "texts": [""] * n, "pairs": 100, "history": [],
                 "forgetting": {"bleu": (bleu + rng.normal(0, 1, 50)).tolist()}, "translations": [],
-                "forgetting_cut_off": {"bleu": bleu_cut_after}}
+                "forgetting_cut_off": {"bleu": bleu_cut_after}, "dtype": "float32"}
 
     judged = [{"prompt_index": i, "a": 0, "b": 1, "p_a": 0.9 if rng.random() < judge_right else 0.1, "gold_a": 1.0,
                "gold_b": 0.0} for i in range(60)]
@@ -182,7 +182,7 @@ def _results(precise_gain: float, n: int = 120, judge_right: float = 0.9, seeds:
     start_policy = {"arm": "start", "seed": None, "gold": start.tolist(), "tokens": [50] * n, "finished": [True] * n,
                     "texts": [""] * n, "pairs": 0, "history": [],
                     "forgetting": {"humaneval": [0.0] * 40, "bleu": (bleu + rng.normal(0, 1, 50)).tolist()},
-                    "translations": [], "forgetting_cut_off": {"humaneval": 0.05, "bleu": 0.02}}
+                    "translations": [], "forgetting_cut_off": {"humaneval": 0.05, "bleu": 0.02}, "dtype": "float32"}
     params = load_params("04_precise_rlaif", "cpu", {}, check_inputs=False)[1].model_dump()
     return {"params": params, "data": {"arms": {"start": start_policy, "base": None, "trained": trained},
                                        "sequence": {"judged": judged, "pairs": 100}, "degraded": {}}}
@@ -205,6 +205,16 @@ def test_claims_reproduced_when_precise_clearly_wins():
 def test_claims_not_reproduced_when_a_powered_design_sees_no_gain():
     v = _verdicts(_results(0.0, n=600))
     assert v["R1b"] == C.NOT_REPRODUCED and v["R1c"] == C.NOT_REPRODUCED
+
+
+def test_the_start_policy_sampled_at_another_precision_leaves_its_comparisons_untested():
+    results = _results(0.5)
+    results["data"]["arms"]["start"]["dtype"] = "bfloat16"  # start in bf16, trained arms in fp32: rounding differs
+    v = _verdicts(results)
+    assert v["R1b"] == C.NOT_TESTED and v["R3b"] == C.NOT_TESTED
+    assert v["R1c"] == C.REPRODUCED  # two trained arms, both fp32: unaffected
+    results["data"]["arms"]["start"].pop("dtype")  # a saved run from before the dtype was recorded
+    assert _verdicts(results)["R1b"] == C.NOT_TESTED
 
 
 def test_a_judge_at_chance_leaves_the_sequence_comparison_untested():
@@ -294,6 +304,7 @@ def test_precise_rlaif_notebook_smoke(project):
     arms = {(p["arm"], p["seed"]) for p in data["arms"]["trained"]}
     for arm in {a for a, _ in arms}:
         assert {s for a, s in arms if a == arm} == {0, 1}  # every arm, both seeds
+    assert {p["dtype"] for p in [data["arms"]["start"], *data["arms"]["trained"]]} == {"float32"}
     main = [p for p in data["arms"]["trained"] if p["arm"] == "precise-all"]
     seq = [p for p in data["arms"]["trained"] if p["arm"] == "sequence"]
     if main and seq:

@@ -99,7 +99,8 @@ def dpo_beats_base(results: dict[str, Any]) -> C.Claim:
     value = (f"DPO stage {gold(start).mean():.1f} vs base {gold([base]).mean():.1f} pts; win rate "
              f"{100 * win_outcomes(gold(start), gold([base])).mean():.0f}%; {C.describe(test)}")
     return C.claim("R1a", PAPER, statement, "win rate 68.5% vs base", test, our_value=value,
-                   premises=[C.caps_alike("base and DPO-stage replies", [cap_rate([base]), cap_rate(start)])],
+                   premises=[C.caps_alike("base and DPO-stage replies", [cap_rate([base]), cap_rate(start)]),
+                             one_precision("base and DPO-stage replies", [base, *start])],
                    **_common(results))
 
 
@@ -115,7 +116,8 @@ def precise_beats_dpo(results: dict[str, Any]) -> C.Claim:
              f"{100 * win_outcomes(gold(policies), gold(start)).mean():.0f}% with ties half); {C.describe(test)}")
     return C.claim("R1b", PAPER, statement, "75.2% vs 68.5% win rate vs base (+6.7)", test, our_value=value,
                    premises=[enough_pairs(results, arm),
-                             C.caps_alike("Precise and DPO-stage replies", [cap_rate(policies), cap_rate(start)])],
+                             C.caps_alike("Precise and DPO-stage replies", [cap_rate(policies), cap_rate(start)]),
+                             one_precision("Precise and DPO-stage replies", [*start, *policies])],
                    **_common(results))
 
 
@@ -181,7 +183,15 @@ def no_forgetting(results: dict[str, Any], task: str, cid: str) -> C.Claim:
                 else "")
     value = f"start {level:.1f} -> Precise {np.mean(after_items):.1f} {unit}; {C.describe(test, unit)}{cut_text}"
     return C.claim(cid, PAPER, statement, paper, test, our_value=value,
-                   premises=[floor, C.caps_alike(f"start and Precise {TASKS[task]} replies", cut)], **common)
+                   premises=[floor, C.caps_alike(f"start and Precise {TASKS[task]} replies", cut),
+                             one_precision(f"start and Precise {TASKS[task]} replies",
+                                           [arms(results)["start"], *trained(results, arm)])], **common)
+
+
+def one_precision(name: str, policies: list[dict[str, Any]]) -> C.Premise:
+    """Compared policies sampled with weights of one dtype (the start policy is evaluated through
+    ``models.baseline_of``, at the training precision); a run that did not record it fails."""
+    return C.one_precision(name, [p.get("dtype") for p in policies])
 
 
 def forgetting_cut_off(policies: list[dict[str, Any]], task: str) -> float | None:

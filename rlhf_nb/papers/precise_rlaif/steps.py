@@ -342,13 +342,14 @@ class Policy:
     forgetting: dict[str, list[float]] = field(default_factory=dict)  # task -> per-item score
     forgetting_cut_off: dict[str, float] = field(default_factory=dict)  # task -> share of replies cut off at the cap
     translations: list[str] = field(default_factory=list)  # En->Fr hypotheses (for the corpus BLEU)
+    dtype: str | None = None  # the weights' dtype the replies were sampled with (arms compared at one precision)
 
 
 def evaluate(loaded: Loaded, prompts: Prompts, P: Params, arm: str, seed: int | None) -> Policy:
     replies = greedy(loaded, [p.messages() for p in prompts.eval], P.eval_max_new_tokens, label=f"{arm}: held-out")
     texts = replies.first
     return Policy(arm, seed, gold.if_scores(prompts.eval, texts), [t[0] for t in replies.tokens],
-                  [f[0] for f in replies.finished], texts)
+                  [f[0] for f in replies.finished], texts, dtype=loaded.info.get("dtype"))
 
 
 def train_arm(P: Params, prompts: Prompts, pairs: list[PreferencePair], arm: str, seed: int, out_dir: str,
@@ -439,7 +440,7 @@ def run_arms(P: Params, prompts: Prompts, start: Loaded, pair_sets: dict[str, li
     forgetting.tasks_off_floor = [t for t, (lo, hi) in floors.items()
                                   if t in arms.start.forgetting and lo <= float(np.mean(arms.start.forgetting[t])) <= hi]
     if P.base:
-        base = load(P.base)
+        base = load(P.base, baseline=True)  # compared with the start policy: at its (the training) precision
         arms.base = evaluate(base, prompts, P, "base", None)
         del base
         gc.collect()

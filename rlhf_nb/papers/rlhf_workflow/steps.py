@@ -144,6 +144,7 @@ class Snapshot:
     proxy: list[float]  # BT reward
     tokens: list[int]
     finished: list[bool]
+    dtype: str | None = None  # the weights' dtype the replies were sampled with (arms compared at one precision)
 
 
 def snapshot(loaded: Loaded, prompts: list[gold.IFPrompt], rms: RewardModels, P: Params, arm: str, seed: int | None,
@@ -151,7 +152,7 @@ def snapshot(loaded: Loaded, prompts: list[gold.IFPrompt], rms: RewardModels, P:
     replies = greedy(loaded, [p.messages() for p in prompts], P.eval_max_new_tokens, label=f"{arm} {round_}: held-out")
     texts = replies.first
     return Snapshot(arm, seed, round_, gold.if_scores(prompts, texts), rms.score([p.messages() for p in prompts], texts),
-                    [t[0] for t in replies.tokens], [f[0] for f in replies.finished])
+                    [t[0] for t in replies.tokens], [f[0] for f in replies.finished], loaded.info.get("dtype"))
 
 
 @dataclass
