@@ -507,10 +507,11 @@ def caps_alike(name: str, cap_rates: Sequence[float | None], limit: float = 0.10
                    + f" (spread {100 * spread:.0f} pts, limit {100 * limit:.0f})")
 
 
-def one_precision(name: str, dtypes: Sequence[str | None]) -> Premise:
-    """Compared arms ran with weights of one dtype (``Loaded.info["dtype"]``, recorded with each arm): bf16 and fp32
-    sample differently, so arms in each would differ by rounding as well as by what the claim compares. A dtype of
-    ``None`` (a saved run that did not record it) fails the premise."""
+def one_precision(name: str, arms: Sequence[dict[str, Any]]) -> Premise:
+    """Compared arms ran with weights of one dtype (each arm's record holds ``dtype``, from ``Loaded.info``): bf16
+    and fp32 sample differently, so arms in each would differ by rounding as well as by what the claim compares. An
+    arm without it (a saved run that did not record it) fails the premise."""
+    dtypes = [a.get("dtype") for a in arms]
     if any(d is None for d in dtypes):
         return Premise(f"{name} at one precision", False, "precision not recorded by this run (rerun it)")
     return Premise(f"{name} at one precision", len(set(dtypes)) == 1, " vs ".join(dict.fromkeys(map(str, dtypes))))

@@ -97,6 +97,13 @@ class Precision:
 
         return torch.bfloat16 if self.bf16 else torch.float32
 
+    def training_dtype(self) -> torch.dtype:
+        """Weights of a model that trains, carries a trained adapter, or is compared with one (fp32 unless the
+        policy trains in bf16)."""
+        import torch
+
+        return self.weight_dtype() if self.train_bf16 else torch.float32
+
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """bf16 autocast on this device (a no-op for fp32)."""
         import torch

@@ -355,8 +355,8 @@ def load(
     device = device or default_device()
     policy = resolve(precision, device)
     if dtype is None:
-        keep_fp32 = (full_finetune and lora is None) or ((lora is not None or baseline) and not policy.train_bf16)
-        dtype = torch.float32 if keep_fp32 else policy.weight_dtype()
+        dtype = (torch.float32 if full_finetune and lora is None
+                 else policy.training_dtype() if lora is not None or baseline else policy.weight_dtype())
     kwargs: dict[str, Any] = {"dtype": dtype}
     if load_in_4bit:
         from transformers import BitsAndBytesConfig
@@ -406,9 +406,7 @@ def baseline_of(loaded: Loaded) -> Loaded:
     if problem:
         raise ValueError(f"baseline_of takes a frozen model from models.load without an adapter or 4-bit weights; "
                          f"{loaded.name!r} has {problem}")
-    policy = resolve(info["requested"], info["device"])
-    target = "float32" if not policy.train_bf16 else str(policy.weight_dtype()).replace("torch.", "")
-    if info["dtype"] == target:
+    if info["dtype"] == str(resolve(info["requested"], info["device"]).training_dtype()).replace("torch.", ""):
         return loaded
     return load(loaded.name, head=info.get("head", "causal-lm"), device=info["device"], precision=info["requested"],
                 baseline=True)

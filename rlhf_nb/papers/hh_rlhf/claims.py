@@ -129,7 +129,7 @@ def trained_arm(results: dict[str, Any], arm: str, cid: str) -> C.Claim:
     value = f"gold {a.mean():.1f} (raw, greedy) vs {b.mean():.1f} pts ({arm}); {_describe(test)}"
     return C.claim(cid, PAPER, statement, "RLHF policies preferred to the raw model", test, our_value=value,
                    premises=[train_pm_validated(results), C.not_capped("held-out", 1 - np.mean(finished)),
-                             _one_precision(raw, tuned)], **common)
+                             C.one_precision("raw and trained replies", [raw, *tuned])], **common)
 
 
 def reward_vs_sqrt_kl(results: dict[str, Any]) -> C.Claim:
@@ -181,13 +181,7 @@ def alignment_tax(results: dict[str, Any]) -> C.Claim:
     value = (f"raw {base.mean():.1f}% vs trained {np.mean([np.mean(e['humaneval']) for e in tuned]) * 100:.1f}%; "
              f"{_describe(test)}{cut_text}")
     return C.claim("H5", PAPER, statement, "no cost for larger models", test, our_value=value,
-                   premises=[floor, caps, _one_precision(raw, tuned)], **common)
-
-
-def _one_precision(raw: dict[str, Any], tuned: list[dict[str, Any]]) -> C.Premise:
-    """The raw model's replies and the trained policies' were sampled with weights of one dtype (so on a bf16 CPU
-    the raw model is evaluated through ``models.baseline_of``, at the training precision)."""
-    return C.one_precision("raw and trained replies", [raw.get("dtype"), *[e.get("dtype") for e in tuned]])
+                   premises=[floor, caps, C.one_precision("raw and trained replies", [raw, *tuned])], **common)
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:

@@ -129,7 +129,7 @@ def _tuned_premises(results: dict[str, Any], size: int, untuned: dict[str, Any],
            C.not_capped("untuned", cap_rate(untuned))]
     if tuned:
         out.append(C.not_capped("tuned", max(cap_rate(r) for r in tuned)))
-        out.append(C.one_precision("arms sampled", [r.get("dtype") for r in [untuned, *tuned]]))
+        out.append(C.one_precision("arms sampled", [untuned, *tuned]))
     if tuning.get("reason", "") != "published tuned checkpoint":
         out.append(C.Premise("enough DPO pairs", tuning.get("pairs", 0) >= 8 and bool(tuned),
                              tuning.get("reason") or f"{tuning.get('pairs', 0)} pairs from "

@@ -100,7 +100,7 @@ def dpo_beats_base(results: dict[str, Any]) -> C.Claim:
              f"{100 * win_outcomes(gold(start), gold([base])).mean():.0f}%; {C.describe(test)}")
     return C.claim("R1a", PAPER, statement, "win rate 68.5% vs base", test, our_value=value,
                    premises=[C.caps_alike("base and DPO-stage replies", [cap_rate([base]), cap_rate(start)]),
-                             one_precision("base and DPO-stage replies", [base, *start])],
+                             C.one_precision("base and DPO-stage replies", [base, *start])],
                    **_common(results))
 
 
@@ -117,7 +117,7 @@ def precise_beats_dpo(results: dict[str, Any]) -> C.Claim:
     return C.claim("R1b", PAPER, statement, "75.2% vs 68.5% win rate vs base (+6.7)", test, our_value=value,
                    premises=[enough_pairs(results, arm),
                              C.caps_alike("Precise and DPO-stage replies", [cap_rate(policies), cap_rate(start)]),
-                             one_precision("Precise and DPO-stage replies", [*start, *policies])],
+                             C.one_precision("Precise and DPO-stage replies", [*start, *policies])],
                    **_common(results))
 
 
@@ -184,14 +184,9 @@ def no_forgetting(results: dict[str, Any], task: str, cid: str) -> C.Claim:
     value = f"start {level:.1f} -> Precise {np.mean(after_items):.1f} {unit}; {C.describe(test, unit)}{cut_text}"
     return C.claim(cid, PAPER, statement, paper, test, our_value=value,
                    premises=[floor, C.caps_alike(f"start and Precise {TASKS[task]} replies", cut),
-                             one_precision(f"start and Precise {TASKS[task]} replies",
-                                           [arms(results)["start"], *trained(results, arm)])], **common)
+                             C.one_precision(f"start and Precise {TASKS[task]} replies",
+                                             [arms(results)["start"], *trained(results, arm)])], **common)
 
-
-def one_precision(name: str, policies: list[dict[str, Any]]) -> C.Premise:
-    """Compared policies sampled with weights of one dtype (the start policy is evaluated through
-    ``models.baseline_of``, at the training precision); a run that did not record it fails."""
-    return C.one_precision(name, [p.get("dtype") for p in policies])
 
 
 def forgetting_cut_off(policies: list[dict[str, Any]], task: str) -> float | None:

@@ -117,7 +117,7 @@ def online_beats_offline(results: dict[str, Any]) -> C.Claim:
              f"(offline pairs per seed: {pairs}); {C.describe(test)}")
     premises = [rm_validated(results), proxy_rose(results),
                 C.caps_alike("online and offline held-out replies", [cap_rate(on), cap_rate(off)]),
-                one_precision("online and offline held-out replies", on + off)]
+                C.one_precision("online and offline held-out replies", on + off)]
     return C.claim("W2", PAPER, statement, "online > offline (RLHFlow's central claim)", test, our_value=value,
                    premises=premises, **common)
 
@@ -150,7 +150,7 @@ def gold_rises(results: dict[str, Any]) -> C.Claim:
     return C.claim("W3", PAPER, statement, "rises every round", test, our_value=value,
                    premises=[rm_validated(results), proxy_rose(results),
                              C.caps_alike("held-out replies of every round", by_round),
-                             one_precision("held-out replies of every round", snaps)], **common)
+                             C.one_precision("held-out replies of every round", snaps)], **common)
 
 
 def length_grows(results: dict[str, Any]) -> C.Claim:
@@ -166,13 +166,8 @@ def length_grows(results: dict[str, Any]) -> C.Claim:
     cap = results["params"].get("eval_max_new_tokens")
     return C.claim("W4", PAPER, statement, "longer every round", test, our_value=value,
                    premises=[C.not_capped(f"held-out (cap {cap} tokens)", cap_rate(snaps)),
-                             one_precision("held-out replies of every round", snaps)], **common)
+                             C.one_precision("held-out replies of every round", snaps)], **common)
 
-
-def one_precision(name: str, snaps: list[dict[str, Any]]) -> C.Premise:
-    """Compared snapshots sampled with weights of one dtype (the start policy is evaluated through
-    ``models.baseline_of``, at the training precision); a run that did not record it fails."""
-    return C.one_precision(name, [s.get("dtype") for s in snaps])
 
 
 def claims(results: dict[str, Any]) -> list[C.Claim]:
