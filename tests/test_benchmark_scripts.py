@@ -42,3 +42,36 @@ def test_throughput_bench_puts_speed_memory_and_the_end_metric_of_each_variant_s
     assert all(0 < float(v) < 2 for e in ends for v in e)  # DPO loss starts at log 2 = 0.69
     ppo_ends = [part.strip().split("/") for part in ppo[7].split(";")]
     assert ppo_ends[0][0] != ppo_ends[0][1]  # the two repetitions are two seeds (other rollouts): their spread is noise
+
+
+def test_genrm_choice_scores_a_saved_runs_mixed_items_with_each_judge(tmp_path):
+    import json
+
+    from rlhf_nb.config import load_params
+    from rlhf_nb.papers.data_scaling import steps
+
+    _, P = load_params("03_data_scaling_rlhf", "smoke", None, ROOT)
+    items = steps.make_items(P).items
+    records = []
+    for i, it in enumerate(items):  # every item but the first is mixed (right and wrong responses)
+        gold = [1.0, 0.0, 1.0] if i else [0.0, 0.0, 0.0]
+        responses = [f"Answer {k}: " + "step " * (3 + 2 * k + i) for k in range(3)]
+        records.append({"domain": it.domain, "id": it.id, "responses": responses, "tokens": [5, 7, 9],
+                        "finished": [True] * 3, "gold": gold})
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"params": P.model_dump(), "data": {"records": records}}))
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "genrm_choice.py"), "--run", str(run),
+                          "--judges", "tiny"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
+            if line.startswith("| tiny |")]
+    assert [(r[1], r[2]) for r in rows] == [(d, g) for d in ("math", "code", "all") for g in ("with GT", "without GT")]
+    mixed = {"math": sum(it.domain == "math" for it in items[1:]), "code": sum(it.domain == "code" for it in items[1:])}
+    mixed["all"] = len(items) - 1  # the unmixed item is not scored
+    assert all(int(r[3]) == mixed[r[1]] for r in rows)
+    assert all(0 <= float(r[4].split()[0]) <= 100 for r in rows)
+    verdicts = {"reproduced", "not reproduced", "inconclusive", "not tested at this scale"}
+    lines = out.stdout.split("tiny: ", 1)[1].splitlines()
+    assert [line.split()[0] for line in lines[1:4]] == ["D1", "D2", "D3"]
+    assert all(any(v in line for v in verdicts) for line in lines[1:4])
