@@ -3,9 +3,11 @@
 Reads a saved 04 run (its training prompts' answers and their gold scores), picks up to ``--pairs`` pairs of finished
 answers to the same prompt whose gold differs (the same seeded pairs ``steps.validate_judge`` picks), and asks each
 candidate judge which answer is better (under each comparison question: ``helpful``, the general one, and
-``instructions``, about following the request's instructions), both orders averaged. Prints per judge and question:
-agreement with the gold and its 95%
-interval (Wilson's), whether it passes R1c's premise (interval bottom above 50%), seconds and pairs per second.
+``instructions``, about following the request's instructions), both orders averaged (``--combine``: their
+probabilities, as notebook 04 does by default, or their log-odds). Prints per judge, question and averaging: the
+pairs, the ties (the judge within the tie margin of 0.5, counted half), agreement with the gold and its 95% interval,
+whether it passes R1c's premise (interval bottom above 50%) and the seconds (the first averaging mode pays for the
+forward passes; the others reuse them).
 
     python benchmarks/judge_choice.py [--run runs/04_precise_rlaif/cpu] [--pairs 200]
                                       [--judges smollm2-135m-instruct qwen2.5-coder-0.5b-instruct]
@@ -17,6 +19,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 
 def main() -> None:
@@ -26,6 +29,9 @@ def main() -> None:
     ap.add_argument("--judges", nargs="+", default=["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"])
     ap.add_argument("--questions", nargs="+", default=["helpful", "instructions"],
                     help="the judge's comparison question(s): rlhf_nb.rewards.judge.PAIRWISE_TEMPLATES")
+    ap.add_argument("--combine", nargs="+", default=["probability", "log-odds"],
+                    help="how both presentation orders are averaged (rlhf_nb.rewards.judge.COMBINE); every mode "
+                         "reads the same forward passes")
     args = ap.parse_args()
     results_file = args.run / "results.json"
     if not results_file.is_file():
@@ -51,22 +57,34 @@ def main() -> None:
     for name in args.judges:
         loaded = load(name)
         for question in args.questions:
-            judge = steps.judge_of(loaded, question)  # as notebook 04 builds it
-            start = time.perf_counter()
-            judged = steps.validate_judge(judge, prompts, answers, args.pairs, P.seed)
-            seconds = time.perf_counter() - start
-            outcomes = steps.judge_agreement(judged)
-            test = C.proportion(outcomes, 0.5) if outcomes else None
-            acc, low, high = ((50 + 100 * test.effect, 50 + 100 * test.ci[0], 50 + 100 * test.ci[1]) if test
-                              else (0.0, 0.0, 0.0))
-            rows.append((name, question, len(outcomes), acc, low, high, claims.judge_premise(outcomes).holds, seconds,
-                         len(judged) / max(seconds, 1e-9)))
+            cache: dict[tuple, Any] = {}  # the modes differ only in how they average the same log-probabilities
+            for combine in args.combine:
+                judge = steps.judge_of(loaded, question, combine)  # as notebook 04 builds it
+                forward = judge.option_logprobs
+
+                def cached(messages, options, forward=forward, cache=cache):
+                    key = (tuple(messages), tuple(options))
+                    if key not in cache:
+                        cache[key] = forward(messages, options)
+                    return cache[key]
+
+                judge.option_logprobs = cached  # type: ignore[method-assign]
+                start = time.perf_counter()
+                judged = steps.validate_judge(judge, prompts, answers, args.pairs, P.seed)
+                seconds = time.perf_counter() - start
+                outcomes = steps.judge_agreement(judged)
+                ties = sum(o == 0.5 for o in outcomes)
+                test = C.proportion(outcomes, 0.5) if outcomes else None
+                acc, low, high = ((50 + 100 * test.effect, 50 + 100 * test.ci[0], 50 + 100 * test.ci[1]) if test
+                                  else (0.0, 0.0, 0.0))
+                rows.append((name, question, combine, len(outcomes), ties, acc, low, high,
+                             claims.judge_premise(outcomes).holds, seconds))
         del loaded
-    print("| judge | question | pairs | agrees with gold % | 95% CI (Wilson) | R1c premise | s | pairs/s |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, question, n, acc, low, high, holds, s, rate in rows:
-        print(f"| {name} | {question} | {n} | {acc:.1f} | [{low:.1f}, {high:.1f}] | {'holds' if holds else 'fails'} "
-              f"| {s:.0f} | {rate:.2f} |")
+    print("| judge | question | orders averaged as | pairs | ties | agrees with gold % | 95% CI | R1c premise | s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, question, combine, n, ties, acc, low, high, holds, s in rows:
+        print(f"| {name} | {question} | {combine} | {n} | {ties} | {acc:.1f} | [{low:.1f}, {high:.1f}] | "
+              f"{'holds' if holds else 'fails'} | {s:.0f} |")
 
 
 if __name__ == "__main__":

@@ -160,6 +160,33 @@ def test_logprob_judge_is_a_probability_and_order_symmetric():
     assert len(scores) == 2 and all(0 <= s <= 1 for s in scores)
 
 
+def test_log_odds_averaging_keeps_the_lean_of_a_judge_that_always_says_a(monkeypatch):
+    tok, model = models.load("tiny")
+    real = judge.LogProbJudge(model, tok, batch_size=4, combine="log-odds")
+    p_ab = real.prefer_many(["q1", "q2"], ["answer one", "x"], ["answer two", "y"])
+    p_ba = real.prefer_many(["q1", "q2"], ["answer two", "y"], ["answer one", "x"])
+    assert np.all((p_ab > 0) & (p_ab < 1))
+    np.testing.assert_allclose(p_ab + p_ba, 1.0, atol=1e-6)
+    np.testing.assert_allclose(np.exp(real.option_logprobs(["q"], ("A", "B"))).sum(), 1.0, atol=1e-6)
+
+    def biased(self, messages, options):  # "A" in both orders, near-certain; more so when "good" is shown first
+        return np.array([[0.0, -30.0] if m.index("good") < m.index("poor") else [0.0, -25.0] for m in messages])
+
+    monkeypatch.setattr(judge.LogProbJudge, "option_logprobs", biased)
+    by_prob = judge.LogProbJudge(model, tok).prefer_many(["q"], ["good"], ["poor"])
+    by_odds = judge.LogProbJudge(model, tok, combine="log-odds").prefer_many(["q"], ["good"], ["poor"])
+    assert judge_outcome(by_prob) == 0.5  # averaged probabilities: a tie, whatever the judge read
+    assert by_odds[0] == pytest.approx(1 / (1 + np.exp(-2.5)))  # log-odds (30 - 25) / 2 for "good"
+    with pytest.raises(ValueError, match="combine must be one of"):
+        judge.LogProbJudge(model, tok, combine="mean")
+
+
+def judge_outcome(p):
+    from rlhf_nb.claims import preference_outcomes
+
+    return float(preference_outcomes(np.round(p, 4))[0])  # as notebook 04 stores and reads p_a
+
+
 def test_logprob_judge_asks_the_comparison_question_it_was_given(monkeypatch):
     tok, model = models.load("tiny")
     asked = []

@@ -5,7 +5,10 @@ the probability of each allowed answer (``A``/``B`` or ``Yes``/``No``) at that p
 renormalised over the allowed answers.
 
 * :meth:`LogProbJudge.prefer` - pairwise preference P(first response better), asked in **both
-  orders** and averaged, which cancels a judge's position bias.
+  orders** and averaged, which cancels a judge's position bias. ``combine="probability"`` averages the two
+  probabilities; ``combine="log-odds"`` averages the two log-odds of A over B (the probability of their mean),
+  which cancels a constant position bias in log-odds and keeps the judge's lean where a strongly biased judge
+  answers "A" in both orders with probabilities near 1 (their average is then 0.5 whatever it read).
 * :meth:`LogProbJudge.reference_score` - reference-guided GenRM (Shen et al. 2025's GenRM with ground
   truth): P(response agrees with the reference answer).
 * :meth:`LogProbJudge.score` - pointwise P(response is good), a GenRM without ground truth.
@@ -17,9 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from scipy.special import expit
 
 from ..metrics import Estimate, win_rate
 
@@ -47,16 +51,21 @@ POINTWISE = (
 )
 
 PreferFn = Callable[[str, str, str], float]  # (prompt, a, b) -> P(a is better)
+COMBINE = ("probability", "log-odds")
 
 
 class LogProbJudge:
     """A chat model used as a judge through the probabilities of its one-token answers."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 8,
-                 max_chars: int = 4000, sort_by_length: bool = True, pairwise: str = PAIRWISE):
-        """``pairwise``: the comparison question (with ``{prompt}``, ``{a}``, ``{b}``), e.g. ``INSTRUCTIONS``."""
+                 max_chars: int = 4000, sort_by_length: bool = True, pairwise: str = PAIRWISE,
+                 combine: Literal["probability", "log-odds"] = "probability"):
+        """``pairwise``: the comparison question (with ``{prompt}``, ``{a}``, ``{b}``), e.g. ``INSTRUCTIONS``;
+        ``combine``: how the two presentation orders are averaged (see the module docstring)."""
+        if combine not in COMBINE:
+            raise ValueError(f"combine must be one of {', '.join(COMBINE)}, not {combine!r}")
         self.model, self.tokenizer, self.batch_size, self.max_chars = model, tokenizer, batch_size, max_chars
-        self.sort_by_length, self.pairwise = sort_by_length, pairwise
+        self.sort_by_length, self.pairwise, self.combine = sort_by_length, pairwise, combine
 
     def _option_ids(self, option: str) -> list[int]:
         """First token of the option as the reply would start it, with and without a leading space."""
@@ -65,6 +74,11 @@ class LogProbJudge:
 
     def option_probs(self, user_messages: Sequence[str], options: Sequence[str]) -> np.ndarray:
         """P(option) at the start of the assistant's reply, renormalised over ``options``; shape (n, len(options))."""
+        return np.exp(self.option_logprobs(user_messages, options))
+
+    def option_logprobs(self, user_messages: Sequence[str], options: Sequence[str]) -> np.ndarray:
+        """log P(option), renormalised over ``options``, computed in fp32 log space (so a probability near 0 or 1
+        keeps its size); shape (n, len(options))."""
         import torch
 
         tok = self.tokenizer
@@ -84,9 +98,9 @@ class LogProbJudge:
                           add_special_tokens=False).to(device)
                 with torch.no_grad():
                     logits = self.model(**enc, logits_to_keep=1).logits[:, -1, :].float()
-                probs = torch.softmax(logits, dim=-1)
-                mass = torch.stack([probs[:, ids].sum(-1) for ids in option_ids], dim=-1)
-                out[rows] = (mass / mass.sum(-1, keepdim=True).clamp_min(1e-12)).cpu().numpy()
+                logp = torch.log_softmax(logits, dim=-1)
+                mass = torch.stack([torch.logsumexp(logp[:, ids], dim=-1) for ids in option_ids], dim=-1)
+                out[rows] = (mass - torch.logsumexp(mass, dim=-1, keepdim=True)).cpu().numpy()
         finally:
             tok.padding_side = old_side
         return out
@@ -99,8 +113,12 @@ class LogProbJudge:
         c = self._clip
         first = [self.pairwise.format(prompt=c(p), a=c(x), b=c(y)) for p, x, y in zip(prompts, a, b)]
         swapped = [self.pairwise.format(prompt=c(p), a=c(y), b=c(x)) for p, x, y in zip(prompts, a, b)]
-        probs = self.option_probs(first + swapped, ("A", "B"))
         n = len(first)
+        if self.combine == "log-odds":
+            logp = self.option_logprobs(first + swapped, ("A", "B"))
+            lean = ((logp[:n, 0] - logp[:n, 1]) + (logp[n:, 1] - logp[n:, 0])) / 2  # log-odds that a is better
+            return expit(lean)
+        probs = self.option_probs(first + swapped, ("A", "B"))
         return (probs[:n, 0] + probs[n:, 1]) / 2
 
     def prefer(self, prompt: str, a: str, b: str) -> float:

@@ -74,6 +74,9 @@ class Params(BaseParams):
         "instructions", description="what the judge is asked of two answers: which follows the request and its "
                                     "instructions more exactly, or which is more helpful, correct and harmless "
                                     "(rlhf_nb.rewards.judge.PAIRWISE_TEMPLATES)")
+    judge_combine: Literal["probability", "log-odds"] = Field(
+        "probability", description="how the judge's two presentation orders are averaged: their probabilities, or "
+                                   "their log-odds (keeps the lean of a judge that says 'A' in both orders)")
     prompts: Splits = Splits()
     answers: SamplingSection = Field(SamplingSection(n=4, temperature=0.7, max_new_tokens=160),
                                      description="answers sampled per training prompt: the first finished one is "

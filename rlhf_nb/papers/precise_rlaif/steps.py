@@ -228,10 +228,11 @@ def degrade(degrader: Loaded, judge: LogProbJudge | None, prompts: Prompts, chos
     return degraded
 
 
-def judge_of(loaded: Loaded, question: str = "instructions") -> LogProbJudge:
-    """The LLM judge: P(A better) from the log-probs of its one-letter answer, both orders averaged, asked
-    ``question`` (a key of :data:`PAIRWISE_TEMPLATES`)."""
-    return LogProbJudge(loaded.model, loaded.tokenizer, batch_size=16, pairwise=PAIRWISE_TEMPLATES[question])
+def judge_of(loaded: Loaded, question: str = "instructions", combine: str = "probability") -> LogProbJudge:
+    """The LLM judge: P(A better) from the log-probs of its one-letter answer, both orders averaged (``combine``:
+    their probabilities or their log-odds), asked ``question`` (a key of :data:`PAIRWISE_TEMPLATES`)."""
+    return LogProbJudge(loaded.model, loaded.tokenizer, batch_size=16, pairwise=PAIRWISE_TEMPLATES[question],
+                        combine=combine)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------------
