@@ -188,7 +188,6 @@ def no_forgetting(results: dict[str, Any], task: str, cid: str) -> C.Claim:
                                              [arms(results)["start"], *trained(results, arm)])], **common)
 
 
-
 def forgetting_cut_off(policies: list[dict[str, Any]], task: str) -> float | None:
     """Mean share of a forgetting task's replies cut off at the token cap over ``policies`` (None: not recorded)."""
     rates = [p.get("forgetting_cut_off", {}).get(task) for p in policies if task in p["forgetting"]]

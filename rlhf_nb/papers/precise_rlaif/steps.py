@@ -26,7 +26,7 @@ import gc
 import random
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -228,11 +228,12 @@ def degrade(degrader: Loaded, judge: LogProbJudge | None, prompts: Prompts, chos
     return degraded
 
 
-def judge_of(loaded: Loaded, question: str = "instructions", combine: str = "probability") -> LogProbJudge:
+def judge_of(loaded: Loaded, question: str = "instructions",
+             combine: Literal["probability", "log-odds"] = "probability") -> LogProbJudge:
     """The LLM judge: P(A better) from the log-probs of its one-letter answer, both orders averaged (``combine``:
     their probabilities or their log-odds), asked ``question`` (a key of :data:`PAIRWISE_TEMPLATES`)."""
     return LogProbJudge(loaded.model, loaded.tokenizer, batch_size=16, pairwise=PAIRWISE_TEMPLATES[question],
-                        combine=combine)  # type: ignore[arg-type]
+                        combine=combine)
 
 
 # ----------------------------------------------------------------------------------------------

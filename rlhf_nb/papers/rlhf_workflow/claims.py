@@ -169,7 +169,6 @@ def length_grows(results: dict[str, Any]) -> C.Claim:
                              C.one_precision("held-out replies of every round", snaps)], **common)
 
 
-
 def claims(results: dict[str, Any]) -> list[C.Claim]:
     out = [rm_above_chance(results, "BT", "if-gold", "W1a"), rm_above_chance(results, "BT", "hh-human", "W1b"),
            rm_above_chance(results, "pairwise", "if-gold", "W1c"),
