@@ -75,3 +75,37 @@ def test_genrm_choice_scores_a_saved_runs_mixed_items_with_each_judge(tmp_path):
     lines = out.stdout.split("tiny: ", 1)[1].splitlines()
     assert [line.split()[0] for line in lines[1:4]] == ["D1", "D2", "D3"]
     assert all(any(v in line for v in verdicts) for line in lines[1:4])
+
+
+def test_judge_choice_scores_a_saved_runs_answer_pairs_and_reads_length_against_the_gold(tmp_path):
+    import json
+
+    from rlhf_nb.config import load_params
+    from rlhf_nb.papers.precise_rlaif import steps
+
+    _, P = load_params("04_precise_rlaif", "smoke", None, ROOT)
+    prompts = steps.make_prompts(P)
+    texts, gold = [], []
+    for i, _ in enumerate(prompts.train):  # three answers; the gold differs in two pairs per prompt but the first
+        texts.append([f"Short {i}.", f"A longer answer {i}, " + "and more " * (2 + i), f"Short {i}."])
+        # the shorter answer is gold-better for even prompts, the longer one for odd prompts
+        gold.append([1.0, 1.0, 1.0] if i == 0 else ([1.0, 0.5, 1.0] if i % 2 == 0 else [0.5, 1.0, 0.5]))
+    answers = {"prompt_ids": [p.id for p in prompts.train], "texts": texts, "gold": gold,
+               "tokens": [[3, 9, 3]] * len(texts), "finished": [[True] * 3] * len(texts), "tokens_per_s": 1.0}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"profile": "smoke", "params": P.model_dump(), "data": {
+        "prompt_ids": prompts.ids(), "answers": answers}}))
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "judge_choice.py"), "--run", str(run),
+                          "--judges", "tiny", "--questions", "instructions"], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
+            if line.startswith("| tiny |")]
+    assert [r[2] for r in rows] == ["probability", "log-odds"]
+    differing = 2 * (len(texts) - 1)
+    even = sum(1 for i in range(1, len(texts)) if i % 2 == 0)
+    for r in rows:
+        assert int(r[3]) == differing and 0 <= float(r[5]) <= 100 and r[7] in ("holds", "fails")
+        assert float(r[8]) == round(100 * even / (len(texts) - 1))  # gold-better is the shorter one: even prompts
+        assert 0 <= float(r[9]) <= 100

@@ -181,6 +181,32 @@ def test_log_odds_averaging_keeps_the_lean_of_a_judge_that_always_says_a(monkeyp
         judge.LogProbJudge(model, tok, combine="mean")
 
 
+def test_logprob_judge_reads_the_options_through_an_fp32_output_layer():
+    import torch
+
+    tok, model = models.load("tiny", dtype=torch.bfloat16)
+    j = judge.LogProbJudge(model, tok, batch_size=4)
+    messages = ["Which is better? " + "x" * n for n in (1, 9, 30)]
+    ids = sorted({i for o in ("A", "B") for i in j._option_ids(o)})
+    enc = tok([tok.apply_chat_template([{"role": "user", "content": m}], add_generation_prompt=True, tokenize=False)
+               for m in messages], return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        own = model(**enc, logits_to_keep=1).logits[:, -1, ids].float()  # rounded to bf16 by the model
+        exact = j._last_logits(enc, ids)
+        hidden = model.get_decoder()(**enc).last_hidden_state[:, -1, :].float()
+    assert exact.dtype == torch.float32
+    torch.testing.assert_close(exact, hidden @ model.lm_head.weight[ids].float().T)
+    torch.testing.assert_close(exact, own, atol=0.07, rtol=1e-2)  # the same numbers, before the rounding
+    assert not torch.equal(exact, exact.bfloat16().float())  # ... which the fp32 head does not do
+
+    capped = judge.LogProbJudge(model, tok)
+    model.config.final_logit_softcapping = 30.0  # a model whose head is more than a matrix: its own forward
+    try:
+        torch.testing.assert_close(capped._last_logits(enc, ids), own)
+    finally:
+        del model.config.final_logit_softcapping
+
+
 def judge_outcome(p):
     from rlhf_nb.claims import preference_outcomes
 

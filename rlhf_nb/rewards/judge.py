@@ -77,14 +77,16 @@ class LogProbJudge:
         return np.exp(self.option_logprobs(user_messages, options))
 
     def option_logprobs(self, user_messages: Sequence[str], options: Sequence[str]) -> np.ndarray:
-        """log P(option), renormalised over ``options``, computed in fp32 log space (so a probability near 0 or 1
-        keeps its size); shape (n, len(options))."""
+        """log P(option), renormalised over ``options``, from fp32 logits (see :meth:`_last_logits`) in log space
+        (so a probability near 0 or 1 keeps its size); shape (n, len(options))."""
         import torch
 
         tok = self.tokenizer
         texts = [tok.apply_chat_template([{"role": "user", "content": m}], add_generation_prompt=True, tokenize=False)
                  for m in user_messages]
         option_ids = [self._option_ids(o) for o in options]
+        wanted = sorted({i for ids in option_ids for i in ids})
+        col = {token: j for j, token in enumerate(wanted)}
         old_side, tok.padding_side = tok.padding_side, "left"
         device = next(self.model.parameters()).device
         # batches of similar length waste little padding; the results go back in the callers' order
@@ -97,13 +99,32 @@ class LogProbJudge:
                 enc = tok([texts[i] for i in rows], return_tensors="pt", padding=True,
                           add_special_tokens=False).to(device)
                 with torch.no_grad():
-                    logits = self.model(**enc, logits_to_keep=1).logits[:, -1, :].float()
-                logp = torch.log_softmax(logits, dim=-1)
-                mass = torch.stack([torch.logsumexp(logp[:, ids], dim=-1) for ids in option_ids], dim=-1)
+                    logits = self._last_logits(enc, wanted)
+                mass = torch.stack([torch.logsumexp(logits[:, [col[i] for i in ids]], dim=-1) for ids in option_ids],
+                                   dim=-1)
                 out[rows] = (mass - torch.logsumexp(mass, dim=-1, keepdim=True)).cpu().numpy()
         finally:
             tok.padding_side = old_side
         return out
+
+    def _last_logits(self, enc: Any, token_ids: list[int]) -> Any:
+        """fp32 logits of ``token_ids`` at the last position, shape (batch, len(token_ids)).
+
+        The output layer runs in fp32 on the final hidden state: a bf16 model's own logits are rounded to 8 bits of
+        mantissa (steps of 0.125 at |logit| 16-32), which makes a judge's answers in the two presentation orders
+        exactly equal (a tie) whenever they differ by less than a step. Only the options' rows are computed; the
+        renormalisation over the options cancels the rest of the vocabulary. Models whose logits are more than a
+        linear map of the last hidden state (e.g. soft-capped) go through their own forward."""
+        import torch
+
+        head, body = self.model.get_output_embeddings(), getattr(self.model, "get_decoder", lambda: None)()
+        rescaled = any(getattr(self.model.config, k, None) not in (None, 1, 1.0)
+                       for k in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
+        if body is None or body is self.model or not isinstance(head, torch.nn.Linear) or rescaled:
+            return self.model(**enc, logits_to_keep=1).logits[:, -1, token_ids].float()
+        hidden = body(**enc).last_hidden_state[:, -1, :].float()
+        logits = hidden @ head.weight[token_ids].float().T
+        return logits if head.bias is None else logits + head.bias[token_ids].float()
 
     def _clip(self, text: str) -> str:
         return text if len(text) <= self.max_chars else text[: self.max_chars] + " [...]"
