@@ -3,20 +3,25 @@
 * On CUDA: bf16 (4-bit NF4 where a caller asks for it), training included.
 * On a CPU that reports AMX-BF16 or AVX512-BF16 (``/proc/cpuinfo``): bf16 for models that do not train
   (sampling from a pretrained model, judges, feature extractors, degraders), because oneDNN runs bf16
-  matmuls 2-7x faster than fp32 there. Models that train or carry a trained adapter stay fp32 and the
-  trainers do not autocast: under bf16 a LoRA adapter's output is added to a base output that already sits
-  on the bf16 grid, so a change smaller than half a unit in the last place is rounded away, and so is a
-  merge into bf16 weights. A frozen model compared with models trained from it (``models.load(...,
-  baseline=True)``, or ``models.baseline_of(model)`` for a model that also serves data at the fast precision)
-  gets the training precision as well, so compared arms differ by training, not rounding.
-  Measured on SmolLM2-135M (``benchmarks/throughput_bench.py`` and the notes of
-  issue #12): an adapter trained 8 DPO steps in fp32 has an implied DPO margin of 1.87 read in fp32 and
-  0.65 read under bf16 autocast, and DPO trained under bf16 reached a margin of 0.63 where fp32 reached
-  1.80 (lr 5e-5; at 5e-6, 0.03-0.07 against 0.19).
+  matmuls 2-7x faster than fp32 there. Models that train or carry a trained adapter keep fp32 weights, are read
+  (sampled, scored) in fp32, and train in ``mixed`` precision: the trl trainers autocast to bf16 and every LoRA
+  layer adds its adapter's output in fp32 (:func:`keep_adapter_sums_fp32`). Under plain bf16 a LoRA adapter's
+  output is added to a base output that already sits on the bf16 grid, so a change smaller than half a unit in
+  the last place is rounded away, and so is a merge into bf16 weights. A frozen model compared with models
+  trained from it (``models.load(..., baseline=True)``, or ``models.baseline_of(model)`` for a model that also
+  serves data at the fast precision) gets the training precision as well, so compared arms differ by training,
+  not rounding.
+  Measured on SmolLM2-135M, 8 DPO steps at lr 5e-5, two seeds (``benchmarks/train_precision.py``): the adapter
+  trained in fp32 has an implied DPO margin of 1.570 / 1.563 read in fp32 and 0.52 read under bf16 autocast. Trained
+  under plain bf16 the trainer saw margins of 0.63-0.64, yet the adapter read in fp32 has 1.562 / 1.553: the
+  rounding lives in the forward pass, not in what the adapter learns. Trained in ``mixed`` the trainer sees
+  1.70 / 1.65, the adapter reads 1.570 / 1.562 in fp32, and training runs 1.73x as fast as fp32 (plain bf16 1.80x).
+  PPO's own loop (:mod:`rlhf_nb.train.ppo`) does not autocast: it trains in fp32.
 * Any other CPU: fp32.
 
-``precision`` is ``"auto"`` (the rule above), ``"bf16"`` or ``"fp32"``; an explicit ``bf16`` or ``fp32``
-applies to training too. A notebook parameter, the ``RLHF_NB_PRECISION`` environment variable or
+``precision`` is ``"auto"`` (the rule above), ``"bf16"``, ``"mixed"`` or ``"fp32"``. An explicit ``bf16`` or
+``fp32`` applies to training too (``bf16``: frozen weights of trained models in bf16 as well). ``mixed`` asks for
+the CPU rule above on any fast-bf16 device. A notebook parameter, the ``RLHF_NB_PRECISION`` environment variable or
 :func:`set_precision` set it, and :func:`describe` goes into every run's ``env.json``. The same settings give
 the same numbers on the same machine (tested).
 """
@@ -32,8 +37,8 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-PrecisionName = Literal["auto", "bf16", "fp32"]
-PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+PrecisionName = Literal["auto", "bf16", "mixed", "fp32"]
+PRECISIONS: tuple[str, ...] = ("auto", "bf16", "mixed", "fp32")
 _requested: str | None = None  # set_precision(); else the environment; else "auto"
 
 
@@ -81,12 +86,17 @@ class Precision:
     name: str  # "bf16" or "fp32" (resolved)
     device: str  # "cpu" or "cuda..."
     reason: str
-    training: str = ""  # "bf16" or "fp32"; empty means the same as ``name``
+    training: str = ""  # "bf16", "mixed" or "fp32"; empty means the same as ``name``
 
     @property
     def train_bf16(self) -> bool:
-        """Whether trainable models get bf16 (weights of their frozen parts, autocast in the trainer)."""
-        return (self.training or self.name) == "bf16"
+        """Whether trainers autocast to bf16 (``bf16``: frozen weights in bf16 too; ``mixed``: weights stay fp32)."""
+        return (self.training or self.name) in ("bf16", "mixed")
+
+    @property
+    def fp32_adapter_sums(self) -> bool:
+        """Whether training adds each LoRA adapter's output to its layer's output in fp32 (``mixed``)."""
+        return self.training == "mixed"
 
     @property
     def bf16(self) -> bool:
@@ -102,7 +112,7 @@ class Precision:
         policy trains in bf16)."""
         import torch
 
-        return self.weight_dtype() if self.train_bf16 else torch.float32
+        return torch.bfloat16 if (self.training or self.name) == "bf16" else torch.float32
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """bf16 autocast on this device (a no-op for fp32)."""
@@ -125,15 +135,45 @@ def resolve(name: str | None = None, device: str | None = None) -> Precision:
     if name not in PRECISIONS:
         raise ValueError(f"unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}")
     device = device or default_device()
+    if name == "mixed":
+        if device.startswith("cuda") or cpu_bf16():
+            return Precision("bf16", device, "requested: training autocasts to bf16 with fp32 weights and fp32 adapter "
+                             "sums", training="mixed")
+        return Precision("fp32", device, "requested mixed, but the CPU has no fast bf16 (no amx_bf16 / avx512_bf16)")
     if name != "auto":
         return Precision(name, device, "requested")
     if device.startswith("cuda"):
         return Precision("bf16", device, "CUDA")
     isa = cpu_bf16()
     if isa:
-        return Precision("bf16", device, f"CPU has {isa}; models that train stay fp32 (bf16 rounds small LoRA "
-                         "updates away)", training="fp32")
+        return Precision("bf16", device, f"CPU has {isa}; models that train keep fp32 weights and train under bf16 "
+                         "autocast with fp32 LoRA sums (mixed)", training="mixed")
     return Precision("fp32", device, "CPU has no fast bf16 (no amx_bf16 / avx512_bf16)")
+
+
+def keep_adapter_sums_fp32(model: Any) -> int:
+    """Make every LoRA layer of ``model`` add its adapter's output in fp32 (once per layer; returns how many layers).
+
+    Under autocast a LoRA layer's frozen base runs its matmul in bf16 and peft adds the adapter's output to that bf16
+    result and casts the sum back to bf16, so an adapter output below half a unit in the last place of the base
+    output (8 bits of mantissa) is rounded away: the forward pass, and so the loss the trainer sees, lags the
+    adapter. A forward hook upcasts the base output to fp32; peft then keeps the sum in fp32 and the residual stream
+    follows. Outside autocast, on fp32 weights, the hook changes nothing."""
+    from peft.tuners.lora import LoraLayer
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, LoraLayer) and not getattr(module, "_rlhf_nb_fp32_sum", False):
+            module.base_layer.register_forward_hook(_upcast_output)
+            module._rlhf_nb_fp32_sum = True
+            count += 1
+    return count
+
+
+def _upcast_output(module: Any, inputs: Any, output: Any) -> Any:
+    import torch
+
+    return output.float() if isinstance(output, torch.Tensor) and output.dtype == torch.bfloat16 else output
 
 
 def describe() -> dict[str, Any]:

@@ -55,9 +55,10 @@ class BaseParams(Section):
 
     seed: int = Field(0, description="base random seed (data splits, sampling, training)")
     seeds: PosInt = Field(1, description="independent trainings per trained arm; intervals resample them")
-    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="rlhf_nb.device: auto = bf16 where the "
-                                                      "hardware is fast at it (on CPU only for models that do not "
-                                                      "train), else fp32; bf16/fp32 apply to everything")
+    precision: Literal["auto", "bf16", "mixed", "fp32"] = Field(
+        "auto", description="rlhf_nb.device: auto = bf16 where the hardware is fast at it (on CPU only for models that "
+                            "do not train), else fp32; bf16/fp32 apply to everything; mixed = auto, but trl trainers "
+                            "autocast to bf16 on fp32 weights with fp32 LoRA sums")
 
 
 class LoraSection(Section):

@@ -109,3 +109,15 @@ def test_judge_choice_scores_a_saved_runs_answer_pairs_and_reads_length_against_
         assert int(r[3]) == differing and 0 <= float(r[5]) <= 100 and r[7] in ("holds", "fails")
         assert float(r[8]) == round(100 * even / (len(texts) - 1))  # gold-better is the shorter one: even prompts
         assert 0 <= float(r[9]) <= 100
+
+
+def test_train_precision_reads_every_adapter_back_in_fp32():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_precision.py"), "--model", "tiny",
+                          "--steps", "2", "--seeds", "0"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {r[0]: r for r in ([c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
+                              if line.startswith("| ") and line[2:6] in ("fp32", "bf16", "mixe"))}
+    assert set(rows) == {"fp32", "bf16", "mixed"} and rows["fp32"][2] == "1.00x"
+    assert all(float(r[1]) > 0 and r[2].endswith("x") for r in rows.values())
+    assert all(abs(float(r[4])) < 5 and abs(float(r[5])) < 5 for r in rows.values())
+    assert float(rows["fp32"][4]) > 0  # DPO on these pairs raises the implied margin

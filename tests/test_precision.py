@@ -32,17 +32,19 @@ def test_auto_precision_follows_the_cpu_flags(monkeypatch):
     assert device.resolve("fp32", "cuda").name == "fp32"  # an explicit choice wins
 
 
-def test_auto_on_a_bf16_cpu_serves_frozen_models_in_bf16_and_trains_in_fp32(monkeypatch, precision):
+def test_auto_on_a_bf16_cpu_serves_frozen_models_in_bf16_and_trains_mixed_on_fp32_weights(monkeypatch, precision):
     monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
     precision("auto")
     monkeypatch.setenv("RLHF_NB_PRECISION", "auto")
     auto = device.resolve("auto", "cpu")
-    assert auto.name == "bf16" and not auto.train_bf16 and device.describe()["training"] == "fp32"
+    assert auto.name == "bf16" and auto.train_bf16 and auto.fp32_adapter_sums
+    assert device.describe()["training"] == "mixed"
     assert {p.dtype for p in models.load("tiny").model.parameters()} == {torch.bfloat16}  # sampling, judging
     policy = models.load("tiny", lora=LORA)  # will train, or carries a trained adapter
     assert {p.dtype for p in policy.model.parameters()} == {torch.float32}
     assert {p.dtype for p in models.load("tiny", head="reward", lora=LORA).model.parameters()} == {torch.float32}
-    assert DPOConfig(output_dir="unused").bf16 is False and RewardConfig(output_dir="unused").bf16 is False
+    assert DPOConfig(output_dir="unused").bf16 is True and RewardConfig(output_dir="unused").bf16 is True  # autocast
+    assert DPOConfig(output_dir="unused", precision="fp32").bf16 is False
     # the frozen arm that trained arms are compared with gets their precision: arms differ in training, not rounding
     assert {p.dtype for p in models.load("tiny", baseline=True).model.parameters()} == {torch.float32}
     precision("bf16")  # an explicit choice applies to training too
@@ -72,7 +74,7 @@ def _adapter_shifts(scale: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]
     return shifts
 
 
-def test_bf16_rounds_a_small_lora_update_away_which_is_why_training_stays_fp32():
+def test_bf16_rounds_a_small_lora_update_away_which_is_why_trained_models_are_read_in_fp32():
     """The reason for the rule above: a LoRA output added to a base output that sits on the bf16 grid is lost
     when it is under half a unit in the last place, and so is a merge into bf16 weights. Measured as the share
     of the fp32 adapter's effect that survives (projection onto it; 1 = all of it)."""
@@ -85,6 +87,61 @@ def test_bf16_rounds_a_small_lora_update_away_which_is_why_training_stays_fp32()
     assert kept(small["bf16"][0], ref) < 0.5 and kept(small["bf16"][1], ref) < 0.5  # bf16 loses most of it
     large = _adapter_shifts(1e-2)  # a large update survives bf16: the loss is of small updates only
     assert abs(kept(large["bf16"][0], large["fp32"][0]) - 1) < 0.1
+
+
+def test_mixed_precision_trains_under_autocast_on_fp32_weights(monkeypatch):
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    mixed = device.resolve("mixed", "cpu")
+    assert mixed.name == "bf16" and mixed.train_bf16 and mixed.fp32_adapter_sums
+    assert mixed.training_dtype() == torch.float32 and DPOConfig(output_dir="unused", precision="mixed").bf16 is True
+    auto = device.resolve("auto", "cpu")
+    assert (auto.name, auto.training) == ("bf16", "mixed")  # what auto trains in on this CPU
+    assert not device.resolve("bf16", "cpu").fp32_adapter_sums and not device.resolve("auto", "cuda").fp32_adapter_sums
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2"}))  # no fast bf16: plain fp32
+    slow = device.resolve("mixed", "cpu")
+    assert slow.name == "fp32" and not slow.train_bf16 and not slow.fp32_adapter_sums
+
+
+def test_fp32_adapter_sums_keep_a_small_lora_update_under_autocast():
+    """Under bf16 autocast peft adds the adapter's output to a bf16 base output and rounds the sum to bf16; with
+    :func:`device.keep_adapter_sums_fp32` the sum stays fp32 and the forward pass sees the adapter."""
+    ids = torch.randint(3, 250, (8, 24), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    model = models.load("tiny", lora=LORA, dtype=torch.float32).model
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            with torch.no_grad():
+                param.copy_(torch.randn_like(param) * 2e-4)  # a few small optimizer steps' worth
+
+    def shift(autocast: bool) -> torch.Tensor:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            on = torch.log_softmax(model(ids).logits.float(), -1)
+            with model.disable_adapter():
+                off = torch.log_softmax(model(ids).logits.float(), -1)
+        return on - off
+
+    def kept(s: torch.Tensor) -> float:
+        return float((s * ref).sum() / (ref * ref).sum())
+
+    ref = shift(autocast=False)
+    plain = kept(shift(autocast=True))
+    assert plain < 0.5  # plain autocast loses most of it (0.21 here)
+    layers = device.keep_adapter_sums_fp32(model)
+    assert layers == sum(1 for n, _ in model.named_modules() if n.endswith("lora_A")) > 0
+    assert device.keep_adapter_sums_fp32(model) == 0  # once per layer
+    summed = kept(shift(autocast=True))  # 0.68: what is left is the rounding of the next matmul's bf16 input
+    assert summed > 0.6 and summed > plain + 0.3
+    torch.testing.assert_close(shift(autocast=False), ref)  # on fp32 weights without autocast: no change
+
+
+def test_mixed_precision_dpo_installs_the_fp32_sums_and_learns(tmp_path, precision):
+    precision("mixed")
+    if not device.resolve().train_bf16:
+        pytest.skip("no fast bf16 on this CPU: mixed is fp32 here")
+    run = _dpo(tmp_path, "mixed")
+    assert any(getattr(m, "_rlhf_nb_fp32_sum", False) for m in run.model.modules())
+    margins = run.series("rewards/margins")
+    assert np.mean(margins[-3:]) > np.mean(margins[:3])
 
 
 def test_precision_is_set_by_environment_or_call(monkeypatch, precision):

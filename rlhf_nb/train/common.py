@@ -25,8 +25,8 @@ import yaml
 def apply_precision(args: Any) -> None:
     """Set a trl/transformers config's ``bf16`` and ``use_cpu`` from rlhf-nb's precision policy (its ``precision``
     field: ``None`` follows the process setting, see :mod:`rlhf_nb.device`). Where the policy trains in bf16 (CUDA,
-    or an explicit ``bf16``) the trainer autocasts the forward pass while the optimizer updates fp32 parameters;
-    on CPU under ``auto`` training stays fp32."""
+    an explicit ``bf16``, or ``mixed``) the trainer autocasts the forward pass while the optimizer updates fp32
+    parameters; on CPU under ``auto`` training stays fp32."""
     from ..device import resolve
 
     cuda = on_cuda()
@@ -76,14 +76,17 @@ def on_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def prepare_model(model: Any) -> Any:
+def prepare_model(model: Any, config: Any = None) -> Any:
     """Trainable parameters in fp32 (master weights for the optimizer); frozen weights keep their dtype. Also
-    routes trl's per-token log-prob head through its CPU fast path (:mod:`rlhf_nb.train.cpu_head`)."""
-    from ..device import upcast_trainable
+    routes trl's per-token log-prob head through its CPU fast path (:mod:`rlhf_nb.train.cpu_head`), and under the
+    ``mixed`` precision (``config.precision`` or the process setting) keeps LoRA adapter sums in fp32."""
+    from ..device import keep_adapter_sums_fp32, resolve, upcast_trainable
     from .cpu_head import install
 
     upcast_trainable(model)
     install()
+    if resolve(getattr(config, "precision", None), "cuda" if on_cuda() else "cpu").fp32_adapter_sums:
+        keep_adapter_sums_fp32(model)
     return model
 
 

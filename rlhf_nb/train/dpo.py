@@ -63,7 +63,7 @@ def train_dpo(loaded: Any, pairs: Sequence[PreferencePair], config: DPOConfig | 
     """
     config = config or DPOConfig()
     tokenizer, model = loaded
-    prepare_model(model)
+    prepare_model(model, config)
     if not pairs:
         raise ValueError("train_dpo needs at least one preference pair")
     if hasattr(model, "peft_config") and "ref" in model.peft_config:  # left by an earlier round

@@ -96,7 +96,7 @@ def _train_group(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, confi
                  meta: Sequence[dict] | None, callbacks: Sequence[Any] = ()) -> TrainResult:
     trainer_cls = trl.GRPOTrainer if isinstance(config, trl.GRPOConfig) else trl.RLOOTrainer
     tokenizer, model = loaded
-    prepare_model(model)
+    prepare_model(model, config)
     history: list[dict[str, float]] = []
     trainer = trainer_cls(model=model, reward_funcs=[trl_reward(reward_fn)], args=config,
                           train_dataset=_dataset(prompts, meta), processing_class=tokenizer,

@@ -47,7 +47,7 @@ def train_reward_model(loaded: Any, pairs: Sequence[PreferencePair], config: Rew
     """Bradley-Terry RM: ``loaded`` must come from ``models.load(..., head="reward")`` (LoRA optional)."""
     config = config or RewardConfig()
     tokenizer, model = loaded
-    prepare_model(model)
+    prepare_model(model, config)
     history: list[dict[str, float]] = []
     trainer = trl.RewardTrainer(model=model, args=config, train_dataset=preference_dataset(pairs),
                                 processing_class=tokenizer, callbacks=[history_callback(history), *callbacks])

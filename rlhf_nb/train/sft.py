@@ -43,7 +43,7 @@ def train_sft(loaded: Any, records: Sequence[dict[str, Any]], config: SFTConfig 
               callbacks: Sequence[Any] = ()) -> TrainResult:
     config = config or SFTConfig()
     tokenizer, model = loaded
-    prepare_model(model)
+    prepare_model(model, config)
     if not records:
         raise ValueError("train_sft needs at least one record")
     history: list[dict[str, float]] = []
