@@ -25,8 +25,8 @@ import yaml
 def apply_precision(args: Any) -> None:
     """Set a trl/transformers config's ``bf16`` and ``use_cpu`` from rlhf-nb's precision policy (its ``precision``
     field: ``None`` follows the process setting, see :mod:`rlhf_nb.device`). Where the policy trains in bf16 (CUDA,
-    an explicit ``bf16``, or ``mixed``) the trainer autocasts the forward pass while the optimizer updates fp32
-    parameters; on CPU under ``auto`` training stays fp32."""
+    an explicit ``bf16``, or ``mixed``, which ``auto`` is on a fast-bf16 CPU) the trainer autocasts the forward pass
+    while the optimizer updates fp32 parameters; on other CPUs under ``auto`` training stays fp32."""
     from ..device import resolve
 
     cuda = on_cuda()
