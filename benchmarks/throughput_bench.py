@@ -9,7 +9,8 @@ Variants
   here as :func:`hf_generate_fp32`, the former helper's loop). PPO's rollout already uses the new decoding
   loop in this variant, so its ratio shows precision alone.
 * ``rlhf-nb``: the routines as they run now (``precision="auto"``: on CPUs with AVX512-BF16/AMX, bf16 weights
-  for models that only sample, fp32 for models that train; the CPU log-prob head of
+  for models that only sample; models that train keep fp32 weights and train in ``mixed`` precision, bf16
+  autocast with fp32 LoRA sums, except PPO's own loop, which trains in fp32; the CPU log-prob head of
   :mod:`rlhf_nb.train.cpu_head`; precomputed DPO reference log-probs; the own decoding loop at the
   automatic batch size).
 * ``bf16 train``: the same with ``precision="bf16"``, i.e. training in bf16 weights with bf16 autocast too, as
@@ -17,6 +18,10 @@ Variants
   what that costs, and its end metric against fp32's is why.
 * ``plain trl``: the same model (loaded the same way) trained by trl directly with the same settings, as a
   user would write it without rlhf-nb: the wrapper must cost nothing.
+
+The speed of these shared 2-core machines drifts (the same matmul ran at half speed for minutes at a time on
+2026-11-29), so each measurement first times a 1024x1024 matmul in fp32 and in bf16 (:func:`machine_probe`), and the
+script prints the range those probes spanned: a ratio is only as steady as they were.
 
 Train tokens/s counts every sequence token the trainer processes per epoch (DPO: prompt + chosen and
 prompt + rejected), times epochs, over the wall time of the whole call (data preparation included).
@@ -86,6 +91,23 @@ def _seq_tokens(tok, pairs) -> int:
     return total
 
 
+def machine_probe(size: int = 1024, reps: int = 5) -> dict[str, float]:
+    """GFLOP/s of a ``size``-square matmul in fp32 and in bf16 on this machine, now (best of ``reps``)."""
+    import torch
+
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        a @ b  # warm-up
+        best = float("inf")
+        for _ in range(reps):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+        out[name] = 2 * size**3 / best / 1e9
+    return out
+
+
 def worker(model_name: str, routine: str, variant: str, steps: int, seed: int = 0) -> dict:
     """One measurement in this (fresh) process; returns tokens/s, peak RSS and the end metric.
 
@@ -110,7 +132,7 @@ def worker(model_name: str, routine: str, variant: str, steps: int, seed: int = 
     pairs = _pairs(batch * steps // epochs)
     lora = {"r": 16, "alpha": 32, "dropout": 0.0}
     result: dict = {"model": model_name, "routine": routine, "variant": variant,
-                    "precision": device.resolve().name}
+                    "precision": device.resolve().name, "probe": machine_probe()}
     if routine == "sampling":
         from rlhf_nb.generation import GenerationStats, SamplingConfig, generate
 
@@ -249,6 +271,12 @@ def main() -> None:
             ends = " ; ".join(metric.get(v, "-") for v in VARIANTS)
             print(f"| {model} | {routine} | {speeds} | {ratio('rlhf-nb', 'fp32 (before)')} | "
                   f"{ratio('bf16 train', 'fp32 (before)')} | {ratio('rlhf-nb', 'plain trl')} | {mem} | {ends} |")
+    probes = [r["probe"] for got in rows.values() for r in got if "probe" in r]
+    if probes:
+        span = {k: (min(p[k] for p in probes), max(p[k] for p in probes)) for k in ("fp32", "bf16")}
+        print(f"\nmachine speed at the start of the {len(probes)} measurements (1024x1024 matmul, GFLOP/s): fp32 "
+              f"{span['fp32'][0]:.0f}-{span['fp32'][1]:.0f}, bf16 {span['bf16'][0]:.0f}-{span['bf16'][1]:.0f}; "
+              "where that range is wide, the ratios above carry the drift")
     print("\ntargets (issue #12): DPO and reward >= 1.8x before on SmolLM2-135M, >= 2.5x on Qwen2.5-Coder-0.5B; "
           "sampling >= 1.5x; peak RSS no higher; vs plain trl ~1.0x; metrics within noise of fp32")
     print("end metric: mean training loss over the last quarter of steps (PPO: the last step's mean reward), one value "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,10 @@ def test_throughput_bench_puts_speed_memory_and_the_end_metric_of_each_variant_s
     assert all(0 < float(v) < 2 for e in ends for v in e)  # DPO loss starts at log 2 = 0.69
     ppo_ends = [part.strip().split("/") for part in ppo[7].split(";")]
     assert ppo_ends[0][0] != ppo_ends[0][1]  # the two repetitions are two seeds (other rollouts): their spread is noise
+    probe = next(line for line in out.stdout.splitlines() if line.startswith("machine speed"))
+    assert "of the 14 measurements" in probe  # dpo: 4 variants, ppo: 3, two repetitions each
+    spans = re.findall(r"(fp32|bf16) (\d+)-(\d+)", probe)
+    assert [name for name, _, _ in spans] == ["fp32", "bf16"] and all(0 < int(lo) <= int(hi) for _, lo, hi in spans)
 
 
 def test_genrm_choice_scores_a_saved_runs_mixed_items_with_each_judge(tmp_path):
