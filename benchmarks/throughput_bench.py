@@ -19,9 +19,10 @@ Variants
 * ``plain trl``: the same model (loaded the same way) trained by trl directly with the same settings, as a
   user would write it without rlhf-nb: the wrapper must cost nothing.
 
-The speed of these shared 2-core machines drifts (the same matmul ran at half speed for minutes at a time on
-2026-11-29), so each measurement first times a 1024x1024 matmul in fp32 and in bf16 (:func:`machine_probe`), and the
-script prints the range those probes spanned: a ratio is only as steady as they were.
+The speed of these shared 2-core machines drifts (on 2026-11-29 sampling from the same model ran at 74 tok/s in one
+hour and 159 in the next), so each measurement first times a 1024x1024 matmul in fp32 and in bf16 and a 256 MB copy
+(:func:`machine_probe`), and the script prints the range those probes spanned: a ratio is only as steady as they
+were.
 
 Train tokens/s counts every sequence token the trainer processes per epoch (DPO: prompt + chosen and
 prompt + rejected), times epochs, over the wall time of the whole call (data preparation included).
@@ -92,10 +93,20 @@ def _seq_tokens(tok, pairs) -> int:
 
 
 def machine_probe(size: int = 1024, reps: int = 5) -> dict[str, float]:
-    """GFLOP/s of a ``size``-square matmul in fp32 and in bf16 on this machine, now (best of ``reps``)."""
+    """This machine now (best of ``reps``): GFLOP/s of a ``size``-square matmul in fp32 and in bf16, which fits in
+    cache, and GB/s of copying 256 MB, which does not (decoding a small model's tokens is bound by memory)."""
     import torch
 
-    out = {}
+    src = torch.empty(64 * 1024 * 1024)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - start)
+    out = {"copy": 2 * src.numel() * 4 / best / 1e9}
+    del src, dst
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
         a @ b  # warm-up
@@ -273,10 +284,12 @@ def main() -> None:
                   f"{ratio('bf16 train', 'fp32 (before)')} | {ratio('rlhf-nb', 'plain trl')} | {mem} | {ends} |")
     probes = [r["probe"] for got in rows.values() for r in got if "probe" in r]
     if probes:
-        span = {k: (min(p[k] for p in probes), max(p[k] for p in probes)) for k in ("fp32", "bf16")}
+        span = {k: (min(p.get(k, 0) for p in probes), max(p.get(k, 0) for p in probes))
+                for k in ("fp32", "bf16", "copy")}
         print(f"\nmachine speed at the start of the {len(probes)} measurements (1024x1024 matmul, GFLOP/s): fp32 "
               f"{span['fp32'][0]:.0f}-{span['fp32'][1]:.0f}, bf16 {span['bf16'][0]:.0f}-{span['bf16'][1]:.0f}; "
-              "where that range is wide, the ratios above carry the drift")
+              f"memory (copying 256 MB, GB/s) {span['copy'][0]:.1f}-{span['copy'][1]:.1f}; where a range is wide, "
+              "the ratios above carry the drift")
     print("\ntargets (issue #12): DPO and reward >= 1.8x before on SmolLM2-135M, >= 2.5x on Qwen2.5-Coder-0.5B; "
           "sampling >= 1.5x; peak RSS no higher; vs plain trl ~1.0x; metrics within noise of fp32")
     print("end metric: mean training loss over the last quarter of steps (PPO: the last step's mean reward), one value "

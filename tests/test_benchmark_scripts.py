@@ -45,8 +45,9 @@ def test_throughput_bench_puts_speed_memory_and_the_end_metric_of_each_variant_s
     assert ppo_ends[0][0] != ppo_ends[0][1]  # the two repetitions are two seeds (other rollouts): their spread is noise
     probe = next(line for line in out.stdout.splitlines() if line.startswith("machine speed"))
     assert "of the 14 measurements" in probe  # dpo: 4 variants, ppo: 3, two repetitions each
-    spans = re.findall(r"(fp32|bf16) (\d+)-(\d+)", probe)
-    assert [name for name, _, _ in spans] == ["fp32", "bf16"] and all(0 < int(lo) <= int(hi) for _, lo, hi in spans)
+    spans = re.findall(r"(fp32|bf16|GB/s\)) ([\d.]+)-([\d.]+)", probe)
+    assert [name for name, _, _ in spans] == ["fp32", "bf16", "GB/s)"]
+    assert all(0 < float(lo) <= float(hi) for _, lo, hi in spans)
 
 
 def test_genrm_choice_scores_a_saved_runs_mixed_items_with_each_judge(tmp_path):
