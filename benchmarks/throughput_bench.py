@@ -20,9 +20,9 @@ Variants
   user would write it without rlhf-nb: the wrapper must cost nothing.
 
 The speed of these shared 2-core machines drifts (on 2026-11-29 sampling from the same model ran at 74 tok/s in one
-hour and 159 in the next), so each measurement first times a 1024x1024 matmul in fp32 and in bf16 and a 256 MB copy
-(:func:`machine_probe`), and the script prints the range those probes spanned: a ratio is only as steady as they
-were.
+hour and 159 in the next), so before each measurement the parent times a 1024x1024 matmul in fp32 and in bf16 and a
+256 MB copy (:func:`machine_probe`), and the script prints the range those probes spanned: a ratio is only as steady
+as they were.
 
 Train tokens/s counts every sequence token the trainer processes per epoch (DPO: prompt + chosen and
 prompt + rejected), times epochs, over the wall time of the whole call (data preparation included).
@@ -94,29 +94,28 @@ def _seq_tokens(tok, pairs) -> int:
 
 def machine_probe(size: int = 1024, reps: int = 5) -> dict[str, float]:
     """This machine now (best of ``reps``): GFLOP/s of a ``size``-square matmul in fp32 and in bf16, which fits in
-    cache, and GB/s of copying 256 MB, which does not (decoding a small model's tokens is bound by memory)."""
+    cache, and GB/s of copying 256 MB, which does not (decoding a small model's tokens is bound by memory). Run by
+    the parent before each worker starts, so its buffers never count in a worker's peak RSS."""
     import torch
+
+    def best(fn) -> float:
+        fn()  # warm-up
+        return min(_seconds(fn) for _ in range(reps))
 
     src = torch.empty(64 * 1024 * 1024)
     dst = torch.empty_like(src)
-    dst.copy_(src)
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        dst.copy_(src)
-        best = min(best, time.perf_counter() - start)
-    out = {"copy": 2 * src.numel() * 4 / best / 1e9}
+    out = {"copy": 2 * src.numel() * src.element_size() / best(lambda: dst.copy_(src)) / 1e9}
     del src, dst
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-        a @ b  # warm-up
-        best = float("inf")
-        for _ in range(reps):
-            start = time.perf_counter()
-            a @ b
-            best = min(best, time.perf_counter() - start)
-        out[name] = 2 * size**3 / best / 1e9
+        out[name] = 2 * size**3 / best(lambda: a @ b) / 1e9
     return out
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def worker(model_name: str, routine: str, variant: str, steps: int, seed: int = 0) -> dict:
@@ -143,7 +142,7 @@ def worker(model_name: str, routine: str, variant: str, steps: int, seed: int = 
     pairs = _pairs(batch * steps // epochs)
     lora = {"r": 16, "alpha": 32, "dropout": 0.0}
     result: dict = {"model": model_name, "routine": routine, "variant": variant,
-                    "precision": device.resolve().name, "probe": machine_probe()}
+                    "precision": device.resolve().name}
     if routine == "sampling":
         from rlhf_nb.generation import GenerationStats, SamplingConfig, generate
 
@@ -253,12 +252,13 @@ def main() -> None:
                         continue  # sampling from a pretrained model is bf16 under auto already
                     command = [sys.executable, __file__, "--steps", str(args.steps), "--seed", str(rep),
                                "--worker", model, routine, variant]
+                    probe = machine_probe()
                     done = subprocess.run(command, capture_output=True, text=True, env=env)
                     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
                     if line is None:
                         print(f"{model} {routine} {variant}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
                         continue
-                    rows.setdefault((model, routine, variant), []).append(json.loads(line[7:]))
+                    rows.setdefault((model, routine, variant), []).append({**json.loads(line[7:]), "probe": probe})
     short = {"fp32 (before)": "before", "rlhf-nb": "now", "bf16 train": "bf16 train", "plain trl": "trl"}
     names = " / ".join(short[v] for v in VARIANTS)
     print(f"\n| model | routine | tok/s {names} | now vs before | bf16 train vs before | now vs trl | "
@@ -282,10 +282,9 @@ def main() -> None:
             ends = " ; ".join(metric.get(v, "-") for v in VARIANTS)
             print(f"| {model} | {routine} | {speeds} | {ratio('rlhf-nb', 'fp32 (before)')} | "
                   f"{ratio('bf16 train', 'fp32 (before)')} | {ratio('rlhf-nb', 'plain trl')} | {mem} | {ends} |")
-    probes = [r["probe"] for got in rows.values() for r in got if "probe" in r]
+    probes = [r["probe"] for got in rows.values() for r in got]
     if probes:
-        span = {k: (min(p.get(k, 0) for p in probes), max(p.get(k, 0) for p in probes))
-                for k in ("fp32", "bf16", "copy")}
+        span = {k: (min(p[k] for p in probes), max(p[k] for p in probes)) for k in ("fp32", "bf16", "copy")}
         print(f"\nmachine speed at the start of the {len(probes)} measurements (1024x1024 matmul, GFLOP/s): fp32 "
               f"{span['fp32'][0]:.0f}-{span['fp32'][1]:.0f}, bf16 {span['bf16'][0]:.0f}-{span['bf16'][1]:.0f}; "
               f"memory (copying 256 MB, GB/s) {span['copy'][0]:.1f}-{span['copy'][1]:.1f}; where a range is wide, "
