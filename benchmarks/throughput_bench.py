@@ -21,7 +21,7 @@ Variants
 
 The speed of these shared 2-core machines drifts (on 2026-11-29 sampling from the same model ran at 74 tok/s in one
 hour and 159 in the next), so before each measurement the parent times a 1024x1024 matmul in fp32 and in bf16 and a
-256 MB copy (:func:`machine_probe`), and the script prints the range those probes spanned: a ratio is only as steady
+256 MB copy (:func:`rlhf_nb.device.machine_probe`), and the script prints the range those probes spanned: a ratio is only as steady
 as they were.
 
 Train tokens/s counts every sequence token the trainer processes per epoch (DPO: prompt + chosen and
@@ -90,32 +90,6 @@ def _seq_tokens(tok, pairs) -> int:
             text = tok.apply_chat_template(p.prompt + [{"role": "assistant", "content": reply}], tokenize=False)
             total += len(tok(text, add_special_tokens=False)["input_ids"])
     return total
-
-
-def machine_probe(size: int = 1024, reps: int = 5) -> dict[str, float]:
-    """This machine now (best of ``reps``): GFLOP/s of a ``size``-square matmul in fp32 and in bf16, which fits in
-    cache, and GB/s of copying 256 MB, which does not (decoding a small model's tokens is bound by memory). Run by
-    the parent before each worker starts, so its buffers never count in a worker's peak RSS."""
-    import torch
-
-    def best(fn) -> float:
-        fn()  # warm-up
-        return min(_seconds(fn) for _ in range(reps))
-
-    src = torch.empty(64 * 1024 * 1024)
-    dst = torch.empty_like(src)
-    out = {"copy": 2 * src.numel() * src.element_size() / best(lambda: dst.copy_(src)) / 1e9}
-    del src, dst
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-        out[name] = 2 * size**3 / best(lambda: a @ b) / 1e9
-    return out
-
-
-def _seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def worker(model_name: str, routine: str, variant: str, steps: int, seed: int = 0) -> dict:
@@ -252,7 +226,7 @@ def main() -> None:
                         continue  # sampling from a pretrained model is bf16 under auto already
                     command = [sys.executable, __file__, "--steps", str(args.steps), "--seed", str(rep),
                                "--worker", model, routine, variant]
-                    probe = machine_probe()
+                    probe = device.machine_probe()  # in this parent, so its buffers never count in a worker's RSS
                     done = subprocess.run(command, capture_output=True, text=True, env=env)
                     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
                     if line is None:
@@ -284,10 +258,12 @@ def main() -> None:
                   f"{ratio('bf16 train', 'fp32 (before)')} | {ratio('rlhf-nb', 'plain trl')} | {mem} | {ends} |")
     probes = [r["probe"] for got in rows.values() for r in got]
     if probes:
-        span = {k: (min(p[k] for p in probes), max(p[k] for p in probes)) for k in ("fp32", "bf16", "copy")}
+        span = {k: (min(p[k] for p in probes), max(p[k] for p in probes))
+                for k in ("fp32_gflop_s", "bf16_gflop_s", "copy_gb_s")}
         print(f"\nmachine speed at the start of the {len(probes)} measurements (1024x1024 matmul, GFLOP/s): fp32 "
-              f"{span['fp32'][0]:.0f}-{span['fp32'][1]:.0f}, bf16 {span['bf16'][0]:.0f}-{span['bf16'][1]:.0f}; "
-              f"memory (copying 256 MB, GB/s) {span['copy'][0]:.1f}-{span['copy'][1]:.1f}; where a range is wide, "
+              f"{span['fp32_gflop_s'][0]:.0f}-{span['fp32_gflop_s'][1]:.0f}, bf16 {span['bf16_gflop_s'][0]:.0f}-"
+              f"{span['bf16_gflop_s'][1]:.0f}; memory (copying 256 MB, GB/s) {span['copy_gb_s'][0]:.1f}-"
+              f"{span['copy_gb_s'][1]:.1f}; where a range is wide, "
               "the ratios above carry the drift")
     print("\ntargets (issue #12): DPO and reward >= 1.8x before on SmolLM2-135M, >= 2.5x on Qwen2.5-Coder-0.5B; "
           "sampling >= 1.5x; peak RSS no higher; vs plain trl ~1.0x; metrics within noise of fp32")

@@ -183,6 +183,38 @@ def describe() -> dict[str, Any]:
             "reason": p.reason, "cpu_bf16": cpu_bf16()}
 
 
+def machine_probe(size: int = 1024, reps: int = 5) -> dict[str, float]:
+    """How fast this machine is right now (best of ``reps``): GFLOP/s of a ``size``-square matmul in fp32 and in bf16,
+    which fits in cache, and GB/s of copying 256 MB, which does not (decoding a small model is bound by memory).
+
+    A shared 2-core machine's speed drifts by up to 2x within an hour (measured: sampling speed doubled while the
+    matmul probe barely moved), so a run records this at its start and end and a timing can be read against it.
+    About half a second."""
+    import time
+
+    import torch
+
+    def best(fn: Any) -> float:
+        fn()  # warm-up
+        times = []
+        for _ in range(reps):
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    def copy_gb_s() -> float:  # its two 256 MB buffers are freed when it returns
+        src = torch.empty(64 * 1024 * 1024)
+        dst = torch.empty_like(src)
+        return 2 * src.numel() * src.element_size() / best(lambda: dst.copy_(src)) / 1e9
+
+    out = {"copy_gb_s": copy_gb_s()}
+    for name, dtype in (("fp32_gflop_s", torch.float32), ("bf16_gflop_s", torch.bfloat16)):
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        out[name] = 2 * size**3 / best(lambda: a @ b) / 1e9
+    return {k: round(v, 1) for k, v in out.items()}
+
+
 def upcast_trainable(model: torch.nn.Module) -> int:
     """Give every trainable parameter an fp32 copy (the optimizer's master weights); returns how many moved.
 

@@ -150,6 +150,9 @@ class Experiment:
                  overrides: dict[str, Any], final_dir: Path | None = None):
         self.notebook, self.profile, self.params, self.out_dir, self.root = notebook, profile, params, out_dir, root
         self.final_dir = final_dir
+        from .device import machine_probe
+
+        self.probe = machine_probe()  # the machine's speed drifts: a timing is read against this and the end's
         self.started = time.time()
         self.results: dict[str, Any] = {
             "notebook": notebook, "profile": profile, "metrics": {}, "tables": {}, "data": {}, "figures": [],
@@ -234,11 +237,13 @@ class Experiment:
 
     def finish(self) -> Path:
         """Write ``env.json`` and ``results.json``; return the results path."""
+        wall_s = round(time.time() - self.started, 2)
         env = environment(self.root, getattr(self.params, "seed", 0), self.profile)
+        from .device import machine_probe
         from .runner import fingerprint
 
         env.update(started=datetime.fromtimestamp(self.started, timezone.utc).isoformat(timespec="seconds"),
-                   wall_s=round(time.time() - self.started, 2),
+                   wall_s=wall_s, machine_probe={"start": self.probe, "end": machine_probe()},
                    fingerprint=fingerprint(self.root, self.notebook, to_jsonable(self.params.model_dump())))
         self.results["wall_s"] = env["wall_s"]
         atomic_write(self.out_dir / ENV, json.dumps(env, indent=2))

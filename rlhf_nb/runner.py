@@ -417,6 +417,17 @@ BF16_TRAINED = ("_Precision: this run was made on a CPU in bf16 while the precis
                 "notebook before reading those arms._")
 
 
+def probe_note(env: dict[str, Any]) -> str:
+    """The machine's speed at the run's start and end (``rlhf_nb.device.machine_probe``), for a report header."""
+    probe = env.get("machine_probe") or {}
+    start, end = probe.get("start"), probe.get("end")
+    if not start or not end:
+        return ""
+    return (f" · machine at start / end: copy {start['copy_gb_s']:.0f} / {end['copy_gb_s']:.0f} GB/s, fp32 matmul "
+            f"{start['fp32_gflop_s']:,.0f} / {end['fp32_gflop_s']:,.0f} GFLOP/s, bf16 {start['bf16_gflop_s']:,.0f} / "
+            f"{end['bf16_gflop_s']:,.0f}")
+
+
 def trained_in_bf16_on_cpu(device: str, precision: dict[str, Any] | str) -> bool:
     """Whether a run's trained models were bf16 on a CPU: its ``env.json`` ``precision`` (a dict, or the word a
     report header shows) says bf16 and, for runs before the split, records no separate ``training`` precision."""
@@ -509,7 +520,7 @@ def report(root: Path | None = None, profile: str | None = None, out: Path | Non
                 f"`{nb}` · profile `{profile}` · {env.get('wall_s', '?')} s on {env.get('device', '?')} "
                 f"({env.get('cpu_count', '?')} cores, {precision}) · commit `{(env.get('git_commit') or '?')[:10]}`"
                 f"{' **(dirty tree)**' if env.get('git_dirty') else ''} · seed {env.get('seed', '?')} · "
-                f"torch {env.get('packages', {}).get('torch', '?')}", ""]
+                f"torch {env.get('packages', {}).get('torch', '?')}{probe_note(env)}", ""]
         if trained_in_bf16_on_cpu(env.get("device", "?"), env.get("precision") or {}):
             part += [BF16_TRAINED, ""]
         for text in results.get("findings", []):

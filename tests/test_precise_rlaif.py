@@ -160,6 +160,23 @@ def test_sequence_control_matches_the_precise_budget_and_validates_the_judge():
     assert len(steps.validate_judge(FakeJudge(), prompts, answers, limit=2, seed=0)) == 2
 
 
+def test_the_sequence_control_is_skipped_without_a_judge_call_when_its_judge_failed_validation():
+    P = load_params("04_precise_rlaif", "smoke", {"sequence_control": "if-validated"}, check_inputs=False)[1]
+    assert load_params("04_precise_rlaif", "cpu", {}, check_inputs=False)[1].sequence_control == "if-validated"
+
+    class NoCalls:
+        def prefer_many(self, *args):
+            raise AssertionError("the judge was called")
+
+    failed = {"validated": False, "detail": "agrees on 35% [28, 43] of 171 pairs"}
+    out = steps.sequence_pairs(NoCalls(), None, None, None, P, seed=0, judge_filter=failed)
+    assert out.pairs == [] and "failed its validation" in out.skipped and "35%" in out.skipped
+    never = load_params("04_precise_rlaif", "smoke", {"sequence_control": False}, check_inputs=False)[1]
+    assert "false" in steps.sequence_pairs(NoCalls(), None, None, None, never, seed=0).skipped
+    with pytest.raises(Exception, match="sequence_control"):
+        load_params("04_precise_rlaif", "smoke", {"sequence_control": "sometimes"}, check_inputs=False)
+
+
 # --- claims on constructed results ------------------------------------------------------------
 
 
@@ -220,6 +237,15 @@ def test_the_start_policy_sampled_at_another_precision_leaves_its_comparisons_un
 def test_a_judge_at_chance_leaves_the_sequence_comparison_untested():
     v = _verdicts(_results(0.5, judge_right=0.5))
     assert v["R1c"] == C.NOT_TESTED and v["R1b"] == C.REPRODUCED
+    skipped = _results(0.5, judge_right=0.5)  # the control was then not trained at all (sequence_control default)
+    data = skipped["data"]
+    data["arms"]["trained"] = [p for p in data["arms"]["trained"] if p["arm"] != "sequence"]
+    data["sequence"] = {"judged": [], "pairs": 0, "skipped": "the judge ... failed its validation (35%)"}
+    data["judge_validation"] = [{"p_a": 0.1, "gold_a": 1.0, "gold_b": 0.0}] * 30 + [{"p_a": 0.9, "gold_a": 1.0,
+                                                                                       "gold_b": 0.0}] * 30
+    r1c = next(c for c in claims.claims(skipped) if c.id == "R1c")
+    assert r1c.verdict == C.NOT_TESTED and "judge (agreement with the gold)" in r1c.reason
+    assert "not trained: the judge" in r1c.our_value
 
 
 def test_forgetting_off_the_floor_only():
@@ -307,8 +333,12 @@ def test_precise_rlaif_notebook_smoke(project):
     assert {p["dtype"] for p in [data["arms"]["start"], *data["arms"]["trained"]]} == {"float32"}
     main = [p for p in data["arms"]["trained"] if p["arm"] == "precise-all"]
     seq = [p for p in data["arms"]["trained"] if p["arm"] == "sequence"]
-    if main and seq:
+    if main and seq:  # a random model writes no prose to degrade: smoke usually trains no arm
         assert main[0]["pairs"] == seq[0]["pairs"]  # the same budget
+        assert {"held-out", "train"} <= set(main[0]["seconds"])
+    assert {"held-out", "forgetting humaneval", "forgetting bleu"} <= set(data["arms"]["start"]["seconds"])
+    if not rule["validated"]:  # the control's pairs would be ordered by a judge at chance: not built (the default)
+        assert data["sequence"]["pairs"] == 0 and "failed its validation" in data["sequence"]["skipped"]
     assert len(data["arms"]["start"]["forgetting"]["bleu"]) == 4
     assert {c["id"] for c in results["claims"]} == {"R1a", "R1b", "R1c", "R2i", "R2h", "R2t", "R3h", "R3g", "R3b"}
     assert set(results["figures"]) == {"yields", "win_rates", "forgetting"}

@@ -27,6 +27,9 @@ def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
     results = json.loads((out / "results.json").read_text())
     env = json.loads((out / "env.json").read_text())
     assert env["seed"] == 0 and env["packages"]["torch"].startswith("2.13.0") and env["profile"] == "smoke"
+    probe = env["machine_probe"]  # the machine's speed at the start and the end: a wall time is read against it
+    assert set(probe) == {"start", "end"} and all(set(p) == {"copy_gb_s", "fp32_gflop_s", "bf16_gflop_s"}
+                                                  and min(p.values()) > 0 for p in probe.values())
     assert results["metrics"]["samples"] == 3 * 2  # 3 tasks x sampling.n
     assert 0.0 <= results["metrics"]["pass@1"] <= 1.0
     assert [r["task_id"] for r in results["tables"]["per_task"]] == ["HumanEval/0", "HumanEval/23", "HumanEval/53"]
@@ -48,6 +51,7 @@ def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
     assert report == project / "runs" / "REPORT-smoke.md" and not (project / "REPORT.md").exists()
     text = report.read_text()
     assert "pass@1" in text and "smoke-figures/00_quickstart/pass_rate.png" in text
+    assert re.search(r"machine at start / end: copy \d+ / \d+ GB/s, fp32 matmul [\d,]+ / [\d,]+ GFLOP/s", text)
     assert "`01_hh_preference_models`: no saved `smoke` run" in text  # a missing run is said, not skipped
 
     # a notebook run on another day keeps its section (marked) and its claims rows; order follows the notebooks

@@ -126,8 +126,11 @@ def precise_beats_sequence(results: dict[str, Any]) -> C.Claim:
     statement = "Precise RLAIF beats DPO on whole-response AI feedback for the same prompts at the same pair budget"
     policies, control = trained(results, arm), trained(results, "sequence")
     if not policies or not control:
+        skipped = _data(results).get("sequence", {}).get("skipped")
+        value = f"the sequence-level arm was not trained: {skipped}" if skipped else "an arm was not trained"
         return C.claim("R1c", PAPER, statement, "sentence-level > sequence-level (the paper's premise)", None,
-                       our_value="an arm was not trained", premises=[enough_pairs(results, arm)], **_common(results))
+                       our_value=value, premises=[enough_pairs(results, arm), judge_validated(results)],
+                       **_common(results))
     test = C.superiority(gold(control), gold(policies))
     value = (f"Precise {gold(policies).mean():.1f} vs sequence-level {gold(control).mean():.1f} pts on the same "
              f"held-out prompts ({policies[0]['pairs']} vs {control[0]['pairs']} pairs); {C.describe(test)}")
@@ -275,8 +278,17 @@ def table1_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def finding_arms(results: dict[str, Any]) -> str:
     rows = table1_rows(results)
-    return "Held-out gold score: " + "; ".join(f"{r['policy']} {r['gold (pts)']} pts (win rate vs start "
+    text = "Held-out gold score: " + "; ".join(f"{r['policy']} {r['gold (pts)']} pts (win rate vs start "
                                                f"{r['win rate vs start %']}%)" for r in rows) + "."
+    policies = [arms(results)["start"], *arms(results)["trained"]]
+    spent: dict[str, float] = {}
+    for p in policies:
+        for stage, s in p.get("seconds", {}).items():
+            spent[stage] = spent.get(stage, 0.0) + s
+    if spent:  # where the notebook's time went (runs before this was recorded have none)
+        text += (f" Wall time over the start policy and {len(policies) - 1} trained ones: "
+                 + ", ".join(f"{stage} {s:.0f} s" for stage, s in sorted(spent.items(), key=lambda kv: -kv[1])) + ".")
+    return text
 
 
 def forgetting_rows(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -86,7 +86,10 @@ class Params(BaseParams):
     principle_arms: list[Literal["instruction-following", "helpfulness", "truthfulness"]] = Field(
         [], description="single-principle Precise arms for the per-principle ablation (Table 2); each costs its own "
                         "degradations and `seeds` trainings")
-    sequence_control: bool = Field(True, description="train the same-budget sequence-level DPO control")
+    sequence_control: bool | Literal["if-validated"] = Field(
+        "if-validated", description="train the same-budget sequence-level DPO control: true, false, or 'if-validated' "
+                                    "(only when the judge that orders its pairs beats chance on its validation, R1c's "
+                                    "premise: an unvalidated judge orders them by noise and R1c cannot be decided)")
     judge_validation_pairs: NonNegInt = Field(200, description="pairs of training answers whose gold scores differ, "
                                                                "judged to validate the judge (a premise of R1c)")
     dpo: DPOSection = DPOSection(learning_rate=5e-5, beta=0.2, weight_decay=0.01, num_train_epochs=1,
@@ -100,7 +103,7 @@ class Params(BaseParams):
     def _consistent(self) -> Params:
         if self.forgetting.translation not in (None, "gnome-user-docs", "hub") and not self.forgetting.translation.strip():
             raise ValueError("forgetting.translation: 'gnome-user-docs', 'hub', a jsonl path or None")
-        if self.answers.n < 2 and self.sequence_control:
+        if self.answers.n < 2 and self.sequence_control is not False:
             raise ValueError("answers.n must be at least 2 for the sequence-level control's pairs")
         return self
 

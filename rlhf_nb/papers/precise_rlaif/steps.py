@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 import random
 import re
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -245,12 +246,22 @@ def judge_of(loaded: Loaded, question: str = "instructions",
 class SequencePairs:
     pairs: list[PreferencePair]
     judged: list[dict[str, Any]]  # per pair: prompt_index, a, b, p_a, gold_a, gold_b (the judge's validation data)
+    skipped: str = ""  # why the control was not built (then no pairs)
 
 
 def sequence_pairs(judge: LogProbJudge, prompts: Prompts, answers: GoldSamples, precise: Degraded, P: Params,
-                   seed: int) -> SequencePairs:
+                   seed: int, judge_filter: dict[str, Any] | None = None) -> SequencePairs:
     """Pairs of two whole answers to the same prompts, as many per prompt as the Precise arm has (topped up from
-    other training prompts where a prompt has too few), ordered by the judge (both orders)."""
+    other training prompts where a prompt has too few), ordered by the judge (both orders).
+
+    None (and no judge call) where ``P.sequence_control`` is false, or is ``if-validated`` and ``judge_filter`` (from
+    :func:`judge_filter`) says the judge failed its validation: pairs ordered by a judge at chance would train the
+    control on noise, and R1c's premise fails whatever the arms score, so their training would decide nothing."""
+    if P.sequence_control is False:
+        return SequencePairs([], [], "sequence_control is false")
+    if P.sequence_control == "if-validated" and judge_filter is not None and not judge_filter["validated"]:
+        return SequencePairs([], [], f"the judge that would order its pairs failed its validation "
+                                     f"({judge_filter['detail']})")
     rng = random.Random(seed)
     want: dict[int, int] = {}
     for pair in precise.pairs:
@@ -345,13 +356,16 @@ class Policy:
     forgetting_cut_off: dict[str, float] = field(default_factory=dict)  # task -> share of replies cut off at the cap
     translations: list[str] = field(default_factory=list)  # En->Fr hypotheses (for the corpus BLEU)
     dtype: str | None = None  # the weights' dtype the replies were sampled with (arms compared at one precision)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage: train, held-out, forgetting
 
 
 def evaluate(loaded: Loaded, prompts: Prompts, P: Params, arm: str, seed: int | None) -> Policy:
+    started = time.perf_counter()
     replies = greedy(loaded, [p.messages() for p in prompts.eval], P.eval_max_new_tokens, label=f"{arm}: held-out")
     texts = replies.first
     return Policy(arm, seed, gold.if_scores(prompts.eval, texts), [t[0] for t in replies.tokens],
-                  [f[0] for f in replies.finished], texts, dtype=loaded.info.get("dtype"))
+                  [f[0] for f in replies.finished], texts, dtype=loaded.info.get("dtype"),
+                  seconds={"held-out": round(time.perf_counter() - started, 1)})
 
 
 def train_arm(P: Params, prompts: Prompts, pairs: list[PreferencePair], arm: str, seed: int, out_dir: str,
@@ -362,14 +376,17 @@ def train_arm(P: Params, prompts: Prompts, pairs: list[PreferencePair], arm: str
     from ...train.dpo import train_dpo
 
     torch.manual_seed(seed)
+    started = time.perf_counter()
     policy = load(P.policy, lora=P.lora.spec())
     result = train_dpo(policy, pairs, P.dpo.build(f"{out_dir}/{arm}_seed{seed}", seed=seed))
     policy = merged(policy)
+    trained_in = time.perf_counter() - started
     ev = evaluate(policy, prompts, P, arm, seed)
     ev.pairs = len(pairs)
     ev.history = [{k: v for k, v in r.items() if isinstance(v, (int, float))} for r in result.history]
+    ev.seconds["train"] = round(trained_in, 1)
     if forgetting is not None:
-        ev = with_forgetting(ev, forgetting.run(policy, only=forgetting.tasks_off_floor))
+        ev = with_forgetting(ev, forgetting.run(policy, only=forgetting.tasks_off_floor, seconds=ev.seconds))
     del policy, result
     gc.collect()
     return ev
@@ -395,19 +412,25 @@ class Forgetting:
                             if F.translation and F.translation_pairs else [])
         self.tasks_off_floor: list[str] = []
 
-    def run(self, loaded: Loaded, only: list[str] | None = None) -> dict[str, Scored]:
+    def run(self, loaded: Loaded, only: list[str] | None = None, seconds: dict[str, float] | None = None
+            ) -> dict[str, Scored]:
         """Per task, per item in points: passed (0/100), correct (0/100), sentence BLEU (0-100); with which
-        replies were cut off and the translations (for the corpus BLEU)."""
+        replies were cut off and the translations (for the corpus BLEU). ``seconds`` (optional) gets each task's
+        wall time."""
         from ... import forgetting
 
         todo = [t for t in ("humaneval", "gsm8k", "bleu") if only is None or t in only]
+        tasks = {"humaneval": (self.code, lambda: _points(forgetting.coding(loaded, self.code, self.P.max_new_tokens))),
+                 "gsm8k": (self.math, lambda: _points(forgetting.math(loaded, self.math, self.P.max_new_tokens))),
+                 "bleu": (self.translation, lambda: forgetting.translation(loaded, self.translation, 96))}
         out: dict[str, Scored] = {}
-        if "humaneval" in todo and self.code:
-            out["humaneval"] = _points(forgetting.coding(loaded, self.code, self.P.max_new_tokens))
-        if "gsm8k" in todo and self.math:
-            out["gsm8k"] = _points(forgetting.math(loaded, self.math, self.P.max_new_tokens))
-        if "bleu" in todo and self.translation:
-            out["bleu"] = forgetting.translation(loaded, self.translation, 96)
+        for task in todo:
+            items, measure = tasks[task]
+            if items:
+                started = time.perf_counter()
+                out[task] = measure()
+                if seconds is not None:
+                    seconds[f"forgetting {task}"] = round(time.perf_counter() - started, 1)
         return out
 
 
@@ -437,7 +460,8 @@ class Arms:
 def run_arms(P: Params, prompts: Prompts, start: Loaded, pair_sets: dict[str, list[PreferencePair]],
              forgetting: Forgetting, out_dir: str) -> Arms:
     """The start policy (and the base, where given) evaluated, then every arm trained ``seeds`` times."""
-    arms = Arms(with_forgetting(evaluate(start, prompts, P, "start", None), forgetting.run(start)))
+    first = evaluate(start, prompts, P, "start", None)
+    arms = Arms(with_forgetting(first, forgetting.run(start, seconds=first.seconds)))
     floors = {"humaneval": (5.0, 95.0), "gsm8k": (5.0, 95.0), "bleu": (5.0, 100.0)}
     forgetting.tasks_off_floor = [t for t, (lo, hi) in floors.items()
                                   if t in arms.start.forgetting and lo <= float(np.mean(arms.start.forgetting[t])) <= hi]
