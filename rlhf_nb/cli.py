@@ -1,6 +1,6 @@
 """rlhf-nb: run the paper notebooks, recompute their claims, redraw figures, write the report.
 
-Commands: list, params, run, reproduce, claims, figures, report, models, eval-code. Run
+Commands: list, params, run, reproduce, claims, timings, figures, report, models, eval-code. Run
 `rlhf-nb COMMAND --help` for a command's options; the README explains profiles and results.
 """
 
@@ -75,6 +75,26 @@ def _cmd_claims(args: argparse.Namespace) -> int:
 
 def _overrides(pairs: list[str]) -> dict:
     return dict(parse_override(p) for p in pairs)
+
+
+def _cmd_timings(args: argparse.Namespace) -> int:
+    from .config import project_root, resolve_profile
+    from .runner import resolve_notebook, run_dir, timings
+
+    root = project_root()
+    notebook = resolve_notebook(args.notebook, root)
+    profile = resolve_profile(args.profile)
+    executed = run_dir(root, notebook, profile) / f"{notebook}.ipynb"
+    if not executed.is_file():
+        raise ParamError(f"no saved {profile} run of {notebook}: run `rlhf-nb run {notebook} --profile {profile}` first")
+    rows = timings(executed)
+    total = sum(r["seconds"] for r in rows)
+    print(f"{notebook} · {profile} · {total:.0f} s in {len(rows)} cells of 1 s or more")
+    for r in rows:
+        print(f"{r['seconds']:8.1f} s  cell {r['cell']}: {r['source'][:90]}")
+        for bar in r["bars"]:
+            print(f"{'':14}{bar}")
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -187,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=None, help=profile_help)
     p.add_argument("--json", action="store_true", help="the full claim records as JSON")
     p.set_defaults(fn=_cmd_claims)
+    p = sub.add_parser("timings", help="where a saved run spent its time: seconds per cell and its progress bars")
+    p.add_argument("notebook")
+    p.add_argument("--profile", default=None, help=profile_help)
+    p.set_defaults(fn=_cmd_timings)
+
     p = sub.add_parser("run", help="execute one notebook with papermill")
     p.add_argument("notebook", help="e.g. 00_quickstart, 00 or quickstart")
     p.add_argument("--profile", default=None, help=profile_help)

@@ -417,6 +417,35 @@ BF16_TRAINED = ("_Precision: this run was made on a CPU in bf16 while the precis
                 "notebook before reading those arms._")
 
 
+def timings(executed: Path, least_s: float = 1.0) -> list[dict[str, Any]]:
+    """Where an executed notebook spent its time: per code cell that took ``least_s`` or more, its seconds
+    (papermill's record), its first line, and the final text of each progress bar it drew (tqdm's widgets keep it in
+    the notebook's widget state: a bar's description, count, elapsed time and rate)."""
+    import html
+
+    nb = json.loads(executed.read_text())
+    state = nb.get("metadata", {}).get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    models = state.get("state", {})
+
+    def text(model_id: str) -> str:
+        return html.unescape(models.get(model_id.removeprefix("IPY_MODEL_"), {}).get("state", {}).get("value", ""))
+
+    rows = []
+    for index, cell in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
+        seconds = cell.get("metadata", {}).get("papermill", {}).get("duration") or 0.0
+        if seconds < least_s:
+            continue
+        bars = []
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+            parts = models.get(view["model_id"], {}).get("state", {}).get("children", []) if view else []
+            if len(parts) == 3:  # tqdm's HBox: description, bar, counts and rate
+                bars.append(f"{text(parts[0])} {text(parts[2]).strip()}".strip())
+        source = "".join(cell["source"]).strip().splitlines()
+        rows.append({"cell": index, "seconds": round(seconds, 1), "source": source[0] if source else "", "bars": bars})
+    return rows
+
+
 def probe_note(env: dict[str, Any]) -> str:
     """The machine's speed at the run's start and end (``rlhf_nb.device.machine_probe``), for a report header."""
     probe = env.get("machine_probe") or {}

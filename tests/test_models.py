@@ -104,6 +104,32 @@ def test_merged_lora_computes_what_the_adapter_did():
     assert models.merged(folded) is folded  # nothing left to merge
 
 
+def test_merged_while_reads_a_policy_in_training_merged_then_gives_the_adapter_back():
+    loaded = models.load("tiny", lora={"r": 4, "alpha": 8})
+    ids = loaded.tokenizer("def add(a, b):", return_tensors="pt")
+    loaded.model.eval()
+    with torch.no_grad():
+        for p in loaded.model.parameters():
+            if p.requires_grad:
+                p.add_(0.1)
+        base = {n: p.detach().clone() for n, p in loaded.model.named_parameters() if "base_layer" in n}
+        before = loaded.model(**ids).logits.float()
+        with models.merged_while(loaded) as folded:
+            assert folded is loaded and all(m.merged for m in loaded.model.modules() if hasattr(m, "merged"))
+            inside = loaded.model(**ids).logits.float()
+        after = loaded.model(**ids).logits.float()
+    assert torch.allclose(before, inside, atol=2e-2, rtol=1e-2)  # the same model, read merged
+    assert not any(m.merged for m in loaded.model.modules() if hasattr(m, "merged"))  # unfolded again
+    assert any(p.requires_grad for p in loaded.model.parameters())  # still trainable
+    for name, p in loaded.model.named_parameters():
+        if name in base:  # the base weights are back, up to a unit in the last place
+            assert torch.allclose(p, base[name], rtol=1e-6, atol=1e-6), name
+    assert torch.allclose(before, after, atol=1e-4)
+    plain = models.load("tiny")
+    with models.merged_while(plain) as same:
+        assert same is plain  # nothing to merge
+
+
 def test_reward_head_outputs_one_score_per_sequence():
     tok, rm = models.load("tiny", head="reward")
     batch = tok(["a good answer", "bad"], return_tensors="pt", padding=True)

@@ -35,6 +35,12 @@ def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
     assert [r["task_id"] for r in results["tables"]["per_task"]] == ["HumanEval/0", "HumanEval/23", "HumanEval/53"]
     executed = json.loads((out / "00_quickstart.ipynb").read_text())
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
+    spent = runner.timings(out / "00_quickstart.ipynb", least_s=0.0)  # where the run's time went, cell by cell
+    code_cells = [c for c in executed["cells"] if c["cell_type"] == "code"]
+    assert len(spent) == len(code_cells) and all(r["seconds"] >= 0 for r in spent)
+    assert spent[0]["source"] == "".join(code_cells[0]["source"]).strip().splitlines()[0]
+    bars = [b for r in spent for b in r["bars"]]
+    assert any("100%" in b for b in bars), bars  # the sampling bar's last state, read from the widget state
 
     # figures are redrawn from results.json alone: no model library is even imported
     for png in out.glob("*.png"):

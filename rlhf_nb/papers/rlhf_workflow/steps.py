@@ -28,7 +28,7 @@ from ... import gold
 from ...gold import GoldSamples, with_gold  # noqa: F401 - with_gold is used by the notebook
 from ...data import PreferencePair, load_hh_rlhf
 from ...evaluate import Replies, greedy, sample  # noqa: F401 - sample is used by the notebook
-from ...models import Loaded, load
+from ...models import Loaded, load, merged_while
 from ...train.reward import Featurizer, LinearBT, LinearPairwise, fit_linear_bt, fit_linear_pairwise
 from .params import Params
 
@@ -149,7 +149,9 @@ class Snapshot:
 
 def snapshot(loaded: Loaded, prompts: list[gold.IFPrompt], rms: RewardModels, P: Params, arm: str, seed: int | None,
              round_: int) -> Snapshot:
-    replies = greedy(loaded, [p.messages() for p in prompts], P.eval_max_new_tokens, label=f"{arm} {round_}: held-out")
+    with merged_while(loaded):  # a policy in training is read as fast as a merged one
+        replies = greedy(loaded, [p.messages() for p in prompts], P.eval_max_new_tokens,
+                         label=f"{arm} {round_}: held-out")
     texts = replies.first
     return Snapshot(arm, seed, round_, gold.if_scores(prompts, texts), rms.score([p.messages() for p in prompts], texts),
                     [t[0] for t in replies.tokens], [f[0] for f in replies.finished], loaded.info.get("dtype"))
