@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 Messages = list[dict[str, str]]
-_TOP_P_CANDIDATES = 256
+_TOP_P_CANDIDATES = (256, 4096)  # top-p draws look among this many tokens, then this many, then the vocabulary
 
 
 @dataclass(frozen=True)
@@ -93,44 +93,48 @@ def next_tokens(logits: torch.Tensor, temperature: float, top_p: float, generato
     """One token per row of ``logits`` (rows x vocab): argmax when ``temperature == 0``, else an exact draw from
     softmax(logits / temperature) restricted to the top-p nucleus.
 
-    A draw looks at the top ``_TOP_P_CANDIDATES`` tokens first (one top-k pass over the vocabulary): a row whose
-    nucleus lies among them (the usual case for top-p < 1) is sampled there; with top-p = 1 a row is sampled
-    among them with their total probability and from the rest of the vocabulary otherwise, so the draw stays
-    exact; rows that need the whole vocabulary use it. Draws use the exponential race, argmax p / E with
-    E ~ Exp(1).
+    A draw looks at the top ``_TOP_P_CANDIDATES[0]`` tokens first (one top-k pass over the vocabulary): a row whose
+    nucleus lies among them (the usual case for top-p < 1) is sampled there, a row whose nucleus is wider looks
+    among the next candidate count, and only what is left sorts the whole vocabulary (a sort costs ~7 top-4096
+    passes here). With top-p = 1 a row is sampled among the first candidates with their total probability and from
+    the rest of the vocabulary otherwise, so the draw stays exact. Draws use the exponential race, argmax p / E
+    with E ~ Exp(1).
     """
     import torch
 
     if temperature <= 0:
         return logits.argmax(-1)
     z = logits.float() / temperature
-    k = min(_TOP_P_CANDIDATES, z.shape[-1])
-    top_z, top_i = z.topk(k, dim=-1)  # sorted, largest first
-    top_prob = (top_z - torch.logsumexp(z, dim=-1, keepdim=True)).exp()
+    log_total = torch.logsumexp(z, dim=-1, keepdim=True)
     out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
-    if top_p < 1.0:
-        keep = (top_prob.cumsum(-1) - top_prob) < top_p  # HF's rule: keep while the mass ranked above is < top_p
-        inside = top_prob.sum(-1) >= top_p
-        wide = ~inside
-    else:
-        keep = torch.ones_like(top_prob, dtype=torch.bool)
-        inside = torch.rand(z.shape[0], generator=generator, device=z.device) < top_prob.sum(-1)
-        wide = ~inside
-    if inside.any():
-        rows = inside.nonzero().squeeze(-1)
-        weights = torch.where(keep[rows], top_prob[rows], torch.zeros((), device=z.device))
-        race = torch.empty_like(weights).exponential_(1.0, generator=generator)
-        out[rows] = top_i[rows].gather(-1, (weights / race).argmax(-1, keepdim=True)).squeeze(-1)
-    if wide.any():  # the whole vocabulary (top-p: a nucleus wider than the candidates; top-p = 1: the tail)
-        rows = wide.nonzero().squeeze(-1)
-        full = z[rows]
+    rows = torch.arange(z.shape[0], device=z.device)  # rows still to draw
+    stages = _TOP_P_CANDIDATES if top_p < 1.0 else _TOP_P_CANDIDATES[:1]
+    top_i = torch.empty(0, dtype=torch.long, device=z.device)
+    for k in stages:
+        top_z, top_i = z[rows].topk(min(k, z.shape[-1]), dim=-1)  # sorted, largest first
+        top_prob = (top_z - log_total[rows]).exp()
         if top_p < 1.0:
-            full = _nucleus(full, top_p)
+            keep = (top_prob.cumsum(-1) - top_prob) < top_p  # HF's rule: keep while the mass ranked above is < top_p
+            inside = top_prob.sum(-1) >= top_p
         else:
-            full = full.scatter(-1, top_i[rows], float("-inf"))  # the tail only: the candidates' mass was drawn above
-        probs = torch.softmax(full, dim=-1)
-        race = torch.empty_like(probs).exponential_(1.0, generator=generator)
-        out[rows] = (probs / race).argmax(-1)
+            keep = torch.ones_like(top_prob, dtype=torch.bool)
+            inside = torch.rand(len(rows), generator=generator, device=z.device) < top_prob.sum(-1)
+        if inside.any():
+            weights = torch.where(keep[inside], top_prob[inside], torch.zeros((), device=z.device))
+            race = torch.empty_like(weights).exponential_(1.0, generator=generator)
+            out[rows[inside]] = top_i[inside].gather(-1, (weights / race).argmax(-1, keepdim=True)).squeeze(-1)
+        rows, top_i = rows[~inside], top_i[~inside]
+        if not len(rows):
+            return out
+    # the whole vocabulary (top-p: a nucleus wider than every candidate set; top-p = 1: the tail)
+    full = z[rows]
+    if top_p < 1.0:
+        full = _nucleus(full, top_p)
+    else:
+        full = full.scatter(-1, top_i, float("-inf"))  # the tail only: the candidates' mass was drawn above
+    probs = torch.softmax(full, dim=-1)
+    race = torch.empty_like(probs).exponential_(1.0, generator=generator)
+    out[rows] = (probs / race).argmax(-1)
     return out
 
 

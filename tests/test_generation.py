@@ -123,6 +123,35 @@ def test_draws_over_a_large_vocabulary_are_exact(top_p):
     assert abs(float(freq[tail].sum() - target[tail].sum())) < 0.01  # the tail beyond the candidates
 
 
+def test_top_p_rows_drawn_at_each_candidate_stage_follow_their_nucleus():
+    """One batch whose rows' nuclei lie within the first candidates, within the second, and beyond both (the full
+    sort): each row's draws follow its own top-p distribution, and nothing is drawn outside a nucleus."""
+    import torch
+    from transformers.generation.logits_process import TopPLogitsWarper
+
+    from rlhf_nb.generation import _TOP_P_CANDIDATES, next_tokens
+
+    torch.manual_seed(0)
+    vocab, reps = 5000, 6000
+    kinds = []
+    for scale, head in [(3.0, 4.0), (1.5, 4.0), (0.3, 2.0)]:
+        row = torch.randn(vocab) * scale
+        row[:3] += head
+        kinds.append(row)
+    targets = [torch.softmax(TopPLogitsWarper(0.9)(None, row[None].clone())[0], -1) for row in kinds]
+    sizes = [int((t > 0).sum()) for t in targets]
+    first, second = _TOP_P_CANDIDATES
+    assert sizes[0] <= first < sizes[1] <= second < sizes[2]  # one row kind per stage
+    logits = torch.cat([row.repeat(reps, 1) for row in kinds])
+    draws = next_tokens(logits, 1.0, 0.9, torch.Generator().manual_seed(2)).view(3, reps)
+    for kind, target in enumerate(targets):
+        freq = torch.bincount(draws[kind], minlength=vocab).float() / reps
+        assert (freq[target == 0] == 0).all()
+        order = target.argsort(descending=True)
+        for lo, hi in [(0, 3), (3, 256), (256, 4096), (4096, vocab)]:  # mass per rank band, head to tail
+            assert abs(float(freq[order[lo:hi]].sum() - target[order[lo:hi]].sum())) < 0.025, (kind, lo)
+
+
 def test_rows_finishing_at_different_steps_decode_as_if_alone(tiny):
     """Rows that end early stay in the batch until a share of it has finished, then leave it together (the cache is
     compacted): every row's greedy tokens are what it decodes alone, whichever steps the others end at."""
