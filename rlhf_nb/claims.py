@@ -30,7 +30,9 @@ Conventions every test follows:
 
 Every claim also carries ``premises``: named checks that must hold for the test to mean anything (an
 evaluator validated above chance, a baseline off the floor, replies not cut off by the token cap, enough
-items for p < 0.05 to be reachable at all). The verdict, computed by :func:`decide` and nothing else:
+items for p < 0.05 to be reachable at all and, for a margin test on a pass/fail-like outcome, enough items that a
+loss as large as the margin could be ruled out even if no item got worse: :func:`loss_bound_premise`). The
+verdict, computed by :func:`decide` and nothing else:
 
 1. ``not tested at this scale`` - a premise fails (the verdict says which);
 2. ``reproduced`` - p_adj < 0.05 and ci[0] > 0;
@@ -264,6 +266,22 @@ def _common_premises(d: np.ndarray, dist: np.ndarray) -> list[Premise]:
     return out
 
 
+def loss_bound_premise(n: int, margin: float, scale: float) -> Premise:
+    """Can ``n`` items rule out a loss of ``margin`` at all? Even when no item is worse, a share up to
+    1 - 0.05^(1/n) of items could be (the one-sided 95% Clopper-Pearson bound for 0 of n), each losing up to
+    ``scale`` (the outcome's range): a non-inferiority or equivalence test needs that worst case below its margin.
+    A bootstrap over items cannot see this: with no item worse, every resample says 'no loss'."""
+    unseen = scale * (1 - ALPHA ** (1 / n))
+    need = math.ceil(math.log(ALPHA) / math.log(1 - margin / scale)) if margin < scale else 1
+    return Premise("enough items to bound a loss", unseen < margin,
+                   f"with none of {n} items worse, a loss of up to {unseen:.3g} is still possible at 95%; "
+                   f"the margin {margin:g} needs at least {need} items")
+
+
+def _loss_bound(n: int, margin: float, scale: float | None) -> list[Premise]:
+    return [] if scale is None else [loss_bound_premise(n, margin, scale)]
+
+
 def _seeds(*arms: np.ndarray) -> int:
     return max(a.shape[0] for a in arms)
 
@@ -285,30 +303,41 @@ def superiority(a: Any, b: Any, *, seed: int = 0) -> Test:
                 {"mean_a": float(A.mean()), "mean_b": float(B.mean())})
 
 
-def non_inferiority(a: Any, b: Any, margin: float, *, seed: int = 0) -> Test:
-    """B not worse than A by more than ``margin``: effect = mean(B) - mean(A) + margin (> 0 means non-inferior)."""
+def non_inferiority(a: Any, b: Any, margin: float, *, scale: float | None, seed: int = 0) -> Test:
+    """B not worse than A by more than ``margin``: effect = mean(B) - mean(A) + margin (> 0 means non-inferior).
+
+    ``scale`` is the most one item can lose (the outcome's range: 1 for pass/fail rates, 100 for points) when the
+    outcome is discrete, so that most items tie and a loss can hide in items not drawn (adds
+    :func:`loss_bound_premise`); ``None`` for a continuous score whose item differences the bootstrap sees
+    (sentence BLEU)."""
     if margin <= 0:
         raise ValueError("a non-inferiority margin must be positive")
+    if scale is not None and scale < margin:
+        raise ValueError(f"the outcome's range ({scale:g}) must be at least the margin ({margin:g})")
     A, B = _arm(a), _arm(b)
     if A.shape[1] != B.shape[1]:
         raise ValueError(f"paired arms need the same items ({A.shape[1]} vs {B.shape[1]})")
     d = B.mean(0) - A.mean(0) + margin
     dist = crossed_bootstrap([A, B], lambda x: float(x[1].mean() - x[0].mean()) + margin, seed=seed)
     return Test("non-inferiority", float(d.mean()), _interval(dist), sign_flip_p(d, seed=seed), A.shape[1],
-                _seeds(A, B), _Z * float(np.std(dist)), tuple(_common_premises(d, dist)),
+                _seeds(A, B), _Z * float(np.std(dist)),
+                (*_common_premises(d, dist), *_loss_bound(A.shape[1], margin, scale)),
                 {"mean_a": float(A.mean()), "mean_b": float(B.mean()), "margin": margin,
                  "difference": float(d.mean()) - margin})
 
 
-def equivalence(a: Any, b: Any, margin: float, *, seed: int = 0) -> Test:
+def equivalence(a: Any, b: Any, margin: float, *, scale: float | None, seed: int = 0) -> Test:
     """|mean(B) - mean(A)| < ``margin`` by two one-sided tests.
 
     effect = margin - |diff|; its interval is read off the 90% interval [lo, hi] of diff (TOST at alpha
     0.05 each side): [margin - max(|lo|, |hi|), margin - (0 if lo <= 0 <= hi else min(|lo|, |hi|))], so
-    ci[0] > 0 exactly when both one-sided tests reject; p = max of the two one-sided p-values.
+    ci[0] > 0 exactly when both one-sided tests reject; p = max of the two one-sided p-values. ``scale`` as for
+    :func:`non_inferiority`.
     """
     if margin <= 0:
         raise ValueError("an equivalence margin must be positive")
+    if scale is not None and scale < margin:
+        raise ValueError(f"the outcome's range ({scale:g}) must be at least the margin ({margin:g})")
     A, B = _arm(a), _arm(b)
     diff_items = B.mean(0) - A.mean(0)
     dist = crossed_bootstrap([A, B], lambda x: float(x[1].mean() - x[0].mean()), seed=seed)
@@ -316,7 +345,7 @@ def equivalence(a: Any, b: Any, margin: float, *, seed: int = 0) -> Test:
     diff = float(diff_items.mean())
     ci = (margin - max(abs(lo), abs(hi)), margin - (0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi))))
     p = max(sign_flip_p(diff_items + margin, seed=seed), sign_flip_p(margin - diff_items, seed=seed))
-    premises = _common_premises(diff_items + margin, dist)
+    premises = [*_common_premises(diff_items + margin, dist), *_loss_bound(A.shape[1], margin, scale)]
     return Test("equivalence", margin - abs(diff), ci, p, A.shape[1], _seeds(A, B), _Z * float(np.std(dist)),
                 tuple(premises), {"difference": diff, "margin": margin})
 

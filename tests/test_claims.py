@@ -46,7 +46,7 @@ def test_an_interval_straddling_zero_and_the_papers_effect_is_inconclusive_and_s
 def test_a_large_drop_on_four_items_is_not_tested_never_reproduced():
     raw = np.array([1.0, 1.0, 0.0, 1.0])
     tuned = np.zeros(4)  # 75% -> 0%: a wrecked model, but 4 items cannot reach p < 0.05 one-sided
-    test = C.non_inferiority(raw, tuned, margin=0.05)
+    test = C.non_inferiority(raw, tuned, margin=0.05, scale=1.0)
     c = decided(test, min_effect=0.0)
     assert c.verdict == C.NOT_TESTED and "enough items" in c.reason
     sup = decided(C.superiority(raw, tuned), min_effect=0.05)  # as a superiority claim too
@@ -56,10 +56,10 @@ def test_a_large_drop_on_four_items_is_not_tested_never_reproduced():
 def test_non_inferiority_flags_a_real_drop_and_passes_a_harmless_change():
     base = rng.binomial(1, 0.5, 300).astype(float)
     same = np.where(rng.random(300) < 0.05, 1 - base, base)  # 5% of items flip either way
-    ok = decided(C.non_inferiority(base, same, margin=0.1), min_effect=0.0)
+    ok = decided(C.non_inferiority(base, same, margin=0.1, scale=1.0), min_effect=0.0)
     assert ok.verdict == C.REPRODUCED
     worse = np.where((base == 1) & (rng.random(300) < 0.6), 0.0, base)  # loses ~30 points
-    bad = decided(C.non_inferiority(base, worse, margin=0.1), min_effect=0.0)
+    bad = decided(C.non_inferiority(base, worse, margin=0.1, scale=1.0), min_effect=0.0)
     assert bad.verdict == C.NOT_REPRODUCED and bad.effect < 0
 
 
@@ -86,8 +86,8 @@ def test_equivalence_by_two_one_sided_tests():
     a = rng.normal(0, 1, 500)
     near = a + rng.normal(0, 0.1, 500)
     far = a + 0.5 + rng.normal(0, 0.1, 500)
-    assert decided(C.equivalence(a, near, margin=0.1), 0.0).verdict == C.REPRODUCED
-    assert decided(C.equivalence(a, far, margin=0.1), 0.0).verdict == C.NOT_REPRODUCED
+    assert decided(C.equivalence(a, near, margin=0.1, scale=1.0), 0.0).verdict == C.REPRODUCED
+    assert decided(C.equivalence(a, far, margin=0.1, scale=1.0), 0.0).verdict == C.NOT_REPRODUCED
 
 
 def test_trend_uses_every_level_not_first_against_last():
@@ -150,11 +150,43 @@ def test_claim_records_round_trip_through_json():
                                     "p_adj", "n", "seeds", "mde", "min_effect", "premises", "verdict"}
 
 
+@pytest.mark.parametrize("kind", ["non-inferiority", "equivalence"])
+def test_no_item_worse_bounds_a_loss_only_with_enough_items(kind):
+    """Pass/fail on the same tasks, no task lost (R3h at 40 HumanEval tasks): the bootstrap sees 'no loss' in every
+    resample, but 40 tasks with none lost still allow a 7-point loss at 95%, more than a 5-point margin. At 80 tasks
+    the same pattern bounds the loss below the margin."""
+    for n, verdict in [(40, C.NOT_TESTED), (80, C.REPRODUCED)]:
+        start = np.zeros(n)
+        start[: n // 8] = 100.0  # 12.5% of tasks pass
+        after = np.stack([start, start, start])
+        after[1, n // 8] = 100.0  # one seed gains a task: the outcome varies, nothing is lost
+        test = (C.non_inferiority(start, after, 5.0, scale=100.0) if kind == "non-inferiority"
+                else C.equivalence(start, after, 5.0, scale=100.0))
+        claim = decided(test, min_effect=0.0)
+        assert claim.verdict == verdict, (n, claim.reason)
+        if verdict == C.NOT_TESTED:
+            assert "enough items to bound a loss" in claim.reason and "needs at least 59 items" in claim.reason
+            assert test.ci[0] > 0  # what the bootstrap alone would have called non-inferior
+
+
+def test_a_margin_test_needs_the_outcome_range_to_cover_the_margin():
+    with pytest.raises(ValueError, match="range"):
+        C.non_inferiority(np.ones(100), np.ones(100), 5.0, scale=1.0)  # a 5-point margin on a 0-1 rate
+
+
+def test_a_continuous_score_is_bounded_by_its_bootstrap_alone():
+    """Sentence BLEU differs on nearly every item, so the bootstrap sees the losses: no loss-bound premise."""
+    before = 20 + rng.normal(0, 3, 50)
+    test = C.non_inferiority(before, before + rng.normal(0, 1, 50), 2.0, scale=None)
+    assert "enough items to bound a loss" not in {p.name for p in test.premises}
+    assert decided(test, min_effect=0.0).verdict == C.REPRODUCED
+
+
 def test_a_constant_outcome_cannot_support_non_inferiority():
     """Two arms at exactly the same value on every item (e.g. two models that tie on every pair): rounding in
     mean(B) - mean(A) + margin must not pass for an interval."""
     tied = np.full((3, 40), 0.5)
-    test = C.non_inferiority(tied, tied.copy(), margin=0.03)
+    test = C.non_inferiority(tied, tied.copy(), margin=0.03, scale=1.0)
     claim = C.finalize([C.claim("X", "p", "s", "v", test, min_effect=0.0, min_effect_reason="r", unit="u",
                                 our_value="o")])[0]
     assert claim.verdict == C.NOT_TESTED and "outcome varies" in claim.reason
@@ -174,7 +206,8 @@ def test_claim_records_are_plain_json_even_from_numpy_comparisons():
 def test_a_margin_claim_cannot_also_demand_a_minimum_effect():
     """Non-inferiority and equivalence effects already hold their margin: a second threshold would turn 'worse, but
     within the margin' into 'not reproduced'."""
-    test = C.non_inferiority(np.full(30, 0.7), np.full(30, 0.69) + np.linspace(-0.05, 0.05, 30), margin=0.03)
+    test = C.non_inferiority(np.full(30, 0.7), np.full(30, 0.69) + np.linspace(-0.05, 0.05, 30), margin=0.03,
+                             scale=1.0)
     with pytest.raises(ValueError, match="min_effect must be 0"):
         C.claim("X", "p", "s", "v", test, min_effect=0.03, min_effect_reason="r", unit="u", our_value="o")
     within = C.finalize([C.claim("X", "p", "s", "v", test, min_effect=0.0, min_effect_reason="r", unit="u",

@@ -458,7 +458,7 @@ def _prepo_claim(results: dict[str, Any], cid: str, a: str, b: str, statement: s
                else f"no {a if A is None else b} runs{' on ' + domain if domain else ''}")
         return C.claim(cid, PAPER, statement, paper, None, our_value=why, premises=[C.Premise("measured", False, why)],
                        kind=kind, **common)
-    test = C.equivalence(A, B, margin) if equivalence else C.superiority(A, B)
+    test = C.equivalence(A, B, margin, scale=100.0) if equivalence else C.superiority(A, B)
     where = f"held-out {domain}" if domain else "all held-out prompts"
     value = (f"{where}: {ARM_NAMES[b]} {B.mean():.1f} vs {ARM_NAMES[a]} {A.mean():.1f} pts gold; "
              + (f"difference {B.mean() - A.mean():+.1f} (margin {margin:g}); " if equivalence else "")

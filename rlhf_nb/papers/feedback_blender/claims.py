@@ -87,7 +87,7 @@ def ensemble_non_inferior(results: dict[str, Any]) -> C.Claim:
     # picking the luckiest type on the comparison's own data does not tilt the test against the ensemble
     pick, judge = slice(0, None, 2), slice(1, None, 2)
     best = max(singles, key=lambda t: singles[t][:, pick].mean())
-    test = C.non_inferiority(singles[best][:, judge], ens[:, judge], margin)
+    test = C.non_inferiority(singles[best][:, judge], ens[:, judge], margin, scale=1.0)  # pairs right or wrong
     value = (f"ensemble {100 * ens[:, judge].mean():.1f}% vs the best single type ({best}, picked on the other half "
              f"of the pairs) {100 * singles[best][:, judge].mean():.1f}%: difference "
              f"{100 * test.detail['difference']:+.1f} pts [{100 * (test.ci[0] - margin):+.1f}, "

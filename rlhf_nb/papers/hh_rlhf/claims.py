@@ -57,7 +57,8 @@ def mixed_non_inferior(results: dict[str, Any], test_set: str) -> C.Claim:
     """H2: the mixed PM is within ``h2_margin`` of the specialist on its own set."""
     cid = "H2a" if test_set == "harmless" else "H2b"
     margin = 100 * results["params"]["h2_margin"]
-    test = C.non_inferiority(matrix(results, test_set, test_set), matrix(results, "mixed", test_set), margin)
+    test = C.non_inferiority(matrix(results, test_set, test_set), matrix(results, "mixed", test_set), margin,
+                          scale=100.0)
     value = (f"on {test_set} pairs: mixed {_acc(matrix(results, 'mixed', test_set))} vs {test_set}-only "
              f"{_acc(matrix(results, test_set, test_set))} (margin {margin:.0f} pts); {_describe(test)}")
     return C.claim(cid, PAPER, f"the mixed PM is within {margin:.0f} points of the {test_set}-only PM on {test_set} pairs",
@@ -171,7 +172,7 @@ def alignment_tax(results: dict[str, Any]) -> C.Claim:
                        our_value=f"raw pass@1 {base.mean():.1f}% on {len(base)} tasks; trained policies not scored "
                                  "(nothing to lose at the floor)" if not floor.holds else "no trained policy scored",
                        premises=[floor], kind="non-inferiority", **common)
-    test = C.non_inferiority(base, 100 * np.stack([e["humaneval"] for e in tuned]), 5.0)
+    test = C.non_inferiority(base, 100 * np.stack([e["humaneval"] for e in tuned]), 5.0, scale=100.0)
     # a policy that talks longer loses tasks to the token cap; the comparison is about skill only if both arms
     # were cut off about equally often (a run that did not record it fails the premise)
     cut = [raw.get("humaneval_cut_off"), _mean_or_none([e.get("humaneval_cut_off") for e in tuned])]

@@ -154,7 +154,7 @@ def all_vs_single(results: dict[str, Any], principle: str, cid: str) -> C.Claim:
                        kind="non-inferiority", premises=[C.Premise(f"a {single} arm was trained", False,
                                                                    "per-principle arms are off in this profile")],
                        **common)
-    test = C.non_inferiority(gold(a), gold(b), margin)
+    test = C.non_inferiority(gold(a), gold(b), margin, scale=100.0)
     value = f"all {gold(b).mean():.1f} vs {principle} {gold(a).mean():.1f} pts; margin {margin:g}; {C.describe(test)}"
     return C.claim(cid, PAPER, statement, paper, test, our_value=value, **common)
 
@@ -180,7 +180,8 @@ def no_forgetting(results: dict[str, Any], task: str, cid: str) -> C.Claim:
         return C.claim(cid, PAPER, statement, paper, None, kind="non-inferiority",
                        our_value=f"start {level:.1f}; trained policies not scored (start at the floor)",
                        premises=[floor], **common)
-    test = C.non_inferiority(np.asarray([start], dtype=float), np.asarray(after_items, dtype=float), margin)
+    test = C.non_inferiority(np.asarray([start], dtype=float), np.asarray(after_items, dtype=float), margin,
+                             scale=None if task == "bleu" else 100.0)  # pass/fail tasks tie on most items
     cut = [forgetting_cut_off([arms(results)["start"]], task), forgetting_cut_off(trained(results, arm), task)]
     cut_text = (f"; cut off at the cap: start {100 * cut[0]:.0f}%, Precise {100 * cut[1]:.0f}%" if None not in cut
                 else "")
