@@ -163,12 +163,12 @@ def test_alignment_tax_needs_raw_and_trained_humaneval_replies_cut_off_alike_and
     from rlhf_nb import claims as C
     from rlhf_nb.papers.hh_rlhf import claims
 
-    def policy(arm, seed, passed, cut, dtype="float32"):
-        return {"arm": arm, "seed": seed, "humaneval": [1.0] * passed + [0.0] * (40 - passed), "humaneval_cut_off": cut,
-                "gold": [0.5] * 40, "finished": [True] * 40, "dtype": dtype}
+    def policy(arm, seed, passed, cut, dtype="float32"):  # 80 tasks: enough to bound a 5-point loss (59 needed)
+        return {"arm": arm, "seed": seed, "humaneval": [1.0] * passed + [0.0] * (80 - passed), "humaneval_cut_off": cut,
+                "gold": [0.5] * 80, "finished": [True] * 80, "dtype": dtype}
 
     def h5(raw_cut, trained_cut, raw_dtype="float32"):
-        evals = [policy("raw", None, 8, raw_cut, raw_dtype)] + [policy("dpo", s, 9, trained_cut) for s in range(3)]
+        evals = [policy("raw", None, 16, raw_cut, raw_dtype)] + [policy("dpo", s, 18, trained_cut) for s in range(3)]
         return claims.alignment_tax({"data": {"policies": evals}})
 
     def premise(claim, word):
@@ -186,7 +186,7 @@ def test_alignment_tax_needs_raw_and_trained_humaneval_replies_cut_off_alike_and
     assert C.decide(mixed)[0] == C.NOT_TESTED
     assert not premise(h5(0.05, 0.05, None), "one precision").holds  # a run from before the dtype was recorded
     # H3c reads the same record for the held-out replies judged by the gold
-    evals = [policy("raw", None, 8, 0.0, "bfloat16")] + [policy("dpo", s, 9, 0.0) for s in range(3)]
+    evals = [policy("raw", None, 16, 0.0, "bfloat16")] + [policy("dpo", s, 18, 0.0) for s in range(3)]
     results = {"data": {"policies": evals, "train_test_pm": {"train_outcomes": {"helpful": [1.0] * 60 + [0.0] * 20}}}}
     h3c = claims.trained_arm(results, "dpo", "H3c")
     assert not premise(h3c, "one precision").holds and C.decide(h3c)[0] == C.NOT_TESTED
