@@ -109,10 +109,10 @@ def next_tokens(logits: torch.Tensor, temperature: float, top_p: float, generato
     out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
     rows = torch.arange(z.shape[0], device=z.device)  # rows still to draw
     stages = _TOP_P_CANDIDATES if top_p < 1.0 else _TOP_P_CANDIDATES[:1]
-    top_i = torch.empty(0, dtype=torch.long, device=z.device)
-    for k in stages:
-        top_z, top_i = z[rows].topk(min(k, z.shape[-1]), dim=-1)  # sorted, largest first
-        top_prob = (top_z - log_total[rows]).exp()
+    for stage, k in enumerate(stages):
+        left, left_total = (z, log_total) if stage == 0 else (z[rows], log_total[rows])  # no copy of the full batch
+        top_z, top_i = left.topk(min(k, z.shape[-1]), dim=-1)  # sorted, largest first
+        top_prob = (top_z - left_total).exp()
         if top_p < 1.0:
             keep = (top_prob.cumsum(-1) - top_prob) < top_p  # HF's rule: keep while the mass ranked above is < top_p
             inside = top_prob.sum(-1) >= top_p
