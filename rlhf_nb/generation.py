@@ -1,7 +1,8 @@
 """Batched sampling: n completions per prompt, KV cache, temperature/top-p, stop strings, tokens/s.
 
 Prompts are chat messages (the chat template is applied) or plain strings (used as-is). Jobs are
-sorted by prompt length and padded on the left, so a batch wastes little compute on padding.
+sorted by prompt length and padded on the left; within a batch, prompts are prefilled in groups of similar
+length (:func:`prefill_groups`), so a short prompt batched with a long one does not pay for the long one's width.
 
 The decoding loop is our own (a prefill, then one token per step through the model's KV cache), not
 ``model.generate``, for measured reasons on CPU: a prompt sampled n times is prefilled once and its cache
@@ -186,6 +187,21 @@ def _buffer_cache(model: Any, capacity: int) -> Any:
             self.keys, self.values = self.k_buf[:, :, :self.length], self.v_buf[:, :, :self.length]
             return self.keys, self.values
 
+        def place(self, rows: Any, key_states: Any, value_states: Any, batch: int, width: int) -> None:
+            """Write one group's prefill (``rows`` of a ``batch``, its keys right-aligned in ``width`` columns) into
+            zeroed buffers: the columns left of a short group are padding, masked, and hold zeros, never garbage."""
+            if not self.is_initialized:
+                self.dtype, self.device = key_states.dtype, key_states.device
+                _, h, _, d = key_states.shape
+                self.k_buf = key_states.new_zeros(batch, h, capacity, d)
+                self.v_buf = value_states.new_zeros(batch, h, capacity, value_states.shape[-1])
+                self.is_initialized = True
+            n = key_states.shape[-2]
+            self.k_buf[rows, :, width - n:width] = key_states
+            self.v_buf[rows, :, width - n:width] = value_states
+            self.length = width
+            self.keys, self.values = self.k_buf[:, :, :width], self.v_buf[:, :, :width]
+
         def get_seq_length(self) -> int:
             return self.length
 
@@ -195,6 +211,62 @@ def _buffer_cache(model: Any, capacity: int) -> Any:
                 self.keys, self.values = self.k_buf[:, :, :self.length], self.v_buf[:, :, :self.length]
 
     return Cache(layers=[BufferLayer() for _ in range(config.num_hidden_layers)])
+
+
+#: a prefill group takes prompts down to this share of its longest one; a shorter prompt starts the next group
+PREFILL_GROUP_SHARE = 0.75
+
+
+def prefill_groups(lengths: list[int], share: float | None = None) -> list[list[int]]:
+    """Rows (indices into ``lengths``) grouped for the prefill: longest first, a group holding prompts down to
+    ``share`` (default :data:`PREFILL_GROUP_SHARE`) of its longest, so padding costs at most ``1 - share`` of a
+    group's forward pass; ``share=0`` gives one group."""
+    share = PREFILL_GROUP_SHARE if share is None else share
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and lengths[i] >= share * lengths[groups[-1][0]]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def _prefill(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, position: torch.Tensor,
+             cache: Any) -> torch.Tensor:
+    """Fill ``cache`` with the prompts and return each row's next-token logits.
+
+    A left-padded batch is as wide as its longest prompt, and a prefill costs rows x width: with held-out prompts
+    of 45-306 tokens (mean 94) two thirds of an fp32 prefill went to padding, and the prefill was most of a greedy
+    evaluation (measured on SmolLM2-135M: 33 s of a 48-prompt batch). Rows are therefore prefilled in groups of
+    similar length (:func:`prefill_groups`), each group cut to its own longest prompt, and written right-aligned into
+    the one cache the batch then decodes from. Positions and masks are the batch's own, so each row computes what
+    it computes in a single pass (up to floating-point summation order). Caches other than the buffer cache
+    (sliding-window models) get the single pass."""
+    import torch
+
+    width = input_ids.shape[1]
+    groups = prefill_groups(attention_mask.sum(-1).tolist())
+    if len(groups) == 1 or not all(hasattr(layer, "place") for layer in cache.layers):
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position, past_key_values=cache,
+                    use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :]
+    from transformers import DynamicCache
+
+    logits: torch.Tensor | None = None
+    for group in groups:
+        rows = torch.tensor(group, device=input_ids.device)
+        cut = int(attention_mask[rows].sum(-1).max())  # the group's longest prompt; left padding sits before it
+        part = DynamicCache(config=model.config)
+        out = model(input_ids=input_ids[rows, width - cut:], attention_mask=attention_mask[rows, width - cut:],
+                    position_ids=position[rows, width - cut:], past_key_values=part, use_cache=True, logits_to_keep=1)
+        for layer, filled in zip(cache.layers, part.layers):
+            layer.place(rows, filled.keys, filled.values, input_ids.shape[0], width)
+        if logits is None:
+            logits = out.logits.new_empty(input_ids.shape[0], out.logits.shape[-1])
+        logits[rows] = out.logits[:, -1, :]
+    assert logits is not None
+    return logits
 
 
 #: finished rows stay in the batch (their tokens ignored) until this share of it has finished, then leave it
@@ -216,9 +288,8 @@ def decode_batch(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tens
 
     cache = _buffer_cache(model, input_ids.shape[1] + config.max_new_tokens)
     position = (attention_mask.cumsum(-1) - 1).clamp_min(0)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position, past_key_values=cache,
-                use_cache=True, logits_to_keep=1)
-    logits, mask, last_position = out.logits[:, -1, :], attention_mask, position[:, -1]
+    logits = _prefill(model, input_ids, attention_mask, position, cache)
+    mask, last_position = attention_mask, position[:, -1]
     if expand is not None:
         index = torch.tensor(expand, device=mask.device)
         for layer in cache.layers:

@@ -179,3 +179,42 @@ def test_rows_finishing_at_different_steps_decode_as_if_alone(tiny):
     expected = [(row[: row.index(eos)] if eos in row else row, eos in row) for row in alone]
     assert len({len(ids) for ids, _ in expected}) > 2  # rows do end at different steps
     assert run(prompts, {eos}) == [(ids, ended) for ids, ended in expected]
+
+
+def test_prefill_groups_hold_prompts_down_to_a_share_of_their_longest():
+    from rlhf_nb.generation import prefill_groups
+
+    lengths = [10, 300, 95, 100, 240, 40, 76]
+    groups = prefill_groups(lengths, share=0.75)
+    assert groups == [[1, 4], [3, 2, 6], [5], [0]]  # longest first; 76 >= 0.75 x 100, 40 < 75
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert prefill_groups(lengths, share=0.0) == [[1, 4, 3, 2, 6, 5, 0]]  # one pass
+
+
+def test_grouped_prefill_gives_each_row_what_one_padded_pass_gives(tiny, monkeypatch):
+    """Prompts of very different lengths are prefilled in groups cut to their own longest prompt: the next-token
+    logits and the greedy replies match one left-padded pass over the whole batch."""
+    import torch
+
+    from rlhf_nb import generation
+    from rlhf_nb.generation import decode_batch, prefill_groups, render_prompt
+
+    tok, model = tiny
+    prompts = [render_prompt(tok, [{"role": "user", "content": "word " * k}]) for k in (1, 40, 3, 25, 90, 2)]
+    tok.padding_side = "left"
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    assert len(prefill_groups(enc["attention_mask"].sum(-1).tolist())) >= 3
+    cfg = SamplingConfig(temperature=0.0, max_new_tokens=10)
+
+    def run():
+        with torch.inference_mode():
+            cache = generation._buffer_cache(model, enc["input_ids"].shape[1] + 1)
+            position = (enc["attention_mask"].cumsum(-1) - 1).clamp_min(0)
+            logits = generation._prefill(model, enc["input_ids"], enc["attention_mask"], position, cache)
+            return logits, decode_batch(model, enc["input_ids"], enc["attention_mask"], cfg, set(), None, None)
+
+    grouped_logits, grouped = run()
+    monkeypatch.setattr(generation, "PREFILL_GROUP_SHARE", 0.0)
+    single_logits, single = run()
+    torch.testing.assert_close(grouped_logits, single_logits, rtol=1e-4, atol=1e-4)
+    assert grouped == single
