@@ -1,17 +1,19 @@
 """One evaluator for every notebook: replies to a prompt set, with the numbers every claim needs about them.
 
 :func:`sample` and :func:`greedy` return :class:`Replies`: per prompt the reply texts, their lengths, whether
-each ended on its own (EOS or a stop string) or was cut off at the token cap, and the sampler's tokens/s.
+each ended on its own (EOS, a stop string, or a ``done`` test such as a closed code block) or was cut off at
+the token cap, and the sampler's tokens/s.
 Scores come from whatever judges them (a gold checker, a reward model, a test PM), always on these objects,
 so the share of cut-off replies travels with every score.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .generation import GenerationStats, SamplingConfig, generate
+from .generation import Done, GenerationStats, SamplingConfig, generate
 
 
 @dataclass
@@ -34,16 +36,17 @@ class Replies:
         return [sum(t) / len(t) for t in self.tokens]
 
 
-def sample(loaded: Any, prompts: list[Any], config: SamplingConfig, label: str = "sampling") -> Replies:
-    """``config.n`` replies per prompt (chat messages or strings)."""
+def sample(loaded: Any, prompts: list[Any], config: SamplingConfig, label: str = "sampling",
+           done: Sequence[Done | None] | None = None) -> Replies:
+    """``config.n`` replies per prompt (chat messages or strings); ``done``: see :func:`rlhf_nb.generation.generate`."""
     stats = GenerationStats()
-    out = generate(loaded.model, loaded.tokenizer, prompts, config, progress=label, stats=stats)
+    out = generate(loaded.model, loaded.tokenizer, prompts, config, progress=label, stats=stats, done=done)
     return Replies([[s.text for s in per] for per in out], [[s.n_tokens for s in per] for per in out],
                    [[s.finished for s in per] for per in out], stats.tokens_per_s)
 
 
 def greedy(loaded: Any, prompts: list[Any], max_new_tokens: int, label: str = "greedy replies",
-           batch_size: int | None = None) -> Replies:
+           batch_size: int | None = None, done: Sequence[Done | None] | None = None) -> Replies:
     """One greedy reply per prompt."""
     return sample(loaded, prompts, SamplingConfig(n=1, temperature=0.0, max_new_tokens=max_new_tokens,
-                                                  batch_size=batch_size), label)
+                                                  batch_size=batch_size), label, done)

@@ -24,7 +24,7 @@ from typing import Any
 from .data import CodeTask, DataError, MathTask, load_gsm8k, load_humaneval, read_records, resolve_path
 from .evaluate import Replies, greedy
 from .metrics import bleu, paired_bootstrap
-from .rewards.code import check_programs, code_prompt, extract_code
+from .rewards.code import check_programs, code_done, code_prompt, extract_code
 from .rewards.math import is_correct, math_prompt
 
 TRANSLATE = "Translate into French. Reply with the translation only.\n\n{en}"
@@ -57,8 +57,10 @@ def coding(loaded: Any, tasks: list[CodeTask], max_new_tokens: int = 384, batch_
     """Pass (1.0) or fail per task: the project's chat request (:func:`code_prompt`), a free reply, the program
     extracted from it (:func:`extract_code`) and run in the sandbox. The reply is not prefilled with the
     function's signature: a small chat model given an open code block after the docstring tends to close it at
-    once (SmolLM2-135M-Instruct returned 40 empty bodies out of 40 that way)."""
-    replies = greedy(loaded, [code_prompt(t) for t in tasks], max_new_tokens, label, batch_size)
+    once (SmolLM2-135M-Instruct returned 40 empty bodies out of 40 that way). A reply ends once the block the
+    program is taken from is closed (:class:`rlhf_nb.rewards.code.CodeDone`): what follows cannot change it."""
+    replies = greedy(loaded, [code_prompt(t) for t in tasks], max_new_tokens, label, batch_size,
+                     done=[code_done(t) for t in tasks])  # a reply ends once its scored code block is closed
     results = check_programs(tasks, [extract_code(r, t) for r, t in zip(replies.first, tasks)])
     return _scored(replies, [float(r.passed) for r in results])
 

@@ -20,14 +20,25 @@ seeded from ``seed`` and the batch index, so the same call gives the same sample
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 Messages = list[dict[str, str]]
+
+
+class Done(Protocol):
+    """A test on a reply so far that ends it when it holds; ``trigger``: characters one of which the newest tokens
+    must contain before the test runs (so a test on the whole text runs on few steps)."""
+
+    trigger: str
+
+    def __call__(self, text: str) -> bool: ...
+
 _TOP_P_CANDIDATES = (256, 4096)  # top-p draws look among this many tokens, then this many, then the vocabulary
 
 
@@ -280,7 +291,7 @@ def decode_batch(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tens
     """Prefill, then one token per step for the rows still running; returns (new token ids, finished) per row.
 
     ``input_ids`` / ``attention_mask`` are a left-padded batch; ``eos`` ends a row (the EOS itself is not
-    returned); ``stop_check(ids) -> bool`` (optional) ends a row early. ``expand`` (optional) maps each output
+    returned); ``stop_check(row, ids) -> bool`` (optional) ends output row ``row`` early. ``expand`` (optional) maps each output
     row to a row of ``input_ids``: a prompt sampled n times is prefilled once and its cache copied. Finished rows
     leave the batch once :data:`COMPACT_FRACTION` of it has finished. Call under ``torch.inference_mode()``.
     """
@@ -313,7 +324,7 @@ def decode_batch(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tens
                 finished[row], running[j] = True, False
                 continue
             tokens[row].append(token)
-            if stop_check is not None and stop_check(tokens[row]):
+            if stop_check is not None and stop_check(row, tokens[row]):
                 finished[row], running[j] = True, False
         alive = [j for j in range(len(active)) if running[j]]
         if not alive or step + 1 >= config.max_new_tokens:
@@ -355,6 +366,24 @@ def _stop_checker(tokenizer: Any, stop: tuple[str, ...]):
     return check
 
 
+def _row_checker(tokenizer: Any, stop: tuple[str, ...], done: Sequence[Done | None] | None) -> Any:
+    """``check(row, ids)`` for :func:`decode_batch`: a stop string in the row's tail, or the row's ``done`` test on
+    its whole reply. A ``done`` test runs only when the newest tokens hold one of its ``trigger`` characters."""
+    strings = _stop_checker(tokenizer, stop)
+    if strings is None and not (done and any(done)):
+        return None
+
+    def check(row: int, ids: list[int]) -> bool:
+        if strings is not None and strings(ids):
+            return True
+        test = done[row] if done else None
+        if test is None or not any(c in tokenizer.decode(ids[-3:], skip_special_tokens=True) for c in test.trigger):
+            return False
+        return test(tokenizer.decode(ids, skip_special_tokens=True))
+
+    return check
+
+
 def in_notebook() -> bool:
     """True inside a Jupyter kernel (JupyterLab or papermill): finished progress bars stay there as a record of
     what ran and how long; in a terminal they clear themselves."""
@@ -372,8 +401,13 @@ def generate(
     config: SamplingConfig = SamplingConfig(),
     progress: bool | str = True,
     stats: GenerationStats | None = None,
+    done: Sequence[Done | None] | None = None,
 ) -> list[list[Sample]]:
-    """``config.n`` samples for each prompt, in prompt order (``stats``, if given, gets tokens/s and cap hits)."""
+    """``config.n`` samples for each prompt, in prompt order (``stats``, if given, gets tokens/s and cap hits).
+
+    ``done`` (optional, one per prompt) ends a reply as soon as its test holds on the text so far: the reply is kept
+    whole and counts as finished (e.g. :func:`rlhf_nb.rewards.code.code_done`: the code block a scorer reads is
+    closed, so nothing after it can change the score)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -385,7 +419,8 @@ def generate(
     device = next(model.parameters()).device
     batch_size = config.batch_size or auto_batch_size(device.type, sum(p.numel() for p in model.parameters()))
     eos = eos_ids(model, tokenizer)
-    stop_check = _stop_checker(tokenizer, config.stop)
+    if done is not None and len(done) != len(prompts):
+        raise ValueError(f"done has {len(done)} tests for {len(prompts)} prompts")
     old_side, tokenizer.padding_side = tokenizer.padding_side, "left"
     was_training = model.training
     model.eval()
@@ -401,6 +436,7 @@ def generate(
             generator = None
             if config.temperature > 0:
                 generator = torch.Generator(device=device).manual_seed(config.seed * 100_003 + b)
+            stop_check = _row_checker(tokenizer, config.stop, [done[i] for i, _ in batch] if done else None)
             with torch.inference_mode():  # computes in the weights' dtype (see rlhf_nb.device)
                 rows = decode_batch(model, enc["input_ids"].to(device), enc["attention_mask"].to(device), config,
                                      eos, stop_check, generator, expand)

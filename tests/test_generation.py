@@ -218,3 +218,30 @@ def test_grouped_prefill_gives_each_row_what_one_padded_pass_gives(tiny, monkeyp
     single_logits, single = run()
     torch.testing.assert_close(grouped_logits, single_logits, rtol=1e-4, atol=1e-4)
     assert grouped == single
+
+
+def test_a_done_test_ends_only_its_own_prompts_reply(tiny):
+    """``done`` (one test per prompt) ends a reply as soon as it holds on the text so far: kept whole, counted as
+    finished; a prompt without a test decodes as it would without any."""
+    from dataclasses import dataclass
+
+    tok, model = tiny
+
+    @dataclass(frozen=True)
+    class Long:
+        chars: int
+        trigger: str = "".join(map(chr, range(32, 127)))
+
+        def __call__(self, text: str) -> bool:
+            return len(text) >= self.chars
+
+    prompts = ["def f(x):", "hello there"]
+    cfg = SamplingConfig(temperature=0.0, max_new_tokens=24, batch_size=2)
+    free = generate(model, tok, prompts, cfg, progress=False)
+    assert all(len(per[0].text) > 6 for per in free)  # the tiny model writes past six characters unstopped
+    cut = generate(model, tok, prompts, cfg, progress=False, done=[Long(6), None])
+    assert cut[0][0].finished and cut[0][0].n_tokens < free[0][0].n_tokens
+    assert free[0][0].text.startswith(cut[0][0].text) and len(cut[0][0].text) >= 6
+    assert cut[1][0] == free[1][0]
+    with pytest.raises(ValueError, match="done has 1 tests for 2 prompts"):
+        generate(model, tok, prompts, cfg, progress=False, done=[None])

@@ -115,8 +115,9 @@ def test_humaneval_is_asked_and_scored_one_way_in_01_and_the_forgetting_suite(mo
     tasks = data.load_humaneval(limit=3)
     asked: list[list] = []
 
-    def fake_greedy(loaded, prompts, max_new_tokens, label, batch_size=None):
+    def fake_greedy(loaded, prompts, max_new_tokens, label, batch_size=None, done=None):
         asked.append(prompts)
+        assert [d.entry_point for d in done] == [t.entry_point for t in tasks]  # each reply ends at its own block
         replies = [f"Here it is:\n```python\n{t.prompt}{t.canonical_solution}```\nIt works." for t in tasks]
         return Replies([[r] for r in replies], [[10]] * len(replies), [[True]] * len(replies), 1.0)
 
@@ -139,7 +140,7 @@ def test_one_forgetting_evaluator_serves_01_and_04_and_reports_cut_off_replies(m
     tasks = data.load_humaneval(limit=4)
     asked: list[tuple] = []
 
-    def fake_greedy(loaded, prompts, max_new_tokens, label, batch_size=None):
+    def fake_greedy(loaded, prompts, max_new_tokens, label, batch_size=None, done=None):
         asked.append((len(prompts), max_new_tokens, label))
         replies = (["Le chat dort.\nIt means: the cat sleeps."] * len(prompts) if "En->Fr" in label else
                    [f"```python\n{t.prompt}{t.canonical_solution}```" for t in tasks])

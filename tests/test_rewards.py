@@ -77,6 +77,20 @@ def test_extract_code_from_a_chat_reply():
     assert code.extract_code(body_only, task).startswith(task.prompt)
 
 
+def test_code_done_holds_once_the_block_extract_code_takes_is_closed():
+    """Ending a reply at the first moment CodeDone holds never changes the program extract_code takes from it."""
+    task = data.load_humaneval()[0]
+    done = code.code_done(task)
+    helper = "```python\ndef helper(x):\n    return x\n```\n"
+    solution = "```python\ndef has_close_elements(numbers, threshold):\n    return False\n```"
+    reply = f"First a helper:\n{helper}Then:\n{solution}\nAnd a test:\n```python\nprint(1)\n```\nDone."
+    assert not done(helper) and not done(solution[:-1]) and done(solution)
+    ends = [i for i in range(1, len(reply) + 1) if done(reply[:i])]
+    assert ends and reply[: ends[0]].endswith(solution)  # first holds right at the solution's closing fence
+    assert code.extract_code(reply[: ends[0]], task) == code.extract_code(reply, task)
+    assert not done("No code here, only ``` stray fences")
+
+
 def test_pass_at_k_table_skips_k_beyond_n():
     rows = [{"task_id": "a", "passed": p} for p in (True, False, False)] + [{"task_id": "b", "passed": False}] * 3
     table = code.pass_at_k_table(rows, [1, 2, 5])

@@ -55,6 +55,27 @@ def extract_code(reply: str, task: CodeTask) -> str:
     return task.prompt + code
 
 
+@dataclass(frozen=True)
+class CodeDone:
+    """Whether a reply so far already holds the code :func:`extract_code` will take from the whole reply: the first
+    fenced block that defines the entry point, closed. Text after it cannot change the program, so sampling can
+    end the reply there (:func:`rlhf_nb.generation.generate`'s ``done``): a small chat model often keeps talking
+    after its code block until the token cap."""
+
+    entry_point: str
+    trigger: str = "`"
+
+    def __call__(self, text: str) -> bool:
+        defines = re.compile(rf"^\s*def\s+{re.escape(self.entry_point)}\s*\(", re.MULTILINE)
+        block = next((m for m in _FENCE.finditer(text) if defines.search(m.group(1))), None)
+        return block is not None and block.group(0).endswith("```")
+
+
+def code_done(task: CodeTask) -> CodeDone:
+    """The ``done`` test for a reply to :func:`code_prompt` (see :class:`CodeDone`)."""
+    return CodeDone(task.entry_point)
+
+
 def program_of(sample: dict[str, Any], task: CodeTask) -> str:
     """The program a sample stands for (``solution`` whole, or prompt + ``completion``)."""
     if sample.get("solution") is not None:

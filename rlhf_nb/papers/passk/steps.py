@@ -23,7 +23,7 @@ from ...data import CodeTask, PreferencePair, load_humaneval, load_humaneval_plu
 from ...generation import GenerationStats, SamplingConfig, generate, render_prompt
 from ...metrics import pairwise_edit_distances
 from ...models import Loaded, load, merged
-from ...rewards.code import (cached_reference, check_programs, check_programs_plus, code_prompt, data_id,
+from ...rewards.code import (cached_reference, check_programs, check_programs_plus, code_done, code_prompt, data_id,
                              extract_code)
 from ...sandbox import Limits
 from .params import Params, Size
@@ -104,7 +104,7 @@ def stops_for(fmt: str, prefill: bool) -> tuple[str, ...]:
     examples after the solution are neither run nor counted against the token cap. A free chat reply keeps its
     prose and code blocks (the code is extracted after)."""
     if fmt == "chat" and not prefill:
-        return ()
+        return ()  # sample_and_score ends such a reply at its scored block's closing fence (rewards.code.CodeDone)
     return ("```", *COMPLETION_STOPS) if fmt == "chat" else COMPLETION_STOPS
 
 
@@ -145,8 +145,9 @@ def sample_and_score(loaded: Loaded, tasks: Tasks, fmt: str, config: SamplingCon
     re-score them; results keep only verdicts, lengths and diversity.
     """
     config = SamplingConfig(**{**config.__dict__, "stop": stops_for(fmt, P.prefill_code)})
+    free_chat = fmt == "chat" and not P.prefill_code  # a free reply ends once the block scored is closed
     replies = generate(loaded.model, loaded.tokenizer, prompts_for(loaded, tasks.eval, fmt, P.prefill_code), config,
-                       progress=label, stats=stats)
+                       progress=label, stats=stats, done=[code_done(t) for t in tasks.eval] if free_chat else None)
     flat = [(t, s) for t, per in zip(tasks.eval, replies) for s in per]
     programs = [program_of(s.text, t, fmt, P.prefill_code) for t, s in flat]
     with open(samples_file, "w") as f:
