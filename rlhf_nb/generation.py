@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 Messages = list[dict[str, str]]
+_TOP_P_CANDIDATES = (256, 4096)  # top-p draws look among this many tokens, then this many, then the vocabulary
 
 
 class Done(Protocol):
@@ -38,8 +39,6 @@ class Done(Protocol):
     trigger: str
 
     def __call__(self, text: str) -> bool: ...
-
-_TOP_P_CANDIDATES = (256, 4096)  # top-p draws look among this many tokens, then this many, then the vocabulary
 
 
 @dataclass(frozen=True)
@@ -291,9 +290,10 @@ def decode_batch(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tens
     """Prefill, then one token per step for the rows still running; returns (new token ids, finished) per row.
 
     ``input_ids`` / ``attention_mask`` are a left-padded batch; ``eos`` ends a row (the EOS itself is not
-    returned); ``stop_check(row, ids) -> bool`` (optional) ends output row ``row`` early. ``expand`` (optional) maps each output
-    row to a row of ``input_ids``: a prompt sampled n times is prefilled once and its cache copied. Finished rows
-    leave the batch once :data:`COMPACT_FRACTION` of it has finished. Call under ``torch.inference_mode()``.
+    returned); ``stop_check(row, ids) -> bool`` (optional) ends output row ``row`` early. ``expand`` (optional)
+    maps each output row to a row of ``input_ids``: a prompt sampled n times is prefilled once and its cache
+    copied. Finished rows leave the batch once :data:`COMPACT_FRACTION` of it has finished. Call under
+    ``torch.inference_mode()``.
     """
     import torch
 
