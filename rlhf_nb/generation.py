@@ -180,11 +180,14 @@ def _buffer_cache(model: Any, capacity: int) -> Any:
             super().__init__()
             self.length = 0
 
-        def lazy_initialization(self, key_states: Any, value_states: Any) -> None:
+        def lazy_initialization(self, key_states: Any, value_states: Any, batch: int | None = None) -> None:
+            """Buffers for ``batch`` rows (default: the rows of ``key_states``), zeroed when a group's prefill fills
+            only part of them (:meth:`place`), else left for the one prefill to overwrite."""
             self.dtype, self.device = key_states.dtype, key_states.device
             b, h, _, d = key_states.shape
-            self.k_buf = key_states.new_empty(b, h, capacity, d)
-            self.v_buf = value_states.new_empty(b, h, capacity, value_states.shape[-1])
+            new = key_states.new_empty if batch is None else key_states.new_zeros
+            self.k_buf = new(batch or b, h, capacity, d)
+            self.v_buf = new(batch or b, h, capacity, value_states.shape[-1])
             self.is_initialized = True
 
         def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
@@ -201,11 +204,7 @@ def _buffer_cache(model: Any, capacity: int) -> Any:
             """Write one group's prefill (``rows`` of a ``batch``, its keys right-aligned in ``width`` columns) into
             zeroed buffers: the columns left of a short group are padding, masked, and hold zeros, never garbage."""
             if not self.is_initialized:
-                self.dtype, self.device = key_states.dtype, key_states.device
-                _, h, _, d = key_states.shape
-                self.k_buf = key_states.new_zeros(batch, h, capacity, d)
-                self.v_buf = value_states.new_zeros(batch, h, capacity, value_states.shape[-1])
-                self.is_initialized = True
+                self.lazy_initialization(key_states, value_states, batch)
             n = key_states.shape[-2]
             self.k_buf[rows, :, width - n:width] = key_states
             self.v_buf[rows, :, width - n:width] = value_states
