@@ -97,12 +97,20 @@ def _cmd_timings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_machine_note(profile: str) -> None:
+    from .runner import machine_note
+
+    if note := machine_note(profile):
+        print(f"note: {note}", flush=True)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .runner import dry_run, dry_run_table, resolve_notebook, run
 
     if args.dry_run:
         checks = dry_run([resolve_notebook(args.notebook)], args.profile, _overrides(args.param))
         print(dry_run_table(checks))
+        _print_machine_note(checks[0].profile)
         return 1 if any(c.problems for c in checks) else 0
     outcome = run(args.notebook, args.profile, _overrides(args.param), progress=not args.quiet,
                   log_output=args.log_output)
@@ -115,13 +123,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from .config import resolve_profile
     from .runner import dry_run, dry_run_table, figures, notebooks, report, reproduce, summary_table
 
     if args.dry_run:
         names = [n for n in notebooks() if not args.only or args.only in n or __import__("fnmatch").fnmatch(n, args.only)]
         checks = dry_run(names, args.profile)
         print(dry_run_table(checks))
+        _print_machine_note(checks[0].profile if checks else "")
         return 1 if any(c.problems for c in checks) else 0
+    _print_machine_note(resolve_profile(args.profile))
     outcomes = reproduce(args.profile, args.only, progress=not args.quiet, force=args.force)
     if not args.no_report:
         figures(profile=args.profile)
@@ -270,8 +281,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _kill_children() -> None:
+    """Kill this process's children (a notebook's kernel, sandbox workers): they would outlive us, and papermill
+    waits for a kernel that is still computing before it lets an interrupt through."""
+    try:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            child.kill()
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C and SIGTERM (a scheduler's time limit, ``kill``) end a run at once: the kernel is killed, the staged run
+    removed, earlier results kept, one line said (see :func:`main`)."""
+    _kill_children()
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     args = build_parser().parse_args(argv)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
         return args.fn(args)
     except KeyboardInterrupt as err:
@@ -282,13 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                 "nothing earlier to keep" if final is not None else "earlier results untouched")
         print(f"\ninterrupted; {kept}", file=sys.stderr)
         sys.stderr.flush()
-        try:  # a kernel still running would outlive us
-            import psutil
-
-            for child in psutil.Process().children(recursive=True):
-                child.kill()
-        except Exception:  # noqa: BLE001 - best effort
-            pass
+        _kill_children()
         os._exit(130)  # no interpreter teardown: papermill's kernel threads would print tracebacks
     except ParamError as err:
         print(f"error: {err}", file=sys.stderr)

