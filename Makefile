@@ -17,7 +17,13 @@ $(STAMP): pyproject.toml rlhf_nb/packages.py
 	$(BIN)/python -m rlhf_nb.packages install-base
 	touch $(STAMP)
 
-setup: $(STAMP)
+# JupyterLab's defaults for this project (.jupyter/overrides.json): no news feed and no update check, so no
+# "get notified about Jupyter news?" prompt over the results of an offline research tool
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
+$(LAB_OVERRIDES): .jupyter/overrides.json $(STAMP)
+	mkdir -p $(@D) && cp $< $@
+
+setup: $(STAMP) $(LAB_OVERRIDES)
 
 ## the main job: every notebook on the default profile (gpu with CUDA, else cpu), figures, REPORT.md
 reproduce: setup

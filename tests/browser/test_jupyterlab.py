@@ -125,6 +125,7 @@ def _run_all_as_smoke(page, url: str, token: str, notebook: str, shots: Path) ->
     page.screenshot(path=str(shots / f"{notebook}-ran.png"))
     errors = page.locator("[data-mime-type='application/vnd.jupyter.error']")
     assert errors.count() == 0, errors.first.inner_text()[:2000]
+    assert page.get_by_text("Jupyter news").count() == 0  # no prompt over the results asking about a news feed
 
 
 def test_feedback_panel_clicks_become_exactly_those_events(lab):

@@ -27,6 +27,7 @@ def pass_rate(results: dict[str, Any]):
 def lengths(results: dict[str, Any]):
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
 
     from ...figures import token_cap
 
@@ -37,5 +38,6 @@ def lengths(results: dict[str, Any]):
                   palette={"passed": "tab:green", "failed": "tab:red"})
     cap = results["params"]["sampling"]["max_new_tokens"]
     token_cap(ax, cap, sum(not s["finished"] for s in samples) / max(1, len(samples)))
-    ax.set(ylabel="generated tokens", xlabel="", title="Reply length per sample")
+    ax.set(ylabel="generated tokens", xlabel="", title="Reply length per sample", ylim=(0, cap * 1.1))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
