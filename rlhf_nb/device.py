@@ -189,7 +189,8 @@ def machine_probe(size: int = 1024, reps: int = 5) -> dict[str, float]:
 
     A shared 2-core machine's speed drifts by up to 2x within an hour (measured: sampling speed doubled while the
     matmul probe barely moved), so a run records this at its start and end and a timing can be read against it.
-    About half a second."""
+    About half a second. A CPU without fast bf16 emulates bf16 matmuls at ~1 GFLOP/s, where the full-size bf16 probe
+    alone took 17 s (2-core AMD EPYC, one thread), so there it multiplies matrices a quarter of the size."""
     import time
 
     import torch
@@ -209,9 +210,10 @@ def machine_probe(size: int = 1024, reps: int = 5) -> dict[str, float]:
         return 2 * src.numel() * src.element_size() / best(lambda: dst.copy_(src)) / 1e9
 
     out = {"copy_gb_s": copy_gb_s()}
-    for name, dtype in (("fp32_gflop_s", torch.float32), ("bf16_gflop_s", torch.bfloat16)):
-        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-        out[name] = 2 * size**3 / best(lambda: a @ b) / 1e9
+    bf16_size = size if cpu_bf16() else size // 4
+    for name, dtype, n in (("fp32_gflop_s", torch.float32, size), ("bf16_gflop_s", torch.bfloat16, bf16_size)):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        out[name] = 2 * n**3 / best(lambda: a @ b) / 1e9
     return {k: round(v, 1) for k, v in out.items()}
 
 
