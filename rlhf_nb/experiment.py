@@ -274,6 +274,24 @@ def _apply_profile_env(profile: str) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
 
 
+_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """Once per process: take the objects that exist now, above all the imported libraries (~0.5M objects with
+    torch, transformers, trl and datasets), out of the cycle collector's walks (``gc.freeze``). They live as long as
+    the process anyway; reference counting still frees them. A full collection then walks only what the run
+    creates: the steps and accelerate call ``gc.collect()`` between trainings, and each call took 0.5 s on a 2-core
+    AMD EPYC before (ten GRPO arms of 03's ``smoke`` spent 10.6 of 51 s collecting; 1.0 s after)."""
+    global _frozen
+    if not _frozen:
+        import gc
+
+        gc.collect()
+        gc.freeze()
+        _frozen = True
+
+
 def start(notebook: str, profile: str | None = "auto", overrides: dict[str, Any] | None = None,
           out_dir: str | Path | None = None) -> Experiment:
     """Validate the notebook's params for ``profile``, seed everything, and open an :class:`Experiment`.
@@ -290,6 +308,7 @@ def start(notebook: str, profile: str | None = "auto", overrides: dict[str, Any]
     profile, params = load_params(notebook, profile, overrides, root)
     _apply_profile_env(profile)
     quiet_third_party()
+    _freeze_startup_objects()
     seed_everything(getattr(params, "seed", 0))
     set_precision(getattr(params, "precision", "auto"))
     final = None
