@@ -238,3 +238,28 @@ def test_kernel_sockets_live_in_the_runtime_folder_not_in_the_notebooks():
     manager = runner._local_kernel_manager()()
     assert manager.transport == "ipc"
     assert Path(manager.ip).is_absolute() and Path(manager.ip).parent == Path(jupyter_runtime_dir())
+
+
+def test_an_interactive_start_stages_beside_scratch_and_freezes_what_was_imported(project, monkeypatch):
+    """start() outside papermill writes nowhere near the batch results, and takes the objects that exist at the
+    start (the imported libraries) out of the cycle collector's walks, which each gc.collect() between trainings
+    would otherwise repeat."""
+    import gc
+
+    from rlhf_nb import device, experiment
+
+    monkeypatch.setattr(experiment, "_frozen", False)
+    monkeypatch.setattr(device, "_requested", device._requested)  # start() sets the process precision
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    before = gc.get_freeze_count()
+    try:
+        exp = experiment.start("00_quickstart", "smoke")
+        assert gc.get_freeze_count() > before and experiment._frozen
+        assert exp.out_dir.parent == project / "runs" / "00_quickstart"
+        assert exp.out_dir.name.startswith(".smoke.scratch")
+        assert not (project / "runs" / "00_quickstart" / "smoke").exists()
+        frozen = gc.get_freeze_count()
+        experiment.start("00_quickstart", "smoke")  # once per process: a later start freezes nothing more
+        assert gc.get_freeze_count() <= frozen  # (frozen objects freed by refcounting leave the count)
+    finally:
+        gc.unfreeze()  # the rest of this test process collects as before
