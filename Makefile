@@ -29,7 +29,7 @@ setup: $(STAMP) $(LAB_OVERRIDES)
 reproduce: setup
 	$(BIN)/rlhf-nb reproduce $(if $(PROFILE),--profile $(PROFILE),)
 
-## fast tier: tiny models built locally, no network; two pytest-xdist workers of one thread each (5-11 minutes on 2 cores)
+## fast tier: tiny models built locally, no network; two pytest-xdist workers of one thread each (5-9 minutes on 2 cores)
 test: setup
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2
 
