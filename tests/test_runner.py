@@ -95,8 +95,10 @@ def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
 
     # rerun only what changed: the saved run carries the fingerprint of its params, code and data
     assert runner._up_to_date(project, "00_quickstart", "smoke")
-    [check] = runner.dry_run(["00_quickstart"], "smoke")
+    [check] = runner.dry_run(runner.select_notebooks("quickstart"), "smoke")  # the selection reproduce makes
     assert not check.problems and check.notes[0].startswith("saved run is up to date")
+    with pytest.raises(ParamError, match="no notebook matches 'quikstart'"):  # the dry run fails as reproduce does
+        runner.select_notebooks("quikstart")
     [skipped] = runner.reproduce("smoke", "00_quickstart", progress=False)
     assert skipped.status == "up to date" and json.loads((out / "results.json").read_text()) == results
     [check] = runner.dry_run(["00_quickstart"], "smoke", {"sampling.n": 3})  # an override is another run
