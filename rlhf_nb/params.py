@@ -33,6 +33,9 @@ def _data_source(value: str) -> str:
 ModelName = Annotated[str, AfterValidator(_model_name), Field(json_schema_extra={"kind": "model"})]
 DataSource = Annotated[str, AfterValidator(_data_source), Field(json_schema_extra={"kind": "data"})]
 OptionalData = Annotated[DataSource | None, Field(json_schema_extra={"kind": "data"})]
+# a union or a list hides its members' mark from the field: these carry it at the field level (preflight reads it)
+OptionalModel = Annotated[ModelName | None, Field(json_schema_extra={"kind": "model"})]
+ModelList = Annotated[list[ModelName], Field(json_schema_extra={"kind": "model"})]
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0)]

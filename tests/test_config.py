@@ -86,3 +86,35 @@ def test_trl_extras_are_checked_against_trls_config_before_a_run():
     _, params = load_params("02_passk_model_size", "smoke", {"dpo.extra": {"betta": 0.3, "warmup_steps": 2}}, root=REPO)
     problems = check_trl_extras(params)
     assert len(problems) == 1 and "dpo.extra.betta" in problems[0] and "did you mean 'beta'" in problems[0]
+
+
+def _fields(schema, prefix=""):
+    from pydantic import BaseModel
+
+    for name, info in schema.model_fields.items():
+        yield f"{prefix}{name}", info
+        for inner in (info.annotation, *getattr(info.annotation, "__args__", ())):
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                yield from _fields(inner, f"{prefix}{name}.")
+
+
+@pytest.mark.parametrize("notebook", notebooks(REPO))
+def test_every_data_and_model_parameter_is_marked_so_preflight_checks_it(notebook):
+    """An optional source written `DataSource | None` loses the mark (the union hides it): its missing file then
+    failed only after the kernel had started. Every data or model field must carry its kind at the field level."""
+    from rlhf_nb.papers import params_class
+
+    for key, info in _fields(params_class(notebook)):
+        text = repr(info.annotation)
+        kind = (info.json_schema_extra or {}).get("kind") if isinstance(info.json_schema_extra, dict) else None
+        if "_data_source" in text:
+            assert kind == "data", f"{notebook}: {key} is a data source that preflight does not check"
+        if "_model_name" in text:
+            assert kind == "model", f"{notebook}: {key} is a model that preflight does not check"
+
+
+def test_a_missing_optional_data_file_fails_before_the_kernel_starts():
+    with pytest.raises(ParamError, match="parameter 'hh': data file '/nope/hh.jsonl.gz' does not exist"):
+        load_params("05_online_iterative_dpo", "cpu", {"hh": "/nope/hh.jsonl.gz"}, root=REPO)
+    with pytest.raises(ParamError, match="parameter 'items.humaneval_plus': data file '/nope/he.jsonl.gz' does not"):
+        load_params("03_data_scaling_rlhf", "cpu", {"items.humaneval_plus": "/nope/he.jsonl.gz"}, root=REPO)

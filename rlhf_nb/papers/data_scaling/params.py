@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ...params import (BaseParams, DataSource, Fraction, GRPOSection, LoraSection, ModelName, NonNegInt, PosFloat,
-                       PosInt, SamplingSection, Section)
+from ...params import (BaseParams, DataSource, Fraction, GRPOSection, LoraSection, ModelName, NonNegInt,
+                       OptionalData, OptionalModel, PosFloat, PosInt, SamplingSection, Section)
 
 
 class Items(Section):
@@ -18,7 +18,7 @@ class Items(Section):
     gsm8k: DataSource = Field("bundled", description="GSM8K source ('bundled': data/gsm8k_test.jsonl.gz)")
     code: NonNegInt = Field(40, description="HumanEval tasks (gold: their tests in the sandbox; reference: the "
                                             "canonical solution)")
-    humaneval_plus: DataSource | None = Field("bundled", description="HumanEval+ source: the gold runs base + plus "
+    humaneval_plus: OptionalData = Field("bundled", description="HumanEval+ source: the gold runs base + plus "
                                                                      "inputs; None: HumanEval's own tests only")
 
 
@@ -59,7 +59,7 @@ class PrePPO(GRPOPart):
                                                      "IFEval's prompts (reward: the judge; gold: IFEval's checkers); "
                                                      "open: AlpacaEval's instructions (reward: the judge given the "
                                                      "GPT-4-turbo reference; gold: `open_gold`)")
-    open_gold: ModelName | None = Field(
+    open_gold: OptionalModel = Field(
         None, description="the open domain's gold: a judge other than `judge` (larger), never a training reward, asked "
                           "whether a held-out answer beats AlpacaEval's reference (both orders); validated on HH-RLHF "
                           "human labels first")

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ...params import (BaseParams, DataSource, DPOSection, LoraSection, ModelName, PosFloat, PosInt, PPOSection,
-                       SamplingSection, SystemLine)
+from ...params import (BaseParams, DataSource, DPOSection, LoraSection, ModelList, ModelName, PosFloat, PosInt,
+                       PPOSection, SamplingSection, SystemLine)
 
 
 class Params(BaseParams):
@@ -15,7 +15,7 @@ class Params(BaseParams):
 
     policy: ModelName = Field(description="the raw model that RLHF starts from (and whose samples make helpful pairs)")
     pm_backbone: ModelName = Field(description="frozen backbone of the preference models (linear BT heads)")
-    pm_sizes: list[ModelName] = Field([], description="extra backbones of one family for PM accuracy vs model size")
+    pm_sizes: ModelList = Field([], description="extra backbones of one family for PM accuracy vs model size")
     harmless: DataSource = Field("bundled", description="HH-RLHF harmless-base pairs (human labels)")
     harmless_train: PosInt = Field(600, description="harmless pairs for training PMs")
     harmless_test: PosInt = Field(500, description="held-out harmless pairs")

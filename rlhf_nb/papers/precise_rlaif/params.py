@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ...params import (BaseParams, DataSource, DPOSection, Fraction, LoraSection, ModelName, NonNegInt, PosFloat,
-                       PosInt, SamplingSection, Section)
+from ...params import (BaseParams, DataSource, DPOSection, Fraction, LoraSection, ModelName, NonNegInt,
+                       OptionalModel, PosFloat, PosInt, SamplingSection, Section)
 
 Principle = Literal["instruction-following", "helpfulness", "truthfulness", "all"]
 
@@ -66,7 +66,7 @@ class Params(BaseParams):
     """04_precise_rlaif: sentence-level degraded pairs for DPO, against a same-budget sequence-level control."""
 
     policy: ModelName = Field(description="the DPO-stage model every arm starts from (and whose answers are degraded)")
-    base: ModelName | None = Field(None, description="an untuned (or SFT-only) checkpoint of the same model for the "
+    base: OptionalModel = Field(None, description="an untuned (or SFT-only) checkpoint of the same model for the "
                                                      "paper's 'DPO beats the base' row; None: not available")
     judge: ModelName = Field(description="LLM judge (log-probs of A/B, both orders): filters degraded pairs, orders "
                                          "the sequence-level pairs, and is validated against the gold")

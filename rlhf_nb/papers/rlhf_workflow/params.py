@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ...params import (BaseParams, DataSource, DPOSection, LoraSection, ModelName, NonNegInt, PosFloat, PosInt,
+from ...params import (BaseParams, DPOSection, LoraSection, ModelName, NonNegInt, OptionalData, PosFloat, PosInt,
                        SamplingSection, Section, SystemLine)
 
 
@@ -26,7 +26,7 @@ class Params(BaseParams):
     rm_backbone: ModelName = Field(description="frozen backbone whose features the BT and pairwise heads read")
     prompts: PromptSplits = PromptSplits()
     system: SystemLine = ""
-    hh: DataSource | None = Field("bundled", description="human-labelled pairs (HH-RLHF harmless-base) as a second "
+    hh: OptionalData = Field("bundled", description="human-labelled pairs (HH-RLHF harmless-base) as a second "
                                                          "reward-model source; None: gold-labelled pairs only")
     hh_train: NonNegInt = Field(200, description="HH pairs for training the reward models")
     hh_test: NonNegInt = Field(400, description="held-out HH pairs")
