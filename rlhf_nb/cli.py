@@ -7,6 +7,7 @@ Commands: list, params, run, reproduce, claims, timings, figures, report, models
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -45,8 +46,6 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
 
 def _cmd_claims(args: argparse.Namespace) -> int:
-    import json
-
     from tabulate import tabulate
 
     from .config import project_root, resolve_profile
@@ -79,7 +78,8 @@ def _overrides(pairs: list[str]) -> dict:
 
 def _cmd_timings(args: argparse.Namespace) -> int:
     from .config import project_root, resolve_profile
-    from .runner import resolve_notebook, run_dir, timings
+    from .experiment import ENV
+    from .runner import memory_note, resolve_notebook, run_dir, timings
 
     root = project_root()
     notebook = resolve_notebook(args.notebook, root)
@@ -89,7 +89,9 @@ def _cmd_timings(args: argparse.Namespace) -> int:
         raise ParamError(f"no saved {profile} run of {notebook}: run `rlhf-nb run {notebook} --profile {profile}` first")
     rows = timings(executed)
     total = sum(r["seconds"] for r in rows)
-    print(f"{notebook} · {profile} · {total:.0f} s in {len(rows)} cells of 1 s or more")
+    env_path = executed.with_name(ENV)
+    memory = memory_note(json.loads(env_path.read_text())) if env_path.is_file() else ""
+    print(f"{notebook} · {profile} · {total:.0f} s in {len(rows)} cells of 1 s or more{memory}")
     for r in rows:
         print(f"{r['seconds']:8.1f} s  cell {r['cell']}: {r['source'][:90]}")
         for bar in r["bars"]:

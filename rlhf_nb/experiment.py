@@ -22,6 +22,7 @@ import math
 import os
 import platform
 import random
+import re
 import subprocess
 import sys
 import time
@@ -131,6 +132,23 @@ def environment(root: Path, seed: int, profile: str) -> dict[str, Any]:
         "precision": describe(),
         "cpu_count": os.cpu_count(),
     }
+
+
+def peak_memory() -> dict[str, float | None]:
+    """Peak memory of this process so far, in MB: resident set (the kernel's own; sandboxed programs and other
+    child processes are not counted) and, where CUDA was used, what torch allocated and reserved on the GPU."""
+    import resource
+
+    import torch
+
+    status = Path("/proc/self/status")
+    hwm = re.search(r"^VmHWM:\s+(\d+) kB", status.read_text(), re.M) if status.is_file() else None
+    # VmHWM is this process's own peak; getrusage's also counts the parent's RSS at fork (a kernel papermill started)
+    rss_mb = int(hwm.group(1)) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    used = torch.cuda.is_available() and torch.cuda.is_initialized()
+    return {"rss_mb": round(rss_mb, 1),
+            "cuda_allocated_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if used else None,
+            "cuda_reserved_mb": round(torch.cuda.max_memory_reserved() / 2**20, 1) if used else None}
 
 
 def import_ref(ref: str) -> Callable[..., Any]:
@@ -243,7 +261,8 @@ class Experiment:
         from .runner import fingerprint
 
         env.update(started=datetime.fromtimestamp(self.started, timezone.utc).isoformat(timespec="seconds"),
-                   wall_s=wall_s, machine_probe={"start": self.probe, "end": machine_probe()},
+                   wall_s=wall_s, peak_memory=peak_memory(),
+                   machine_probe={"start": self.probe, "end": machine_probe()},
                    fingerprint=fingerprint(self.root, self.notebook, to_jsonable(self.params.model_dump())))
         self.results["wall_s"] = env["wall_s"]
         atomic_write(self.out_dir / ENV, json.dumps(env, indent=2))

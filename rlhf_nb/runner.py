@@ -481,6 +481,16 @@ def probe_note(env: dict[str, Any]) -> str:
             f"{end['bf16_gflop_s']:,.0f}")
 
 
+def memory_note(env: dict[str, Any]) -> str:
+    """The run's peak memory (``rlhf_nb.experiment.peak_memory``) for a report header; empty for older runs."""
+    peak = env.get("peak_memory") or {}
+    if not peak.get("rss_mb"):
+        return ""
+    gpu = (f", GPU {peak['cuda_allocated_mb'] / 1024:.1f} GB allocated ({peak['cuda_reserved_mb'] / 1024:.1f} reserved)"
+           if peak.get("cuda_allocated_mb") is not None else "")
+    return f" · peak memory: RSS {peak['rss_mb'] / 1024:.1f} GB{gpu}"
+
+
 def trained_in_bf16_on_cpu(device: str, precision: dict[str, Any] | str) -> bool:
     """Whether a run's trained models were bf16 on a CPU: its ``env.json`` ``precision`` (a dict, or the word a
     report header shows) says bf16 and, for runs before the split, records no separate ``training`` precision."""
@@ -573,7 +583,7 @@ def report(root: Path | None = None, profile: str | None = None, out: Path | Non
                 f"`{nb}` · profile `{profile}` · {env.get('wall_s', '?')} s on {env.get('device', '?')} "
                 f"({env.get('cpu_count', '?')} cores, {precision}) · commit `{(env.get('git_commit') or '?')[:10]}`"
                 f"{' **(dirty tree)**' if env.get('git_dirty') else ''} · seed {env.get('seed', '?')} · "
-                f"torch {env.get('packages', {}).get('torch', '?')}{probe_note(env)}", ""]
+                f"torch {env.get('packages', {}).get('torch', '?')}{memory_note(env)}{probe_note(env)}", ""]
         if trained_in_bf16_on_cpu(env.get("device", "?"), env.get("precision") or {}):
             part += [BF16_TRAINED, ""]
         for text in results.get("findings", []):

@@ -265,3 +265,13 @@ def test_an_interactive_start_stages_beside_scratch_and_freezes_what_was_importe
         assert gc.get_freeze_count() <= frozen  # (frozen objects freed by refcounting leave the count)
     finally:
         gc.unfreeze()  # the rest of this test process collects as before
+
+
+def test_a_report_header_gives_the_peak_memory_a_run_recorded():
+    from rlhf_nb.runner import memory_note
+
+    assert memory_note({}) == "" and memory_note({"peak_memory": {}}) == ""  # runs from before it was recorded
+    cpu = {"peak_memory": {"rss_mb": 11980.8, "cuda_allocated_mb": None, "cuda_reserved_mb": None}}
+    assert memory_note(cpu) == " · peak memory: RSS 11.7 GB"
+    gpu = {"peak_memory": {"rss_mb": 3072.0, "cuda_allocated_mb": 20480.0, "cuda_reserved_mb": 22528.0}}
+    assert memory_note(gpu) == " · peak memory: RSS 3.0 GB, GPU 20.0 GB allocated (22.0 reserved)"
