@@ -10,7 +10,8 @@ The GPU machines lent to this project reach neither the hub nor PyPI, and a sess
   (``gpu_check.yaml``: timing and memory depend on shapes, not on weight values), writes local stand-ins for the hub
   data, and runs each notebook's `gpu` profile through the runner with the counts of its `smoke` profile. After
   each notebook one JSON line goes to ``--out``: status, error, wall time, peak GPU memory and RSS, the slowest
-  cells and their progress bars (tokens/s, trainer steps). A call cut short keeps the lines it wrote.
+  cells and their progress bars (tokens/s, trainer steps); the first line gives the machine, the versions, unmet
+  requirements and the sandbox's isolation layers there. A call cut short keeps the lines it wrote.
 * ``--shapes tiny`` runs the same paths on the tiny model, on CPU too: the test of this script.
 
 On the GPU machine (carry ``.gpu_check``; one command, a 600-s limit)::
@@ -221,6 +222,27 @@ def check_installed() -> list[str]:
     return problems
 
 
+def environment(problems: list[str]) -> dict[str, Any]:
+    """The machine and stack the check ran on, and the sandbox's isolation layers there (the first JSON line)."""
+    from importlib import metadata
+
+    import torch
+
+    from rlhf_nb.sandbox import active_layers
+
+    cuda = torch.cuda.is_available()
+    versions = {}
+    for name in ("torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets", "papermill"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"python": sys.version.split()[0], "packages": versions, "cuda": torch.version.cuda if cuda else None,
+            "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+            "gpu_memory_gb": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1) if cuda else None,
+            "cpu_count": os.cpu_count(), "sandbox_layers": active_layers(), "unmet_requirements": problems}
+
+
 def tokenizer_dir(alias: str, work: Path) -> Path:
     """The packaged model's tokenizer: the carried copy (unzipped into ``work``) where there is one, else the model."""
     carried = CARRY / "tokenizers" / alias
@@ -399,8 +421,10 @@ def main() -> int:
         prepare(spec)
         return 0
     problems = check_installed()
-    for problem in problems:
-        print(f"environment: {problem}", flush=True)
+    env = environment(problems)
+    print(f"environment: {json.dumps(env)}", flush=True)
+    with args.out.open("a") as f:
+        f.write(json.dumps({"environment": env}) + "\n")
     wanted = [p for p in args.only.split(",") if p]
     notebooks = [nb for nb in spec["notebooks"] if not wanted or any(nb.startswith(p) for p in wanted)]
     if not notebooks:
