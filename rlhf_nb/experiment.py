@@ -274,6 +274,9 @@ class Experiment:
             swap_in(self.out_dir, self.final_dir)
             self.out_dir, path = self.final_dir, self.final_dir / RESULTS
         print(f"results written to {path} ({env['wall_s']} s)")
+        import gc
+
+        gc.unfreeze()  # what start() froze is walked again: cyclic garbage among it can now be freed
         return path
 
 
@@ -293,22 +296,18 @@ def _apply_profile_env(profile: str) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
 
 
-_frozen = False
-
-
 def _freeze_startup_objects() -> None:
-    """Once per process: take the objects that exist now, above all the imported libraries (~0.5M objects with
-    torch, transformers, trl and datasets), out of the cycle collector's walks (``gc.freeze``). They live as long as
-    the process anyway; reference counting still frees them. A full collection then walks only what the run
+    """Take the objects that exist at a run's start, above all the imported libraries (~0.5M objects with torch,
+    transformers, trl and datasets), out of the cycle collector's walks (``gc.freeze``) until the run's
+    :meth:`Experiment.finish`; reference counting still frees them. A full collection then walks only what the run
     creates: the steps and accelerate call ``gc.collect()`` between trainings, and each call took 0.5 s on a 2-core
-    AMD EPYC before (ten GRPO arms of 03's ``smoke`` spent 10.6 of 51 s collecting; 1.0 s after)."""
-    global _frozen
-    if not _frozen:
-        import gc
+    AMD EPYC before (ten GRPO arms of 03's ``smoke`` spent 10.6 of 51 s collecting; 1.0 s after). ``finish()``
+    unfreezes, so garbage in a cycle among them (a model loaded before ``start()`` and dropped during the run)
+    is collected after the run and does not stay in a JupyterLab kernel for good."""
+    import gc
 
-        gc.collect()
-        gc.freeze()
-        _frozen = True
+    gc.collect()
+    gc.freeze()
 
 
 def start(notebook: str, profile: str | None = "auto", overrides: dict[str, Any] | None = None,

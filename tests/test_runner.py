@@ -242,27 +242,38 @@ def test_kernel_sockets_live_in_the_runtime_folder_not_in_the_notebooks():
     assert Path(manager.ip).is_absolute() and Path(manager.ip).parent == Path(jupyter_runtime_dir())
 
 
-def test_an_interactive_start_stages_beside_scratch_and_freezes_what_was_imported(project, monkeypatch):
+def test_an_interactive_start_stages_beside_scratch_and_freezes_what_exists_until_finish(project, monkeypatch):
     """start() outside papermill writes nowhere near the batch results, and takes the objects that exist at the
     start (the imported libraries) out of the cycle collector's walks, which each gc.collect() between trainings
-    would otherwise repeat."""
+    would otherwise repeat; finish() gives them back, so cyclic garbage among them does not outlive the run."""
     import gc
+    import weakref
 
     from rlhf_nb import device, experiment
 
-    monkeypatch.setattr(experiment, "_frozen", False)
+    class Node:
+        pass
+
     monkeypatch.setattr(device, "_requested", device._requested)  # start() sets the process precision
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cycle = Node()
+    cycle.me = cycle  # garbage only the cycle collector can free, made before the run
+    alive = weakref.ref(cycle)
     before = gc.get_freeze_count()
     try:
         exp = experiment.start("00_quickstart", "smoke")
-        assert gc.get_freeze_count() > before and experiment._frozen
+        assert gc.get_freeze_count() > before
         assert exp.out_dir.parent == project / "runs" / "00_quickstart"
         assert exp.out_dir.name.startswith(".smoke.scratch")
         assert not (project / "runs" / "00_quickstart" / "smoke").exists()
-        frozen = gc.get_freeze_count()
-        experiment.start("00_quickstart", "smoke")  # once per process: a later start freezes nothing more
-        assert gc.get_freeze_count() <= frozen  # (frozen objects freed by refcounting leave the count)
+        del cycle
+        gc.collect()
+        assert alive() is not None  # frozen during the run: collections skip it
+        exp.finish()
+        assert gc.get_freeze_count() == 0
+        gc.collect()
+        assert alive() is None  # after the run it is freed
+        assert (project / "runs" / "00_quickstart" / "smoke.scratch" / "results.json").is_file()
     finally:
         gc.unfreeze()  # the rest of this test process collects as before
 
