@@ -127,3 +127,16 @@ def test_train_precision_reads_every_adapter_back_in_fp32():
     assert all(float(r[1]) > 0 and r[2].endswith("x") for r in rows.values())
     assert all(abs(float(r[4])) < 5 and abs(float(r[5])) < 5 for r in rows.values())
     assert float(rows["fp32"][4]) > 0  # DPO on these pairs raises the implied margin
+
+
+def test_verdict_calibration_prints_both_rules_side_by_side_for_each_seed_spread():
+    args = ["--reps", "3", "--items", "20", "--taus", "0,0.4"]
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "verdict_calibration.py"), *args],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
+            if re.match(r"\| 0(\.4)? \|", line)]
+    assert [(r[0], r[1]) for r in rows] == [("0", "items only"), ("0", "rlhf-nb"), ("0.4", "items only"),
+                                           ("0.4", "rlhf-nb")]
+    for row in rows:  # three rates, each a share of 3 data sets with its Wilson interval
+        assert all(re.fullmatch(r"\d+\.\d% \[\d+\.\d, \d+\.\d\]", cell) for cell in row[2:5])

@@ -223,3 +223,59 @@ def test_validated_on_needs_enough_labelled_pairs_and_an_interval_above_chance()
     assert not few.holds and few.detail == "only 9 labelled pairs (need 10)"
     seeds = np.array([[1.0] * 40 + [0.0] * 10, [1.0] * 38 + [0.0] * 12])  # (seeds, pairs): n counts pairs
     assert C.validated_on("PM", seeds).detail.endswith("on 50 labelled pairs (chance 50%)")
+
+
+# --- seeds: the spread between training runs ---------------------------------------------------
+
+
+def test_three_seeds_that_disagree_cannot_reproduce_a_claim_however_many_items_agree():
+    """Every item moves with the seed, so the items agree and the sign-flip p is tiny; the three seeds' means
+    (+0.02, +0.10, +0.45) are all above 0, so every bootstrap resample is too. Before crossed_se this read
+    'reproduced'; three trainings this far apart cannot show the effect is not a lucky run (t with 2 df)."""
+    items = np.random.default_rng(1).normal(0, 1, 100)
+    trained = np.stack([items + shift for shift in (0.02, 0.10, 0.45)])
+    d = trained.mean(0) - items
+    assert C.sign_flip_p(d) < 0.001  # the item-only test
+    lo, _ = C._interval(C.crossed_bootstrap([items[None, :], trained], lambda x: float(x[1].mean() - x[0].mean())))
+    assert lo > 0  # and the bootstrap interval
+    test = C.superiority(items, trained)
+    assert test.p > 0.05 and test.ci[0] < 0 < test.ci[1]
+    assert decided(test, min_effect=0.1).verdict == C.INCONCLUSIVE
+
+
+def test_arms_of_one_seed_keep_the_item_only_test():
+    a, b = rng.normal(0, 1, 60), rng.normal(0.2, 1, 60)
+    test = C.superiority(a, b, seed=3)
+    assert C.crossed_se([a[None, :], b[None, :]], [-1.0, 1.0]) is None
+    dist = C.crossed_bootstrap([a[None, :], b[None, :]], lambda x: float(x[1].mean() - x[0].mean()), seed=3)
+    assert test.ci == C._interval(dist) and test.p == C.sign_flip_p(b - a, seed=3)
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.3])
+def test_the_crossed_standard_error_matches_the_spread_of_the_effect_over_repeated_experiments(tau):
+    """Seeds x items data from the random-effects model the docstring names: across 3,000 simulated experiments the
+    mean estimated variance is the variance of the estimates themselves. Where seeds agree (tau = 0) it errs a
+    little high, never low: a seed term is added only when the seed means spread more than the noise predicts,
+    which chance makes happen half the time (about 10% on the variance, 5% on the standard error)."""
+    gen = np.random.default_rng(7)
+    estimates, variances = [], []
+    for _ in range(3000):
+        level = gen.normal(0, 1, 40)
+        a = level + gen.normal(0, 0.5, 40)
+        b = level + 0.1 + gen.normal(0, tau, (3, 1)) + gen.normal(0, 0.5, (3, 40))
+        estimates.append(b.mean() - a.mean())
+        se, df = C.crossed_se([a[None, :], b], [-1.0, 1.0])
+        variances.append(se * se)
+        assert 2 <= df <= 39 + 1e-9
+    ratio = np.mean(variances) / np.var(estimates)
+    assert (0.95 < ratio < 1.06) if tau else (1.0 < ratio < 1.15)
+
+
+def test_a_trend_over_seeded_levels_reads_the_seed_spread_too():
+    items = np.random.default_rng(2).normal(0, 1, 80)
+    arms = [np.stack([items + level * 0.1 + shift for shift in shifts])
+            for level, shifts in enumerate([(0.0, 0.3, -0.3), (0.1, -0.4, 0.2), (0.5, -0.2, 0.1)])]
+    test = C.trend([1, 2, 3], arms)
+    assert test.p > 0.05 and test.ci[0] < 0  # items alone give p < 0.001: every item rises by 0.1 a level
+    steady = C.trend([1, 2, 3], [np.stack([items + level * 0.1] * 3) for level in range(3)])
+    assert steady.p < 0.001 and steady.ci[0] > 0

@@ -254,7 +254,8 @@ def test_prepo_adds_the_lowest_reward_prompts_random_as_many_and_early_orders_ma
 
 
 def _prepo_results(gain=None, seeds=3, n=30):
-    """Final held-out gold per arm: 0/1 per item and seed; ``gain`` shifts an arm's success rate (pts)."""
+    """Final held-out gold per arm: 0/1 per item and seed; ``gain`` shifts an arm's success rate (pts), and each
+    training seed shifts it by a draw of sd 2 pts (how that run went)."""
     gain = gain or {"base": 0, "all": 0, "random": 0, "prepo": 15, "early": 30}
     rng = np.random.default_rng(0)
     domains = ["math", "instruction"]
@@ -278,9 +279,11 @@ def test_prepo_claims_follow_the_final_gold():
     assert by_id["P1"].kind == "equivalence" and by_id["P1"].verdict == "reproduced"  # all == base, tightly
     assert by_id["P2"].verdict == "reproduced" and by_id["M1"].verdict == "reproduced"
     assert by_id["T1-math"].n == 30 and by_id["T1-math"].verdict == "reproduced"
-    flat = {c.id: c.verdict for c in claims.claims(_prepo_results({"base": 0, "all": 20, "random": 0, "prepo": 0,
-                                                                   "early": 0}))}
+    no_gain = {"base": 0, "all": 20, "random": 0, "prepo": 0, "early": 0}
+    flat = {c.id: c.verdict for c in claims.claims(_prepo_results(no_gain, seeds=10, n=150))}
     assert flat["P1"] != "reproduced" and flat["P2"] == "not reproduced" and flat["M1"] != "reproduced"
+    # three seeds an arm, landing ~2 pts apart, cannot rule out Pre-PPO's 3-pt gain: the seed spread counts
+    assert {c.id: c.verdict for c in claims.claims(_prepo_results(no_gain))}["P2"] == "inconclusive"
     backwards = _prepo_results()
     backwards["data"]["prepo"]["arms"] = {"prepo": ["n6", "n7"], "random": ["n0", "n1"]}
     assert {c.id: c.verdict for c in claims.claims(backwards)}["P2"] == "not tested at this scale"
