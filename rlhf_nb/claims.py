@@ -519,9 +519,10 @@ def proportion(outcomes: Any, reference: float, *, seed: int = 0) -> Test:
     """A rate against a fixed ``reference`` (e.g. accuracy against chance 0.5): effect = rate - reference.
 
     ``outcomes`` per item are 1 (success), 0 (failure) or 0.5 (a tie, half a success), or an array
-    ``(seeds, items)`` of such values: with several seeds the interval is the crossed bootstrap;
-    with one it is Wilson's. p: exact binomial test of successes against failures (ties dropped, as a
-    sign test drops them) on the seed-averaged outcome rounded to the nearer side.
+    ``(seeds, items)`` of such values: with several seeds the interval is the crossed bootstrap's, widened by the
+    t interval on :func:`crossed_se`; with one it is Wilson's. p: exact binomial test of successes against failures
+    (ties dropped, as a sign test drops them) on the seed-averaged outcome rounded to the nearer side (with several
+    seeds, or the t test's p where that is larger).
     """
     from scipy.stats import binomtest
 
@@ -542,7 +543,9 @@ def proportion(outcomes: Any, reference: float, *, seed: int = 0) -> Test:
     p = float(binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue) if wins + losses else 1.0
     floor = 0.5 ** (wins + losses)
     premises = (Premise("enough items", floor < ALPHA, f"{wins + losses} decided items; smallest reachable p {floor:.3g}"),)
-    return Test("proportion", rate - reference, (lo - reference, hi - reference), p, n, X.shape[0], _Z * se, premises,
+    ci, p, mde = _with_seeds(rate - reference, (lo - reference, hi - reference), p, se,
+                             crossed_se([X], [1.0]) if X.shape[0] > 1 else None)
+    return Test("proportion", rate - reference, ci, p, n, X.shape[0], mde, premises,
                 {"rate": rate, "reference": reference})
 
 

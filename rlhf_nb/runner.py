@@ -96,12 +96,11 @@ def run(notebook: str, profile: str | None = None, overrides: dict[str, Any] | N
     Parameters are validated (and data files / models checked) before the kernel starts; invalid
     parameters raise :class:`ParamError` and leave everything on disk untouched.
     """
-    import papermill as pm
-
     root = root or project_root()
     notebook = resolve_notebook(notebook, root)
     overrides = dict(overrides or {})
     profile, _ = load_params(notebook, profile, overrides, root)  # fail fast, before any heavy work
+    import papermill as pm  # 2.7 s of imports (jsonschema's format checkers compile a grammar): after validation
     final = run_dir(root, notebook, profile)
     staging = final.with_name(f".{profile}.staging-{os.getpid()}")
     _remove_stale_staging(final)

@@ -279,3 +279,14 @@ def test_a_trend_over_seeded_levels_reads_the_seed_spread_too():
     assert test.p > 0.05 and test.ci[0] < 0  # items alone give p < 0.001: every item rises by 0.1 a level
     steady = C.trend([1, 2, 3], [np.stack([items + level * 0.1] * 3) for level in range(3)])
     assert steady.p < 0.001 and steady.ci[0] > 0
+
+
+def test_a_rate_over_seeds_that_disagree_is_not_above_chance():
+    """Three feedback draws (seeds) of a reward model: accuracies 52%, 55%, 85% on the same 200 pairs. Pooled, 64%
+    looks far above chance; three draws this far apart do not show it."""
+    gen = np.random.default_rng(4)
+    draws = np.stack([(gen.random(200) < acc).astype(float) for acc in (0.52, 0.55, 0.85)])
+    test = C.proportion(draws, 0.5)
+    assert test.effect > 0.1 and test.p > 0.05 and test.ci[0] < 0
+    steady = C.proportion(np.stack([(gen.random(200) < 0.64).astype(float) for _ in range(3)]), 0.5)
+    assert steady.p < 0.01 and steady.ci[0] > 0
