@@ -173,7 +173,7 @@ def test_peak_memory_is_the_process_own_not_its_parents_at_fork():
 
 @pytest.mark.slow
 def test_every_notebook_runs_its_gpu_path_through_the_check_on_cpu(project, tmp_path):
-    """All seven notebooks' gpu profiles, tiny models, smoke counts: about 3 min on 2 cores."""
+    """All seven notebooks' gpu profiles, tiny models, smoke counts: 3-5 min on 2 cores."""
     out = tmp_path / "check.jsonl"
     done = subprocess.run([sys.executable, str(SCRIPT), "--shapes", "tiny", "--root", str(project),
                            "--work", str(tmp_path / "work"), "--out", str(out)],
