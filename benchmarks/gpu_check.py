@@ -44,28 +44,22 @@ ROOT = Path(__file__).resolve().parent.parent
 SPEC = Path(__file__).with_suffix(".yaml")
 CARRY = ROOT / ".gpu_check"
 
-#: What the GPU machine lacks, pinned as in pyproject.toml (transformers and its hub client are newer than the
-#: image's; torch, numpy, scipy, pandas, matplotlib and accelerate are the image's own).
-WHEELS = [
-    "transformers==5.23.0", "tokenizers==0.23.3", "huggingface_hub==2.4.0", "httpx2==2.16.2", "httpcore2==2.16.2",
-    "trl==1.16.0", "peft==0.21.2", "bitsandbytes==0.50.2", "datasets==5.2.0", "dill==0.4.1", "multiprocess==0.70.19",
-    "papermill==2.7.0", "nbclient==0.11.0", "nbformat==5.11.1", "fastjsonschema==2.22.3", "jsonschema==4.26.0",
-    "jsonschema-specifications==2025.9.1", "referencing==0.37.0", "rpds-py==2026.9.1", "jupyter_client==8.10.0",
-    "jupyter_core==5.9.1", "platformdirs==4.14.8", "ipykernel==7.4.0", "ipython==9.18.1",
-    "ipython_pygments_lexers==1.1.1", "traitlets==5.16.1", "pyzmq==27.3.0", "tornado==6.6.1", "comm==0.2.3",
-    "debugpy==1.8.22", "matplotlib-inline==0.2.2", "nest-asyncio2==1.7.4", "jedi==0.20.1", "parso==0.8.7",
-    "prompt_toolkit==3.0.53", "wcwidth==0.9.4", "pexpect==4.9.0", "ptyprocess==0.7.0", "stack-data==0.6.3",
-    "executing==2.3.0", "asttokens==3.0.2", "pure_eval==0.2.4", "tenacity==9.2.1", "entrypoints==0.4.2",
-    "ipywidgets==8.1.9", "pydantic==2.14.3",
-    "pydantic_core==2.50.4", "annotated-types==0.8.0", "typing-inspection==0.4.5", "rapidfuzz==3.14.6",
-    "if-verifiable==0.1.2", "nltk==3.10.4", "immutabledict==4.3.1", "emoji==2.16.0", "syllapy==0.8.0",
-    "truststore==0.10.5", "defusedxml==0.7.1",
-]
+#: What the GPU machine lacks (transformers and its hub client are newer than the image's; torch, numpy, scipy,
+#: pandas, matplotlib and accelerate are the image's own). ``--prepare`` pins each to the version installed where it
+#: runs (``pins``), i.e. the stack ``make setup`` installed and the tests ran on.
+WHEELS = """
+transformers tokenizers huggingface_hub httpx2 httpcore2 trl peft bitsandbytes datasets dill multiprocess papermill
+nbclient nbformat fastjsonschema jsonschema jsonschema-specifications referencing rpds-py jupyter_client jupyter_core
+platformdirs ipykernel ipython ipython_pygments_lexers traitlets pyzmq tornado comm debugpy matplotlib-inline
+nest-asyncio2 jedi parso prompt_toolkit wcwidth pexpect ptyprocess stack-data executing asttokens pure_eval tenacity
+entrypoints ipywidgets pydantic pydantic_core annotated-types typing-inspection rapidfuzz if-verifiable nltk
+immutabledict emoji syllapy truststore defusedxml
+""".split()
 #: Requirements left behind on purpose: ipywidgets' browser-side extensions (2.4 MB) do nothing in a kernel that
 #: papermill runs headless
 FRONTEND_ONLY = {"widgetsnbextension", "jupyterlab-widgets"}
 #: Published as source only, and pure Python: built into wheels here by ``--prepare``.
-SOURCE_ONLY = ["langdetect==1.0.9"]
+SOURCE_ONLY = ["langdetect"]
 #: Packages the GPU machine's image holds (as listed for the `nvidia-h200` kind on 2026-11-17).
 IMAGE = set("""
 absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build certifi
@@ -125,29 +119,46 @@ def _trim_bitsandbytes(wheel: Path) -> None:
     trimmed.replace(wheel)
 
 
-def requirements_of(wheel: Path) -> list[str]:
-    """A wheel's unconditional requirements (markers read for CPython 3.12 on x86-64 Linux), as names."""
+#: the GPU machine's interpreter, for reading a wheel's environment markers
+TARGET = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux",
+          "platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython",
+          "platform_python_implementation": "CPython", "os_name": "posix"}
+
+
+def pins(names: list[str]) -> list[str]:
+    """``name==version`` of each as installed here (raises PackageNotFoundError for one that is not)."""
+    from importlib import metadata
+
+    return [f"{name}=={metadata.version(name)}" for name in names]
+
+
+def needed(requires: list[str], env: dict[str, str] | None = None) -> list[Any]:
+    """The requirements (``Requires-Dist`` lines) that apply without extras: markers read for ``env`` (default:
+    this interpreter), the browser-only ones in ``FRONTEND_ONLY`` left out."""
     from packaging.requirements import Requirement
 
-    env = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux",
-           "platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython",
-           "platform_python_implementation": "CPython", "os_name": "posix", "extra": ""}
+    out = []
+    for text in requires:
+        req = Requirement(text)
+        if (req.marker is None or req.marker.evaluate({**(env or {}), "extra": ""})) and \
+                _norm(req.name) not in FRONTEND_ONLY:
+            out.append(req)
+    return out
+
+
+def requirements_of(wheel: Path) -> list[str]:
+    """A wheel's unconditional requirements on the GPU machine (CPython 3.12, x86-64 Linux), as names."""
     with zipfile.ZipFile(wheel) as zf:
         meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
         lines = zf.read(meta).decode().splitlines()
-    out = []
-    for line in lines:
-        if line.startswith("Requires-Dist:"):
-            req = Requirement(line.split(":", 1)[1].strip())
-            if req.marker is None or req.marker.evaluate(env):
-                out.append(_norm(req.name))
-    return out
+    requires = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:")]
+    return [_norm(req.name) for req in needed(requires, TARGET)]
 
 
 def unmet(wheels: list[Path]) -> dict[str, list[str]]:
     """wheel -> requirements neither carried nor in the image."""
     carried = {_norm(w.name.split("-")[0]) for w in wheels}
-    have = carried | {_norm(n) for n in IMAGE} | FRONTEND_ONLY
+    have = carried | {_norm(n) for n in IMAGE}
     return {w.name: missing for w in wheels if (missing := [r for r in requirements_of(w) if r not in have])}
 
 
@@ -175,9 +186,9 @@ def prepare(spec: dict[str, Any]) -> None:
     shutil.rmtree(wheels, ignore_errors=True)
     platform = [arg for p in PLATFORMS for arg in ("--platform", p)]
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                    "--python-version", "3.12", "--implementation", "cp", *platform, "-d", str(wheels), *WHEELS],
+                    "--python-version", "3.12", "--implementation", "cp", *platform, "-d", str(wheels), *pins(WHEELS)],
                    check=True)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), *SOURCE_ONLY],
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), *pins(SOURCE_ONLY)],
                    check=True)
     for wheel in wheels.glob("bitsandbytes-*.whl"):
         _trim_bitsandbytes(wheel)
@@ -198,20 +209,14 @@ def check_installed() -> list[str]:
     """Requirements of the installed distributions this project uses that the environment does not meet."""
     from importlib import metadata
 
-    from packaging.requirements import Requirement
-
     problems = []
-    for pin in WHEELS + SOURCE_ONLY:
-        name = pin.split("==")[0]
+    for name in WHEELS + SOURCE_ONLY:
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             problems.append(f"{name} is not installed")
             continue
-        for text in dist.requires or []:
-            req = Requirement(text)
-            if req.marker is not None and not req.marker.evaluate({"extra": ""}) or _norm(req.name) in FRONTEND_ONLY:
-                continue
+        for req in needed(dist.requires or []):
             try:
                 version = metadata.version(req.name)
             except metadata.PackageNotFoundError:
@@ -222,25 +227,19 @@ def check_installed() -> list[str]:
     return problems
 
 
-def environment(problems: list[str]) -> dict[str, Any]:
-    """The machine and stack the check ran on, and the sandbox's isolation layers there (the first JSON line)."""
-    from importlib import metadata
-
+def environment(problems: list[str], root: Path) -> dict[str, Any]:
+    """What a run's env.json records about the machine and stack (``rlhf_nb.experiment.environment``), with the GPU's
+    memory, unmet requirements and the sandbox's isolation layers there (the first JSON line)."""
     import torch
 
+    from rlhf_nb.experiment import environment as run_environment
     from rlhf_nb.sandbox import active_layers
 
     cuda = torch.cuda.is_available()
-    versions = {}
-    for name in ("torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets", "papermill"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {"python": sys.version.split()[0], "packages": versions, "cuda": torch.version.cuda if cuda else None,
-            "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+    env = run_environment(root, 0, "gpu")
+    return {**{k: env[k] for k in ("python", "platform", "packages", "git_commit", "device", "cuda", "cpu_count")},
             "gpu_memory_gb": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1) if cuda else None,
-            "cpu_count": os.cpu_count(), "sandbox_layers": active_layers(), "unmet_requirements": problems}
+            "sandbox_layers": active_layers(), "unmet_requirements": problems}
 
 
 def tokenizer_dir(alias: str, work: Path) -> Path:
@@ -269,7 +268,7 @@ def build_shape(shape: dict[str, Any], folder: Path, work: Path) -> float:
     started = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(tokenizer_dir(shape["tokenizer"], work))
     config = AutoConfig.for_model(**shape["config"], eos_token_id=tok.eos_token_id,
-                                  pad_token_id=tok.pad_token_id or tok.eos_token_id)
+                                  pad_token_id=tok.eos_token_id if tok.pad_token_id is None else tok.pad_token_id)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     with torch.device(device):
@@ -421,7 +420,7 @@ def main() -> int:
         prepare(spec)
         return 0
     problems = check_installed()
-    env = environment(problems)
+    env = environment(problems, args.root.resolve())
     print(f"environment: {json.dumps(env)}", flush=True)
     with args.out.open("a") as f:
         f.write(json.dumps({"environment": env}) + "\n")

@@ -286,3 +286,14 @@ def test_a_report_header_gives_the_peak_memory_a_run_recorded():
     assert memory_note(cpu) == " · peak memory: RSS 11.7 GB"
     gpu = {"peak_memory": {"rss_mb": 3072.0, "cuda_allocated_mb": 20480.0, "cuda_reserved_mb": 22528.0}}
     assert memory_note(gpu) == " · peak memory: RSS 3.0 GB, GPU 20.0 GB allocated (22.0 reserved)"
+
+
+def test_peak_memory_is_the_process_own_not_its_parents_at_fork():
+    """A kernel's peak RSS: getrusage would report the runner's RSS at fork for every kernel it started."""
+    ballast = bytearray(1 << 30)  # 1 GiB, touched, in this (parent) process
+    ballast[:: 4096] = b"\1" * len(ballast[:: 4096])
+    code = "import json; from rlhf_nb.experiment import peak_memory; print(json.dumps(peak_memory()))"
+    child = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                                      check=True).stdout)
+    assert 50 < child["rss_mb"] < 900 and child["cuda_allocated_mb"] is None
+    del ballast
