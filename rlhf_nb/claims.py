@@ -1,56 +1,77 @@
 """Claims as evidence: one record per paper finding, one rule for its verdict.
 
-A claim is tested by one of five kinds of test, each a function here that takes per-item data and
-returns a :class:`Test` (effect, 95% interval, one-sided p, n, seeds, minimal detectable effect):
+A claim is tested by one of six kinds of test, each a function here that takes per-item data and returns a
+:class:`Test` (effect, 95% interval, one-sided p, n, seeds, minimal detectable effect):
 
-* :func:`superiority` - arm B is better than arm A (paired over items);
+* :func:`superiority` - arm B is better than arm A (paired over items); :func:`beats_trivial` is superiority of a
+  learned scorer over the strongest trivial rule on the same items (chance, prefer the longer or shorter reply);
 * :func:`non_inferiority` - B is not worse than A by more than ``margin``;
 * :func:`equivalence` - B and A differ by less than ``margin`` either way (two one-sided tests);
-* :func:`trend` - an outcome changes monotonically along an ordered factor (model size, data size,
-  round), tested over *all* levels by the slope against the level's position or value;
-* :func:`association` - a slope or correlation between two measured quantities (and :func:`linearity`:
-  whether a mean curve is linear in a variable, r above a threshold);
-* :func:`proportion` - a rate against a fixed value (e.g. accuracy against chance), with a Wilson interval.
+* :func:`trend` - an outcome changes monotonically along an ordered factor (model size, data size, round), tested
+  over *all* levels by the slope against the level's position or value;
+* :func:`association` - a slope or correlation between two measured quantities (and :func:`linearity`: whether a
+  mean curve is linear in a variable, r above a threshold);
+* :func:`proportion` - a rate against a fixed value, with a Wilson interval and an exact binomial test against it.
 
-Conventions every test follows:
+Conventions every test follows (the statistics themselves live in :mod:`rlhf_nb.stats`):
 
-* ``effect`` is signed so that **positive supports the paper**; ``ci`` is its 95% interval; ``p`` is
-  one-sided in the paper's direction; :func:`finalize` adds the Holm-adjusted ``p_adj`` over a notebook's
-  claims and the verdict.
-* Arms are arrays of shape ``(seeds, items)``: several independent trainings evaluated on the same items
-  (a baseline that is not trained has one row). Intervals come from a **crossed bootstrap** that
-  resamples items and, independently per arm, seeds (Owen 2007's pigeonhole bootstrap for crossed
-  random factors), so they cover both which items were drawn and how a training run happened to go.
-  p-values come from exact or Monte-Carlo **sign-flip permutation tests** over items (on the seed means).
-  Where an arm holds several seeds, neither sees the seed-to-seed spread well (the permutation test not at all,
-  the bootstrap of three values too narrowly), so a **t test on the crossed standard error** (items and seeds,
-  Satterthwaite degrees of freedom: :func:`crossed_se`) is added: the larger p-value counts and the interval is
-  the envelope of the two.
-* Proportions use Wilson intervals (never a bootstrap that collapses to a point) and exact binomial tests.
-* ``mde`` is the minimal detectable effect at 80% power and one-sided alpha 0.05: (z_0.95 + z_0.80) x SE,
-  with SE the bootstrap standard error of the effect (with several seeds: t quantiles at the crossed degrees of
-  freedom, times the larger of the two standard errors).
+* ``effect`` is signed so that **positive supports the paper**; ``ci`` is its 95% interval; ``p`` is one-sided in
+  the paper's direction; :func:`finalize` adds the Holm-adjusted ``p_adj`` over a notebook's claims and the verdict.
+* Arms are arrays of shape ``(seeds, items)``: several independent trainings (or independent data draws) evaluated
+  on the same items (a baseline that is not trained has one row). Items that share a prompt are not independent:
+  every test takes ``clusters`` (one label per item) and then works on cluster means, so resampling and sign flips
+  move whole prompts. Intervals come from a **crossed bootstrap** that resamples items and, independently per arm,
+  seeds; p-values from exact or Monte-Carlo **sign-flip tests** over items (on the seed means). Where an arm holds
+  several seeds, a **t test on the crossed standard error** (:func:`rlhf_nb.stats.crossed_se`) joins them: the
+  larger p counts and the interval is the envelope of the two.
+* A margin test (non-inferiority, equivalence) on a **bounded, discrete outcome** (pass/fail, 0-100 points with
+  many ties: give ``scale``, the outcome's range) uses the **score test** whose null sits at the margin, with the
+  variance under that null (:func:`rlhf_nb.stats.score_test`, Tango 1998 generalised), and the interval that
+  inverts it: a sign flip of d + margin would count every tied item as evidence.
+* ``mde`` is the minimal detectable effect at 80% power and one-sided alpha 0.05: (z_0.95 + z_0.80) x SE (with
+  several seeds: t quantiles at the crossed degrees of freedom, times the larger standard error).
 
-Every claim also carries ``premises``: named checks that must hold for the test to mean anything (an
-evaluator validated above chance, a baseline off the floor, replies not cut off by the token cap, enough
-items for p < 0.05 to be reachable at all and, for a margin test on a pass/fail-like outcome, enough items that a
-loss as large as the margin could be ruled out even if no item got worse: :func:`loss_bound_premise`). The
-verdict, computed by :func:`decide` and nothing else:
+Every claim also carries ``premises``: named checks that must hold for the test to mean anything (an evaluator
+that beats the strongest trivial rule, a baseline off the floor, arms cut off alike, training that moved the policy
+it compares with its start, enough items for p < 0.05 to be reachable at all). The verdict, computed by
+:func:`decide` and nothing else:
 
 1. ``not tested at this scale`` - a premise fails (the verdict says which);
-2. ``reproduced`` - p_adj < 0.05 and ci[0] > 0;
-3. ``not reproduced`` - ci[1] < min_effect: the data exclude an effect as large as the paper's finding;
+2. ``not reproduced`` - ci[1] < min_effect: the data exclude an effect as large as the paper's minimum, whatever
+   the sign of the effect (when it is positive the reason says the effect is smaller than the paper's);
+3. ``reproduced`` - p_adj < 0.05 and ci[0] > 0 (and, by 2, an interval that reaches ``min_effect``);
 4. ``inconclusive`` - anything else; ``our_value`` then states the MDE and the n that would be needed.
+
+The Holm family is fixed in advance: every claim of a notebook, an untested one counting as p = 1.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
+
+from .stats import (
+    ALPHA,
+    N_BOOT,
+    N_PERM,
+    POWER,
+    arm,
+    by_cluster,
+    crossed_bootstrap,
+    crossed_se,
+    interval,
+    min_sign_flip_p,
+    rng,
+    score_interval,
+    score_test,
+    sign_flip_p,
+    wilson,
+)
+from .stats import Z_POWER as _Z
 
 Kind = Literal["superiority", "non-inferiority", "equivalence", "trend", "association", "proportion"]
 KINDS: tuple[str, ...] = ("superiority", "non-inferiority", "equivalence", "trend", "association", "proportion")
@@ -59,11 +80,7 @@ NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
 NOT_TESTED = "not tested at this scale"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTED)
-ALPHA = 0.05
-POWER = 0.80
-_Z = 1.6448536269514722 + 0.8416212335729143  # z_{1-alpha} (one-sided) + z_{power}
-N_BOOT = 4000
-N_PERM = 20000
+
 
 
 @dataclass(frozen=True)
@@ -142,10 +159,13 @@ def decide(claim: Claim) -> tuple[str, str]:
     if claim.effect is None or claim.ci is None or claim.p is None:
         return NOT_TESTED, "not measured"
     p_adj = claim.p_adj if claim.p_adj is not None else claim.p
-    if p_adj < ALPHA and claim.ci[0] > 0:
-        return REPRODUCED, f"p_adj {p_adj:.3g} < {ALPHA} and the interval excludes 0"
     if claim.ci[1] < claim.min_effect:
-        return NOT_REPRODUCED, f"the interval's top {claim.ci[1]:.3g} is below the paper's minimum effect {claim.min_effect:.3g}"
+        top = f"the interval's top {claim.ci[1]:.3g} is below the paper's minimum effect {claim.min_effect:.3g}"
+        if claim.ci[0] > 0:
+            return NOT_REPRODUCED, f"the effect is smaller than the paper's: {top}, though above 0"
+        return NOT_REPRODUCED, top
+    if p_adj < ALPHA and claim.ci[0] > 0:
+        return REPRODUCED, f"p_adj {p_adj:.3g} < {ALPHA}, the interval excludes 0 and reaches the minimum effect"
     return INCONCLUSIVE, "the interval holds both 0 (or p_adj >= 0.05) and the paper's minimum effect"
 
 
@@ -161,13 +181,21 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
     return out
 
 
+def tested(claim: Claim) -> bool:
+    """Whether a claim was measured and all its premises hold."""
+    return claim.p is not None and all(p.holds for p in claim.premises)
+
+
 def finalize(claims: list[Claim]) -> list[Claim]:
-    """Holm-adjust the p-values of claims whose premises hold, then compute every verdict (new objects)."""
-    testable = [not any(not p.holds for p in c.premises) and c.p is not None for c in claims]
-    adjusted = holm([c.p if ok else None for c, ok in zip(claims, testable)])
+    """Holm-adjust over the whole, fixed family of a notebook's claims (an untested claim counts as p = 1, so which
+    claims pass their premises cannot change another claim's p_adj), then compute every verdict (new objects)."""
+    ids = [c.id for c in claims]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"claim ids repeat: {sorted({i for i in ids if ids.count(i) > 1})}")
+    adjusted = holm([c.p if tested(c) else 1.0 for c in claims])
     out = []
     for claim, p_adj in zip(claims, adjusted):
-        claim = replace(claim, p_adj=p_adj)
+        claim = replace(claim, p_adj=p_adj if tested(claim) else None)
         verdict, reason = decide(claim)
         claim = replace(claim, verdict=verdict, reason=reason)
         if verdict == INCONCLUSIVE:
@@ -204,130 +232,32 @@ def claim(id: str, paper: str, statement: str, paper_value: str, test: Test | No
 # ----------------------------------------------------------------------------------------------
 
 
-def _arm(values: Any) -> np.ndarray:
-    """An arm as (seeds, items): a 1-d sequence is one seed."""
-    x = np.asarray(values, dtype=float)
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2 or x.shape[1] == 0:
-        raise ValueError(f"an arm must be (items,) or (seeds, items) with at least one item, got shape {x.shape}")
-    return x
-
-
-def _rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng(seed)
-
-
-def crossed_bootstrap(arms: Sequence[np.ndarray], statistic: Callable[[list[np.ndarray]], float], n_boot: int = N_BOOT,
-                      seed: int = 0) -> np.ndarray:
-    """Bootstrap distribution of ``statistic(arms)``: items resampled once per replicate (shared by all arms:
-    they are paired over items), seeds resampled independently within each arm."""
-    rng = _rng(seed)
-    n_items = arms[0].shape[1]
-    out = np.empty(n_boot)
-    for b in range(n_boot):
-        items = rng.integers(0, n_items, n_items)
-        resampled = [a[rng.integers(0, a.shape[0], a.shape[0])][:, items] for a in arms]
-        out[b] = statistic(resampled)
-    return out
-
-
-def sign_flip_p(d: np.ndarray, n_perm: int = N_PERM, seed: int = 0) -> float:
-    """One-sided p of mean(d) > 0 under sign flips (exact up to 2^16 patterns, Monte-Carlo beyond)."""
-    d = np.asarray(d, dtype=float)
-    observed = d.mean()
-    nonzero = d[d != 0]
-    if nonzero.size == 0:
-        return 1.0
-    if nonzero.size <= 16:
-        signs = ((np.arange(2 ** nonzero.size)[:, None] >> np.arange(nonzero.size)) & 1) * 2 - 1
-        means = (signs * nonzero).sum(1) / d.size
-        return float(np.mean(means >= observed - 1e-12))
-    rng = _rng(seed)
-    signs = rng.choice([-1.0, 1.0], size=(n_perm, nonzero.size))
-    means = (signs * nonzero).sum(1) / d.size
-    return float((np.sum(means >= observed - 1e-12) + 1) / (n_perm + 1))
-
-
-def min_sign_flip_p(d: np.ndarray) -> float:
-    """The smallest p a sign-flip test on these items could give (all differences in the favoured direction)."""
-    return 0.5 ** int(np.count_nonzero(np.asarray(d)))
-
-
-def _interval(dist: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    lo, hi = np.quantile(dist, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
-
-
-def _common_premises(d: np.ndarray, dist: np.ndarray) -> list[Premise]:
+def _common_premises(d: np.ndarray, dist: np.ndarray | None) -> list[Premise]:
+    """Enough items for p < 0.05 to be reachable; an outcome whose resamples vary (``dist`` None: not asked, as for a
+    score test, whose null variance does not come from the resamples)."""
     out = []
     floor = min_sign_flip_p(d)
     out.append(Premise("enough items", floor < ALPHA,
                        f"{np.count_nonzero(d)} items differ; the smallest reachable p is {floor:.3g}"))
-    if float(np.std(dist)) <= 1e-12 * max(1.0, float(np.abs(dist).max())):  # constant up to rounding
+    if dist is not None and float(np.std(dist)) <= 1e-12 * max(1.0, float(np.abs(dist).max())):  # constant
         out.append(Premise("outcome varies", False, "every resample gives the same value: no interval can be formed"))
     return out
-
-
-def loss_bound_premise(n: int, margin: float, scale: float) -> Premise:
-    """Can ``n`` items rule out a loss of ``margin`` at all? Even when no item is worse, a share up to
-    1 - 0.05^(1/n) of items could be (the one-sided 95% Clopper-Pearson bound for 0 of n), each losing up to
-    ``scale`` (the outcome's range): a non-inferiority or equivalence test needs that worst case below its margin.
-    A bootstrap over items cannot see this: with no item worse, every resample says 'no loss'."""
-    unseen = scale * (1 - ALPHA ** (1 / n))
-    need = math.ceil(math.log(ALPHA) / math.log(1 - margin / scale)) if margin < scale else 1
-    return Premise("enough items to bound a loss", unseen < margin,
-                   f"with none of {n} items worse, a loss of up to {unseen:.3g} is still possible at 95%; "
-                   f"the margin {margin:g} needs at least {need} items")
-
-
-def _loss_bound(n: int, margin: float, scale: float | None) -> list[Premise]:
-    return [] if scale is None else [loss_bound_premise(n, margin, scale)]
 
 
 def _seeds(*arms: np.ndarray) -> int:
     return max(a.shape[0] for a in arms)
 
 
-def crossed_se(arms: Sequence[np.ndarray], weights: Sequence[float]) -> tuple[float, float] | None:
-    """Standard error and Satterthwaite degrees of freedom of ``sum(w * mean(arm))`` when an arm holds several
-    seeds; ``None`` when every arm has one (then items are the only source of chance, and the sign-flip test and
-    the bootstrap see all of it).
-
-    Each arm is a seeds x items table, seeds random (independent trainings, not paired across arms) and items
-    random and shared by the arms. Its variance is estimated term by term (a two-way random-effects
-    decomposition): the item term is the variance over items of the weighted per-item combination, over n; each
-    arm's seed term is (MS_seed - MS_error) / (n * S) from its two-way table, taken only where positive. With three
-    seeds the seed term has two degrees of freedom, and so does the t distribution the test reads: that is what
-    three trainings can say. The bootstrap over seeds cannot: resampling three values understates their spread,
-    and the sign-flip test over items does not see it at all (``benchmarks/verdict_calibration.py``: with seeds
-    spread as widely as items, a null effect read 'reproduced' in 8.7% of simulated data sets and a true minimum
-    effect 'not reproduced' in 10.0% without this term; 2.3% and 4.3% with it)."""
-    if all(a.shape[0] < 2 for a in arms) or arms[0].shape[1] < 2:
-        return None
-    n = arms[0].shape[1]
-    combined = sum(w * a.mean(0) for w, a in zip(weights, arms))
-    terms = [(float(np.var(combined, ddof=1)) / n, n - 1)]  # (variance term, its degrees of freedom)
-    for w, a in zip(weights, arms):
-        s = a.shape[0]
-        if s < 2 or w == 0:
-            continue
-        ms_seed = n * float(np.var(a.mean(1), ddof=1))
-        residual = a - a.mean(1, keepdims=True) - a.mean(0, keepdims=True) + a.mean()
-        ms_error = float((residual ** 2).sum()) / ((s - 1) * (n - 1))
-        if ms_seed > ms_error:
-            scale = w * w / (n * s)
-            terms += [(scale * ms_seed, s - 1), (-scale * ms_error, (s - 1) * (n - 1))]
-    variance = sum(t for t, _ in terms)
-    if variance <= 0:
-        return None
-    df = variance ** 2 / sum(t * t / d for t, d in terms)
-    return math.sqrt(variance), df
+def _paired_arms(a: Any, b: Any, clusters: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    A, B = arm(a), arm(b)
+    if A.shape[1] != B.shape[1]:
+        raise ValueError(f"paired arms need the same items ({A.shape[1]} vs {B.shape[1]})")
+    return by_cluster(A, clusters), by_cluster(B, clusters)
 
 
 def _with_seeds(effect: float, ci: tuple[float, float], p: float, se_boot: float, crossed: tuple[float, float] | None,
                 level: float = 0.95) -> tuple[tuple[float, float], float, float]:
-    """(interval, p, MDE): where seeds vary, the envelope of the bootstrap interval and the t interval on the crossed
+    """(interval, p, MDE): where seeds vary, the envelope of the item-level interval and the t interval on the crossed
     standard error, the larger of the two p-values, and the MDE from t quantiles on the larger standard error."""
     if crossed is None:
         return ci, p, _Z * se_boot
@@ -341,73 +271,82 @@ def _with_seeds(effect: float, ci: tuple[float, float], p: float, se_boot: float
     return ci, p, mde
 
 
+def _check_scale(margin: float, scale: float | None) -> None:
+    if margin <= 0:
+        raise ValueError("a margin must be positive")
+    if scale is not None and scale <= margin:
+        raise ValueError(f"the outcome's range ({scale:g}) must exceed the margin ({margin:g})")
+
+
 # ----------------------------------------------------------------------------------------------
 # the kinds
 # ----------------------------------------------------------------------------------------------
 
 
-def superiority(a: Any, b: Any, *, seed: int = 0) -> Test:
-    """B better than A on the same items: effect = mean(B) - mean(A)."""
-    A, B = _arm(a), _arm(b)
-    if A.shape[1] != B.shape[1]:
-        raise ValueError(f"paired arms need the same items ({A.shape[1]} vs {B.shape[1]})")
+def superiority(a: Any, b: Any, *, clusters: Sequence[Any] | None = None, seed: int = 0) -> Test:
+    """B better than A on the same items: effect = mean(B) - mean(A) (over cluster means with ``clusters``)."""
+    A, B = _paired_arms(a, b, clusters)
     d = B.mean(0) - A.mean(0)
     dist = crossed_bootstrap([A, B], lambda x: float(x[1].mean() - x[0].mean()), seed=seed)
-    ci, p, mde = _with_seeds(float(d.mean()), _interval(dist), sign_flip_p(d, seed=seed), float(np.std(dist)),
+    ci, p, mde = _with_seeds(float(d.mean()), interval(dist), sign_flip_p(d, seed=seed), float(np.std(dist)),
                              crossed_se([A, B], [-1.0, 1.0]))
     return Test("superiority", float(d.mean()), ci, p, A.shape[1], _seeds(A, B), mde, tuple(_common_premises(d, dist)),
                 {"mean_a": float(A.mean()), "mean_b": float(B.mean())})
 
 
-def non_inferiority(a: Any, b: Any, margin: float, *, scale: float | None, seed: int = 0) -> Test:
+def non_inferiority(a: Any, b: Any, margin: float, *, scale: float | None, clusters: Sequence[Any] | None = None,
+                    seed: int = 0) -> Test:
     """B not worse than A by more than ``margin``: effect = mean(B) - mean(A) + margin (> 0 means non-inferior).
 
-    ``scale`` is the most one item can lose (the outcome's range: 1 for pass/fail rates, 100 for points) when the
-    outcome is discrete, so that most items tie and a loss can hide in items not drawn (adds
-    :func:`loss_bound_premise`); ``None`` for a continuous score whose item differences the bootstrap sees
-    (sentence BLEU)."""
-    if margin <= 0:
-        raise ValueError("a non-inferiority margin must be positive")
-    if scale is not None and scale < margin:
-        raise ValueError(f"the outcome's range ({scale:g}) must be at least the margin ({margin:g})")
-    A, B = _arm(a), _arm(b)
-    if A.shape[1] != B.shape[1]:
-        raise ValueError(f"paired arms need the same items ({A.shape[1]} vs {B.shape[1]})")
-    d = B.mean(0) - A.mean(0) + margin
+    ``scale`` is the outcome's range (1 for pass/fail or pair outcomes, 100 for points) when it is bounded and
+    discrete, so that most items tie and a loss can hide in items not drawn: p is then the score test of
+    H0: mean difference = -margin with the variance under that null, and the interval inverts it
+    (:func:`rlhf_nb.stats.score_test`). ``None`` for a continuous score (sentence BLEU): a sign flip of d + margin
+    and the bootstrap interval, which see its spread."""
+    _check_scale(margin, scale)
+    A, B = _paired_arms(a, b, clusters)
+    d = B.mean(0) - A.mean(0)
     dist = crossed_bootstrap([A, B], lambda x: float(x[1].mean() - x[0].mean()) + margin, seed=seed)
-    ci, p, mde = _with_seeds(float(d.mean()), _interval(dist), sign_flip_p(d, seed=seed), float(np.std(dist)),
-                             crossed_se([A, B], [-1.0, 1.0]))
-    return Test("non-inferiority", float(d.mean()), ci, p, A.shape[1], _seeds(A, B), mde,
-                (*_common_premises(d, dist), *_loss_bound(A.shape[1], margin, scale)),
-                {"mean_a": float(A.mean()), "mean_b": float(B.mean()), "margin": margin,
-                 "difference": float(d.mean()) - margin})
+    if scale is None:
+        ci0, p0, se = interval(dist), sign_flip_p(d + margin, seed=seed), float(np.std(dist))
+    else:
+        lo, hi = score_interval(d, scale)
+        ci0, p0, se = (lo + margin, hi + margin), score_test(d, -margin, scale), (hi - lo) / (2 * 1.959963984540054)
+    effect = float(d.mean()) + margin
+    ci, p, mde = _with_seeds(effect, ci0, p0, se, crossed_se([A, B], [-1.0, 1.0]))
+    return Test("non-inferiority", effect, ci, p, A.shape[1], _seeds(A, B), mde,
+                tuple(_common_premises(d + margin, dist if scale is None else None)),
+                {"mean_a": float(A.mean()), "mean_b": float(B.mean()), "margin": margin, "difference": effect - margin})
 
 
-def equivalence(a: Any, b: Any, margin: float, *, scale: float | None, seed: int = 0) -> Test:
+def equivalence(a: Any, b: Any, margin: float, *, scale: float | None, clusters: Sequence[Any] | None = None,
+                seed: int = 0) -> Test:
     """|mean(B) - mean(A)| < ``margin`` by two one-sided tests.
 
-    effect = margin - |diff|; its interval is read off the 90% interval [lo, hi] of diff (TOST at alpha
-    0.05 each side): [margin - max(|lo|, |hi|), margin - (0 if lo <= 0 <= hi else min(|lo|, |hi|))], so
-    ci[0] > 0 exactly when both one-sided tests reject; p = max of the two one-sided p-values. ``scale`` as for
-    :func:`non_inferiority`.
-    """
-    if margin <= 0:
-        raise ValueError("an equivalence margin must be positive")
-    if scale is not None and scale < margin:
-        raise ValueError(f"the outcome's range ({scale:g}) must be at least the margin ({margin:g})")
-    A, B = _arm(a), _arm(b)
-    diff_items = B.mean(0) - A.mean(0)
+    effect = margin - |diff|; its interval is read off the 90% interval [lo, hi] of diff (TOST at alpha 0.05 each
+    side): [margin - max(|lo|, |hi|), margin - (0 if lo <= 0 <= hi else min(|lo|, |hi|))], so ci[0] > 0 exactly when
+    both one-sided tests reject; p = max of the two one-sided p-values. ``scale`` as for :func:`non_inferiority`
+    (score tests at -margin and +margin, and the 90% score interval)."""
+    _check_scale(margin, scale)
+    A, B = _paired_arms(a, b, clusters)
+    d = B.mean(0) - A.mean(0)
     dist = crossed_bootstrap([A, B], lambda x: float(x[1].mean() - x[0].mean()), seed=seed)
-    diff = float(diff_items.mean())
+    diff = float(d.mean())
     crossed = crossed_se([A, B], [-1.0, 1.0])
-    # each one-sided test: difference above -margin, and below +margin (its p from the same machinery)
-    (lo, hi), _, mde = _with_seeds(diff, _interval(dist, 0.90), 1.0, float(np.std(dist)), crossed, level=0.90)
-    _, p_low, _ = _with_seeds(diff + margin, (lo, hi), sign_flip_p(diff_items + margin, seed=seed), 0.0, crossed)
-    _, p_high, _ = _with_seeds(margin - diff, (lo, hi), sign_flip_p(margin - diff_items, seed=seed), 0.0, crossed)
+    if scale is None:
+        band, se = interval(dist, 0.90), float(np.std(dist))
+        p_low, p_high = sign_flip_p(d + margin, seed=seed), sign_flip_p(margin - d, seed=seed)
+    else:
+        band = score_interval(d, scale, 0.90)
+        se = (band[1] - band[0]) / (2 * 1.6448536269514722)
+        p_low, p_high = score_test(d, -margin, scale), score_test(-d, -margin, scale)
+    (lo, hi), _, mde = _with_seeds(diff, band, 1.0, se, crossed, level=0.90)
+    _, p_low, _ = _with_seeds(diff + margin, (lo, hi), p_low, 0.0, crossed)
+    _, p_high, _ = _with_seeds(margin - diff, (lo, hi), p_high, 0.0, crossed)
     ci = (margin - max(abs(lo), abs(hi)), margin - (0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi))))
-    premises = [*_common_premises(diff_items + margin, dist), *_loss_bound(A.shape[1], margin, scale)]
     return Test("equivalence", margin - abs(diff), ci, max(p_low, p_high), A.shape[1], _seeds(A, B), mde,
-                tuple(premises), {"difference": diff, "margin": margin})
+                tuple(_common_premises(d + margin, dist if scale is None else None)),
+                {"difference": diff, "margin": margin})
 
 
 def _slope(x: np.ndarray, y: np.ndarray) -> float:
@@ -422,7 +361,7 @@ def trend(levels: Sequence[float], arms: Sequence[Any], *, direction: int = 1, s
     x = np.asarray(levels, dtype=float)
     if len(x) < 3 or len(set(x.tolist())) < 3:
         raise ValueError("a trend needs at least three distinct levels (two points always lie on a line)")
-    A = [_arm(a) for a in arms]
+    A = [arm(a) for a in arms]
     if len(A) != len(x) or len({a.shape[1] for a in A}) != 1:
         raise ValueError("one arm per level, all on the same items")
 
@@ -432,18 +371,18 @@ def trend(levels: Sequence[float], arms: Sequence[Any], *, direction: int = 1, s
     dist = crossed_bootstrap(A, stat, seed=seed)
     item_means = np.stack([a.mean(0) for a in A])  # (levels, items)
     observed = direction * _slope(x, item_means.mean(1))
-    rng = _rng(seed)
+    gen = rng(seed)
     n_items = item_means.shape[1]
     hits = 0
     for _ in range(N_PERM // 4):
-        perm = np.argsort(rng.random((len(x), n_items)), axis=0)
+        perm = np.argsort(gen.random((len(x), n_items)), axis=0)
         shuffled = np.take_along_axis(item_means, perm, axis=0)
         hits += direction * _slope(x, shuffled.mean(1)) >= observed - 1e-12
     p = (hits + 1) / (N_PERM // 4 + 1)
     per_item = np.array([_slope(x, item_means[:, i]) for i in range(n_items)]) * direction
     premises = _common_premises(per_item, dist)
     weights = direction * (x - x.mean()) / ((x - x.mean()) ** 2).sum()  # the slope of the level means, as weights
-    ci, p, mde = _with_seeds(observed, _interval(dist), float(p), float(np.std(dist)), crossed_se(A, list(weights)))
+    ci, p, mde = _with_seeds(observed, interval(dist), float(p), float(np.std(dist)), crossed_se(A, list(weights)))
     return Test("trend", observed, ci, p, n_items, _seeds(*A), mde,
                 tuple(premises), {"levels": len(x), **{f"mean_{i}": float(a.mean()) for i, a in enumerate(A)}})
 
@@ -464,19 +403,19 @@ def association(x: Any, y: Any, *, measure: Literal["slope", "r"] = "slope", dir
         return direction * (_slope(xs, ys) if measure == "slope" else float(np.corrcoef(xs, ys)[0, 1]))
 
     observed = value(X, Y)
-    rng = _rng(seed)
+    gen = rng(seed)
     members = [np.flatnonzero(groups == g) for g in labels]
     dist = np.empty(N_BOOT)
     for b in range(N_BOOT):
-        idx = np.concatenate([members[i] for i in rng.integers(0, len(labels), len(labels))])
+        idx = np.concatenate([members[i] for i in gen.integers(0, len(labels), len(labels))])
         dist[b] = value(X[idx], Y[idx])
-    perm = np.array([value(X, rng.permutation(Y)) for _ in range(N_PERM // 4)])
+    perm = np.array([value(X, gen.permutation(Y)) for _ in range(N_PERM // 4)])
     p = float((np.sum(perm >= observed - 1e-12) + 1) / (len(perm) + 1))
     r = float(np.corrcoef(X, Y)[0, 1]) if np.std(X) > 0 and np.std(Y) > 0 else 0.0
     premises = [Premise("enough points", len(labels) >= 5, f"{len(labels)} independent units")]
     if float(np.std(dist)) <= 1e-12 * max(1.0, float(np.abs(dist).max())):  # constant up to rounding
         premises.append(Premise("outcome varies", False, "every resample gives the same value"))
-    return Test("association", observed, _interval(dist), p, len(X), len(labels) if clusters is not None else 1,
+    return Test("association", observed, interval(dist), p, len(X), len(labels) if clusters is not None else 1,
                 _Z * float(np.std(dist)), tuple(premises), {"r": r, "r2": r * r})
 
 
@@ -493,60 +432,96 @@ def linearity(x: Sequence[float], curves: Any, r_min: float = 0.9, *, seed: int 
         m = rows.mean(0)
         return float(np.corrcoef(X, m)[0, 1]) if np.std(m) > 0 else 0.0
 
-    rng = _rng(seed)
-    dist = np.array([r_of(Y[rng.integers(0, len(Y), len(Y))]) for _ in range(N_BOOT)]) - r_min
+    gen = rng(seed)
+    dist = np.array([r_of(Y[gen.integers(0, len(Y), len(Y))]) for _ in range(N_BOOT)]) - r_min
     observed = r_of(Y) - r_min
     p = float((np.sum(dist <= 0) + 1) / (len(dist) + 1))
     premises = (Premise("enough items", len(Y) >= 10, f"{len(Y)} curves"),)
-    return Test("association", observed, _interval(dist), p, len(Y), 1, _Z * float(np.std(dist)), premises,
+    return Test("association", observed, interval(dist), p, len(Y), 1, _Z * float(np.std(dist)), premises,
                 {"r": observed + r_min, "r_min": r_min})
 
 
-def wilson(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval (ties counted as half a success are allowed)."""
-    if n <= 0:
-        return (float("nan"), float("nan"))
-    from scipy.stats import norm
-
-    z = float(norm.ppf(0.5 + level / 2))
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def proportion(outcomes: Any, reference: float, *, seed: int = 0) -> Test:
+def proportion(outcomes: Any, reference: float, *, clusters: Sequence[Any] | None = None, seed: int = 0) -> Test:
     """A rate against a fixed ``reference`` (e.g. accuracy against chance 0.5): effect = rate - reference.
 
-    ``outcomes`` per item are 1 (success), 0 (failure) or 0.5 (a tie, half a success), or an array
-    ``(seeds, items)`` of such values: with several seeds the interval is the crossed bootstrap's, widened by the
-    t interval on :func:`crossed_se`; with one it is Wilson's. p: exact binomial test of successes against failures
-    (ties dropped, as a sign test drops them) on the seed-averaged outcome rounded to the nearer side (with several
-    seeds, or the t test's p where that is larger).
+    ``outcomes`` per item are 1 (success), 0 (failure) or 0.5 (a tie, half a success), or an array ``(seeds, items)``
+    of such values. With one seed and independent items: the Wilson interval, and the exact binomial test of the
+    successes against ``reference`` (ties count half, rounded down; against 0.5 the ties are dropped instead, as a
+    sign test drops them). With several seeds or with ``clusters``, the per-unit rates are no longer 0/1: the crossed
+    bootstrap's interval and a sign-flip test of rate - reference (with several seeds, widened by the t test on the
+    crossed standard error).
     """
     from scipy.stats import binomtest
 
-    X = _arm(outcomes)
+    if not 0 < reference < 1:
+        raise ValueError(f"a reference rate must lie in (0, 1), got {reference}")
+    X = arm(outcomes)
     if np.any((X < 0) | (X > 1)):
         raise ValueError("outcomes must lie in [0, 1] (1 success, 0.5 tie, 0 failure)")
+    X = by_cluster(X, clusters)
     items = X.mean(0)
     rate = float(items.mean())
     n = len(items)
-    if X.shape[0] == 1:
+    if X.shape[0] == 1 and clusters is None and np.all(np.isin(items, (0.0, 0.5, 1.0))):
         lo, hi = wilson(float(items.sum()), n)
         se = math.sqrt(max(rate * (1 - rate), 1e-12) / n)
+        if reference == 0.5:  # a sign test: ties say nothing either way
+            wins, losses = int(np.sum(items > 0.5)), int(np.sum(items < 0.5))
+            p = float(binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue) if wins + losses else 1.0
+            floor, decided = 0.5 ** (wins + losses), f"{wins + losses} decided items"
+        else:
+            p = float(binomtest(int(math.floor(items.sum() + 1e-9)), n, reference, alternative="greater").pvalue)
+            floor, decided = reference ** n, f"{n} items"
     else:
         dist = crossed_bootstrap([X], lambda x: float(x[0].mean()), seed=seed)
-        lo, hi = _interval(dist)
+        lo, hi = interval(dist)
         se = float(np.std(dist))
-    wins, losses = int(np.sum(items > reference)), int(np.sum(items < reference))
-    p = float(binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue) if wins + losses else 1.0
-    floor = 0.5 ** (wins + losses)
-    premises = (Premise("enough items", floor < ALPHA, f"{wins + losses} decided items; smallest reachable p {floor:.3g}"),)
+        p = sign_flip_p(items - reference, seed=seed)
+        floor = min_sign_flip_p(items - reference)
+        decided = f"{np.count_nonzero(items - reference)} units off the reference"
+    premises = (Premise("enough items", floor < ALPHA, f"{decided}; smallest reachable p {floor:.3g}"),)
     ci, p, mde = _with_seeds(rate - reference, (lo - reference, hi - reference), p, se,
                              crossed_se([X], [1.0]) if X.shape[0] > 1 else None)
     return Test("proportion", rate - reference, ci, p, n, X.shape[0], mde, premises,
                 {"rate": rate, "reference": reference})
+
+
+# ----------------------------------------------------------------------------------------------
+# a learned scorer against the strongest trivial rule
+# ----------------------------------------------------------------------------------------------
+
+CHANCE = "chance"
+LONGER = "prefer the longer reply"
+SHORTER = "prefer the shorter reply"
+
+
+def trivial_rules(longer: Any | None) -> dict[str, np.ndarray | float]:
+    """The cheap rules a sceptic would put beside a pair scorer, as per-pair outcomes (1 right, 0.5 tie, 0 wrong):
+    chance, and, given ``longer`` (the outcomes of preferring the longer reply on the same pairs), preferring the
+    longer and preferring the shorter reply (a length tie is 0.5 for both)."""
+    rules: dict[str, np.ndarray | float] = {CHANCE: 0.5}
+    if longer is not None:
+        x = np.asarray(longer, dtype=float)
+        rules[LONGER], rules[SHORTER] = x, 1.0 - x
+    return rules
+
+
+def strongest_rule(rules: Mapping[str, Any], n: int, clusters: Sequence[Any] | None = None) -> tuple[str, np.ndarray]:
+    """The trivial rule with the highest mean outcome on these items (ties: the earlier rule), as a (1, units) arm."""
+    arms = {name: by_cluster(np.broadcast_to(np.asarray(x, dtype=float), (n,)), clusters) for name, x in rules.items()}
+    best = max(arms, key=lambda name: float(arms[name].mean()))
+    return best, arms[best]
+
+
+def beats_trivial(outcomes: Any, rules: Mapping[str, Any], *, clusters: Sequence[Any] | None = None,
+                  seed: int = 0) -> tuple[Test, str]:
+    """Does a learned scorer beat every trivial rule on the same items? Superiority of its outcomes (seeds, items)
+    over the strongest rule's (picked on these very items, which favours the rule: a conservative comparator),
+    paired item by item; returns the test and the rule's name."""
+    X = arm(outcomes)
+    name, best = strongest_rule(rules, X.shape[1], clusters)
+    test = superiority(best, by_cluster(X, clusters), seed=seed)
+    return replace(test, detail={**test.detail, "rule_rate": float(best.mean()), "rate": float(X.mean())}), name
 
 
 # ----------------------------------------------------------------------------------------------
@@ -557,7 +532,8 @@ def proportion(outcomes: Any, reference: float, *, seed: int = 0) -> Test:
 def validated(name: str, accuracy: float, ci_low: float, n: int, chance: float = 0.5) -> Premise:
     """The evaluator (judge, test PM, held-out RM) beats chance on labelled pairs: its interval's bottom > chance."""
     return Premise(f"{name} validated", ci_low > chance,
-                   f"{100 * accuracy:.0f}% [{100 * ci_low:.0f}, ...] on {n} labelled pairs (chance {100 * chance:.0f}%)")
+                   f"{100 * accuracy:.0f}% [{100 * ci_low:.0f}, ...] on {n} labelled pairs "
+                   f"(chance {100 * chance:.0f}%)")
 
 
 def preference_outcomes(p: Any) -> np.ndarray:
@@ -566,14 +542,37 @@ def preference_outcomes(p: Any) -> np.ndarray:
     return np.where(np.isclose(p, 0.5), 0.5, (p > 0.5).astype(float))
 
 
-def validated_on(name: str, outcomes: Any, least: int = 10) -> Premise:
-    """:func:`validated` from per-pair outcomes (1 / 0.5 / 0, or an array ``(seeds, pairs)`` of them): the
-    evaluator agrees with the labels above chance, on at least ``least`` labelled pairs."""
+def validated_on(name: str, outcomes: Any, least: int = 10, *, rules: Mapping[str, Any] | None = None,
+                 clusters: Sequence[Any] | None = None) -> Premise:
+    """The evaluator agrees with the labels of held-out pairs (outcomes 1 / 0.5 / 0, or ``(seeds, pairs)``) on at
+    least ``least`` of them, better than chance and, given ``rules`` (:func:`trivial_rules`), better than the
+    strongest trivial rule on the same pairs, paired: the interval of the difference lies above 0."""
     n = int(np.asarray(outcomes, dtype=float).shape[-1]) if len(outcomes) else 0
     if n < least:
         return Premise(f"{name} validated", False, f"only {n} labelled pairs (need {least})")
-    test = proportion(outcomes, 0.5)
-    return validated(name, 0.5 + test.effect, 0.5 + test.ci[0], test.n)
+    if rules is None:
+        test = proportion(outcomes, 0.5, clusters=clusters)
+        return validated(name, 0.5 + test.effect, 0.5 + test.ci[0], test.n)
+    test, rule = beats_trivial(outcomes, rules, clusters=clusters)
+    return Premise(f"{name} validated", test.ci[0] > 0,
+                   f"{100 * test.detail['rate']:.0f}% vs {100 * test.detail['rule_rate']:.0f}% for the strongest "
+                   f"trivial rule ({rule}): {100 * test.effect:+.1f} pts "
+                   f"[{100 * test.ci[0]:+.1f}, {100 * test.ci[1]:+.1f}] on "
+                   f"{test.n} {'prompts' if clusters is not None else 'labelled pairs'}")
+
+
+def moved(name: str, start: Any, trained: Any, least: float = 0.10) -> Premise:
+    """Training moved the policy: on held-out prompts of the distribution it trained on, the share of
+    (seed, item) outcomes that differ from the start's (the gold it was trained towards, greedy replies) is at least
+    ``least``. A claim that a trained policy kept a skill, or lost nothing, says nothing about a policy that training
+    did not change: such a policy cannot fail it."""
+    S, T = arm(start), arm(trained)
+    if S.shape[0] != 1 or S.shape[1] != T.shape[1]:
+        raise ValueError(f"one start row and trained rows on the same items, got {S.shape} and {T.shape}")
+    changed = float(np.mean(~np.isclose(T, S)))
+    return Premise(f"{name} moved by training", changed >= least,
+                   f"{100 * changed:.1f}% of {T.shape[1]} held-out outcomes x {T.shape[0]} seed(s) differ from the "
+                   f"start's (needs {100 * least:.0f}%)")
 
 
 def off_floor_and_ceiling(name: str, rate: float, n: int, low: float = 0.05, high: float = 0.95) -> Premise:
@@ -611,18 +610,19 @@ def one_precision(name: str, arms: Sequence[dict[str, Any]]) -> Premise:
     return Premise(f"{name} at one precision", len(set(dtypes)) == 1, " vs ".join(dict.fromkeys(map(str, dtypes))))
 
 
-def describe(test: Test, unit: str = "pts", *, digits: int = 1, runs: str = "seed(s)") -> str:
-    """A test in one phrase for a claim's ``our_value``: effect [95% interval], p, n x seeds. A non-inferiority
-    test is stated as the difference itself (B - A) with its interval and the margin it must stay above, since its
-    ``effect`` (the difference plus the margin) is not a quantity anyone measured."""
+def describe(test: Test, unit: str = "pts", *, digits: int = 1, runs: str = "seed(s)", scale: float = 1.0) -> str:
+    """A test in one phrase for a claim's ``our_value``: effect [95% interval], p, n x seeds (effect and interval
+    multiplied by ``scale``, e.g. 100 for points of a rate). A non-inferiority test is stated as the difference itself
+    (B - A) with its interval and the margin it must stay above, since its ``effect`` (the difference plus the margin)
+    is not a quantity anyone measured."""
     def f(x: float) -> str:
-        return f"{x:+.{digits}f}"
+        return f"{scale * x:+.{digits}f}"
 
     lo, hi = test.ci
     if test.kind == "non-inferiority":
         m = float(test.detail["margin"])
         head = (f"difference {f(test.effect - m)} {unit} [{f(lo - m)}, {f(hi - m)}] against a margin of "
-                f"-{m:g} (effect with the margin {f(test.effect)})")
+                f"-{scale * m:g} (effect with the margin {f(test.effect)})")
     else:
         head = f"{f(test.effect)} {unit} [{f(lo)}, {f(hi)}]"
     return f"{head}, p={test.p:.3g}, n={test.n} x {test.seeds} {runs}"

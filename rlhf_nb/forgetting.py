@@ -23,7 +23,8 @@ from typing import Any
 
 from .data import CodeTask, DataError, MathTask, load_gsm8k, load_humaneval, read_records, resolve_path
 from .evaluate import Replies, greedy
-from .metrics import bleu, paired_bootstrap
+from .metrics import bleu
+from .stats import paired
 from .rewards.code import check_programs, code_done, code_prompt, extract_code
 from .rewards.math import is_correct, math_prompt
 
@@ -135,16 +136,16 @@ def run_suite(loaded: Any, config: ForgettingConfig = ForgettingConfig()) -> Sui
 
 
 def compare(before: SuiteResult, after: SuiteResult) -> list[dict[str, Any]]:
-    """Rows per measurement: before, after, change with its 95% paired-bootstrap interval, and the one-sided
-    p-value of "after is worse than before" (a significant drop is forgetting)."""
+    """Rows per measurement: before, after, change with its 95% interval and the one-sided p-value of "after is worse
+    than before" (a significant drop is forgetting), by :func:`rlhf_nb.stats.paired`, as the claims compute them."""
     rows = []
     for name, b in before.scores.items():
         a = after.scores.get(name)
         row: dict[str, Any] = {"task": name, "before": b, "after": a,
                                "change": None if a is None or b is None else a - b}
         if name in before.per_item and name in after.per_item:
-            change = paired_bootstrap(before.per_item[name], after.per_item[name])
-            drop = paired_bootstrap(after.per_item[name], before.per_item[name])  # H0: no drop
-            row.update(ci_low=change.low, ci_high=change.high, p_drop=drop.p_value)
+            change = paired(before.per_item[name], after.per_item[name])
+            drop = paired(after.per_item[name], before.per_item[name])  # H0: no drop
+            row.update(ci_low=change.low, ci_high=change.high, p_drop=drop.p)
         rows.append(row)
     return rows

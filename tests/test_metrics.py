@@ -7,7 +7,7 @@ from math import comb
 import numpy as np
 import pytest
 
-from rlhf_nb import metrics, models
+from rlhf_nb import metrics, models, stats
 
 
 @pytest.mark.parametrize("n, c, k", [(10, 3, 1), (10, 3, 5), (20, 0, 5), (20, 20, 1), (200, 7, 100), (5, 4, 2)])
@@ -23,15 +23,15 @@ def test_pass_at_k_is_stable_for_large_n():
 
 
 def test_wilson_interval_contains_the_estimate_and_shrinks_with_n():
-    small, large = metrics.wilson(7, 10), metrics.wilson(700, 1000)
+    small, large = stats.rate_estimate([1.0] * 7 + [0.0] * 3), stats.rate_estimate([1.0] * 700 + [0.0] * 300)
     assert small.low < 0.7 < small.high and large.low < 0.7 < large.high
     assert (large.high - large.low) < (small.high - small.low)
-    assert metrics.wilson(0, 10).low == 0.0
+    assert stats.wilson(0, 10)[0] == 0.0
 
 
 def test_bootstrap_ci_is_seeded():
     x = np.random.default_rng(0).normal(1.0, 1.0, size=200)
-    a, b = metrics.bootstrap_ci(x, seed=3), metrics.bootstrap_ci(x, seed=3)
+    a, b = stats.bootstrap_ci(x, seed=3), stats.bootstrap_ci(x, seed=3)
     assert a == b and a.low < 1.0 < a.high
 
 
@@ -40,22 +40,31 @@ def test_paired_tests_detect_a_real_improvement_and_not_a_null_one():
     base = rng.normal(size=100)
     better = base + 0.5 + rng.normal(scale=0.1, size=100)
     same = base + rng.normal(scale=0.1, size=100)
-    assert metrics.paired_bootstrap(base, better).significant
-    assert metrics.permutation_test(base, better) < 0.01
-    assert not metrics.paired_bootstrap(base, same).significant
-    assert metrics.permutation_test(base, same) > 0.05
+    up, null = stats.paired(base, better), stats.paired(base, same)
+    assert up.p < 0.01 and up.low > 0
+    assert null.p > 0.05 or null.low <= 0
+
+
+def test_a_table_and_a_verdict_on_the_same_data_agree():
+    """One statistics module: the forgetting table's interval and p are superiority's on the same items."""
+    from rlhf_nb import claims
+
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=60), rng.normal(0.3, 1, size=60)
+    row, test = stats.paired(a, b), claims.superiority(a, b)
+    assert (row.low, row.high) == test.ci and row.p == test.p and row.diff == pytest.approx(test.effect)
 
 
 def test_a_handful_of_items_is_never_significant():
     # two items that both improve by the same amount: the bootstrap alone would see zero variance
-    assert not metrics.paired_bootstrap([0.0, 0.25], [0.25, 0.5]).significant
-    assert metrics.paired_bootstrap([0.0] * 6, [1.0] * 6).significant  # exact sign-flip p = 1/64
-    assert metrics.paired_bootstrap([1.0, 1.0], [1.0, 1.0]).p_value == 1.0
+    assert stats.paired([0.0, 0.25], [0.25, 0.5]).p > 0.05
+    assert stats.paired([0.0] * 6, [1.0] * 6).p == pytest.approx(1 / 64)  # exact sign flip
+    assert stats.paired([1.0, 1.0], [1.0, 1.0]).p == 1.0
 
 
 def test_edit_distances_and_bins():
-    stats = metrics.edit_distance_stats(["kitten", "sitting", "kitten"])
-    assert stats == {"max": 3.0, "mean": 2.0}
+    distances = metrics.edit_distance_stats(["kitten", "sitting", "kitten"])
+    assert distances == {"max": 3.0, "mean": 2.0}
     bins = metrics.edit_distance_bins([1, 2, 3, 4, 50, 60, 70, 80], n_bins=2)
     assert len(set(bins)) == 2 and bins[0] == bins[3] != bins[4]
 
@@ -72,7 +81,7 @@ def test_bleu_uses_sacrebleu():
 
 
 def test_linear_fit_r2():
-    fit = metrics.linear_fit([0, 1, 2, 3], [1, 3, 5, 7])
+    fit = stats.linear_fit([0, 1, 2, 3], [1, 3, 5, 7])
     assert fit["slope"] == pytest.approx(2) and fit["r2"] == pytest.approx(1)
 
 

@@ -187,7 +187,8 @@ def _feedback_results(acc: dict[tuple[str, float], float], pairs: int = 1000, se
             rows.append({"arm": arm, "budget": 300, "noise": noise, "seed": s, "targets": 300, "spearman": 0.0,
                          "bon_gold": 0.5, "outcomes": (rng.random(pairs) < a).astype(float).tolist()})
     params = {"types": types, "budgets": [10, 300], "noises": [0.0, 0.5], "claim_noise": 0.0, "b2_margin": 0.03}
-    grid = {"rows": rows, "test_pairs": pairs, "test_prompts": 80, "test_gold_mean": 0.4, "test_gold_best": 0.8}
+    grid = {"rows": rows, "test_pairs": pairs, "test_prompts": pairs // 4, "test_gold_mean": 0.4, "test_gold_best": 0.8,
+            "pair_prompts": [f"p{i // 4}" for i in range(pairs)], "pair_longer": (rng.random(pairs) < 0.5).tolist()}
     return {"params": params, "data": {"grid": grid}}
 
 
@@ -201,9 +202,29 @@ def test_feedback_claims_follow_the_data():
     assert verdicts["B1a"] == "reproduced" and verdicts["B1f"] != "reproduced"  # descriptive at chance
     assert verdicts["B2"] == "reproduced"  # the ensemble matches the best type
     assert verdicts["B3"] == "reproduced"  # ratings lose 20 points, comparisons 5
-    acc |= {("rating", 0.5): 0.7, ("comparison", 0.5): 0.55, ("ensemble", 0.0): 0.6}
+    acc |= {("rating", 0.5): 0.7, ("comparison", 0.5): 0.55, ("ensemble", 0.0): 0.6, ("ranking", 0.0): 0.3}
     verdicts = {c.id: c.verdict for c in claims(_feedback_results(acc))}
     assert verdicts["B3"] == "not reproduced" and verdicts["B2"] == "not reproduced"
+    assert verdicts["B1c"] == "not reproduced"  # the sign flipped: rankings rank worse than chance
+
+
+def test_feedback_reward_models_are_compared_with_length_and_counted_by_prompt():
+    """A reward model that just prefers the longer response beats chance but not the length rule; the pairs of one
+    prompt count once; a run that did not record prompts and lengths is not tested."""
+    from rlhf_nb.papers.feedback_blender.claims import claims
+
+    types = ["rating", "comparison", "ranking", "correction", "demonstration", "descriptive"]
+    results = _feedback_results({(t, z): 0.75 for t in types + ["ensemble"] for z in (0.0, 0.5)})
+    longer = (np.random.default_rng(9).random(1000) < 0.7).astype(float)  # the longer response is better on 70%
+    results["data"]["grid"]["pair_longer"] = longer.tolist()
+    for row in results["data"]["grid"]["rows"]:
+        if row["arm"] == "rating":
+            row["outcomes"] = longer.tolist()  # the rating model learned length and nothing else
+    verdicts = {c.id: c for c in claims(results)}
+    assert verdicts["B1a"].verdict != "reproduced" and "prefer the longer" in verdicts["B1a"].our_value
+    assert verdicts["B1b"].verdict == "reproduced" and verdicts["B1b"].n == 250  # prompts, not pairs
+    del results["data"]["grid"]["pair_prompts"]
+    assert {c.verdict for c in claims(results) if c.id.startswith("B1")} == {"not tested at this scale"}
 
 
 def _snap(arm: str, seed, round_: int, gold: list[float], finished: list[bool]) -> dict:

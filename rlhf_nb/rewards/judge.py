@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from scipy.special import expit
 
-from ..metrics import Estimate, win_rate
+from ..stats import Estimate, rate_estimate
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -213,7 +213,7 @@ def pairwise_win_rate(prefer: PreferFn | LogProbJudge, prompts: Sequence[str], a
     else:
         probs = [float(prefer(_as_text(p), x, y)) for p, x, y in zip(prompts, a, b)]
     outcomes = [1.0 if p > 0.5 + tie_margin else 0.0 if p < 0.5 - tie_margin else 0.5 for p in probs]
-    return WinRate(win_rate(outcomes), outcomes, probs)
+    return WinRate(rate_estimate(outcomes), outcomes, probs)
 
 
 def both_orders(prefer_once: PreferFn) -> PreferFn:

@@ -24,7 +24,7 @@ import trl
 
 from ..claims import preference_outcomes
 from ..data import PreferencePair
-from ..metrics import Estimate, bootstrap_ci
+from ..stats import Estimate, bootstrap_ci
 from ..rewards.judge import PAIRWISE, LogProbJudge, _as_text
 from .common import (RlhfNbArgs, TrainResult, history_callback, model_from_settings,
                      pairs_from_spec, prepare_model, run_trainer, script_main, settings_from)

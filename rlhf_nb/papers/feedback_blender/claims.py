@@ -3,7 +3,9 @@
 The outcome of a reward model on a held-out pair (two responses to one prompt with different gold scores) is 1
 if it scores the better one higher, 0.5 on a tie, 0 otherwise; a condition's outcomes are (seeds, pairs), the
 seeds being independent draws of the simulated annotator's feedback (and refits), the pairs shared by every
-condition (paired designs).
+condition (paired designs). The pairs of one prompt are not independent, so every test runs over prompts (a
+prompt's pairs averaged), and a reward model is compared with the strongest trivial rule on the same pairs
+(chance, preferring the longer or the shorter response), not with chance alone.
 """
 
 from __future__ import annotations
@@ -33,6 +35,21 @@ def outcomes(results: dict[str, Any], arm: str, budget: int, noise: float) -> np
     return None if x is None or x.size == 0 else x  # no rows, or no held-out pair differs in gold
 
 
+def clusters(results: dict[str, Any]) -> list[str] | None:
+    """The prompt of each held-out pair (None for a run that did not record it)."""
+    return grid(results).get("pair_prompts")
+
+
+def rules(results: dict[str, Any]) -> dict[str, Any]:
+    return C.trivial_rules(grid(results).get("pair_longer"))
+
+
+def recorded(results: dict[str, Any]) -> list[C.Premise]:
+    """A run from before the pairs' prompts and lengths were saved cannot be tested by prompt or against length."""
+    ok = clusters(results) is not None and grid(results).get("pair_longer") is not None
+    return [] if ok else [C.Premise("pairs' prompts and lengths recorded", False, "an older run: rerun 06")]
+
+
 def _missing(results: dict[str, Any], arm: str) -> str:
     """Why an arm has no outcomes."""
     if not any(r["arm"] == arm for r in grid(results)["rows"]):
@@ -45,28 +62,36 @@ def arms(results: dict[str, Any]) -> list[str]:
 
 
 def accuracy_test(results: dict[str, Any], arm: str, budget: int, noise: float) -> C.Test | None:
+    """Pair accuracy against chance, over prompts (for tables and figures)."""
     x = outcomes(results, arm, budget, noise)
-    return None if x is None else C.proportion(x, 0.5)
+    return None if x is None else C.proportion(x, 0.5, clusters=clusters(results))
 
 
 def _pct(test: C.Test) -> str:
     return (f"{100 * (0.5 + test.effect):.1f}% [{100 * (0.5 + test.ci[0]):.0f}, {100 * (0.5 + test.ci[1]):.0f}] on "
-            f"{test.n} held-out pairs x {test.seeds} feedback draw(s)")
+            f"{test.n} held-out prompts x {test.seeds} feedback draw(s)")
+
+
+def validated(results: dict[str, Any], name: str, x: np.ndarray) -> C.Premise:
+    return C.validated_on(name, x, least=1, rules=rules(results), clusters=clusters(results))
 
 
 def type_above_chance(results: dict[str, Any], kind: str, cid: str) -> C.Claim:
     P = params(results)
     budget, noise = P["budgets"][-1], P["claim_noise"]
-    test = accuracy_test(results, kind, budget, noise)
+    x = outcomes(results, kind, budget, noise)
     statement = (f"a reward model learned from {budget} {kind} events (annotator noise {noise}) ranks held-out "
-                 "responses better than chance")
-    common = dict(min_effect=0.05, min_effect_reason="5 points above chance: the least that ranking responses needs",
-                  unit="accuracy - 0.5")
+                 "responses better than the strongest trivial rule (chance, the longer or the shorter response)")
+    common = dict(min_effect=0.05, min_effect_reason="5 points of pair accuracy above the strongest trivial rule: the "
+                  "least that ranking responses needs", unit="accuracy - the rule's")
     paper = "every feedback type can train a reward model (RLHF-Blender's premise, tested with simulated feedback)"
-    if test is None:
-        return C.claim(cid, PAPER, statement, paper, None, our_value=_missing(results, kind), kind="proportion",
+    if x is None:
+        return C.claim(cid, PAPER, statement, paper, None, our_value=_missing(results, kind), kind="superiority",
                        **common)
-    return C.claim(cid, PAPER, statement, paper, test, our_value=_pct(test), **common)
+    test, rule = C.beats_trivial(x, rules(results), clusters=clusters(results))
+    value = (f"{100 * test.detail['rate']:.1f}% vs {100 * test.detail['rule_rate']:.1f}% for {rule} on the same pairs: "
+             f"{C.describe(test, 'pts', scale=100, runs='feedback draw(s)')} (n counts prompts)")
+    return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=recorded(results), **common)
 
 
 def ensemble_non_inferior(results: dict[str, Any]) -> C.Claim:
@@ -83,18 +108,24 @@ def ensemble_non_inferior(results: dict[str, Any]) -> C.Claim:
     if ens is None or not singles:
         return C.claim("B2", PAPER, statement, paper, None, our_value=_missing(results, "ensemble"),
                        kind="non-inferiority", **common)
-    # the best single type is picked on the even-numbered held-out pairs and compared on the odd ones, so that
+    # the best single type is picked on the pairs of every other held-out prompt and compared on the rest, so that
     # picking the luckiest type on the comparison's own data does not tilt the test against the ensemble
-    pick, judge = slice(0, None, 2), slice(1, None, 2)
+    units = clusters(results) or list(range(ens.shape[1]))
+    order = {u: i for i, u in enumerate(dict.fromkeys(units))}
+    pick = np.array([order[u] % 2 == 0 for u in units])
+    judge = ~pick
     best = max(singles, key=lambda t: singles[t][:, pick].mean())
-    test = C.non_inferiority(singles[best][:, judge], ens[:, judge], margin, scale=1.0)  # pairs right or wrong
+    groups = [u for u, j in zip(units, judge) if j]
+    test = C.non_inferiority(singles[best][:, judge], ens[:, judge], margin, scale=1.0, clusters=groups)
     value = (f"ensemble {100 * ens[:, judge].mean():.1f}% vs the best single type ({best}, picked on the other half "
-             f"of the pairs) {100 * singles[best][:, judge].mean():.1f}%: difference "
-             f"{100 * test.detail['difference']:+.1f} pts [{100 * (test.ci[0] - margin):+.1f}, "
-             f"{100 * (test.ci[1] - margin):+.1f}]")
-    top = C.proportion(singles[best][:, judge], 0.5)
-    premises = [C.Premise("several types in the ensemble", len(singles) >= 2, f"{len(singles)} type(s)"),
-                C.validated(f"best single type ({best})", 0.5 + top.effect, 0.5 + top.ci[0], top.n)]
+             f"of the prompts) {100 * singles[best][:, judge].mean():.1f}%: "
+             f"{C.describe(test, 'pts', scale=100, runs='feedback draw(s)')} (n counts prompts)")
+    top = singles[best][:, judge]
+    longer = grid(results).get("pair_longer")
+    premises = [*recorded(results),
+                C.Premise("several types in the ensemble", len(singles) >= 2, f"{len(singles)} type(s)"),
+                C.validated_on(f"best single type ({best})", top, least=1, clusters=groups,
+                               rules=C.trivial_rules(None if longer is None else np.asarray(longer)[judge]))]
     return C.claim("B2", PAPER, statement, paper, test, our_value=value, premises=premises, **common)
 
 
@@ -112,11 +143,10 @@ def comparative_robust(results: dict[str, Any]) -> C.Claim:
                        our_value="; ".join(dict.fromkeys(_missing(results, t) for t in ("rating", "comparison"))))
     drop_cmp = x["comparison", low] - x["comparison", high]
     drop_rate = x["rating", low] - x["rating", high]
-    test = C.superiority(drop_cmp, drop_rate)
-    premises = []
+    test = C.superiority(drop_cmp, drop_rate, clusters=clusters(results))
+    premises = recorded(results)
     for t in ("rating", "comparison"):
-        ok = C.proportion(x[t, low], 0.5)
-        premises.append(C.validated(f"{t} at noise {low}", 0.5 + ok.effect, 0.5 + ok.ci[0], ok.n))
+        premises.append(validated(results, f"{t} at noise {low}", x[t, low]))
     value = (f"drop with ratings {100 * drop_rate.mean():+.1f} pts, with comparisons {100 * drop_cmp.mean():+.1f} pts: "
              f"difference {100 * test.effect:+.1f} [{100 * test.ci[0]:+.1f}, {100 * test.ci[1]:+.1f}]")
     return C.claim("B3", PAPER, statement, paper, test, our_value=value, premises=premises, **common)

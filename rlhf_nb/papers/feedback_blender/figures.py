@@ -8,7 +8,7 @@ import numpy as np
 
 from ... import claims as C
 from ...figures import Figures, band, bars, chance
-from .claims import arms, outcomes, params
+from .claims import accuracy_test, arms, outcomes, params
 
 FIGURES = Figures()
 
@@ -70,8 +70,7 @@ def ensemble(results: dict[str, Any]):
 
     P = params(results)
     names = arms(results)
-    tests = [C.proportion(x, 0.5) if (x := outcomes(results, a, P["budgets"][-1], P["claim_noise"])) is not None
-             else None for a in names]
+    tests = [accuracy_test(results, a, P["budgets"][-1], P["claim_noise"]) for a in names]
     fig, ax = plt.subplots(figsize=(7, 3.8))
     bars(ax, names, [None if t is None else 0.5 + t.effect for t in tests],
          [None if t is None else 0.5 + t.ci[0] for t in tests], [None if t is None else 0.5 + t.ci[1] for t in tests],

@@ -93,7 +93,8 @@ def build_pool(policy: Loaded, split: Split, P: Params) -> Pool:
         best = row[int(np.argmax(scores))]
         demos[p.id] = gold.fix_all(p, best)
         demo_gold[p.id] = gold.if_score(p, demos[p.id])
-    return Pool([p.id for p in prompts], [p.instructions for p in prompts], ["train"] * len(split.train) + ["test"] * len(split.test), ids,
+    return Pool([p.id for p in prompts], [p.instructions for p in prompts],
+                ["train"] * len(split.train) + ["test"] * len(split.test), ids,
                 samples.texts, samples.gold, followed, samples.finished, samples.tokens, samples.tokens_per_s,
                 corrections, demos, demo_gold)
 
@@ -224,11 +225,15 @@ def simulate(kind: str, budget: int, noise: float, seed: int, pool: Pool, P: Par
 
 @dataclass
 class TestSet:
-    """Held-out responses: features (prompts, n, d), gold (prompts, n), and every pair with different gold."""
+    """Held-out responses: features (prompts, n, d), gold (prompts, n), and every pair with different gold, with the
+    prompt it belongs to (pairs of one prompt are not independent) and whether the longer response is the better one
+    (the length-only rule a learned reward model is compared with)."""
 
     x: np.ndarray
     gold: np.ndarray
     pairs: list[tuple[int, int, int]]  # (prompt, better, worse)
+    pair_prompts: list[str]
+    longer: list[float]  # per pair: 1 the better response is longer (in characters), 0 shorter, 0.5 as long
 
 
 def test_set(pool: Pool, features: Features) -> TestSet:
@@ -237,7 +242,9 @@ def test_set(pool: Pool, features: Features) -> TestSet:
     g = np.array([pool.gold[i] for i in rows], dtype=float)
     pairs = [(k, a, b) if g[k, a] > g[k, b] else (k, b, a)
              for k in range(len(rows)) for a, b in combinations(range(g.shape[1]), 2) if g[k, a] != g[k, b]]
-    return TestSet(x, g, pairs)
+    size = [[len(t) for t in pool.texts[i]] for i in rows]
+    longer = [0.5 + 0.5 * float(np.sign(size[k][a] - size[k][b])) for k, a, b in pairs]
+    return TestSet(x, g, pairs, [pool.prompt_ids[rows[k]] for k, _, _ in pairs], longer)
 
 
 def evaluate(score: Callable[[np.ndarray], np.ndarray] | None, test: TestSet) -> dict[str, Any]:
@@ -277,6 +284,7 @@ def run_grid(P: Params, pool: Pool, features: Features) -> dict[str, Any]:
         rows.append({"arm": "ensemble", "budget": budget, "noise": noise, "seed": s,
                      "targets": sum(targets.count(k) for k in P.types), **evaluate(ens.score if ens else None, test)})
     return {"rows": rows, "test_pairs": len(test.pairs), "test_prompts": int(test.gold.shape[0]),
+            "pair_prompts": test.pair_prompts, "pair_longer": test.longer,
             "test_gold_mean": float(test.gold.mean()), "test_gold_best": float(test.gold.max(1).mean())}
 
 

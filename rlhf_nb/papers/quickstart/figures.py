@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...claims import wilson
+from ...stats import wilson
 from ...figures import Figures, bars
 
 FIGURES = Figures()

@@ -3,7 +3,8 @@
 The gold score of a reply is the fraction of its prompt's verifiable instructions it follows (0-1); effects on
 it are reported in points (x100). Every arm is judged on its greedy replies under the same token cap, so a gold
 comparison asks that the compared arms are truncated about equally often (a gap in the gold score should not be a
-gap in truncation); the length trend (W4) asks that replies finish, since a cut-off length is censored. Policies trained here contribute one row per seed; the start snapshot is one.
+gap in truncation); the length trend (W4) asks that replies finish, since a cut-off length is censored. Policies
+trained here contribute one row per seed; the start snapshot is one.
 """
 
 from __future__ import annotations
@@ -32,11 +33,20 @@ def _rm(results: dict[str, Any], model: str, source: str) -> dict[str, Any] | No
 
 
 def rm_validated(results: dict[str, Any]) -> C.Premise:
-    """The BT RM that ranks the online samples beats chance on held-out gold-labelled pairs."""
+    """The BT RM that ranks the online samples beats the strongest trivial rule (chance, the longer or the shorter
+    reply) on held-out gold-labelled pairs (one pair per prompt: best vs worst of its samples)."""
     row = _rm(results, "BT", "if-gold")
     if row is None:
         return C.Premise("BT reward model (if-gold pairs) validated", False, "no held-out gold-labelled pairs")
-    return C.validated_on("BT reward model (if-gold pairs)", row["outcomes"], least=1)
+    return C.validated_on("BT reward model (if-gold pairs)", row["outcomes"], least=1,
+                          rules=C.trivial_rules(row.get("length_baseline")))
+
+
+def policies_moved(results: dict[str, Any], on: list[dict[str, Any]], off: list[dict[str, Any]]) -> list[C.Premise]:
+    """Each trained arm moved away from the start on the held-out gold it was trained towards (:func:`C.moved`)."""
+    start = stack(snapshots(results, "start"), "gold")
+    return [C.moved(name, start, stack(snaps, "gold")) for name, snaps in (("online DPO policy", on),
+                                                                          ("offline DPO policy", off)) if snaps]
 
 
 def proxy_rose(results: dict[str, Any]) -> C.Premise:
@@ -73,17 +83,17 @@ def cap_rate(snaps: list[dict[str, Any]]) -> float:
 def rm_above_chance(results: dict[str, Any], model: str, source: str, cid: str) -> C.Claim:
     row = _rm(results, model, source)
     what = {"if-gold": "gold-labelled pairs of the policy's own samples", "hh-human": "human-labelled HH-RLHF pairs"}
-    statement = f"the {model} reward model prefers the better reply of held-out {what.get(source, source)}"
+    statement = (f"the {model} reward model prefers the better reply of held-out {what.get(source, source)} more often "
+                 "than the strongest trivial rule (chance, the longer or the shorter reply)")
     paper = f"RewardBench {NUMBERS['bt_rewardbench' if model == 'BT' else 'pairwise_rewardbench']}%"
-    common = dict(min_effect=0.05, min_effect_reason="5 points above chance: the least that ranking replies needs",
-                  unit="accuracy - 0.5")
+    common = dict(min_effect=0.05, min_effect_reason="5 points above the strongest trivial rule: the least that "
+                  "ranking replies needs", unit="accuracy - the rule's")
     if row is None:
-        return C.claim(cid, PAPER, statement, paper, None, our_value=f"no {source} pairs in this run", kind="proportion",
-                       **common)
-    test = C.proportion(row["outcomes"], 0.5)
-    length = float(np.mean(row["length_baseline"]))
-    value = (f"{100 * (0.5 + test.effect):.1f}% [{100 * (0.5 + test.ci[0]):.0f}, {100 * (0.5 + test.ci[1]):.0f}] on "
-             f"{test.n} held-out pairs (a length-only rule: {100 * length:.0f}%)")
+        return C.claim(cid, PAPER, statement, paper, None, our_value=f"no {source} pairs in this run",
+                       kind="superiority", **common)
+    test, rule = C.beats_trivial(row["outcomes"], C.trivial_rules(row["length_baseline"]))
+    value = (f"{100 * test.detail['rate']:.1f}% vs {100 * test.detail['rule_rate']:.1f}% for the strongest trivial "
+             f"rule ({rule}) on the same held-out pairs: {C.describe(test, 'pts', scale=100)}")
     return C.claim(cid, PAPER, statement, paper, test, our_value=value, **common)
 
 
@@ -115,7 +125,7 @@ def online_beats_offline(results: dict[str, Any]) -> C.Claim:
     pairs = _data(results)["runs"]["offline_pairs"]
     value = (f"online {stack(on, 'gold', 100).mean():.1f} vs offline {stack(off, 'gold', 100).mean():.1f} pts "
              f"(offline pairs per seed: {pairs}); {C.describe(test)}")
-    premises = [rm_validated(results), proxy_rose(results),
+    premises = [rm_validated(results), proxy_rose(results), *policies_moved(results, on, off),
                 C.caps_alike("online and offline held-out replies", [cap_rate(on), cap_rate(off)]),
                 C.one_precision("online and offline held-out replies", on + off)]
     return C.claim("W2", PAPER, statement, "online > offline (RLHFlow's central claim)", test, our_value=value,
@@ -149,6 +159,7 @@ def gold_rises(results: dict[str, Any]) -> C.Claim:
     by_round = [cap_rate([s for s in snaps if s["round"] == r]) for r in levels]
     return C.claim("W3", PAPER, statement, "rises every round", test, our_value=value,
                    premises=[rm_validated(results), proxy_rose(results),
+                             *policies_moved(results, snapshots(results, "online", levels[-1]), []),
                              C.caps_alike("held-out replies of every round", by_round),
                              C.one_precision("held-out replies of every round", snaps)], **common)
 

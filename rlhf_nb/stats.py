@@ -1,0 +1,287 @@
+"""The statistics every table and verdict uses: one set of functions, so a table's interval and a claim's verdict on
+the same data cannot disagree.
+
+Data are arrays of shape ``(seeds, items)``: several independent trainings (or data draws) evaluated on the same
+items; a 1-d array is one seed. Items that are not independent (pairs that share a prompt) are first averaged within
+their cluster (:func:`by_cluster`), so that every resample and every sign flip moves an independent unit.
+
+* :func:`wilson` - the Wilson score interval of a rate (ties counted half);
+* :func:`sign_flip_p` - the exact (or Monte-Carlo) one-sided sign-flip test of a paired mean;
+* :func:`crossed_bootstrap` - resample items, and seeds independently within each arm;
+* :func:`crossed_se` - the standard error of a weighted sum of arm means with seeds and items both random;
+* :func:`score_test` and :func:`score_interval` - a paired mean difference of a *bounded* outcome against a
+  value other than 0 (a non-inferiority margin), with its variance taken under the null: a constrained maximum
+  likelihood over the observed differences plus the worst one the outcome allows (Tango 1998's score test for
+  paired proportions, generalised to outcomes with many ties);
+* :func:`paired` - mean difference, bootstrap interval and sign-flip p of B - A (what a table reports);
+* :func:`bootstrap_ci`, :func:`linear_fit` - a plain percentile interval and a least-squares line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+ALPHA = 0.05
+POWER = 0.80
+Z_POWER = 1.6448536269514722 + 0.8416212335729143  # z_{1-alpha} (one-sided) + z_{power}
+N_BOOT = 4000
+N_PERM = 20000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    low: float
+    high: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}] (n={self.n})"
+
+
+def rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def arm(values: Any) -> np.ndarray:
+    """An arm as (seeds, items): a 1-d sequence is one seed."""
+    x = np.asarray(values, dtype=float)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise ValueError(f"an arm must be (items,) or (seeds, items) with at least one item, got shape {x.shape}")
+    return x
+
+
+def by_cluster(values: Any, clusters: Sequence[Any] | None) -> np.ndarray:
+    """Average the items of each cluster (e.g. the pairs of one prompt): (seeds, items) -> (seeds, clusters), the
+    clusters in order of first appearance. ``None`` leaves the items as they are."""
+    x = arm(values)
+    if clusters is None:
+        return x
+    labels = list(clusters)
+    if len(labels) != x.shape[1]:
+        raise ValueError(f"{len(labels)} cluster labels for {x.shape[1]} items")
+    order = list(dict.fromkeys(labels))
+    index = {c: i for i, c in enumerate(order)}
+    which = np.array([index[c] for c in labels])
+    sums = np.zeros((x.shape[0], len(order)))
+    np.add.at(sums.T, which, x.T)
+    return sums / np.bincount(which, minlength=len(order))
+
+
+def interval(dist: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    lo, hi = np.quantile(dist, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def wilson(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a rate (ties counted as half a success are allowed); (nan, nan) for n = 0."""
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + level / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def rate_estimate(outcomes: Sequence[float], level: float = 0.95) -> Estimate:
+    """A rate from per-item outcomes (1 success, 0.5 tie, 0 failure) with its Wilson interval."""
+    x = np.asarray(outcomes, dtype=float)
+    if np.any((x < 0) | (x > 1)):
+        raise ValueError("outcomes must lie in [0, 1] (1 success, 0.5 tie, 0 failure)")
+    if len(x) == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    lo, hi = wilson(float(x.sum()), len(x), level)
+    return Estimate(float(x.mean()), lo, hi, len(x))
+
+
+def sign_flip_p(d: Any, n_perm: int = N_PERM, seed: int = 0) -> float:
+    """One-sided p of mean(d) > 0 under sign flips (exact up to 2^16 patterns, Monte-Carlo beyond)."""
+    d = np.asarray(d, dtype=float)
+    observed = d.mean()
+    nonzero = d[d != 0]
+    if nonzero.size == 0:
+        return 1.0
+    if nonzero.size <= 16:
+        signs = ((np.arange(2 ** nonzero.size)[:, None] >> np.arange(nonzero.size)) & 1) * 2 - 1
+        means = (signs * nonzero).sum(1) / d.size
+        return float(np.mean(means >= observed - 1e-12))
+    signs = rng(seed).choice([-1.0, 1.0], size=(n_perm, nonzero.size))
+    means = (signs * nonzero).sum(1) / d.size
+    return float((np.sum(means >= observed - 1e-12) + 1) / (n_perm + 1))
+
+
+def min_sign_flip_p(d: Any) -> float:
+    """The smallest p a sign-flip test on these items could give (all differences in the favoured direction)."""
+    return 0.5 ** int(np.count_nonzero(np.asarray(d)))
+
+
+def crossed_bootstrap(arms: Sequence[np.ndarray], statistic: Callable[[list[np.ndarray]], float], n_boot: int = N_BOOT,
+                      seed: int = 0) -> np.ndarray:
+    """Bootstrap distribution of ``statistic(arms)``: items resampled once per replicate (shared by all arms: they are
+    paired over items), seeds resampled independently within each arm (Owen 2007's pigeonhole bootstrap)."""
+    gen = rng(seed)
+    n_items = arms[0].shape[1]
+    out = np.empty(n_boot)
+    for b in range(n_boot):
+        items = gen.integers(0, n_items, n_items)
+        resampled = [a[gen.integers(0, a.shape[0], a.shape[0])][:, items] for a in arms]
+        out[b] = statistic(resampled)
+    return out
+
+
+def crossed_se(arms: Sequence[np.ndarray], weights: Sequence[float]) -> tuple[float, float] | None:
+    """Standard error and Satterthwaite degrees of freedom of ``sum(w * mean(arm))`` when an arm holds several
+    seeds; ``None`` when every arm has one (then items are the only source of chance).
+
+    Each arm is a seeds x items table, seeds random (independent trainings, not paired across arms) and items random
+    and shared by the arms. The variance is estimated term by term (a two-way random-effects decomposition): the item
+    term is the variance over items of the weighted per-item combination, over n; each arm's seed term is
+    (MS_seed - MS_error) / (n * S) from its two-way table, taken only where positive. With three seeds the seed term
+    has two degrees of freedom, and so does the t distribution a test reads: that is what three trainings can say."""
+    if all(a.shape[0] < 2 for a in arms) or arms[0].shape[1] < 2:
+        return None
+    n = arms[0].shape[1]
+    combined = sum(w * a.mean(0) for w, a in zip(weights, arms))
+    terms = [(float(np.var(combined, ddof=1)) / n, n - 1)]  # (variance term, its degrees of freedom)
+    for w, a in zip(weights, arms):
+        s = a.shape[0]
+        if s < 2 or w == 0:
+            continue
+        ms_seed = n * float(np.var(a.mean(1), ddof=1))
+        residual = a - a.mean(1, keepdims=True) - a.mean(0, keepdims=True) + a.mean()
+        ms_error = float((residual ** 2).sum()) / ((s - 1) * (n - 1))
+        if ms_seed > ms_error:
+            scale = w * w / (n * s)
+            terms += [(scale * ms_seed, s - 1), (-scale * ms_error, (s - 1) * (n - 1))]
+    variance = sum(t for t, _ in terms)
+    if variance <= 0:
+        return None
+    df = variance ** 2 / sum(t * t / d for t, d in terms)
+    return math.sqrt(variance), df
+
+
+# ----------------------------------------------------------------------------------------------
+# a bounded paired difference against a value other than 0
+# ----------------------------------------------------------------------------------------------
+
+
+def _null_variance(d: np.ndarray, delta0: float, scale: float) -> float:
+    """Var(d) under the constrained maximum likelihood with mean ``delta0``, over the observed values of d plus the
+    most extreme value the outcome allows on the side of ``delta0`` (-scale below the observed mean, +scale above):
+    with most items tied, the observed spread says little about how large a loss could hide among items not drawn,
+    while the worst value, weighted as the constraint needs, does. For pass/fail items this is Tango's (1998) restricted
+    MLE; with no extreme value needed it is the empirical-likelihood solution."""
+    from scipy.optimize import brentq
+
+    values, counts = np.unique(d, return_counts=True)
+    n = float(counts.sum())
+    u = values - delta0
+    extreme = -scale if delta0 < d.mean() else scale
+    u_e = extreme - delta0
+    if not np.any(np.isclose(values, extreme)):
+        p = (counts / n) * u_e / (u_e - u)  # the extreme point carries 1 - sum(p)
+        if p.sum() <= 1 + 1e-12:
+            return float((p * u * u).sum() + (1 - p.sum()) * u_e * u_e)
+    # the observed values can meet the constraint: p_i = n_i / (n + lam * u_i) with sum(p u) = 0
+    if u.min() >= 0 or u.max() <= 0:
+        return float((counts / n * u * u).sum())
+    lo, hi = -n / u.max(), -n / u.min()
+    eps = 1e-12 * (hi - lo)
+    lam = brentq(lambda x: float((counts * u / (n + x * u)).sum()), lo + eps, hi - eps)
+    p = counts / (n + lam * u)
+    return float((p * u * u).sum() / p.sum())
+
+
+def score_z(d: Any, delta0: float, scale: float) -> float:
+    """The score statistic of H0: mean(d) = ``delta0`` for a bounded paired difference (|d| <= ``scale``)."""
+    d = np.asarray(d, dtype=float)
+    if np.any(np.abs(d) > scale + 1e-9):
+        raise ValueError(f"a difference exceeds the outcome's range {scale:g}")
+    if not -scale < delta0 < scale:
+        raise ValueError(f"the null value {delta0:g} must lie strictly inside (-{scale:g}, {scale:g})")
+    v = _null_variance(d, delta0, scale)
+    return float((d.mean() - delta0) / math.sqrt(v / len(d))) if v > 0 else math.copysign(math.inf, d.mean() - delta0)
+
+
+def score_test(d: Any, delta0: float, scale: float) -> float:
+    """One-sided p of mean(d) > ``delta0`` (e.g. ``-margin`` for non-inferiority) by the score test."""
+    from scipy.stats import norm
+
+    return float(norm.sf(score_z(d, delta0, scale)))
+
+
+def score_interval(d: Any, scale: float, level: float = 0.95) -> tuple[float, float]:
+    """The mean difference's interval: every value the two-sided score test at ``level`` does not reject."""
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+
+    d = np.asarray(d, dtype=float)
+    z = float(norm.ppf(0.5 + level / 2))
+    mean, edge = float(d.mean()), scale * (1 - 1e-9)
+    lo = -edge if score_z(d, -edge, scale) <= z or mean <= -edge else brentq(
+        lambda x: score_z(d, x, scale) - z, -edge, mean - 1e-12 * scale)
+    hi = edge if score_z(d, edge, scale) >= -z or mean >= edge else brentq(
+        lambda x: score_z(d, x, scale) + z, mean + 1e-12 * scale, edge)
+    return float(lo), float(hi)
+
+
+# ----------------------------------------------------------------------------------------------
+# what tables report
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Paired:
+    """B - A on the same items: mean difference, 95% interval, one-sided p of B > A."""
+
+    diff: float
+    low: float
+    high: float
+    p: float
+    n: int
+
+
+def paired(a: Any, b: Any, *, seed: int = 0) -> Paired:
+    """Mean difference B - A over paired items (arrays (items,) or (seeds, items)), its crossed-bootstrap interval and
+    the sign-flip p on the seed means: the same numbers :func:`rlhf_nb.claims.superiority` starts from."""
+    A, B = arm(a), arm(b)
+    if A.shape[1] != B.shape[1]:
+        raise ValueError(f"paired arms need the same items ({A.shape[1]} vs {B.shape[1]})")
+    d = B.mean(0) - A.mean(0)
+    dist = crossed_bootstrap([A, B], lambda x: float(x[1].mean() - x[0].mean()), seed=seed)
+    lo, hi = interval(dist)
+    return Paired(float(d.mean()), lo, hi, sign_flip_p(d, seed=seed), A.shape[1])
+
+
+def bootstrap_ci(values: Sequence[float], statistic: Callable[[np.ndarray], float] = np.mean,
+                 level: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> Estimate:
+    """Percentile bootstrap interval of ``statistic`` over ``values`` (scipy.stats.bootstrap)."""
+    from scipy.stats import bootstrap
+
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2 or np.all(x == x[0]):
+        v = float(statistic(x)) if len(x) else float("nan")
+        return Estimate(v, v, v, len(x))
+    res = bootstrap((x,), statistic, confidence_level=level, n_resamples=n_resamples, method="percentile",
+                    random_state=np.random.default_rng(seed))
+    ci = res.confidence_interval
+    return Estimate(float(statistic(x)), float(ci.low), float(ci.high), len(x))
+
+
+def linear_fit(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
+    """Least-squares line with R² (scipy.stats.linregress)."""
+    from scipy.stats import linregress
+
+    r = linregress(np.asarray(x, float), np.asarray(y, float))
+    return {"slope": float(r.slope), "intercept": float(r.intercept), "r2": float(r.rvalue ** 2),
+            "p_value": float(r.pvalue)}
