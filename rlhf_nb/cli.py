@@ -1,6 +1,6 @@
 """rlhf-nb: run the paper notebooks, recompute their claims, redraw figures, write the report.
 
-Commands: list, params, run, reproduce, claims, timings, figures, report, models, eval-code. Run
+Commands: list, params, run, reproduce, ship, claims, timings, figures, report, models, eval-code. Run
 `rlhf-nb COMMAND --help` for a command's options; the README explains profiles and results.
 """
 
@@ -49,14 +49,17 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from .config import project_root, resolve_profile
-    from .runner import claims_of, load_results, resolve_notebook, run_dir
+    from .runner import claims_of, load_results, resolve_notebook, run_dir, saved_runs, shipped_dir
 
     root = project_root()
     notebook = resolve_notebook(args.notebook, root)
     profile = resolve_profile(args.profile)
     run = run_dir(root, notebook, profile)
-    if not (run / "results.json").is_file():
-        raise ParamError(f"no saved {profile} run of {notebook}: run `rlhf-nb run {notebook} --profile {profile}` first")
+    if not (run / "results.json").is_file():  # no local run: the shipped one, where there is one (cpu)
+        run = shipped_dir(root, notebook, profile)
+        if run not in saved_runs(root, profile):
+            raise ParamError(f"no saved {profile} run of {notebook}: run `rlhf-nb run {notebook} --profile {profile}` "
+                             "first")
     claims = claims_of(load_results(run))
     if claims is None:
         raise ParamError(f"{notebook} makes no claims")
@@ -142,6 +145,17 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0 if all(o.status in ("ok", "up to date") for o in outcomes) else 1
 
 
+def _cmd_ship(args: argparse.Namespace) -> int:
+    from .config import project_root
+    from .runner import SHIPPED_PROFILE, resolve_notebook, ship
+
+    root = project_root()
+    notebook = resolve_notebook(args.notebook, root)
+    shipped = ship(root, notebook, SHIPPED_PROFILE)
+    print(f"{notebook} [{SHIPPED_PROFILE}]: shipped to {shipped.relative_to(root).as_posix()}/ (commit it with the code)")
+    return 0
+
+
 def _cmd_figures(args: argparse.Namespace) -> int:
     from .runner import figures
 
@@ -155,7 +169,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .runner import report
 
-    print(report(profile=args.profile, out=args.out, allow_dirty=args.allow_dirty, carry=not args.no_carry))
+    print(report(profile=args.profile, out=args.out, allow_dirty=args.allow_dirty))
     return 0
 
 
@@ -245,19 +259,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_cmd_reproduce)
 
-    p = sub.add_parser("figures", help="redraw every figure from saved results (no training)")
+    p = sub.add_parser("ship", help="copy a clean saved cpu run (runs/NOTEBOOK/cpu) into the tracked results/ "
+                                    "(a clean cpu run ships itself)")
+    p.add_argument("notebook", help="e.g. 00_quickstart, 00 or quickstart")
+    p.set_defaults(fn=_cmd_ship)
+
+    p = sub.add_parser("figures", help="redraw every figure from saved results (cpu: the shipped results/; no model)")
     p.add_argument("--profile", default=None, help=profile_help)
     p.add_argument("--out", type=Path, default=None,
                    help="folder for the copies (default: figures/ for cpu, runs/<profile>-figures/ otherwise)")
     p.set_defaults(fn=_cmd_figures)
 
-    p = sub.add_parser("report", help="write the report from saved results (claims recomputed)")
+    p = sub.add_parser("report", help="write the report from saved results (cpu: the shipped results/; claims recomputed)")
     p.add_argument("--profile", default=None, help=profile_help)
     p.add_argument("--out", type=Path, default=None,
-                   help="report file (default: REPORT.md for cpu, runs/REPORT-<profile>.md otherwise)")
+                   help="report file (default: REPORT.md for cpu, runs/REPORT-<profile>.md otherwise); figure links stay "
+                        "relative to the default's folder")
     p.add_argument("--allow-dirty", action="store_true", help="include runs made from uncommitted code (local use)")
-    p.add_argument("--no-carry", action="store_true", help="drop the sections of notebooks without a saved run here "
-                                                           "(by default they are carried over from the existing report)")
     p.set_defaults(fn=_cmd_report)
 
     p = sub.add_parser("models", help="prepare, verify and list the packaged offline models")

@@ -4,11 +4,16 @@ Layout of one run: ``runs/<notebook>/<profile>/`` holds the executed notebook, `
 ``env.json``, ``results.json`` and the figures. A run executes into a staging folder beside it and
 is swapped in only when it succeeds, so an interrupted or failed run never replaces (or half-writes)
 earlier results; a failed run's executed notebook is kept in ``runs/<notebook>/<profile>.failed/``.
+
+The ``cpu`` profile's results travel with the code: a clean batch run ships ``results.json.gz``, ``params.yaml``
+and ``env.json`` into the tracked ``results/<notebook>/cpu/`` (:func:`ship`), and the cpu report and figures are
+computed from there alone (:func:`results_home`), so a fresh clone recomputes them in seconds without a model.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import json
 import os
 import shutil
@@ -18,7 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from .config import ParamError, load_params, project_root, resolve_profile
-from .experiment import ENV, RESULTS, atomic_write
+from .experiment import ENV, PARAMS, RESULTS, atomic_write, atomic_write_bytes
+
+#: the profile whose batch runs are shipped in ``results/`` (and read from there by the report and figures)
+SHIPPED_PROFILE = "cpu"
+SHIPPED_RESULTS = RESULTS + ".gz"
 
 
 def notebooks(root: Path | None = None) -> list[str]:
@@ -63,6 +72,7 @@ class Outcome:
     wall_s: float
     out_dir: Path
     error: str = ""
+    note: str = ""  # a cpu run: whether it was shipped to results/ (and why not)
 
 
 def _local_kernel_manager() -> type:
@@ -142,7 +152,15 @@ def run(notebook: str, profile: str | None = None, overrides: dict[str, Any] | N
         staging.rename(failed)
         return Outcome(notebook, profile, "failed", wall, failed, error)
     swap_in(staging, final)
-    return Outcome(notebook, profile, "ok", wall, final)
+    note = ""
+    if profile == SHIPPED_PROFILE:
+        try:
+            shipped = ship(root, notebook, profile)
+            note = f"shipped to {shipped.relative_to(root).as_posix()}/"
+        except ShipError as err:
+            note = str(err)
+        print(f"{notebook} [{profile}]: {note}", flush=True)
+    return Outcome(notebook, profile, "ok", wall, final, note=note)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -189,6 +207,45 @@ def swap_in(staging: Path, final: Path) -> None:
         final.rename(old)
     staging.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+class ShipError(ParamError):
+    """A run that may not be shipped (missing, or made from a dirty tree); the message says why, in one line."""
+
+
+def shipped_dir(root: Path, notebook: str, profile: str = SHIPPED_PROFILE) -> Path:
+    return root / "results" / notebook / profile
+
+
+def ship(root: Path, notebook: str, profile: str = SHIPPED_PROFILE) -> Path:
+    """Copy the batch run ``runs/<notebook>/<profile>/`` into the tracked ``results/<notebook>/<profile>/``:
+    ``results.json`` gzipped (level 9, mtime 0, no file name: the same results give the same bytes), ``params.yaml``
+    and ``env.json`` as they are. Written into a staging folder beside it and swapped in, so the shipped results are
+    never half-written. Only a run made from a clean git tree (env.json: a commit, ``git_dirty`` false) is shipped:
+    its commit then names the code that made every number."""
+    run_path = run_dir(root, notebook, profile)
+    if not (run_path / RESULTS).is_file() or not (run_path / ENV).is_file():
+        raise ShipError(f"not shipped: no saved {profile} run of {notebook} in {run_path}")
+    env = json.loads((run_path / ENV).read_text())
+    if env.get("git_dirty") or not env.get("git_commit"):
+        raise ShipError(f"not shipped to results/: the run was made from "
+                        f"{'a dirty tree' if env.get('git_dirty') else 'no git checkout'} (commit, then rerun it)")
+    final = shipped_dir(root, notebook, profile)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.with_name(f".{profile}.staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        data = gzip.compress((run_path / RESULTS).read_bytes(), compresslevel=9, mtime=0)
+        atomic_write_bytes(staging / SHIPPED_RESULTS, data)
+        for name in (PARAMS, ENV):
+            if (run_path / name).is_file():
+                atomic_write_bytes(staging / name, (run_path / name).read_bytes())
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    swap_in(staging, final)
+    return final
 
 
 def fingerprint(root: Path, notebook: str, params: dict[str, Any]) -> str:
@@ -333,19 +390,32 @@ def summary_table(outcomes: list[Outcome]) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
+def results_home(root: Path, profile: str) -> Path:
+    """Where a profile's report and figures read its runs from: the shipped ``results/`` for ``cpu`` (tracked, so
+    the report never depends on a local ``runs/``), ``runs/`` for ``smoke`` and ``gpu``."""
+    return root / ("results" if profile == SHIPPED_PROFILE else "runs")
+
+
 def saved_runs(root: Path, profile: str | None = None) -> list[Path]:
-    """Batch run folders holding a results.json (optionally of one profile), in notebook order; interactive
-    ``<profile>.scratch`` folders and failed runs are not batch runs."""
-    pattern = f"*/{profile}/{RESULTS}" if profile else f"*/*/{RESULTS}"
-    return sorted(p.parent for p in (root / "runs").glob(pattern) if p.parent.name in ("smoke", "cpu", "gpu"))
+    """Run folders holding a results.json (or a shipped results.json.gz) in :func:`results_home` (without a
+    profile: every batch run in ``runs/``), in notebook order; interactive ``<profile>.scratch`` folders and failed
+    runs are not batch runs."""
+    home = results_home(root, profile) if profile else root / "runs"
+    found = {p.parent for name in (RESULTS, SHIPPED_RESULTS)
+             for p in home.glob(f"*/{profile or '*'}/{name}") if p.parent.name in ("smoke", "cpu", "gpu")}
+    return sorted(found)
 
 
 def load_results(run: Path) -> dict[str, Any]:
+    """A run's results: its ``results.json``, or the shipped ``results.json.gz``."""
+    if (run / SHIPPED_RESULTS).is_file():
+        return json.loads(gzip.decompress((run / SHIPPED_RESULTS).read_bytes()))
     return json.loads((run / RESULTS).read_text())
 
 
-def regenerate_figures(run: Path, top: Path | None = None) -> list[Path]:
-    """Redraw every figure a run recorded, from its results.json alone (no model is loaded)."""
+def regenerate_figures(run: Path, top: Path | None = None, beside: bool = True) -> list[Path]:
+    """Redraw every figure a run recorded, from its results alone (no model is loaded), into ``top/<notebook>/``
+    and, if ``beside``, into the run folder (never into a shipped one: it holds only the results)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -363,7 +433,7 @@ def regenerate_figures(run: Path, top: Path | None = None) -> list[Path]:
         fig = drawers[name](results)
         if fig is None:  # nothing to draw for this run (a part it did not run)
             continue
-        targets = [run / f"{name}.png"] + ([top / results["notebook"] / f"{name}.png"] if top else [])
+        targets = ([run / f"{name}.png"] if beside else []) + ([top / results["notebook"] / f"{name}.png"] if top else [])
         for target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(target, dpi=110, bbox_inches="tight")
@@ -382,14 +452,15 @@ def default_outputs(root: Path, profile: str) -> tuple[Path, Path]:
 
 
 def figures(root: Path | None = None, profile: str | None = None, out: Path | None = None) -> list[Path]:
-    """Redraw the figures of every saved run of ``profile`` into its run folder and into ``out``
-    (default: :func:`default_outputs`)."""
+    """Redraw the figures of every saved run of ``profile`` (for cpu: the shipped results) into ``out`` (default:
+    :func:`default_outputs`) and, for runs in ``runs/``, into the run folder."""
     root = root or project_root()
     profile = resolve_profile(profile)
     top = out or default_outputs(root, profile)[0]
+    beside = results_home(root, profile) == root / "runs"
     written = []
     for run_path in saved_runs(root, profile):
-        written += regenerate_figures(run_path, top)
+        written += regenerate_figures(run_path, top, beside=beside)
     return written
 
 
@@ -428,16 +499,6 @@ def _claim_rows(claims: list[Any]) -> list[dict[str, Any]]:
                      "premises": "all hold" if not failed else "fails: " + "; ".join(p.name for p in failed),
                      "verdict": f"**{c.verdict}**"})
     return rows
-
-
-CARRIED = ("_Carried over from the previous report: this checkout has no saved run of this notebook, so the "
-           "section (its claims included) is as computed then, from the run named above._")
-
-
-BF16_TRAINED = ("_Precision: this run was made on a CPU in bf16 while the precision policy still trained and sampled "
-                "LoRA-tuned models in bf16 (before 2026-11-29). bf16 rounds small adapter updates away (README, "
-                "*Precision and throughput*), so any arm it trained may understate what training did: rerun the "
-                "notebook before reading those arms._")
 
 
 def timings(executed: Path, least_s: float = 1.0) -> list[dict[str, Any]]:
@@ -490,56 +551,25 @@ def memory_note(env: dict[str, Any]) -> str:
     return f" · peak memory: RSS {peak['rss_mb'] / 1024:.1f} GB{gpu}"
 
 
-def trained_in_bf16_on_cpu(device: str, precision: dict[str, Any] | str) -> bool:
-    """Whether a run's trained models were bf16 on a CPU: its ``env.json`` ``precision`` (a dict, or the word a
-    report header shows) says bf16 and, for runs before the split, records no separate ``training`` precision."""
-    if device != "cpu":
-        return False
-    if isinstance(precision, str):
-        return precision == "bf16"
-    return precision.get("resolved") == "bf16" and precision.get("training", "bf16") == "bf16"
-
-
-def carried_sections(path: Path) -> dict[str, tuple[str, list[dict[str, Any]]]]:
-    """Sections of an existing report, by notebook: the section's text (marked as carried over) and its rows of the
-    "All claims" table. A notebook's run is often made on another day or machine than the others' (a cpu run of
-    every notebook takes hours); its section then stays as it was until its notebook runs again."""
-    import re
-
-    if not path.is_file():
-        return {}
-    text = path.read_text()
-    parts = re.split(r"(?m)^(?=## )", text)
-    summary: dict[str, list[dict[str, Any]]] = {}
-    for part in parts:
-        if part.startswith("## All claims"):
-            for line in part.splitlines():
-                cells = line.strip().strip("|").split("|")  # a claim may hold "|" itself: it is the middle
-                if len(cells) >= 4 and re.fullmatch(r"\d\d_\w+", cells[0].strip()):
-                    summary.setdefault(cells[0].strip(), []).append(
-                        {"notebook": cells[0].strip(), "id": cells[1].strip(), "claim": "|".join(cells[2:-1]).strip(),
-                         "verdict": cells[-1].strip()})
-    out = {}
-    for part in parts:
-        found = re.search(r"^`(\d\d_\w+)` · profile .*$", part, re.MULTILINE)
-        if not found or part.startswith(("## All claims", "## Notebooks without")):
-            continue
-        body = part.rstrip()
-        if CARRIED not in body:
-            body = body[: found.end()] + "\n\n" + CARRIED + body[found.end():]
-        header = re.search(r" on (\w+) \(\S+ cores, (\w+)\)", found.group(0))
-        if header and trained_in_bf16_on_cpu(header.group(1), header.group(2)) and BF16_TRAINED not in body:
-            at = body.index(CARRIED) + len(CARRIED)
-            body = body[:at] + "\n\n" + BF16_TRAINED + body[at:]
-        out[found.group(1)] = (body, summary.get(found.group(1), []))
-    return out
+def machine_of(env: dict[str, Any]) -> str:
+    """The machine a run's env.json names, for a report header: the device, its cores and, on a CPU, its fast bf16
+    instruction set (``precision.cpu_bf16``, where recorded), then the precision models ran in."""
+    recorded = env.get("precision") or {}
+    precision = recorded.get("resolved", "?")
+    if recorded.get("training", precision) != precision:
+        precision += f", training {recorded['training']}"
+    parts = [f"{env.get('cpu_count', '?')} cores"]
+    if env.get("device") == "cpu" and "cpu_bf16" in recorded:
+        flag = recorded["cpu_bf16"]
+        parts.append({"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}.get(flag, flag) if flag else "no fast bf16")
+    return f"{env.get('device', '?')} ({', '.join(parts)}; {precision})"
 
 
 def report(root: Path | None = None, profile: str | None = None, out: Path | None = None,
-           allow_dirty: bool = False, carry: bool = True) -> Path:
-    """Write the report: for each notebook run on ``profile``, its findings, tables, claims (recomputed with the
-    current code from the saved data; the verdicts stored at run time are only a cache) and figures. A notebook
-    without a saved run here keeps its section of the existing report (``carry``), marked as carried over.
+           allow_dirty: bool = False) -> Path:
+    """Write the report: for each notebook run on ``profile`` (for cpu: the shipped results in ``results/``), its
+    findings, tables, claims (recomputed with the current code from the saved data; the verdicts stored at run time
+    are only a cache) and figures. Figure links are relative to the default report's folder, whatever ``out`` is.
 
     Runs made from a dirty tree are refused unless ``allow_dirty`` (then marked as such).
     """
@@ -550,6 +580,7 @@ def report(root: Path | None = None, profile: str | None = None, out: Path | Non
     fig_dir, default_out = default_outputs(root, profile)
     out = out or default_out
     runs = saved_runs(root, profile)
+    home = results_home(root, profile)
     dirty = []
     for run_path in runs:
         env = json.loads((run_path / ENV).read_text()) if (run_path / ENV).is_file() else {}
@@ -558,15 +589,16 @@ def report(root: Path | None = None, profile: str | None = None, out: Path | Non
     if dirty and not allow_dirty:
         raise DirtyRunError(f"runs of {', '.join(dirty)} were made from a dirty tree (uncommitted code): commit and "
                             "rerun them, or pass --allow-dirty for a local report")
+    source = ("the shipped results in `results/` (each notebook's clean cpu run, committed with the code)"
+              if home.name == "results" else f"the saved results in `{home.name}/`")
     lines = [f"# rlhf-nb report ({profile} profile)", "",
-             "Generated by `rlhf-nb report` from the saved results in `runs/`. Every number is computed; claim "
+             f"Generated by `rlhf-nb report` from {source}. Every number is computed; claim "
              "verdicts are recomputed from the saved data with the current code, by one rule "
              "(`rlhf_nb.claims.decide`): *not tested at this scale* when a premise fails, *reproduced* when the "
              "Holm-adjusted p < 0.05 and the 95% interval excludes 0, *not reproduced* when the interval's top is "
-             "below the paper's minimum effect, otherwise *inconclusive*. A section marked *carried over* comes from "
-             "the previous report: its notebook has no saved run in the checkout that wrote this one.", ""]
-    carried = carried_sections(out) if carry else {}
-    if not runs and not carried:
+             "below the paper's minimum effect, otherwise *inconclusive*. Each section's header names the commit "
+             "and the machine its run was made on.", ""]
+    if not runs:
         lines.append(f"_No saved runs for the {profile} profile: run `rlhf-nb reproduce --profile {profile}`._")
     sections: dict[str, tuple[list[str], list[dict[str, Any]]]] = {}
     for run_path in runs:
@@ -574,17 +606,11 @@ def report(root: Path | None = None, profile: str | None = None, out: Path | Non
         env = json.loads((run_path / ENV).read_text()) if (run_path / ENV).is_file() else {}
         nb = results["notebook"]
         title = notebook_title(root, nb) if (root / "notebooks" / f"{nb}.ipynb").is_file() else nb
-        recorded = env.get("precision") or {}
-        precision = recorded.get("resolved", "?")
-        if recorded.get("training", precision) != precision:  # say so: a carried header is read back by this
-            precision += f", training {recorded['training']}"
         part = [f"## {title}", "",
-                f"`{nb}` · profile `{profile}` · {env.get('wall_s', '?')} s on {env.get('device', '?')} "
-                f"({env.get('cpu_count', '?')} cores, {precision}) · commit `{(env.get('git_commit') or '?')[:10]}`"
-                f"{' **(dirty tree)**' if env.get('git_dirty') else ''} · seed {env.get('seed', '?')} · "
-                f"torch {env.get('packages', {}).get('torch', '?')}{memory_note(env)}{probe_note(env)}", ""]
-        if trained_in_bf16_on_cpu(env.get("device", "?"), env.get("precision") or {}):
-            part += [BF16_TRAINED, ""]
+                f"`{nb}` · profile `{profile}` · {env.get('wall_s', '?')} s on {machine_of(env)} · commit "
+                f"`{(env.get('git_commit') or '?')[:10]}`{' **(dirty tree)**' if env.get('git_dirty') else ''} · "
+                f"seed {env.get('seed', '?')} · torch {env.get('packages', {}).get('torch', '?')}"
+                f"{memory_note(env)}{probe_note(env)}", ""]
         for text in results.get("findings", []):
             part += [f"- {text}"]
         if results.get("findings"):
@@ -600,12 +626,9 @@ def report(root: Path | None = None, profile: str | None = None, out: Path | Non
             rows = [{"notebook": nb, "id": c.id, "claim": c.statement, "verdict": c.verdict} for c in claims]
         for name in results.get("figures", []):
             target = fig_dir / nb / f"{name}.png"
-            if target.is_file():
-                part += [f"![{name}]({target.relative_to(out.parent).as_posix()})", ""]
+            if target.is_file():  # linked from where the default report lives, so any --out writes the same text
+                part += [f"![{name}]({target.relative_to(default_out.parent).as_posix()})", ""]
         sections[nb] = (part, rows)
-    for nb, (text, rows) in carried.items():
-        if nb not in sections:
-            sections[nb] = ([text, ""], rows)
     summary = []
     order = notebooks(root)
     for nb in [*[n for n in order if n in sections], *[n for n in sections if n not in order]]:
@@ -613,8 +636,11 @@ def report(root: Path | None = None, profile: str | None = None, out: Path | Non
         summary += sections[nb][1]
     missing = [nb for nb in order if nb not in sections]
     if sections and missing:
+        how = "a clean `rlhf-nb run {nb} --profile {p}` ships one" if home.name == "results" else \
+            "`rlhf-nb run {nb} --profile {p}`"
         lines += ["## Notebooks without a saved run", "",
-                  *[f"- `{nb}`: no saved `{profile}` run (`rlhf-nb run {nb} --profile {profile}`)" for nb in missing], ""]
+                  *[f"- `{nb}`: no {'shipped' if home.name == 'results' else 'saved'} `{profile}` run "
+                    f"({how.format(nb=nb, p=profile)})" for nb in missing], ""]
     if summary:
         counts = {v: sum(r["verdict"].strip("*") == v for r in summary) for v in VERDICTS}
         lines += ["## All claims", "", ", ".join(f"{n} {v}" for v, n in counts.items() if n) + ".", "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import shutil
@@ -60,38 +61,9 @@ def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
     assert re.search(r"machine at start / end: copy \d+ / \d+ GB/s, fp32 matmul [\d,]+ / [\d,]+ GFLOP/s", text)
     assert "`01_hh_preference_models`: no saved `smoke` run" in text  # a missing run is said, not skipped
 
-    # a notebook run on another day keeps its section (marked) and its claims rows; order follows the notebooks
     assert "## All claims" not in text  # the quickstart makes no claims
-    old = text + ("\n## 06 · Feedback\n\n`06_feedback_blender` · profile `smoke` · 1 s · commit `abc`\n\n"
-                  "- an old finding (x || y)\n\n## All claims\n\n1 reproduced.\n\n| notebook | id | claim | verdict |\n"
-                  "|---|---|---|---|\n| 06_feedback_blender | B1a | better than chance (a || b) | reproduced |\n")
-    report.write_text(old)
-    text = runner.report(profile="smoke", allow_dirty=True).read_text()
-    assert text.index("## 00 ·") < text.index("## 06 · Feedback") < text.index("## All claims")
-    assert runner.CARRIED in text and "an old finding (x || y)" in text
-    assert "| 06_feedback_blender | B1a | better than chance (a || b) | reproduced |" in re.sub(r" +", " ", text)
-    assert "1 reproduced" in text and "`06_feedback_blender`: no saved" not in text
-    assert text.count(runner.CARRIED) == 1
-    again = runner.report(profile="smoke", allow_dirty=True).read_text()
-    assert again.count(runner.CARRIED) == 1 and again.count("## 06 · Feedback") == 1  # carrying twice changes nothing
-    assert runner.CARRIED not in runner.report(profile="smoke", allow_dirty=True, carry=False).read_text()
-    assert runner.BF16_TRAINED not in text  # the carried section's header names no cpu bf16 run
-
-    # a run that trained in bf16 on a CPU (the policy before training moved to fp32) is flagged, saved or carried
-    assert runner.trained_in_bf16_on_cpu("cpu", {"resolved": "bf16"})  # before the split: no "training" key
-    assert not runner.trained_in_bf16_on_cpu("cpu", {"resolved": "bf16", "training": "fp32"})
-    assert not runner.trained_in_bf16_on_cpu("NVIDIA H100", {"resolved": "bf16"})
-    bf16_section = ("\n## 02 · pass@k\n\n`02_passk_model_size` · profile `smoke` · 2620.02 s on cpu (2 cores, bf16) · "
-                    "commit `fa8f4b44f0`\n\n- an old pass@k finding\n")
-    report.write_text(again.replace("\n## 06 · Feedback", bf16_section + "\n## 06 · Feedback"))
-    text = runner.report(profile="smoke", allow_dirty=True).read_text()
-    section = text[text.index("## 02 · pass@k"):text.index("## 06 · Feedback")]
-    assert runner.BF16_TRAINED in section and "an old pass@k finding" in section
-    assert runner.report(profile="smoke", allow_dirty=True).read_text().count(runner.BF16_TRAINED) == 1
-    after = section.replace("(2 cores, bf16)", "(2 cores, bf16, training fp32)").replace(runner.BF16_TRAINED, "")
-    report.write_text(text.replace(section, after))  # a run made after the split trained in fp32: no warning
-    text = runner.report(profile="smoke", allow_dirty=True).read_text()
-    assert "(2 cores, bf16, training fp32)" in text and runner.BF16_TRAINED not in text
+    elsewhere = runner.report(profile="smoke", allow_dirty=True, out=project / "elsewhere" / "R.md")
+    assert elsewhere.read_text() == text  # figure links do not depend on where the report is written
 
     # rerun only what changed: the saved run carries the fingerprint of its params, code and data
     assert runner._up_to_date(project, "00_quickstart", "smoke")
@@ -297,3 +269,89 @@ def test_peak_memory_is_the_process_own_not_its_parents_at_fork():
                                       check=True).stdout)
     assert 50 < child["rss_mb"] < 900 and child["cuda_allocated_mb"] is None
     del ballast
+
+
+def _fake_run(folder: Path, notebook: str = "00_quickstart", profile: str = "cpu", dirty: bool = False) -> bytes:
+    """A batch run folder as a finished notebook leaves it (no notebook runs): its results.json bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    results = {"notebook": notebook, "profile": profile, "metrics": {"pass@1": 0.5}, "tables": {}, "data": {},
+               "figures": [], "findings": ["a finding"], "claims": []}
+    data = json.dumps(results, indent=2).encode()
+    (folder / "results.json").write_bytes(data)
+    (folder / "params.yaml").write_text(f"notebook: {notebook}\nprofile: {profile}\n")
+    (folder / "env.json").write_text(json.dumps({"git_commit": "0123456789abcdef", "git_dirty": dirty, "device": "cpu",
+                                                 "cpu_count": 2, "precision": {"resolved": "bf16", "training": "mixed",
+                                                                               "cpu_bf16": "amx_bf16"}}))
+    (folder / f"{notebook}.ipynb").write_text("{}")
+    (folder / "pass_rate.png").write_bytes(b"png")
+    return data
+
+
+def test_ship_copies_a_clean_cpu_run_into_results_and_refuses_a_dirty_one(project):
+    """`rlhf-nb ship` gzips results.json deterministically (mtime 0) beside params.yaml and env.json in the tracked
+    results/<notebook>/cpu/; the cpu report reads only that; a run from a dirty tree is refused in one line."""
+    run_path = project / "runs" / "00_quickstart" / "cpu"
+    data = _fake_run(run_path)
+    done = subprocess.run([sys.executable, "-m", "rlhf_nb.cli", "ship", "00"], capture_output=True, text=True,
+                          cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines() == ["00_quickstart [cpu]: shipped to results/00_quickstart/cpu/ "
+                                                "(commit it with the code)"]
+    shipped = project / "results" / "00_quickstart" / "cpu"
+    assert sorted(p.name for p in shipped.iterdir()) == ["env.json", "params.yaml", "results.json.gz"]
+    packed = (shipped / "results.json.gz").read_bytes()
+    assert gzip.decompress(packed) == data and packed[4:8] == b"\0\0\0\0"  # gzip's mtime field: 0
+    assert (shipped / "env.json").read_bytes() == (run_path / "env.json").read_bytes()
+    assert runner.ship(project, "00_quickstart") == shipped and (shipped / "results.json.gz").read_bytes() == packed
+    assert not [p for p in shipped.parent.iterdir() if p.name != "cpu"]  # no staging or old folder left behind
+    assert runner.saved_runs(project, "cpu") == [shipped] and runner.load_results(shipped)["findings"] == ["a finding"]
+    assert runner.results_home(project, "cpu") == project / "results"
+    assert runner.results_home(project, "smoke") == project / "runs"
+
+    shutil.rmtree(project / "runs")  # the cpu report and figures need nothing but the shipped results
+    text = runner.report(profile="cpu").read_text()
+    assert "from the shipped results in `results/`" in text and "- a finding" in text
+    assert "on cpu (2 cores, AMX-BF16; bf16, training mixed) · commit `0123456789`" in text
+    assert "`01_hh_preference_models`: no shipped `cpu` run" in text
+    assert runner.figures(profile="cpu") == [] and not (shipped / "pass_rate.png").exists()
+
+    _fake_run(run_path, dirty=True)
+    with pytest.raises(runner.ShipError, match="dirty tree"):
+        runner.ship(project, "00_quickstart")
+    done = subprocess.run([sys.executable, "-m", "rlhf_nb.cli", "ship", "quickstart"], capture_output=True,
+                          text=True, cwd=project)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "dirty tree" in done.stderr
+    assert (shipped / "results.json.gz").read_bytes() == packed  # the shipped results are untouched
+
+
+def test_a_clean_batch_run_of_the_shipped_profile_ships_itself_and_a_dirty_one_says_it_is_not(project, monkeypatch,
+                                                                                               capsys):
+    """runner.run ships a successful batch run of the shipped profile (cpu; smoke here, and papermill faked, so no
+    notebook runs), and says in one line that a run made from a dirty tree is not shipped."""
+    import papermill
+
+    dirty = {"value": False}
+
+    def fake_execute(_input, _output, parameters, **_):
+        _fake_run(Path(parameters["out_dir"]), profile=parameters["profile"], dirty=dirty["value"])
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    monkeypatch.setattr(runner, "SHIPPED_PROFILE", "smoke")
+    outcome = runner.run("00_quickstart", "smoke", progress=False)
+    shipped = project / "results" / "00_quickstart" / "smoke"
+    assert outcome.status == "ok" and outcome.note == "shipped to results/00_quickstart/smoke/"
+    assert capsys.readouterr().out.strip().splitlines() == ["00_quickstart [smoke]: shipped to results/00_quickstart/smoke/"]
+    packed = (shipped / "results.json.gz").read_bytes()
+    assert gzip.decompress(packed) == (outcome.out_dir / "results.json").read_bytes()
+
+    dirty["value"] = True
+    outcome = runner.run("00_quickstart", "smoke", progress=False)
+    assert outcome.status == "ok" and "not shipped" in outcome.note and "dirty tree" in outcome.note
+    [line] = capsys.readouterr().out.strip().splitlines()
+    assert line.startswith("00_quickstart [smoke]: not shipped to results/")
+    assert (shipped / "results.json.gz").read_bytes() == packed
+
+    monkeypatch.setattr(runner, "SHIPPED_PROFILE", "cpu")  # other profiles are never shipped
+    dirty["value"] = False
+    shutil.rmtree(project / "results")
+    assert runner.run("00_quickstart", "smoke", progress=False).note == "" and not (project / "results").exists()
