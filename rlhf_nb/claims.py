@@ -62,6 +62,7 @@ from .stats import (
     arm,
     by_cluster,
     crossed_bootstrap,
+    crossed_bootstrap_means,
     crossed_se,
     interval,
     min_sign_flip_p,
@@ -287,7 +288,7 @@ def superiority(a: Any, b: Any, *, clusters: Sequence[Any] | None = None, seed: 
     """B better than A on the same items: effect = mean(B) - mean(A) (over cluster means with ``clusters``)."""
     A, B = _paired_arms(a, b, clusters)
     d = B.mean(0) - A.mean(0)
-    dist = crossed_bootstrap([A, B], lambda x: float(x[1].mean() - x[0].mean()), seed=seed)
+    dist = crossed_bootstrap_means([A, B], [-1.0, 1.0], seed=seed)
     ci, p, mde = _with_seeds(float(d.mean()), interval(dist), sign_flip_p(d, seed=seed), float(np.std(dist)),
                              crossed_se([A, B], [-1.0, 1.0]))
     return Test("superiority", float(d.mean()), ci, p, A.shape[1], _seeds(A, B), mde, tuple(_common_premises(d, dist)),
@@ -306,7 +307,7 @@ def non_inferiority(a: Any, b: Any, margin: float, *, scale: float | None, clust
     _check_scale(margin, scale)
     A, B = _paired_arms(a, b, clusters)
     d = B.mean(0) - A.mean(0)
-    dist = crossed_bootstrap([A, B], lambda x: float(x[1].mean() - x[0].mean()) + margin, seed=seed)
+    dist = crossed_bootstrap_means([A, B], [-1.0, 1.0], seed=seed) + margin
     if scale is None:
         ci0, p0, se = interval(dist), sign_flip_p(d + margin, seed=seed), float(np.std(dist))
     else:
@@ -330,7 +331,7 @@ def equivalence(a: Any, b: Any, margin: float, *, scale: float | None, clusters:
     _check_scale(margin, scale)
     A, B = _paired_arms(a, b, clusters)
     d = B.mean(0) - A.mean(0)
-    dist = crossed_bootstrap([A, B], lambda x: float(x[1].mean() - x[0].mean()), seed=seed)
+    dist = crossed_bootstrap_means([A, B], [-1.0, 1.0], seed=seed)
     diff = float(d.mean())
     crossed = crossed_se([A, B], [-1.0, 1.0])
     if scale is None:
@@ -365,23 +366,19 @@ def trend(levels: Sequence[float], arms: Sequence[Any], *, direction: int = 1, s
     if len(A) != len(x) or len({a.shape[1] for a in A}) != 1:
         raise ValueError("one arm per level, all on the same items")
 
-    def stat(xs: list[np.ndarray]) -> float:
-        return direction * _slope(x, np.array([a.mean() for a in xs]))
-
-    dist = crossed_bootstrap(A, stat, seed=seed)
+    weights = direction * (x - x.mean()) / ((x - x.mean()) ** 2).sum()  # the slope of the level means, as weights
+    dist = crossed_bootstrap_means(A, list(weights), seed=seed)
     item_means = np.stack([a.mean(0) for a in A])  # (levels, items)
     observed = direction * _slope(x, item_means.mean(1))
     gen = rng(seed)
     n_items = item_means.shape[1]
     hits = 0
-    for _ in range(N_PERM // 4):
+    for _ in range(N_PERM // 4):  # the level labels permuted within each item: the weights land on other levels
         perm = np.argsort(gen.random((len(x), n_items)), axis=0)
-        shuffled = np.take_along_axis(item_means, perm, axis=0)
-        hits += direction * _slope(x, shuffled.mean(1)) >= observed - 1e-12
+        hits += float(weights @ np.take_along_axis(item_means, perm, axis=0).mean(1)) >= observed - 1e-12
     p = (hits + 1) / (N_PERM // 4 + 1)
     per_item = np.array([_slope(x, item_means[:, i]) for i in range(n_items)]) * direction
     premises = _common_premises(per_item, dist)
-    weights = direction * (x - x.mean()) / ((x - x.mean()) ** 2).sum()  # the slope of the level means, as weights
     ci, p, mde = _with_seeds(observed, interval(dist), float(p), float(np.std(dist)), crossed_se(A, list(weights)))
     return Test("trend", observed, ci, p, n_items, _seeds(*A), mde,
                 tuple(premises), {"levels": len(x), **{f"mean_{i}": float(a.mean()) for i, a in enumerate(A)}})
@@ -473,7 +470,7 @@ def proportion(outcomes: Any, reference: float, *, clusters: Sequence[Any] | Non
             p = float(binomtest(int(math.floor(items.sum() + 1e-9)), n, reference, alternative="greater").pvalue)
             floor, decided = reference ** n, f"{n} items"
     else:
-        dist = crossed_bootstrap([X], lambda x: float(x[0].mean()), seed=seed)
+        dist = crossed_bootstrap_means([X], [1.0], seed=seed)
         lo, hi = interval(dist)
         se = float(np.std(dist))
         p = sign_flip_p(items - reference, seed=seed)

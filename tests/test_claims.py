@@ -261,7 +261,7 @@ def test_arms_of_one_seed_keep_the_item_only_test():
     a, b = rng.normal(0, 1, 60), rng.normal(0.2, 1, 60)
     test = C.superiority(a, b, seed=3)
     assert C.crossed_se([a[None, :], b[None, :]], [-1.0, 1.0]) is None
-    dist = C.crossed_bootstrap([a[None, :], b[None, :]], lambda x: float(x[1].mean() - x[0].mean()), seed=3)
+    dist = stats.crossed_bootstrap_means([a[None, :], b[None, :]], [-1.0, 1.0], seed=3)
     assert test.ci == stats.interval(dist) and test.p == C.sign_flip_p(b - a, seed=3)
 
 
@@ -411,3 +411,12 @@ def test_linearity_reads_r_against_its_threshold():
     assert decided(C.linearity(x, line, r_min=0.9), min_effect=0.0).verdict == C.REPRODUCED
     assert C.linearity(x, bent, r_min=0.98).effect < 0
     assert decided(C.linearity(x, flat, r_min=0.9), min_effect=0.0).verdict != C.REPRODUCED
+
+
+def test_the_vectorised_crossed_bootstrap_draws_what_the_loop_draws():
+    gen = np.random.default_rng(7)
+    a, b = gen.normal(0, 1, (1, 80)), gen.normal(0.3, 1, (3, 80)) + gen.normal(0, 0.4, (3, 1))
+    loop = C.crossed_bootstrap([a, b], lambda x: float(x[1].mean() - x[0].mean()), seed=1)
+    fast = stats.crossed_bootstrap_means([a, b], [-1.0, 1.0], seed=2)
+    assert abs(loop.mean() - fast.mean()) < 0.01 and abs(loop.std() / fast.std() - 1) < 0.06
+    assert np.allclose(np.quantile(loop, [0.025, 0.975]), np.quantile(fast, [0.025, 0.975]), atol=0.03)

@@ -174,8 +174,9 @@ def test_alignment_tax_needs_raw_and_trained_humaneval_replies_cut_off_alike_and
     from rlhf_nb.papers.hh_rlhf import claims
 
     def policy(arm, seed, passed, cut, dtype="float32"):  # 80 tasks: enough to bound a 5-point loss (59 needed)
+        moved = 16 if arm != "raw" else 0  # training changed the gold of 20% of held-out replies
         return {"arm": arm, "seed": seed, "humaneval": [1.0] * passed + [0.0] * (80 - passed), "humaneval_cut_off": cut,
-                "gold": [0.5] * 80, "finished": [True] * 80, "dtype": dtype}
+                "gold": [1.0] * moved + [0.5] * (80 - moved), "finished": [True] * 80, "dtype": dtype}
 
     def h5(raw_cut, trained_cut, raw_dtype="float32"):
         evals = [policy("raw", None, 16, raw_cut, raw_dtype)] + [policy("dpo", s, 18, trained_cut) for s in range(3)]

@@ -70,8 +70,17 @@ def item_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             z = (np.asarray(r[k], dtype=float) - stats[k]["mean"]) / stats[k]["std"]
             row[f"spread_{k}"] = float(z.max() - z.min())
             row[f"auc_{k}"] = auc(r[k], r["gold"]) if row["mixed"] else None
+        row["auc_longer"] = auc([len(t) for t in r["responses"]], r["gold"]) if row["mixed"] else None
         rows.append(row)
     return rows
+
+
+def trivial_rules(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per item, the AUC of the cheap rankers a sceptic would try first: chance (50), the longer response first, the
+    shorter first (100 minus the longer's: ties count half either way)."""
+    longer = np.array([r["auc_longer"] for r in rows], dtype=float)
+    return {C.CHANCE: 50.0, C.LONGER.replace("reply", "response"): longer,
+            C.SHORTER.replace("reply", "response"): 100.0 - longer}
 
 
 def bins(values: list[float], n_bins: int) -> list[str]:
@@ -153,9 +162,13 @@ def _auc_claim(results: dict[str, Any], cid: str, statement: str, paper: str, cl
         return C.claim(cid, PAPER, statement, paper, None, our_value=f"{len(rows)} {which} mixed items",
                        premises=[_enough(len(rows), which)], **_common(results))
     b = [r["auc_genrm_gt"] for r in rows]
-    a = [50.0] * len(b) if against_chance else [r["auc_genrm"] for r in rows]
-    test = C.superiority(a, b)
-    value = (f"AUC with GT {np.mean(b):.1f} vs {'chance' if against_chance else 'without GT'} {np.mean(a):.1f} pts; "
+    if against_chance:
+        test, rule = C.beats_trivial(b, trivial_rules(rows))
+        other, a_mean = f"the strongest trivial rule ({rule})", test.detail["rule_rate"]
+    else:
+        test, other, a_mean = C.superiority([r["auc_genrm"] for r in rows], b), "without GT", np.mean(
+            [r["auc_genrm"] for r in rows])
+    value = (f"AUC with GT {np.mean(b):.1f} vs {other} {a_mean:.1f} pts; "
              f"{C.describe(test, 'pts', digits=2, runs='sampling run(s)')}")
     premises = [_enough(len(rows), which), _policy_off_floor(results)]
     if not against_chance:  # comparing two judges says something about GT only if the one with GT works at all
@@ -164,15 +177,17 @@ def _auc_claim(results: dict[str, Any], cid: str, statement: str, paper: str, cl
 
 
 def _gt_works(results: dict[str, Any]) -> C.Premise:
-    """The reference-guided GenRM ranks right above wrong better than chance over all mixed items (the bottom of
-    D2's 95% interval above 50): the paper's claims about its sensitivity presuppose a GenRM that works."""
+    """The reference-guided GenRM ranks right above wrong better than the strongest trivial rule over all mixed items
+    (the bottom of D2's 95% interval above 0): the paper's claims about its sensitivity presuppose a GenRM that
+    works."""
     rows = [r for r in item_rows(results) if r["mixed"]]
+    name = "GenRM with GT beats the strongest trivial rule"
     if len(rows) < 2:
-        return C.Premise("GenRM with GT beats chance", False, f"{len(rows)} mixed items")
-    test = C.superiority([50.0] * len(rows), [r["auc_genrm_gt"] for r in rows])
-    return C.Premise("GenRM with GT beats chance", test.ci[0] > 0,
-                     f"AUC {50 + test.effect:.1f} [{50 + test.ci[0]:.1f}, {50 + test.ci[1]:.1f}] pts on {len(rows)} "
-                     "mixed items (needs the bottom above 50)")
+        return C.Premise(name, False, f"{len(rows)} mixed items")
+    test, rule = C.beats_trivial([r["auc_genrm_gt"] for r in rows], trivial_rules(rows))
+    return C.Premise(name, test.ci[0] > 0,
+                     f"AUC {test.detail['rate']:.1f} vs {test.detail['rule_rate']:.1f} for {rule}: "
+                     f"{test.effect:+.1f} [{test.ci[0]:+.1f}, {test.ci[1]:+.1f}] pts on {len(rows)} mixed items")
 
 
 def gt_separates_close(results: dict[str, Any]) -> C.Claim:
@@ -183,7 +198,8 @@ def gt_separates_close(results: dict[str, Any]) -> C.Claim:
 
 def gt_beats_chance(results: dict[str, Any]) -> C.Claim:
     return _auc_claim(results, "D2", "GenRM with ground truth ranks right responses above wrong ones better than "
-                      "chance (all mixed items)", "GenRM with GT is the reward for prompts without a verifier (Sec. 3)",
+                      "the strongest trivial rule (chance, longer or shorter first; all mixed items)",
+                      "GenRM with GT is the reward for prompts without a verifier (Sec. 3)",
                       False, True)
 
 

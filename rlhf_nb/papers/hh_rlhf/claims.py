@@ -1,7 +1,10 @@
 """Claims of ``notebooks/01_hh_preference_models.ipynb``, computed from ``results.json`` alone.
 
-Accuracies are per held-out pair (1 right, 0 wrong, 0.5 tie), reported in points; PM fits on random training
-subsets stand in for seeds. Gold scores are the share of a prompt's verifiable instructions followed, in points.
+Accuracies are per held-out pair (1 right, 0 wrong, 0.5 tie), reported in points. A PM type's several fits are on
+random 80% subsets of one training pool: they are not independent draws of data, so their outcomes are averaged into
+one row (one data draw), and the held-out pairs are the only source of chance a test reads. A learned PM is validated
+against the strongest trivial rule on the same pairs (chance, the longer or the shorter reply). Gold scores are the
+share of a prompt's verifiable instructions followed, in points.
 """
 
 from __future__ import annotations
@@ -21,10 +24,21 @@ def _d(results: dict[str, Any]) -> dict[str, Any]:
     return results["data"]
 
 
+def _one_draw(outcomes: Any) -> np.ndarray:
+    """Fits on subsets of one pool -> one row: their mean outcome per pair."""
+    return np.asarray(outcomes, dtype=float).reshape(-1, np.shape(outcomes)[-1]).mean(0, keepdims=True)
+
+
 def matrix(results: dict[str, Any], pm: str, test: str) -> np.ndarray:
-    """(seeds, pairs) outcomes x 100 of one PM type on one test set."""
+    """(1, pairs) outcomes x 100 of one PM type on one test set (its fits averaged: one data draw)."""
     row = next(r for r in _d(results)["pm_matrix"] if r["pm"] == pm and r["test"] == test)
-    return 100 * np.array(row["outcomes"], dtype=float)
+    return 100 * _one_draw(row["outcomes"])
+
+
+def rules(results: dict[str, Any], test: str) -> dict[str, Any]:
+    """The trivial rules on a test set's held-out pairs (the same pairs, in the same order, for every PM)."""
+    row = next((r for r in _d(results).get("pm_matrix", []) if r["test"] == test), None)
+    return C.trivial_rules(row.get("length_baseline") if row else None)
 
 
 def _acc(x: np.ndarray) -> str:
@@ -32,11 +46,12 @@ def _acc(x: np.ndarray) -> str:
 
 
 def _describe(test: C.Test, unit: str = "pts") -> str:
-    return C.describe(test, unit, runs="fit(s)")  # PMs are fitted, policies trained: one per seed
+    return C.describe(test, unit, runs="seed(s) or data draw(s)")
 
 
 def validated_pm(results: dict[str, Any], pm: str, test: str) -> C.Premise:
-    return C.validated_on(f"{pm} PM on its own {test} test set", matrix(results, pm, test) / 100, least=1)
+    return C.validated_on(f"{pm} PM on its own {test} test set", matrix(results, pm, test) / 100, least=1,
+                          rules=rules(results, test))
 
 
 def specialisation(results: dict[str, Any], own: str) -> C.Claim:
@@ -76,8 +91,12 @@ def _split_pm_validated(results: dict[str, Any], which: str) -> C.Premise:
     x = np.array(_d(results)["train_test_pm"][f"{which}_outcomes"]["helpful"], dtype=float)
     if not len(x):
         return C.Premise(f"{which} PM validated on helpful pairs", False, "no held-out helpful pairs")
-    t = C.proportion(x, 0.5)
-    return C.validated(f"{which} PM on held-out helpful pairs", 0.5 + t.effect, 0.5 + t.ci[0], t.n)
+    return C.validated_on(f"{which} PM on held-out helpful pairs", x, least=1, rules=rules(results, "helpful"))
+
+
+def moved(results: dict[str, Any], tuned: list[dict[str, Any]], raw: dict[str, Any]) -> C.Premise:
+    """The trained policies moved away from the raw model on the held-out gold they were trained towards."""
+    return C.moved("the trained policy", np.array(raw["gold"]), np.stack([e["gold"] for e in tuned]))
 
 
 def train_pm_validated(results: dict[str, Any]) -> C.Premise:
@@ -129,7 +148,8 @@ def trained_arm(results: dict[str, Any], arm: str, cid: str) -> C.Claim:
     finished = [f for e in [raw, *tuned] for f in e["finished"]]
     value = f"gold {a.mean():.1f} (raw, greedy) vs {b.mean():.1f} pts ({arm}); {_describe(test)}"
     return C.claim(cid, PAPER, statement, "RLHF policies preferred to the raw model", test, our_value=value,
-                   premises=[train_pm_validated(results), C.not_capped("held-out", 1 - np.mean(finished)),
+                   premises=[train_pm_validated(results), moved(results, tuned, raw),
+                             C.not_capped("held-out", 1 - np.mean(finished)),
                              C.one_precision("raw and trained replies", [raw, *tuned])], **common)
 
 
@@ -182,7 +202,8 @@ def alignment_tax(results: dict[str, Any]) -> C.Claim:
     value = (f"raw {base.mean():.1f}% vs trained {np.mean([np.mean(e['humaneval']) for e in tuned]) * 100:.1f}%; "
              f"{_describe(test)}{cut_text}")
     return C.claim("H5", PAPER, statement, "no cost for larger models", test, our_value=value,
-                   premises=[floor, caps, C.one_precision("raw and trained replies", [raw, *tuned])], **common)
+                   premises=[floor, moved(results, tuned, raw), caps,
+                             C.one_precision("raw and trained replies", [raw, *tuned])], **common)
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:
@@ -200,7 +221,7 @@ def data_trend(results: dict[str, Any]) -> C.Claim:
     if len(sizes) < 3:
         return C.claim("H6", PAPER, statement, "log-linear in data", None, our_value=f"{len(sizes)} sizes", kind="trend",
                        **common)
-    arms = [100 * np.concatenate([np.array(r["outcomes"], dtype=float) for r in rows if r["train_pairs"] == s], axis=1)
+    arms = [100 * np.concatenate([_one_draw(r["outcomes"]) for r in rows if r["train_pairs"] == s], axis=1)
             for s in sizes]
     test = C.trend(np.log2(sizes), arms)
     value = " -> ".join(f"{s}: {a.mean():.1f}%" for s, a in zip(sizes, arms)) + f"; slope {_describe(test, 'pts/doubling')}"

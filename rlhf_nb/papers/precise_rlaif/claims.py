@@ -73,6 +73,14 @@ def judge_premise(outcomes: list[float]) -> C.Premise:
     return C.validated_on("judge (agreement with the gold)", outcomes)
 
 
+def moved(results: dict[str, Any], arm: str) -> C.Premise:
+    """The trained arm moved away from the start on the held-out gold it was trained towards (:func:`C.moved`)."""
+    policies = trained(results, arm)
+    if not policies:
+        return C.Premise(f"{arm} moved by training", False, "no trained policy")
+    return C.moved(arm, gold([arms(results)["start"]]), gold(policies))
+
+
 def enough_pairs(results: dict[str, Any], arm: str, least: int = 16) -> C.Premise:
     policies = trained(results, arm)
     n = policies[0]["pairs"] if policies else 0
@@ -115,7 +123,7 @@ def precise_beats_dpo(results: dict[str, Any]) -> C.Claim:
     value = (f"Precise {gold(policies).mean():.1f} vs DPO stage {gold(start).mean():.1f} pts (win rate "
              f"{100 * win_outcomes(gold(policies), gold(start)).mean():.0f}% with ties half); {C.describe(test)}")
     return C.claim("R1b", PAPER, statement, "75.2% vs 68.5% win rate vs base (+6.7)", test, our_value=value,
-                   premises=[enough_pairs(results, arm),
+                   premises=[enough_pairs(results, arm), moved(results, arm),
                              C.caps_alike("Precise and DPO-stage replies", [cap_rate(policies), cap_rate(start)]),
                              C.one_precision("Precise and DPO-stage replies", [*start, *policies])],
                    **_common(results))
@@ -136,6 +144,7 @@ def precise_beats_sequence(results: dict[str, Any]) -> C.Claim:
              f"held-out prompts ({policies[0]['pairs']} vs {control[0]['pairs']} pairs); {C.describe(test)}")
     return C.claim("R1c", PAPER, statement, "sentence-level > sequence-level (the paper's premise)", test,
                    our_value=value, premises=[enough_pairs(results, arm), judge_validated(results),
+                                              moved(results, arm), moved(results, "sequence"),
                                               C.caps_alike("Precise and sequence-level replies",
                                                            [cap_rate(policies), cap_rate(control)])],
                    **_common(results))
@@ -156,7 +165,8 @@ def all_vs_single(results: dict[str, Any], principle: str, cid: str) -> C.Claim:
                        **common)
     test = C.non_inferiority(gold(a), gold(b), margin, scale=100.0)
     value = f"all {gold(b).mean():.1f} vs {principle} {gold(a).mean():.1f} pts; margin {margin:g}; {C.describe(test)}"
-    return C.claim(cid, PAPER, statement, paper, test, our_value=value, **common)
+    return C.claim(cid, PAPER, statement, paper, test, our_value=value,
+                   premises=[moved(results, arm), moved(results, single)], **common)
 
 
 def no_forgetting(results: dict[str, Any], task: str, cid: str) -> C.Claim:
@@ -187,7 +197,8 @@ def no_forgetting(results: dict[str, Any], task: str, cid: str) -> C.Claim:
                 else "")
     value = f"start {level:.1f} -> Precise {np.mean(after_items):.1f} {unit}; {C.describe(test, unit)}{cut_text}"
     return C.claim(cid, PAPER, statement, paper, test, our_value=value,
-                   premises=[floor, C.caps_alike(f"start and Precise {TASKS[task]} replies", cut),
+                   premises=[floor, moved(results, arm),
+                             C.caps_alike(f"start and Precise {TASKS[task]} replies", cut),
                              C.one_precision(f"start and Precise {TASKS[task]} replies",
                                              [arms(results)["start"], *trained(results, arm)])], **common)
 
