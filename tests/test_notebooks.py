@@ -63,7 +63,7 @@ def test_passk_claims_on_a_clean_picture():
     assert out["P3@0.5B"].verdict == C.REPRODUCED and out["P3@0.5B"].seeds == 3
     assert out["P2"].verdict == C.REPRODUCED  # HumanEval+ catches 30% of passing programs
     assert out["P5@0.5B"].verdict == C.REPRODUCED  # tuned samples are less diverse
-    assert out["P4@0.5B"].verdict in C.VERDICTS and out["P4@0.5B"].premises[-1].holds  # a gain at k=1 exists
+    assert out["P4@0.5B"].verdict == C.REPRODUCED and out["P4@0.5B"].premises[-1].holds  # +31 pts at k=1, +1 at k=10
     assert out["P1"].verdict == C.NOT_TESTED  # one size of one family
     for run in runs:  # the same numbers, but the "untuned" model is an instruct checkpoint tuned further here
         run["model"] = "m0-Instruct"
