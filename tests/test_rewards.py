@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, shared
+from conftest import REPO, bundled
 from rlhf_nb import data, models
 from rlhf_nb.rewards import code, hybrid, judge
 from rlhf_nb.rewards import math as mathv
@@ -50,7 +50,7 @@ def test_all_canonical_humaneval_solutions_pass():
 
 
 def test_humaneval_plus_catches_what_base_tests_miss():
-    tasks = {t.task_id: t for t in data.load_humaneval_plus(str(shared("HumanEvalPlus.jsonl.gz")))}
+    tasks = {t.task_id: t for t in data.load_humaneval_plus(str(bundled("HumanEvalPlus.jsonl.gz")))}
     # HumanEval/53 add(x, y): right on the base inputs, wrong on large ones
     task = tasks["HumanEval/53"]
     sloppy = task.prompt + "    if abs(x) > 1000 or abs(y) > 1000:\n        return 0\n    return x + y\n"
@@ -124,7 +124,7 @@ def test_code_reward_callable():
 
 
 def test_math_verifier_on_every_real_gsm8k_answer():
-    tasks = data.load_gsm8k(str(shared("gsm8k_test.jsonl")))
+    tasks = data.load_gsm8k(str(bundled("gsm8k_test.jsonl.gz")))
     assert all(mathv.is_correct(t.solution, t.answer) for t in tasks)
     # and a wrong final answer is caught for every task
     assert not any(mathv.is_correct(t.solution.rsplit("####", 1)[0] + f"#### {t.answer}1", t.answer) for t in tasks)
