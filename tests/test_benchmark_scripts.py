@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,6 +28,7 @@ def test_cap_hits_prints_one_row_per_setting():
         assert 0 <= float(cells[3].rstrip("%")) <= 100 and 0 <= int(cells[4]) <= 2
 
 
+@pytest.mark.slow  # 160-527 s on 2 cores, and it checks only the table's format: the slow tier (`make test-slow`)
 def test_throughput_bench_puts_speed_memory_and_the_end_metric_of_each_variant_side_by_side():
     args = ["--models", "tiny", "--routines", "dpo,ppo", "--reps", "2", "--steps", "2"]
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput_bench.py"), *args], capture_output=True,
