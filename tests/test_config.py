@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -64,14 +63,18 @@ def test_relative_data_paths_resolve_against_the_project_root(tmp_path, monkeypa
     assert params.humaneval == str(data.resolve())
 
 
-def test_cli_rejects_bad_params_in_seconds_and_writes_nothing(project):
-    start = time.time()
-    done = subprocess.run([sys.executable, "-m", "rlhf_nb.cli", "run", "00_quickstart", "--profile", "smoke",
-                           "-p", "sampling.m=3"], capture_output=True, text=True, cwd=project)
-    elapsed = time.time() - start
+def test_cli_rejects_bad_params_before_loading_the_ml_stack_and_writes_nothing(project):
+    """Parameters are checked before torch, transformers or a notebook kernel is loaded (how fast that is on a
+    given machine is a benchmark's business, not a unit test's)."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "rlhf_nb.cli", "run", "00_quickstart",
+                           "--profile", "smoke", "-p", "sampling.m=3"], capture_output=True, text=True, cwd=project,
+                          check=False)
     assert done.returncode == 2
     assert "unknown parameter 'sampling.m'" in done.stderr and "00_quickstart" in done.stderr
-    assert elapsed < 5, f"validation took {elapsed:.1f} s"
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "json" in imported  # -X importtime did report
+    heavy = {m for m in imported if m.split(".")[0] in ("torch", "transformers", "trl", "papermill", "nbclient")}
+    assert not heavy, sorted(heavy)
     assert not (project / "runs").exists()
 
 
