@@ -245,3 +245,57 @@ def test_a_done_test_ends_only_its_own_prompts_reply(tiny):
     assert cut[1][0] == free[1][0]
     with pytest.raises(ValueError, match="done has 1 tests for 2 prompts"):
         generate(model, tok, prompts, cfg, progress=False, done=[None])
+
+
+def test_n_samples_prefilled_once_decode_as_each_prompt_alone(tiny):
+    """n > 1: generate prefills a prompt once and copies its cache to its n rows (``expand``). Greedy, every copy is
+    what the prompt decodes alone (n = 1, no expansion), whether a batch holds one prompt's copies or several
+    prompts' of different lengths."""
+    tok, model = tiny
+    prompts = ["def f(x):", [{"role": "user", "content": "What is 3 + 4? Think step by step. " * 4}], "hello",
+               [{"role": "user", "content": "Name a colour."}]]
+    cfg = {"temperature": 0.0, "max_new_tokens": 12}
+    alone = [generate(model, tok, [p], SamplingConfig(**cfg), progress=False)[0][0] for p in prompts]
+    assert len({s.text for s in alone}) == len(prompts)  # the prompts do decode differently
+    for batch_size in (3, 5, 12):  # one prompt's copies per batch; copies of two prompts; everything in one batch
+        out = generate(model, tok, prompts, SamplingConfig(**cfg, n=3, batch_size=batch_size), progress=False)
+        for per, one in zip(out, alone):
+            assert [(s.text, s.n_tokens, s.finished) for s in per] == [(one.text, one.n_tokens, one.finished)] * 3
+
+
+def test_expanded_rows_decode_as_the_repeated_prompts_do(tiny):
+    """decode_batch's ``expand`` (prefill each prompt once, copy its cache) against the same prompts repeated in the
+    batch: greedy with rows ending at different steps (the cache is compacted under the copies) equals each prompt
+    alone, and seeded sampling draws the same tokens as the repeated batch."""
+    import torch
+
+    from rlhf_nb.generation import decode_batch, render_prompt
+
+    tok, model = tiny
+    texts = [render_prompt(tok, [{"role": "user", "content": f"Count to {i}, slowly {'and ' * i}"}]) for i in (1, 6, 11)]
+    expand = [2, 0, 0, 1, 2, 2, 1]  # unordered, uneven copies
+    tok.padding_side = "left"
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    repeated = tok([texts[i] for i in expand], return_tensors="pt", padding=True, add_special_tokens=False)
+    assert repeated["input_ids"].shape[1] == enc["input_ids"].shape[1]
+
+    def run(batch, cfg, eos, seed=None, rows=None):
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        with torch.inference_mode():
+            return decode_batch(model, batch["input_ids"], batch["attention_mask"], cfg, eos, None, generator, rows)
+
+    greedy = SamplingConfig(temperature=0.0, max_new_tokens=16)
+    alone = [run(tok([t], return_tensors="pt", add_special_tokens=False), greedy, set())[0][0] for t in texts]
+    counts: dict[int, set[int]] = {}  # an "EOS" the rows reach at different steps (or never), as above
+    for row in alone:
+        for step, token in enumerate(row):
+            counts.setdefault(token, set()).add(step)
+    eos = max(counts, key=lambda t: len(counts[t]))
+    expected = [(row[: row.index(eos)] if eos in row else row, eos in row) for row in alone]
+    assert len({len(ids) for ids, _ in expected}) > 1
+    assert run(enc, greedy, {eos}, rows=expand) == [expected[i] for i in expand]
+
+    sampled = SamplingConfig(temperature=1.0, max_new_tokens=16)
+    drawn = run(enc, sampled, set(), seed=5, rows=expand)
+    assert drawn == run(repeated, sampled, set(), seed=5)
+    assert drawn[1] != drawn[2]  # copies of one prompt draw their own tokens
