@@ -118,7 +118,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _print_machine_note(checks[0].profile)
         return 1 if any(c.problems for c in checks) else 0
     outcome = run(args.notebook, args.profile, _overrides(args.param), progress=not args.quiet,
-                  log_output=args.log_output)
+                  log_output=args.log_output, fresh=args.fresh)
     if outcome.status != "ok":
         print(f"{outcome.notebook} [{outcome.profile}] failed after {outcome.wall_s} s: {outcome.error}\n"
               f"executed notebook kept in {outcome.out_dir}", file=sys.stderr)
@@ -244,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--log-output", action="store_true", help="stream the notebook's output")
+    p.add_argument("--fresh", action="store_true",
+                   help="recompute every stage (by default a stage finished by an earlier run of the same code and "
+                        "parameters is reused: a stopped run resumes)")
     p.add_argument("--dry-run", action="store_true",
                    help="check params, data files, task ids and models in seconds; run nothing")
     p.set_defaults(fn=_cmd_run)

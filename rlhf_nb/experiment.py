@@ -12,21 +12,28 @@ A notebook's first cells are::
 and its last cell is ``exp.finish()``. In between, ``exp.log(...)``, ``exp.table(...)``,
 ``exp.figure(fn)`` and ``exp.claims(...)`` collect everything the report and ``rlhf-nb figures`` need.
 Figures are drawn *from the recorded results only*, so they can be redrawn without any model.
+
+Expensive steps run through ``exp.stage(name, fn, *args)``: a stage's output is kept in
+``runs/<notebook>/<profile>.stages/`` under a key made of the code, the parameters it reads and the stages before
+it, so a run stopped by Ctrl-C, a SIGTERM or a job's time limit, started again with the same code and parameters,
+resumes after its last finished stage (see :meth:`Experiment.stage`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import math
 import os
+import pickle
 import platform
 import random
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -40,6 +47,7 @@ from .config import load_params, project_root
 RESULTS = "results.json"
 PARAMS = "params.yaml"
 ENV = "env.json"
+STAGES = "stages"  # runs/<notebook>/<profile>.stages/: finished stages' outputs, kept across runs
 _PACKAGES = ("rlhf-nb", "torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets", "papermill",
              "numpy", "pandas", "scipy", "seaborn", "matplotlib")
 
@@ -151,6 +159,26 @@ def peak_memory() -> dict[str, float | None]:
             "cuda_reserved_mb": round(torch.cuda.max_memory_reserved() / 2**20, 1) if used else None}
 
 
+_source_hash: str | None = None
+
+
+def source_hash() -> str:
+    """A hash of the package's own source (every ``.py`` under ``rlhf_nb/``): a stage made by other code is never
+    reused."""
+    global _source_hash
+    if _source_hash is None:
+        digest = hashlib.sha256()
+        package = Path(__file__).resolve().parent
+        for path in sorted(package.rglob("*.py")):
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+        _source_hash = digest.hexdigest()
+    return _source_hash
+
+
+def _stable_seed(*parts: Any) -> int:
+    return int.from_bytes(hashlib.sha256(json.dumps(parts, default=str).encode()).digest()[:4], "little")
+
+
 def import_ref(ref: str) -> Callable[..., Any]:
     """``"package.module:function"`` -> the function."""
     module, _, attr = ref.partition(":")
@@ -180,6 +208,10 @@ class Experiment:
         resolved = {"notebook": notebook, "profile": profile, "overrides": overrides, "params": params.model_dump()}
         self.results["params"] = to_jsonable(resolved["params"])
         atomic_write(out_dir / PARAMS, yaml.safe_dump(to_jsonable(resolved), sort_keys=False))
+        self.stage_dir = root / "runs" / notebook / f"{profile}.{STAGES}"
+        self.stage_keys: dict[str, str] = {}  # this run's stages, in order, with their keys
+        self.stage_log: dict[str, dict[str, Any]] = {}  # env.json: seconds per stage, and whether it was reused
+        self.resume = True
 
     def __repr__(self) -> str:
         return f"Experiment({self.notebook!r}, profile={self.profile!r}, out_dir='{self.out_dir}')"
@@ -192,6 +224,54 @@ class Experiment:
     @property
     def P(self) -> BaseModel:
         return self.params
+
+    def stage(self, name: str, fn: Callable[..., Any], *args: Any, uses: Sequence[str] | None = None,
+              after: Sequence[str] | None = None, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, or its output from an earlier run with the same inputs.
+
+        The stage's key is a hash of the package's source, the notebook, the profile, ``name``, the parameters it
+        reads (``uses``: top-level names of ``exp.params``; by default all of them) and the keys of the stages it
+        reads (``after``: their names; by default every stage before it in this run). So the same code and
+        parameters reuse every finished stage, and a changed parameter invalidates the stages that read it and the
+        stages after them, not the ones before. The random generators are seeded from the seed and ``name`` before
+        the stage and again after it, so a reused stage leaves them where a computed one would: a resumed run gives
+        the numbers of an uninterrupted one. Outputs are pickled (atomically) under ``runs/<nb>/<profile>.stages/``;
+        ``rlhf-nb run --fresh`` ignores them. Arguments are not part of the key: everything a stage reads must come
+        from the parameters or from earlier stages.
+        """
+        params = to_jsonable(self.params.model_dump())
+        unknown = sorted(set(uses or ()) - set(params))
+        if unknown:
+            raise KeyError(f"stage {name!r} uses unknown parameters {unknown} (known: {', '.join(params)})")
+        missing = sorted(set(after or ()) - set(self.stage_keys))
+        if missing:
+            raise KeyError(f"stage {name!r} comes after stages that have not run: {missing}")
+        inputs = {
+            "code": source_hash(), "notebook": self.notebook, "profile": self.profile, "stage": name,
+            "params": {k: params[k] for k in (uses if uses is not None else params)},
+            "after": {a: self.stage_keys[a] for a in (after if after is not None else self.stage_keys)},
+        }
+        key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
+        path = self.stage_dir / f"{slug}-{key}.pkl"
+        seed = getattr(self.params, "seed", 0)
+        seed_everything(_stable_seed(seed, name))
+        if self.resume and path.is_file():
+            with open(path, "rb") as f:
+                value = pickle.load(f)
+            print(f"stage {name!r}: reused from an earlier run ({path.relative_to(self.root).as_posix()})")
+            self.stage_log[name] = {"reused": True, "key": key}
+        else:
+            started = time.time()
+            value = fn(*args, **kwargs)
+            atomic_write_bytes(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+            for old in self.stage_dir.glob(f"{slug}-*.pkl"):  # one kept per stage: the latest inputs'
+                if old != path:
+                    old.unlink(missing_ok=True)
+            self.stage_log[name] = {"reused": False, "key": key, "seconds": round(time.time() - started, 1)}
+        self.stage_keys[name] = key
+        seed_everything(_stable_seed(seed, name, "after"))
+        return value
 
     def log(self, **metrics: Any) -> dict[str, Any]:
         """Record scalar metrics (shown in the report)."""
@@ -262,7 +342,7 @@ class Experiment:
 
         env.update(started=datetime.fromtimestamp(self.started, timezone.utc).isoformat(timespec="seconds"),
                    wall_s=wall_s, peak_memory=peak_memory(),
-                   machine_probe={"start": self.probe, "end": machine_probe()},
+                   machine_probe={"start": self.probe, "end": machine_probe()}, stages=self.stage_log,
                    fingerprint=fingerprint(self.root, self.notebook, to_jsonable(self.params.model_dump())))
         self.results["wall_s"] = env["wall_s"]
         atomic_write(self.out_dir / ENV, json.dumps(env, indent=2))
@@ -311,7 +391,7 @@ def _freeze_startup_objects() -> None:
 
 
 def start(notebook: str, profile: str | None = "auto", overrides: dict[str, Any] | None = None,
-          out_dir: str | Path | None = None) -> Experiment:
+          out_dir: str | Path | None = None, resume: bool = True) -> Experiment:
     """Validate the notebook's params for ``profile``, seed everything, and open an :class:`Experiment`.
 
     ``out_dir`` is given by the runner (a staging folder it swaps into ``runs/<notebook>/<profile>/``). Without
@@ -339,6 +419,7 @@ def start(notebook: str, profile: str | None = "auto", overrides: dict[str, Any]
 
         shutil.rmtree(out, ignore_errors=True)
     exp = Experiment(notebook, profile, params, out, root, overrides, final_dir=final)
+    exp.resume = resume and os.environ.get("RLHF_NB_FRESH") != "1"
     print(f"{notebook} · profile {profile} · results -> {final or out}")
     if profile == "smoke":
         smoke_banner()

@@ -100,11 +100,12 @@ def _local_kernel_manager() -> type:
 
 
 def run(notebook: str, profile: str | None = None, overrides: dict[str, Any] | None = None,
-        root: Path | None = None, progress: bool = True, log_output: bool = False) -> Outcome:
+        root: Path | None = None, progress: bool = True, log_output: bool = False, fresh: bool = False) -> Outcome:
     """Execute one notebook with papermill and swap its results into place atomically.
 
     Parameters are validated (and data files / models checked) before the kernel starts; invalid
-    parameters raise :class:`ParamError` and leave everything on disk untouched.
+    parameters raise :class:`ParamError` and leave everything on disk untouched. Stages finished by an earlier run
+    of the same code and parameters are reused (a stopped run resumes), unless ``fresh``.
     """
     root = root or project_root()
     notebook = resolve_notebook(notebook, root)
@@ -116,7 +117,8 @@ def run(notebook: str, profile: str | None = None, overrides: dict[str, Any] | N
     _remove_stale_staging(final)
     staging.mkdir(parents=True)
     started = time.time()
-    env = {"RLHF_NB_ROOT": str(root), **({"HF_HUB_OFFLINE": "1"} if profile != "gpu" else {})}
+    env = {"RLHF_NB_ROOT": str(root), "RLHF_NB_FRESH": "1" if fresh else "0",
+           **({"HF_HUB_OFFLINE": "1"} if profile != "gpu" else {})}
     saved_env = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     error = ""

@@ -114,6 +114,10 @@ def ensemble_non_inferior(results: dict[str, Any]) -> C.Claim:
     order = {u: i for i, u in enumerate(dict.fromkeys(units))}
     pick = np.array([order[u] % 2 == 0 for u in units])
     judge = ~pick
+    if not judge.any():
+        return C.claim("B2", PAPER, statement, paper, None, kind="non-inferiority", **common,
+                       our_value=f"held-out pairs from {len(order)} prompt(s): none left to judge the picked type on",
+                       premises=[C.Premise("two or more held-out prompts with pairs", False, f"{len(order)} prompt(s)")])
     best = max(singles, key=lambda t: singles[t][:, pick].mean())
     groups = [u for u, j in zip(units, judge) if j]
     test = C.non_inferiority(singles[best][:, judge], ens[:, judge], margin, scale=1.0, clusters=groups)
