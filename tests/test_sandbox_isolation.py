@@ -17,6 +17,7 @@ import pytest
 
 from conftest import REPO
 from rlhf_nb.sandbox import Job, Limits, active_layers, run_jobs, visible_paths
+from sandbox_controls import PlainRun, run_plain
 
 LIMITS = Limits(timeout_s=5.0, memory_mb=1024, output_kb=64)
 SECRET = "the-answer-is-42"
@@ -31,15 +32,23 @@ ATTACKS = {
     "pathlib_read": "import pathlib\ndef steal():\n    return pathlib.Path({path!r}).read_text().strip()\n",
     "walk_up_from_cwd": (
         "import os\ndef steal():\n    rel = os.path.relpath({path!r}, os.getcwd())\n    return open(rel).read().strip()\n"),
-    "proc_self_cwd": "def steal():\n    return open('/proc/self/cwd/' + {rel!r}).read().strip()\n",
+    # /proc/<pid>/cwd is the process's working folder: climb from it to / ('..' stops there), then down to the file
+    "proc_self_cwd": "def steal():\n    return open('/proc/self/cwd/' + '../' * 64 + {rel!r}).read().strip()\n",
     "proc_self_root": "def steal():\n    return open('/proc/self/root' + {path!r}).read().strip()\n",
     "proc_parent_cwd": (
-        "import os\ndef steal():\n    return open(f'/proc/{{os.getppid()}}/cwd/' + {rel!r}).read().strip()\n"),
+        "import os\ndef steal():\n    return open(f'/proc/{{os.getppid()}}/cwd/' + '../' * 64 + {rel!r}).read().strip()\n"),
     "proc_parent_root": (
         "import os\ndef steal():\n    return open(f'/proc/{{os.getppid()}}/root' + {path!r}).read().strip()\n"),
+    # every process /proc lists (pids run up to /proc/sys/kernel/pid_max), every descriptor it holds on a file named
+    # like the secret (the name filter keeps the positive control from reading other programs' files)
     "proc_any_pid_fd": (
-        "import os\ndef steal():\n    for pid in ['self', 'thread-self', '1'] + [str(p) for p in range(1, 4000)]:\n"
-        "        for fd in range(64):\n            try:\n                t = open(f'/proc/{{pid}}/fd/{{fd}}').read()\n"
+        "import os, stat\ndef steal():\n"
+        "    pids = ['self', 'thread-self'] + sorted((p for p in os.listdir('/proc') if p.isdigit()), key=int)\n"
+        "    for pid in pids:\n        try:\n            fds = os.listdir(f'/proc/{{pid}}/fd')\n"
+        "        except OSError:\n            continue\n        for fd in fds:\n"
+        "            link = f'/proc/{{pid}}/fd/{{fd}}'\n            try:\n"
+        "                if 'secret_' not in os.readlink(link) or not stat.S_ISREG(os.stat(link).st_mode):\n"
+        "                    continue\n                with open(link) as f:\n                    t = f.read(4096)\n"
         "            except Exception:\n                continue\n            if {secret!r} in t:\n"
         "                return {secret!r}\n    return None\n"),
     "inherited_fd": (
@@ -56,10 +65,21 @@ ATTACKS = {
     "list_the_folder": (
         "import os\ndef steal():\n    for name in os.listdir({folder!r}):\n"
         "        if name.endswith('.txt'):\n            return open(os.path.join({folder!r}, name)).read().strip()\n"),
-    "glob_everywhere": (
-        "import glob\ndef steal():\n    for p in glob.glob('/**/secret_*.txt', recursive=True):\n"
-        "        return open(p).read().strip()\n    return None\n"),
+    # the whole file system, hidden folders (.cache, .venv) included, links not followed; /proc, /sys and /dev hold
+    # no answer files (glob's '/**' skipped hidden folders, and followed /proc/self/root around in circles)
+    "search_the_file_system": (
+        "import fnmatch, os\ndef steal():\n    for root, dirs, files in os.walk('/'):\n        if root == '/':\n"
+        "            dirs[:] = [d for d in dirs if d not in ('proc', 'sys', 'dev')]\n"
+        "        for name in fnmatch.filter(files, 'secret_*.txt'):\n            try:\n"
+        "                return open(os.path.join(root, name)).read().strip()\n            except OSError:\n"
+        "                pass\n    return None\n"),
 }
+
+
+def _program(name: str, folder: Path) -> str:
+    path = folder / f"secret_{folder.name}.txt"
+    return ATTACKS[name].format(path=str(path), rel=os.path.relpath(path, "/"), folder=str(folder),
+                                module="stolen_secret", secret=SECRET)
 
 
 def _places(tmp_path: Path) -> dict[str, Path]:
@@ -87,16 +107,44 @@ def verdicts(tmp_path_factory):
     try:
         for where, folder in places.items():
             path = folder / f"secret_{folder.name}.txt"
-            for name, template in ATTACKS.items():
-                program = template.format(path=str(path), rel=os.path.relpath(path, "/"), folder=str(folder),
-                                          module="stolen_secret", secret=SECRET)
-                jobs.append(Job(program=program, test=_check(path), entry_point="steal", key=f"{where}:{name}"))
+            for name in ATTACKS:
+                jobs.append(Job(program=_program(name, folder), test=_check(path), entry_point="steal",
+                                key=f"{where}:{name}"))
         out = {v.key: v for v in run_jobs(jobs, LIMITS, workers=2)}
     finally:
         held.close()
         for folder in places.values():
             shutil.rmtree(folder, ignore_errors=True)
     return out
+
+
+@pytest.fixture(scope="module")
+def controls(tmp_path_factory) -> dict[str, PlainRun]:
+    """Every attack with the sandbox off, against a secret in a temporary folder: held open by this process (for
+    the /proc scan) and, for ``inherited_fd`` only, inherited by the subprocess (a harness that leaks descriptors)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = tmp_path_factory.mktemp("isolation-control")
+    folder = root / "secret"
+    folder.mkdir()
+    path = folder / f"secret_{folder.name}.txt"
+    path.write_text(SECRET + "\n")
+    (folder / "stolen_secret.py").write_text(f"SECRET = {SECRET!r}\n")
+
+    def control(name: str) -> tuple[str, PlainRun]:
+        workdir = root / f"job-{name}"  # the job's own working folder, as in the sandbox
+        workdir.mkdir()
+        inherit = (held.fileno(),) if name == "inherited_fd" else ()
+        return name, run_plain(_program(name, folder), _check(path), "steal", workdir, timeout_s=60.0, pass_fds=inherit)
+
+    with open(path) as held, ThreadPoolExecutor(2) as pool:
+        return dict(pool.map(control, ATTACKS))
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_each_attack_reads_the_secret_with_the_sandbox_off(controls, attack):
+    run = controls[attack]
+    assert run.verdict == "passed", f"{attack} fails even without a sandbox: {run.lines or run.returncode}"
 
 
 @pytest.mark.parametrize("where", ["project", "cache", "site_packages", "tmp"])
