@@ -156,7 +156,9 @@ def claims_table(claims: Sequence[Any]) -> Any:
 
 
 def params_rows(params: Any, profile: str, notebook: str) -> list[dict[str, Any]]:
-    """(key, value, source, meaning) for every parameter; source says whether the profile's YAML set it."""
+    """(key, value, set by, meaning) for every parameter. "set by" names the layer whose value wins: the profile's
+    YAML (``params (cpu)``), else the paper's ``params.py`` (``paper``), else, for a routine section's field left at
+    None, the routine's config class (``routine``: rlhf-nb's default where it restates trl's, else trl's)."""
     from .config import raw_params
     from .params import describe
 
@@ -173,9 +175,15 @@ def params_rows(params: Any, profile: str, notebook: str) -> list[dict[str, Any]
             node = node[part]
         return True
 
+    def source(row: dict[str, Any]) -> str:
+        if given(row["key"]):
+            return f"params ({profile})"
+        if isinstance(row["value"], str) and row["value"].endswith("(routine default)"):
+            return "routine"
+        return "paper"
+
     return [{"key": r["key"], "value": _fmt(r["value"]) if not isinstance(r["value"], str) else r["value"],
-             "set by": f"params ({profile})" if given(r["key"]) else "default", "meaning": r["meaning"]}
-            for r in describe(params)]
+             "set by": source(r), "meaning": r["meaning"]} for r in describe(params)]
 
 
 def params_html(params: Any, profile: str, notebook: str) -> str:

@@ -88,8 +88,11 @@ def _offline_nltk() -> Iterator[None]:
 
 
 def _registry() -> dict[str, Any]:
+    import langdetect
     from if_verifiable.ifeval.instructions_registry import INSTRUCTION_CONFLICTS, INSTRUCTION_DICT
 
+    # the language checkers call langdetect, which samples: unseeded, one reply's gold could differ between processes
+    langdetect.DetectorFactory.seed = 0
     return {"checkers": INSTRUCTION_DICT, "conflicts": INSTRUCTION_CONFLICTS}
 
 

@@ -64,10 +64,29 @@ class BaseParams(Section):
                             "autocast to bf16 on fp32 weights with fp32 LoRA sums")
 
 
+class HeadSection(Section):
+    """A linear reward head on a frozen backbone's features (rlhf_nb.train.reward: Featurizer, LinearBT and
+    LinearPairwise): one section for every paper's reward heads."""
+
+    l2: PosFloat = Field(1.0, description="L2 strength of the linear head (larger: smoother, closer to chance)")
+    pooling: Literal["last", "last+mean"] = Field(
+        "last+mean", description="features per conversation: the last token's final hidden state, or it beside the "
+                                 "mean over the reply's tokens")
+    max_length: PosInt = Field(256, description="tokens per conversation read by the backbone (longer ones are cut)")
+
+    def featurizer(self, loaded: Any, batch_size: int = 16):
+        from .train.reward import Featurizer
+
+        return Featurizer(loaded.model, loaded.tokenizer, batch_size=batch_size, max_length=self.max_length,
+                          pooling=self.pooling)
+
+
 class LoraSection(Section):
-    r: PosInt = 16
-    alpha: PosInt | None = None  # None: 2 r
-    dropout: Fraction = 0.0
+    """peft LoRA adapters on every linear layer (rlhf_nb.models.load(lora=...))."""
+
+    r: PosInt = Field(16, description="rank of the LoRA update")
+    alpha: PosInt | None = Field(None, description="LoRA scaling alpha (update scale alpha / r); None: 2 r")
+    dropout: Fraction = Field(0.0, description="dropout on the LoRA branch")
 
     def spec(self) -> dict[str, Any]:
         return {"r": self.r, "alpha": self.alpha or 2 * self.r, "dropout": self.dropout}
@@ -76,11 +95,13 @@ class LoraSection(Section):
 class SamplingSection(Section):
     """How replies are drawn (see rlhf_nb.generation.SamplingConfig)."""
 
-    n: PosInt = 1
-    temperature: Annotated[float, Field(ge=0)] = 0.0
-    top_p: Probability = 1.0
-    max_new_tokens: PosInt = 128
-    batch_size: PosInt | None = None  # None: the machine's knee (32 on CPU, 64 on CUDA)
+    n: PosInt = Field(1, description="replies sampled per prompt")
+    temperature: Annotated[float, Field(ge=0)] = Field(0.0, description="sampling temperature; 0: greedy")
+    top_p: Probability = Field(1.0, description="nucleus sampling: keep the smallest set of tokens with this much "
+                                                "probability; 1: all")
+    max_new_tokens: PosInt = Field(128, description="token cap of a reply (a reply that reaches it is cut off)")
+    batch_size: PosInt | None = Field(None, description="prompts decoded together; None: the machine's knee (32 on "
+                                                        "CPU, 64 on CUDA)")
 
     def config(self, seed: int = 0, n: int | None = None, stop: tuple[str, ...] = ()):
         from .generation import SamplingConfig
@@ -98,9 +119,8 @@ class _TrlSection(Section):
     max_steps: int | None = None
     per_device_train_batch_size: PosInt | None = None
     gradient_accumulation_steps: PosInt | None = None
-    max_length: PosInt | None = None
     weight_decay: Annotated[float, Field(ge=0)] | None = None
-    warmup_ratio: Fraction | None = None
+    warmup_steps: Annotated[float, Field(ge=0)] | None = None  # transformers 5: a float in [0, 1) is a ratio
     lr_scheduler_type: str | None = None
     gradient_checkpointing: bool | None = None
     extra: dict[str, Any] = {}  # any other argument of the trl config, under trl's name
@@ -119,6 +139,7 @@ class _TrlSection(Section):
 
 class DPOSection(_TrlSection):
     routine: ClassVar[str] = "rlhf_nb.train.dpo:DPOConfig"
+    max_length: PosInt | None = None
     beta: PosFloat | None = None
     loss_type: str | list[str] | None = None
 
@@ -141,10 +162,12 @@ class GRPOSection(_TrlSection):
 
 class RewardSection(_TrlSection):
     routine: ClassVar[str] = "rlhf_nb.train.reward:RewardConfig"
+    max_length: PosInt | None = None
 
 
 class SFTSection(_TrlSection):
     routine: ClassVar[str] = "rlhf_nb.train.sft:SFTConfig"
+    max_length: PosInt | None = None
 
 
 class PPOSection(Section):
@@ -229,15 +252,45 @@ def model_fields(params: BaseModel) -> list[tuple[str, str]]:
     return fields_of_kind(params, "model")
 
 
+def routine_field(section: BaseModel, name: str) -> tuple[Any, str]:
+    """(default, meaning) of a routine section's field from the config class it wraps: rlhf-nb's default (the
+    routine's, which wins over trl's where it restates one) and trl's own help text (or, for rlhf-nb's PPO, its
+    field's). Imports the routine (trl: a few seconds)."""
+    import dataclasses
+
+    from .experiment import import_ref
+
+    routine = import_ref(section.routine if isinstance(section, _TrlSection) else "rlhf_nb.train.ppo:PPOConfig")
+    found = {f.name: f for f in dataclasses.fields(routine)}.get(name)
+    if found is None:
+        return None, ""
+    default = found.default if found.default is not dataclasses.MISSING else (
+        found.default_factory() if found.default_factory is not dataclasses.MISSING else None)
+    helps = (getattr(c, "__dataclass_fields__", {}).get(name) for c in routine.__mro__)  # rlhf-nb's override of a
+    text = next((f.metadata["help"] for f in helps if f is not None and f.metadata.get("help")), "")  # trl field
+    return default, " ".join(str(text).split())
+
+
 def describe(params: BaseModel, prefix: str = "") -> list[dict[str, Any]]:
-    """Rows (key, value, meaning) for a params table: nested sections flattened to dotted keys."""
+    """Rows (key, value, meaning) for a params table: nested sections flattened to dotted keys. A routine section's
+    field reads its meaning from the routine's config class (trl's help text) and, left at ``None``, shows the
+    routine's default as its value."""
     rows = []
+    routine = isinstance(params, (_TrlSection, PPOSection))
     for name, info in type(params).model_fields.items():
         value = getattr(params, name)
         key = f"{prefix}{name}"
         if isinstance(value, BaseModel):
             rows += describe(value, f"{key}.")
             continue
-        shown = "(routine default)" if value is None and isinstance(params, (_TrlSection, PPOSection)) else value
-        rows.append({"key": key, "value": shown, "meaning": info.description or ""})
+        meaning = info.description or ""
+        if routine and name == "extra":
+            target = params.routine if isinstance(params, _TrlSection) else "rlhf_nb.train.ppo:PPOConfig"
+            meaning = meaning or f"any other argument of {target}, under its own name"
+        elif routine:
+            default, help_text = routine_field(params, name)
+            meaning = meaning or help_text
+            if value is None:
+                value = f"{default} (routine default)"
+        rows.append({"key": key, "value": value, "meaning": meaning})
     return rows

@@ -59,7 +59,7 @@ def test_a_stopped_run_resumes_at_its_last_finished_stage_with_the_same_results(
     assert _results(fresh.out_dir) == kept  # the resumed run's numbers are the uninterrupted run's
 
     # a parameter only the grid reads: the pool is reused, the grid recomputed
-    again = runner.run(NB, "smoke", {"l2": 10.0}, progress=False, root=project)
+    again = runner.run(NB, "smoke", {"head.l2": 10.0}, progress=False, root=project)
     assert again.status == "ok", again.error
     log = _stages(again.out_dir)
     assert log["response pool"]["reused"] and not log["feedback grid"]["reused"]

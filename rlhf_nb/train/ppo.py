@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +35,17 @@ RewardFn = Callable[[Sequence[Any], Sequence[str], Sequence[dict]], Sequence[flo
 
 @dataclass
 class PPOConfig:
-    steps: int = 20  # PPO iterations (rollout + update)
-    batch_size: int = 8  # prompts per rollout
-    minibatch_size: int = 4
-    ppo_epochs: int = 2
-    max_new_tokens: int = 32
-    temperature: float = 1.0
+    steps: int = field(default=20, metadata={"help": "PPO iterations (a rollout, then updates on it)"})
+    batch_size: int = field(default=8, metadata={"help": "prompts per rollout"})
+    minibatch_size: int = field(default=4, metadata={"help": "rollout rows per gradient step"})
+    ppo_epochs: int = field(default=2, metadata={"help": "passes over each rollout"})
+    max_new_tokens: int = field(default=32, metadata={"help": "token cap of a sampled response"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the rollouts"})
     top_p: float = 1.0
-    learning_rate: float = 1e-5
-    kl_coef: float = 0.05
-    adaptive_kl: bool = False
+    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate of policy and value head"})
+    kl_coef: float = field(default=0.05, metadata={"help": "weight of the per-token KL penalty from the reference "
+                                                           "(the reward is score - kl_coef x log-ratio)"})
+    adaptive_kl: bool = field(default=False, metadata={"help": "adapt kl_coef towards target_kl (Ziegler et al.)"})
     target_kl: float = 6.0  # per-sequence KL the adaptive controller aims at
     kl_horizon: int = 10_000
     gamma: float = 1.0

@@ -95,10 +95,11 @@ def fit_bt(model: Any, tokenizer: Any, train: list[PreferencePair], test: list[P
     """A linear BT head on a frozen model's features (last token + mean), validated on held-out pairs."""
     if not train:
         return BTModel(None, 0, [], [])
-    featurizer = Featurizer(model, tokenizer, batch_size=8, pooling="last+mean")
+    featurizer = Featurizer(model, tokenizer, batch_size=8, max_length=P.hacking.bt.max_length,
+                            pooling=P.hacking.bt.pooling)
     prompts = [p.prompt for p in train]
     bt = fit_linear_bt(featurizer(prompts, [p.chosen for p in train]), featurizer(prompts, [p.rejected for p in train]),
-                       l2=P.hacking.bt_l2, featurizer=featurizer)
+                       l2=P.hacking.bt.l2, featurizer=featurizer)
     return BTModel(bt, len(train), pair_outcomes(bt, test).tolist() if test else [], length_outcomes(test).tolist())
 
 

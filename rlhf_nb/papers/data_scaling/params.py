@@ -6,8 +6,22 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ...params import (BaseParams, DataSource, Fraction, GRPOSection, LoraSection, ModelName, NonNegInt,
-                       OptionalData, OptionalModel, PosFloat, PosInt, SamplingSection, Section)
+from ...params import (
+    BaseParams,
+    DataSource,
+    Fraction,
+    GRPOSection,
+    HeadSection,
+    LoraSection,
+    ModelName,
+    NonNegInt,
+    OptionalData,
+    OptionalModel,
+    PosFloat,
+    PosInt,
+    SamplingSection,
+    Section,
+)
 
 
 class Items(Section):
@@ -44,7 +58,8 @@ class Hacking(GRPOPart):
     eval_items: PosInt = Field(64, description="held-out GSM8K test problems (none of part 1's), scored by the gold")
     bt_test_fraction: float = Field(0.3, gt=0, lt=1, description="share of part 1's math items whose right-vs-wrong "
                                                                  "pairs are held out to validate the BT RM")
-    bt_l2: PosFloat = Field(1.0, description="L2 strength of the linear BT head")
+    bt: HeadSection = Field(HeadSection(l2=1.0, pooling="last+mean", max_length=1024),
+                            description="the linear BT reward model on the judge's features")
     min_effect: PosFloat = Field(0.25, description="SD: the least difference in hacking index worth claiming")
     min_entropy_drop: PosFloat = Field(0.05, description="nats per token: the least fall in the samples' entropy "
                                                          "over a run worth claiming (Fig. 12)")

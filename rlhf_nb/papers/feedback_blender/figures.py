@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 
-from ... import claims as C
 from ...figures import Figures, band, bars, chance
 from .claims import accuracy_test, arms, outcomes, params
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ...params import BaseParams, ModelName, PosFloat, PosInt, SamplingSection
+from ...params import BaseParams, HeadSection, ModelName, PosInt, SamplingSection
 
 FeedbackType = Literal["rating", "comparison", "ranking", "correction", "demonstration", "descriptive"]
 
@@ -32,10 +32,8 @@ class Params(BaseParams):
                                             "the annotator perceives a response (ascending)")
     claim_noise: float = Field(0.1, ge=0, description="the noise level (one of noises) at which B1 and B2 are tested")
     rating_scale: PosInt = Field(10, description="ratings are integers 0..rating_scale")
-    l2: PosFloat = Field(30.0, description="L2 strength of the linear reward models")
+    head: HeadSection = Field(HeadSection(l2=30.0, max_length=384), description="the reward models' linear heads")
     bootstraps: PosInt = Field(5, description="bootstrap refits per type for the ensemble's inverse-variance weights")
-    pooling: Literal["last", "last+mean"] = Field("last+mean", description="backbone features per conversation")
-    max_length: PosInt = Field(384, description="tokens per conversation for the features")
     b2_margin: float = Field(0.03, gt=0, lt=1, description="non-inferiority margin of the ensemble (pair accuracy)")
     panel_items: PosInt = Field(6, description="training prompts shown in the interactive panel")
 

@@ -149,8 +149,7 @@ def featurize(backbone: Loaded, split: Split, pool: Pool, P: Params) -> Features
     keys += [(rid.rsplit("/", 1)[0], t) for rid, edits in pool.corrections.items() for t in edits]
     keys += list(pool.demonstrations.items())
     keys = list(dict.fromkeys(keys))
-    featurizer = Featurizer(backbone.model, backbone.tokenizer, batch_size=16, max_length=P.max_length,
-                            pooling=P.pooling)
+    featurizer = P.head.featurizer(backbone)
     raw = featurizer([prompts[pid].messages() for pid, _ in keys], [t for _, t in keys])
     n_pool = sum(len(row) for row in pool.texts)
     mean, scale = raw[:n_pool].mean(0), raw[:n_pool].std(0) + 1e-6
@@ -274,13 +273,13 @@ def run_grid(P: Params, pool: Pool, features: Features) -> dict[str, Any]:
         seed = P.seed + s
         for kind in P.types:
             targets = translate(simulate(kind, budget, noise, seed, pool, P), (0, P.rating_scale))
-            model = fit(kind, targets, features.of(targets), P.l2)
+            model = fit(kind, targets, features.of(targets), P.head.l2)
             rows.append({"arm": kind, "budget": budget, "noise": noise, "seed": s, "targets": targets.count(kind),
                          **evaluate(model.score if model else None, test)})
         share = max(1, budget // len(P.types))
         events = [e for kind in P.types for e in simulate(kind, share, noise, seed, pool, P)]
         targets = translate(events, (0, P.rating_scale))
-        ens = fit_ensemble(targets, features.of(targets), pool_x, P.l2, P.bootstraps, seed)
+        ens = fit_ensemble(targets, features.of(targets), pool_x, P.head.l2, P.bootstraps, seed)
         rows.append({"arm": "ensemble", "budget": budget, "noise": noise, "seed": s,
                      "targets": sum(targets.count(k) for k in P.types), **evaluate(ens.score if ens else None, test)})
     return {"rows": rows, "test_pairs": len(test.pairs), "test_prompts": int(test.gold.shape[0]),
@@ -309,7 +308,7 @@ def panel(split: Split, pool: Pool, features: Features, P: Params, log_path: str
     def live() -> str:
         events = log.events()
         targets = translate(events, log.scale)
-        ens = fit_ensemble(targets, features.of(targets), pool_x, P.l2, 1, P.seed)
+        ens = fit_ensemble(targets, features.of(targets), pool_x, P.head.l2, 1, P.seed)
         if ens is None:
             return f"{len(events)} events: not enough to learn from yet (two different ratings or one pair)."
         if not test.pairs:

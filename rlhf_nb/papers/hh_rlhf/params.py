@@ -6,8 +6,19 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ...params import (BaseParams, DataSource, DPOSection, LoraSection, ModelList, ModelName, PosFloat, PosInt,
-                       PPOSection, SamplingSection, SystemLine)
+from ...params import (
+    BaseParams,
+    DataSource,
+    DPOSection,
+    HeadSection,
+    LoraSection,
+    ModelList,
+    ModelName,
+    PosInt,
+    PPOSection,
+    SamplingSection,
+    SystemLine,
+)
 
 
 class Params(BaseParams):
@@ -30,9 +41,7 @@ class Params(BaseParams):
     helpful_test_fraction: float = Field(0.4, gt=0, lt=1, description="if-gold: share of prompts held out")
     finished_only: bool = Field(True, description="pairs use only replies that ended on their own (not cut off at the "
                                                   "token cap); False only for plumbing runs of a random model")
-    pm_l2: PosFloat = Field(1.0, description="L2 strength of the linear BT heads")
-    pm_pooling: Literal["last", "last+mean"] = Field("last+mean", description="backbone features per conversation")
-    pm_max_length: PosInt = Field(256, description="tokens per conversation for the features")
+    pm: HeadSection = Field(HeadSection(), description="the preference models' linear BT heads")
     data_sizes: list[PosInt] = Field([50, 100, 200, 400], min_length=3,
                                      description="training sizes of the mixed PM for accuracy vs data (per test set)")
     eval_prompts: PosInt = Field(64, description="held-out prompts on which RLHF policies are judged")

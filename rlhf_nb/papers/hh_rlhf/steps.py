@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 
 from ... import gold
-from ...gold import GoldSamples, sample_with_gold  # noqa: F401 - sample_with_gold is used by the notebook
 from ...data import PreferencePair, load_hh_rlhf, load_humaneval
 from ...evaluate import greedy
 from ...forgetting import Scored, coding
+from ...gold import GoldSamples, sample_with_gold  # noqa: F401 - sample_with_gold is used by the notebook
 from ...models import Loaded, count_parameters, load, merged
-from ...train.reward import Featurizer, LinearBT, fit_linear_bt, length_outcomes, pair_outcomes
+from ...train.reward import LinearBT, fit_linear_bt, length_outcomes, pair_outcomes
 from .params import Params
 
 SETS = ("helpful", "harmless")
@@ -99,13 +99,12 @@ class PMs:
 
     def __init__(self, backbone: Loaded, P: Params):
         self.P = P
-        self.featurizer = Featurizer(backbone.model, backbone.tokenizer, batch_size=16, max_length=P.pm_max_length,
-                                     pooling=P.pm_pooling)
+        self.featurizer = P.pm.featurizer(backbone)
 
     def fit(self, pairs: list[PreferencePair]) -> LinearBT:
         prompts = [p.prompt for p in pairs]
         return fit_linear_bt(self.featurizer(prompts, [p.chosen for p in pairs]),
-                             self.featurizer(prompts, [p.rejected for p in pairs]), l2=self.P.pm_l2,
+                             self.featurizer(prompts, [p.rejected for p in pairs]), l2=self.P.pm.l2,
                              featurizer=self.featurizer)
 
     def outcomes(self, pm: LinearBT, pairs: list[PreferencePair]) -> list[float]:

@@ -67,7 +67,7 @@ class Params(BaseParams):
                                                  "model writes the body (HumanEval's completion format, in the chat)")
     timeout_s: PosFloat = Field(5.0, description="sandbox wall-clock limit per program")
     published: dict[str, dict[str, float]] = Field({}, description="model -> published greedy pass@1 (context)")
-    published_source: str = ""
+    published_source: str = Field("", description="where the published pass@1 numbers come from (context)")
 
     @model_validator(mode="after")
     def _consistent(self) -> Params:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, model_validator
 
-from ...params import (BaseParams, DPOSection, LoraSection, ModelName, NonNegInt, OptionalData, PosFloat, PosInt,
-                       SamplingSection, Section, SystemLine)
+from ...params import (
+    BaseParams,
+    DPOSection,
+    HeadSection,
+    LoraSection,
+    ModelName,
+    NonNegInt,
+    OptionalData,
+    PosInt,
+    SamplingSection,
+    Section,
+    SystemLine,
+)
 
 
 class PromptSplits(Section):
@@ -34,9 +43,7 @@ class Params(BaseParams):
     rm_test_fraction: float = Field(0.4, gt=0, lt=1, description="share of RM prompts held out for accuracy")
     finished_only: bool = Field(True, description="gold pairs use only replies that ended on their own (not cut off at "
                                                   "the token cap); False only for plumbing runs of a random model")
-    rm_l2: PosFloat = Field(1.0, description="L2 strength of the linear heads")
-    rm_pooling: Literal["last", "last+mean"] = Field("last+mean", description="backbone features per conversation")
-    rm_max_length: PosInt = Field(256, description="tokens per conversation for the features")
+    rm: HeadSection = Field(HeadSection(), description="the BT and pairwise reward models' linear heads")
     sampling: SamplingSection = Field(SamplingSection(n=4, temperature=1.0, top_p=1.0, max_new_tokens=128),
                                       description="the paper's sampling: k = 4 replies per prompt at T = 1.0")
     iterations: PosInt = Field(2, description="online rounds (the paper: 3; 2 fit the cpu budget, gpu runs 3)")

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from ... import gold
-from ...gold import GoldSamples, with_gold  # noqa: F401 - with_gold is used by the notebook
 from ...data import PreferencePair, load_hh_rlhf
 from ...evaluate import Replies, greedy, sample  # noqa: F401 - sample is used by the notebook
+from ...gold import GoldSamples, with_gold  # noqa: F401 - with_gold is used by the notebook
 from ...models import Loaded, load, merged_while
 from ...train.reward import Featurizer, LinearBT, LinearPairwise, fit_linear_bt, fit_linear_pairwise
 from .params import Params
@@ -103,12 +103,11 @@ class RewardModels:
 
 
 def train_reward_models(backbone: Loaded, data: RMData, P: Params) -> RewardModels:
-    featurizer = Featurizer(backbone.model, backbone.tokenizer, batch_size=16, max_length=P.rm_max_length,
-                            pooling=P.rm_pooling)
+    featurizer = P.rm.featurizer(backbone)
     prompts = [p.prompt for p in data.train]
     bt = fit_linear_bt(featurizer(prompts, [p.chosen for p in data.train]),
-                       featurizer(prompts, [p.rejected for p in data.train]), l2=P.rm_l2, featurizer=featurizer)
-    pairwise = fit_linear_pairwise(featurizer, data.train, l2=P.rm_l2)
+                       featurizer(prompts, [p.rejected for p in data.train]), l2=P.rm.l2, featurizer=featurizer)
+    pairwise = fit_linear_pairwise(featurizer, data.train, l2=P.rm.l2)
     return RewardModels(featurizer, bt, pairwise)
 
 
