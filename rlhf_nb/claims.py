@@ -61,7 +61,6 @@ from .stats import (
     POWER,
     arm,
     by_cluster,
-    crossed_bootstrap,
     crossed_bootstrap_means,
     crossed_se,
     interval,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ... import claims as C
+from ... import stats
 from ...metrics import edit_distance_bins, pairwise_edit_distances
 
 PAPER = "Shen et al. 2025"
@@ -115,7 +116,7 @@ def finding_samples(results: dict[str, Any]) -> str:
         if mine:
             gold = [g for r in mine for g in r["gold"]]
             cut = 1 - np.mean([f for r in mine for f in r["finished"]])
-            lo, hi = C.wilson(sum(gold), len(gold))
+            lo, hi = stats.wilson(sum(gold), len(gold))
             parts.append(f"{domain}: {100 * np.mean(gold):.0f}% of {len(gold)} responses right [{100 * lo:.0f}, "
                          f"{100 * hi:.0f}], {sum(is_mixed(r) for r in mine)} of {len(mine)} items mixed, "
                          f"{100 * cut:.0f}% cut off at the token cap")
@@ -397,7 +398,7 @@ def finding_bt(results: dict[str, Any]) -> str:
         return "No BT RM: part 1 has no math item with both right and wrong responses."
     if not test:
         return f"BT RM fitted on {bt['train_pairs']} right-vs-wrong pairs; none held out."
-    lo, hi = C.wilson(sum(test), len(test))
+    lo, hi = stats.wilson(sum(test), len(test))
     length = np.mean(bt["length_outcomes"])
     return (f"BT RM fitted on {bt['train_pairs']} right-vs-wrong pairs of part 1's math samples; on {len(test)} "
             f"held-out pairs it prefers the right response {100 * np.mean(test):.0f}% [{100 * lo:.0f}, {100 * hi:.0f}] "

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ... import claims as C
+from ... import stats
 from ...figures import Figures
 from .claims import REWARDS, bins, item_rows
 
@@ -17,7 +17,7 @@ def _mean_ci(values: list[float]) -> tuple[float, float, float]:
     if len(values) < 2:
         v = float(values[0]) if values else float("nan")
         return v, v, v
-    dist = C.crossed_bootstrap([np.asarray(values, dtype=float)[None, :]], lambda x: float(x[0].mean()), n_boot=1000)
+    dist = stats.crossed_bootstrap([np.asarray(values, dtype=float)[None, :]], lambda x: float(x[0].mean()), n_boot=1000)
     return float(np.mean(values)), float(np.quantile(dist, 0.025)), float(np.quantile(dist, 0.975))
 
 
@@ -170,7 +170,7 @@ def arms(results: dict[str, Any]):
         means, lows, highs = [], [], []
         for d in domains:
             g = arm_gold(results, arm, d)
-            dist = C.crossed_bootstrap([g], lambda x: float(x[0].mean()), n_boot=500)
+            dist = stats.crossed_bootstrap([g], lambda x: float(x[0].mean()), n_boot=500)
             means.append(g.mean())
             lows.append(g.mean() - np.quantile(dist, 0.025))
             highs.append(np.quantile(dist, 0.975) - g.mean())

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ... import claims as C
+from ... import stats
 from ...figures import Figures, band, bars, chance
 from .claims import SETS, matrix
 
@@ -15,7 +15,7 @@ FIGURES = Figures()
 
 def _ci(x: np.ndarray) -> tuple[float, float, float]:
     """Mean of a (seeds, items) array with its crossed-bootstrap 95% interval."""
-    dist = C.crossed_bootstrap([x], lambda a: float(a[0].mean()), n_boot=600)
+    dist = stats.crossed_bootstrap([x], lambda a: float(a[0].mean()), n_boot=600)
     return float(x.mean()), float(np.quantile(dist, 0.025)), float(np.quantile(dist, 0.975))
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ... import claims as C
+from ... import stats
 from ...metrics import pass_at_k
 
 PAPER = "pass@k vs model size, RLHF vs independent sampling (CodeT5+ protocol)"
@@ -232,7 +233,7 @@ def finding_sampling(results: dict[str, Any]) -> str:
         if r["arm"] != "untuned":
             continue
         x = pass1(r)
-        lo, hi = C.wilson(float(np.sum(x) / 100), len(x)) if len(x) else (0, 0)
+        lo, hi = stats.wilson(float(np.sum(x) / 100), len(x)) if len(x) else (0, 0)
         parts.append(f"{r['model']} passes {np.mean(x):.1f}% of samples at k=1 (~[{100 * lo:.0f}, {100 * hi:.0f}]%, "
                      f"{len(x)} tasks x {n_samples(r)} samples, {100 * cap_rate(r):.0f}% cut off at the token cap)")
     return "; ".join(parts) + "."

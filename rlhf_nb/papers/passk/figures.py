@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ... import claims as C
+from ... import stats
 from ...figures import Figures, band, bars
 from .claims import arms, cap_rate, catch_up, n_samples, pass1, per_task, runs
 
@@ -22,7 +22,7 @@ def _curve(untuned_or_tuned: list[dict[str, Any]], k_max: int, key: str = "passe
     means, lows, highs = [], [], []
     for k in range(1, k_max + 1):
         stack = np.stack([per_task(r, k, key) for r in untuned_or_tuned])
-        dist = C.crossed_bootstrap([stack], lambda x: float(x[0].mean()), n_boot=600)
+        dist = stats.crossed_bootstrap([stack], lambda x: float(x[0].mean()), n_boot=600)
         means.append(float(stack.mean()))
         lo, hi = np.quantile(dist, [0.025, 0.975])
         lows.append(lo)
@@ -79,7 +79,7 @@ def pass1_vs_size(results: dict[str, Any]):
         xs, means, los, his = [], [], [], []
         for size, rs in sorted(by_size.items()):
             stack = np.stack([pass1(r) for r in rs])
-            dist = C.crossed_bootstrap([stack], lambda x: float(x[0].mean()), n_boot=600)
+            dist = stats.crossed_bootstrap([stack], lambda x: float(x[0].mean()), n_boot=600)
             xs.append(rs[0]["params_b"])
             means.append(stack.mean())
             los.append(np.quantile(dist, 0.025))
@@ -106,7 +106,7 @@ def plus_gap(results: dict[str, Any]):
         values, lows, highs, ns = [], [], [], []
         for r in scored:
             x = pass1(r, key) / 100
-            dist = C.crossed_bootstrap([x[None, :]], lambda a: float(a[0].mean()), n_boot=600)
+            dist = stats.crossed_bootstrap([x[None, :]], lambda a: float(a[0].mean()), n_boot=600)
             values.append(x.mean())
             lows.append(np.quantile(dist, 0.025))
             highs.append(np.quantile(dist, 0.975))
@@ -163,7 +163,7 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             if not group:
                 continue
             stack = np.stack([pass1(r) for r in group])
-            dist = C.crossed_bootstrap([stack], lambda x: float(x[0].mean()), n_boot=1000)
+            dist = stats.crossed_bootstrap([stack], lambda x: float(x[0].mean()), n_boot=1000)
             k = n_samples(group[0])
             top = np.stack([per_task(r, k) for r in group])
             row = {"model": group[0]["model"], "arm": arm, "seeds": len(group), "params_B": group[0]["params_b"],

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ... import claims as C
+from ... import stats
 
 PAPER = "Precise RLAIF (Peña 2025)"
 TABLE1 = {"SFT": 42.1, "DPO": 68.5, "Precise RLAIF": 75.2}  # win rate vs the base Qwen2.5-0.5B, Nemotron-70B judge
@@ -277,7 +278,7 @@ def table1_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     for name, policies in groups:
         g = gold(policies)
         wins = win_outcomes(g, start)
-        dist = C.crossed_bootstrap([wins], lambda x: float(x[0].mean()), n_boot=1000)
+        dist = stats.crossed_bootstrap([wins], lambda x: float(x[0].mean()), n_boot=1000)
         rows.append({"policy": name, "seeds": len(policies), "pairs": policies[0].get("pairs", 0),
                      "gold (pts)": round(float(g.mean()), 1),
                      "win rate vs start %": round(100 * float(wins.mean()), 1),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...stats import wilson
 from ...figures import Figures, bars
+from ...stats import wilson
 
 FIGURES = Figures()
 

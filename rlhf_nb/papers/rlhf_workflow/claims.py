@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ... import claims as C
-from ... import gold
+from ... import gold, stats
 
 PAPER = "RLHF Workflow (Xiong, Dong et al. 2024)"
 NUMBERS = {"bt_rewardbench": 83.6, "pairwise_rewardbench": 85.7, "lc_alpacaeval2": 31.3, "lc_alpacaeval2_sft": 12.7}
@@ -236,7 +236,7 @@ def iteration_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         if not snaps:
             continue
         g = stack(snaps, "gold", 100)
-        dist = C.crossed_bootstrap([g], lambda x: float(x[0].mean()), n_boot=1000)
+        dist = stats.crossed_bootstrap([g], lambda x: float(x[0].mean()), n_boot=1000)
         rows.append({"policy": arm, "round": r, "seeds": len(snaps), "gold (pts)": round(float(g.mean()), 1),
                      "gold 95% CI": [round(float(np.quantile(dist, 0.025)), 1), round(float(np.quantile(dist, 0.975)), 1)],
                      "BT reward": round(float(stack(snaps, "proxy").mean()), 3),

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ... import claims as C
+from ... import stats
 from ...figures import Figures, band, bars, chance, token_cap
 from .claims import cap_rate, rm_rows, snapshots, stack
 
@@ -50,7 +51,7 @@ def iterations(results: dict[str, Any]):
         for r in rounds:
             snaps = snapshots(results, "start") if r == 0 else snapshots(results, "online", r)
             x = stack(snaps, key, scale)
-            dist = C.crossed_bootstrap([x], lambda a: float(a[0].mean()), n_boot=600)
+            dist = stats.crossed_bootstrap([x], lambda a: float(a[0].mean()), n_boot=600)
             means.append(x.mean())
             lows.append(np.quantile(dist, 0.025))
             highs.append(np.quantile(dist, 0.975))
@@ -58,7 +59,7 @@ def iterations(results: dict[str, Any]):
         off = snapshots(results, "offline")
         if off:
             x = stack(off, key, scale)
-            dist = C.crossed_bootstrap([x], lambda a: float(a[0].mean()), n_boot=600)
+            dist = stats.crossed_bootstrap([x], lambda a: float(a[0].mean()), n_boot=600)
             ax.axhline(x.mean(), color="tab:red", ls="--", label="offline DPO (same prompts, same pairs)")
             ax.axhspan(np.quantile(dist, 0.025), np.quantile(dist, 0.975), color="tab:red", alpha=0.1)
         if key == "tokens":
