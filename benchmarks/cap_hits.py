@@ -32,10 +32,10 @@ def main() -> None:
     ap.add_argument("--caps", type=int, nargs="+", default=[128, 160])
     args = ap.parse_args()
 
-    from rlhf_nb import gold
-    from rlhf_nb.evaluate import sample
-    from rlhf_nb.generation import SamplingConfig
-    from rlhf_nb.models import load
+    from rlhf_nb.lm.evaluate import sample
+    from rlhf_nb.lm.generation import SamplingConfig
+    from rlhf_nb.lm.models import load
+    from rlhf_nb.tasks import gold
 
     policy = load(args.model)
     longest = max(args.caps)

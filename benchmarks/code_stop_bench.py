@@ -1,6 +1,6 @@
 """HumanEval greedy evaluation with and without ending a reply once its scored code block is closed, side by side.
 
-``rlhf_nb.forgetting.coding`` (01's alignment tax, 04's forgetting) asks an instruct model for a function and scores
+``rlhf_nb.rewards.forgetting.coding`` (01's alignment tax, 04's forgetting) asks an instruct model for a function and scores
 the first fenced block that defines it. A small chat model keeps talking after that block, often to the token cap;
 :class:`rlhf_nb.rewards.code.CodeDone` ends the reply at the block's closing fence instead. This prints, for each
 way, the seconds, generated tokens, tokens/s, pass rate, the share of replies cut off at the cap, and how many
@@ -29,10 +29,10 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from rlhf_nb import device, models
-    from rlhf_nb.data import load_humaneval
-    from rlhf_nb.evaluate import greedy
+    from rlhf_nb.lm import device, models
+    from rlhf_nb.lm.evaluate import greedy
     from rlhf_nb.rewards.code import check_programs, code_done, code_prompt, extract_code
+    from rlhf_nb.tasks.data import load_humaneval
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     tasks = load_humaneval()[: args.tasks]

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rlhf_nb.data import load_humaneval
+from rlhf_nb.tasks.data import load_humaneval
 
 BIN = Path(sys.executable).parent
 

@@ -28,8 +28,8 @@ def main() -> None:
     if not results_file.is_file():
         raise SystemExit(f"{results_file} does not exist: run `rlhf-nb run 03 --profile cpu` first, or pass --run")
 
-    from rlhf_nb import claims as C
-    from rlhf_nb import models
+    from rlhf_nb.evidence import claims as C
+    from rlhf_nb.lm import models
     from rlhf_nb.papers.data_scaling import claims, steps
     from rlhf_nb.papers.data_scaling.params import Params
 

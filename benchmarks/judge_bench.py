@@ -24,8 +24,8 @@ import time
 
 def workload(n_items: int, seed: int = 0) -> tuple[list[str], list[str], list[str]]:
     """Five responses per item of mixed lengths: the reference's first lines cut at random points, and padding."""
-    from rlhf_nb.data import load_gsm8k, load_humaneval
     from rlhf_nb.rewards.math import clean_solution
+    from rlhf_nb.tasks.data import load_gsm8k, load_humaneval
 
     rng = random.Random(seed)
     math = load_gsm8k("bundled", "test")[: n_items // 2]
@@ -52,8 +52,8 @@ def main() -> None:
 
     import numpy as np
 
-    from rlhf_nb.device import describe
-    from rlhf_nb.models import load
+    from rlhf_nb.lm.device import describe
+    from rlhf_nb.lm.models import load
     from rlhf_nb.rewards.judge import REFERENCE, LogProbJudge
 
     loaded = load(args.model)

@@ -43,12 +43,12 @@ def main() -> None:
     if not results_file.is_file():
         raise SystemExit(f"no saved 04 run at {results_file}: run `rlhf-nb run 04 --profile cpu` first, or pass --run")
 
-    from rlhf_nb import claims as C
-    from rlhf_nb.config import load_params
-    from rlhf_nb.device import describe
-    from rlhf_nb.gold import GoldSamples
-    from rlhf_nb.models import load
-    from rlhf_nb.papers.precise_rlaif import claims, steps
+    from rlhf_nb.evidence import claims as C
+    from rlhf_nb.lm.device import describe
+    from rlhf_nb.lm.models import load
+    from rlhf_nb.notebook.config import load_params
+    from rlhf_nb.papers.precise_rlaif import judging, steps
+    from rlhf_nb.tasks.gold import GoldSamples
 
     results = json.loads(results_file.read_text())
     P = load_params("04_precise_rlaif", results["profile"], {}, check_inputs=False)[1]
@@ -85,14 +85,14 @@ def main() -> None:
                 start = time.perf_counter()
                 judged = steps.validate_judge(judge, prompts, answers, args.pairs, P.seed)
                 seconds = time.perf_counter() - start
-                outcomes = steps.judge_agreement(judged)
+                outcomes = judging.judge_agreement(judged)
                 longer = _lengths(judged, answers)
                 ties = sum(o == 0.5 for o in outcomes)
                 test = C.proportion(outcomes, 0.5) if outcomes else None
                 acc, low, high = ((50 + 100 * test.effect, 50 + 100 * test.ci[0], 50 + 100 * test.ci[1]) if test
                                   else (0.0, 0.0, 0.0))
                 rows.append((name, question, combine, len(outcomes), ties, acc, low, high,
-                             claims.judge_premise(outcomes).holds, *longer, seconds))
+                             judging.judge_premise(outcomes).holds, *longer, seconds))
         del loaded
     print("| judge | question | orders averaged as | pairs | ties | agrees with gold % | 95% CI | R1c premise | "
           "gold-better is the shorter % | judge picks the longer % | s |")

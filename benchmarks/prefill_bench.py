@@ -2,9 +2,9 @@
 
 A left-padded batch is as wide as its longest prompt, so a single prefill pass costs rows x longest prompt. The
 workloads are the evaluations notebooks 01, 04 and 05 repeat for every arm: greedy replies to held-out testbed
-prompts (45-306 tokens) and to HumanEval requests (``rlhf_nb.forgetting.code_prompt``), at the precision an arm is
+prompts (45-306 tokens) and to HumanEval requests (``rlhf_nb.rewards.forgetting.code_prompt``), at the precision an arm is
 read in (fp32: trained policies and their baselines on CPU; bf16: frozen models). ``one pass`` sets
-``PREFILL_GROUP_SHARE = 0`` (the loop as it was); ``groups`` is the default (:func:`rlhf_nb.generation._prefill`).
+``PREFILL_GROUP_SHARE = 0`` (the loop as it was); ``groups`` is the default (:func:`rlhf_nb.lm.generation._prefill`).
 Each cell alternates the two, ``--reps`` times, and prints the median seconds and the generated tokens/s (in bf16
 the two ways can round differently and so write replies of other lengths: compare tokens/s), their ratio, the
 padded prompt tokens each prefill computes, and how many replies are identical.
@@ -33,10 +33,11 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from rlhf_nb import device, generation, gold, models
-    from rlhf_nb.data import load_humaneval
-    from rlhf_nb.evaluate import greedy
-    from rlhf_nb.forgetting import code_prompt
+    from rlhf_nb.lm import device, generation, models
+    from rlhf_nb.lm.evaluate import greedy
+    from rlhf_nb.rewards.forgetting import code_prompt
+    from rlhf_nb.tasks import gold
+    from rlhf_nb.tasks.data import load_humaneval
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     workloads = {

@@ -1,12 +1,12 @@
 """Sampling throughput on a notebook's real workload, side by side in one run: the KV cache and the batch size.
 
-Workload: verifiable-instruction prompts (``rlhf_nb.gold``), ``--n`` samples each at T = 1.0 with a token cap,
+Workload: verifiable-instruction prompts (``rlhf_nb.tasks.gold``), ``--n`` samples each at T = 1.0 with a token cap,
 the way notebooks 01, 05 and 06 sample their pairs. Variants, all on the same model and prompts:
 
 * ``hf generate b16``: ``model.generate`` per batch of 16 (the helper every notebook used before the own loop);
 * ``dynamic cache bB``: the own decoding loop with transformers' ``DynamicCache`` (concatenates every step) and
   finished rows leaving the batch at once (the loop as it was before the buffer cache);
-* ``buffer cache bB``: the loop as it runs now (:func:`rlhf_nb.generation._buffer_cache`: keys and values written
+* ``buffer cache bB``: the loop as it runs now (:func:`rlhf_nb.lm.generation._buffer_cache`: keys and values written
   in place; finished rows leave together once a quarter of the batch has finished).
 
 Tokens/s counts generated tokens over the whole call (prefill included). Ratios are against ``hf generate b16``
@@ -36,10 +36,11 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from throughput_bench import hf_generate_fp32
     from transformers import DynamicCache
 
-    from rlhf_nb import device, generation, gold, models
-    from throughput_bench import hf_generate_fp32
+    from rlhf_nb.lm import device, generation, models
+    from rlhf_nb.tasks import gold
 
     torch.set_num_threads(args.threads)
     loaded = models.load(args.model)

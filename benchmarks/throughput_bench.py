@@ -14,14 +14,14 @@ Variants
   :mod:`rlhf_nb.train.cpu_head`; precomputed DPO reference log-probs; the own decoding loop at the
   automatic batch size).
 * ``bf16 train``: the same with ``precision="bf16"``, i.e. training in bf16 weights with bf16 autocast too, as
-  ``auto`` did before it was found to round small LoRA updates away (see :mod:`rlhf_nb.device`): its speed is
+  ``auto`` did before it was found to round small LoRA updates away (see :mod:`rlhf_nb.lm.device`): its speed is
   what that costs, and its end metric against fp32's is why.
 * ``plain trl``: the same model (loaded the same way) trained by trl directly with the same settings, as a
   user would write it without rlhf-nb: the wrapper must cost nothing.
 
 The speed of these shared 2-core machines drifts (on 2026-11-29 sampling from the same model ran at 74 tok/s in one
 hour and 159 in the next), so before each measurement the parent times a 1024x1024 matmul in fp32 and in bf16 and a
-256 MB copy (:func:`rlhf_nb.device.machine_probe`), and the script prints the range those probes spanned: a ratio is only as steady
+256 MB copy (:func:`rlhf_nb.lm.device.machine_probe`), and the script prints the range those probes spanned: a ratio is only as steady
 as they were.
 
 Train tokens/s counts every sequence token the trainer processes per epoch (DPO: prompt + chosen and
@@ -47,7 +47,7 @@ VARIANTS = ("fp32 (before)", "rlhf-nb", "bf16 train", "plain trl")
 
 
 def _pairs(n: int):
-    from rlhf_nb.data import PreferencePair
+    from rlhf_nb.tasks.data import PreferencePair
 
     topics = ["rivers", "prime numbers", "bread", "volcanoes", "chess", "rain", "bees", "maps"]
     out = []
@@ -64,7 +64,7 @@ def hf_generate_fp32(model, tok, prompts, max_new_tokens: int, batch_size: int =
     """The former sampling helper: ``model.generate`` per batch of 16 (multinomial, top-p 0.95); returns tokens."""
     import torch
 
-    from rlhf_nb.generation import render_prompt
+    from rlhf_nb.lm.generation import render_prompt
 
     texts = [render_prompt(tok, p) for p in prompts]
     tok.padding_side = "left"
@@ -101,7 +101,7 @@ def worker(model_name: str, routine: str, variant: str, steps: int, seed: int = 
 
     import torch
 
-    from rlhf_nb import device, models
+    from rlhf_nb.lm import device, models
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     torch.manual_seed(seed)
@@ -118,7 +118,7 @@ def worker(model_name: str, routine: str, variant: str, steps: int, seed: int = 
     result: dict = {"model": model_name, "routine": routine, "variant": variant,
                     "precision": device.resolve().name}
     if routine == "sampling":
-        from rlhf_nb.generation import GenerationStats, SamplingConfig, generate
+        from rlhf_nb.lm.generation import GenerationStats, SamplingConfig, generate
 
         tok, model = models.load(model_name)
         prompts = [p.prompt for p in _pairs(64)]
@@ -210,7 +210,7 @@ def main() -> None:
     if args.worker:
         print("RESULT " + json.dumps(worker(*args.worker, steps=args.steps, seed=args.seed)), flush=True)
         return
-    from rlhf_nb import device
+    from rlhf_nb.lm import device
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     print(f"cores {os.cpu_count()} · threads {env.get('OMP_NUM_THREADS', '2')} · precision policy: "

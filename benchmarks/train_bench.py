@@ -23,9 +23,9 @@ from pathlib import Path
 import psutil
 import torch
 
-from rlhf_nb import models
-from rlhf_nb.data import PreferencePair
-from rlhf_nb.generation import SamplingConfig, generate
+from rlhf_nb.lm import models
+from rlhf_nb.lm.generation import SamplingConfig, generate
+from rlhf_nb.tasks.data import PreferencePair
 from rlhf_nb.train import ppo
 from rlhf_nb.train.dpo import DPOConfig, preference_dataset, train_dpo
 from rlhf_nb.train.reward import RewardConfig, train_reward_model

@@ -1,7 +1,7 @@
 """What training under bf16 costs the adapter: DPO under fp32, bf16 and mixed, each adapter read back in fp32.
 
 Each variant trains a LoRA adapter with DPO (``--steps`` optimizer steps, batch 4, lr 5e-5, beta 0.1) on the same
-pairs, in a fresh process, under one precision (:mod:`rlhf_nb.device`): ``fp32`` (what ``auto`` trains in on a
+pairs, in a fresh process, under one precision (:mod:`rlhf_nb.lm.device`): ``fp32`` (what ``auto`` trains in on a
 CPU), ``bf16`` (bf16 frozen weights, bf16 autocast) and ``mixed`` (bf16 autocast on fp32 weights, LoRA sums in
 fp32). It prints the training seconds and tokens/s, the last logged DPO margin (what the trainer saw), and the
 implied DPO margin of the trained adapter on the training pairs read by a fresh fp32 model and under bf16 autocast.
@@ -33,7 +33,7 @@ def worker(model_name: str, variant: str, steps: int, seed: int) -> dict:
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
     from throughput_bench import _pairs, _seq_tokens  # benchmarks/ is on sys.path
 
-    from rlhf_nb import device, models
+    from rlhf_nb.lm import device, models
     from rlhf_nb.train.dpo import DPOConfig, train_dpo
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
@@ -88,7 +88,7 @@ def main() -> None:
     if args.worker:
         print("RESULT " + json.dumps(worker(args.model, args.worker[0], args.steps, int(args.worker[1]))), flush=True)
         return
-    from rlhf_nb import device
+    from rlhf_nb.lm import device
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     print(f"{args.model}, DPO {args.steps} steps; cores {os.cpu_count()}; this CPU under auto: {device.describe()}")

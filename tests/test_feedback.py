@@ -1,13 +1,13 @@
-"""rlhf_nb.feedback (events, append-only log, translator, learners) and the panel, driven without a browser."""
+"""rlhf_nb.train.feedback (events, append-only log, translator, learners) and the panel, driven without a browser."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rlhf_nb import gold
-from rlhf_nb.feedback import Event, FeedbackError, FeedbackLog, Targets, fit, fit_ensemble, translate
-from rlhf_nb.feedback_panel import FeedbackPanel, Item
+from rlhf_nb.notebook.feedback_panel import FeedbackPanel, Item
+from rlhf_nb.tasks import gold
+from rlhf_nb.train.feedback import Event, FeedbackError, FeedbackLog, Targets, fit, fit_ensemble, translate
 
 
 def _log(tmp_path) -> FeedbackLog:
@@ -103,8 +103,8 @@ def test_every_fix_makes_its_instruction_hold():
 
 
 def test_a_system_line_reaches_every_use_of_a_prompt():
-    from rlhf_nb.generation import render_prompt
-    from rlhf_nb.models import load
+    from rlhf_nb.lm.generation import render_prompt
+    from rlhf_nb.lm.models import load
 
     plain, brief = gold.synthetic_prompts(3, seed=2), gold.synthetic_prompts(3, seed=2, system="Be brief.")
     assert [p.text for p in plain] == [p.text for p in brief]  # the same requests and instructions

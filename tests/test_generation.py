@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rlhf_nb import models
-from rlhf_nb.generation import SamplingConfig, cut_at_stop, generate
+from rlhf_nb.lm import models
+from rlhf_nb.lm.generation import SamplingConfig, cut_at_stop, generate
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_greedy_matches_transformers_generate_with_the_same_batching(tiny):
     """The own decoding loop (rows leave the batch when they finish) gives exactly model.generate's greedy tokens."""
     import torch
 
-    from rlhf_nb.generation import render_prompt
+    from rlhf_nb.lm.generation import render_prompt
 
     tok, model = tiny
     prompts = [[{"role": "user", "content": f"What is {i} + {i}?"}] for i in range(6)] + ["def f(x):", "hello"]
@@ -67,7 +67,7 @@ def test_nucleus_keeps_exactly_the_tokens_transformers_keeps():
     import torch
     from transformers.generation.logits_process import TopPLogitsWarper
 
-    from rlhf_nb.generation import _nucleus
+    from rlhf_nb.lm.generation import _nucleus
 
     torch.manual_seed(0)
     peaked = torch.randn(6, 1000) * 4  # nuclei within the first 256 candidates
@@ -83,7 +83,7 @@ def test_sampling_draws_follow_the_distribution():
     """The exponential race is an exact sampler: empirical frequencies match softmax probabilities."""
     import torch
 
-    from rlhf_nb.generation import next_tokens
+    from rlhf_nb.lm.generation import next_tokens
 
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).repeat(20000, 1)
     draws = next_tokens(logits, 1.0, 1.0, torch.Generator().manual_seed(0))
@@ -92,7 +92,7 @@ def test_sampling_draws_follow_the_distribution():
 
 
 def test_stats_report_tokens_and_cap_hits(tiny):
-    from rlhf_nb.generation import GenerationStats
+    from rlhf_nb.lm.generation import GenerationStats
 
     tok, model = tiny
     stats = GenerationStats()
@@ -108,7 +108,7 @@ def test_draws_over_a_large_vocabulary_are_exact(top_p):
     import torch
     from transformers.generation.logits_process import TopPLogitsWarper
 
-    from rlhf_nb.generation import next_tokens
+    from rlhf_nb.lm.generation import next_tokens
 
     torch.manual_seed(0)
     row = torch.randn(600) * 1.2  # a flat-ish row: much of the mass lies beyond the top 256 candidates
@@ -129,7 +129,7 @@ def test_top_p_rows_drawn_at_each_candidate_stage_follow_their_nucleus():
     import torch
     from transformers.generation.logits_process import TopPLogitsWarper
 
-    from rlhf_nb.generation import _TOP_P_CANDIDATES, next_tokens
+    from rlhf_nb.lm.generation import _TOP_P_CANDIDATES, next_tokens
 
     torch.manual_seed(0)
     vocab, reps = 5000, 6000
@@ -157,7 +157,7 @@ def test_rows_finishing_at_different_steps_decode_as_if_alone(tiny):
     compacted): every row's greedy tokens are what it decodes alone, whichever steps the others end at."""
     import torch
 
-    from rlhf_nb.generation import decode_batch, render_prompt
+    from rlhf_nb.lm.generation import decode_batch, render_prompt
 
     tok, model = tiny
     prompts = [render_prompt(tok, [{"role": "user", "content": f"Count to {i}, slowly {'and ' * i}"}]) for i in range(8)]
@@ -182,7 +182,7 @@ def test_rows_finishing_at_different_steps_decode_as_if_alone(tiny):
 
 
 def test_prefill_groups_hold_prompts_down_to_a_share_of_their_longest():
-    from rlhf_nb.generation import prefill_groups
+    from rlhf_nb.lm.generation import prefill_groups
 
     lengths = [10, 300, 95, 100, 240, 40, 76]
     groups = prefill_groups(lengths, share=0.75)
@@ -196,8 +196,8 @@ def test_grouped_prefill_gives_each_row_what_one_padded_pass_gives(tiny, monkeyp
     logits and the greedy replies match one left-padded pass over the whole batch."""
     import torch
 
-    from rlhf_nb import generation
-    from rlhf_nb.generation import decode_batch, prefill_groups, render_prompt
+    from rlhf_nb.lm import generation
+    from rlhf_nb.lm.generation import decode_batch, prefill_groups, render_prompt
 
     tok, model = tiny
     prompts = [render_prompt(tok, [{"role": "user", "content": "word " * k}]) for k in (1, 40, 3, 25, 90, 2)]
@@ -269,7 +269,7 @@ def test_expanded_rows_decode_as_the_repeated_prompts_do(tiny):
     alone, and seeded sampling draws the same tokens as the repeated batch."""
     import torch
 
-    from rlhf_nb.generation import decode_batch, render_prompt
+    from rlhf_nb.lm.generation import decode_batch, render_prompt
 
     tok, model = tiny
     texts = [render_prompt(tok, [{"role": "user", "content": f"Count to {i}, slowly {'and ' * i}"}]) for i in (1, 6, 11)]

@@ -3,7 +3,7 @@ detector can score one reply differently from call to call (and between a run an
 
 from __future__ import annotations
 
-from rlhf_nb import gold
+from rlhf_nb.tasks import gold
 
 
 def test_a_reply_whose_language_is_ambiguous_gets_one_gold_score():

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from rlhf_nb.config import load_params
-from rlhf_nb.models import classify
-from rlhf_nb.params import data_fields, model_fields
-from rlhf_nb.runner import notebooks
+from rlhf_nb.lm.models import classify
+from rlhf_nb.notebook.config import load_params
+from rlhf_nb.notebook.params import data_fields, model_fields
+from rlhf_nb.run.runner import notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"

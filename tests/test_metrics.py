@@ -7,7 +7,8 @@ from math import comb
 import numpy as np
 import pytest
 
-from rlhf_nb import metrics, models, stats
+from rlhf_nb.evidence import metrics, stats
+from rlhf_nb.lm import models
 
 
 @pytest.mark.parametrize("n, c, k", [(10, 3, 1), (10, 3, 5), (20, 0, 5), (20, 20, 1), (200, 7, 100), (5, 4, 2)])
@@ -47,7 +48,7 @@ def test_paired_tests_detect_a_real_improvement_and_not_a_null_one():
 
 def test_a_table_and_a_verdict_on_the_same_data_agree():
     """One statistics module: the forgetting table's interval and p are superiority's on the same items."""
-    from rlhf_nb import claims
+    from rlhf_nb.evidence import claims
 
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=60), rng.normal(0.3, 1, size=60)
@@ -88,7 +89,7 @@ def test_linear_fit_r2():
 def test_forgetting_suite_runs_end_to_end_and_compares(tmp_path):
     import json
 
-    from rlhf_nb import forgetting
+    from rlhf_nb.rewards import forgetting
 
     pairs = tmp_path / "en_fr.jsonl"
     pairs.write_text("".join(json.dumps(p) + "\n" for p in [{"en": "The cat sleeps.", "fr": "Le chat dort."},
@@ -116,10 +117,11 @@ def test_humaneval_is_asked_and_scored_one_way_in_01_and_the_forgetting_suite(mo
     request and score the program extracted from a free reply: a correct fenced answer passes in both."""
     from types import SimpleNamespace
 
-    from rlhf_nb import data, forgetting
-    from rlhf_nb.evaluate import Replies
+    from rlhf_nb.lm.evaluate import Replies
     from rlhf_nb.papers.hh_rlhf import steps
+    from rlhf_nb.rewards import forgetting
     from rlhf_nb.rewards.code import code_prompt
+    from rlhf_nb.tasks import data
 
     tasks = data.load_humaneval(limit=3)
     asked: list[list] = []
@@ -138,13 +140,14 @@ def test_humaneval_is_asked_and_scored_one_way_in_01_and_the_forgetting_suite(mo
 
 
 def test_one_forgetting_evaluator_serves_01_and_04_and_reports_cut_off_replies(monkeypatch):
-    """04's Table 4 and 01's alignment tax go through rlhf_nb.forgetting (once two evaluators with their own
+    """04's Table 4 and 01's alignment tax go through rlhf_nb.rewards.forgetting (once two evaluators with their own
     settings); each measurement says which replies the token cap cut off, in the units each notebook saves."""
     from types import SimpleNamespace
 
-    from rlhf_nb import data, forgetting
-    from rlhf_nb.evaluate import Replies
+    from rlhf_nb.lm.evaluate import Replies
     from rlhf_nb.papers.precise_rlaif import steps as precise
+    from rlhf_nb.rewards import forgetting
+    from rlhf_nb.tasks import data
 
     tasks = data.load_humaneval(limit=4)
     asked: list[tuple] = []
@@ -170,7 +173,7 @@ def test_one_forgetting_evaluator_serves_01_and_04_and_reports_cut_off_replies(m
 
 
 def test_alignment_tax_needs_raw_and_trained_humaneval_replies_cut_off_alike_and_at_one_precision():
-    from rlhf_nb import claims as C
+    from rlhf_nb.evidence import claims as C
     from rlhf_nb.papers.hh_rlhf import claims
 
     def policy(arm, seed, passed, cut, dtype="float32"):  # 80 tasks: enough to bound a 5-point loss (59 needed)

@@ -1,4 +1,4 @@
-"""rlhf_nb.models: aliases, the tiny model, sha checks, clear errors, LoRA and 4-bit."""
+"""rlhf_nb.lm.models: aliases, the tiny model, sha checks, clear errors, LoRA and 4-bit."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import hashlib
 import pytest
 import torch
 
-from rlhf_nb import models
-from rlhf_nb.packages import PACKAGED_MODELS, PackagedModel, Part
+from rlhf_nb.core.packages import PACKAGED_MODELS, PackagedModel, Part
+from rlhf_nb.lm import models
 
 
 def test_classify_names():

@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 
-from rlhf_nb import claims as C
-from rlhf_nb import runner
+from rlhf_nb.evidence import claims as C
 from rlhf_nb.papers.passk import claims as passk
+from rlhf_nb.run import report as report_module
+from rlhf_nb.run import runner
 
 # --- 02 pass@k -------------------------------------------------------------------------------
 
@@ -32,7 +33,7 @@ def test_passk_notebook_smoke(project):
     assert {r["dtype"] for r in runs} == {"float32"}  # each arm records the precision it was sampled at
     assert len(results["findings"]) >= 3
     # the saved verdicts are a cache: recomputing from the data gives the same records
-    assert [c.to_dict() for c in runner.claims_of(results)] == results["claims"]
+    assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]
 
 
 def _task(pass_rate: float, n: int, rng, plus_drop: float = 0.0, diversity: float = 0.3) -> dict:
@@ -125,7 +126,7 @@ def test_online_dpo_notebook_smoke(project):
     assert any('system line "Be brief."' in f for f in results["findings"])  # smoke's system line, said once
     assert {c["id"] for c in results["claims"]} == {"W1a", "W1b", "W1c", "W1d", "W1e", "W2", "W3", "W4"}
     assert set(results["figures"]) == {"rm_accuracy", "iterations", "proxy_vs_gold"}
-    assert [c.to_dict() for c in runner.claims_of(results)] == results["claims"]
+    assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]
 
 
 # --- 01 HH preference models ----------------------------------------------------------------
@@ -148,7 +149,7 @@ def test_hh_notebook_smoke(project):
     assert {c["id"] for c in results["claims"]} == {"H1a", "H1b", "H2a", "H2b", "H3a", "H3b", "H3c", "H3d", "H4", "H5",
                                                     "H6", "H7"}
     assert set(results["figures"]) == {"pm_matrix", "pm_data_size", "reward_vs_sqrt_kl", "rlhf_vs_raw"}
-    assert [c.to_dict() for c in runner.claims_of(results)] == results["claims"]
+    assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]
     claims = {c["id"]: c for c in results["claims"]}  # H4 reads H3a's best-of-n samples: the same cut-off premise
     capped = [[p for p in claims[i]["premises"] if p["name"] == "sampled replies finish"] for i in ("H3a", "H4")]
     assert capped[0] and capped[0] == capped[1]
@@ -169,7 +170,7 @@ def test_feedback_notebook_smoke(project):
     assert len(rows) == len(arms) * 2 * 2 * 2  # budgets x noises x seeds
     assert {c["id"] for c in results["claims"]} == {"B1a", "B1b", "B1c", "B1d", "B1e", "B1f", "B2", "B3"}
     assert set(results["figures"]) == {"budget", "noise", "ensemble"}
-    assert [c.to_dict() for c in runner.claims_of(results)] == results["claims"]
+    assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]
     assert not (project / "runs" / "06_feedback_blender" / "feedback-smoke.jsonl").exists()  # nobody clicked
     executed = json.loads((outcome.out_dir / "06_feedback_blender.ipynb").read_text())
     streams = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", [])
@@ -281,10 +282,10 @@ def test_workflow_gold_claims_need_arms_truncated_alike():
 
 
 def test_passk_prefilled_replies_end_after_the_function():
-    from rlhf_nb.data import CodeTask
-    from rlhf_nb.generation import cut_at_stop
+    from rlhf_nb.lm.generation import cut_at_stop
     from rlhf_nb.papers.passk.steps import ending_for
     from rlhf_nb.rewards.code import CodeDone
+    from rlhf_nb.tasks.data import CodeTask
 
     task = CodeTask("t/0", "def add(a, b):\n", "add", "def check(f): assert f(1, 2) == 3\n", "    return a + b\n")
     reply = "    return a + b\n\n# Test cases\nprint(add(1, 2))  # 3\n```\nThis adds."

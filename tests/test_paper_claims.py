@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rlhf_nb import claims as C
+from rlhf_nb.evidence import claims as C
 from rlhf_nb.papers.hh_rlhf import claims as hh
 from rlhf_nb.papers.rlhf_workflow import claims as wf
 

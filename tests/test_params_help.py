@@ -8,11 +8,11 @@ import dataclasses
 
 import pytest
 
-from rlhf_nb import params as params_module
-from rlhf_nb.config import PROFILES, load_params
-from rlhf_nb.display import params_rows
-from rlhf_nb.experiment import import_ref
-from rlhf_nb.runner import notebooks
+from rlhf_nb.core.refs import import_ref
+from rlhf_nb.notebook import params as params_module
+from rlhf_nb.notebook.config import PROFILES, load_params
+from rlhf_nb.notebook.display import params_rows
+from rlhf_nb.run.runner import notebooks
 
 
 @pytest.mark.parametrize("notebook", notebooks())
@@ -41,3 +41,12 @@ def test_every_routine_field_is_an_argument_of_the_config_it_wraps(section):
     names = {f.name for f in dataclasses.fields(import_ref(section.routine))}
     unknown = sorted(set(section.model_fields) - {"extra"} - names)
     assert not unknown, f"{section.__name__}: {unknown} are not arguments of {section.routine}"
+
+
+def test_tracking_passes_through_to_trl_and_is_off_by_default(tmp_path):
+    from rlhf_nb.notebook.params import DPOSection
+
+    off = DPOSection().build(str(tmp_path))
+    assert off.report_to in ("none", [], ["none"])
+    on = DPOSection(report_to="tensorboard").build(str(tmp_path))
+    assert on.report_to in ("tensorboard", ["tensorboard"])

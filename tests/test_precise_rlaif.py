@@ -9,11 +9,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from rlhf_nb import claims as C
-from rlhf_nb import parallel, runner
-from rlhf_nb.config import load_params
-from rlhf_nb.gold import GoldSamples
-from rlhf_nb.papers.precise_rlaif import claims, steps
+from rlhf_nb.evidence import claims as C
+from rlhf_nb.notebook.config import load_params
+from rlhf_nb.papers.precise_rlaif import claims, judging, steps
+from rlhf_nb.run import report as report_module
+from rlhf_nb.run import runner
+from rlhf_nb.tasks import parallel
+from rlhf_nb.tasks.gold import GoldSamples
 
 ANSWER = ("Here are two ideas.\n- Eat slowly and savour each bite. Put the fork down between bites!\n"
           "2. Drink water before meals, because it helps you notice fullness.\n")
@@ -151,12 +153,12 @@ def test_sequence_control_matches_the_precise_budget_and_validates_the_judge():
     for pair in out.pairs:
         if "slowly" in pair.chosen + pair.rejected:
             assert "slowly" in pair.chosen  # ordered by the judge
-    agreement = steps.judge_agreement(out.judged)
+    agreement = judging.judge_agreement(out.judged)
     assert agreement and all(a == 1.0 for a in agreement[:1])
     validation = steps.validate_judge(FakeJudge(), prompts, answers, limit=10, seed=0)
     # every pair of finished answers whose gold differs: p0 has 3, p1 one (its third answer is cut off), p2 none
     assert [(r["prompt_index"], r["a"], r["b"]) for r in validation] == [(0, 0, 1), (0, 0, 2), (0, 1, 2), (1, 0, 1)]
-    assert steps.judge_agreement(validation) == [1.0, 1.0, 0.5, 1.0]  # "eat fast" vs "eat": the judge ties
+    assert judging.judge_agreement(validation) == [1.0, 1.0, 0.5, 1.0]  # "eat fast" vs "eat": the judge ties
     assert len(steps.validate_judge(FakeJudge(), prompts, answers, limit=2, seed=0)) == 2
 
 
@@ -344,4 +346,4 @@ def test_precise_rlaif_notebook_smoke(project):
     assert len(data["arms"]["start"]["forgetting"]["bleu"]) == 4
     assert {c["id"] for c in results["claims"]} == {"R1a", "R1b", "R1c", "R2i", "R2h", "R2t", "R3h", "R3g", "R3b"}
     assert set(results["figures"]) == {"yields", "win_rates", "forgetting"}
-    assert [c.to_dict() for c in runner.claims_of(results)] == results["claims"]
+    assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]

@@ -1,17 +1,17 @@
-"""The precision policy (rlhf_nb.device), the CPU log-prob head, and bf16 against fp32 on the tiny model."""
+"""The precision policy (rlhf_nb.lm.device), the CPU log-prob head, and bf16 against fp32 on the tiny model."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from test_train import LORA, digit_fraction, polite_pairs
 
-from rlhf_nb import device, models
+from rlhf_nb.lm import device, models
 from rlhf_nb.train import ppo
 from rlhf_nb.train.dpo import DPOConfig, train_dpo
-from rlhf_nb.train.reward import RewardConfig, pair_accuracy, BTScorer, train_reward_model
+from rlhf_nb.train.reward import BTScorer, RewardConfig, pair_accuracy, train_reward_model
 from rlhf_nb.train.sft import SFTConfig, train_sft
-from test_train import LORA, digit_fraction, polite_pairs
 
 
 @pytest.fixture()
@@ -265,11 +265,11 @@ def test_notebooks_compare_trained_policies_with_the_frozen_arm_at_the_training_
 
     for name, lines in [("01_hh_preference_models", ["raw = models.load(P.policy)",
                                                       "baseline = models.baseline_of(raw)",
-                                                      'steps.evaluate_policy(baseline, "raw"']),
+                                                      'steps.evaluate_policy, baseline, "raw"']),
                         ("04_precise_rlaif", ["policy = models.load(P.policy)",
-                                              "steps.run_arms(P, prompts, models.baseline_of(policy)"]),
+                                              "steps.run_arms, P, prompts, models.baseline_of(policy)"]),
                         ("05_online_iterative_dpo", ["initial = models.load(P.policy)",
-                                                     "steps.run_arms(P, prompts, rms, models.baseline_of(initial)"])]:
+                                                     "steps.run_arms, P, prompts, rms, models.baseline_of(initial)"])]:
         nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
         for line in lines:
             assert any(line in cell.source for cell in nb.cells), (name, line)

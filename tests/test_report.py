@@ -5,19 +5,21 @@ from __future__ import annotations
 import re
 
 from conftest import REPO
-from rlhf_nb import runner
+
+from rlhf_nb.run import report as report_module
+from rlhf_nb.run import runner
 
 
 def test_every_notebook_ships_its_cpu_results():
-    shipped = runner.saved_runs(REPO, "cpu")
+    shipped = report_module.saved_runs(REPO, "cpu")
     assert [p.parent.name for p in shipped] == runner.notebooks(REPO)
     for run in shipped:
         assert sorted(p.name for p in run.iterdir()) == ["env.json", "params.yaml", "results.json.gz"], run
-        assert runner.load_results(run)["profile"] == "cpu"
+        assert report_module.load_results(run)["profile"] == "cpu"
 
 
 def test_committed_report_is_what_the_current_code_writes_from_the_shipped_results(tmp_path):
-    out = runner.report(root=REPO, profile="cpu", out=tmp_path / "REPORT.md")
+    out = report_module.report(root=REPO, profile="cpu", out=tmp_path / "REPORT.md")
     text = out.read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert links and all(link.startswith("figures/") and (REPO / link).is_file() for link in links), links
@@ -27,7 +29,7 @@ def test_committed_report_is_what_the_current_code_writes_from_the_shipped_resul
 
 
 def test_figures_for_cpu_are_drawn_from_the_shipped_results_alone(tmp_path):
-    written = runner.figures(root=REPO, profile="cpu", out=tmp_path)
+    written = report_module.figures(root=REPO, profile="cpu", out=tmp_path)
     assert written and all(tmp_path in p.parents for p in written)  # nothing is written beside the shipped results
     for nb in runner.notebooks(REPO):
         drawn = sorted(p.name for p in (tmp_path / nb).glob("*.png"))

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from rlhf_nb import runner
+from rlhf_nb.run import runner
 
 NB = "06_feedback_blender"
 
@@ -35,7 +35,7 @@ def _stages(path: Path) -> dict:
 def test_a_stopped_run_resumes_at_its_last_finished_stage_with_the_same_results(project):
     stages = project / "runs" / NB / "smoke.stages"
     env = {**os.environ, "RLHF_NB_ROOT": str(project), "OMP_NUM_THREADS": "1"}
-    cli = [sys.executable, "-m", "rlhf_nb.cli", "run", NB, "--profile", "smoke", "--quiet"]
+    cli = [sys.executable, "-m", "rlhf_nb.run.cli", "run", NB, "--profile", "smoke", "--quiet"]
     started = subprocess.Popen(cli, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
     while not list(stages.glob("response-pool-*.pkl")) and started.poll() is None and time.time() < deadline:

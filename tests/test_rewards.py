@@ -8,12 +8,12 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO, bundled
-from rlhf_nb import data, models
+
+from rlhf_nb.lm import models
 from rlhf_nb.rewards import code, hybrid, judge
 from rlhf_nb.rewards import math as mathv
-
+from rlhf_nb.tasks import data
 
 # --- code ------------------------------------------------------------------------------------
 
@@ -102,7 +102,7 @@ def test_eval_code_cli_writes_results_and_json(tmp_path):
     samples = [{"task_id": t.task_id, "completion": c} for t in tasks for c in (t.canonical_solution, "    pass\n")]
     path = tmp_path / "samples.jsonl"
     path.write_text("".join(json.dumps(s) + "\n" for s in samples))
-    done = subprocess.run([sys.executable, "-m", "rlhf_nb.cli", "eval-code", str(path), "--k", "1,2,10", "--json"],
+    done = subprocess.run([sys.executable, "-m", "rlhf_nb.run.cli", "eval-code", str(path), "--k", "1,2,10", "--json"],
                           capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"pass@1": 0.5, "pass@2": 1.0}
@@ -110,7 +110,7 @@ def test_eval_code_cli_writes_results_and_json(tmp_path):
     assert [r["passed"] for r in rows] == [True, False] * 4 and all("result" in r for r in rows)
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"task_id": "HumanEval/9999", "completion": ""}) + "\n")
-    done = subprocess.run([sys.executable, "-m", "rlhf_nb.cli", "eval-code", str(bad)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "rlhf_nb.run.cli", "eval-code", str(bad)], capture_output=True, text=True)
     assert done.returncode == 2 and "HumanEval/9999" in done.stderr
 
 
@@ -222,7 +222,7 @@ def test_logprob_judge_reads_the_options_through_an_fp32_output_layer():
 
 
 def judge_outcome(p):
-    from rlhf_nb.claims import preference_outcomes
+    from rlhf_nb.evidence.claims import preference_outcomes
 
     return float(preference_outcomes(np.round(p, 4))[0])  # as notebook 04 stores and reads p_a
 

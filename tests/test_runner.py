@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -11,10 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
-from rlhf_nb import runner
-from rlhf_nb.config import ParamError
+
+from rlhf_nb.core.errors import ParamError
+from rlhf_nb.run import report as report_module
+from rlhf_nb.run import runner
 
 
 def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
@@ -36,7 +38,7 @@ def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
     assert [r["task_id"] for r in results["tables"]["per_task"]] == ["HumanEval/0", "HumanEval/23", "HumanEval/53"]
     executed = json.loads((out / "00_quickstart.ipynb").read_text())
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
-    spent = runner.timings(out / "00_quickstart.ipynb", least_s=0.0)  # where the run's time went, cell by cell
+    spent = report_module.timings(out / "00_quickstart.ipynb", least_s=0.0)  # where the run's time went, cell by cell
     code_cells = [c for c in executed["cells"] if c["cell_type"] == "code"]
     assert len(spent) == len(code_cells) and all(r["seconds"] >= 0 for r in spent)
     assert spent[0]["source"] == "".join(code_cells[0]["source"]).strip().splitlines()[0]
@@ -46,7 +48,7 @@ def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
     # figures are redrawn from results.json alone: no model library is even imported
     for png in out.glob("*.png"):
         png.unlink()
-    code = ("import sys; from rlhf_nb.runner import figures; n = len(figures(profile='smoke')); "
+    code = ("import sys; from rlhf_nb.run.report import figures; n = len(figures(profile='smoke')); "
             "print(n, 'torch' in sys.modules, 'transformers' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=project)
     assert done.returncode == 0, done.stderr
@@ -54,7 +56,7 @@ def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
     assert (out / "pass_rate.png").is_file() and (project / "runs" / "smoke-figures" / "00_quickstart" / "lengths.png").is_file()
     assert not (project / "figures").exists()  # a smoke run never overwrites the committed figures
 
-    report = runner.report(profile="smoke", allow_dirty=True)
+    report = report_module.report(profile="smoke", allow_dirty=True)
     assert report == project / "runs" / "REPORT-smoke.md" and not (project / "REPORT.md").exists()
     text = report.read_text()
     assert "pass@1" in text and "smoke-figures/00_quickstart/pass_rate.png" in text
@@ -62,7 +64,7 @@ def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
     assert "`01_hh_preference_models`: no saved `smoke` run" in text  # a missing run is said, not skipped
 
     assert "## All claims" not in text  # the quickstart makes no claims
-    elsewhere = runner.report(profile="smoke", allow_dirty=True, out=project / "elsewhere" / "R.md")
+    elsewhere = report_module.report(profile="smoke", allow_dirty=True, out=project / "elsewhere" / "R.md")
     assert elsewhere.read_text() == text  # figure links do not depend on where the report is written
 
     # rerun only what changed: the saved run carries the fingerprint of its params, code and data
@@ -114,10 +116,11 @@ def test_invalid_params_fail_before_any_work(project):
 def test_reproduce_keeps_going_and_reports_failures(project):
     # the broken notebook sorts before the quickstart, so reproduce must go on past it; --only keeps the other
     # notebooks out (each has its own smoke test), which keeps this test to one real run
-    shutil.copy(project / "notebooks" / "00_quickstart.ipynb", project / "notebooks" / "00_broken.ipynb")
+    papers = _add_paper(project, "00_broken")
     (project / "params" / "00_broken.yaml").write_text("notebook: 00_broken\nprofiles: {smoke: {}, cpu: {}, gpu: {}}\n")
-    done = subprocess.run([sys.executable, "-m", "rlhf_nb.cli", "reproduce", "--profile", "smoke", "--only", "00_*",
-                           "--quiet"], capture_output=True, text=True, cwd=project)
+    done = subprocess.run([sys.executable, "-m", "rlhf_nb.run.cli", "reproduce", "--profile", "smoke", "--only", "00_*",
+                           "--quiet"], capture_output=True, text=True, cwd=project,
+                          env={**os.environ, "RLHF_NB_PAPERS": str(papers)})
     assert done.returncode == 1
     order = [line.split("|")[1].strip() for line in done.stdout.splitlines() if line.startswith("| 0")]
     assert order == ["00_broken", "00_quickstart"], done.stdout[-2000:]
@@ -126,6 +129,44 @@ def test_reproduce_keeps_going_and_reports_failures(project):
     assert rows == {"00_broken": "failed", "00_quickstart": "ok"}
     assert (project / "runs" / "REPORT-smoke.md").is_file()
     assert (project / "runs" / "00_quickstart" / "smoke" / "results.json").is_file()
+
+
+def _add_paper(project: Path, notebook: str) -> Path:
+    """A new paper beside the package (``$RLHF_NB_PAPERS``): a copy of the quickstart's package naming ``notebook``,
+    and its notebook; the caller writes its YAML."""
+    folder = project / "more_papers" / notebook.split("_", 1)[1]
+    shutil.copytree(REPO / "rlhf_nb" / "papers" / "quickstart", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "__init__.py").write_text(f'NOTEBOOK = "{notebook}"\n')
+    nb = json.loads((project / "notebooks" / "00_quickstart.ipynb").read_text())
+    for cell in nb["cells"]:
+        cell["source"] = [line.replace('"00_quickstart"', f'"{notebook}"') for line in cell["source"]]
+    (project / "notebooks" / f"{notebook}.ipynb").write_text(json.dumps(nb))
+    return folder.parent
+
+
+def test_a_new_paper_is_picked_up_everywhere_without_another_edit(project, monkeypatch):
+    """One folder, one notebook, one YAML: the registry, the runner's list, the parameters, the CLI, the report's
+    order and the GPU check all see it."""
+    import importlib.util
+
+    from rlhf_nb.notebook import registry
+    from rlhf_nb.notebook.config import load_params
+
+    papers = _add_paper(project, "07_new_paper")
+    yaml = (project / "params" / "00_quickstart.yaml").read_text()
+    (project / "params" / "07_new_paper.yaml").write_text(yaml.replace("notebook: 00_quickstart", "notebook: 07_new_paper"))
+    monkeypatch.setenv("RLHF_NB_PAPERS", str(papers))
+    assert registry.papers()["07_new_paper"] == "rlhf_nb.papers.new_paper"
+    assert runner.notebooks(project)[-1] == "07_new_paper"
+    assert runner.resolve_notebook("07", project) == "07_new_paper"
+    assert load_params("07_new_paper", "smoke", {}, project, check_inputs=False)[0] == "smoke"
+    listed = subprocess.run([sys.executable, "-m", "rlhf_nb.run.cli", "list"], capture_output=True, text=True,
+                            cwd=project, env={**os.environ, "RLHF_NB_PAPERS": str(papers)})
+    assert "07_new_paper" in listed.stdout, listed.stderr[-2000:]
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    assert gpu_check.check_order({"notebooks": {"00_quickstart": {}}})[-1] == "07_new_paper"
 
 
 def test_notebook_names_resolve():
@@ -148,9 +189,9 @@ def test_committed_notebooks_have_no_outputs_and_a_parameters_cell():
 
 
 def test_cli_list_and_models_table(project):
-    done = subprocess.run([sys.executable, "-m", "rlhf_nb.cli", "list"], capture_output=True, text=True, cwd=project)
+    done = subprocess.run([sys.executable, "-m", "rlhf_nb.run.cli", "list"], capture_output=True, text=True, cwd=project)
     assert done.returncode == 0 and "00_quickstart" in done.stdout
-    done = subprocess.run([sys.executable, "-m", "rlhf_nb.cli", "models", "--no-prepare"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "rlhf_nb.run.cli", "models", "--no-prepare"], capture_output=True,
                           text=True, cwd=project)
     assert "smollm2-135m-instruct" in done.stdout and "qwen2.5-coder-1.5b-instruct" in done.stdout
 
@@ -166,7 +207,7 @@ def test_an_interrupted_run_ends_at_once_with_one_line_and_keeps_earlier_results
     final = project / "runs" / "00_quickstart" / "smoke"
     final.mkdir(parents=True)
     (final / "results.json").write_text('{"earlier": true}')
-    proc = subprocess.Popen([sys.executable, "-m", "rlhf_nb.cli", "run", "00_quickstart", "--profile", "smoke",
+    proc = subprocess.Popen([sys.executable, "-m", "rlhf_nb.run.cli", "run", "00_quickstart", "--profile", "smoke",
                              "--quiet"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     started = time.time()
@@ -211,7 +252,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_cpu_without_fast_bf16_is_told_what_that_means_for_the_budgets(monkeypatch):
-    from rlhf_nb import device
+    from rlhf_nb.lm import device
 
     monkeypatch.setattr(device, "default_device", lambda: "cpu")
     monkeypatch.setattr(device, "cpu_bf16", lambda: None)
@@ -243,7 +284,8 @@ def test_an_interactive_start_stages_beside_scratch_and_freezes_what_exists_unti
     import gc
     import weakref
 
-    from rlhf_nb import device, experiment
+    from rlhf_nb.lm import device
+    from rlhf_nb.notebook import experiment
 
     class Node:
         pass
@@ -273,7 +315,7 @@ def test_an_interactive_start_stages_beside_scratch_and_freezes_what_exists_unti
 
 
 def test_a_report_header_gives_the_peak_memory_a_run_recorded():
-    from rlhf_nb.runner import memory_note
+    from rlhf_nb.run.report import memory_note
 
     assert memory_note({}) == "" and memory_note({"peak_memory": {}}) == ""  # runs from before it was recorded
     cpu = {"peak_memory": {"rss_mb": 11980.8, "cuda_allocated_mb": None, "cuda_reserved_mb": None}}
@@ -286,7 +328,7 @@ def test_peak_memory_is_the_process_own_not_its_parents_at_fork():
     """A kernel's peak RSS: getrusage would report the runner's RSS at fork for every kernel it started."""
     ballast = bytearray(1 << 30)  # 1 GiB, touched, in this (parent) process
     ballast[:: 4096] = b"\1" * len(ballast[:: 4096])
-    code = "import json; from rlhf_nb.experiment import peak_memory; print(json.dumps(peak_memory()))"
+    code = "import json; from rlhf_nb.notebook.experiment import peak_memory; print(json.dumps(peak_memory()))"
     child = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                                       check=True).stdout)
     assert 50 < child["rss_mb"] < 900 and child["cuda_allocated_mb"] is None
@@ -314,7 +356,7 @@ def test_ship_copies_a_clean_cpu_run_into_results_and_refuses_a_dirty_one(projec
     results/<notebook>/cpu/; the cpu report reads only that; a run from a dirty tree is refused in one line."""
     run_path = project / "runs" / "00_quickstart" / "cpu"
     data = _fake_run(run_path)
-    done = subprocess.run([sys.executable, "-m", "rlhf_nb.cli", "ship", "00"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "rlhf_nb.run.cli", "ship", "00"], capture_output=True, text=True,
                           cwd=project)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines() == ["00_quickstart [cpu]: shipped to results/00_quickstart/cpu/ "
@@ -326,21 +368,21 @@ def test_ship_copies_a_clean_cpu_run_into_results_and_refuses_a_dirty_one(projec
     assert (shipped / "env.json").read_bytes() == (run_path / "env.json").read_bytes()
     assert runner.ship(project, "00_quickstart") == shipped and (shipped / "results.json.gz").read_bytes() == packed
     assert not [p for p in shipped.parent.iterdir() if p.name != "cpu"]  # no staging or old folder left behind
-    assert runner.saved_runs(project, "cpu") == [shipped] and runner.load_results(shipped)["findings"] == ["a finding"]
-    assert runner.results_home(project, "cpu") == project / "results"
-    assert runner.results_home(project, "smoke") == project / "runs"
+    assert report_module.saved_runs(project, "cpu") == [shipped] and report_module.load_results(shipped)["findings"] == ["a finding"]
+    assert report_module.results_home(project, "cpu") == project / "results"
+    assert report_module.results_home(project, "smoke") == project / "runs"
 
     shutil.rmtree(project / "runs")  # the cpu report and figures need nothing but the shipped results
-    text = runner.report(profile="cpu").read_text()
+    text = report_module.report(profile="cpu").read_text()
     assert "from the shipped results in `results/`" in text and "- a finding" in text
     assert "on cpu (2 cores, AMX-BF16; bf16, training mixed) · commit `0123456789`" in text
     assert "`01_hh_preference_models`: no shipped `cpu` run" in text
-    assert runner.figures(profile="cpu") == [] and not (shipped / "pass_rate.png").exists()
+    assert report_module.figures(profile="cpu") == [] and not (shipped / "pass_rate.png").exists()
 
     _fake_run(run_path, dirty=True)
     with pytest.raises(runner.ShipError, match="dirty tree"):
         runner.ship(project, "00_quickstart")
-    done = subprocess.run([sys.executable, "-m", "rlhf_nb.cli", "ship", "quickstart"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "rlhf_nb.run.cli", "ship", "quickstart"], capture_output=True,
                           text=True, cwd=project)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "dirty tree" in done.stderr
     assert (shipped / "results.json.gz").read_bytes() == packed  # the shipped results are untouched

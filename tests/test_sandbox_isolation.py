@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
-from rlhf_nb.sandbox import Job, Limits, active_layers, run_jobs, visible_paths
 from sandbox_controls import PlainRun, run_plain
+
+from rlhf_nb.sandbox import Job, Limits, active_layers, run_jobs, visible_paths
 
 LIMITS = Limits(timeout_s=5.0, memory_mb=1024, output_kb=64)
 SECRET = "the-answer-is-42"

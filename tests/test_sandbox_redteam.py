@@ -19,10 +19,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import REPO
-from rlhf_nb.sandbox import Job, Limits, run_jobs
 from sandbox_controls import PlainRun, run_plain
+
+from rlhf_nb.sandbox import Job, Limits, run_jobs
 
 TEST = "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 9\n"
 LIST_TEST = "def check(candidate):\n    assert candidate(2) == [4]\n    assert candidate(3) == [9]\n"

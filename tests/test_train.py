@@ -13,17 +13,26 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO
-from rlhf_nb import models
-from rlhf_nb.data import PreferencePair
+
+from rlhf_nb.lm import models
 from rlhf_nb.rewards.judge import LogProbJudge
+from rlhf_nb.tasks.data import PreferencePair
 from rlhf_nb.train import ppo
 from rlhf_nb.train.dpo import DPOConfig, train_dpo
 from rlhf_nb.train.grpo import GRPOConfig, RLOOConfig, train_grpo, train_rloo
 from rlhf_nb.train.online_dpo import IterativeDPOConfig, best_vs_worst, iterative_dpo
-from rlhf_nb.train.reward import (BTScorer, Featurizer, RewardConfig, fit_linear_bt, fit_linear_pairwise,
-                                  length_outcomes, pair_accuracy, train_pairwise_pm, train_reward_model)
+from rlhf_nb.train.reward import (
+    BTScorer,
+    Featurizer,
+    RewardConfig,
+    fit_linear_bt,
+    fit_linear_pairwise,
+    length_outcomes,
+    pair_accuracy,
+    train_pairwise_pm,
+    train_reward_model,
+)
 from rlhf_nb.train.sft import SFTConfig, train_sft
 
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0}

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from ..data import CodeTask
-from ..metrics import pass_at_k
-from ..sandbox import Job, Limits, Verdict, run_jobs
+from rlhf_nb.evidence.metrics import pass_at_k
+from rlhf_nb.sandbox import Job, Limits, Verdict, run_jobs
+from rlhf_nb.tasks.data import CodeTask
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
@@ -69,7 +69,7 @@ def extract_code(reply: str, task: CodeTask) -> str:
 class CodeDone:
     """Whether a reply so far already holds the code :func:`extract_code` will take from the whole reply: the first
     fenced block that defines the entry point, closed. Text after it cannot change the program, so sampling can
-    end the reply there (:func:`rlhf_nb.generation.generate`'s ``done``): a small chat model often keeps talking
+    end the reply there (:func:`rlhf_nb.lm.generation.generate`'s ``done``): a small chat model often keeps talking
     after its code block until the token cap."""
 
     entry_point: str
@@ -132,8 +132,8 @@ def reference_time_limits(tasks: Sequence[CodeTask], data_id: str, cap: float, p
     their times are cached beside the HumanEval+ reference outputs."""
     import json
 
-    from ..experiment import atomic_write
-    from ..models import cache_dir
+    from rlhf_nb.core.io import atomic_write
+    from rlhf_nb.lm.models import cache_dir
 
     path = cache_dir() / "reference_times" / f"{data_id}.json"
     times: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
@@ -180,7 +180,7 @@ def data_id(source: str) -> str:
     if source in ("hub", "package"):
         return source
     if source == "bundled":
-        from ..data import BUNDLED
+        from rlhf_nb.tasks.data import BUNDLED
 
         return BUNDLED["HumanEvalPlus.jsonl.gz"].sha256[:16]
     return hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
@@ -190,8 +190,8 @@ def cached_reference(tasks: Sequence[CodeTask], data_id: str, progress: bool | s
     """:func:`run_reference`, cached on disk under the model cache, keyed by the data file's identity."""
     import pickle
 
-    from ..experiment import atomic_write_bytes
-    from ..models import cache_dir
+    from rlhf_nb.core.io import atomic_write_bytes
+    from rlhf_nb.lm.models import cache_dir
 
     path = cache_dir() / "evalplus" / f"{data_id}.pkl"
     cached: dict[str, Reference] = {}

@@ -6,9 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from ..data import DataError, load_humaneval, load_humaneval_plus, read_records
-from ..sandbox import Limits
-from .code import data_id, evaluate_samples, pass_at_k_table
+from rlhf_nb.core.errors import DataError
+from rlhf_nb.rewards.code import data_id, evaluate_samples, pass_at_k_table
+from rlhf_nb.sandbox import Limits
+from rlhf_nb.tasks.data import load_humaneval, load_humaneval_plus, read_records
 
 
 def main(args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@
 Where trl has the method, a routine's config *is* trl's config: ``rlhf_nb.train.dpo.DPOConfig`` subclasses
 ``trl.DPOConfig`` (likewise ``RewardConfig``, ``SFTConfig``, ``GRPOConfig`` / ``RLOOConfig``), changing only
 defaults (:class:`RlhfNbArgs`, a learning rate) and adding two fields: ``precision`` (see
-:mod:`rlhf_nb.device`) and ``resume``. Every trl argument works under its trl name. Each routine has a
+:mod:`rlhf_nb.lm.device`) and ``resume``. Every trl argument works under its trl name. Each routine has a
 function ``train_*(loaded_model, records, config) -> TrainResult`` and a ``main()`` so that it also runs
 as a script (``python -m rlhf_nb.train.dpo --config file.yaml``), which is what ``accelerate launch`` /
 ``torchrun`` need for data-parallel runs.
@@ -24,10 +24,10 @@ import yaml
 
 def apply_precision(args: Any) -> None:
     """Set a trl/transformers config's ``bf16`` and ``use_cpu`` from rlhf-nb's precision policy (its ``precision``
-    field: ``None`` follows the process setting, see :mod:`rlhf_nb.device`). Where the policy trains in bf16 (CUDA,
+    field: ``None`` follows the process setting, see :mod:`rlhf_nb.lm.device`). Where the policy trains in bf16 (CUDA,
     an explicit ``bf16``, or ``mixed``, which ``auto`` is on a fast-bf16 CPU) the trainer autocasts the forward pass
     while the optimizer updates fp32 parameters; on other CPUs under ``auto`` training stays fp32."""
-    from ..device import resolve
+    from rlhf_nb.lm.device import resolve
 
     cuda = on_cuda()
     precision = resolve(getattr(args, "precision", None), "cuda" if cuda else "cpu")
@@ -80,8 +80,8 @@ def prepare_model(model: Any, config: Any = None) -> Any:
     """Trainable parameters in fp32 (master weights for the optimizer); frozen weights keep their dtype. Also
     routes trl's per-token log-prob head through its CPU fast path (:mod:`rlhf_nb.train.cpu_head`), and under the
     ``mixed`` precision (``config.precision`` or the process setting) keeps LoRA adapter sums in fp32."""
-    from ..device import keep_adapter_sums_fp32, resolve, upcast_trainable
-    from .cpu_head import install
+    from rlhf_nb.lm.device import keep_adapter_sums_fp32, resolve, upcast_trainable
+    from rlhf_nb.train.cpu_head import install
 
     upcast_trainable(model)
     install()
@@ -134,7 +134,7 @@ def settings_from(cls: type, values: dict[str, Any]):
 
 def script_main(description: str, run: Callable[[dict[str, Any]], TrainResult], argv: list[str] | None = None) -> None:
     """``--config file.yaml`` [``--set key=value``...] -> ``run(settings)``; used by each routine's ``main``."""
-    from ..config import parse_override
+    from rlhf_nb.core.overrides import parse_override
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", required=True, type=Path, help="YAML with model, data and training settings")
@@ -153,7 +153,7 @@ def script_main(description: str, run: Callable[[dict[str, Any]], TrainResult], 
 def pairs_from_spec(spec: dict[str, Any]):
     """Preference pairs named in a script config: ``{kind: hh_rlhf, source, subset, split, limit}`` or
     ``{kind: jsonl, path, limit}`` (rows with string ``prompt``, ``chosen``, ``rejected``)."""
-    from ..data import PreferencePair, load_hh_rlhf, read_records, resolve_path
+    from rlhf_nb.tasks.data import PreferencePair, load_hh_rlhf, read_records, resolve_path
 
     spec = dict(spec)
     kind = spec.pop("kind", "jsonl")
@@ -168,7 +168,7 @@ def pairs_from_spec(spec: dict[str, Any]):
 
 def model_from_settings(settings: dict[str, Any], head: str = "causal-lm"):
     """Pop ``model``/``lora``/``load_in_4bit`` from script settings and load the model on this process's device."""
-    from ..models import load
+    from rlhf_nb.lm.models import load
 
     device = None
     if "LOCAL_RANK" in os.environ and on_cuda():
@@ -184,7 +184,7 @@ def prompts_from_spec(spec: dict[str, Any]) -> tuple[list[Any], list[dict[str, A
     ``{kind: prompt_set, name: alpacaeval|ifeval|arena-hard|mt-bench, limit}`` (meta: reference),
     ``{kind: jsonl, path, limit}`` (rows with ``prompt``; other fields become meta).
     """
-    from ..data import load_gsm8k, load_humaneval, load_prompts, read_records, resolve_path
+    from rlhf_nb.tasks.data import load_gsm8k, load_humaneval, load_prompts, read_records, resolve_path
 
     spec = dict(spec)
     kind, limit = spec.pop("kind", "jsonl"), spec.pop("limit", None)
@@ -205,7 +205,7 @@ def prompts_from_spec(spec: dict[str, Any]) -> tuple[list[Any], list[dict[str, A
 
 def reward_from_settings(ref: str):
     """A reward callable named ``"package.module:function"`` in a script config."""
-    from ..experiment import import_ref
+    from rlhf_nb.core.refs import import_ref
 
     if ":" not in ref:
         raise ValueError(f"reward {ref!r} must be 'package.module:function', e.g. 'rlhf_nb.rewards.math:math_reward'")

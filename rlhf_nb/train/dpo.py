@@ -24,9 +24,18 @@ from typing import Any
 
 import trl
 
-from ..data import PreferencePair
-from .common import (RlhfNbArgs, TrainResult, history_callback, model_from_settings,
-                     pairs_from_spec, prepare_model, run_trainer, script_main, settings_from)
+from rlhf_nb.tasks.data import PreferencePair
+from rlhf_nb.train.common import (
+    RlhfNbArgs,
+    TrainResult,
+    history_callback,
+    model_from_settings,
+    pairs_from_spec,
+    prepare_model,
+    run_trainer,
+    script_main,
+    settings_from,
+)
 
 
 @dataclass
@@ -56,7 +65,7 @@ def preference_dataset(pairs: Sequence[PreferencePair]):
 def train_dpo(loaded: Any, pairs: Sequence[PreferencePair], config: DPOConfig | None = None,
               eval_pairs: Sequence[PreferencePair] | None = None, callbacks: Sequence[Any] = (),
               reference_adapter: dict[str, Any] | None = None) -> TrainResult:
-    """Train ``loaded`` (from :func:`rlhf_nb.models.load`, ideally with ``lora=``) on preference pairs.
+    """Train ``loaded`` (from :func:`rlhf_nb.lm.models.load`, ideally with ``lora=``) on preference pairs.
 
     ``reference_adapter``: LoRA weights (``peft.get_peft_model_state_dict``) for the reference policy;
     by default trl copies the adapter as it is now.

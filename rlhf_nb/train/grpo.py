@@ -14,7 +14,7 @@ from typing import Any
 
 import trl
 
-from .common import RlhfNbArgs, TrainResult, history_callback, prepare_model, run_trainer
+from rlhf_nb.train.common import RlhfNbArgs, TrainResult, history_callback, prepare_model, run_trainer
 
 RewardFn = Callable[[Sequence[Any], Sequence[str], Sequence[dict]], Sequence[float]]
 
@@ -118,7 +118,7 @@ def train_rloo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, config:
 
 
 def run_from_settings(settings: dict[str, Any], kind: str = "grpo") -> TrainResult:
-    from .common import model_from_settings, prompts_from_spec, reward_from_settings, settings_from
+    from rlhf_nb.train.common import model_from_settings, prompts_from_spec, reward_from_settings, settings_from
 
     settings = dict(settings)
     kind = settings.pop("algorithm", kind)
@@ -131,7 +131,7 @@ def run_from_settings(settings: dict[str, Any], kind: str = "grpo") -> TrainResu
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m rlhf_nb.train.grpo --config g.yaml`` (``algorithm: grpo`` or ``rloo``)."""
-    from .common import script_main
+    from rlhf_nb.train.common import script_main
 
     script_main("GRPO / RLOO through trl with rlhf-nb reward callables", run_from_settings, argv)
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import PreferencePair
-from ..generation import SamplingConfig, generate
-from .common import TrainResult
-from .dpo import DPOConfig, train_dpo
+from rlhf_nb.lm.generation import SamplingConfig, generate
+from rlhf_nb.tasks.data import PreferencePair
+from rlhf_nb.train.common import TrainResult
+from rlhf_nb.train.dpo import DPOConfig, train_dpo
 
 RewardFn = Callable[[Sequence[Any], Sequence[str], Sequence[dict]], Sequence[float]]
 
@@ -95,7 +95,7 @@ def iterative_dpo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, conf
 
 
 def run_from_settings(settings: dict[str, Any]) -> TrainResult:
-    from .common import model_from_settings, prompts_from_spec, reward_from_settings, settings_from
+    from rlhf_nb.train.common import model_from_settings, prompts_from_spec, reward_from_settings, settings_from
 
     settings = dict(settings)
     loaded = model_from_settings(settings)
@@ -107,7 +107,7 @@ def run_from_settings(settings: dict[str, Any]) -> TrainResult:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m rlhf_nb.train.online_dpo --config it.yaml``: model, lora, prompts, reward, dpo: {...}, loop settings."""
-    from .common import script_main
+    from rlhf_nb.train.common import script_main
 
     script_main("Online iterative DPO (rlhf-nb)", run_from_settings, argv)
 

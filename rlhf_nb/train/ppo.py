@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import TrainResult
+from rlhf_nb.train.common import TrainResult
 
 RewardFn = Callable[[Sequence[Any], Sequence[str], Sequence[dict]], Sequence[float]]
 
@@ -185,7 +185,7 @@ def train_ppo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, config: 
     """Optimise a LoRA policy against ``reward_fn`` on ``prompts`` (chat messages or strings)."""
     from tqdm.auto import tqdm
 
-    from ..generation import SamplingConfig, decode_batch, eos_ids, render_prompt
+    from rlhf_nb.lm.generation import SamplingConfig, decode_batch, eos_ids, render_prompt
 
     tokenizer, model = loaded
     if not hasattr(model, "disable_adapter"):
@@ -300,7 +300,7 @@ def _save_state(path: Path, step: int, model, value_head, optimizer, kl_ctl, his
 
     from peft import get_peft_model_state_dict
 
-    from ..experiment import atomic_write_bytes
+    from rlhf_nb.core.io import atomic_write_bytes
 
     buffer = io.BytesIO()
     torch.save({
@@ -324,7 +324,7 @@ def _load_state(path: Path, model, value_head, optimizer, kl_ctl, history) -> in
 
 
 def run_from_settings(settings: dict[str, Any]) -> TrainResult:
-    from .common import model_from_settings, prompts_from_spec, reward_from_settings, settings_from
+    from rlhf_nb.train.common import model_from_settings, prompts_from_spec, reward_from_settings, settings_from
 
     settings = dict(settings)
     loaded = model_from_settings(settings)
@@ -335,7 +335,7 @@ def run_from_settings(settings: dict[str, Any]) -> TrainResult:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m rlhf_nb.train.ppo --config ppo.yaml``: model, lora, prompts, reward ("module:function"), PPOConfig."""
-    from .common import script_main
+    from rlhf_nb.train.common import script_main
 
     script_main("PPO against a reward callable (rlhf-nb)", run_from_settings, argv)
 

@@ -22,14 +22,23 @@ from typing import Any
 import numpy as np
 import trl
 
-from ..claims import preference_outcomes
-from ..data import PreferencePair
-from ..stats import Estimate, bootstrap_ci
-from ..rewards.judge import PAIRWISE, LogProbJudge, _as_text
-from .common import (RlhfNbArgs, TrainResult, history_callback, model_from_settings,
-                     pairs_from_spec, prepare_model, run_trainer, script_main, settings_from)
-from .dpo import preference_dataset
-from .sft import SFTConfig, train_sft
+from rlhf_nb.evidence.claims import preference_outcomes
+from rlhf_nb.evidence.stats import Estimate, bootstrap_ci
+from rlhf_nb.rewards.judge import PAIRWISE, LogProbJudge, _as_text
+from rlhf_nb.tasks.data import PreferencePair
+from rlhf_nb.train.common import (
+    RlhfNbArgs,
+    TrainResult,
+    history_callback,
+    model_from_settings,
+    pairs_from_spec,
+    prepare_model,
+    run_trainer,
+    script_main,
+    settings_from,
+)
+from rlhf_nb.train.dpo import preference_dataset
+from rlhf_nb.train.sft import SFTConfig, train_sft
 
 
 @dataclass
@@ -201,7 +210,7 @@ class LinearBT:
                                  - self.score(prompts, [p.rejected for p in pairs]))))
 
 
-def _logistic(z: np.ndarray, sign: np.ndarray, l2: float, bias: bool) -> np.ndarray:
+def logistic(z: np.ndarray, sign: np.ndarray, l2: float, bias: bool) -> np.ndarray:
     """argmin_w sum softplus(-sign * (z @ w)) + l2/2 |w|^2 (the last column, a bias, unpenalised when ``bias``), L-BFGS."""
     from scipy.optimize import minimize
 
@@ -224,14 +233,14 @@ def fit_linear_bt(chosen: np.ndarray, rejected: np.ndarray, l2: float = 1.0,
     both = np.concatenate([chosen, rejected])
     mean, scale = both.mean(0), both.std(0) + 1e-6
     d = ((chosen - mean) / scale) - ((rejected - mean) / scale)
-    return LinearBT(featurizer, _logistic(d, np.ones(len(d)), l2, bias=False), mean, scale)
+    return LinearBT(featurizer, logistic(d, np.ones(len(d)), l2, bias=False), mean, scale)
 
 
 def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Standardised L2 logistic regression with a bias: returns (w, mean, scale); w[-1] is the bias."""
     mean, scale = x.mean(0), x.std(0) + 1e-6
     z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
-    return _logistic(z, 2 * y - 1, l2, bias=True), mean, scale
+    return logistic(z, 2 * y - 1, l2, bias=True), mean, scale
 
 
 @dataclass

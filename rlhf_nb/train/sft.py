@@ -12,8 +12,16 @@ from typing import Any
 
 import trl
 
-from .common import (RlhfNbArgs, TrainResult, history_callback, model_from_settings,
-                     prepare_model, run_trainer, script_main, settings_from)
+from rlhf_nb.train.common import (
+    RlhfNbArgs,
+    TrainResult,
+    history_callback,
+    model_from_settings,
+    prepare_model,
+    run_trainer,
+    script_main,
+    settings_from,
+)
 
 
 @dataclass
@@ -53,7 +61,7 @@ def train_sft(loaded: Any, records: Sequence[dict[str, Any]], config: SFTConfig 
 
 
 def run_from_settings(settings: dict[str, Any]) -> TrainResult:
-    from ..data import read_records, resolve_path
+    from rlhf_nb.tasks.data import read_records, resolve_path
 
     settings = dict(settings)
     loaded = model_from_settings(settings)

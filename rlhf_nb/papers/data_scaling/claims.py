@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ... import claims as C
-from ... import stats
-from ...metrics import edit_distance_bins, pairwise_edit_distances
+from rlhf_nb.evidence import claims as C
+from rlhf_nb.evidence import stats
+from rlhf_nb.evidence.metrics import edit_distance_bins, pairwise_edit_distances
 
 PAPER = "Shen et al. 2025"
 REWARDS = {"genrm_gt": "GenRM with GT", "genrm": "GenRM without GT", "gold": "RTV (the gold)"}
@@ -257,7 +257,7 @@ def _hacking_arm(results: dict[str, Any], reward: str) -> np.ndarray | None:
 
 def _proxy_rise(results: dict[str, Any], reward: str) -> C.Premise:
     """The arm's own reward rose on the held-out problems (else there was no optimisation to hack)."""
-    from .hacking import REWARD_NAMES
+    from rlhf_nb.papers.data_scaling.hacking import REWARD_NAMES
 
     rises = []
     for r in hacking_runs(results, reward):
@@ -300,7 +300,7 @@ def _bt_validated(results: dict[str, Any]) -> C.Premise:
 
 
 def _hacking_claim(results: dict[str, Any], cid: str, less: str, more: str, statement: str, paper: str) -> C.Claim:
-    from .hacking import REWARD_NAMES
+    from rlhf_nb.papers.data_scaling.hacking import REWARD_NAMES
 
     H = results["params"].get("hacking") or {}
     common = dict(min_effect=float(H.get("min_effect", 0.25)), unit="SD",
@@ -369,7 +369,7 @@ def entropy_falls(results: dict[str, Any]) -> C.Claim:
 
 
 def finding_hacking(results: dict[str, Any]) -> str:
-    from .hacking import REWARD_NAMES
+    from rlhf_nb.papers.data_scaling.hacking import REWARD_NAMES
 
     parts = []
     for reward, name in REWARD_NAMES.items():

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from ... import stats
-from ...figures import Figures
-from .claims import REWARDS, bins, item_rows
+from rlhf_nb.evidence import stats
+from rlhf_nb.notebook.figures import Figures
+from rlhf_nb.papers.data_scaling.claims import REWARDS, bins, item_rows
 
 FIGURES = Figures()
 
@@ -73,7 +73,7 @@ def hacking(results: dict[str, Any]):
     the range over seeds."""
     import matplotlib.pyplot as plt
 
-    from .hacking import REWARD_NAMES, mean_curve
+    from rlhf_nb.papers.data_scaling.hacking import REWARD_NAMES, mean_curve
 
     runs = results["data"].get("hacking") or []
     if not runs:
@@ -103,8 +103,8 @@ def entropy(results: dict[str, Any]):
     runs by reward and parts 3-4's runs by arm, each panel where its part ran."""
     import matplotlib.pyplot as plt
 
-    from .claims import ARM_NAMES, entropy_curve
-    from .hacking import REWARD_NAMES
+    from rlhf_nb.papers.data_scaling.claims import ARM_NAMES, entropy_curve
+    from rlhf_nb.papers.data_scaling.hacking import REWARD_NAMES
 
     hacking = [r for r in results["data"].get("hacking") or [] if len(entropy_curve(r)[0])]
     prepo = [r for r in (results["data"].get("prepo") or {}).get("runs") or [] if len(entropy_curve(r)[0])]
@@ -157,7 +157,7 @@ def arms(results: dict[str, Any]):
     95% CI from the crossed bootstrap)."""
     import matplotlib.pyplot as plt
 
-    from .claims import ARM_NAMES, arm_gold
+    from rlhf_nb.papers.data_scaling.claims import ARM_NAMES, arm_gold
 
     data = results["data"].get("prepo") or {}
     if not data.get("runs"):
@@ -190,8 +190,8 @@ def schedule(results: dict[str, Any]):
     math-and-code-first arms (seed 0), from the order the prompts were fed in."""
     import matplotlib.pyplot as plt
 
-    from .claims import ARM_NAMES
-    from .selection import EARLY
+    from rlhf_nb.papers.data_scaling.claims import ARM_NAMES
+    from rlhf_nb.papers.data_scaling.selection import EARLY
 
     data = results["data"].get("prepo") or {}
     S = results["params"].get("prepo") or {}
@@ -220,7 +220,7 @@ def gold_curve(results: dict[str, Any]):
     (``prepo.eval_every``)."""
     import matplotlib.pyplot as plt
 
-    from .claims import ARM_NAMES
+    from rlhf_nb.papers.data_scaling.claims import ARM_NAMES
 
     data = results["data"].get("prepo") or {}
     runs = data.get("runs") or []

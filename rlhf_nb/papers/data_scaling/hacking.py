@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from ...data import MathTask, PreferencePair, load_gsm8k
-from ...evaluate import Replies, greedy
-from ...models import Loaded, load
-from ...rewards.judge import LogProbJudge
-from ...rewards.math import clean_solution, is_correct, math_prompt, math_reward
-from ...train.reward import Featurizer, LinearBT, fit_linear_bt, length_outcomes, pair_outcomes
-from .params import Params
+from rlhf_nb.lm.evaluate import Replies, greedy
+from rlhf_nb.lm.models import Loaded, load
+from rlhf_nb.papers.data_scaling.params import Params
+from rlhf_nb.rewards.judge import LogProbJudge
+from rlhf_nb.rewards.math import clean_solution, is_correct, math_prompt, math_reward
+from rlhf_nb.tasks.data import MathTask, PreferencePair, load_gsm8k
+from rlhf_nb.train.reward import Featurizer, LinearBT, fit_linear_bt, length_outcomes, pair_outcomes
 
 REWARD_NAMES = {"rtv": "RTV (the gold)", "genrm_gt": "GenRM with GT", "bt": "BT RM"}
 
@@ -143,7 +143,7 @@ def snapshot(loaded: Loaded, probs: Problems, reward_fn: Any, P: Params, name: s
 
 def _snapshot_callback(policy: Loaded, probs: Problems, reward_fn: Any, P: Params, name: str, seed: int,
                        into: list[Snapshot]):
-    from ...train.grpo import every_steps
+    from rlhf_nb.train.grpo import every_steps
 
     return every_steps(P.hacking.eval_every, lambda model, step: into.append(
         snapshot(replace(policy, model=model), probs, reward_fn, P, name, seed, step)))
@@ -162,7 +162,7 @@ def train_runs(P: Params, start: Loaded, probs: Problems, reward_fns: dict[str, 
     shared by the seeds of an arm (greedy answers of the same weights)."""
     import torch
 
-    from ...train.grpo import train_grpo
+    from rlhf_nb.train.grpo import train_grpo
 
     H = P.hacking
     prompts = [math_prompt(t.question) for t in probs.train]

@@ -37,15 +37,23 @@ from typing import Any
 
 import numpy as np
 
-from ... import gold as G
-from ...data import CodeTask, load_gsm8k, load_hh_rlhf, load_humaneval, load_humaneval_plus, load_mbpp, load_prompts
-from ...evaluate import greedy, sample
-from ...models import Loaded, load
-from ...rewards.code import code_prompt, code_reward, data_id, evaluate_samples, extract_code
-from ...rewards.hybrid import Component, HybridReward, normalize_per_domain
-from ...rewards.judge import LogProbJudge
-from ...rewards.math import clean_solution, is_correct, math_prompt, math_reward
-from .params import Params
+from rlhf_nb.lm.evaluate import greedy, sample
+from rlhf_nb.lm.models import Loaded, load
+from rlhf_nb.papers.data_scaling.params import Params
+from rlhf_nb.rewards.code import code_prompt, code_reward, data_id, evaluate_samples, extract_code
+from rlhf_nb.rewards.hybrid import Component, HybridReward, normalize_per_domain
+from rlhf_nb.rewards.judge import LogProbJudge
+from rlhf_nb.rewards.math import clean_solution, is_correct, math_prompt, math_reward
+from rlhf_nb.tasks import gold as G
+from rlhf_nb.tasks.data import (
+    CodeTask,
+    load_gsm8k,
+    load_hh_rlhf,
+    load_humaneval,
+    load_humaneval_plus,
+    load_mbpp,
+    load_prompts,
+)
 
 ARMS = ("base", "all", "random", "prepo", "early")
 EARLY = ("math", "code")
@@ -224,7 +232,7 @@ def gold_callback(policy: Loaded, pool: Pool, P: Params, label: str, into: list[
                   gold_judge: LogProbJudge | None = None):
     """A TrainerCallback that scores the held-out gold every ``prepo.eval_every`` steps (not at the last step: the
     final policy is scored after training) into ``into`` as ``{"step": s, **gold_scores}``."""
-    from ...train.grpo import every_steps
+    from rlhf_nb.train.grpo import every_steps
 
     def score(model: Any, step: int) -> None:
         scores = gold_scores(replace(policy, model=model), pool, P, f"{label} step {step}: held-out", gold_judge)
@@ -241,7 +249,7 @@ def train_arms(P: Params, start: Loaded, pool: Pool, judge: LogProbJudge, arms: 
     from one run to the next."""
     import torch
 
-    from ...train.grpo import train_grpo
+    from rlhf_nb.train.grpo import train_grpo
 
     S = P.prepo
     runs = [{"arm": "start", "seed": -1, "prompts": 0, "history": [],

@@ -23,13 +23,13 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from ...data import CodeTask, MathTask, load_gsm8k, load_humaneval, load_humaneval_plus
-from ...evaluate import sample
-from ...models import Loaded
-from ...rewards.code import code_prompt, data_id, evaluate_samples, extract_code
-from ...rewards.judge import LogProbJudge
-from ...rewards.math import clean_solution, is_correct, math_prompt
-from .params import Params
+from rlhf_nb.lm.evaluate import sample
+from rlhf_nb.lm.models import Loaded
+from rlhf_nb.papers.data_scaling.params import Params
+from rlhf_nb.rewards.code import code_prompt, data_id, evaluate_samples, extract_code
+from rlhf_nb.rewards.judge import LogProbJudge
+from rlhf_nb.rewards.math import clean_solution, is_correct, math_prompt
+from rlhf_nb.tasks.data import CodeTask, MathTask, load_gsm8k, load_humaneval, load_humaneval_plus
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ... import claims as C
+from rlhf_nb.evidence import claims as C
 
 PAPER = "RLHF-Blender (Metz et al. 2023) and Reward Learning from Multiple Feedback Types (Metz et al. 2025)"
 TYPES = ("rating", "comparison", "ranking", "correction", "demonstration", "descriptive")

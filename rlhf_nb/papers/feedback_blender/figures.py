@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from ...figures import Figures, band, bars, chance
-from .claims import accuracy_test, arms, outcomes, params
+from rlhf_nb.notebook.figures import Figures, band, bars, chance
+from rlhf_nb.papers.feedback_blender.claims import accuracy_test, arms, outcomes, params
 
 FIGURES = Figures()
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ...params import BaseParams, HeadSection, ModelName, PosInt, SamplingSection
+from rlhf_nb.notebook.params import BaseParams, HeadSection, ModelName, PosInt, SamplingSection
 
 FeedbackType = Literal["rating", "comparison", "ranking", "correction", "demonstration", "descriptive"]
 
@@ -16,7 +16,7 @@ class Params(BaseParams):
 
     policy: ModelName = Field(description="the model whose replies are the response pool")
     backbone: ModelName = Field(description="frozen backbone whose features the reward models read")
-    prompts: PosInt = Field(240, description="verifiable-instruction prompts (rlhf_nb.gold) in the response pool")
+    prompts: PosInt = Field(240, description="verifiable-instruction prompts (rlhf_nb.tasks.gold) in the response pool")
     instructions: tuple[PosInt, PosInt] = Field((2, 3), description="instructions per prompt (min, max): more "
                                                                     "levels of the gold than one or two")
     test_fraction: float = Field(0.35, gt=0, lt=1, description="share of prompts held out for evaluation (split "

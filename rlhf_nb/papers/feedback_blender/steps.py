@@ -2,7 +2,7 @@
 simulated annotator that gives every feedback type at several budgets and noise levels.
 
 **The simulated annotator.** Each response has a gold score (the share of its prompt's verifiable instructions
-it follows, :mod:`rlhf_nb.gold`). The annotator perceives a response's quality as ``gold + e`` with
+it follows, :mod:`rlhf_nb.tasks.gold`). The annotator perceives a response's quality as ``gold + e`` with
 ``e ~ N(0, noise)``, drawn afresh for every event, and each instruction's fulfilment as ``followed + e > 0.5``:
 
 * ``rating``: ``round(scale * perceived)`` clipped to ``0..scale``, for one random response of a random prompt;
@@ -10,12 +10,12 @@ it follows, :mod:`rlhf_nb.gold`). The annotator perceives a response's quality a
 * ``comparison``: the perceived better of two random responses of a prompt (a tie when they look equal);
 * ``ranking``: all responses of a prompt ordered by perceived quality;
 * ``correction``: a response that misses an instruction, edited so that it follows one more (a minimal,
-  verified edit: :func:`rlhf_nb.gold.fix`); the edit is preferred to the original;
+  verified edit: :func:`rlhf_nb.tasks.gold.fix`); the edit is preferred to the original;
 * ``demonstration``: the prompt's best response with every failed instruction fixed
-  (:func:`rlhf_nb.gold.fix_all`), preferred to every response shown.
+  (:func:`rlhf_nb.tasks.gold.fix_all`), preferred to every response shown.
 
 Constructive feedback is written by the oracle, so the noise acts on evaluative and comparative feedback only.
-Events go through the same :func:`rlhf_nb.feedback.translate` as a person's. Every event is one unit of
+Events go through the same :func:`rlhf_nb.train.feedback.translate` as a person's. Every event is one unit of
 budget (a ranking of 4 yields 6 pairs, a demonstration 4: that is what the type is worth per event).
 """
 
@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from ... import gold
-from ...feedback import LEARNED, Event, FeedbackLog, Targets, fit, fit_ensemble, translate
-from ...feedback_panel import FeedbackPanel, Item
-from ...models import Loaded
-from ...train.reward import Featurizer
-from .params import Params
+from rlhf_nb.lm.models import Loaded
+from rlhf_nb.notebook.feedback_panel import FeedbackPanel, Item
+from rlhf_nb.papers.feedback_blender.params import Params
+from rlhf_nb.tasks import gold
+from rlhf_nb.train.feedback import LEARNED, Event, FeedbackLog, Targets, fit, fit_ensemble, translate
+from rlhf_nb.train.reward import Featurizer
 
 
 @dataclass

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ... import claims as C
-from ... import gold
+from rlhf_nb.evidence import claims as C
+from rlhf_nb.tasks import gold
 
 PAPER = "Bai et al. 2022 (arXiv 2204.05862)"
 SETS = ("helpful", "harmless")

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from ... import stats
-from ...figures import Figures, band, bars, chance
-from .claims import SETS, matrix
+from rlhf_nb.evidence import stats
+from rlhf_nb.notebook.figures import Figures, band, bars, chance
+from rlhf_nb.papers.hh_rlhf.claims import SETS, matrix
 
 FIGURES = Figures()
 

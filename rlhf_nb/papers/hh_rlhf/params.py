@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ...params import (
+from rlhf_nb.notebook.params import (
     BaseParams,
     DataSource,
     DPOSection,

@@ -2,7 +2,7 @@
 
 1. **Preference models, cross-evaluated.** Harmless pairs are HH-RLHF harmless-base (human labels). Helpful pairs
    are HH-RLHF helpful-base from the hub where it can be reached; offline they are pairs of the policy's own
-   samples to verifiable-instruction prompts, labelled by the gold (``rlhf_nb.gold``): "helpful" here means
+   samples to verifiable-instruction prompts, labelled by the gold (``rlhf_nb.tasks.gold``): "helpful" here means
    following the user's checkable instructions. Helpful-only, harmless-only and mixed Bradley-Terry heads on a
    frozen backbone, each fitted ``seeds`` times on random 80% subsets, are scored on both held-out sets.
 2. **PM accuracy vs data** (mixed PM, several training sizes, every size and seed) and vs backbone size.
@@ -23,14 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from ... import gold
-from ...data import PreferencePair, load_hh_rlhf, load_humaneval
-from ...evaluate import greedy
-from ...forgetting import Scored, coding
-from ...gold import GoldSamples, sample_with_gold  # noqa: F401 - sample_with_gold is used by the notebook
-from ...models import Loaded, count_parameters, load, merged
-from ...train.reward import LinearBT, fit_linear_bt, length_outcomes, pair_outcomes
-from .params import Params
+from rlhf_nb.evidence import claims as C
+from rlhf_nb.lm.evaluate import greedy
+from rlhf_nb.lm.models import Loaded, count_parameters, load, merged
+from rlhf_nb.papers.hh_rlhf.params import Params
+from rlhf_nb.rewards.forgetting import Scored, coding
+from rlhf_nb.tasks import gold
+from rlhf_nb.tasks.data import PreferencePair, load_hh_rlhf, load_humaneval
+from rlhf_nb.tasks.gold import GoldSamples, sample_with_gold  # noqa: F401 - sample_with_gold is used by the notebook
+from rlhf_nb.train.reward import LinearBT, fit_linear_bt, length_outcomes, pair_outcomes
 
 SETS = ("helpful", "harmless")
 
@@ -264,14 +265,14 @@ def evaluate_policy(loaded: Loaded, arm: str, seed: int | None, prompts: list[go
 
 def humaneval_pass(loaded: Loaded, P: Params) -> Scored:
     """Greedy pass@1 per task on the first ``humaneval_tasks`` HumanEval tasks, by the forgetting suite's evaluator
-    (:func:`rlhf_nb.forgetting.coding`), so 01's alignment tax and 04's forgetting read alike."""
+    (:func:`rlhf_nb.rewards.forgetting.coding`), so 01's alignment tax and 04's forgetting read alike."""
     return coding(loaded, load_humaneval(P.humaneval)[: P.humaneval_tasks])
 
 
 def rl_pairs(pms: PMs, split: TrainTestPM, samples: GoldSamples, prompts: list[gold.IFPrompt],
              finished_only: bool = True) -> list[PreferencePair]:
     """DPO pairs from the raw policy's samples to the RL prompts: best vs worst by the train PM (finished replies)."""
-    from ...train.online_dpo import best_vs_worst
+    from rlhf_nb.train.online_dpo import best_vs_worst
 
     messages = [p.messages() for p in prompts]
     keep = [[t for t, f in zip(row, fin) if f or not finished_only] for row, fin in zip(samples.texts, samples.finished)]
@@ -280,13 +281,19 @@ def rl_pairs(pms: PMs, split: TrainTestPM, samples: GoldSamples, prompts: list[g
     return best_vs_worst([m for m, _ in rows], [r for _, r in rows], scores, tag="rl-")
 
 
+def code_off_floor(raw: PolicyEval) -> bool:
+    """Whether the raw model's HumanEval pass@1 is off the floor and ceiling: only then is there coding skill for the
+    trained policies to keep or lose (H5), so only then are they scored on it."""
+    return C.off_floor_and_ceiling("raw", sum(raw.humaneval) / len(raw.humaneval), len(raw.humaneval)).holds
+
+
 def train_arms(P: Params, prompts: Prompts, pms: PMs, split: TrainTestPM, rl_samples: GoldSamples | None, humaneval: bool,
                out_dir: str) -> list[PolicyEval]:
     """The trained RLHF arms, ``seeds`` runs each, evaluated on the held-out prompts."""
     import torch
 
-    from ...train.dpo import train_dpo
-    from ...train.ppo import train_ppo
+    from rlhf_nb.train.dpo import train_dpo
+    from rlhf_nb.train.ppo import train_ppo
 
     out = []
     pairs = (rl_pairs(pms, split, rl_samples, prompts.rl, P.finished_only)

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ... import claims as C
-from ... import stats
-from ...metrics import pass_at_k
+from rlhf_nb.evidence import claims as C
+from rlhf_nb.evidence import stats
+from rlhf_nb.evidence.metrics import pass_at_k
 
 PAPER = "pass@k vs model size, RLHF vs independent sampling (CodeT5+ protocol)"
 EVALPLUS = "EvalPlus (Liu et al. 2023)"

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from ... import stats
-from ...figures import Figures, band, bars
-from .claims import arms, cap_rate, catch_up, n_samples, pass1, per_task, runs
+from rlhf_nb.evidence import stats
+from rlhf_nb.notebook.figures import Figures, band, bars
+from rlhf_nb.papers.passk.claims import arms, cap_rate, catch_up, n_samples, pass1, per_task, runs
 
 FIGURES = Figures()
 

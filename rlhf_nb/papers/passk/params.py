@@ -6,9 +6,20 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ...models import classify
-from ...params import (BaseParams, DataSource, DPOSection, Fraction, LoraSection, ModelName, OptionalData, PosFloat,
-                       PosInt, SamplingSection, Section)
+from rlhf_nb.lm.models import classify
+from rlhf_nb.notebook.params import (
+    BaseParams,
+    DataSource,
+    DPOSection,
+    Fraction,
+    LoraSection,
+    ModelName,
+    OptionalData,
+    PosFloat,
+    PosInt,
+    SamplingSection,
+    Section,
+)
 
 
 class Size(Section):

@@ -19,14 +19,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...data import CodeTask, PreferencePair, load_humaneval, load_humaneval_plus, load_mbpp
-from ...generation import Done, GenerationStats, SamplingConfig, generate, render_prompt
-from ...metrics import pairwise_edit_distances
-from ...models import Loaded, load, merged
-from ...rewards.code import (cached_reference, check_programs, check_programs_plus, code_done, code_prompt, data_id,
-                             extract_code)
-from ...sandbox import Limits
-from .params import Params, Size
+from rlhf_nb.evidence.metrics import pairwise_edit_distances
+from rlhf_nb.lm.generation import Done, GenerationStats, SamplingConfig, generate, render_prompt
+from rlhf_nb.lm.models import Loaded, load, merged
+from rlhf_nb.papers.passk.params import Params, Size
+from rlhf_nb.rewards.code import (
+    cached_reference,
+    check_programs,
+    check_programs_plus,
+    code_done,
+    code_prompt,
+    data_id,
+    extract_code,
+)
+from rlhf_nb.sandbox import Limits
+from rlhf_nb.tasks.data import CodeTask, PreferencePair, load_humaneval, load_humaneval_plus, load_mbpp
 
 FENCE = "```python\n"
 COMPLETION_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ")
@@ -254,7 +261,7 @@ def execution_pairs(loaded: Loaded, tasks: Tasks, fmt: str, P: Params) -> tuple[
 
 def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path) -> tuple[list[ModelRun], Tuning]:
     """Untuned evaluation, then the tuned arm: a published checkpoint, or DPO here once per seed."""
-    from ...train.dpo import train_dpo
+    from rlhf_nb.train.dpo import train_dpo
 
     size = P.sizes[index]
     runs: list[ModelRun] = []

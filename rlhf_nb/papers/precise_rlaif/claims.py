@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ... import claims as C
-from ... import stats
+from rlhf_nb.evidence import claims as C
+from rlhf_nb.evidence import stats
+from rlhf_nb.papers.precise_rlaif.judging import judge_agreement, judge_premise
 
 PAPER = "Precise RLAIF (Peña 2025)"
 TABLE1 = {"SFT": 42.1, "DPO": 68.5, "Precise RLAIF": 75.2}  # win rate vs the base Qwen2.5-0.5B, Nemotron-70B judge
@@ -59,19 +60,12 @@ def win_outcomes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def judge_outcomes(results: dict[str, Any]) -> list[float]:
-    from .steps import judge_agreement
-
     data = _data(results)
     return judge_agreement(data.get("judge_validation") or data.get("sequence", {}).get("judged", []))
 
 
 def judge_validated(results: dict[str, Any]) -> C.Premise:
     return judge_premise(judge_outcomes(results))
-
-
-def judge_premise(outcomes: list[float]) -> C.Premise:
-    """The judge beats chance on pairs whose gold differs (``outcomes`` from :func:`steps.judge_agreement`)."""
-    return C.validated_on("judge (agreement with the gold)", outcomes)
 
 
 def moved(results: dict[str, Any], arm: str) -> C.Premise:
@@ -305,7 +299,7 @@ def finding_arms(results: dict[str, Any]) -> str:
 
 
 def forgetting_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    from ...metrics import bleu
+    from rlhf_nb.evidence.metrics import bleu
 
     start = arms(results)["start"]
     after = trained(results, main_arm(results))

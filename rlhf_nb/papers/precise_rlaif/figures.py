@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ...figures import Figures, bars
-from .claims import TASKS, arms, main_arm, table1_rows, trained
-from .steps import STAGES
+from rlhf_nb.notebook.figures import Figures, bars
+from rlhf_nb.papers.precise_rlaif.claims import TASKS, arms, main_arm, table1_rows, trained
+from rlhf_nb.papers.precise_rlaif.steps import STAGES
 
 FIGURES = Figures()
 

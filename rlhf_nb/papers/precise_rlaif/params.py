@@ -6,8 +6,20 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ...params import (BaseParams, DataSource, DPOSection, Fraction, LoraSection, ModelName, NonNegInt,
-                       OptionalModel, PosFloat, PosInt, SamplingSection, Section)
+from rlhf_nb.notebook.params import (
+    BaseParams,
+    DataSource,
+    DPOSection,
+    Fraction,
+    LoraSection,
+    ModelName,
+    NonNegInt,
+    OptionalModel,
+    PosFloat,
+    PosInt,
+    SamplingSection,
+    Section,
+)
 
 Principle = Literal["instruction-following", "helpfulness", "truthfulness", "all"]
 
@@ -22,7 +34,7 @@ PRINCIPLES: dict[str, str] = {
 
 
 class Splits(Section):
-    """Verifiable-instruction prompts (rlhf_nb.gold), split so that no base request is in two sets."""
+    """Verifiable-instruction prompts (rlhf_nb.tasks.gold), split so that no base request is in two sets."""
 
     train: PosInt = Field(64, description="prompts whose answers are degraded into pairs (and give the sequence-level "
                                           "control its pairs)")
@@ -117,8 +129,8 @@ class Params(BaseParams):
         if source == "gnome-user-docs":
             import shutil
 
-            from ...data import DataError
-            from ...parallel import gnome_help_root
+            from rlhf_nb.core.errors import DataError
+            from rlhf_nb.tasks.parallel import gnome_help_root
 
             try:
                 gnome_help_root(fetch=False)

@@ -2,7 +2,7 @@
 
 1. **Chosen answers.** The DPO-stage policy answers each training prompt ``answers.n`` times; the first answer that
    ended on its own and has at least ``min_sentences`` degradable sentences is the chosen side. The prompts carry
-   verifiable instructions (:mod:`rlhf_nb.gold`), but the gold is never used to build training data: it only
+   verifiable instructions (:mod:`rlhf_nb.tasks.gold`), but the gold is never used to build training data: it only
    judges the policies on held-out prompts (and checks the judge).
 2. **Sentence-level degradation.** For up to ``per_answer`` different sentences of a chosen answer, an instruct
    model (the *degrader*) rewrites that sentence to be worse under a principle; the rejected side is the chosen
@@ -31,15 +31,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ... import gold
-from ...data import PreferencePair, load_gsm8k, load_humaneval
-from ...evaluate import greedy, sample
-from ...forgetting import Scored
-from ...generation import SamplingConfig
-from ...gold import GoldSamples, sample_with_gold  # noqa: F401 - used by the notebook
-from ...models import Loaded, load, merged
-from ...rewards.judge import PAIRWISE_TEMPLATES, LogProbJudge
-from .params import PRINCIPLES, Params
+from rlhf_nb.lm.evaluate import greedy, sample
+from rlhf_nb.lm.generation import SamplingConfig
+from rlhf_nb.lm.models import Loaded, load, merged
+from rlhf_nb.papers.precise_rlaif.judging import judge_agreement, judge_premise
+from rlhf_nb.papers.precise_rlaif.params import PRINCIPLES, Params
+from rlhf_nb.rewards.forgetting import Scored
+from rlhf_nb.rewards.judge import PAIRWISE_TEMPLATES, LogProbJudge
+from rlhf_nb.tasks import gold
+from rlhf_nb.tasks.data import PreferencePair, load_gsm8k, load_humaneval
+from rlhf_nb.tasks.gold import GoldSamples, sample_with_gold  # noqa: F401 - used by the notebook
 
 # ----------------------------------------------------------------------------------------------
 # sentences
@@ -318,21 +319,10 @@ def validate_judge(judge: LogProbJudge, prompts: Prompts, answers: GoldSamples, 
 def judge_filter(P: Params, validation: list[dict[str, Any]]) -> dict[str, Any]:
     """Whether the degradations go through the judge filter: ``always``, ``never``, or (``if-validated``) only when
     the judge beats chance on ``validation`` by the same rule as R1c's premise (interval bottom above 50%)."""
-    from .claims import judge_premise
-
     premise = judge_premise(judge_agreement(validation))
     mode = P.degrade.judge_filter
     applied = mode == "always" or (mode == "if-validated" and premise.holds)
     return {"mode": mode, "applied": applied, "validated": premise.holds, "detail": premise.detail}
-
-
-def judge_agreement(judged: list[dict[str, Any]]) -> list[float]:
-    """Per judged pair whose gold scores differ: 1 if the judge prefers the gold-better answer, 0 if not, 0.5 on a
-    tie (the judge's validation, both orders averaged)."""
-    from ...claims import preference_outcomes
-
-    better = [r["p_a"] if r["gold_a"] > r["gold_b"] else 1 - r["p_a"] for r in judged if r["gold_a"] != r["gold_b"]]
-    return preference_outcomes(better).tolist()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -373,7 +363,7 @@ def train_arm(P: Params, prompts: Prompts, pairs: list[PreferencePair], arm: str
     """DPO with LoRA from the policy on ``pairs``; the adapter folded in; evaluated (and the forgetting suite)."""
     import torch
 
-    from ...train.dpo import train_dpo
+    from rlhf_nb.train.dpo import train_dpo
 
     torch.manual_seed(seed)
     started = time.perf_counter()
@@ -398,11 +388,11 @@ def train_arm(P: Params, prompts: Prompts, pairs: list[PreferencePair], arm: str
 
 
 class Forgetting:
-    """HumanEval, GSM8K and En->Fr translation items, loaded once; measured by :mod:`rlhf_nb.forgetting` (the
+    """HumanEval, GSM8K and En->Fr translation items, loaded once; measured by :mod:`rlhf_nb.rewards.forgetting` (the
     evaluator 01's alignment tax uses too)."""
 
     def __init__(self, P: Params):
-        from ...parallel import load_en_fr
+        from rlhf_nb.tasks.parallel import load_en_fr
 
         F = P.forgetting
         self.P = F
@@ -417,7 +407,7 @@ class Forgetting:
         """Per task, per item in points: passed (0/100), correct (0/100), sentence BLEU (0-100); with which
         replies were cut off and the translations (for the corpus BLEU). ``seconds`` (optional) gets each task's
         wall time."""
-        from ... import forgetting
+        from rlhf_nb.rewards import forgetting
 
         todo = [t for t in ("humaneval", "gsm8k", "bleu") if only is None or t in only]
         tasks = {"humaneval": (self.code, lambda: _points(forgetting.coding(loaded, self.code, self.P.max_new_tokens))),

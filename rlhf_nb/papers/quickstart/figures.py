@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...figures import Figures, bars
-from ...stats import wilson
+from rlhf_nb.evidence.stats import wilson
+from rlhf_nb.notebook.figures import Figures, bars
 
 FIGURES = Figures()
 
@@ -29,7 +29,7 @@ def lengths(results: dict[str, Any]):
     import seaborn as sns
     from matplotlib.ticker import MaxNLocator
 
-    from ...figures import token_cap
+    from rlhf_nb.notebook.figures import token_cap
 
     samples = results["data"]["scored"]
     fig, ax = plt.subplots(figsize=(6, 3))

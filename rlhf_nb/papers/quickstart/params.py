@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from ...params import BaseParams, DataSource, ModelName, PosFloat, SamplingSection
+from rlhf_nb.notebook.params import BaseParams, DataSource, ModelName, PosFloat, SamplingSection
 
 
 class Params(BaseParams):
@@ -24,7 +24,8 @@ class Params(BaseParams):
 
     def check(self) -> list[str]:
         """The HumanEval source reads and has every task id (checked before any model loads)."""
-        from ...data import DataError, load_humaneval, select_tasks
+        from rlhf_nb.core.errors import DataError
+        from rlhf_nb.tasks.data import load_humaneval, select_tasks
 
         try:
             tasks = load_humaneval(self.humaneval)

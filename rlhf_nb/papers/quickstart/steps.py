@@ -6,13 +6,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...data import CodeTask, load_humaneval, select_tasks
-from ...generation import GenerationStats, SamplingConfig, generate
-from ...metrics import pass_at_k
-from ...models import Loaded
-from ...rewards.code import check_programs, code_prompt, extract_code
-from ...sandbox import Limits
-from .params import Params
+from rlhf_nb.evidence.metrics import pass_at_k
+from rlhf_nb.lm.generation import GenerationStats, SamplingConfig, generate
+from rlhf_nb.lm.models import Loaded
+from rlhf_nb.papers.quickstart.params import Params
+from rlhf_nb.rewards.code import check_programs, code_prompt, extract_code
+from rlhf_nb.sandbox import Limits
+from rlhf_nb.tasks.data import CodeTask, load_humaneval, select_tasks
 
 
 def chat(policy: Loaded, text: str, max_new_tokens: int = 64) -> str:
@@ -61,7 +61,7 @@ def per_task(scored: list[dict]) -> list[dict]:
 
 
 def summary(scored: list[dict]) -> dict[str, float]:
-    from ...rewards.code import pass_at_k_table
+    from rlhf_nb.rewards.code import pass_at_k_table
 
     n = min(r["n"] for r in per_task(scored))
     return {**pass_at_k_table(scored, sorted({1, n})), "samples": len(scored),

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ... import claims as C
-from ... import gold, stats
+from rlhf_nb.evidence import claims as C
+from rlhf_nb.evidence import stats
+from rlhf_nb.tasks import gold
 
 PAPER = "RLHF Workflow (Xiong, Dong et al. 2024)"
 NUMBERS = {"bt_rewardbench": 83.6, "pairwise_rewardbench": 85.7, "lc_alpacaeval2": 31.3, "lc_alpacaeval2_sft": 12.7}

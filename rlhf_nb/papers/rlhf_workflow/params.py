@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from ...params import (
+from rlhf_nb.notebook.params import (
     BaseParams,
     DPOSection,
     HeadSection,
@@ -20,7 +20,7 @@ from ...params import (
 
 
 class PromptSplits(Section):
-    """Verifiable-instruction prompts (rlhf_nb.gold), split so that no base request is in two sets."""
+    """Verifiable-instruction prompts (rlhf_nb.tasks.gold), split so that no base request is in two sets."""
 
     rm: PosInt = Field(160, description="prompts whose sampled replies, labelled by the gold, train the reward models")
     online: PosInt = Field(32, description="prompts for the DPO rounds (iterations x prompts_per_iteration); the "

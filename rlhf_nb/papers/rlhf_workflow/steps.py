@@ -1,4 +1,4 @@
-"""Steps of ``notebooks/05_online_iterative_dpo.ipynb`` on the gold-reward testbed (:mod:`rlhf_nb.gold`).
+"""Steps of ``notebooks/05_online_iterative_dpo.ipynb`` on the gold-reward testbed (:mod:`rlhf_nb.tasks.gold`).
 
 1. **Reward models.** The policy samples ``rm_samples`` replies to each reward-model prompt; the gold (IFEval's
    checkers) labels the best and the worst of them, so both sides of a pair come from the same policy for the
@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from ... import gold
-from ...data import PreferencePair, load_hh_rlhf
-from ...evaluate import Replies, greedy, sample  # noqa: F401 - sample is used by the notebook
-from ...gold import GoldSamples, with_gold  # noqa: F401 - with_gold is used by the notebook
-from ...models import Loaded, load, merged_while
-from ...train.reward import Featurizer, LinearBT, LinearPairwise, fit_linear_bt, fit_linear_pairwise
-from .params import Params
+from rlhf_nb.lm.evaluate import Replies, greedy, sample  # noqa: F401 - sample is used by the notebook
+from rlhf_nb.lm.models import Loaded, load, merged_while
+from rlhf_nb.papers.rlhf_workflow.params import Params
+from rlhf_nb.tasks import gold
+from rlhf_nb.tasks.data import PreferencePair, load_hh_rlhf
+from rlhf_nb.tasks.gold import GoldSamples, with_gold  # noqa: F401 - with_gold is used by the notebook
+from rlhf_nb.train.reward import Featurizer, LinearBT, LinearPairwise, fit_linear_bt, fit_linear_pairwise
 
 
 @dataclass
@@ -114,7 +114,7 @@ def train_reward_models(backbone: Loaded, data: RMData, P: Params) -> RewardMode
 def rm_accuracy(rms: RewardModels, data: RMData) -> list[dict[str, Any]]:
     """Per model and source: each held-out pair's outcome (1 right, 0 wrong, 0.5 tie), and the outcomes of a
     length-only baseline (the longer reply is preferred) on the same pairs."""
-    from ...train.reward import length_outcomes, pair_outcomes
+    from rlhf_nb.train.reward import length_outcomes, pair_outcomes
 
     rows = []
     for source, pairs in data.test.items():
@@ -168,7 +168,7 @@ def online(P: Params, prompts: Prompts, rms: RewardModels, seed: int, out_dir: s
     """Online iterative DPO (``rlhf_nb.train.online_dpo``) ranked by the BT RM; a snapshot after every round."""
     import torch
 
-    from ...train.online_dpo import IterativeDPOConfig, iterative_dpo
+    from rlhf_nb.train.online_dpo import IterativeDPOConfig, iterative_dpo
 
     torch.manual_seed(seed)
     policy = load(P.policy, lora=P.lora.spec())
@@ -204,8 +204,8 @@ def offline(P: Params, prompts: Prompts, rms: RewardModels, replies: Replies, n_
     of them (the online run's count), one pass; returns the snapshot and the number of pairs used."""
     import torch
 
-    from ...train.dpo import train_dpo
-    from ...train.online_dpo import best_vs_worst
+    from rlhf_nb.train.dpo import train_dpo
+    from rlhf_nb.train.online_dpo import best_vs_worst
 
     messages = [p.messages() for p in prompts.online]
     flat = rms.score([m for m, row in zip(messages, replies.texts) for _ in row],

@@ -270,10 +270,10 @@ def fit_values(x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> np.ndarray:
 
 def fit_pairs(better: np.ndarray, worse: np.ndarray, l2: float = 1.0) -> np.ndarray:
     """Bradley-Terry on feature differences (L-BFGS, the solver of the linear BT heads)."""
-    from .train.reward import _logistic
+    from rlhf_nb.train.reward import logistic
 
     d = better - worse
-    return _logistic(d, np.ones(len(d)), l2, bias=False)
+    return logistic(d, np.ones(len(d)), l2, bias=False)
 
 
 def fit(kind: str, targets: Targets, features: Mapping[str, np.ndarray], l2: float = 1.0) -> LinearReward | None:

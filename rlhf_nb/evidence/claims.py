@@ -13,7 +13,7 @@ A claim is tested by one of six kinds of test, each a function here that takes p
   mean curve is linear in a variable, r above a threshold);
 * :func:`proportion` - a rate against a fixed value, with a Wilson interval and an exact binomial test against it.
 
-Conventions every test follows (the statistics themselves live in :mod:`rlhf_nb.stats`):
+Conventions every test follows (the statistics themselves live in :mod:`rlhf_nb.evidence.stats`):
 
 * ``effect`` is signed so that **positive supports the paper**; ``ci`` is its 95% interval; ``p`` is one-sided in
   the paper's direction; :func:`finalize` adds the Holm-adjusted ``p_adj`` over a notebook's claims and the verdict.
@@ -22,11 +22,11 @@ Conventions every test follows (the statistics themselves live in :mod:`rlhf_nb.
   every test takes ``clusters`` (one label per item) and then works on cluster means, so resampling and sign flips
   move whole prompts. Intervals come from a **crossed bootstrap** that resamples items and, independently per arm,
   seeds; p-values from exact or Monte-Carlo **sign-flip tests** over items (on the seed means). Where an arm holds
-  several seeds, a **t test on the crossed standard error** (:func:`rlhf_nb.stats.crossed_se`) joins them: the
+  several seeds, a **t test on the crossed standard error** (:func:`rlhf_nb.evidence.stats.crossed_se`) joins them: the
   larger p counts and the interval is the envelope of the two.
 * A margin test (non-inferiority, equivalence) on a **bounded, discrete outcome** (pass/fail, 0-100 points with
   many ties: give ``scale``, the outcome's range) uses the **score test** whose null sits at the margin, with the
-  variance under that null (:func:`rlhf_nb.stats.score_test`, Tango 1998 generalised), and the interval that
+  variance under that null (:func:`rlhf_nb.evidence.stats.score_test`, Tango 1998 generalised), and the interval that
   inverts it: a sign flip of d + margin would count every tied item as evidence.
 * ``mde`` is the minimal detectable effect at 80% power and one-sided alpha 0.05: (z_0.95 + z_0.80) x SE (with
   several seeds: t quantiles at the crossed degrees of freedom, times the larger standard error).
@@ -54,7 +54,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .stats import (
+from rlhf_nb.evidence.stats import (
     ALPHA,
     N_BOOT,
     N_PERM,
@@ -71,7 +71,7 @@ from .stats import (
     sign_flip_p,
     wilson,
 )
-from .stats import Z_POWER as _Z
+from rlhf_nb.evidence.stats import Z_POWER as _Z
 
 Kind = Literal["superiority", "non-inferiority", "equivalence", "trend", "association", "proportion"]
 KINDS: tuple[str, ...] = ("superiority", "non-inferiority", "equivalence", "trend", "association", "proportion")
@@ -301,7 +301,7 @@ def non_inferiority(a: Any, b: Any, margin: float, *, scale: float | None, clust
     ``scale`` is the outcome's range (1 for pass/fail or pair outcomes, 100 for points) when it is bounded and
     discrete, so that most items tie and a loss can hide in items not drawn: p is then the score test of
     H0: mean difference = -margin with the variance under that null, and the interval inverts it
-    (:func:`rlhf_nb.stats.score_test`). ``None`` for a continuous score (sentence BLEU): a sign flip of d + margin
+    (:func:`rlhf_nb.evidence.stats.score_test`). ``None`` for a continuous score (sentence BLEU): a sign flip of d + margin
     and the bootstrap interval, which see its spread."""
     _check_scale(margin, scale)
     A, B = _paired_arms(a, b, clusters)

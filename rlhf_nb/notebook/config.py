@@ -11,14 +11,13 @@ A params file looks like::
       gpu:   {model: HuggingFaceTB/SmolLM2-135M-Instruct, load_in_4bit: true}
 
 Each notebook's schema is its paper's ``Params`` (``rlhf_nb/papers/<paper>/params.py``, built from
-:mod:`rlhf_nb.params`); the YAML holds only overrides of its defaults. Validation is strict (no unknown
+:mod:`rlhf_nb.notebook.params`); the YAML holds only overrides of its defaults. Validation is strict (no unknown
 keys, no silent type coercion) and fast (no torch import unless the profile is ``auto``), and every
 error names the notebook, the profile and the key.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Any
@@ -26,25 +25,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from rlhf_nb.core.errors import ParamError
+from rlhf_nb.core.paths import project_root
+from rlhf_nb.core.text import did_you_mean
+
 PROFILES = ("smoke", "cpu", "gpu")
-
-
-class ParamError(ValueError):
-    """Invalid parameters; the message names the notebook, profile and key."""
-
-
-def project_root(start: Path | None = None) -> Path:
-    """The folder holding ``params/`` and ``notebooks/``: ``$RLHF_NB_ROOT``, else searched upwards from cwd."""
-    if env := os.environ.get("RLHF_NB_ROOT"):
-        return Path(env).resolve()
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "params").is_dir() and (folder / "notebooks").is_dir():
-            return folder
-    package_parent = Path(__file__).resolve().parent.parent  # editable install / source checkout
-    if (package_parent / "params").is_dir():
-        return package_parent
-    raise ParamError(f"no rlhf-nb project (a folder with params/ and notebooks/) at or above {here}")
 
 
 def default_profile() -> str:
@@ -68,18 +53,6 @@ def resolve_profile(profile: str | None) -> str:
 
 def params_file(notebook: str, root: Path | None = None) -> Path:
     return (root or project_root()) / "params" / f"{notebook}.yaml"
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``key=value`` from the command line; the value is read as YAML (``n=3`` -> int, ``x=[1,2]`` -> list)."""
-    if "=" not in text:
-        raise ParamError(f"override {text!r} is not of the form key=value")
-    key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw else ""
-    except yaml.YAMLError as err:
-        raise ParamError(f"override {key}: value {raw!r} is not valid YAML ({err})") from err
-    return key.strip(), value
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -120,8 +93,7 @@ def raw_params(notebook: str, profile: str, overrides: dict[str, Any] | None = N
 def _describe(err: dict[str, Any], fields: list[str]) -> str:
     key = ".".join(str(p) for p in err["loc"]) or "(root)"
     if err["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(str(err["loc"][-1]), fields, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(fields)})"
+        hint = did_you_mean(str(err["loc"][-1]), fields) or f" (known: {', '.join(fields)})"
         return f"unknown parameter {key!r}{hint}"
     if not err["loc"]:  # a rule across several parameters
         return str(err["msg"]).removeprefix("Value error, ")
@@ -131,10 +103,10 @@ def _describe(err: dict[str, Any], fields: list[str]) -> str:
 
 
 def validate(notebook: str, raw: dict[str, Any], profile: str) -> BaseModel:
-    from .papers import NOTEBOOKS, params_class
+    from rlhf_nb.notebook.registry import notebooks, params_class
 
-    if notebook not in NOTEBOOKS:
-        raise ParamError(f"notebook {notebook!r} has no parameter schema (known: {', '.join(NOTEBOOKS)})")
+    if notebook not in notebooks():
+        raise ParamError(f"notebook {notebook!r} has no parameter schema (known: {', '.join(notebooks())})")
     schema = params_class(notebook)
     try:
         return schema.model_validate(_merge(_section_defaults(schema), raw))
@@ -170,7 +142,7 @@ def _fields_at(schema: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 
 
 def _set(raw: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``a.b[2].c`` in a nested mapping (as produced by :func:`rlhf_nb.params.fields_of_kind`)."""
+    """Set ``a.b[2].c`` in a nested mapping (as produced by :func:`rlhf_nb.notebook.params.fields_of_kind`)."""
     import re
 
     parts = [p for p in re.split(r"\.|\[(\d+)\]", dotted) if p]
@@ -190,7 +162,7 @@ def load_params(
 ) -> tuple[str, BaseModel]:
     """Resolve the profile and return ``(profile, params)``; with ``check_inputs`` also check that
     data files exist and models are available (cheap checks, nothing is loaded)."""
-    from .params import data_fields
+    from rlhf_nb.notebook.params import data_fields
 
     profile = resolve_profile(profile)
     root = root or project_root()
@@ -210,9 +182,9 @@ def load_params(
 
 def preflight(notebook: str, profile: str, params: BaseModel) -> None:
     """Existence of data files and availability of models named in the params."""
-    from .data import DataError
-    from .models import ModelError, check_available
-    from .params import data_fields, model_fields
+    from rlhf_nb.core.errors import DataError
+    from rlhf_nb.lm.models import ModelError, check_available
+    from rlhf_nb.notebook.params import data_fields, model_fields
 
     problems = []
     for key, value in data_fields(params):

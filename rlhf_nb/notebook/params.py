@@ -16,7 +16,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from .models import classify
+from rlhf_nb.core.text import did_you_mean
+from rlhf_nb.lm.models import classify
 
 
 def _model_name(value: str) -> str:
@@ -41,7 +42,7 @@ NonNegInt = Annotated[int, Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0)]
 Probability = Annotated[float, Field(gt=0, le=1)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
-#: a system line before every verifiable-instruction request of the gold testbed (rlhf_nb.gold.IFPrompt.system)
+#: a system line before every verifiable-instruction request of the gold testbed (rlhf_nb.tasks.gold.IFPrompt.system)
 SystemLine = Annotated[str, Field(description="a system line the policy reads before every verifiable-instruction "
                                               "request (sampling, training and reward models alike); '' keeps the "
                                               "model's default")]
@@ -59,7 +60,7 @@ class BaseParams(Section):
     seed: int = Field(0, description="base random seed (data splits, sampling, training)")
     seeds: PosInt = Field(1, description="independent trainings per trained arm; intervals resample them")
     precision: Literal["auto", "bf16", "mixed", "fp32"] = Field(
-        "auto", description="rlhf_nb.device: auto = bf16 where the hardware is fast at it (on CPU only for models that "
+        "auto", description="rlhf_nb.lm.device: auto = bf16 where the hardware is fast at it (on CPU only for models that "
                             "do not train), else fp32; bf16/fp32 apply to everything; mixed = auto, but trl trainers "
                             "autocast to bf16 on fp32 weights with fp32 LoRA sums")
 
@@ -75,14 +76,14 @@ class HeadSection(Section):
     max_length: PosInt = Field(256, description="tokens per conversation read by the backbone (longer ones are cut)")
 
     def featurizer(self, loaded: Any, batch_size: int = 16):
-        from .train.reward import Featurizer
+        from rlhf_nb.train.reward import Featurizer
 
         return Featurizer(loaded.model, loaded.tokenizer, batch_size=batch_size, max_length=self.max_length,
                           pooling=self.pooling)
 
 
 class LoraSection(Section):
-    """peft LoRA adapters on every linear layer (rlhf_nb.models.load(lora=...))."""
+    """peft LoRA adapters on every linear layer (rlhf_nb.lm.models.load(lora=...))."""
 
     r: PosInt = Field(16, description="rank of the LoRA update")
     alpha: PosInt | None = Field(None, description="LoRA scaling alpha (update scale alpha / r); None: 2 r")
@@ -93,7 +94,7 @@ class LoraSection(Section):
 
 
 class SamplingSection(Section):
-    """How replies are drawn (see rlhf_nb.generation.SamplingConfig)."""
+    """How replies are drawn (see rlhf_nb.lm.generation.SamplingConfig)."""
 
     n: PosInt = Field(1, description="replies sampled per prompt")
     temperature: Annotated[float, Field(ge=0)] = Field(0.0, description="sampling temperature; 0: greedy")
@@ -104,7 +105,7 @@ class SamplingSection(Section):
                                                         "CPU, 64 on CUDA)")
 
     def config(self, seed: int = 0, n: int | None = None, stop: tuple[str, ...] = ()):
-        from .generation import SamplingConfig
+        from rlhf_nb.lm.generation import SamplingConfig
 
         return SamplingConfig(n=n or self.n, temperature=self.temperature, top_p=self.top_p,
                               max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, seed=seed, stop=stop)
@@ -123,6 +124,9 @@ class _TrlSection(Section):
     warmup_steps: Annotated[float, Field(ge=0)] | None = None  # transformers 5: a float in [0, 1) is a ratio
     lr_scheduler_type: str | None = None
     gradient_checkpointing: bool | None = None
+    report_to: str | list[str] | None = Field(
+        None, description="experiment tracking, passed through to trl: e.g. 'trackio' (a local dashboard that opens in "
+                          "JupyterLab; pip install trackio), 'tensorboard', 'wandb'; None: rlhf-nb's default 'none'")
     extra: dict[str, Any] = {}  # any other argument of the trl config, under trl's name
 
     def overrides(self) -> dict[str, Any]:
@@ -131,7 +135,7 @@ class _TrlSection(Section):
 
     def build(self, output_dir: str, seed: int = 0, **fixed: Any):
         """The routine's config (a trl config subclass) with these overrides, ``seed`` and ``output_dir``."""
-        from .experiment import import_ref
+        from rlhf_nb.core.refs import import_ref
 
         cls = import_ref(self.routine)
         return cls(output_dir=output_dir, seed=seed, data_seed=seed, **{**self.overrides(), **fixed})
@@ -184,7 +188,7 @@ class PPOSection(Section):
     adaptive_kl: bool | None = None
 
     def build(self, seed: int = 0, **fixed: Any):
-        from .train.ppo import PPOConfig
+        from rlhf_nb.train.ppo import PPOConfig
 
         values = {k: v for k, v in self.model_dump().items() if v is not None}
         return PPOConfig(seed=seed, progress=False, **{**values, **fixed})
@@ -197,7 +201,7 @@ def check_trl_extras(params: BaseModel) -> list[str]:
     """
     import dataclasses
 
-    from .experiment import import_ref
+    from rlhf_nb.core.refs import import_ref
 
     problems = []
     for path, section in _sections(params):
@@ -205,10 +209,7 @@ def check_trl_extras(params: BaseModel) -> list[str]:
             names = {f.name for f in dataclasses.fields(import_ref(section.routine))}
             for key in section.extra:
                 if key not in names:
-                    import difflib
-
-                    close = difflib.get_close_matches(key, sorted(names), n=1)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    hint = did_you_mean(key, names)
                     problems.append(f"parameter '{path}.extra.{key}': not an argument of {section.routine}{hint}")
     return problems
 
@@ -258,7 +259,7 @@ def routine_field(section: BaseModel, name: str) -> tuple[Any, str]:
     field's). Imports the routine (trl: a few seconds)."""
     import dataclasses
 
-    from .experiment import import_ref
+    from rlhf_nb.core.refs import import_ref
 
     routine = import_ref(section.routine if isinstance(section, _TrlSection) else "rlhf_nb.train.ppo:PPOConfig")
     found = {f.name: f for f in dataclasses.fields(routine)}.get(name)

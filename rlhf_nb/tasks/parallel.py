@@ -25,7 +25,8 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from .data import DataError, read_records, resolve_path
+from rlhf_nb.core.errors import DataError
+from rlhf_nb.tasks.data import read_records, resolve_path
 
 GNOME = "gnome-user-docs"
 SOURCES = (GNOME, "hub")

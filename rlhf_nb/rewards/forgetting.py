@@ -21,12 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data import CodeTask, DataError, MathTask, load_gsm8k, load_humaneval, read_records, resolve_path
-from .evaluate import Replies, greedy
-from .metrics import bleu
-from .stats import paired
-from .rewards.code import check_programs, code_done, code_prompt, extract_code
-from .rewards.math import is_correct, math_prompt
+from rlhf_nb.core.errors import DataError
+from rlhf_nb.evidence.metrics import bleu
+from rlhf_nb.evidence.stats import paired
+from rlhf_nb.lm.evaluate import Replies, greedy
+from rlhf_nb.rewards.code import check_programs, code_done, code_prompt, extract_code
+from rlhf_nb.rewards.math import is_correct, math_prompt
+from rlhf_nb.tasks.data import CodeTask, MathTask, load_gsm8k, load_humaneval, read_records, resolve_path
 
 TRANSLATE = "Translate into French. Reply with the translation only.\n\n{en}"
 
@@ -76,7 +77,7 @@ def math(loaded: Any, problems: list[MathTask], max_new_tokens: int = 384, batch
 def translation(loaded: Any, pairs: list[tuple[str, str]], max_new_tokens: int = 96, batch_size: int | None = None,
                 label: str = "En->Fr (greedy)") -> Scored:
     """Sentence BLEU (sacrebleu, 0-100) per pair of the reply's first line; ``outputs`` holds those lines, for a
-    corpus BLEU (:func:`rlhf_nb.metrics.bleu`)."""
+    corpus BLEU (:func:`rlhf_nb.evidence.metrics.bleu`)."""
     from sacrebleu.metrics import BLEU
 
     prompts = [[{"role": "user", "content": TRANSLATE.format(en=en)}] for en, _ in pairs]
@@ -95,7 +96,7 @@ class ForgettingConfig:
     translation_pairs: int = 50
     max_new_tokens: int = 384
     translation_tokens: int = 96
-    batch_size: int | None = None  # None: the machine's preferred batch for the model (rlhf_nb.evaluate)
+    batch_size: int | None = None  # None: the machine's preferred batch for the model (rlhf_nb.lm.evaluate)
 
 
 @dataclass
@@ -137,7 +138,7 @@ def run_suite(loaded: Any, config: ForgettingConfig = ForgettingConfig()) -> Sui
 
 def compare(before: SuiteResult, after: SuiteResult) -> list[dict[str, Any]]:
     """Rows per measurement: before, after, change with its 95% interval and the one-sided p-value of "after is worse
-    than before" (a significant drop is forgetting), by :func:`rlhf_nb.stats.paired`, as the claims compute them."""
+    than before" (a significant drop is forgetting), by :func:`rlhf_nb.evidence.stats.paired`, as the claims compute them."""
     rows = []
     for name, b in before.scores.items():
         a = after.scores.get(name)

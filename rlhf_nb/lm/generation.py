@@ -436,7 +436,7 @@ def generate(
             if config.temperature > 0:
                 generator = torch.Generator(device=device).manual_seed(config.seed * 100_003 + b)
             stop_check = _row_checker(tokenizer, config.stop, [done[i] for i, _ in batch] if done else None)
-            with torch.inference_mode():  # computes in the weights' dtype (see rlhf_nb.device)
+            with torch.inference_mode():  # computes in the weights' dtype (see rlhf_nb.lm.device)
                 rows = decode_batch(model, enc["input_ids"].to(device), enc["attention_mask"].to(device), config,
                                      eos, stop_check, generator, expand)
             for (i, j), (ids, ended) in zip(batch, rows):

@@ -271,7 +271,7 @@ class Paired:
 
 def paired(a: Any, b: Any, *, seed: int = 0) -> Paired:
     """Mean difference B - A over paired items (arrays (items,) or (seeds, items)), its crossed-bootstrap interval and
-    the sign-flip p on the seed means: the same numbers :func:`rlhf_nb.claims.superiority` starts from."""
+    the sign-flip p on the seed means: the same numbers :func:`rlhf_nb.evidence.claims.superiority` starts from."""
     A, B = arm(a), arm(b)
     if A.shape[1] != B.shape[1]:
         raise ValueError(f"paired arms need the same items ({A.shape[1]} vs {B.shape[1]})")

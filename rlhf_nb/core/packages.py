@@ -148,7 +148,7 @@ def install_base() -> None:
     pip_install_no_deps([req for module, req in BASE.items() if package_root(module) is None])
 
 
-if __name__ == "__main__":  # `python -m rlhf_nb.packages install-base` (used by the Makefile)
+if __name__ == "__main__":  # `python -m rlhf_nb.core.packages install-base` (used by the Makefile)
     if sys.argv[1:] != ["install-base"]:
-        sys.exit("usage: python -m rlhf_nb.packages install-base")
+        sys.exit("usage: python -m rlhf_nb.core.packages install-base")
     install_base()

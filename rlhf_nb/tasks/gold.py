@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data import load_prompts
+from rlhf_nb.tasks.data import load_prompts
 
 #: instructions used for synthetic prompts, with argument generators that keep replies short
 POOL: dict[str, Callable[[random.Random], dict[str, Any]]] = {
@@ -256,7 +256,7 @@ class GoldSamples:
 
 
 def with_gold(prompts: Sequence[IFPrompt], replies: Any) -> GoldSamples:
-    """Score :class:`rlhf_nb.evaluate.Replies` (one row per prompt) with the gold."""
+    """Score :class:`rlhf_nb.lm.evaluate.Replies` (one row per prompt) with the gold."""
     scores = [[if_score(p, t) for t in row] for p, row in zip(prompts, replies.texts)]
     return GoldSamples([p.id for p in prompts], replies.texts, scores, replies.tokens, replies.finished,
                        replies.tokens_per_s)
@@ -264,7 +264,7 @@ def with_gold(prompts: Sequence[IFPrompt], replies: Any) -> GoldSamples:
 
 def sample_with_gold(policy: Any, prompts: Sequence[IFPrompt], config: Any, label: str) -> GoldSamples:
     """``config.n`` replies per prompt from ``policy`` (a loaded model), scored by the gold."""
-    from .evaluate import sample
+    from rlhf_nb.lm.evaluate import sample
 
     return with_gold(prompts, sample(policy, [p.messages() for p in prompts], config, label))
 
@@ -343,7 +343,7 @@ def gold_pairs(prompts: Sequence[IFPrompt], replies: Sequence[Sequence[str]], sc
     token cap are left out when ``finished`` is given (a finished reply is preferred for what it says, not for
     being shorter).
     """
-    from .data import PreferencePair
+    from rlhf_nb.tasks.data import PreferencePair
 
     pairs = []
     for i, (prompt, texts, s) in enumerate(zip(prompts, replies, scores)):

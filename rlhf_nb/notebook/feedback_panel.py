@@ -1,4 +1,4 @@
-"""An ipywidgets panel that collects the feedback types of :mod:`rlhf_nb.feedback` in JupyterLab.
+"""An ipywidgets panel that collects the feedback types of :mod:`rlhf_nb.train.feedback` in JupyterLab.
 
 ``FeedbackPanel(items, log)`` shows one prompt and its responses (A, B, C, ...) at a time, with one tab per
 feedback type (which tabs appear is configurable, like RLHF-Blender's ``feedbackComponents``). Every submit
@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .feedback import TYPES, Event, FeedbackError, FeedbackLog
+from rlhf_nb.train.feedback import TYPES, Event, FeedbackError, FeedbackLog
 
 
 @dataclass

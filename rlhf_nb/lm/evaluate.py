@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .generation import Done, GenerationStats, SamplingConfig, generate
+from rlhf_nb.lm.generation import Done, GenerationStats, SamplingConfig, generate
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Replies:
 
 def sample(loaded: Any, prompts: list[Any], config: SamplingConfig, label: str = "sampling",
            done: Sequence[Done | None] | None = None) -> Replies:
-    """``config.n`` replies per prompt (chat messages or strings); ``done``: see :func:`rlhf_nb.generation.generate`."""
+    """``config.n`` replies per prompt (chat messages or strings); ``done``: see :func:`rlhf_nb.lm.generation.generate`."""
     stats = GenerationStats()
     out = generate(loaded.model, loaded.tokenizer, prompts, config, progress=label, stats=stats, done=done)
     return Replies([[s.text for s in per] for per in out], [[s.n_tokens for s in per] for per in out],

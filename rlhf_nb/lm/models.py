@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .packages import PACKAGED_MODELS, PackagedModel, ensure_model_packages, missing_parts, package_root
+from rlhf_nb.core.packages import PACKAGED_MODELS, PackagedModel, ensure_model_packages, missing_parts, package_root
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -316,7 +316,7 @@ def check_available(name: str) -> Kind:
 
 
 def default_device() -> str:
-    from .device import default_device as _default
+    from rlhf_nb.lm.device import default_device as _default
 
     return _default()
 
@@ -339,7 +339,7 @@ def load(
     the same backbone). ``load_in_4bit`` quantizes linear layers to NF4 with bitsandbytes; on CPU the
     AVX512-BF16 inference repacking is disabled so that gradients survive evaluation passes.
 
-    Weights follow the precision policy (:mod:`rlhf_nb.device`): bf16 on CUDA and on CPUs with fast bf16,
+    Weights follow the precision policy (:mod:`rlhf_nb.lm.device`): bf16 on CUDA and on CPUs with fast bf16,
     else fp32; a model loaded with ``lora`` follows the policy's ``training`` precision instead (fp32 on CPU
     under ``auto``: bf16 would round the adapter's small updates away). ``full_finetune=True`` (every weight
     will be trained, no LoRA) keeps fp32 master weights whatever the policy; the trainers then autocast where
@@ -350,7 +350,7 @@ def load(
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    from .device import requested, resolve
+    from rlhf_nb.lm.device import requested, resolve
 
     kind = check_available(name)
     source: str | Path = prepare(name) if kind in ("tiny", "packaged") else name
@@ -400,7 +400,7 @@ def baseline_of(loaded: Loaded) -> Loaded:
     has that precision (on CUDA, on a CPU without fast bf16, or where it was loaded with ``baseline=True``); else
     the same weights loaded again. So a notebook samples its data and reads its features from a model at the fast
     precision and loads the fp32 copy only for the comparison."""
-    from .device import resolve
+    from rlhf_nb.lm.device import resolve
 
     info = loaded.info
     problem = ("an adapter" if info.get("lora") else "4-bit weights" if info.get("load_in_4bit")

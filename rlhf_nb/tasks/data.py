@@ -18,13 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .packages import ensure_data_package
+from rlhf_nb.core.errors import DataError
+from rlhf_nb.core.packages import ensure_data_package
 
 Message = dict[str, str]  # {"role": ..., "content": ...}
-
-
-class DataError(ValueError):
-    """Missing or malformed data; the message names the file and what to do."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +145,8 @@ def bundled_path(name: str) -> Path | None:
     """The project's copy of a bundled file (sha256 verified once per process), or None where the project has none."""
     import hashlib
 
-    from .config import ParamError, project_root
+    from rlhf_nb.core.errors import ParamError
+    from rlhf_nb.core.paths import project_root
 
     spec = BUNDLED[name]
     try:

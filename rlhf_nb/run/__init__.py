@@ -1,0 +1,1 @@
+"""Running notebooks: papermill orchestration, shipped results, the report, and the ``rlhf-nb`` command line."""
