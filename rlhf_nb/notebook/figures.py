@@ -75,3 +75,31 @@ def token_cap(ax: Any, cap: int, binding_share: float) -> None:
         ax.axhline(cap, color="tab:red", ls="--", lw=1)
         ax.annotate(f"token cap {cap} ({100 * binding_share:.0f}% cut off)", (ax.get_xlim()[0], cap), fontsize=7,
                     color="tab:red", va="bottom")
+
+
+def bestofn_figure(curves: Sequence[Any], title: str, proxy_label: str = "proxy reward of the pick (its own scale)",
+                   gold_label: str = "gold of the pick") -> Any:
+    """Gao et al.'s Fig. 1 from :mod:`rlhf_nb.evidence.bestofn` curves: the proxy (left) and the gold (right) of each
+    reward's best-of-n pick against sqrt(KL), one line per reward, each mean with its 95% interval over prompts."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from rlhf_nb.evidence.stats import crossed_bootstrap_means, interval
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for c in curves:
+        x = np.sqrt(np.asarray(c.kl))
+        for ax, values in ((axes[0], c.proxy), (axes[1], c.gold)):
+            if c.reward == "gold" and ax is axes[0]:
+                continue  # the gold's own pick has no proxy of its own
+            values = np.asarray(values, dtype=float)
+            ci = [interval(crossed_bootstrap_means([row[None, :]], [1.0], n_boot=600), n=len(row)) for row in values]
+            band(ax, x, values.mean(1), [lo for lo, _ in ci], [hi for _, hi in ci], label=c.reward)
+    n_prompts = np.asarray(curves[0].gold).shape[1] if curves else 0
+    for ax, label in ((axes[0], proxy_label), (axes[1], gold_label)):
+        ax.set_xlabel("sqrt(KL from the sampling policy), best-of-n: KL = log n - (n-1)/n")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title} ({n_prompts} prompts)")
+    fig.tight_layout()
+    return fig

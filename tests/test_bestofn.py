@@ -1,0 +1,93 @@
+"""The best-of-n instrument on constructed samples whose answers are known."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from rlhf_nb.evidence import bestofn
+
+
+def _brute_force(reward: np.ndarray, values: np.ndarray, n: int) -> float:
+    """The mean over every size-n subset of the value of its pick, ties broken uniformly."""
+    picks = []
+    for subset in itertools.combinations(range(len(reward)), n):
+        top = max(reward[list(subset)])
+        tied = [i for i in subset if reward[i] == top]
+        picks.append(np.mean(values[tied]))
+    return float(np.mean(picks))
+
+
+def test_an_exact_small_case():
+    reward, gold = np.array([[1.0, 2.0, 3.0]]), np.array([[0.0, 10.0, 20.0]])
+    assert bestofn.expected_pick(reward, gold, 1)[0] == pytest.approx(10.0)
+    assert bestofn.expected_pick(reward, gold, 2)[0] == pytest.approx(50 / 3)  # subsets {1,2} 10, {1,3} 20, {2,3} 20
+    assert bestofn.expected_pick(reward, gold, 3)[0] == pytest.approx(20.0)
+
+
+def test_ties_are_picked_uniformly_and_every_case_matches_brute_force():
+    gen = np.random.default_rng(0)
+    for _ in range(30):
+        m = int(gen.integers(2, 8))
+        reward = gen.integers(0, 3, m).astype(float)  # many ties
+        gold = gen.random(m)
+        for n in range(1, m + 1):
+            got = bestofn.expected_pick(reward[None], gold[None], n)[0]
+            assert got == pytest.approx(_brute_force(reward, gold, n)), (reward, gold, n)
+
+
+def test_best_of_one_is_the_mean_and_the_weights_sum_to_one():
+    gen = np.random.default_rng(1)
+    reward, gold = gen.normal(size=(5, 16)), gen.random((5, 16))
+    assert np.allclose(bestofn.expected_pick(reward, gold, 1), gold.mean(1))
+    for n in (1, 2, 7, 16):
+        assert bestofn.pick_weights(16, n).sum() == pytest.approx(1.0)
+
+
+def test_the_kl_of_best_of_n_is_log_n_minus_n_minus_one_over_n():
+    assert bestofn.kl(1) == 0.0
+    assert bestofn.kl(2) == pytest.approx(math.log(2) - 0.5)
+    assert bestofn.kl(16) == pytest.approx(math.log(16) - 15 / 16)
+    with pytest.raises(ValueError):
+        bestofn.kl(0)
+
+
+def test_a_gamed_reward_rises_while_its_gold_falls_and_the_gap_shows_it():
+    """A proxy that rewards length, on replies whose gold falls with length past a point: its proxy rises with n,
+    the gold of its pick falls, and the gap to the gold's own pick grows."""
+    gen = np.random.default_rng(2)
+    length = gen.uniform(0, 1, (300, 16))
+    gold = 1.0 - (length - 0.4) ** 2 + gen.normal(0, 0.05, length.shape)
+    curves = bestofn.curves({"length": length}, gold, [1, 2, 4, 8, 16])
+    proxy, picked = curves["length"].proxy.mean(1), curves["length"].gold.mean(1)
+    assert np.all(np.diff(proxy) > 0) and picked[-1] < picked[0]
+    gap = bestofn.hacking_gap(curves["length"], curves["gold"]).mean(1)
+    assert gap[0] == pytest.approx(0.0, abs=1e-12) and np.all(np.diff(gap) > 0)
+    again = bestofn.Curve.from_dict(curves["length"].to_dict())
+    assert np.allclose(again.gold, curves["length"].gold) and again.n == [1, 2, 4, 8, 16]
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="1 <= n <= m"):
+        bestofn.expected_pick(np.zeros((2, 4)), np.zeros((2, 4)), 5)
+    with pytest.raises(ValueError, match="both be"):
+        bestofn.expected_pick(np.zeros((2, 4)), np.zeros((2, 3)), 2)
+    with pytest.raises(ValueError, match="missing"):
+        bestofn.expected_pick(np.array([[np.nan, 1.0]]), np.zeros((1, 2)), 1)
+
+
+def test_the_overoptimisation_figure_draws_proxy_and_gold_against_sqrt_kl():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from rlhf_nb.notebook.figures import bestofn_figure
+
+    gen = np.random.default_rng(3)
+    reward, gold = gen.normal(size=(40, 8)), gen.random((40, 8))
+    fig = bestofn_figure(list(bestofn.curves({"rm": reward}, gold, [1, 2, 4, 8]).values()), "test")
+    left, right = fig.axes
+    assert len(left.lines) == 1 and len(right.lines) == 2  # the gold's own pick has no proxy line
+    assert "40 prompts" in fig._suptitle.get_text()
