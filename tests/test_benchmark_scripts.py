@@ -56,7 +56,7 @@ def test_throughput_bench_puts_speed_memory_and_the_end_metric_of_each_variant_s
 def test_genrm_choice_scores_a_saved_runs_mixed_items_with_each_judge(tmp_path):
     import json
 
-    from rlhf_nb.config import load_params
+    from rlhf_nb.notebook.config import load_params
     from rlhf_nb.papers.data_scaling import steps
 
     _, P = load_params("03_data_scaling_rlhf", "smoke", None, ROOT)
@@ -89,7 +89,7 @@ def test_genrm_choice_scores_a_saved_runs_mixed_items_with_each_judge(tmp_path):
 def test_judge_choice_scores_a_saved_runs_answer_pairs_and_reads_length_against_the_gold(tmp_path):
     import json
 
-    from rlhf_nb.config import load_params
+    from rlhf_nb.notebook.config import load_params
     from rlhf_nb.papers.precise_rlaif import steps
 
     _, P = load_params("04_precise_rlaif", "smoke", None, ROOT)
@@ -132,14 +132,22 @@ def test_train_precision_reads_every_adapter_back_in_fp32():
     assert float(rows["fp32"][4]) > 0  # DPO on these pairs raises the implied margin
 
 
-def test_verdict_calibration_prints_both_rules_side_by_side_for_each_seed_spread():
-    args = ["--reps", "3", "--items", "20", "--taus", "0,0.4"]
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "verdict_calibration.py"), *args],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+def test_verdict_calibration_covers_every_kind_on_each_outcome_and_design(tmp_path):
+    out_file = tmp_path / "calibration.md"
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "verdict_calibration.py"), "--quick", "--out",
+                          str(out_file)], check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
-            if re.match(r"\| 0(\.4)? \|", line)]
-    assert [(r[0], r[1]) for r in rows] == [("0", "items only"), ("0", "rlhf-nb"), ("0.4", "items only"),
-                                           ("0.4", "rlhf-nb")]
-    for row in rows:  # three rates, each a share of 3 data sets with its Wilson interval
-        assert all(re.fullmatch(r"\d+\.\d% \[\d+\.\d, \d+\.\d\]", cell) for cell in row[2:5])
+            if line.startswith("| ") and not line.startswith("| kind ")]
+    kinds = {r[0].split(" (")[0] for r in rows}
+    assert kinds == {"superiority", "non-inferiority", "equivalence", "trend", "association", "linearity",
+                     "proportion vs 0.5", "proportion vs 0.57", "beats_trivial"}
+    for kind in ("superiority", "non-inferiority", "equivalence"):  # every outcome type on every design
+        cells = {(r[1], r[2]) for r in rows if r[0] == kind}
+        assert {(o, d) for o in ("pass/fail", "points (ties)", "continuous")
+                for d in ("1 seed", "1 vs 3 seeds", "clustered")} <= cells
+    for row in rows:  # data sets, then three rates, each with its Wilson interval, then cpu seconds
+        assert int(row[4]) == 2
+        assert all(re.fullmatch(r"\d+\.\d% \[\d+\.\d, \d+\.\d\]", cell) for cell in row[5:8]), row
+        assert float(row[8]) >= 0
+    assert out_file.read_text() == out.stdout
