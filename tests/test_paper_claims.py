@@ -38,7 +38,7 @@ def hh_results(sign: int = 1) -> dict:
         for pm, x in ((test, specialist), (other, _outcomes(rng, cross, n[test])), ("mixed", mixed)):
             matrix.append({"pm": pm, "test": test, "train_pairs": 300, "outcomes": x, "length_baseline": longer})
     sizes = [50, 100, 200, 400]
-    data_size = [{"train_pairs": s, "test": t, "outcomes": _outcomes(rng, 0.6 + sign * 0.04 * i, n[t])}
+    data_size = [{"train_pairs": s, "test": t, "outcomes": _outcomes(rng, 0.78 + sign * 0.04 * i, n[t])}
                  for i, s in enumerate(sizes) for t in ("helpful", "harmless")]
     model_size = [{"backbone": f"m{i}", "params": p, "helpful": _outcomes(rng, 0.6 + sign * 0.05 * i, 400, 1)[0],
                    "harmless": _outcomes(rng, 0.6 + sign * 0.05 * i, 400, 1)[0]}
@@ -144,3 +144,14 @@ def test_workflow_reward_models_against_the_length_rules_and_the_length_trend():
 def test_workflow_pairwise_against_bt(pairwise, verdict):
     claim = {c.id: c for c in wf.claims(_workflow(bt=0.75, pairwise=pairwise, longer=0.5, tokens_per_round=0))}["W1e"]
     assert claim.verdict == verdict, claim.reason
+
+
+def test_hh_a_pm_that_only_learns_length_better_with_data_is_not_a_data_trend():
+    """H6's curve rises, but at the largest size the PM just prefers the longer reply: not tested, not reproduced."""
+    results = hh_results(+1)
+    rows = results["data"]["pm_data_size"]
+    for matrix_row in results["data"]["pm_matrix"]:
+        largest = next(r for r in rows if r["train_pairs"] == 400 and r["test"] == matrix_row["test"])
+        matrix_row["length_baseline"] = list(np.asarray(largest["outcomes"], dtype=float)[0])  # the PM is the rule
+    h6 = {c.id: c for c in hh.claims(results)}["H6"]
+    assert h6.verdict == NT and "trivial rule" in h6.reason

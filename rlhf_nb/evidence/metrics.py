@@ -1,5 +1,5 @@
-"""Measurements: pass@k, diversity, BLEU. Intervals and tests live in :mod:`rlhf_nb.evidence.stats` (one set of functions for
-tables and verdicts alike).
+"""Measurements: pass@k, diversity, BLEU. Intervals and tests live in :mod:`rlhf_nb.evidence.stats` (one set
+of functions for tables and verdicts alike).
 
 Edit distance uses rapidfuzz; BLEU uses sacrebleu.
 """
