@@ -30,7 +30,7 @@ def main() -> None:
 
     from rlhf_nb.evidence import claims as C
     from rlhf_nb.lm import models
-    from rlhf_nb.papers.data_scaling import claims, steps
+    from rlhf_nb.papers.data_scaling import claims, readers, steps
     from rlhf_nb.papers.data_scaling.params import Params
 
     saved = json.loads(results_file.read_text())
@@ -48,7 +48,7 @@ def main() -> None:
         scored = steps.score(judge, items, records, judged="mixed")
         seconds = time.time() - started
         results = dict(saved, data=dict(saved["data"], records=steps.as_dicts(scored)))
-        rows = [r for r in claims.item_rows(results) if r["mixed"]]
+        rows = [r for r in readers.item_rows(results) if r["mixed"]]
         for domain in ("math", "code", "all"):
             mine = [r for r in rows if domain in ("all", r["domain"])]
             for key, label in (("genrm_gt", "with GT"), ("genrm", "without GT")):

@@ -12,23 +12,23 @@ import pytest
 
 from rlhf_nb.lm.models import load
 from rlhf_nb.notebook.config import load_params
-from rlhf_nb.papers.data_scaling import claims, hacking, selection, steps
+from rlhf_nb.papers.data_scaling import claims, hacking, readers, selection, steps
 from rlhf_nb.run import report as report_module
 from rlhf_nb.run import runner
 
 
 def test_auc_counts_right_above_wrong_with_ties_half():
-    assert claims.auc([0.9, 0.1, 0.5], [1, 0, 0]) == 100.0
-    assert claims.auc([0.1, 0.9], [1, 0]) == 0.0
-    assert claims.auc([0.5, 0.5, 0.7], [1, 0, 0]) == 25.0  # one tie (half), one loss
+    assert readers.auc([0.9, 0.1, 0.5], [1, 0, 0]) == 100.0
+    assert readers.auc([0.1, 0.9], [1, 0]) == 0.0
+    assert readers.auc([0.5, 0.5, 0.7], [1, 0, 0]) == 25.0  # one tie (half), one loss
     with pytest.raises(ValueError, match="right and wrong"):
-        claims.auc([0.1, 0.2], [1, 1])
+        readers.auc([0.1, 0.2], [1, 1])
 
 
 def test_bins_are_equal_count_and_ordered():
-    labels = claims.bins([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], 2)
+    labels = readers.bins([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], 2)
     assert labels[:4] == [labels[0]] * 4 and labels[4:] == [labels[-1]] * 4 and labels[0] != labels[-1]
-    assert claims.bins([0.3, 0.3], 4) == ["0.30", "0.30"]
+    assert readers.bins([0.3, 0.3], 4) == ["0.30", "0.30"]
 
 
 def _results(n_items: int, gt_knows: bool, seed: int = 0, plain_knows: bool = False) -> dict:
@@ -67,10 +67,10 @@ def test_claims_follow_the_records():
 
 def test_rows_and_tables_from_records_alone():
     results = _results(12, gt_knows=True)
-    rows = claims.item_rows(results)
+    rows = readers.item_rows(results)
     assert len(rows) == 12 and all(r["mixed"] for r in rows) and sum(r["close"] for r in rows) == 6
     assert all(r["spread_gold"] > 0 for r in rows)
-    table = claims.bin_rows(results)
+    table = readers.bin_rows(results)
     assert sum(r["items"] for r in table) == 12 and table[0]["AUC GenRM with GT"] > 60
 
 
@@ -112,10 +112,10 @@ def test_unjudged_items_stay_out_of_the_measures():
     extra = {"domain": "math", "id": "all-right", "responses": ["a", "b"], "tokens": [1, 1], "finished": [True] * 2,
              "gold": [1.0, 1.0], "genrm_gt": None, "genrm": None}
     with_extra = {**results, "data": {"records": results["data"]["records"] + [extra]}}
-    assert claims.item_rows(with_extra) == claims.item_rows(results)
+    assert readers.item_rows(with_extra) == readers.item_rows(results)
     numbers = lambda res: [(c.effect, c.ci, c.n) for c in claims.claims(res)]  # noqa: E731 (premises see all)
     assert numbers(with_extra) == numbers(results)
-    assert claims.finding_judge(with_extra).startswith("The GenRM scored 12 items (60 responses")
+    assert readers.finding_judge(with_extra).startswith("The GenRM scored 12 items (60 responses")
 
 
 def test_data_scaling_notebook_smoke(project):
@@ -188,9 +188,9 @@ def _hacking_results(n_items=40, seeds=3, drift=None, steps=(0, 5, 10)):
 
 def test_hacking_index_is_zero_on_the_gold_and_the_fitted_drift_otherwise():
     results = _hacking_results()
-    rtv = claims.hacking_runs(results, "rtv")[0]
-    assert not claims.hacking_index(rtv).any()
-    bt = claims.hacking_index(claims.hacking_runs(results, "bt")[0])  # proxy sd at step 0 is 0.5: +1.5 SD/10 steps
+    rtv = readers.hacking_runs(results, "rtv")[0]
+    assert not readers.hacking_index(rtv).any()
+    bt = readers.hacking_index(readers.hacking_runs(results, "bt")[0])  # proxy sd at step 0 is 0.5: +1.5 SD/10 steps
     assert bt.shape == (40,) and abs(bt.mean() - 1.5) < 0.1
 
 
@@ -207,11 +207,11 @@ def test_hacking_claims_order_the_rewards_from_the_runs():
     off["params"]["hacking"] = {"steps": 0}
     k1 = {c.id: c for c in claims.claims(off)}["K1"]
     assert k1.verdict == "not tested at this scale" and "hacking.steps = 0" in k1.our_value
-    assert "BT RM fitted on 50" in claims.finding_bt(_hacking_results())
+    assert "BT RM fitted on 50" in readers.finding_bt(_hacking_results())
     e1 = by_id["E1"]  # entropy falls 0.01 nats a step: 0.09 over steps 1-10, over 9 runs
     assert e1.verdict == "reproduced" and e1.effect == pytest.approx(0.09, abs=0.01) and e1.n == 9
     assert {c.id: c.verdict for c in claims.claims(off)}["E1"] == "not tested at this scale"
-    assert claims.finding_hacking(_hacking_results()).startswith("After 10 GRPO steps, on 40 held-out problems")
+    assert readers.finding_hacking(_hacking_results()).startswith("After 10 GRPO steps, on 40 held-out problems")
 
 
 def test_bt_pairs_are_right_vs_wrong_of_one_item_split_by_item():

@@ -11,7 +11,7 @@ import pytest
 
 from rlhf_nb.evidence import claims as C
 from rlhf_nb.notebook.config import load_params
-from rlhf_nb.papers.precise_rlaif import claims, judging, steps
+from rlhf_nb.papers.precise_rlaif import claims, judging, readers, steps
 from rlhf_nb.run import report as report_module
 from rlhf_nb.run import runner
 from rlhf_nb.tasks import parallel
@@ -119,10 +119,10 @@ def test_without_a_judge_every_verified_degradation_is_kept_and_says_so(monkeypa
     results = {"data": {"degraded": {"helpfulness": {"yields": out.yields(), "judged": out.judged}},
                         "judge_filter": {"mode": "if-validated", "applied": False, "validated": False,
                                          "detail": "48% [40, ...] on 120 labelled pairs (chance 50%)"}}}
-    (row,) = claims.yield_rows(results)
+    (row,) = readers.yield_rows(results)
     assert row["one sentence changed"] == "3 (100%)" and "judge prefers original" not in row
-    assert "3 pairs kept" in claims.finding_degradation(results)
-    assert "judge filter was off (the judge is not validated: 48% [40" in claims.finding_degradation(results)
+    assert "3 pairs kept" in readers.finding_degradation(results)
+    assert "judge filter was off (the judge is not validated: 48% [40" in readers.finding_degradation(results)
 
 
 @pytest.mark.parametrize("agree, mode, applied", [(0.9, "if-validated", True), (0.5, "if-validated", False),
@@ -266,8 +266,8 @@ def test_forgetting_is_compared_only_between_replies_cut_off_alike_and_recorded(
         del p["forgetting_cut_off"]
     r3b = next(c for c in claims.claims(old) if c.id == "R3b")
     assert r3b.verdict == C.NOT_TESTED and "not recorded" in r3b.reason
-    rows = claims.forgetting_rows(_results(0.5, bleu_cut_after=0.30))
-    [bleu_row] = [r for r in rows if r["task"] == claims.TASKS["bleu"]]
+    rows = readers.forgetting_rows(_results(0.5, bleu_cut_after=0.30))
+    [bleu_row] = [r for r in rows if r["task"] == readers.TASKS["bleu"]]
     assert (bleu_row["cut off start %"], bleu_row["cut off after %"]) == (2.0, 30.0)
 
 
@@ -298,7 +298,8 @@ def test_gnome_pairs_align_paragraphs_of_pages_with_the_same_structure(tmp_path,
     _help(tmp_path, "b.page", dict(desc="One.", title="Two", p1="Three short words here today friend.", p2="Four."),
           dict(desc="Un.", title="Deux", p1="Trois mots.", p2="Quatre. <p>extra</p>"))
     (tmp_path / "fr" / "gnome-help" / "b.page").write_text(
-        PAGE.format(id="b", desc="Un.", title="Deux", p1="Trois.", p2="Quatre.").replace("</page>", "<p>Cinq.</p></page>"))
+        PAGE.format(id="b", desc="Un.", title="Deux", p1="Trois.", p2="Quatre.").replace("</page>",
+                                                                                      "<p>Cinq.</p></page>"))
     monkeypatch.setenv("RLHF_NB_GNOME_HELP", str(tmp_path))
     pairs = parallel.gnome_pairs(min_words=3)
     assert ("Open the Settings panel and press the switch.",

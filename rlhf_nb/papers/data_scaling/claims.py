@@ -1,12 +1,7 @@
 """Claims of ``notebooks/03_data_scaling_rlhf.ipynb``, computed from ``results.json`` alone.
 
-Per item (a prompt with ``n`` responses): the **max normalised edit distance** among its responses (rapidfuzz
-Levenshtein divided by the longer length; Shen et al. bin raw distances but do not give the bins, and raw distances
-mix short math answers with long programs); for items whose responses are **mixed** (some right, some wrong by the
-gold) each reward's **within-item AUC** against the gold: the chance that a right response scores above a wrong one,
-ties half, in points (x100; 50 is chance); and each reward's **spread** (max - min of its z-scored values over the
-item's responses; the paper's Fig. 11 "score difference"). "Close" items have a max edit distance at or below the
-``close`` quantile over the judged items (all, or by default only the mixed ones: ``params.judged``).
+The measures they test (within-item AUCs and spreads, close items, the hacking index, held-out gold by arm) are
+read from the results in ``readers.py``.
 """
 
 from __future__ import annotations
@@ -16,64 +11,19 @@ from typing import Any
 import numpy as np
 
 from rlhf_nb.evidence import claims as C
-from rlhf_nb.evidence import stats
-from rlhf_nb.evidence.metrics import edit_distance_bins, pairwise_edit_distances
+from rlhf_nb.papers.data_scaling.readers import (
+    ARM_NAMES,
+    arm_gold,
+    entropy_curve,
+    hacking_index,
+    hacking_runs,
+    item_rows,
+    judged,
+    prepo_data,
+    records,
+)
 
 PAPER = "Shen et al. 2025"
-REWARDS = {"genrm_gt": "GenRM with GT", "genrm": "GenRM without GT", "gold": "RTV (the gold)"}
-
-
-def records(results: dict[str, Any]) -> list[dict[str, Any]]:
-    return results["data"]["records"]
-
-
-def judged(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The records the GenRM scored (every record, or the mixed ones: ``params.judged``)."""
-    return [r for r in records(results) if r.get("genrm_gt") is not None]
-
-
-def max_edit(record: dict[str, Any]) -> float:
-    return max(pairwise_edit_distances(record["responses"], normalized=True), default=0.0)
-
-
-def is_mixed(record: dict[str, Any]) -> bool:
-    return 0 < sum(record["gold"]) < len(record["gold"])
-
-
-def auc(scores: list[float], gold: list[float]) -> float:
-    """P(a right response scores above a wrong one), ties half, in points."""
-    right = [s for s, g in zip(scores, gold) if g > 0.5]
-    wrong = [s for s, g in zip(scores, gold) if g <= 0.5]
-    if not right or not wrong:
-        raise ValueError("an AUC needs right and wrong responses")
-    from scipy.stats import mannwhitneyu
-
-    return 100 * float(mannwhitneyu(right, wrong).statistic) / (len(right) * len(wrong))  # U counts ties half
-
-
-def _z(results: dict[str, Any], key: str) -> dict[str, float]:
-    """Mean and standard deviation of a reward over every response (for the spreads' z-scores)."""
-    values = np.array([x for r in judged(results) for x in r[key]], dtype=float)
-    return {"mean": float(values.mean()), "std": float(values.std()) or 1.0}
-
-
-def item_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per judged item: domain, max edit distance, close, mixed, each reward's AUC (mixed only), spread."""
-    recs = judged(results)
-    edits = [max_edit(r) for r in recs]
-    threshold = float(np.quantile(edits, results["params"]["close"])) if edits else 0.0
-    stats = {k: _z(results, k) for k in REWARDS}
-    rows = []
-    for r, e in zip(recs, edits):
-        row: dict[str, Any] = {"domain": r["domain"], "id": r["id"], "max_edit": e, "close": e <= threshold,
-                               "mixed": is_mixed(r), "pass_rate": float(np.mean(r["gold"]))}
-        for k in REWARDS:
-            z = (np.asarray(r[k], dtype=float) - stats[k]["mean"]) / stats[k]["std"]
-            row[f"spread_{k}"] = float(z.max() - z.min())
-            row[f"auc_{k}"] = auc(r[k], r["gold"]) if row["mixed"] else None
-        row["auc_longer"] = auc([len(t) for t in r["responses"]], r["gold"]) if row["mixed"] else None
-        rows.append(row)
-    return rows
 
 
 def trivial_rules(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -82,60 +32,6 @@ def trivial_rules(rows: list[dict[str, Any]]) -> dict[str, Any]:
     longer = np.array([r["auc_longer"] for r in rows], dtype=float)
     return {C.CHANCE: 50.0, C.LONGER.replace("reply", "response"): longer,
             C.SHORTER.replace("reply", "response"): 100.0 - longer}
-
-
-def bins(values: list[float], n_bins: int) -> list[str]:
-    """Equal-count bins of the max normalised edit distance, labelled by their ranges."""
-    return edit_distance_bins(values, n_bins, fmt=".2f")
-
-
-def bin_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per edit-distance bin (over the judged items): items, mixed items, and each reward's mean AUC and spread."""
-    rows = item_rows(results)
-    if not rows:
-        return []
-    labels = bins([r["max_edit"] for r in rows], results["params"]["bins"])
-    out = []
-    for label in dict.fromkeys(sorted(labels, key=lambda s: float(s.split("-")[0]))):
-        members = [r for r, b in zip(rows, labels) if b == label]
-        mixed = [r for r in members if r["mixed"]]
-        row: dict[str, Any] = {"max edit distance": label, "items": len(members), "mixed": len(mixed)}
-        for k, name in REWARDS.items():
-            if k != "gold":
-                row[f"AUC {name}"] = round(float(np.mean([r[f"auc_{k}"] for r in mixed])), 1) if mixed else None
-            row[f"spread {name}"] = round(float(np.mean([r[f"spread_{k}"] for r in members])), 2)
-        out.append(row)
-    return out
-
-
-def finding_samples(results: dict[str, Any]) -> str:
-    recs = records(results)
-    parts = []
-    for domain in ("math", "code"):
-        mine = [r for r in recs if r["domain"] == domain]
-        if mine:
-            gold = [g for r in mine for g in r["gold"]]
-            cut = 1 - np.mean([f for r in mine for f in r["finished"]])
-            lo, hi = stats.wilson(sum(gold), len(gold))
-            parts.append(f"{domain}: {100 * np.mean(gold):.0f}% of {len(gold)} responses right [{100 * lo:.0f}, "
-                         f"{100 * hi:.0f}], {sum(is_mixed(r) for r in mine)} of {len(mine)} items mixed, "
-                         f"{100 * cut:.0f}% cut off at the token cap")
-    return "Samples scored by the gold: " + "; ".join(parts) + "."
-
-
-def finding_judge(results: dict[str, Any]) -> str:
-    rows = item_rows(results)
-    if not rows:
-        return "The GenRM scored no items (none has both right and wrong responses)."
-    mixed = [r for r in rows if r["mixed"]]
-    close = [r for r in mixed if r["close"]]
-    text = (f"The GenRM scored {len(rows)} items ({sum(len(r['responses']) for r in judged(results))} responses; "
-            f"{results['params'].get('judged', 'all')} items)")
-    if not mixed:
-        return text + "; none is mixed, so no AUC."
-    mean = {k: np.mean([r[f"auc_{k}"] for r in mixed]) for k in ("genrm_gt", "genrm")}
-    return (text + f". Over the {len(mixed)} mixed items the AUC against the gold is {mean['genrm_gt']:.1f} pts with "
-            f"the reference and {mean['genrm']:.1f} without (50 = chance); {len(close)} of them are close.")
 
 
 def _common(results: dict[str, Any]) -> dict[str, Any]:
@@ -228,29 +124,6 @@ def gt_spreads_close(results: dict[str, Any]) -> C.Claim:
 # ----------------------------------------------------------------------------------------------
 # part 2: reward hacking by reward type (Fig. 7)
 # ----------------------------------------------------------------------------------------------
-#
-# Hacking index of a run, per held-out problem: z(proxy) - z(gold) as a function of the step, where z is the change
-# since step 0 in units of that reward's spread over the problems at step 0; the index is its least-squares slope
-# times the steps trained (the fitted drift over the run, in SD). Training on the gold itself (RTV) gives exactly 0;
-# a reward whose held-out value rises while the gold does not gives > 0.
-
-def hacking_runs(results: dict[str, Any], reward: str) -> list[dict[str, Any]]:
-    return [r for r in results["data"].get("hacking") or [] if r["reward"] == reward]
-
-
-def hacking_index(run: dict[str, Any]) -> np.ndarray:
-    """Per held-out problem, the fitted drift of z(proxy) - z(gold) over the run (SD)."""
-    snaps = run["snapshots"]
-    steps = np.array([s["step"] for s in snaps], dtype=float)
-    proxy = np.array([s["proxy"] for s in snaps], dtype=float)
-    gold = np.array([s["gold"] for s in snaps], dtype=float)
-    if len(steps) < 2:
-        raise ValueError("a hacking index needs at least two snapshots")
-    sd = lambda x: float(x.std()) or 1.0  # noqa: E731 (a constant start: changes in raw units)
-    gap = (proxy - proxy[0]) / sd(proxy[0]) - (gold - gold[0]) / sd(gold[0])
-    t = steps - steps.mean()
-    slope = (t[:, None] * (gap - gap.mean(0))).sum(0) / (t * t).sum()
-    return slope * (steps[-1] - steps[0])
 
 
 def _hacking_arm(results: dict[str, Any], reward: str) -> np.ndarray | None:
@@ -337,12 +210,6 @@ def genrm_hacks_less_than_bt(results: dict[str, Any]) -> C.Claim:
                           "Fig. 7: GenRM with GT hacks less than BT")
 
 
-def entropy_curve(run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Steps and trl's mean token entropy of the run's training samples at each logged step."""
-    rows = [h for h in run.get("history") or [] if "entropy" in h]
-    return np.array([h["step"] for h in rows], dtype=float), np.array([h["entropy"] for h in rows], dtype=float)
-
-
 def entropy_drop(run: dict[str, Any]) -> float:
     """The fitted fall of the samples' token entropy over the run (nats; > 0 means it fell)."""
     steps, values = entropy_curve(run)
@@ -371,62 +238,9 @@ def entropy_falls(results: dict[str, Any]) -> C.Claim:
     return C.claim("E1", PAPER, statement, paper, test, our_value=value, **common)
 
 
-def finding_hacking(results: dict[str, Any]) -> str:
-    from rlhf_nb.papers.data_scaling.hacking import REWARD_NAMES
-
-    parts = []
-    for reward, name in REWARD_NAMES.items():
-        runs = hacking_runs(results, reward)
-        if not runs:
-            continue
-        first = 100 * np.mean(runs[0]["snapshots"][0]["gold"])
-        last = [100 * np.mean(r["snapshots"][-1]["gold"]) for r in runs]
-        index = np.mean([hacking_index(r).mean() for r in runs])
-        parts.append(f"{name}: gold {first:.1f} -> {np.mean(last):.1f}% (mean of {len(runs)} seeds), hacking index "
-                     f"{index:+.2f} SD")
-    if not parts:
-        return "Part 2 (GRPO under each reward) is not run in this profile."
-    first_run = results["data"]["hacking"][0]
-    return (f"After {first_run['snapshots'][-1]['step']} GRPO steps, on {len(first_run['snapshots'][0]['gold'])} "
-            "held-out problems: "
-            + "; ".join(parts) + ".")
-
-
-def finding_bt(results: dict[str, Any]) -> str:
-    bt = results["data"].get("bt_rm") or {}
-    test = bt.get("test_outcomes") or []
-    if not (results["params"].get("hacking") or {}).get("steps"):
-        return "No BT RM: part 2 is not run in this profile."
-    if not bt.get("fitted"):
-        return "No BT RM: part 1 has no math item with both right and wrong responses."
-    if not test:
-        return f"BT RM fitted on {bt['train_pairs']} right-vs-wrong pairs; none held out."
-    lo, hi = stats.wilson(sum(test), len(test))
-    length = np.mean(bt["length_outcomes"])
-    return (f"BT RM fitted on {bt['train_pairs']} right-vs-wrong pairs of part 1's math samples; on {len(test)} "
-            f"held-out pairs it prefers the right response {100 * np.mean(test):.0f}% [{100 * lo:.0f}, {100 * hi:.0f}] "
-            f"(length alone: {100 * length:.0f}%).")
-
-
 # ----------------------------------------------------------------------------------------------
 # parts 3-4: which prompts, in which order (Figs. 2-4, 6, 8; Tables 1, 3)
 # ----------------------------------------------------------------------------------------------
-
-ARM_NAMES = {"start": "start policy", "base": "base prompts", "all": "+ all new prompts",
-             "random": "+ random new prompts", "prepo": "+ Pre-PPO's new prompts",
-             "early": "Pre-PPO + math and code first"}
-
-
-def prepo_data(results: dict[str, Any]) -> dict[str, Any]:
-    return results["data"].get("prepo") or {}
-
-
-def arm_gold(results: dict[str, Any], arm: str, domain: str | None = None) -> np.ndarray | None:
-    """(seeds, held-out items) gold of an arm's final policies (the start policy: one row)."""
-    data = prepo_data(results)
-    keep = [i for i, e in enumerate(data.get("eval") or []) if domain is None or e["domain"] == domain]
-    rows = [[r["gold"][i] for i in keep] for r in data.get("runs") or [] if r["arm"] == arm]
-    return 100 * np.array(rows, dtype=float) if rows and keep else None
 
 
 def _prepo_premises(results: dict[str, Any], arms: tuple[str, ...], domain: str | None) -> list[C.Premise]:

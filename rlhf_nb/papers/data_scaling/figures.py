@@ -8,7 +8,7 @@ import numpy as np
 
 from rlhf_nb.evidence import stats
 from rlhf_nb.notebook.figures import Figures
-from rlhf_nb.papers.data_scaling.claims import REWARDS, bins, item_rows
+from rlhf_nb.papers.data_scaling.readers import REWARDS, bins, item_rows
 
 FIGURES = Figures()
 
@@ -17,7 +17,8 @@ def _mean_ci(values: list[float]) -> tuple[float, float, float]:
     if len(values) < 2:
         v = float(values[0]) if values else float("nan")
         return v, v, v
-    dist = stats.crossed_bootstrap([np.asarray(values, dtype=float)[None, :]], lambda x: float(x[0].mean()), n_boot=1000)
+    dist = stats.crossed_bootstrap([np.asarray(values, dtype=float)[None, :]], lambda x: float(x[0].mean()),
+                                   n_boot=1000)
     return float(np.mean(values)), float(np.quantile(dist, 0.025)), float(np.quantile(dist, 0.975))
 
 
@@ -103,8 +104,8 @@ def entropy(results: dict[str, Any]):
     runs by reward and parts 3-4's runs by arm, each panel where its part ran."""
     import matplotlib.pyplot as plt
 
-    from rlhf_nb.papers.data_scaling.claims import ARM_NAMES, entropy_curve
     from rlhf_nb.papers.data_scaling.hacking import REWARD_NAMES
+    from rlhf_nb.papers.data_scaling.readers import ARM_NAMES, entropy_curve
 
     hacking = [r for r in results["data"].get("hacking") or [] if len(entropy_curve(r)[0])]
     prepo = [r for r in (results["data"].get("prepo") or {}).get("runs") or [] if len(entropy_curve(r)[0])]
@@ -157,7 +158,7 @@ def arms(results: dict[str, Any]):
     95% CI from the crossed bootstrap)."""
     import matplotlib.pyplot as plt
 
-    from rlhf_nb.papers.data_scaling.claims import ARM_NAMES, arm_gold
+    from rlhf_nb.papers.data_scaling.readers import ARM_NAMES, arm_gold
 
     data = results["data"].get("prepo") or {}
     if not data.get("runs"):
@@ -190,7 +191,7 @@ def schedule(results: dict[str, Any]):
     math-and-code-first arms (seed 0), from the order the prompts were fed in."""
     import matplotlib.pyplot as plt
 
-    from rlhf_nb.papers.data_scaling.claims import ARM_NAMES
+    from rlhf_nb.papers.data_scaling.readers import ARM_NAMES
     from rlhf_nb.papers.data_scaling.selection import EARLY
 
     data = results["data"].get("prepo") or {}
@@ -220,7 +221,7 @@ def gold_curve(results: dict[str, Any]):
     (``prepo.eval_every``)."""
     import matplotlib.pyplot as plt
 
-    from rlhf_nb.papers.data_scaling.claims import ARM_NAMES
+    from rlhf_nb.papers.data_scaling.readers import ARM_NAMES
 
     data = results["data"].get("prepo") or {}
     runs = data.get("runs") or []

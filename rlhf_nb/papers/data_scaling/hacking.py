@@ -13,7 +13,7 @@ least. Here, on math (GSM8K), where the gold is the final-answer checker:
 3. **Snapshots**: before training and every ``eval_every`` steps, the policy's greedy answers to held-out GSM8K test
    problems (none of part 1's) are scored by the arm's reward (the proxy) and by the gold.
 
-The hacking index (``claims.py``) is computed from the saved snapshots alone.
+The hacking index (``readers.py``) is computed from the saved snapshots alone.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ than one that does not (GenRM without GT); rule-based verifiers (RTV) separate t
    some wrong), the only ones a within-prompt ranking against the gold is defined on.
 
 Everything after that (edit distances, within-prompt AUCs against the gold, spreads) is computed from the saved
-records alone, in ``claims.py``.
+records alone, in ``readers.py``.
 """
 
 from __future__ import annotations

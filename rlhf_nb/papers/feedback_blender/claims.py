@@ -15,33 +15,9 @@ from typing import Any
 import numpy as np
 
 from rlhf_nb.evidence import claims as C
+from rlhf_nb.papers.feedback_blender.readers import clusters, grid, outcomes, params, rules
 
 PAPER = "RLHF-Blender (Metz et al. 2023) and Reward Learning from Multiple Feedback Types (Metz et al. 2025)"
-TYPES = ("rating", "comparison", "ranking", "correction", "demonstration", "descriptive")
-
-
-def grid(results: dict[str, Any]) -> dict[str, Any]:
-    return results["data"]["grid"]
-
-
-def params(results: dict[str, Any]) -> dict[str, Any]:
-    return results["params"]
-
-
-def outcomes(results: dict[str, Any], arm: str, budget: int, noise: float) -> np.ndarray | None:
-    rows = sorted((r for r in grid(results)["rows"] if r["arm"] == arm and r["budget"] == budget
-                   and abs(r["noise"] - noise) < 1e-9), key=lambda r: r["seed"])
-    x = np.array([r["outcomes"] for r in rows], dtype=float) if rows else None
-    return None if x is None or x.size == 0 else x  # no rows, or no held-out pair differs in gold
-
-
-def clusters(results: dict[str, Any]) -> list[str] | None:
-    """The prompt of each held-out pair (None for a run that did not record it)."""
-    return grid(results).get("pair_prompts")
-
-
-def rules(results: dict[str, Any]) -> dict[str, Any]:
-    return C.trivial_rules(grid(results).get("pair_longer"))
 
 
 def recorded(results: dict[str, Any]) -> list[C.Premise]:
@@ -58,21 +34,6 @@ def _missing(results: dict[str, Any], arm: str) -> str:
     if not any(r["arm"] == arm for r in grid(results)["rows"]):
         return f"{arm} not run"
     return "no held-out pair of responses differs in gold"
-
-
-def arms(results: dict[str, Any]) -> list[str]:
-    return [t for t in params(results)["types"]] + ["ensemble"]
-
-
-def accuracy_test(results: dict[str, Any], arm: str, budget: int, noise: float) -> C.Test | None:
-    """Pair accuracy against chance, over prompts (for tables and figures)."""
-    x = outcomes(results, arm, budget, noise)
-    return None if x is None else C.proportion(x, 0.5, clusters=clusters(results))
-
-
-def _pct(test: C.Test) -> str:
-    return (f"{100 * (0.5 + test.effect):.1f}% [{100 * (0.5 + test.ci[0]):.0f}, {100 * (0.5 + test.ci[1]):.0f}] on "
-            f"{test.n} held-out prompts x {test.seeds} feedback draw(s)")
 
 
 def validated(results: dict[str, Any], name: str, x: np.ndarray) -> C.Premise:
@@ -106,7 +67,8 @@ def ensemble_non_inferior(results: dict[str, Any]) -> C.Claim:
     statement = (f"the ensemble of per-type reward models, with the same {budget} events split over the types, is "
                  f"not worse than the best single type by more than {100 * margin:.0f} points of pair accuracy")
     paper = "combining feedback types is at least as good as the best single type (Metz et al. 2025)"
-    common = dict(min_effect=0.0, min_effect_reason=f"non-inferiority: the {100 * margin:.0f}-point margin is the claim",
+    common = dict(min_effect=0.0,
+                  min_effect_reason=f"non-inferiority: the {100 * margin:.0f}-point margin is the claim",
                   unit="accuracy difference + margin")
     if ens is None or not singles:
         return C.claim("B2", PAPER, statement, paper, None, our_value=_missing(results, "ensemble"),
@@ -120,7 +82,8 @@ def ensemble_non_inferior(results: dict[str, Any]) -> C.Claim:
     if not judge.any():
         return C.claim("B2", PAPER, statement, paper, None, kind="non-inferiority", **common,
                        our_value=f"held-out pairs from {len(order)} prompt(s): none left to judge the picked type on",
-                       premises=[C.Premise("two or more held-out prompts with pairs", False, f"{len(order)} prompt(s)")])
+                       premises=[C.Premise("two or more held-out prompts with pairs", False,
+                                           f"{len(order)} prompt(s)")])
     best = max(singles, key=lambda t: singles[t][:, pick].mean())
     groups = [u for u, j in zip(units, judge) if j]
     test = C.non_inferiority(singles[best][:, judge], ens[:, judge], margin, scale=1.0, clusters=groups)
@@ -142,7 +105,8 @@ def comparative_robust(results: dict[str, Any]) -> C.Claim:
     statement = (f"from noise {low} to {high}, pair accuracy drops less with comparisons than with ratings "
                  f"({budget} events each)")
     paper = "comparative feedback is more robust to annotator noise than ratings (the hypothesis tested here)"
-    common = dict(min_effect=0.02, min_effect_reason="2 points of pair accuracy: a difference worth choosing a type for",
+    common = dict(min_effect=0.02,
+                  min_effect_reason="2 points of pair accuracy: a difference worth choosing a type for",
                   unit="accuracy drop (rating - comparison)")
     x = {(t, z): outcomes(results, t, budget, z) for t in ("rating", "comparison") for z in (low, high)}
     if any(v is None for v in x.values()):
@@ -163,50 +127,3 @@ def claims(results: dict[str, Any]) -> list[C.Claim]:
     out = [type_above_chance(results, t, f"B1{chr(ord('a') + i)}") for i, t in enumerate(params(results)["types"])]
     out += [ensemble_non_inferior(results), comparative_robust(results)]
     return C.finalize(out)
-
-
-# ----------------------------------------------------------------------------------------------
-# findings and tables for the notebook
-# ----------------------------------------------------------------------------------------------
-
-
-def finding_pool(results: dict[str, Any]) -> str:
-    s = results["data"]["pool"]
-    return (f"{s['responses']} responses to {s['prompts']} prompts ({s['train_prompts']} for feedback); mean gold "
-            f"{s['gold_mean']:.2f} over levels {s['gold_levels']}; {100 * s['cap_rate']:.0f}% cut off at the token "
-            f"cap; {100 * s['correctable']:.0f}% of feedback responses have a verified one-instruction correction; "
-            f"demonstrations score {s['demonstration_gold']:.2f} on average.")
-
-
-def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per arm at the full budget: pair accuracy at each noise level, Spearman and best-of-n gold at claim_noise."""
-    P = params(results)
-    budget = P["budgets"][-1]
-    rows = []
-    for arm in arms(results):
-        row: dict[str, Any] = {"arm": arm}
-        for z in P["noises"]:
-            x = outcomes(results, arm, budget, z)
-            row[f"acc@noise {z}"] = None if x is None else round(100 * float(x.mean()), 1)
-        cell = [r for r in grid(results)["rows"] if r["arm"] == arm and r["budget"] == budget
-                and abs(r["noise"] - P["claim_noise"]) < 1e-9]
-        row["spearman"] = round(float(np.mean([r["spearman"] for r in cell])), 3) if cell else None
-        row["best-of-n gold"] = round(float(np.mean([r["bon_gold"] for r in cell])), 3) if cell else None
-        row["targets/draw"] = round(float(np.mean([r["targets"] for r in cell])), 0) if cell else None
-        rows.append(row)
-    return rows
-
-
-def finding_grid(results: dict[str, Any]) -> str:
-    P = params(results)
-    g = grid(results)
-    budget, noise = P["budgets"][-1], P["claim_noise"]
-    tests = {a: accuracy_test(results, a, budget, noise) for a in arms(results)}
-    if all(t is None for t in tests.values()):
-        return (f"No held-out pair of responses differs in gold score ({g['test_prompts']} prompts): nothing to judge "
-                "the reward models on.")
-    best = max((a for a in tests if tests[a] is not None), key=lambda a: tests[a].effect)
-    t = tests[best]
-    return (f"At {budget} events and noise {noise}, the best arm is {best}: {_pct(t)}. Best-of-n by the learned "
-            f"reward can lift the held-out gold from {g['test_gold_mean']:.2f} (random pick) towards "
-            f"{g['test_gold_best']:.2f} (the best response).")

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from rlhf_nb.notebook.figures import Figures, band, bars, chance
-from rlhf_nb.papers.feedback_blender.claims import accuracy_test, arms, outcomes, params
+from rlhf_nb.papers.feedback_blender.readers import accuracy_test, arms, outcomes, params
 
 FIGURES = Figures()
 

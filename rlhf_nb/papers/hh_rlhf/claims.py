@@ -14,31 +14,9 @@ from typing import Any
 import numpy as np
 
 from rlhf_nb.evidence import claims as C
-from rlhf_nb.tasks import gold
+from rlhf_nb.papers.hh_rlhf.readers import SETS, bon, data, matrix, rules
 
 PAPER = "Bai et al. 2022 (arXiv 2204.05862)"
-SETS = ("helpful", "harmless")
-
-
-def _d(results: dict[str, Any]) -> dict[str, Any]:
-    return results["data"]
-
-
-def _one_draw(outcomes: Any) -> np.ndarray:
-    """Fits on subsets of one pool -> one row: their mean outcome per pair."""
-    return np.asarray(outcomes, dtype=float).reshape(-1, np.shape(outcomes)[-1]).mean(0, keepdims=True)
-
-
-def matrix(results: dict[str, Any], pm: str, test: str) -> np.ndarray:
-    """(1, pairs) outcomes x 100 of one PM type on one test set (its fits averaged: one data draw)."""
-    row = next(r for r in _d(results)["pm_matrix"] if r["pm"] == pm and r["test"] == test)
-    return 100 * _one_draw(row["outcomes"])
-
-
-def rules(results: dict[str, Any], test: str) -> dict[str, Any]:
-    """The trivial rules on a test set's held-out pairs (the same pairs, in the same order, for every PM)."""
-    row = next((r for r in _d(results).get("pm_matrix", []) if r["test"] == test), None)
-    return C.trivial_rules(row.get("length_baseline") if row else None)
 
 
 def _acc(x: np.ndarray) -> str:
@@ -64,8 +42,8 @@ def specialisation(results: dict[str, Any], own: str) -> C.Claim:
     return C.claim(cid, PAPER, f"a PM trained on {other} data is worse on {own} pairs than one trained on {own} data",
                    f"{other}-only PMs near or below chance on {own} comparisons", test, our_value=value,
                    premises=[validated_pm(results, own, own)], min_effect=5.0,
-                   min_effect_reason="Bai et al.'s specialised PMs differ by 10-20 points off their own data; a quarter "
-                                     "of that", unit="pts of accuracy")
+                   min_effect_reason="Bai et al.'s specialised PMs differ by 10-20 points off their own data; a "
+                                     "quarter of that", unit="pts of accuracy")
 
 
 def mixed_non_inferior(results: dict[str, Any], test_set: str) -> C.Claim:
@@ -76,19 +54,17 @@ def mixed_non_inferior(results: dict[str, Any], test_set: str) -> C.Claim:
                           scale=100.0)
     value = (f"on {test_set} pairs: mixed {_acc(matrix(results, 'mixed', test_set))} vs {test_set}-only "
              f"{_acc(matrix(results, test_set, test_set))} (margin {margin:.0f} pts); {_describe(test)}")
-    return C.claim(cid, PAPER, f"the mixed PM is within {margin:.0f} points of the {test_set}-only PM on {test_set} pairs",
+    return C.claim(cid, PAPER,
+                   f"the mixed PM is within {margin:.0f} points of the {test_set}-only PM on {test_set} pairs",
                    "a PM trained on both does well on both", test, our_value=value,
                    premises=[validated_pm(results, test_set, test_set)], min_effect=0.0,
-                   min_effect_reason="non-inferiority: the margin itself is the paper's 'does well'", unit="pts (margin)")
-
-
-def _bon(results: dict[str, Any]) -> dict[str, Any]:
-    return _d(results)["bon"]
+                   min_effect_reason="non-inferiority: the margin itself is the paper's 'does well'",
+                   unit="pts (margin)")
 
 
 def _split_pm_validated(results: dict[str, Any], which: str) -> C.Premise:
     """The train or test PM (disjoint halves of the helpful data) beats chance on held-out helpful pairs."""
-    x = np.array(_d(results)["train_test_pm"][f"{which}_outcomes"]["helpful"], dtype=float)
+    x = np.array(data(results)["train_test_pm"][f"{which}_outcomes"]["helpful"], dtype=float)
     if not len(x):
         return C.Premise(f"{which} PM validated on helpful pairs", False, "no held-out helpful pairs")
     return C.validated_on(f"{which} PM on held-out helpful pairs", x, least=1, rules=rules(results, "helpful"))
@@ -109,7 +85,7 @@ def test_pm_validated(results: dict[str, Any]) -> C.Premise:
 
 def bon_gold(results: dict[str, Any]) -> C.Claim:
     """H3a: best-of-n against the train PM beats a single sample, judged by the gold."""
-    b = _bon(results)
+    b = bon(results)
     g = 100 * np.array(b["gold"])
     test = C.superiority(g[0], g[-1])
     value = (f"gold {g[0].mean():.1f} (n=1) -> {g[-1].mean():.1f} pts (best of {b['n'][-1]}, KL "
@@ -122,11 +98,12 @@ def bon_gold(results: dict[str, Any]) -> C.Claim:
 
 def bon_test_pm(results: dict[str, Any]) -> C.Claim:
     """H3b: the same, judged by the held-out test PM (Bai et al.'s evaluation), in test-PM standard deviations."""
-    b = _bon(results)
+    b = bon(results)
     sd = b["test_pm_sd"] or 1.0
     t = np.array(b["test_pm"]) / sd
     test = C.superiority(t[0], t[-1])
-    value = f"test-PM reward {t[0].mean():+.2f} -> {t[-1].mean():+.2f} sd (best of {b['n'][-1]}); {_describe(test, 'sd')}"
+    value = (f"test-PM reward {t[0].mean():+.2f} -> {t[-1].mean():+.2f} sd (best of {b['n'][-1]}); "
+             f"{_describe(test, 'sd')}")
     return C.claim("H3b", PAPER, f"best-of-{b['n'][-1]} against the train PM also raises the held-out test PM's reward",
                    "test PM rises with train-PM optimisation (small KL)", test, our_value=value,
                    premises=[train_pm_validated(results), test_pm_validated(results)], min_effect=0.1,
@@ -135,7 +112,7 @@ def bon_test_pm(results: dict[str, Any]) -> C.Claim:
 
 def trained_arm(results: dict[str, Any], arm: str, cid: str) -> C.Claim:
     """H3c/H3d: a policy trained against the train PM beats the raw model's greedy replies, judged by the gold."""
-    evals = _d(results)["policies"]
+    evals = data(results)["policies"]
     raw = next((e for e in evals if e["arm"] == "raw"), None)
     tuned = [e for e in evals if e["arm"] == arm]
     statement = f"the {arm.upper()} policy trained against the PM beats the raw model, judged by the gold"
@@ -155,7 +132,7 @@ def trained_arm(results: dict[str, Any], arm: str, cid: str) -> C.Claim:
 
 def reward_vs_sqrt_kl(results: dict[str, Any]) -> C.Claim:
     """H4: the PM reward of best-of-n grows linearly in sqrt(KL) (r above 0.9 over n = 1, 2, 4, ...)."""
-    b = _bon(results)
+    b = bon(results)
     curves = np.array(b["train_pm"]).T  # (prompts, levels)
     test = C.linearity(np.sqrt(b["kl"]), curves, r_min=0.9)
     r = test.detail["r"]
@@ -176,7 +153,7 @@ def reward_vs_sqrt_kl(results: dict[str, Any]) -> C.Claim:
 
 def alignment_tax(results: dict[str, Any]) -> C.Claim:
     """H5: RLHF training does not lower HumanEval pass@1 by more than 5 points (non-inferiority)."""
-    evals = _d(results)["policies"]
+    evals = data(results)["policies"]
     raw = next((e for e in evals if e["arm"] == "raw"), None)
     tuned = [e for e in evals if e["arm"] != "raw" and e.get("humaneval") is not None]
     statement = "HH training does not cost coding skill: HumanEval pass@1 within 5 points of the raw model"
@@ -213,20 +190,22 @@ def _mean_or_none(values: list[float | None]) -> float | None:
 
 def data_trend(results: dict[str, Any]) -> C.Claim:
     """H6: mixed PM accuracy rises log-linearly with training data (trend over every size, both test sets pooled)."""
-    rows = _d(results)["pm_data_size"]
+    rows = data(results)["pm_data_size"]
     sizes = sorted({r["train_pairs"] for r in rows})
     statement = "PM accuracy rises with the amount of preference data (log-linear)"
     common = dict(min_effect=1.0, min_effect_reason="1 point per doubling; Bai et al.'s curves rise several",
                   unit="pts of accuracy per doubling")
     if len(sizes) < 3:
-        return C.claim("H6", PAPER, statement, "log-linear in data", None, our_value=f"{len(sizes)} sizes", kind="trend",
-                       **common)
+        return C.claim("H6", PAPER, statement, "log-linear in data", None, our_value=f"{len(sizes)} sizes",
+                       kind="trend", **common)
     # at each size the fits are random subsets of a pool several times larger: near-independent draws of training
     # data, so they count as seeds (their spread is what another draw of data would do to the curve)
-    arms = [100 * np.concatenate([np.asarray(r["outcomes"], dtype=float) for r in rows if r["train_pairs"] == s], axis=1)
+    arms = [100 * np.concatenate([np.asarray(r["outcomes"], dtype=float) for r in rows if r["train_pairs"] == s],
+                                 axis=1)
             for s in sizes]
     test = C.trend(np.log2(sizes), arms)
-    value = " -> ".join(f"{s}: {a.mean():.1f}%" for s, a in zip(sizes, arms)) + f"; slope {_describe(test, 'pts/doubling')}"
+    value = (" -> ".join(f"{s}: {a.mean():.1f}%" for s, a in zip(sizes, arms))
+             + f"; slope {_describe(test, 'pts/doubling')}")
     # a PM that only learns to prefer the shorter reply better with more data would also 'rise': at the largest size
     # the PM must beat the strongest trivial rule on the same pairs
     largest = [r for r in rows if r["train_pairs"] == sizes[-1]]
@@ -239,7 +218,7 @@ def data_trend(results: dict[str, Any]) -> C.Claim:
 
 def size_trend(results: dict[str, Any]) -> C.Claim:
     """H7: PM accuracy rises with backbone size (a trend over the sizes of one family)."""
-    rows = _d(results).get("pm_model_size", [])
+    rows = data(results).get("pm_model_size", [])
     statement = "PM accuracy rises with model size"
     common = dict(min_effect=1.0, min_effect_reason="1 point per doubling of parameters", unit="pts per doubling")
     if len(rows) < 3:
@@ -251,7 +230,8 @@ def size_trend(results: dict[str, Any]) -> C.Claim:
     arms = [100 * np.concatenate([np.array(r[t], dtype=float) for t in SETS]) for r in rows]
     test = C.trend(np.log2([r["params"] for r in rows]), arms)
     value = " -> ".join(f"{r['params'] / 1e6:.0f}M: {a.mean():.1f}%" for r, a in zip(rows, arms))
-    return C.claim("H7", PAPER, statement, "log-linear in size", test, our_value=value + f"; {_describe(test)}", **common)
+    return C.claim("H7", PAPER, statement, "log-linear in size", test, our_value=value + f"; {_describe(test)}",
+                   **common)
 
 
 def claims(results: dict[str, Any]) -> list[C.Claim]:
@@ -261,42 +241,3 @@ def claims(results: dict[str, Any]) -> list[C.Claim]:
            trained_arm(results, "ppo", "H3d"), reward_vs_sqrt_kl(results), alignment_tax(results),
            data_trend(results), size_trend(results)]
     return C.finalize(out)
-
-
-# ----------------------------------------------------------------------------------------------
-# findings
-# ----------------------------------------------------------------------------------------------
-
-
-def finding_pairs(results: dict[str, Any]) -> str:
-    counts = _d(results)["pair_counts"]
-    text = "; ".join(f"{c['set']}: {c['train']} training / {c['test']} held-out pairs ({c['source']})" for c in counts)
-    samples = _d(results).get("helpful_samples")
-    if samples:
-        g = np.array([x for row in samples["gold"] for x in row])
-        cap = 1 - np.mean([f for row in samples["finished"] for f in row])
-        text += (f". The raw policy follows {100 * g.mean():.0f}% of instructions in {g.size} sampled replies "
-                 f"({100 * cap:.0f}% cut off at the token cap)" + gold.system_note(results["params"].get("system")))
-    return text + "."
-
-
-def finding_matrix(results: dict[str, Any]) -> str:
-    parts = []
-    for pm in ("helpful", "harmless", "mixed"):
-        accs = [f"{t} {matrix(results, pm, t).mean():.0f}%" for t in SETS]
-        parts.append(f"{pm} PM: " + ", ".join(accs))
-    n = {t: matrix(results, "mixed", t).shape[1] for t in SETS}
-    text = "Held-out accuracy (" + ", ".join(f"{t} n={n[t]}" for t in SETS) + "): " + "; ".join(parts)
-    length = {r["test"]: 100 * np.mean(r["length_baseline"]) for r in _d(results)["pm_matrix"]
-              if r.get("length_baseline")}  # older saved runs lack it
-    if length:
-        text += "; preferring the longer reply alone: " + ", ".join(f"{t} {v:.0f}%" for t, v in length.items())
-    return text + "."
-
-
-def finding_bon(results: dict[str, Any]) -> str:
-    b = _bon(results)
-    g = 100 * np.array(b["gold"]).mean(1)
-    p = np.array(b["train_pm"]).mean(1)
-    return ("Best-of-n on held-out prompts, n = " + ", ".join(map(str, b["n"])) + ": train-PM reward "
-            + " -> ".join(f"{v:+.2f}" for v in p) + ", gold " + " -> ".join(f"{v:.1f}" for v in g) + " pts.")

@@ -8,7 +8,7 @@ import numpy as np
 
 from rlhf_nb.evidence import stats
 from rlhf_nb.notebook.figures import Figures, band, bars, chance
-from rlhf_nb.papers.hh_rlhf.claims import SETS, matrix
+from rlhf_nb.papers.hh_rlhf.readers import SETS, matrix
 
 FIGURES = Figures()
 
@@ -71,7 +71,8 @@ def reward_vs_sqrt_kl(results: dict[str, Any]):
         stats = [_ci(scale * np.array(v, dtype=float)[None, :]) for v in b[key]]
         band(ax, x, [s[0] for s in stats], [s[1] for s in stats], [s[2] for s in stats], color="tab:blue")
         for xi, n in zip(x, b["n"]):
-            ax.annotate(f"n={n}", (xi, stats[b["n"].index(n)][0]), fontsize=7, xytext=(2, -10), textcoords="offset points")
+            ax.annotate(f"n={n}", (xi, stats[b["n"].index(n)][0]), fontsize=7, xytext=(2, -10),
+                        textcoords="offset points")
         if key == "train_pm":
             fit = np.polyfit(x, [s[0] for s in stats], 1)
             ax.plot(x, np.polyval(fit, x), "k--", lw=1, label="linear fit")

@@ -8,7 +8,7 @@ import numpy as np
 
 from rlhf_nb.evidence import stats
 from rlhf_nb.notebook.figures import Figures, band, bars
-from rlhf_nb.papers.passk.claims import arms, cap_rate, catch_up, n_samples, pass1, per_task, runs
+from rlhf_nb.papers.passk.readers import arms, cap_rate, catch_up, n_samples, pass1, per_task, runs
 
 FIGURES = Figures()
 
@@ -54,8 +54,8 @@ def passk_curves(results: dict[str, Any]):
                 if k:
                     ax.axvline(k, color=colour, ls=":", lw=1)
         n_tasks = len(runs(results)[0]["samples"])
-        ax.set(xscale="log", xlabel="k", title=f"{title} ({n_tasks} tasks, T={results['params']['sampling']['temperature']})",
-               ylim=(0, 100))
+        temperature = results["params"]["sampling"]["temperature"]
+        ax.set(xscale="log", xlabel="k", title=f"{title} ({n_tasks} tasks, T={temperature})", ylim=(0, 100))
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xticks([k for k in (1, 2, 3, 5, 10, 20, 50, 100, 200) if k <= max(n_samples(r) for r in runs(results))])
@@ -168,7 +168,8 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             top = np.stack([per_task(r, k) for r in group])
             row = {"model": group[0]["model"], "arm": arm, "seeds": len(group), "params_B": group[0]["params_b"],
                    "tasks": stack.shape[1], "pass@1 %": round(float(stack.mean()), 1),
-                   "pass@1 95% CI": [round(float(np.quantile(dist, 0.025)), 1), round(float(np.quantile(dist, 0.975)), 1)],
+                   "pass@1 95% CI": [round(float(np.quantile(dist, 0.025)), 1),
+                                     round(float(np.quantile(dist, 0.975)), 1)],
                    f"pass@{k} %": round(float(top.mean()), 1)}
             if group[0]["samples"][0]["passed_plus"] is not None:
                 row["HE+ pass@1 %"] = round(float(np.mean([np.mean(pass1(r, 'passed_plus')) for r in group])), 1)
@@ -176,6 +177,7 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             row["tokens/s"] = round(float(np.mean([r["tokens_per_s"] for r in group])), 1)
             if arm == "untuned":
                 pub = published.get(group[0]["model"])
-                row["published greedy pass@1 (HE / HE+)"] = f"{pub['humaneval']} / {pub['humaneval_plus']}" if pub else "-"
+                row["published greedy pass@1 (HE / HE+)"] = (f"{pub['humaneval']} / {pub['humaneval_plus']}" if pub
+                                                             else "-")
             out.append(row)
     return out

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from rlhf_nb.notebook.figures import Figures, bars
-from rlhf_nb.papers.precise_rlaif.claims import TASKS, arms, main_arm, table1_rows, trained
+from rlhf_nb.papers.precise_rlaif.readers import TASKS, arms, main_arm, table1_rows, trained
 from rlhf_nb.papers.precise_rlaif.steps import STAGES
 
 FIGURES = Figures()

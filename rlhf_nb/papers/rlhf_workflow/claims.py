@@ -14,19 +14,10 @@ from typing import Any
 import numpy as np
 
 from rlhf_nb.evidence import claims as C
-from rlhf_nb.evidence import stats
-from rlhf_nb.tasks import gold
+from rlhf_nb.papers.rlhf_workflow.readers import cap_rate, rm_rows, snapshots, stack
 
 PAPER = "RLHF Workflow (Xiong, Dong et al. 2024)"
 NUMBERS = {"bt_rewardbench": 83.6, "pairwise_rewardbench": 85.7, "lc_alpacaeval2": 31.3, "lc_alpacaeval2_sft": 12.7}
-
-
-def _data(results: dict[str, Any]) -> dict[str, Any]:
-    return results["data"]
-
-
-def rm_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    return _data(results)["rm_accuracy"]
 
 
 def _rm(results: dict[str, Any], model: str, source: str) -> dict[str, Any] | None:
@@ -61,24 +52,6 @@ def proxy_rose(results: dict[str, Any]) -> C.Premise:
     return C.Premise("online DPO raised its BT reward on held-out prompts", rise > 0,
                      f"{rise:+.2f} SD of the start's BT reward from round 0 to round {results['params']['iterations']}"
                      f", mean of {len(last)} seed(s)")
-
-
-def snapshots(results: dict[str, Any], arm: str, round_: int | None = None) -> list[dict[str, Any]]:
-    runs = _data(results)["runs"]
-    if arm == "start":
-        return [runs["start"]]
-    if arm == "offline":
-        return runs["offline"]
-    return [s for run in runs["online"] for s in run["snapshots"] if round_ is None or s["round"] == round_]
-
-
-def stack(snaps: list[dict[str, Any]], key: str, scale: float = 1.0) -> np.ndarray:
-    return scale * np.stack([np.asarray(s[key], dtype=float) for s in snaps])
-
-
-def cap_rate(snaps: list[dict[str, Any]]) -> float:
-    flat = [f for s in snaps for f in s["finished"]]
-    return 1 - sum(flat) / max(1, len(flat))
 
 
 def rm_above_chance(results: dict[str, Any], model: str, source: str, cid: str) -> C.Claim:
@@ -123,7 +96,7 @@ def online_beats_offline(results: dict[str, Any]) -> C.Claim:
     if not on or not off:
         return C.claim("W2", PAPER, statement, "online > offline", None, our_value="an arm did not run", **common)
     test = C.superiority(stack(off, "gold", 100), stack(on, "gold", 100))
-    pairs = _data(results)["runs"]["offline_pairs"]
+    pairs = results["data"]["runs"]["offline_pairs"]
     value = (f"online {stack(on, 'gold', 100).mean():.1f} vs offline {stack(off, 'gold', 100).mean():.1f} pts "
              f"(offline pairs per seed: {pairs}); {C.describe(test)}")
     premises = [rm_validated(results), proxy_rose(results), *policies_moved(results, on, off),
@@ -187,60 +160,3 @@ def claims(results: dict[str, Any]) -> list[C.Claim]:
            rm_above_chance(results, "pairwise", "hh-human", "W1d"), pairwise_vs_bt(results),
            online_beats_offline(results), gold_rises(results), length_grows(results)]
     return C.finalize(out)
-
-
-# ----------------------------------------------------------------------------------------------
-# findings and tables
-# ----------------------------------------------------------------------------------------------
-
-
-def finding_rm_data(results: dict[str, Any]) -> str:
-    s = _data(results)["rm_samples"]
-    scores = np.array([g for row in s["gold"] for g in row])
-    flat = [f for row in s["finished"] for f in row]
-    return (f"The policy follows {100 * scores.mean():.0f}% of instructions on average over {scores.size} sampled "
-            f"replies ({100 * np.mean(scores == 1):.0f}% follow all, {100 * np.mean(scores == 0):.0f}% none); "
-            f"{100 * (1 - np.mean(flat)):.0f}% were cut off at the token cap"
-            f"{gold.system_note(results['params'].get('system'))}; "
-            + ", ".join(f"{c['source'].split(' ')[0]}: {c['train']} training / {c['test']} held-out pairs"
-                        for c in _data(results)["rm_counts"]) + ".")
-
-
-def finding_rms(results: dict[str, Any]) -> str:
-    parts = []
-    for r in rm_rows(results):
-        t = C.proportion(r["outcomes"], 0.5)
-        parts.append(f"{r['model']} on {r['source']} {100 * (0.5 + t.effect):.0f}% "
-                     f"[{100 * (0.5 + t.ci[0]):.0f}, {100 * (0.5 + t.ci[1]):.0f}] (n={t.n}; length alone "
-                     f"{100 * np.mean(r['length_baseline']):.0f}%)")
-    return "Held-out accuracy: " + "; ".join(parts) + "."
-
-
-def finding_arms(results: dict[str, Any]) -> str:
-    start = stack(snapshots(results, "start"), "gold", 100).mean()
-    on = snapshots(results, "online", results["params"]["iterations"])
-    off = snapshots(results, "offline")
-    if not on:
-        return f"The start policy scores {start:.1f} pts of gold; no online run."
-    t = C.superiority(stack(off, "gold", 100), stack(on, "gold", 100))
-    return (f"Gold score on {t.n} held-out prompts: start {start:.1f}, offline {stack(off, 'gold', 100).mean():.1f}, "
-            f"online after {results['params']['iterations']} rounds {stack(on, 'gold', 100).mean():.1f} pts; online minus "
-            f"offline {C.describe(t)}.")
-
-
-def iteration_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = []
-    groups = [("start", 0, snapshots(results, "start"))]
-    groups += [("online", r, snapshots(results, "online", r)) for r in range(1, results["params"]["iterations"] + 1)]
-    groups += [("offline", results["params"]["iterations"], snapshots(results, "offline"))]
-    for arm, r, snaps in groups:
-        if not snaps:
-            continue
-        g = stack(snaps, "gold", 100)
-        dist = stats.crossed_bootstrap([g], lambda x: float(x[0].mean()), n_boot=1000)
-        rows.append({"policy": arm, "round": r, "seeds": len(snaps), "gold (pts)": round(float(g.mean()), 1),
-                     "gold 95% CI": [round(float(np.quantile(dist, 0.025)), 1), round(float(np.quantile(dist, 0.975)), 1)],
-                     "BT reward": round(float(stack(snaps, "proxy").mean()), 3),
-                     "tokens": round(float(stack(snaps, "tokens").mean()), 1),
-                     "cut off %": round(100 * cap_rate(snaps), 1)})
-    return rows

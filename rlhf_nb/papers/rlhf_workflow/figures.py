@@ -9,7 +9,7 @@ import numpy as np
 from rlhf_nb.evidence import claims as C
 from rlhf_nb.evidence import stats
 from rlhf_nb.notebook.figures import Figures, band, bars, chance, token_cap
-from rlhf_nb.papers.rlhf_workflow.claims import cap_rate, rm_rows, snapshots, stack
+from rlhf_nb.papers.rlhf_workflow.readers import cap_rate, rm_rows, snapshots, stack
 
 FIGURES = Figures()
 

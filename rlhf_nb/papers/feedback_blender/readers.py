@@ -1,0 +1,99 @@
+"""Readers of ``notebooks/06_feedback_blender.ipynb``'s ``results.json``: accessors, and the findings and tables the
+notebook shows. Pure (no model); ``claims.py`` and ``figures.py`` read the results through these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rlhf_nb.evidence import claims as C
+
+TYPES = ("rating", "comparison", "ranking", "correction", "demonstration", "descriptive")
+
+
+def grid(results: dict[str, Any]) -> dict[str, Any]:
+    return results["data"]["grid"]
+
+
+def params(results: dict[str, Any]) -> dict[str, Any]:
+    return results["params"]
+
+
+def outcomes(results: dict[str, Any], arm: str, budget: int, noise: float) -> np.ndarray | None:
+    rows = sorted((r for r in grid(results)["rows"] if r["arm"] == arm and r["budget"] == budget
+                   and abs(r["noise"] - noise) < 1e-9), key=lambda r: r["seed"])
+    x = np.array([r["outcomes"] for r in rows], dtype=float) if rows else None
+    return None if x is None or x.size == 0 else x  # no rows, or no held-out pair differs in gold
+
+
+def clusters(results: dict[str, Any]) -> list[str] | None:
+    """The prompt of each held-out pair (None for a run that did not record it)."""
+    return grid(results).get("pair_prompts")
+
+
+def rules(results: dict[str, Any]) -> dict[str, Any]:
+    return C.trivial_rules(grid(results).get("pair_longer"))
+
+
+def arms(results: dict[str, Any]) -> list[str]:
+    return [t for t in params(results)["types"]] + ["ensemble"]
+
+
+def accuracy_test(results: dict[str, Any], arm: str, budget: int, noise: float) -> C.Test | None:
+    """Pair accuracy against chance, over prompts (for tables and figures)."""
+    x = outcomes(results, arm, budget, noise)
+    return None if x is None else C.proportion(x, 0.5, clusters=clusters(results))
+
+
+def _pct(test: C.Test) -> str:
+    return (f"{100 * (0.5 + test.effect):.1f}% [{100 * (0.5 + test.ci[0]):.0f}, {100 * (0.5 + test.ci[1]):.0f}] on "
+            f"{test.n} held-out prompts x {test.seeds} feedback draw(s)")
+
+
+# ----------------------------------------------------------------------------------------------
+# findings and tables for the notebook
+# ----------------------------------------------------------------------------------------------
+
+
+def finding_pool(results: dict[str, Any]) -> str:
+    s = results["data"]["pool"]
+    return (f"{s['responses']} responses to {s['prompts']} prompts ({s['train_prompts']} for feedback); mean gold "
+            f"{s['gold_mean']:.2f} over levels {s['gold_levels']}; {100 * s['cap_rate']:.0f}% cut off at the token "
+            f"cap; {100 * s['correctable']:.0f}% of feedback responses have a verified one-instruction correction; "
+            f"demonstrations score {s['demonstration_gold']:.2f} on average.")
+
+
+def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per arm at the full budget: pair accuracy at each noise level, Spearman and best-of-n gold at claim_noise."""
+    P = params(results)
+    budget = P["budgets"][-1]
+    rows = []
+    for arm in arms(results):
+        row: dict[str, Any] = {"arm": arm}
+        for z in P["noises"]:
+            x = outcomes(results, arm, budget, z)
+            row[f"acc@noise {z}"] = None if x is None else round(100 * float(x.mean()), 1)
+        cell = [r for r in grid(results)["rows"] if r["arm"] == arm and r["budget"] == budget
+                and abs(r["noise"] - P["claim_noise"]) < 1e-9]
+        row["spearman"] = round(float(np.mean([r["spearman"] for r in cell])), 3) if cell else None
+        row["best-of-n gold"] = round(float(np.mean([r["bon_gold"] for r in cell])), 3) if cell else None
+        row["targets/draw"] = round(float(np.mean([r["targets"] for r in cell])), 0) if cell else None
+        rows.append(row)
+    return rows
+
+
+def finding_grid(results: dict[str, Any]) -> str:
+    P = params(results)
+    g = grid(results)
+    budget, noise = P["budgets"][-1], P["claim_noise"]
+    tests = {a: accuracy_test(results, a, budget, noise) for a in arms(results)}
+    if all(t is None for t in tests.values()):
+        return (f"No held-out pair of responses differs in gold score ({g['test_prompts']} prompts): nothing to judge "
+                "the reward models on.")
+    best = max((a for a in tests if tests[a] is not None), key=lambda a: tests[a].effect)
+    t = tests[best]
+    return (f"At {budget} events and noise {noise}, the best arm is {best}: {_pct(t)}. Best-of-n by the learned "
+            f"reward can lift the held-out gold from {g['test_gold_mean']:.2f} (random pick) towards "
+            f"{g['test_gold_best']:.2f} (the best response).")

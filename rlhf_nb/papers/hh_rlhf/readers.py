@@ -1,0 +1,78 @@
+"""Readers of ``notebooks/01_hh_preference_models.ipynb``'s ``results.json``: accessors, and the findings and tables the
+notebook shows. Pure (no model); ``claims.py`` and ``figures.py`` read the results through these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rlhf_nb.evidence import claims as C
+from rlhf_nb.tasks import gold
+
+SETS = ("helpful", "harmless")
+
+
+def data(results: dict[str, Any]) -> dict[str, Any]:
+    return results["data"]
+
+
+def _one_draw(outcomes: Any) -> np.ndarray:
+    """Fits on subsets of one pool -> one row: their mean outcome per pair."""
+    return np.asarray(outcomes, dtype=float).reshape(-1, np.shape(outcomes)[-1]).mean(0, keepdims=True)
+
+
+def matrix(results: dict[str, Any], pm: str, test: str) -> np.ndarray:
+    """(1, pairs) outcomes x 100 of one PM type on one test set (its fits averaged: one data draw)."""
+    row = next(r for r in data(results)["pm_matrix"] if r["pm"] == pm and r["test"] == test)
+    return 100 * _one_draw(row["outcomes"])
+
+
+def rules(results: dict[str, Any], test: str) -> dict[str, Any]:
+    """The trivial rules on a test set's held-out pairs (the same pairs, in the same order, for every PM)."""
+    row = next((r for r in data(results).get("pm_matrix", []) if r["test"] == test), None)
+    return C.trivial_rules(row.get("length_baseline") if row else None)
+
+
+def bon(results: dict[str, Any]) -> dict[str, Any]:
+    return data(results)["bon"]
+
+
+# ----------------------------------------------------------------------------------------------
+# findings
+# ----------------------------------------------------------------------------------------------
+
+
+def finding_pairs(results: dict[str, Any]) -> str:
+    counts = data(results)["pair_counts"]
+    text = "; ".join(f"{c['set']}: {c['train']} training / {c['test']} held-out pairs ({c['source']})" for c in counts)
+    samples = data(results).get("helpful_samples")
+    if samples:
+        g = np.array([x for row in samples["gold"] for x in row])
+        cap = 1 - np.mean([f for row in samples["finished"] for f in row])
+        text += (f". The raw policy follows {100 * g.mean():.0f}% of instructions in {g.size} sampled replies "
+                 f"({100 * cap:.0f}% cut off at the token cap)" + gold.system_note(results["params"].get("system")))
+    return text + "."
+
+
+def finding_matrix(results: dict[str, Any]) -> str:
+    parts = []
+    for pm in ("helpful", "harmless", "mixed"):
+        accs = [f"{t} {matrix(results, pm, t).mean():.0f}%" for t in SETS]
+        parts.append(f"{pm} PM: " + ", ".join(accs))
+    n = {t: matrix(results, "mixed", t).shape[1] for t in SETS}
+    text = "Held-out accuracy (" + ", ".join(f"{t} n={n[t]}" for t in SETS) + "): " + "; ".join(parts)
+    length = {r["test"]: 100 * np.mean(r["length_baseline"]) for r in data(results)["pm_matrix"]
+              if r.get("length_baseline")}  # older saved runs lack it
+    if length:
+        text += "; preferring the longer reply alone: " + ", ".join(f"{t} {v:.0f}%" for t, v in length.items())
+    return text + "."
+
+
+def finding_bon(results: dict[str, Any]) -> str:
+    b = bon(results)
+    g = 100 * np.array(b["gold"]).mean(1)
+    p = np.array(b["train_pm"]).mean(1)
+    return ("Best-of-n on held-out prompts, n = " + ", ".join(map(str, b["n"])) + ": train-PM reward "
+            + " -> ".join(f"{v:+.2f}" for v in p) + ", gold " + " -> ".join(f"{v:.1f}" for v in g) + " pts.")

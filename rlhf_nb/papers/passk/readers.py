@@ -1,0 +1,105 @@
+"""Readers of ``notebooks/02_passk_model_size.ipynb``'s ``results.json``: accessors, and the findings and tables the
+notebook shows. Pure (no model); ``claims.py`` and ``figures.py`` read the results through these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rlhf_nb.evidence import claims as C
+from rlhf_nb.evidence import stats
+from rlhf_nb.evidence.metrics import pass_at_k
+
+
+def runs(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return results["data"]["runs"]
+
+
+def per_task(run: dict[str, Any], k: int = 1, key: str = "passed", low: bool = False) -> np.ndarray:
+    """Per-task pass@k (in %) of one run, in task order; pass@1 from the low-temperature samples if asked and
+    present."""
+    rows = run["low"] if low and run.get("low") else run["samples"]
+    out = []
+    for task in rows:
+        values = task[key]
+        if values is None:
+            return np.array([])
+        out.append(100 * pass_at_k(len(values), sum(values), min(k, len(values))))
+    return np.array(out)
+
+
+def pass1(run: dict[str, Any], key: str = "passed") -> np.ndarray:
+    return per_task(run, 1, key, low=True)
+
+
+def n_samples(run: dict[str, Any]) -> int:
+    return min(len(t["passed"]) for t in run["samples"])
+
+
+def arms(results: dict[str, Any], size: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """(untuned run, tuned runs) of one size."""
+    rs = [r for r in runs(results) if r["size"] == size]
+    return next((r for r in rs if r["arm"] == "untuned"), None), [r for r in rs if r["arm"] == "tuned"]
+
+
+def cap_rate(run: dict[str, Any]) -> float:
+    finished = [f for t in run["samples"] for f in t["finished"]]
+    return 1 - sum(finished) / max(1, len(finished))
+
+
+def catch_up(results: dict[str, Any], size: int) -> dict[str, Any]:
+    """The smallest k at which the untuned model's mean pass@k reaches the tuned model's (None: it never does)."""
+    untuned, tuned = arms(results, size)
+    if untuned is None or not tuned:
+        return {"size": size, "catch_up_k": None, "n": 0}
+    k_max = min(n_samples(untuned), *(n_samples(r) for r in tuned))
+    for k in range(1, k_max + 1):
+        if np.mean(per_task(untuned, k)) >= np.mean([np.mean(per_task(r, k)) for r in tuned]):
+            return {"size": size, "catch_up_k": k, "n": k_max}
+    return {"size": size, "catch_up_k": None, "n": k_max}
+
+
+# ----------------------------------------------------------------------------------------------
+# one-sentence findings for the notebook (computed, with n and intervals)
+# ----------------------------------------------------------------------------------------------
+
+
+def finding_sampling(results: dict[str, Any]) -> str:
+    parts = []
+    for r in runs(results):
+        if r["arm"] != "untuned":
+            continue
+        x = pass1(r)
+        lo, hi = stats.wilson(float(np.sum(x) / 100), len(x)) if len(x) else (0, 0)
+        parts.append(f"{r['model']} passes {np.mean(x):.1f}% of samples at k=1 (~[{100 * lo:.0f}, {100 * hi:.0f}]%, "
+                     f"{len(x)} tasks x {n_samples(r)} samples, {100 * cap_rate(r):.0f}% cut off at the token cap)")
+    return "; ".join(parts) + "."
+
+
+def finding_tuning(results: dict[str, Any]) -> str:
+    parts = []
+    for t in results["data"].get("tuning", []):
+        untuned, tuned = arms(results, t["size"])
+        name = untuned["model"] if untuned else f"size {t['size']}"
+        if not tuned:
+            parts.append(f"{name}: not tuned ({t.get('reason') or 'no pairs'})")
+            continue
+        test = C.superiority(pass1(untuned), np.stack([pass1(r) for r in tuned]))
+        parts.append(f"{name}: DPO on {t['pairs']} execution-feedback pairs changes pass@1 by {test.effect:+.1f} pts "
+                     f"[{test.ci[0]:+.1f}, {test.ci[1]:+.1f}] ({test.n} tasks x {test.seeds} seeds)")
+    return "; ".join(parts) + "."
+
+
+def finding_catch_up(results: dict[str, Any]) -> str:
+    parts = []
+    for size in sorted({r["size"] for r in runs(results)}):
+        c = catch_up(results, size)
+        untuned, tuned = arms(results, size)
+        if not tuned:
+            continue
+        parts.append(f"{untuned['model']}: the untuned model " + (
+            f"reaches the tuned model's mean pass@k at k={c['catch_up_k']}" if c["catch_up_k"] else
+            f"stays below the tuned model up to k={c['n']}"))
+    return ("; ".join(parts) + ".") if parts else "No size has a tuned arm in this run, so there is no catch-up k."

@@ -1,0 +1,174 @@
+"""Readers of ``notebooks/04_precise_rlaif.ipynb``'s ``results.json``: accessors, and the findings and tables the
+notebook shows. Pure (no model); ``claims.py`` and ``figures.py`` read the results through these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rlhf_nb.evidence import claims as C
+from rlhf_nb.evidence import stats
+from rlhf_nb.papers.precise_rlaif.judging import judge_agreement
+
+TABLE4 = {"bleu": (18.58, 18.92), "coding (GPT-4 score)": (1.45, 1.18), "gsm8k": (8.0, 7.0)}
+TASKS = {"humaneval": "HumanEval pass@1", "gsm8k": "GSM8K accuracy", "bleu": "En->Fr BLEU"}
+
+
+def _data(results: dict[str, Any]) -> dict[str, Any]:
+    return results["data"]
+
+
+def arms(results: dict[str, Any]) -> dict[str, Any]:
+    return _data(results)["arms"]
+
+
+def trained(results: dict[str, Any], arm: str) -> list[dict[str, Any]]:
+    return [p for p in arms(results)["trained"] if p["arm"] == arm]
+
+
+def main_arm(results: dict[str, Any]) -> str:
+    return f"precise-{results['params']['degrade']['principle']}"
+
+
+def gold(policies: list[dict[str, Any]]) -> np.ndarray:
+    """(seeds, prompts) gold scores in points."""
+    return 100 * np.stack([np.asarray(p["gold"], dtype=float) for p in policies])
+
+
+def cap_rate(policies: list[dict[str, Any]]) -> float:
+    flat = [f for p in policies for f in p["finished"]]
+    return 1 - sum(flat) / max(1, len(flat))
+
+
+def win_outcomes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per seed of ``a`` and prompt: 1 if a scores above b's mean over its seeds, 0.5 if equal, 0 below."""
+    ref = b.mean(0)
+    return np.where(a > ref, 1.0, np.where(a == ref, 0.5, 0.0))
+
+
+def judge_outcomes(results: dict[str, Any]) -> list[float]:
+    data = _data(results)
+    return judge_agreement(data.get("judge_validation") or data.get("sequence", {}).get("judged", []))
+
+
+def forgetting_cut_off(policies: list[dict[str, Any]], task: str) -> float | None:
+    """Mean share of a forgetting task's replies cut off at the token cap over ``policies`` (None: not recorded)."""
+    rates = [p.get("forgetting_cut_off", {}).get(task) for p in policies if task in p["forgetting"]]
+    return None if not rates or None in rates else float(np.mean(rates))
+
+
+# ----------------------------------------------------------------------------------------------
+# findings and tables
+# ----------------------------------------------------------------------------------------------
+
+
+def finding_answers(results: dict[str, Any]) -> str:
+    s = _data(results)["answers"]
+    flat = [f for row in s["finished"] for f in row]
+    n = _data(results)["chosen"]
+    return (f"{len(s['texts'])} training prompts x {len(s['texts'][0])} answers: {100 * (1 - np.mean(flat)):.0f}% cut "
+            f"off at the token cap; {n} prompts have a finished answer with enough sentences to degrade (the chosen "
+            "side).")
+
+
+def yield_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for principle, d in _data(results)["degraded"].items():
+        counts = {r["stage"]: r["count"] for r in d["yields"]}
+        first = counts.get("candidates", 0) or 1
+        rows.append({"principle": principle, **{k: f"{v} ({100 * v / first:.0f}%)" for k, v in counts.items()}})
+    return rows
+
+
+def finding_degradation(results: dict[str, Any]) -> str:
+    parts = []
+    for principle, d in _data(results)["degraded"].items():
+        counts = {r["stage"]: r["count"] for r in d["yields"]}
+        unchanged = counts.get("rewritten", 0) - counts.get("changed", 0)
+        parts.append(f"{principle}: {counts.get('candidates', 0)} candidate sentences, {unchanged} returned unchanged, "
+                     f"{d['yields'][-1]['count'] if d['yields'] else 0} pairs kept")
+    text = "Degradation yield - " + "; ".join(parts) + "."
+    rule = _data(results).get("judge_filter")
+    if rule and not rule["applied"]:
+        why = "set to never" if rule["mode"] == "never" else f"the judge is not validated: {rule['detail']}"
+        text += f" The judge filter was off ({why}), so every pair that passed the other filters was kept."
+    return text
+
+
+def finding_judge(results: dict[str, Any]) -> str:
+    outcomes = judge_outcomes(results)
+    if not outcomes:
+        return "The judge could not be validated: no judged pair had different gold scores."
+    test = C.proportion(outcomes, 0.5)
+    return (f"The judge agrees with the gold on {100 * (0.5 + test.effect):.0f}% "
+            f"[{100 * (0.5 + test.ci[0]):.0f}, {100 * (0.5 + test.ci[1]):.0f}] of {test.n} "
+            f"{'pairs of training answers' if _data(results).get('judge_validation') else 'sequence-level pairs'} "
+            "whose gold scores differ (both orders averaged; chance 50%).")
+
+
+def table1_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Table 1 analog: every policy's gold score and its win rate over the DPO-stage start (ties half)."""
+    start = gold([arms(results)["start"]])
+    groups = [("start (DPO stage)", [arms(results)["start"]])]
+    if arms(results).get("base"):
+        groups.insert(0, ("base", [arms(results)["base"]]))
+    for arm in dict.fromkeys(p["arm"] for p in arms(results)["trained"]):
+        groups.append((arm, trained(results, arm)))
+    rows = []
+    for name, policies in groups:
+        g = gold(policies)
+        wins = win_outcomes(g, start)
+        dist = stats.crossed_bootstrap([wins], lambda x: float(x[0].mean()), n_boot=1000)
+        rows.append({"policy": name, "seeds": len(policies), "pairs": policies[0].get("pairs", 0),
+                     "gold (pts)": round(float(g.mean()), 1),
+                     "win rate vs start %": round(100 * float(wins.mean()), 1),
+                     "95% CI": [round(100 * float(np.quantile(dist, 0.025)), 1),
+                                round(100 * float(np.quantile(dist, 0.975)), 1)],
+                     "tokens": round(float(np.mean([np.mean(p["tokens"]) for p in policies])), 1),
+                     "cut off %": round(100 * cap_rate(policies), 1)})
+    return rows
+
+
+def finding_arms(results: dict[str, Any]) -> str:
+    rows = table1_rows(results)
+    text = "Held-out gold score: " + "; ".join(f"{r['policy']} {r['gold (pts)']} pts (win rate vs start "
+                                               f"{r['win rate vs start %']}%)" for r in rows) + "."
+    policies = [arms(results)["start"], *arms(results)["trained"]]
+    spent: dict[str, float] = {}
+    for p in policies:
+        for stage, s in p.get("seconds", {}).items():
+            spent[stage] = spent.get(stage, 0.0) + s
+    if spent:  # where the notebook's time went (runs before this was recorded have none)
+        text += (f" Wall time over the start policy and {len(policies) - 1} trained ones: "
+                 + ", ".join(f"{stage} {s:.0f} s" for stage, s in sorted(spent.items(), key=lambda kv: -kv[1])) + ".")
+    return text
+
+
+def forgetting_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    from rlhf_nb.evidence.metrics import bleu
+
+    start = arms(results)["start"]
+    after = trained(results, main_arm(results))
+    refs = _data(results).get("translation_refs", [])
+    rows = []
+    for task in ("humaneval", "gsm8k", "bleu"):
+        if task not in start["forgetting"]:
+            continue
+        scored = [p["forgetting"][task] for p in after if task in p["forgetting"]]
+        row = {"task": TASKS[task], "items": len(start["forgetting"][task]),
+               "start": round(float(np.mean(start["forgetting"][task])), 2),
+               "after Precise": round(float(np.mean(scored)), 2) if scored else None,
+               "paper (before -> after)": "{} -> {}".format(*(TABLE4["coding (GPT-4 score)"] if task == "humaneval"
+                                                            else TABLE4[task]))}
+        cut = [forgetting_cut_off([start], task), forgetting_cut_off(after, task)]
+        if cut[0] is not None:
+            row["cut off start %"] = round(100 * cut[0], 1)
+            row["cut off after %"] = round(100 * cut[1], 1) if cut[1] is not None else None
+        if task == "bleu" and refs:
+            row["corpus BLEU start"] = round(bleu(start["translations"], refs), 2)
+            hyps = [p["translations"] for p in after if p.get("translations")]
+            row["corpus BLEU after"] = round(float(np.mean([bleu(h, refs) for h in hyps])), 2) if hyps else None
+        rows.append(row)
+    return rows
