@@ -190,7 +190,7 @@ def _feedback_results(acc: dict[tuple[str, float], float], pairs: int = 1000, se
     params = {"types": types, "budgets": [10, 300], "noises": [0.0, 0.5], "claim_noise": 0.0, "b2_margin": 0.03}
     grid = {"rows": rows, "test_pairs": pairs, "test_prompts": pairs // 4, "test_gold_mean": 0.4, "test_gold_best": 0.8,
             "pair_prompts": [f"p{i // 4}" for i in range(pairs)], "pair_longer": (rng.random(pairs) < 0.5).tolist()}
-    return {"params": params, "data": {"grid": grid}}
+    return {"params": params, "data": {"grid": grid, "pool": {"cap_rate": 0.02}}}
 
 
 def test_feedback_claims_follow_the_data():
@@ -224,6 +224,9 @@ def test_feedback_reward_models_are_compared_with_length_and_counted_by_prompt()
     verdicts = {c.id: c for c in claims(results)}
     assert verdicts["B1a"].verdict != "reproduced" and "prefer the longer" in verdicts["B1a"].our_value
     assert verdicts["B1b"].verdict == "reproduced" and verdicts["B1b"].n == 250  # prompts, not pairs
+    results["data"]["pool"]["cap_rate"] = 0.42  # responses cut off at the token cap: the pairs test truncation
+    assert {c.verdict for c in claims(results)} == {"not tested at this scale"}
+    results["data"]["pool"]["cap_rate"] = 0.02
     del results["data"]["grid"]["pair_prompts"]
     assert {c.verdict for c in claims(results) if c.id.startswith("B1")} == {"not tested at this scale"}
 
