@@ -81,11 +81,6 @@ def test_bleu_uses_sacrebleu():
     assert metrics.bleu(["un chien"], ["le chat est sur le tapis"]) < 10
 
 
-def test_linear_fit_r2():
-    fit = stats.linear_fit([0, 1, 2, 3], [1, 3, 5, 7])
-    assert fit["slope"] == pytest.approx(2) and fit["r2"] == pytest.approx(1)
-
-
 def test_forgetting_suite_runs_end_to_end_and_compares(tmp_path):
     import json
 

@@ -30,14 +30,28 @@ def swap_in(staging: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+_source_hash: str | None = None
+
+
+def source_hash() -> str:
+    """A hash of the package's own source (every ``.py`` under ``rlhf_nb/``): a stage made by other code is never
+    reused."""
+    global _source_hash
+    if _source_hash is None:
+        digest = hashlib.sha256()
+        package = Path(__file__).resolve().parents[1]
+        for path in sorted(package.rglob("*.py")):
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+        _source_hash = digest.hexdigest()
+    return _source_hash
+
+
 def fingerprint(root: Path, notebook: str, params: dict[str, Any]) -> str:
     """What a run's numbers depend on: the resolved parameters, the library's code, the notebook, its params file
     and the bundled data (file contents, not git state, so copies and dirty trees fingerprint alike)."""
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
-    files = sorted((root / "rlhf_nb").rglob("*.py")) if (root / "rlhf_nb").is_dir() else []
-    if not files:  # an installed package: hash the code that is imported
-        files = sorted(Path(__file__).resolve().parents[1].rglob("*.py"))
-    files += [root / "notebooks" / f"{notebook}.ipynb", root / "params" / f"{notebook}.yaml"]
+    digest.update(source_hash().encode())  # the code that is imported
+    files = [root / "notebooks" / f"{notebook}.ipynb", root / "params" / f"{notebook}.yaml"]
     files += sorted((root / "data").glob("*")) if (root / "data").is_dir() else []
     for path in files:
         if path.is_file():

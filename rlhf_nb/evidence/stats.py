@@ -14,7 +14,7 @@ their cluster (:func:`by_cluster`), so that every resample and every sign flip m
   likelihood over the observed differences plus the worst one the outcome allows (Tango 1998's score test for
   paired proportions, generalised to outcomes with many ties);
 * :func:`paired` - mean difference, bootstrap interval and sign-flip p of B - A (what a table reports);
-* :func:`bootstrap_ci`, :func:`linear_fit` - a plain percentile interval and a least-squares line.
+* :func:`bootstrap_ci` - a plain percentile interval of any statistic.
 """
 
 from __future__ import annotations
@@ -115,13 +115,14 @@ def wilson(successes: float, n: int, level: float = 0.95) -> tuple[float, float]
 
 
 def rate_estimate(outcomes: Sequence[float], level: float = 0.95) -> Estimate:
-    """A rate from per-item outcomes (1 success, 0.5 tie, 0 failure) with its Wilson interval."""
+    """A rate from per-item outcomes (1 success, 0.5 tie, 0 failure) with the interval a proportion verdict reads
+    (:func:`exact_interval`), so a win-rate table and a claim on the same outcomes agree."""
     x = np.asarray(outcomes, dtype=float)
     if np.any((x < 0) | (x > 1)):
         raise ValueError("outcomes must lie in [0, 1] (1 success, 0.5 tie, 0 failure)")
     if len(x) == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), 0)
-    lo, hi = wilson(float(x.sum()), len(x), level)
+    lo, hi = exact_interval(float(x.sum()), len(x), level)
     return Estimate(float(x.mean()), lo, hi, len(x))
 
 
@@ -314,12 +315,3 @@ def bootstrap_ci(values: Sequence[float], statistic: Callable[[np.ndarray], floa
                     random_state=np.random.default_rng(seed))
     ci = res.confidence_interval
     return Estimate(float(statistic(x)), float(ci.low), float(ci.high), len(x))
-
-
-def linear_fit(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
-    """Least-squares line with R² (scipy.stats.linregress)."""
-    from scipy.stats import linregress
-
-    r = linregress(np.asarray(x, float), np.asarray(y, float))
-    return {"slope": float(r.slope), "intercept": float(r.intercept), "r2": float(r.rvalue ** 2),
-            "p_value": float(r.pvalue)}

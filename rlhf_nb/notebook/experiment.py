@@ -41,7 +41,7 @@ import yaml
 from pydantic import BaseModel
 
 from rlhf_nb.core.io import atomic_write, atomic_write_bytes, to_jsonable
-from rlhf_nb.core.layout import ENV, PARAMS, RESULTS, STAGES
+from rlhf_nb.core.layout import ENV, PARAMS, RESULTS, STAGES, source_hash
 from rlhf_nb.core.paths import project_root
 from rlhf_nb.notebook.config import load_params
 
@@ -114,22 +114,6 @@ def peak_memory() -> dict[str, float | None]:
     return {"rss_mb": round(rss_mb, 1),
             "cuda_allocated_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if used else None,
             "cuda_reserved_mb": round(torch.cuda.max_memory_reserved() / 2**20, 1) if used else None}
-
-
-_source_hash: str | None = None
-
-
-def source_hash() -> str:
-    """A hash of the package's own source (every ``.py`` under ``rlhf_nb/``): a stage made by other code is never
-    reused."""
-    global _source_hash
-    if _source_hash is None:
-        digest = hashlib.sha256()
-        package = Path(__file__).resolve().parent
-        for path in sorted(package.rglob("*.py")):
-            digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-        _source_hash = digest.hexdigest()
-    return _source_hash
 
 
 def _stable_seed(*parts: Any) -> int:
