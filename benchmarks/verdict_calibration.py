@@ -6,11 +6,11 @@ the verdict comes from ``claims.finalize([claims.claim(...)])`` (one claim, so p
 
 * **false reproduced** - "reproduced" at the null boundary: effect 0 for superiority, trend, association,
   proportion and beats_trivial; true difference exactly -margin for non-inferiority; |difference| exactly = margin
-  for equivalence (the sign alternates from data set to data set); r of the true mean curve exactly r_min for
-  linearity;
+  for equivalence (the sign alternates from data set to data set); the true mean curve's curvature exactly
+  +-tolerance for linearity (:func:`rlhf_nb.evidence.claims.curvature`);
 * **false not reproduced** - "not reproduced" where the paper's claim holds with the smallest effect the rule must
   not reject: the true effect at ``min_effect``; for the margin tests (min_effect 0), a true difference of 0 (effect
-  = margin), and for linearity a true mean curve that is a straight line (r = 1);
+  = margin), and for linearity a true mean curve that is a straight line (curvature 0);
 * **power** - "reproduced" in those same data sets.
 
 Both error rates should stay <= 2.5% (nominal: a one-sided test at 0.05 needs the 95% interval's bottom above 0 too,
@@ -35,7 +35,8 @@ seeds`` (both arms trained, as online vs offline); ``clustered`` (80 prompts x 3
 arms and a prompt x arm interaction v for the trained arm, analysed with ``clusters`` = the prompt labels). Two-arm
 rows use 164 items (HumanEval's size). A trend runs over 4 levels (the start, then 3 trained arms) on 120 items, on 1
 and 3 seeds (it takes no ``clusters``); association on 100 independent points and on 20 clusters of 5; linearity on
-100 prompts' best-of-n curves (n = 1..16 against sqrt(KL), the true mean curve bent to r exactly 0.9 or straight).
+250 prompts' best-of-n curves (n = 1..16 against sqrt(KL), the true mean curve bent to a curvature of exactly +-0.25,
+the tolerance, or straight).
 
 Sizes: in two-arm rows min_effect and the non-inferiority margin are 5 pts (0.25 for continuous scores, one draw's
 noise SD being 1), the equivalence margin 10 / 8 pts / 0.3, about 3 standard errors at 1 seed, so that the test can
@@ -288,19 +289,23 @@ N_BEST = np.array([1, 2, 4, 8, 16])
 SQRT_KL = np.sqrt(np.log(N_BEST) - (N_BEST - 1) / N_BEST)  # best-of-n's KL from the policy, as the notebook uses
 
 
-def linearity(r_min: float = 0.9, spread: float = 1.3, noise: float = 0.7):
-    x = SQRT_KL - SQRT_KL.mean()
-    line = x / np.linalg.norm(x)
-    bend = np.sqrt(SQRT_KL) - np.sqrt(SQRT_KL).mean()  # a saturating curve, its straight part removed
-    bend -= line * (bend @ line)
-    bend /= np.linalg.norm(bend)
+def linearity(tolerance: float = 0.25, noise: float = 0.25):
+    """Curves over best-of-n's sqrt(KL) levels whose true mean is x + beta x^2, beta set so that the mean curve's
+    curvature is exactly +-tolerance (null, the sign alternating) or 0 (a straight line); each curve has its own
+    level and slope and noise per point, as a prompt's best-of-n reward curve has."""
+    from scipy.optimize import brentq
+
+    def bent_by(c: float) -> np.ndarray:
+        beta = 0.0 if c == 0 else brentq(lambda b: claims.curvature(SQRT_KL, SQRT_KL + b * SQRT_KL ** 2) - c, -0.4, 5)
+        return SQRT_KL + beta * SQRT_KL ** 2
+
+    shapes = {+1: bent_by(tolerance), -1: bent_by(-tolerance), 0: bent_by(0.0)}
 
     def simulate(gen, d, scenario, rep):
-        r = r_min if scenario == NULL else 1.0  # r of the true mean curve with sqrt(KL)
-        curve = spread * (r * line - math.sqrt(1 - r * r) * bend)
-        y = (gen.normal(0, 1, (d.n, 1)) + gen.normal(0, 0.2, (d.n, 1)) * line[None] + curve[None]
+        curve = shapes[(1 if rep % 2 == 0 else -1) if scenario == NULL else 0]
+        y = (gen.normal(0, 1, (d.n, 1)) + gen.normal(1, 0.5, (d.n, 1)) * curve[None]
              + gen.normal(0, noise, (d.n, len(SQRT_KL))))
-        return claims.linearity(SQRT_KL, y, r_min=r_min, seed=rep), 0.0
+        return claims.linearity(SQRT_KL, y, tolerance=tolerance, seed=rep), 0.0
     return simulate
 
 
@@ -358,8 +363,8 @@ def rows(quick: bool = False) -> list[Row]:
     out.append(Row("association (slope)", CONTINUOUS.name,
                    size(Design("clustered", items=5, prompts=20, unit="points", group="clusters"), 5, 6),
                    REPS_ASSOCIATION, association(0.25), "slope 0.25"))
-    out.append(Row("linearity (r > 0.9)", "best-of-n curves",
-                   size(Design("1 seed", items=100, unit="curves x 5 levels"), 20), REPS_LINEARITY, linearity()))
+    out.append(Row("linearity (curvature within 0.25)", "best-of-n curves",
+                   size(Design("1 seed", items=250, unit="curves x 5 levels"), 20), REPS_LINEARITY, linearity()))
     pairs = "pass/fail pairs"
     for reference in (0.5, 0.57):
         for d in (one, three, clustered):

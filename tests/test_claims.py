@@ -268,9 +268,9 @@ def test_arms_of_one_seed_keep_the_item_only_test():
 @pytest.mark.parametrize("tau", [0.0, 0.3])
 def test_the_crossed_standard_error_matches_the_spread_of_the_effect_over_repeated_experiments(tau):
     """Seeds x items data from the random-effects model the docstring names: across 3,000 simulated experiments the
-    mean estimated variance is the variance of the estimates themselves. Where seeds agree (tau = 0) it errs a
-    little high, never low: a seed term is added only when the seed means spread more than the noise predicts,
-    which chance makes happen half the time (about 10% on the variance, 5% on the standard error)."""
+    mean estimated variance is at or a little above the variance of the estimates themselves, never below: the
+    seed term is the seed means' whole spread, whose noise part the item term already holds (here +27% on the
+    variance, +13% on the standard error, where seeds agree; +8% where they spread)."""
     gen = np.random.default_rng(7)
     estimates, variances = [], []
     for _ in range(3000):
@@ -280,9 +280,9 @@ def test_the_crossed_standard_error_matches_the_spread_of_the_effect_over_repeat
         estimates.append(b.mean() - a.mean())
         se, df = stats.crossed_se([a[None, :], b], [-1.0, 1.0])
         variances.append(se * se)
-        assert 2 <= df <= 39 + 1e-9
+        assert 2 <= df <= 39 + 2 + 1e-9  # Satterthwaite: at most the sum of the terms' degrees of freedom
     ratio = np.mean(variances) / np.var(estimates)
-    assert (0.95 < ratio < 1.06) if tau else (1.0 < ratio < 1.15)
+    assert (1.0 < ratio < 1.12) if tau else (1.15 < ratio < 1.35)
 
 
 def test_a_trend_over_seeded_levels_reads_the_seed_spread_too():
@@ -402,15 +402,26 @@ def test_a_proportion_is_tested_against_its_reference_not_against_one_half():
     assert against_baseline.effect == pytest.approx(0.03)
 
 
-def test_linearity_reads_r_against_its_threshold():
-    x = np.sqrt([0, 0.19, 0.64, 1.33, 2.2])
+def test_curvature_is_zero_for_a_line_and_signed_for_bends():
+    x = np.sqrt([0, 0.19, 0.64, 1.2, 1.77])
+    assert C.curvature(x, 3 * x + 1) == pytest.approx(0.0, abs=1e-12)
+    assert C.curvature(x, x ** 2) > 0.5  # steepens: reward linear in KL, not in sqrt(KL)
+    assert C.curvature(x, np.sqrt(x)) < -0.3  # flattens
+    assert C.curvature(x, -x) == np.inf  # no rise: no slope to compare with
+
+
+def test_linearity_reproduces_a_line_and_rejects_a_curve_bent_beyond_the_tolerance():
+    x = np.sqrt([0, 0.19, 0.64, 1.2, 1.77])
     gen = np.random.default_rng(4)
-    line = 2 * x + gen.normal(0, 0.3, (80, len(x)))
-    bent = np.where(x < 0.8, 4 * x, 3.2) + gen.normal(0, 0.3, (80, len(x)))
-    flat = gen.normal(0, 0.3, (80, len(x)))
-    assert decided(C.linearity(x, line, r_min=0.9), min_effect=0.0).verdict == C.REPRODUCED
-    assert C.linearity(x, bent, r_min=0.98).effect < 0
-    assert decided(C.linearity(x, flat, r_min=0.9), min_effect=0.0).verdict != C.REPRODUCED
+    scale = gen.normal(1, 0.3, (120, 1))
+    line = scale * 2 * x + gen.normal(0, 0.1, (120, len(x)))
+    bent = scale * np.where(x < 0.8, 4 * x, 3.2 + 0.5 * (x - 0.8)) + gen.normal(0, 0.1, (120, len(x)))
+    flat = gen.normal(0, 0.3, (120, len(x)))
+    straight = C.linearity(x, line, tolerance=0.25)
+    assert abs(straight.detail["curvature"]) < 0.05
+    assert decided(straight, min_effect=0.0).verdict == C.REPRODUCED
+    assert decided(C.linearity(x, bent, tolerance=0.25), min_effect=0.0).verdict == C.NOT_REPRODUCED
+    assert decided(C.linearity(x, flat, tolerance=0.25), min_effect=0.0).verdict == C.NOT_TESTED  # does not rise
 
 
 def test_the_vectorised_crossed_bootstrap_draws_what_the_loop_draws():

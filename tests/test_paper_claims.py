@@ -49,7 +49,8 @@ def hh_results(sign: int = 1) -> dict:
     quality = rng.random(prompts)
     gold = [np.clip(np.round(4 * (quality + sign * 0.06 * np.sqrt(k) + rng.normal(0, 0.1, prompts))) / 4, 0, 1).tolist()
             for k in kl]
-    train_pm = [(sign * 2.0 * np.sqrt(k) + rng.normal(0, 1, prompts)).tolist() for k in kl]
+    spread = rng.normal(1, 0.3, prompts)  # a prompt's best-of-n curve is smooth (an expectation over subsets)
+    train_pm = [(sign * 2.0 * np.sqrt(k) * spread + rng.normal(0, 0.2, prompts)).tolist() for k in kl]
     test_pm = [(sign * 1.0 * np.sqrt(k) + rng.normal(0, 1, prompts)).tolist() for k in kl]
     bon = {"n": levels.tolist(), "kl": kl.tolist(), "train_pm": train_pm, "gold": gold, "test_pm": test_pm,
            "test_pm_sd": 1.0, "cap_rate": 0.02, "tokens": [50.0] * prompts}

@@ -73,8 +73,9 @@ from rlhf_nb.evidence.stats import (
 )
 from rlhf_nb.evidence.stats import Z_POWER as _Z
 
-Kind = Literal["superiority", "non-inferiority", "equivalence", "trend", "association", "proportion"]
-KINDS: tuple[str, ...] = ("superiority", "non-inferiority", "equivalence", "trend", "association", "proportion")
+Kind = Literal["superiority", "non-inferiority", "equivalence", "trend", "association", "linearity", "proportion"]
+KINDS: tuple[str, ...] = ("superiority", "non-inferiority", "equivalence", "trend", "association", "linearity",
+                          "proportion")
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
@@ -423,26 +424,45 @@ def association(x: Any, y: Any, *, measure: Literal["slope", "r"] = "slope", dir
                 _Z * float(np.std(dist)), tuple(premises), {"r": r, "r2": r * r})
 
 
-def linearity(x: Sequence[float], curves: Any, r_min: float = 0.9, *, seed: int = 0) -> Test:
-    """Is the mean curve linear in ``x``? ``curves`` is (items, len(x)): one curve per item (e.g. per prompt, the
-    reward of best-of-n at each n). effect = r - ``r_min``, with r the Pearson correlation of ``x`` and the
-    mean curve; the interval resamples items; p is the share of resamples with r <= r_min (one-sided)."""
+def curvature(x: Sequence[float], y: Sequence[float]) -> float:
+    """How far a rising curve bends: (slope over the upper half of ``x`` - slope over the lower half) / the slope over
+    all of it, the halves sharing the middle level when the levels are odd. 0 for a line, > 0 for a curve that
+    steepens, < 0 for one that flattens; infinite when the curve does not rise overall (no slope to compare with)."""
+    X, Y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    mid = len(X) // 2
+    whole = _slope(X, Y)
+    if not whole > 0:
+        return math.inf
+    lower, upper = slice(0, mid + 1), slice(mid, len(X))
+    return (_slope(X[upper], Y[upper]) - _slope(X[lower], Y[lower])) / whole
+
+
+def linearity(x: Sequence[float], curves: Any, tolerance: float = 0.25, *, seed: int = 0) -> Test:
+    """Does the mean curve grow linearly in ``x``, within ``tolerance``? ``curves`` is (items, len(x)): one curve per
+    independent item (e.g. per prompt, the reward of best-of-n at each n). The lack of fit is the mean curve's
+    :func:`curvature` c (the relative change of its slope between the lower and the upper half of ``x``); effect =
+    ``tolerance`` - |c|, positive when the slope changes by less than the tolerance. The interval resamples items
+    (expanded, :func:`rlhf_nb.evidence.stats.interval`); p is the share of resamples whose |c| reaches the tolerance.
+    So *reproduced* (with ``min_effect`` 0) needs the 95% interval of |c| below the tolerance, the two one-sided
+    tests of an equivalence at 2.5% a side, and *not reproduced* needs the curve bent beyond it."""
     X = np.asarray(x, dtype=float)
     Y = np.asarray(curves, dtype=float)
     if Y.ndim != 2 or Y.shape[1] != len(X) or len(X) < 3:
         raise ValueError("linearity needs curves of shape (items, levels) over at least 3 levels")
-
-    def r_of(rows: np.ndarray) -> float:
-        m = rows.mean(0)
-        return float(np.corrcoef(X, m)[0, 1]) if np.std(m) > 0 else 0.0
-
+    if tolerance <= 0:
+        raise ValueError("the tolerance must be positive")
     gen = rng(seed)
-    dist = np.array([r_of(Y[gen.integers(0, len(Y), len(Y))]) for _ in range(N_BOOT)]) - r_min
-    observed = r_of(Y) - r_min
-    p = float((np.sum(dist <= 0) + 1) / (len(dist) + 1))
-    premises = (Premise("enough items", len(Y) >= 10, f"{len(Y)} curves"),)
-    return Test("association", observed, interval(dist, n=len(Y)), p, len(Y), 1, _Z * float(np.std(dist)), premises,
-                {"r": observed + r_min, "r_min": r_min})
+    observed = curvature(X, Y.mean(0))
+    rows = gen.integers(0, len(Y), (N_BOOT, len(Y)))
+    bent = np.array([abs(curvature(X, Y[r].mean(0))) for r in rows])
+    p = float((np.sum(bent >= tolerance) + 1) / (len(bent) + 1))
+    dist = tolerance - np.minimum(bent, 3 * tolerance)  # a resample that does not rise counts as bent by 3x
+    rises = _slope(X, Y.mean(0)) > 0
+    premises = (Premise("enough items", len(Y) >= 10, f"{len(Y)} curves"),
+                Premise("the mean curve rises", rises, f"slope {_slope(X, Y.mean(0)):+.3g} per unit of x"))
+    effect = tolerance - min(abs(observed), 3 * tolerance)
+    return Test("linearity", effect, interval(dist, n=len(Y)), p, len(Y), 1, _Z * float(np.std(dist)), premises,
+                {"curvature": observed if math.isfinite(observed) else float("nan"), "tolerance": tolerance})
 
 
 def proportion(outcomes: Any, reference: float, *, clusters: Sequence[Any] | None = None, seed: int = 0) -> Test:
