@@ -91,3 +91,51 @@ def test_the_overoptimisation_figure_draws_proxy_and_gold_against_sqrt_kl():
     left, right = fig.axes
     assert len(left.lines) == 1 and len(right.lines) == 2  # the gold's own pick has no proxy line
     assert "40 prompts" in fig._suptitle.get_text()
+
+
+# --- 01's folds: no PM ranks replies to a prompt whose pairs it was fitted on -------------------------------------
+
+
+def test_hh_best_of_n_folds_keep_every_pm_off_the_prompts_it_ranks():
+    """01's best-of-n in three folds, with a stand-in PM that remembers the prompts of the pairs it was fitted on:
+    each prompt's replies are ranked and scored by PMs fitted on other prompts (train and test PMs on different
+    folds), and its own pairs validate them."""
+    from types import SimpleNamespace
+
+    from rlhf_nb.papers.hh_rlhf import steps
+    from rlhf_nb.tasks.gold import GoldSamples, IFPrompt
+
+    prompts = [IFPrompt(f"p{i}", f"request {i}", f"base {i}", ("x",), ({},)) for i in range(12)]
+    m = 4
+    texts = [[f"reply {i}.{j}" + "!" * j for j in range(m)] for i in range(12)]
+    gold = [[float(j % 2) for j in range(m)] for _ in range(12)]  # replies 1 and 3 follow the instruction
+    samples = GoldSamples([p.id for p in prompts], texts, gold, [[5 + j for j in range(m)]] * 12,
+                          [[True, True, True, False]] * 12, 100.0)
+    fitted, ranked = [], []
+
+    class StandIn:
+        def fit(self, pairs):
+            seen = {p.prompt[-1]["content"] for p in pairs}
+            fitted.append(seen)
+            return seen
+
+        def scores(self, pm, prompts_, replies):
+            ranked.append((pm, {p[-1]["content"] for p in prompts_}))
+            return [float(r.count("!")) for r in replies]  # prefers later replies
+
+        def outcomes(self, pm, pairs):
+            return [1.0 if p.chosen.count("!") > p.rejected.count("!") else 0.0 for p in pairs]
+
+    P = SimpleNamespace(seed=0, bon_pairs=2, bon_test_n=2)
+    b = steps.best_of_n(StandIn(), samples, prompts, P)
+    assert len(fitted) == 6 and len(ranked) == 6  # a train and a test PM per fold
+    for pm, seen in ranked:
+        assert not pm & seen  # never ranks a prompt it was fitted on
+    folds = [fitted[0], fitted[1]], [fitted[2], fitted[3]], [fitted[4], fitted[5]]
+    assert all(not a & b_ for a, b_ in folds)  # a fold's train and test PMs come from different prompts
+    assert b.n == [1, 2, 4] and len(b.gold[0]) == 12 and b.fold_pairs == [8, 8, 8]
+    assert b.gold[0] == pytest.approx([0.5] * 12)  # n = 1: the mean of a prompt's replies
+    assert b.gold[-1] == pytest.approx([1.0] * 12)  # best-of-4 by '!' picks reply 3, which follows the instruction
+    assert b.pick_cut_off[-1] == pytest.approx(1.0) and b.pick_cut_off[0] == pytest.approx(0.25)
+    assert b.gold_shorter[-1] == pytest.approx([0.0] * 12)  # the fewest tokens: reply 0
+    assert sorted(set(b.validation["prompt"])) == list(range(12))

@@ -52,8 +52,14 @@ def hh_results(sign: int = 1) -> dict:
     spread = rng.normal(1, 0.3, prompts)  # a prompt's best-of-n curve is smooth (an expectation over subsets)
     train_pm = [(sign * 2.0 * np.sqrt(k) * spread + rng.normal(0, 0.2, prompts)).tolist() for k in kl]
     test_pm = [(sign * 1.0 * np.sqrt(k) + rng.normal(0, 1, prompts)).tolist() for k in kl]
-    bon = {"n": levels.tolist(), "kl": kl.tolist(), "train_pm": train_pm, "gold": gold, "test_pm": test_pm,
-           "test_pm_sd": 1.0, "cap_rate": 0.02, "tokens": [50.0] * prompts}
+    pairs = 3 * prompts  # held-out pairs of the best-of-n prompts, three a prompt
+    bon = {"n": levels.tolist(), "kl": kl.tolist(), "test_n": 4, "train_pm": train_pm, "gold": gold,
+           "test_pm": test_pm, "gold_shorter": gold, "gold_longer": gold, "pick_cut_off": [0.02] * len(levels),
+           "cap_rate": 0.02, "tokens": [50.0] * prompts, "fold_pairs": [pairs // 3] * 3,
+           "validation": {"train": (rng.random(pairs) < 0.7).astype(float).tolist(),
+                          "test": (rng.random(pairs) < 0.7).astype(float).tolist(),
+                          "longer": (rng.random(pairs) < 0.5).astype(float).tolist(),
+                          "prompt": [float(i // 3) for i in range(pairs)]}}
     raw_gold = (rng.random(prompts) < 0.4).astype(float)
     raw_code = (rng.random(prompts) < 0.3).astype(float)
 

@@ -83,31 +83,48 @@ def test_pm_validated(results: dict[str, Any]) -> C.Premise:
     return _split_pm_validated(results, "test")
 
 
+def bon_pm_validated(results: dict[str, Any], which: str) -> C.Premise:
+    """The best-of-n train or test PM ranks the held-out pairs of the prompts it scores better than chance (the pairs
+    of a prompt are one cluster). Chance, not the length rules: H3a-H4 ask what optimising a PM does, however the PM
+    ranks; the gold of the length rules' picks is reported beside the PM's."""
+    v = bon(results)["validation"]
+    return C.validated_on(f"best-of-n {which} PM on held-out pairs", np.array(v[which], dtype=float), least=10,
+                          clusters=v["prompt"])
+
+
+def _test_level(b: dict[str, Any]) -> int:
+    return b["n"].index(b["test_n"])
+
+
 def bon_gold(results: dict[str, Any]) -> C.Claim:
-    """H3a: best-of-n against the train PM beats a single sample, judged by the gold."""
+    """H3a: best-of-n against the train PM beats a single sample, judged by the gold, at the n fixed in advance."""
     b = bon(results)
+    i = _test_level(b)
     g = 100 * np.array(b["gold"])
-    test = C.superiority(g[0], g[-1])
-    value = (f"gold {g[0].mean():.1f} (n=1) -> {g[-1].mean():.1f} pts (best of {b['n'][-1]}, KL "
-             f"{b['kl'][-1]:.2f} nats); {_describe(test)}")
-    return C.claim("H3a", PAPER, f"RLHF against the PM (best-of-{b['n'][-1]}) beats the raw model, judged by the gold",
+    test = C.superiority(g[0], g[i])
+    shorter, longer = 100 * np.mean(b["gold_shorter"][i]), 100 * np.mean(b["gold_longer"][i])
+    value = (f"gold {g[0].mean():.1f} (n=1) -> {g[i].mean():.1f} pts (best of {b['n'][i]}, KL {b['kl'][i]:.2f} nats; "
+             f"the shorter-reply rule's pick {shorter:.1f}, the longer's {longer:.1f}); {_describe(test)}")
+    cut = [b["pick_cut_off"][0], b["pick_cut_off"][i]]
+    return C.claim("H3a", PAPER, f"RLHF against the PM (best-of-{b['n'][i]}) beats the raw model, judged by the gold",
                    "RLHF policies preferred to the raw model", test, our_value=value,
-                   premises=[train_pm_validated(results), C.not_capped("sampled", b["cap_rate"])], min_effect=2.0,
-                   min_effect_reason="2 points of instructions followed", unit="pts of gold score")
+                   premises=[bon_pm_validated(results, "train"),
+                             C.caps_alike(f"raw samples and best-of-{b['n'][i]} picks", cut)],
+                   min_effect=2.0, min_effect_reason="2 points of instructions followed", unit="pts of gold score")
 
 
 def bon_test_pm(results: dict[str, Any]) -> C.Claim:
-    """H3b: the same, judged by the held-out test PM (Bai et al.'s evaluation), in test-PM standard deviations."""
+    """H3b: the same picks, scored by the held-out test PM (Bai et al.'s evaluation), in test-PM standard deviations."""
     b = bon(results)
-    sd = b["test_pm_sd"] or 1.0
-    t = np.array(b["test_pm"]) / sd
-    test = C.superiority(t[0], t[-1])
-    value = (f"test-PM reward {t[0].mean():+.2f} -> {t[-1].mean():+.2f} sd (best of {b['n'][-1]}); "
+    i = _test_level(b)
+    t = np.array(b["test_pm"])
+    test = C.superiority(t[0], t[i])
+    value = (f"test-PM reward {t[0].mean():+.2f} -> {t[i].mean():+.2f} sd (best of {b['n'][i]}); "
              f"{_describe(test, 'sd')}")
-    return C.claim("H3b", PAPER, f"best-of-{b['n'][-1]} against the train PM also raises the held-out test PM's reward",
+    return C.claim("H3b", PAPER, f"best-of-{b['n'][i]} against the train PM also raises the held-out test PM's reward",
                    "test PM rises with train-PM optimisation (small KL)", test, our_value=value,
-                   premises=[train_pm_validated(results), test_pm_validated(results)], min_effect=0.1,
-                   min_effect_reason="a tenth of the test PM's spread over samples", unit="test-PM sd")
+                   premises=[bon_pm_validated(results, "train"), bon_pm_validated(results, "test")], min_effect=0.1,
+                   min_effect_reason="a tenth of the test PM's spread over replies", unit="test-PM sd")
 
 
 def trained_arm(results: dict[str, Any], arm: str, cid: str) -> C.Claim:
@@ -150,13 +167,11 @@ def reward_vs_sqrt_kl(results: dict[str, Any]) -> C.Claim:
                    "reward roughly linear in sqrt(KL)", test, our_value=value, min_effect=0.0,
                    min_effect_reason=f"'roughly linear' read as a slope that changes by less than "
                                      f"{100 * LINEARITY_TOLERANCE:.0f}% across the measured KL range",
-                   unit="tolerance - |curvature|", premises=[C.Premise("three or more KL levels", len(b["n"]) >= 3,
-                                                       f"{len(b['n'])} values of n"),
-                                             # best-of-n reward rises with sqrt(KL) for any score (order statistics):
-                                             # the claim is about a PM that has learned preferences
-                                             train_pm_validated(results),
-                                             # the same samples as H3a: a cut-off reply is scored for where it stopped
-                                             C.not_capped("sampled", b["cap_rate"])])
+                   unit="tolerance - |curvature|",
+                   premises=[C.Premise("three or more KL levels", len(b["n"]) >= 3, f"{len(b['n'])} values of n"),
+                             # best-of-n reward rises with sqrt(KL) for any score (order statistics): the claim is
+                             # about a PM that has learned preferences
+                             bon_pm_validated(results, "train")])
 
 
 def alignment_tax(results: dict[str, Any]) -> C.Claim:

@@ -60,27 +60,35 @@ def pm_data_size(results: dict[str, Any]):
 
 @FIGURES("reward_vs_sqrt_kl")
 def reward_vs_sqrt_kl(results: dict[str, Any]):
+    """Gao et al.'s Fig. 1 for best-of-n against the train PM: what its pick scores by the PM it optimised, by the
+    held-out test PM, and by the gold, beside the gold of the length rules' picks."""
     import matplotlib.pyplot as plt
 
     b = results["data"]["bon"]
     x = np.sqrt(b["kl"])
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    for ax, key, label in ((axes[0], "train_pm", "train-PM reward (optimised)"),
-                           (axes[1], "test_pm", "test-PM reward (held out)"), (axes[2], "gold", "gold score (pts)")):
-        scale = 100 if key == "gold" else 1
-        stats = [_ci(scale * np.array(v, dtype=float)[None, :]) for v in b[key]]
-        band(ax, x, [s[0] for s in stats], [s[1] for s in stats], [s[2] for s in stats], color="tab:blue")
+    fig, axes = plt.subplots(1, 3, figsize=(12.5, 3.6))
+    panels = ((axes[0], [("train_pm", "train PM's pick", "tab:blue")], "train-PM reward (optimised), sd", 1),
+              (axes[1], [("test_pm", "train PM's pick", "tab:blue")], "test-PM reward (held out), sd", 1),
+              (axes[2], [("gold", "train PM's pick", "tab:blue"), ("gold_shorter", "shorter reply's pick", "tab:gray"),
+                         ("gold_longer", "longer reply's pick", "tab:olive")], "gold score of the pick (pts)", 100))
+    for ax, lines, title, scale in panels:
+        for key, label, color in lines:
+            cis = [_ci(scale * np.array(v, dtype=float)[None, :]) for v in b[key]]
+            band(ax, x, [c[0] for c in cis], [c[1] for c in cis], [c[2] for c in cis], color=color, label=label)
+            if key == "train_pm":
+                fit = np.polyfit(x, [c[0] for c in cis], 1)
+                ax.plot(x, np.polyval(fit, x), "k--", lw=1, label="linear fit")
         for xi, n in zip(x, b["n"]):
-            ax.annotate(f"n={n}", (xi, stats[b["n"].index(n)][0]), fontsize=7, xytext=(2, -10),
-                        textcoords="offset points")
-        if key == "train_pm":
-            fit = np.polyfit(x, [s[0] for s in stats], 1)
-            ax.plot(x, np.polyval(fit, x), "k--", lw=1, label="linear fit")
-            ax.legend(fontsize=7)
-        ax.set(xlabel="sqrt(KL) of best-of-n  [sqrt(nats)]", title=label)
+            ax.axvline(xi, color="0.85", lw=0.6, zorder=0)
+            ax.annotate(f"n={n}", (xi, 0.02), xycoords=("data", "axes fraction"), fontsize=7, rotation=90)
+        if "test_n" in b:
+            ax.axvline(np.sqrt(b["kl"][b["n"].index(b["test_n"])]), color="tab:red", lw=0.8, ls=":",
+                       label=f"tested: n={b['test_n']}")
+        ax.set(xlabel="sqrt(KL) of best-of-n  [sqrt(nats)]", title=title)
+        ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Best-of-n against the train PM on {len(b['gold'][0])} held-out prompts (95% bands over prompts)",
-                 fontsize=9)
+    fig.suptitle(f"Best-of-n against a train PM on {len(b['gold'][0])} held-out prompts, PMs fitted on other prompts "
+                 "(95% bands over prompts)", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -98,7 +106,7 @@ def rlhf_vs_raw(results: dict[str, Any]):
             stats.append(_ci(100 * np.stack([e["gold"] for e in these])))
             labels.append(f"{arm} (greedy)" + (f", {len(these)} seeds" if arm != "raw" else ""))
             ns.append(len(these[0]["gold"]))
-    for i in (0, len(b["n"]) - 1):
+    for i in (0, b["n"].index(b.get("test_n", b["n"][-1]))):
         stats.append(_ci(100 * np.array(b["gold"][i], dtype=float)[None, :]))
         labels.append(f"sample, best of {b['n'][i]}")
         ns.append(len(b["gold"][i]))

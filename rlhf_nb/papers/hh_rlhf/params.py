@@ -44,9 +44,17 @@ class Params(BaseParams):
     pm: HeadSection = Field(HeadSection(), description="the preference models' linear BT heads")
     data_sizes: list[PosInt] = Field([50, 100, 200, 400], min_length=3,
                                      description="training sizes of the mixed PM for accuracy vs data (per test set)")
-    eval_prompts: PosInt = Field(64, description="held-out prompts on which RLHF policies are judged")
-    bon: SamplingSection = Field(SamplingSection(n=8, temperature=1.0, max_new_tokens=160),
-                                 description="samples per held-out prompt: best-of-n for n = 1, 2, 4, ..., bon.n")
+    eval_prompts: PosInt = Field(64, description="held-out prompts on which the trained RLHF policies are judged")
+    bon_prompts: PosInt = Field(96, description="held-out prompts for best-of-n (disjoint from every other set); "
+                                                "each is a best-of-n item in one fold and lends its gold-labelled pairs "
+                                                "to the train and test PMs of the other two")
+    bon: SamplingSection = Field(SamplingSection(n=16, temperature=1.0, max_new_tokens=160),
+                                 description="samples per best-of-n prompt: best-of-n for n = 1, 2, 4, ..., bon.n")
+    bon_test_n: PosInt = Field(4, description="the n at which best-of-n is tested against the raw model (H3a, H3b), "
+                                              "fixed before the run: the larger n, the fewer replies a pick averages "
+                                              "over and the wider its interval")
+    bon_pairs: PosInt = Field(6, description="gold-labelled pairs per best-of-n prompt (of its replies' pairs whose "
+                                             "gold differs, drawn at random) for the fold PMs")
     rl: list[Literal["dpo", "ppo"]] = Field(["dpo"], description="trained RLHF arms (best-of-n always runs)")
     rl_prompts: PosInt = Field(64, description="prompts for the trained arms (disjoint from every other set)")
     rl_samples: PosInt = Field(4, description="dpo: samples per prompt, best vs worst by the train PM")
@@ -65,6 +73,10 @@ class Params(BaseParams):
             raise ValueError("harmless_train + harmless_test exceeds the 2312 bundled HH-RLHF harmless-base pairs")
         if self.bon.n < 2 or self.bon.n & (self.bon.n - 1):
             raise ValueError(f"bon.n = {self.bon.n}: best-of-n needs a power of two >= 2 (n = 1, 2, 4, ...)")
+        if self.bon_test_n < 2 or self.bon_test_n > self.bon.n or self.bon_test_n & (self.bon_test_n - 1):
+            raise ValueError(f"bon_test_n = {self.bon_test_n}: one of the measured n = 2, 4, ..., bon.n = {self.bon.n}")
+        if self.bon_prompts < 3 * 2:
+            raise ValueError(f"bon_prompts = {self.bon_prompts}: three folds need at least 2 prompts each")
         if self.humaneval_tasks > 164:
             raise ValueError("humaneval_tasks exceeds HumanEval's 164")
         return self

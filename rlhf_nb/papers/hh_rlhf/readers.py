@@ -74,5 +74,10 @@ def finding_bon(results: dict[str, Any]) -> str:
     b = bon(results)
     g = 100 * np.array(b["gold"]).mean(1)
     p = np.array(b["train_pm"]).mean(1)
-    return ("Best-of-n on held-out prompts, n = " + ", ".join(map(str, b["n"])) + ": train-PM reward "
-            + " -> ".join(f"{v:+.2f}" for v in p) + ", gold " + " -> ".join(f"{v:.1f}" for v in g) + " pts.")
+    v = b["validation"]
+    return (f"Best-of-n on {len(b['gold'][0])} held-out prompts x {b['n'][-1]} replies, n = " + ", ".join(map(str, b["n"]))
+            + ": train-PM reward " + " -> ".join(f"{x:+.2f}" for x in p) + " sd, gold " + " -> ".join(f"{x:.1f}" for x in g)
+            + f" pts. The fold PMs were fitted on {' / '.join(map(str, b['fold_pairs']))} gold-labelled pairs and "
+            f"rank held-out pairs {100 * np.mean(v['train']):.0f}% (train PM) / {100 * np.mean(v['test']):.0f}% (test "
+            f"PM) right, the longer reply {100 * np.mean(v['longer']):.0f}%; {100 * b['cap_rate']:.0f}% of the replies "
+            "are cut off at the token cap.")

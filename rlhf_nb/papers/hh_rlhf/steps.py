@@ -39,19 +39,20 @@ SETS = ("helpful", "harmless")
 @dataclass
 class Prompts:
     helpful: list[gold.IFPrompt]  # sampled for helpful pairs (if-gold)
-    eval: list[gold.IFPrompt]  # held-out: RLHF policies are judged here
+    eval: list[gold.IFPrompt]  # held-out: the trained RLHF policies are judged here
     rl: list[gold.IFPrompt]  # the trained arms' prompts
+    bon: list[gold.IFPrompt]  # best-of-n: sampled bon.n times, in three folds (see best_of_n)
 
     def ids(self) -> dict[str, list[str]]:
-        return {k: [p.id for p in getattr(self, k)] for k in ("helpful", "eval", "rl")}
+        return {k: [p.id for p in getattr(self, k)] for k in ("helpful", "eval", "rl", "bon")}
 
 
 def make_prompts(P: Params) -> Prompts:
     sizes = {"helpful": P.helpful_prompts if P.helpful == "if-gold" else 0, "eval": P.eval_prompts,
-             "rl": P.rl_prompts}
+             "rl": P.rl_prompts, "bon": P.bon_prompts}
     pool = gold.synthetic_prompts(sum(sizes.values()), seed=P.seed, system=P.system)
     splits = gold.split_by_base(pool, sizes, seed=P.seed)
-    return Prompts(splits["helpful"], splits["eval"], splits["rl"])
+    return Prompts(splits["helpful"], splits["eval"], splits["rl"], splits["bon"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -205,34 +206,90 @@ def train_test_pms(pms: PMs, sets: PairSets, P: Params) -> TrainTestPM:
 # ----------------------------------------------------------------------------------------------
 
 
+FOLDS = 3  # best-of-n prompts: each fold is scored by PMs fitted on the other two (one for train, one for test)
+
+
 @dataclass
 class BestOfN:
-    """Best-of-n on held-out prompts: per n, the train PM's reward, the gold and the test PM's reward of its pick."""
+    """Best-of-n against the train PM on held-out prompts, per n and prompt: what its pick scores by the train PM, the
+    held-out test PM and the gold, beside the gold of the picks of the two length rules. Each prompt's PMs were fitted
+    on other prompts' pairs (:func:`best_of_n`); PM scores are in each PM's standard deviations over the replies it
+    ranks, so the three folds' PMs share a scale."""
 
     n: list[int]
     kl: list[float]
+    test_n: int  # the n H3a and H3b test (bon_test_n)
     train_pm: list[list[float]]  # [n][prompt]
     gold: list[list[float]]
     test_pm: list[list[float]]
-    test_pm_sd: float  # spread of the test PM over all samples (its effect unit)
-    cap_rate: float
+    gold_shorter: list[list[float]]  # the gold of the pick of "prefer the shorter reply"
+    gold_longer: list[list[float]]
+    pick_cut_off: list[float]  # per n: the share of the train PM's picks cut off at the token cap
+    cap_rate: float  # of all the sampled replies
     tokens: list[float]  # mean length per prompt
+    validation: dict[str, list[float]]  # held-out pairs of each prompt's own fold: outcomes of its train / test PM,
+    # the longer-reply rule, and the prompt index (pairs of a prompt are one cluster)
+    fold_pairs: list[int]  # gold-labelled pairs each fold lends its PMs
 
 
-def best_of_n(pms: PMs, split: TrainTestPM, samples: GoldSamples, prompts: list[gold.IFPrompt], P: Params) -> BestOfN:
+def _fold_pairs(prompts: list[gold.IFPrompt], samples: GoldSamples, per_prompt: int, seed: int
+                ) -> list[list[PreferencePair]]:
+    """Per prompt, up to ``per_prompt`` pairs of its replies whose gold differs (better first), drawn at random. Cut-off
+    replies take part: best-of-n ranks them too, and the gold scores a reply as it stands."""
+    rng = random.Random(seed)
+    out = []
+    for i, prompt in enumerate(prompts):
+        pairs = gold.gold_pairs([prompt], [samples.texts[i]], [samples.gold[i]], mode="all")
+        out.append(rng.sample(pairs, min(per_prompt, len(pairs))))
+    return out
+
+
+def best_of_n(pms: PMs, samples: GoldSamples, prompts: list[gold.IFPrompt], P: Params) -> BestOfN:
+    """Best-of-n on held-out prompts in three folds, so that no PM ranks replies to a prompt it was fitted on, and
+    every prompt is both a best-of-n item and PM data. The prompts of fold k are ranked by a train PM fitted on
+    fold k+1's gold-labelled pairs and scored by a test PM fitted on fold k+2's (Bai et al.'s train / test split,
+    on disjoint prompts); fold k's own pairs validate both. Expected picks are exact over all size-n subsets of
+    each prompt's ``bon.n`` replies (:mod:`rlhf_nb.evidence.bestofn`)."""
+    from rlhf_nb.evidence import bestofn
+
+    m = len(samples.texts[0])
+    order = list(range(len(prompts)))
+    random.Random(P.seed + 11).shuffle(order)
+    fold = np.empty(len(prompts), dtype=int)
+    fold[order] = np.arange(len(prompts)) % FOLDS
+    pairs = _fold_pairs(prompts, samples, P.bon_pairs, P.seed + 12)
     messages = [p.messages() for p in prompts]
-    flat_prompts = [m for m, row in zip(messages, samples.texts) for _ in row]
-    flat = [t for row in samples.texts for t in row]
-    k = len(samples.texts[0])
-    reshape = lambda v: [v[i * k:(i + 1) * k] for i in range(len(prompts))]  # noqa: E731
-    train_scores = reshape(pms.scores(split.train, flat_prompts, flat))
-    test_scores = reshape(pms.scores(split.test, flat_prompts, flat))
-    ns = [2 ** i for i in range(int(np.log2(k)) + 1)]
-    by_gold = gold.best_of_n(train_scores, samples.gold, ns)
-    by_test = gold.best_of_n(train_scores, test_scores, ns)
-    return BestOfN(ns, by_gold["kl"], by_gold["proxy_items"], by_gold["gold_items"], by_test["gold_items"],
-                   float(np.std([s for row in test_scores for s in row])), samples.cap_rate,
-                   [float(np.mean(t)) for t in samples.tokens])
+    train, test = np.zeros((len(prompts), m)), np.zeros((len(prompts), m))
+    validation: dict[str, list[float]] = {"train": [], "test": [], "longer": [], "prompt": []}
+    fold_pairs = []
+    for k in range(FOLDS):
+        rows = np.flatnonzero(fold == k)
+        lent = {j: [x for i in np.flatnonzero(fold == (k + j) % FOLDS) for x in pairs[i]] for j in (1, 2)}
+        fold_pairs.append(sum(len(pairs[i]) for i in rows))
+        short = {j: len(x) for j, x in lent.items() if len(x) < 2}
+        if short:
+            raise ValueError(f"best-of-n fold {k}: the folds that fit its PMs lend {short} gold-labelled pairs (need 2 "
+                             "each): too few replies differ by the gold; raise bon_prompts or bon.n")
+        fitted = {"train": pms.fit(lent[1]), "test": pms.fit(lent[2])}
+        flat_prompts = [messages[i] for i in rows for _ in range(m)]
+        flat = [t for i in rows for t in samples.texts[i]]
+        for name, target in (("train", train), ("test", test)):
+            scores = np.asarray(pms.scores(fitted[name], flat_prompts, flat)).reshape(len(rows), m)
+            target[rows] = scores / (scores.std() or 1.0)
+        own = [x for i in rows for x in pairs[i]]
+        for name in ("train", "test"):
+            validation[name] += pms.outcomes(fitted[name], own)
+        validation["longer"] += length_outcomes(own).tolist()
+        validation["prompt"] += [float(i) for i in rows for _ in pairs[i]]
+    G = np.asarray(samples.gold, dtype=float)
+    T = np.asarray(samples.tokens, dtype=float)
+    cut = 1.0 - np.asarray(samples.finished, dtype=float)
+    ns = [2 ** i for i in range(int(np.log2(m)) + 1)]
+    pick = lambda reward, values, n: bestofn.expected_pick(reward, values, n).tolist()  # noqa: E731
+    return BestOfN(ns, [bestofn.kl(n) for n in ns], P.bon_test_n, [pick(train, train, n) for n in ns], [pick(train, G, n) for n in ns],
+                   [pick(train, test, n) for n in ns], [pick(-T, G, n) for n in ns], [pick(T, G, n) for n in ns],
+                   [float(np.mean(pick(train, cut, n))) for n in ns], samples.cap_rate, T.mean(1).tolist(),
+                   validation, fold_pairs)
 
 
 @dataclass
