@@ -128,14 +128,29 @@ def test_hh_best_of_n_folds_keep_every_pm_off_the_prompts_it_ranks():
 
     P = SimpleNamespace(seed=0, bon_pairs=2, bon_test_n=2)
     b = steps.best_of_n(StandIn(), samples, prompts, P)
-    assert len(fitted) == 6 and len(ranked) == 6  # a train and a test PM per fold
+    draws = steps.DRAWS
+    assert len(fitted) == 6 * draws and len(ranked) == 6 * draws  # a train and a test PM per fold and draw
     for pm, seen in ranked:
         assert not pm & seen  # never ranks a prompt it was fitted on
-    folds = [fitted[0], fitted[1]], [fitted[2], fitted[3]], [fitted[4], fitted[5]]
-    assert all(not a & b_ for a, b_ in folds)  # a fold's train and test PMs come from different prompts
-    assert b.n == [1, 2, 4] and len(b.gold[0]) == 12 and b.fold_pairs == [8, 8, 8]
-    assert b.gold[0] == pytest.approx([0.5] * 12)  # n = 1: the mean of a prompt's replies
-    assert b.gold[-1] == pytest.approx([1.0] * 12)  # best-of-4 by '!' picks reply 3, which follows the instruction
-    assert b.pick_cut_off[-1] == pytest.approx(1.0) and b.pick_cut_off[0] == pytest.approx(0.25)
+    for f in range(0, len(fitted), 2):
+        assert not fitted[f] & fitted[f + 1]  # a fold's train and test PMs come from different prompts
+    assert b.n == [1, 2, 4] and np.shape(b.gold) == (draws, 3, 12) and b.fold_pairs == [[8, 8, 8]] * draws
+    assert np.asarray(b.gold)[:, 0] == pytest.approx(0.5)  # n = 1: the mean of a prompt's replies
+    assert np.asarray(b.gold)[:, -1] == pytest.approx(1.0)  # best-of-4 by '!' picks reply 3, which follows it
+    assert b.pick_cut_off[0][-1] == pytest.approx(1.0) and b.pick_cut_off[0][0] == pytest.approx(0.25)
     assert b.gold_shorter[-1] == pytest.approx([0.0] * 12)  # the fewest tokens: reply 0
-    assert sorted(set(b.validation["prompt"])) == list(range(12))
+    assert b.gold_oracle[-1] == pytest.approx([1.0] * 12) and b.gold_finished == pytest.approx([1 / 3] * 12)
+    assert np.asarray(b.train_pm)[0, 0] == pytest.approx(0.0)  # centred per prompt
+    assert sorted(set(b.validation["prompt"])) == list(range(12)) and len(b.validation["train"]) == draws
+    assert not all(b.validation["finished"])  # pairs with reply 3, which was cut off, are marked
+
+
+def test_best_of_n_reward_of_a_normal_score_is_near_linear_in_sqrt_kl_whatever_it_learned():
+    """Why 01's H4 needs an RL trajectory: best-of-n's own reward against sqrt(KL) is the order statistics of the
+    score, near-linear for a normal one (the curvature the premise quotes)."""
+    from rlhf_nb.evidence.claims import curvature
+
+    scores = np.random.default_rng(0).normal(size=(4000, 16))
+    ns = [1, 2, 4, 8, 16]
+    c = bestofn.curve("normal", scores, scores, ns)
+    assert abs(curvature(c.sqrt_kl, c.proxy.mean(1))) < 0.05

@@ -84,47 +84,63 @@ def test_pm_validated(results: dict[str, Any]) -> C.Premise:
 
 
 def bon_pm_validated(results: dict[str, Any], which: str) -> C.Premise:
-    """The best-of-n train or test PM ranks the held-out pairs of the prompts it scores better than chance (the pairs
-    of a prompt are one cluster). Chance, not the length rules: H3a-H4 ask what optimising a PM does, however the PM
-    ranks; the gold of the length rules' picks is reported beside the PM's."""
+    """The best-of-n train or test PM ranks the held-out pairs of the prompts it scores (pairs of two replies that
+    ended on their own; a prompt's pairs are one cluster, each fold draw a row) better than chance and than preferring
+    the longer or the shorter reply: a PM that is a length rule would make best-of-n a length rule."""
     v = bon(results)["validation"]
-    return C.validated_on(f"best-of-n {which} PM on held-out pairs", np.array(v[which], dtype=float), least=10,
-                          clusters=v["prompt"])
+    keep = np.asarray(v["finished"], dtype=bool)
+    outcomes = np.asarray(v[which], dtype=float)[:, keep]
+    return C.validated_on(f"best-of-n {which} PM on held-out pairs of finished replies", outcomes, least=10,
+                          rules=C.trivial_rules(np.asarray(v["longer"], dtype=float)[keep]),
+                          clusters=np.asarray(v["prompt"])[keep])
 
 
 def _test_level(b: dict[str, Any]) -> int:
     return b["n"].index(b["test_n"])
 
 
+def _per_n(values: np.ndarray, ns: list[int], fmt: str) -> str:
+    """'n=1 x -> n=2 y -> ...' of (draws, levels, prompts) or (levels, prompts) values, averaged."""
+    means = values.reshape(-1, values.shape[-2], values.shape[-1]).mean(axis=(0, 2))
+    return " -> ".join(f"{n}: {fmt.format(v)}" for n, v in zip(ns, means))
+
+
 def bon_gold(results: dict[str, Any]) -> C.Claim:
-    """H3a: best-of-n against the train PM beats a single sample, judged by the gold, at the n fixed in advance."""
+    """H3a: best-of-n against the train PM beats a single sample, judged by the gold, at the n fixed in advance; the
+    fold draws are the seeds (each refits every PM on other prompts)."""
     b = bon(results)
     i = _test_level(b)
-    g = 100 * np.array(b["gold"])
-    test = C.superiority(g[0], g[i])
-    shorter, longer = 100 * np.mean(b["gold_shorter"][i]), 100 * np.mean(b["gold_longer"][i])
-    value = (f"gold {g[0].mean():.1f} (n=1) -> {g[i].mean():.1f} pts (best of {b['n'][i]}, KL {b['kl'][i]:.2f} nats; "
-             f"the shorter-reply rule's pick {shorter:.1f}, the longer's {longer:.1f}); {_describe(test)}")
-    cut = [b["pick_cut_off"][0], b["pick_cut_off"][i]]
+    g = 100 * np.array(b["gold"])  # (draws, levels, prompts)
+    test = C.superiority(g[:, 0], g[:, i])
+    finished = [x for x in b["gold_finished"] if x is not None]
+    value = (f"gold by n: {_per_n(g, b['n'], '{:.1f}')} pts; best of {b['n'][i]} (KL {b['kl'][i]:.2f} nats) against "
+             f"the gold's own pick {100 * np.mean(b['gold_oracle'][i]):.1f}, the shorter reply's "
+             f"{100 * np.mean(b['gold_shorter'][i]):.1f}, the longer's {100 * np.mean(b['gold_longer'][i]):.1f}, a "
+             f"random finished reply {100 * np.mean(finished):.1f} ({len(finished)} prompts); {_describe(test)}")
+    cut = [float(np.mean([d[0] for d in b["pick_cut_off"]])), float(np.mean([d[i] for d in b["pick_cut_off"]]))]
     return C.claim("H3a", PAPER, f"RLHF against the PM (best-of-{b['n'][i]}) beats the raw model, judged by the gold",
                    "RLHF policies preferred to the raw model", test, our_value=value,
                    premises=[bon_pm_validated(results, "train"),
                              C.caps_alike(f"raw samples and best-of-{b['n'][i]} picks", cut)],
-                   min_effect=2.0, min_effect_reason="2 points of instructions followed", unit="pts of gold score")
+                   min_effect=2.0, min_effect_reason="ours, not the paper's (it reports no gold points): 2 points of "
+                                                     "instructions followed", unit="pts of gold score")
 
 
 def bon_test_pm(results: dict[str, Any]) -> C.Claim:
-    """H3b: the same picks, scored by the held-out test PM (Bai et al.'s evaluation), in test-PM standard deviations."""
+    """H3b: the same picks, scored by the held-out test PM (Bai et al.'s evaluation), in test-PM within-prompt
+    standard deviations."""
     b = bon(results)
     i = _test_level(b)
     t = np.array(b["test_pm"])
-    test = C.superiority(t[0], t[i])
-    value = (f"test-PM reward {t[0].mean():+.2f} -> {t[i].mean():+.2f} sd (best of {b['n'][i]}); "
-             f"{_describe(test, 'sd')}")
+    test = C.superiority(t[:, 0], t[:, i])
+    value = (f"test-PM reward by n: {_per_n(t, b['n'], '{:+.2f}')} sd (best of {b['n'][i]}; the shorter reply's pick "
+             f"{np.mean(np.array(b['test_pm_shorter'])[:, i]):+.2f}, the longer's "
+             f"{np.mean(np.array(b['test_pm_longer'])[:, i]):+.2f}); {_describe(test, 'sd')}")
     return C.claim("H3b", PAPER, f"best-of-{b['n'][i]} against the train PM also raises the held-out test PM's reward",
                    "test PM rises with train-PM optimisation (small KL)", test, our_value=value,
                    premises=[bon_pm_validated(results, "train"), bon_pm_validated(results, "test")], min_effect=0.1,
-                   min_effect_reason="a tenth of the test PM's spread over replies", unit="test-PM sd")
+                   min_effect_reason="ours: a tenth of the test PM's spread over a prompt's replies",
+                   unit="test-PM sd")
 
 
 def trained_arm(results: dict[str, Any], arm: str, cid: str) -> C.Claim:
@@ -147,31 +163,25 @@ def trained_arm(results: dict[str, Any], arm: str, cid: str) -> C.Claim:
                              C.one_precision("raw and trained replies", [raw, *tuned])], **common)
 
 
-#: how much the slope of reward vs sqrt(KL) may change between the lower and the upper half of the measured range for
-#: the curve to count as roughly linear (a reward linear in KL itself, not its root, changes slope by ~+100% there)
-LINEARITY_TOLERANCE = 0.25
-
-
 def reward_vs_sqrt_kl(results: dict[str, Any]) -> C.Claim:
-    """H4: the PM reward of best-of-n grows linearly in sqrt(KL): its slope changes by less than
-    :data:`LINEARITY_TOLERANCE` between the lower and the upper half of the measured sqrt(KL) range."""
+    """H4: the PM reward of an RL policy grows linearly in sqrt(KL). Best-of-n cannot test it: its reward against
+    sqrt(KL) is the order statistics of the PM's score distribution, near-linear for any roughly normal score whatever
+    the PM learned (curvature +0.02 for a normal score over n = 1..16), so the claim needs a policy trained by RL; the
+    best-of-n curve's curvature is reported for what it is."""
     b = bon(results)
-    curves = np.array(b["train_pm"]).T  # (prompts, levels)
-    test = C.linearity(np.sqrt(b["kl"]), curves, tolerance=LINEARITY_TOLERANCE)
-    value = (f"best-of-n for n = {b['n']}: mean train-PM reward " + ", ".join(f"{v:+.2f}" for v in curves.mean(0))
-             + " at sqrt(KL) = " + ", ".join(f"{np.sqrt(k):.2f}" for k in b["kl"])
-             + f"; the slope changes by {100 * test.detail['curvature']:+.0f}% from the lower to the upper half "
-             f"(tolerance +-{100 * LINEARITY_TOLERANCE:.0f}%; effect {test.effect:+.3f} "
-             f"[{test.ci[0]:+.3f}, {test.ci[1]:+.3f}]), n={test.n} prompts")
-    return C.claim("H4", PAPER, "the PM reward grows roughly linearly in sqrt(KL(policy || initial))",
-                   "reward roughly linear in sqrt(KL)", test, our_value=value, min_effect=0.0,
-                   min_effect_reason=f"'roughly linear' read as a slope that changes by less than "
-                                     f"{100 * LINEARITY_TOLERANCE:.0f}% across the measured KL range",
-                   unit="tolerance - |curvature|",
-                   premises=[C.Premise("three or more KL levels", len(b["n"]) >= 3, f"{len(b['n'])} values of n"),
-                             # best-of-n reward rises with sqrt(KL) for any score (order statistics): the claim is
-                             # about a PM that has learned preferences
-                             bon_pm_validated(results, "train")])
+    curves = np.array(b["train_pm"]).mean(0).T  # (prompts, levels), the fold draws averaged
+    bend = C.curvature(np.sqrt(b["kl"]), curves.mean(0))
+    value = (f"best-of-n (not RL) for n = {b['n']}: train-PM reward " + ", ".join(f"{v:+.2f}" for v in curves.mean(0))
+             + " sd at sqrt(KL) = " + ", ".join(f"{np.sqrt(k):.2f}" for k in b["kl"])
+             + f" (the slope changes by {100 * bend:+.0f}% from the lower to the upper half)")
+    return C.claim("H4", PAPER, "the PM reward of RL grows roughly linearly in sqrt(KL(policy || initial))",
+                   "reward roughly linear in sqrt(KL)", None, our_value=value, min_effect=0.0,
+                   min_effect_reason="'roughly linear' read as a slope that changes by less than 25% across the "
+                                     "measured KL range (claims.linearity)",
+                   unit="tolerance - |curvature|", kind="linearity",
+                   premises=[C.Premise("an RL policy's reward-KL trajectory", False,
+                                       "only best-of-n here, whose reward vs sqrt(KL) is fixed by the score "
+                                       "distribution's order statistics (normal: curvature +0.02), not by optimisation")])
 
 
 def alignment_tax(results: dict[str, Any]) -> C.Claim:

@@ -73,7 +73,9 @@ def reward_vs_sqrt_kl(results: dict[str, Any]):
                          ("gold_longer", "longer reply's pick", "tab:olive")], "gold score of the pick (pts)", 100))
     for ax, lines, title, scale in panels:
         for key, label, color in lines:
-            cis = [_ci(scale * np.array(v, dtype=float)[None, :]) for v in b[key]]
+            values = np.asarray(b[key], dtype=float)
+            values = values.mean(0) if values.ndim == 3 else values  # fold draws averaged per prompt
+            cis = [_ci(scale * v[None, :]) for v in values]
             band(ax, x, [c[0] for c in cis], [c[1] for c in cis], [c[2] for c in cis], color=color, label=label)
             if key == "train_pm":
                 fit = np.polyfit(x, [c[0] for c in cis], 1)
@@ -87,7 +89,7 @@ def reward_vs_sqrt_kl(results: dict[str, Any]):
         ax.set(xlabel="sqrt(KL) of best-of-n  [sqrt(nats)]", title=title)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Best-of-n against a train PM on {len(b['gold'][0])} held-out prompts, PMs fitted on other prompts "
+    fig.suptitle(f"Best-of-n against a train PM on {len(b['gold'][0][0])} held-out prompts, PMs fitted on other prompts "
                  "(95% bands over prompts)", fontsize=9)
     fig.tight_layout()
     return fig
@@ -106,10 +108,11 @@ def rlhf_vs_raw(results: dict[str, Any]):
             stats.append(_ci(100 * np.stack([e["gold"] for e in these])))
             labels.append(f"{arm} (greedy)" + (f", {len(these)} seeds" if arm != "raw" else ""))
             ns.append(len(these[0]["gold"]))
-    for i in (0, b["n"].index(b.get("test_n", b["n"][-1]))):
-        stats.append(_ci(100 * np.array(b["gold"][i], dtype=float)[None, :]))
+    gold = np.asarray(b["gold"], dtype=float).mean(0)  # (levels, prompts), the fold draws averaged
+    for i in (0, b["n"].index(b["test_n"])):
+        stats.append(_ci(100 * gold[i][None, :]))
         labels.append(f"sample, best of {b['n'][i]}")
-        ns.append(len(b["gold"][i]))
+        ns.append(gold.shape[1])
     fig, ax = plt.subplots(figsize=(7, 3.6))
     bars(ax, labels, [s[0] / 100 for s in stats], [s[1] / 100 for s in stats], [s[2] / 100 for s in stats], ns,
          color="tab:blue")

@@ -72,12 +72,16 @@ def finding_matrix(results: dict[str, Any]) -> str:
 
 def finding_bon(results: dict[str, Any]) -> str:
     b = bon(results)
-    g = 100 * np.array(b["gold"]).mean(1)
-    p = np.array(b["train_pm"]).mean(1)
+    g = 100 * np.array(b["gold"]).mean(axis=(0, 2))
+    p = np.array(b["train_pm"]).mean(axis=(0, 2))
     v = b["validation"]
-    return (f"Best-of-n on {len(b['gold'][0])} held-out prompts x {b['n'][-1]} replies, n = " + ", ".join(map(str, b["n"]))
-            + ": train-PM reward " + " -> ".join(f"{x:+.2f}" for x in p) + " sd, gold " + " -> ".join(f"{x:.1f}" for x in g)
-            + f" pts. The fold PMs were fitted on {' / '.join(map(str, b['fold_pairs']))} gold-labelled pairs and "
-            f"rank held-out pairs {100 * np.mean(v['train']):.0f}% (train PM) / {100 * np.mean(v['test']):.0f}% (test "
-            f"PM) right, the longer reply {100 * np.mean(v['longer']):.0f}%; {100 * b['cap_rate']:.0f}% of the replies "
-            "are cut off at the token cap.")
+    keep = np.asarray(v["finished"], dtype=bool)
+    acc = {k: 100 * np.asarray(v[k], dtype=float)[..., keep].mean() for k in ("train", "test", "longer")}
+    pairs = np.mean([sum(d) for d in b["fold_pairs"]])
+    return (f"Best-of-n on {len(b['gold'][0][0])} held-out prompts x {b['n'][-1]} replies, n = "
+            + ", ".join(map(str, b["n"])) + ": train-PM reward " + " -> ".join(f"{x:+.2f}" for x in p)
+            + " sd, gold " + " -> ".join(f"{x:.1f}" for x in g) + f" pts ({len(b['gold'])} fold draws). The fold "
+            f"PMs were fitted on {pairs / 3 * 2:.0f} gold-labelled pairs each and rank the held-out pairs of finished "
+            f"replies ({keep.sum()} of {keep.size}) {acc['train']:.0f}% (train PM) / {acc['test']:.0f}% (test PM) "
+            f"right, the longer reply {acc['longer']:.0f}%; {100 * b['cap_rate']:.0f}% of the replies are cut off at "
+            "the token cap.")

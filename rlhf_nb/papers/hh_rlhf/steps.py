@@ -207,89 +207,124 @@ def train_test_pms(pms: PMs, sets: PairSets, P: Params) -> TrainTestPM:
 
 
 FOLDS = 3  # best-of-n prompts: each fold is scored by PMs fitted on the other two (one for train, one for test)
+DRAWS = 3  # fold assignments: which prompts fit a PM is a source of chance too, so the folds are drawn three times
 
 
 @dataclass
 class BestOfN:
-    """Best-of-n against the train PM on held-out prompts, per n and prompt: what its pick scores by the train PM, the
-    held-out test PM and the gold, beside the gold of the picks of the two length rules. Each prompt's PMs were fitted
-    on other prompts' pairs (:func:`best_of_n`); PM scores are in each PM's standard deviations over the replies it
-    ranks, so the three folds' PMs share a scale."""
+    """Best-of-n against the train PM on held-out prompts, per fold draw, n and prompt: what its pick scores by the
+    train PM, the held-out test PM and the gold, beside the picks of the length rules and of the gold itself. Each
+    prompt's PMs were fitted on other prompts' pairs (:func:`best_of_n`). PM scores are centred per prompt and in units
+    of each fold PM's within-prompt standard deviation over the replies it ranks."""
 
     n: list[int]
     kl: list[float]
     test_n: int  # the n H3a and H3b test (bon_test_n)
-    train_pm: list[list[float]]  # [n][prompt]
-    gold: list[list[float]]
-    test_pm: list[list[float]]
-    gold_shorter: list[list[float]]  # the gold of the pick of "prefer the shorter reply"
+    train_pm: list[list[list[float]]]  # [draw][n][prompt]
+    gold: list[list[list[float]]]
+    test_pm: list[list[list[float]]]
+    test_pm_shorter: list[list[list[float]]]  # the test PM of the pick of "prefer the shorter reply"
+    test_pm_longer: list[list[list[float]]]
+    gold_shorter: list[list[float]]  # [n][prompt]: the gold of the pick of "prefer the shorter reply"
     gold_longer: list[list[float]]
-    pick_cut_off: list[float]  # per n: the share of the train PM's picks cut off at the token cap
+    gold_oracle: list[list[float]]  # the gold's own pick: the most any reward could reach
+    gold_finished: list[float | None]  # per prompt: the mean gold of its replies that finished (None: none did)
+    pick_cut_off: list[list[float]]  # [draw][n]: the share of the train PM's picks cut off at the token cap
     cap_rate: float  # of all the sampled replies
     tokens: list[float]  # mean length per prompt
-    validation: dict[str, list[float]]  # held-out pairs of each prompt's own fold: outcomes of its train / test PM,
-    # the longer-reply rule, and the prompt index (pairs of a prompt are one cluster)
-    fold_pairs: list[int]  # gold-labelled pairs each fold lends its PMs
+    validation: dict[str, list]  # every prompt's pairs, each scored by the PMs that did not see it: "train" /
+    # "test" [draw][pair], and per pair "longer" (the longer-reply rule), "finished" (both replies ended on their own)
+    # and "prompt" (the pairs of a prompt are one cluster)
+    fold_pairs: list[list[int]]  # [draw][fold]: gold-labelled pairs each fold lends its PMs
 
 
 def _fold_pairs(prompts: list[gold.IFPrompt], samples: GoldSamples, per_prompt: int, seed: int
-                ) -> list[list[PreferencePair]]:
-    """Per prompt, up to ``per_prompt`` pairs of its replies whose gold differs (better first), drawn at random. Cut-off
+                ) -> list[list[tuple[int, int]]]:
+    """Per prompt, up to ``per_prompt`` (better, worse) reply indices whose gold differs, drawn at random. Cut-off
     replies take part: best-of-n ranks them too, and the gold scores a reply as it stands."""
     rng = random.Random(seed)
     out = []
-    for i, prompt in enumerate(prompts):
-        pairs = gold.gold_pairs([prompt], [samples.texts[i]], [samples.gold[i]], mode="all")
+    for texts, g in zip(samples.texts, samples.gold):
+        pairs = [(a, b) if g[a] > g[b] else (b, a) for a in range(len(texts)) for b in range(a + 1, len(texts))
+                 if g[a] != g[b] and texts[a] != texts[b]]
         out.append(rng.sample(pairs, min(per_prompt, len(pairs))))
     return out
+
+
+def _within_prompt_units(scores: np.ndarray) -> np.ndarray:
+    """Scores (prompts, m) centred per prompt, in units of their pooled within-prompt standard deviation."""
+    centred = scores - scores.mean(1, keepdims=True)
+    sd = float(np.sqrt((centred ** 2).mean()))
+    return centred / (sd or 1.0)
 
 
 def best_of_n(pms: PMs, samples: GoldSamples, prompts: list[gold.IFPrompt], P: Params) -> BestOfN:
     """Best-of-n on held-out prompts in three folds, so that no PM ranks replies to a prompt it was fitted on, and
     every prompt is both a best-of-n item and PM data. The prompts of fold k are ranked by a train PM fitted on
     fold k+1's gold-labelled pairs and scored by a test PM fitted on fold k+2's (Bai et al.'s train / test split,
-    on disjoint prompts); fold k's own pairs validate both. Expected picks are exact over all size-n subsets of
-    each prompt's ``bon.n`` replies (:mod:`rlhf_nb.evidence.bestofn`)."""
+    on disjoint prompts); fold k's own pairs validate both. The folds are drawn :data:`DRAWS` times (features are
+    cached, so a draw costs only its fits). Expected picks are exact over all size-n subsets of each prompt's
+    ``bon.n`` replies (:mod:`rlhf_nb.evidence.bestofn`)."""
     from rlhf_nb.evidence import bestofn
 
     m = len(samples.texts[0])
-    order = list(range(len(prompts)))
-    random.Random(P.seed + 11).shuffle(order)
-    fold = np.empty(len(prompts), dtype=int)
-    fold[order] = np.arange(len(prompts)) % FOLDS
-    pairs = _fold_pairs(prompts, samples, P.bon_pairs, P.seed + 12)
+    index = _fold_pairs(prompts, samples, P.bon_pairs, P.seed + 12)
     messages = [p.messages() for p in prompts]
-    train, test = np.zeros((len(prompts), m)), np.zeros((len(prompts), m))
-    validation: dict[str, list[float]] = {"train": [], "test": [], "longer": [], "prompt": []}
-    fold_pairs = []
-    for k in range(FOLDS):
-        rows = np.flatnonzero(fold == k)
-        lent = {j: [x for i in np.flatnonzero(fold == (k + j) % FOLDS) for x in pairs[i]] for j in (1, 2)}
-        fold_pairs.append(sum(len(pairs[i]) for i in rows))
-        short = {j: len(x) for j, x in lent.items() if len(x) < 2}
-        if short:
-            raise ValueError(f"best-of-n fold {k}: the folds that fit its PMs lend {short} gold-labelled pairs (need 2 "
-                             "each): too few replies differ by the gold; raise bon_prompts or bon.n")
-        fitted = {"train": pms.fit(lent[1]), "test": pms.fit(lent[2])}
-        flat_prompts = [messages[i] for i in rows for _ in range(m)]
-        flat = [t for i in rows for t in samples.texts[i]]
-        for name, target in (("train", train), ("test", test)):
-            scores = np.asarray(pms.scores(fitted[name], flat_prompts, flat)).reshape(len(rows), m)
-            target[rows] = scores / (scores.std() or 1.0)
-        own = [x for i in rows for x in pairs[i]]
-        for name in ("train", "test"):
-            validation[name] += pms.outcomes(fitted[name], own)
-        validation["longer"] += length_outcomes(own).tolist()
-        validation["prompt"] += [float(i) for i in rows for _ in pairs[i]]
+    pairs = [[PreferencePair(f"{prompts[i].id}-{a}-{b}", messages[i], samples.texts[i][a], samples.texts[i][b],
+                             "if-gold") for a, b in index[i]] for i in range(len(prompts))]
     G = np.asarray(samples.gold, dtype=float)
     T = np.asarray(samples.tokens, dtype=float)
-    cut = 1.0 - np.asarray(samples.finished, dtype=float)
+    F = np.asarray(samples.finished, dtype=bool)
+    cut = 1.0 - F
     ns = [2 ** i for i in range(int(np.log2(m)) + 1)]
     pick = lambda reward, values, n: bestofn.expected_pick(reward, values, n).tolist()  # noqa: E731
-    return BestOfN(ns, [bestofn.kl(n) for n in ns], P.bon_test_n, [pick(train, train, n) for n in ns], [pick(train, G, n) for n in ns],
-                   [pick(train, test, n) for n in ns], [pick(-T, G, n) for n in ns], [pick(T, G, n) for n in ns],
-                   [float(np.mean(pick(train, cut, n))) for n in ns], samples.cap_rate, T.mean(1).tolist(),
-                   validation, fold_pairs)
+    out: dict[str, list] = {k: [] for k in ("train_pm", "gold", "test_pm", "test_pm_shorter", "test_pm_longer",
+                                            "pick_cut_off", "fold_pairs")}
+    validation: dict[str, list] = {"train": [], "test": []}
+    for draw in range(DRAWS):
+        gen = random.Random(P.seed + 11 + draw)  # prompts with pairs dealt round-robin first: balanced folds
+        order = [sorted(i for i in range(len(prompts)) if bool(pairs[i]) is has) for has in (True, False)]
+        order = [i for part in order for i in gen.sample(part, len(part))]
+        fold = np.empty(len(prompts), dtype=int)
+        fold[order] = np.arange(len(prompts)) % FOLDS
+        scores = {"train": np.zeros((len(prompts), m)), "test": np.zeros((len(prompts), m))}
+        outcomes: dict[str, list[list[float]]] = {"train": [[] for _ in prompts], "test": [[] for _ in prompts]}
+        counts = []
+        for k in range(FOLDS):
+            rows = np.flatnonzero(fold == k)
+            lent = {j: [x for i in np.flatnonzero(fold == (k + j) % FOLDS) for x in pairs[i]] for j in (1, 2)}
+            counts.append(sum(len(pairs[i]) for i in rows))
+            short = {j: len(x) for j, x in lent.items() if len(x) < 2}
+            if short:
+                raise ValueError(f"best-of-n fold {k}: the folds that fit its PMs lend {short} gold-labelled pairs "
+                                 "(need 2 each): too few replies differ by the gold; raise bon_prompts or bon.n")
+            for name, j in (("train", 1), ("test", 2)):
+                pm = pms.fit(lent[j])
+                fold_scores = np.asarray(pms.scores(pm, [messages[i] for i in rows for _ in range(m)],
+                                                    [samples.texts[i][r] for i in rows for r in range(m)]))
+                scores[name][rows] = _within_prompt_units(fold_scores.reshape(len(rows), m))
+                for i in rows:
+                    outcomes[name][i] = pms.outcomes(pm, pairs[i])
+        train, test = scores["train"], scores["test"]
+        out["train_pm"].append([pick(train, train, n) for n in ns])
+        out["gold"].append([pick(train, G, n) for n in ns])
+        out["test_pm"].append([pick(train, test, n) for n in ns])
+        out["test_pm_shorter"].append([pick(-T, test, n) for n in ns])
+        out["test_pm_longer"].append([pick(T, test, n) for n in ns])
+        out["pick_cut_off"].append([float(np.mean(pick(train, cut, n))) for n in ns])
+        out["fold_pairs"].append(counts)
+        for name in ("train", "test"):
+            validation[name].append([x for row in outcomes[name] for x in row])
+    every = [(i, a, b) for i in range(len(prompts)) for a, b in index[i]]
+    validation["longer"] = [0.5 + 0.5 * float(np.sign(len(samples.texts[i][a]) - len(samples.texts[i][b])))
+                            for i, a, b in every]
+    validation["finished"] = [bool(F[i, a] and F[i, b]) for i, a, b in every]
+    validation["prompt"] = [float(i) for i, _, _ in every]
+    finished_gold = [float(G[i][F[i]].mean()) if F[i].any() else None for i in range(len(prompts))]
+    return BestOfN(ns, [bestofn.kl(n) for n in ns], P.bon_test_n, out["train_pm"], out["gold"], out["test_pm"],
+                   out["test_pm_shorter"], out["test_pm_longer"], [pick(-T, G, n) for n in ns],
+                   [pick(T, G, n) for n in ns], [pick(G, G, n) for n in ns], finished_gold, out["pick_cut_off"],
+                   samples.cap_rate, T.mean(1).tolist(), validation, out["fold_pairs"])
 
 
 @dataclass
