@@ -56,8 +56,9 @@ def hh_results(sign: int = 1) -> dict:
     pairs = 3 * prompts  # held-out pairs of the best-of-n prompts, three a prompt
     right = 0.7 if sign > 0 else 0.3  # flipped: the PMs rank held-out pairs the wrong way round
     bon = {"n": levels.tolist(), "kl": kl.tolist(), "test_n": 4, "train_pm": train_pm, "gold": gold,
-           "test_pm": test_pm, "test_pm_shorter": test_pm, "test_pm_longer": test_pm, "gold_shorter": gold[0],
-           "gold_longer": gold[0], "gold_oracle": gold[0], "gold_finished": [0.4] * prompts,
+           "test_pm": test_pm, "test_pm_shorter": test_pm, "test_pm_longer": test_pm,
+           "gold_shorter": [gold[0][0]] * len(levels), "gold_longer": [gold[0][0]] * len(levels),  # length rules: no gain
+           "gold_oracle": gold[0], "gold_finished": [0.4] * prompts,
            "pick_cut_off": [[0.02] * len(levels)] * draws, "cap_rate": 0.02, "tokens": [50.0] * prompts,
            "fold_pairs": [[pairs // 3] * 3] * draws,
            "validation": {"train": (rng.random((draws, pairs)) < right).astype(float).tolist(),
@@ -97,10 +98,20 @@ def test_hh_claims_follow_the_data_and_flip_with_its_sign():
     # the gold, PM accuracy falls with data and size, DPO costs coding skill: every one of these the data exclude
     for cid in ("H1a", "H1b", "H2a", "H2b", "H3c", "H5", "H6", "H7"):
         assert verdicts[cid] == NR, (cid, flipped[cid].reason)
-    # best-of-n PMs that rank held-out pairs the wrong way round are not PMs: H3a/H3b are not tested; H4 needs an
-    # RL trajectory, which best-of-n is not
+    # a PM whose best-of-n pick is no better than a length rule's is not tested (H3a), nor is a test PM that ranks
+    # held-out pairs the wrong way round (H3b); H4 needs an RL trajectory, which best-of-n is not
     assert verdicts["H3a"] == NT and verdicts["H3b"] == NT and verdicts["H4"] == NT
-    assert "validated" in flipped["H3a"].reason
+    assert "more than a length rule" in flipped["H3a"].reason and "validated" in flipped["H3b"].reason
+
+
+def test_hh_best_of_n_that_only_matches_a_length_rule_is_not_tested():
+    """H3a's premise is the direct check of its one confound: if preferring the shorter reply picks replies as good by
+    the gold as the PM's pick, a gold gain says nothing about preference modelling."""
+    results = hh_results(+1)
+    b = results["data"]["bon"]
+    b["gold_shorter"] = [list(map(float, np.mean(b["gold"], axis=0)[i])) for i in range(len(b["n"]))]
+    claim = {c.id: c for c in hh.claims(results)}["H3a"]
+    assert claim.verdict == NT and "more than a length rule" in claim.reason
 
 
 def test_hh_fits_on_subsets_of_one_pool_count_as_one_draw():

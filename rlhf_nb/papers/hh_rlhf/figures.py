@@ -70,7 +70,9 @@ def reward_vs_sqrt_kl(results: dict[str, Any]):
     panels = ((axes[0], [("train_pm", "train PM's pick", "tab:blue")], "train-PM reward (optimised), sd", 1),
               (axes[1], [("test_pm", "train PM's pick", "tab:blue")], "test-PM reward (held out), sd", 1),
               (axes[2], [("gold", "train PM's pick", "tab:blue"), ("gold_shorter", "shorter reply's pick", "tab:gray"),
-                         ("gold_longer", "longer reply's pick", "tab:olive")], "gold score of the pick (pts)", 100))
+                         ("gold_longer", "longer reply's pick", "tab:olive"),
+                         ("gold_oracle", "the gold's own pick (ceiling)", "tab:green")], "gold score of the pick (pts)",
+               100))
     for ax, lines, title, scale in panels:
         for key, label, color in lines:
             values = np.asarray(b[key], dtype=float)
