@@ -101,21 +101,23 @@ def _test_level(b: dict[str, Any]) -> int:
 
 def bon_beats_length(results: dict[str, Any]) -> C.Premise:
     """The PM's best-of-n pick is more than a length rule's: at the tested n, the gold of its pick beats the gold of
-    the picks of "prefer the shorter reply" and "prefer the longer reply" and of a random reply (n = 1), prompt by
-    prompt, every rule beaten (:func:`rlhf_nb.evidence.claims.beats_trivial`). The direct check of the one
-    explanation of a gold gain that needs no preference model: on these prompts shorter replies follow more
-    instructions. (The PM's accuracy on held-out pairs of finished replies, beside the length rules, is the test
-    PM's premise; it covers fewer prompts and none of the cut-off replies best-of-n ranks.)"""
+    the picks of "prefer the shorter reply" and of "prefer the longer reply", prompt by prompt, both rules beaten
+    (:func:`rlhf_nb.evidence.claims.beats_trivial`). The direct check of the one explanation of a gold gain that needs
+    no preference model: on these prompts shorter replies follow more instructions.
+
+    Fixed for the confirmation run (seed 1) after the exploratory run at seed 0 (2b05e1f), where the premise set in
+    advance, the train PM against the length rules on held-out pairs of finished replies, was underpowered (+3.9
+    [-1.7, +10.7] pts on 195 prompts) and this one held (+5.0 [+2.9, +7.5]); the pair-level check remains the test
+    PM's premise (H3b), and covers fewer prompts and none of the cut-off replies best-of-n ranks."""
     b = bon(results)
     i = _test_level(b)
     picks = 100 * np.array(b["gold"])[:, i]
-    rules = {"a random reply": 100 * np.array(b["gold"])[:, 0].mean(0),
-             "the shorter reply's pick": 100 * np.array(b["gold_shorter"][i]),
+    rules = {"the shorter reply's pick": 100 * np.array(b["gold_shorter"][i]),
              "the longer reply's pick": 100 * np.array(b["gold_longer"][i])}
     test, rule = C.beats_trivial(picks, rules)
     return C.Premise(f"best-of-{b['n'][i]} by the train PM more than a length rule", test.ci[0] > 0,
-                     f"the gold of its pick {picks.mean():.1f} vs {test.detail['rule_rate']:.1f} for the strongest "
-                     f"trivial rule ({rule}): {test.effect:+.1f} pts [{test.ci[0]:+.1f}, {test.ci[1]:+.1f}] on "
+                     f"the gold of its pick {picks.mean():.1f} vs {test.detail['rule_rate']:.1f} for the stronger "
+                     f"length rule ({rule}): {test.effect:+.1f} pts [{test.ci[0]:+.1f}, {test.ci[1]:+.1f}] on "
                      f"{test.n} prompts")
 
 
@@ -133,12 +135,16 @@ def bon_gold(results: dict[str, Any]) -> C.Claim:
     g = 100 * np.array(b["gold"])  # (draws, levels, prompts)
     test = C.superiority(g[:, 0], g[:, i])
     finished = [x for x in b["gold_finished"] if x is not None]
-    value = (f"gold by n: {_per_n(g, b['n'], '{:.1f}')} pts; best of {b['n'][i]} (KL {b['kl'][i]:.2f} nats) against "
-             f"the gold's own pick {100 * np.mean(b['gold_oracle'][i]):.1f}, the shorter reply's "
-             f"{100 * np.mean(b['gold_shorter'][i]):.1f}, the longer's {100 * np.mean(b['gold_longer'][i]):.1f}, a "
-             f"random finished reply {100 * np.mean(finished):.1f} ({len(finished)} prompts); {_describe(test)}")
+    start, shorter, oracle = g[:, 0].mean(), 100 * np.mean(b["gold_shorter"][i]), 100 * np.mean(b["gold_oracle"][i])
+    value = (f"gold by n: {_per_n(g, b['n'], '{:.1f}')} pts; at best of {b['n'][i]} (KL {b['kl'][i]:.2f} nats) "
+             f"preferring the shorter reply gains {shorter - start:+.1f} and the PM {g[:, i].mean() - shorter:+.1f} "
+             f"beyond it, {100 * (g[:, i].mean() - start) / max(oracle - start, 1e-9):.0f}% of the "
+             f"{oracle - start:.1f} the gold's own pick gains (the longer reply's pick "
+             f"{100 * np.mean(b['gold_longer'][i]):.1f}, a random finished reply {100 * np.mean(finished):.1f}); "
+             f"{C.describe(test, 'pts', runs='fold draw(s)')}")
     cut = [float(np.mean([d[0] for d in b["pick_cut_off"]])), float(np.mean([d[i] for d in b["pick_cut_off"]]))]
-    return C.claim("H3a", PAPER, f"RLHF against the PM (best-of-{b['n'][i]}) beats the raw model, judged by the gold",
+    return C.claim("H3a", PAPER, f"RLHF against a PM (best-of-{b['n'][i]}; the PM fitted on other prompts' gold-labelled "
+                   "pairs) beats the raw model, judged by the gold",
                    "RLHF policies preferred to the raw model", test, our_value=value,
                    premises=[bon_beats_length(results),
                              C.caps_alike(f"raw samples and best-of-{b['n'][i]} picks", cut)],
@@ -155,7 +161,7 @@ def bon_test_pm(results: dict[str, Any]) -> C.Claim:
     test = C.superiority(t[:, 0], t[:, i])
     value = (f"test-PM reward by n: {_per_n(t, b['n'], '{:+.2f}')} sd (best of {b['n'][i]}; the shorter reply's pick "
              f"{np.mean(np.array(b['test_pm_shorter'])[:, i]):+.2f}, the longer's "
-             f"{np.mean(np.array(b['test_pm_longer'])[:, i]):+.2f}); {_describe(test, 'sd')}")
+             f"{np.mean(np.array(b['test_pm_longer'])[:, i]):+.2f}); {C.describe(test, 'sd', runs='fold draw(s)')}")
     return C.claim("H3b", PAPER, f"best-of-{b['n'][i]} against the train PM also raises the held-out test PM's reward",
                    "test PM rises with train-PM optimisation (small KL)", test, our_value=value,
                    premises=[bon_beats_length(results), bon_pm_validated(results, "test")], min_effect=0.1,

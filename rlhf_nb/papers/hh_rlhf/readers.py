@@ -77,11 +77,11 @@ def finding_bon(results: dict[str, Any]) -> str:
     v = b["validation"]
     keep = np.asarray(v["finished"], dtype=bool)
     acc = {k: 100 * np.asarray(v[k], dtype=float)[..., keep].mean() for k in ("train", "test", "longer")}
-    pairs = np.mean([sum(d) for d in b["fold_pairs"]])
+    pairs = np.mean([x for d in b["fold_pairs"] for x in d])  # a PM is fitted on one other fold's pairs
     return (f"Best-of-n on {len(b['gold'][0][0])} held-out prompts x {b['n'][-1]} replies, n = "
             + ", ".join(map(str, b["n"])) + ": train-PM reward " + " -> ".join(f"{x:+.2f}" for x in p)
             + " sd, gold " + " -> ".join(f"{x:.1f}" for x in g) + f" pts ({len(b['gold'])} fold draws). The fold "
-            f"PMs were fitted on {pairs / 3 * 2:.0f} gold-labelled pairs each and rank the held-out pairs of finished "
-            f"replies ({keep.sum()} of {keep.size}) {acc['train']:.0f}% (train PM) / {acc['test']:.0f}% (test PM) "
-            f"right, the longer reply {acc['longer']:.0f}%; {100 * b['cap_rate']:.0f}% of the replies are cut off at "
-            "the token cap.")
+            f"PMs were fitted on {pairs:.0f} gold-labelled pairs each (one other fold's) and rank the held-out pairs "
+            f"of finished replies ({keep.sum()} of {keep.size}) {acc['train']:.0f}% (train PM) / {acc['test']:.0f}% "
+            f"(test PM) right, preferring the shorter reply {100 - acc['longer']:.0f}% (ties half); "
+            f"{100 * b['cap_rate']:.0f}% of the replies are cut off at the token cap.")
