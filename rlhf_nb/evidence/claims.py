@@ -457,9 +457,9 @@ def linearity(x: Sequence[float], curves: Any, tolerance: float = 0.25, *, seed:
     bent = np.array([abs(curvature(X, Y[r].mean(0))) for r in rows])
     p = float((np.sum(bent >= tolerance) + 1) / (len(bent) + 1))
     dist = tolerance - np.minimum(bent, 3 * tolerance)  # a resample that does not rise counts as bent by 3x
-    rises = _slope(X, Y.mean(0)) > 0
+    slope = _slope(X, Y.mean(0))
     premises = (Premise("enough items", len(Y) >= 10, f"{len(Y)} curves"),
-                Premise("the mean curve rises", rises, f"slope {_slope(X, Y.mean(0)):+.3g} per unit of x"))
+                Premise("the mean curve rises", slope > 0, f"slope {slope:+.3g} per unit of x"))
     effect = tolerance - min(abs(observed), 3 * tolerance)
     return Test("linearity", effect, interval(dist, n=len(Y)), p, len(Y), 1, _Z * float(np.std(dist)), premises,
                 {"curvature": observed if math.isfinite(observed) else float("nan"), "tolerance": tolerance})

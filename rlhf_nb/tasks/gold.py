@@ -303,35 +303,13 @@ def describe_instruction(instruction: str) -> str:
     return re.sub(r"[_:]", " ", instruction.split(":", 1)[-1])
 
 
-def best_of_n(proxy: Sequence[Sequence[float]], gold: Sequence[Sequence[float]], ns: Sequence[int]
-              ) -> dict[str, list[float]]:
-    """Best-of-n against a proxy, evaluated by the gold, exactly, from N samples per prompt.
-
-    For n <= N, the expected proxy and gold reward of the sample that the proxy ranks highest among n drawn
-    without replacement from a prompt's N samples: the sample ranked r-th by the proxy (0 = best) is that
-    maximum with probability C(N-1-r, n-1) / C(N, n) (an unbiased estimate, like pass@k's). The KL of best-of-n
-    from the sampling policy is log n - (n-1)/n (Stiennon et al. 2020; Gao et al. 2022). Returns per n the mean
-    over prompts, and per prompt the values (``"proxy_items"``, ``"gold_items"``: lists of lists, n-major).
-    """
-    from math import comb, log
-
-    out: dict[str, list] = {"n": list(ns), "kl": [log(n) - (n - 1) / n for n in ns], "proxy": [], "gold": [],
-                            "proxy_items": [], "gold_items": []}
-    for n in ns:
-        p_items, g_items = [], []
-        for p_row, g_row in zip(proxy, gold):
-            N = len(p_row)
-            if n > N:
-                raise ValueError(f"best-of-{n} needs at least {n} samples per prompt (got {N})")
-            order = sorted(range(N), key=lambda i: -p_row[i])
-            weights = [comb(N - 1 - r, n - 1) / comb(N, n) for r in range(N)]
-            p_items.append(sum(w * p_row[i] for w, i in zip(weights, order)))
-            g_items.append(sum(w * g_row[i] for w, i in zip(weights, order)))
-        out["proxy"].append(sum(p_items) / len(p_items))
-        out["gold"].append(sum(g_items) / len(g_items))
-        out["proxy_items"].append(p_items)
-        out["gold_items"].append(g_items)
-    return out
+def differing_pairs(replies: Sequence[str], scores: Sequence[float], keep: Sequence[int] | None = None
+                    ) -> list[tuple[int, int]]:
+    """(better, worse) indices of every pair of one prompt's replies (among ``keep``, default all) whose gold scores
+    differ and whose texts differ."""
+    keep = list(range(len(replies))) if keep is None else list(keep)
+    return [(a, b) if scores[a] > scores[b] else (b, a) for x, a in enumerate(keep) for b in keep[x + 1:]
+            if scores[a] != scores[b] and replies[a] != replies[b]]
 
 
 def gold_pairs(prompts: Sequence[IFPrompt], replies: Sequence[Sequence[str]], scores: Sequence[Sequence[float]],
@@ -352,11 +330,9 @@ def gold_pairs(prompts: Sequence[IFPrompt], replies: Sequence[Sequence[str]], sc
             if len(keep) < 2:
                 continue
             best, worst = max(keep, key=lambda j: s[j]), min(keep, key=lambda j: s[j])
-            candidates = [(best, worst)] if s[best] > s[worst] else []
+            candidates = [(best, worst)] if s[best] > s[worst] and texts[best] != texts[worst] else []
         else:
-            candidates = [(a, b) if s[a] > s[b] else (b, a) for x, a in enumerate(keep) for b in keep[x + 1:]
-                          if s[a] != s[b]]
+            candidates = differing_pairs(texts, s, keep)
         for k, (a, b) in enumerate(candidates):
-            if texts[a] != texts[b]:
-                pairs.append(PreferencePair(f"{prompt.id}-{k}", prompt.messages(), texts[a], texts[b], source))
+            pairs.append(PreferencePair(f"{prompt.id}-{k}", prompt.messages(), texts[a], texts[b], source))
     return pairs

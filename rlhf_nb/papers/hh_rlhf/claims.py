@@ -79,10 +79,6 @@ def train_pm_validated(results: dict[str, Any]) -> C.Premise:
     return _split_pm_validated(results, "train")
 
 
-def test_pm_validated(results: dict[str, Any]) -> C.Premise:
-    return _split_pm_validated(results, "test")
-
-
 def bon_pm_validated(results: dict[str, Any], which: str) -> C.Premise:
     """The best-of-n train or test PM ranks the held-out pairs of the prompts it scores (pairs of two replies that
     ended on their own; a prompt's pairs are one cluster, each fold draw a row) better than chance and than preferring

@@ -245,8 +245,7 @@ def _fold_pairs(prompts: list[gold.IFPrompt], samples: GoldSamples, per_prompt: 
     rng = random.Random(seed)
     out = []
     for texts, g in zip(samples.texts, samples.gold):
-        pairs = [(a, b) if g[a] > g[b] else (b, a) for a in range(len(texts)) for b in range(a + 1, len(texts))
-                 if g[a] != g[b] and texts[a] != texts[b]]
+        pairs = gold.differing_pairs(texts, g)
         out.append(rng.sample(pairs, min(per_prompt, len(pairs))))
     return out
 
@@ -316,8 +315,7 @@ def best_of_n(pms: PMs, samples: GoldSamples, prompts: list[gold.IFPrompt], P: P
         for name in ("train", "test"):
             validation[name].append([x for row in outcomes[name] for x in row])
     every = [(i, a, b) for i in range(len(prompts)) for a, b in index[i]]
-    validation["longer"] = [0.5 + 0.5 * float(np.sign(len(samples.texts[i][a]) - len(samples.texts[i][b])))
-                            for i, a, b in every]
+    validation["longer"] = length_outcomes([x for row in pairs for x in row]).tolist()
     validation["finished"] = [bool(F[i, a] and F[i, b]) for i, a, b in every]
     validation["prompt"] = [float(i) for i, _, _ in every]
     finished_gold = [float(G[i][F[i]].mean()) if F[i].any() else None for i in range(len(prompts))]
