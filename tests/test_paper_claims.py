@@ -56,7 +56,8 @@ def hh_results(sign: int = 1) -> dict:
     pairs = 3 * prompts  # held-out pairs of the best-of-n prompts, three a prompt
     right = 0.7 if sign > 0 else 0.3  # flipped: the PMs rank held-out pairs the wrong way round
     bon = {"n": levels.tolist(), "kl": kl.tolist(), "test_n": 4, "train_pm": train_pm, "gold": gold,
-           "test_pm": test_pm, "test_pm_shorter": test_pm, "test_pm_longer": test_pm,
+           "test_pm": test_pm, "test_pm_shorter": [[d[0]] * len(levels) for d in test_pm],  # length rules: no gain
+           "test_pm_longer": [[d[0]] * len(levels) for d in test_pm],
            "gold_shorter": [gold[0][0]] * len(levels), "gold_longer": [gold[0][0]] * len(levels),  # length rules: no gain
            "gold_oracle": gold[0], "gold_finished": [0.4] * prompts,
            "pick_cut_off": [[0.02] * len(levels)] * draws, "cap_rate": 0.02, "tokens": [50.0] * prompts,
@@ -112,6 +113,8 @@ def test_hh_best_of_n_that_only_matches_a_length_rule_is_not_tested():
     b["gold_shorter"] = [list(map(float, np.mean(b["gold"], axis=0)[i])) for i in range(len(b["n"]))]
     claim = {c.id: c for c in hh.claims(results)}["H3a"]
     assert claim.verdict == NT and "more than a length rule" in claim.reason
+    b["test_pm_shorter"] = b["test_pm"]  # the test PM rewards the shorter reply's pick as much: H3b not tested either
+    assert {c.id: c for c in hh.claims(results)}["H3b"].verdict == NT
 
 
 def test_hh_fits_on_subsets_of_one_pool_count_as_one_draw():
