@@ -190,9 +190,11 @@ def _feedback_results(acc: dict[tuple[str, float], float], pairs: int = 1000, se
         for s in range(seeds):
             rows.append({"arm": arm, "budget": 300, "noise": noise, "seed": s, "targets": 300, "spearman": 0.0,
                          "bon_gold": 0.5, "outcomes": (rng.random(pairs) < a).astype(float).tolist()})
-    params = {"types": types, "budgets": [10, 300], "noises": [0.0, 0.5], "claim_noise": 0.0, "b2_margin": 0.03}
+    params = {"types": types, "budgets": [10, 300], "noises": [0.0, 0.5], "claim_noise": 0.0, "b2_margin": 0.03,
+              "length_match": 0.7}
     grid = {"rows": rows, "test_pairs": pairs, "test_prompts": pairs // 4, "test_gold_mean": 0.4, "test_gold_best": 0.8,
-            "pair_prompts": [f"p{i // 4}" for i in range(pairs)], "pair_longer": (rng.random(pairs) < 0.5).tolist()}
+            "pair_prompts": [f"p{i // 4}" for i in range(pairs)], "pair_longer": (rng.random(pairs) < 0.5).tolist(),
+            "pair_length_ratio": [0.9] * pairs, "pair_finished": [0.5] * pairs}
     return {"params": params, "data": {"grid": grid, "pool": {"cap_rate": 0.02}}}
 
 
@@ -212,26 +214,43 @@ def test_feedback_claims_follow_the_data():
     assert verdicts["B1c"] == "not reproduced"  # the sign flipped: rankings rank worse than chance
 
 
-def test_feedback_reward_models_are_compared_with_length_and_counted_by_prompt():
-    """A reward model that just prefers the longer response beats chance but not the length rule; the pairs of one
-    prompt count once; a run that did not record prompts and lengths is not tested."""
+def test_feedback_reward_models_are_compared_with_length_and_endings_and_counted_by_prompt():
+    """A reward model that just prefers the longer response, or the one that ended on its own, beats chance but not
+    that rule; the pairs of one prompt count once; pairs of different length are left out of the claims; a run that
+    did not record prompts, lengths and endings is not tested."""
     from rlhf_nb.papers.feedback_blender.claims import claims
 
     types = ["rating", "comparison", "ranking", "correction", "demonstration", "descriptive"]
     results = _feedback_results({(t, z): 0.75 for t in types + ["ensemble"] for z in (0.0, 0.5)})
-    longer = (np.random.default_rng(9).random(1000) < 0.7).astype(float)  # the longer response is better on 70%
-    results["data"]["grid"]["pair_longer"] = longer.tolist()
-    for row in results["data"]["grid"]["rows"]:
+    grid = results["data"]["grid"]
+    rng = np.random.default_rng(9)
+    longer = (rng.random(1000) < 0.7).astype(float)  # the longer response is better on 70%
+    grid["pair_longer"] = longer.tolist()
+    for row in grid["rows"]:
         if row["arm"] == "rating":
             row["outcomes"] = longer.tolist()  # the rating model learned length and nothing else
     verdicts = {c.id: c for c in claims(results)}
     assert verdicts["B1a"].verdict != "reproduced" and "prefer the longer" in verdicts["B1a"].our_value
-    assert verdicts["B1b"].verdict == "reproduced" and verdicts["B1b"].n == 250  # prompts, not pairs
-    results["data"]["pool"]["cap_rate"] = 0.42  # responses cut off at the token cap: the pairs test truncation
+    assert verdicts["B1c"].verdict == "reproduced" and verdicts["B1c"].n == 250  # prompts, not pairs
+    ended = np.where(rng.random(1000) < 0.2, 0.5, (rng.random(1000) < 0.95).astype(float))  # one of two was cut off
+    grid["pair_finished"] = ended.tolist()
+    for row in grid["rows"]:
+        if row["arm"] == "comparison":
+            row["outcomes"] = ended.tolist()  # the comparison model learned to spot a cut-off reply
+    verdicts = {c.id: c for c in claims(results)}
+    assert verdicts["B1b"].verdict != "reproduced" and "ended on its own" in verdicts["B1b"].our_value
+    grid["pair_finished"], grid["pair_longer"] = [0.5] * 1000, (rng.random(1000) < 0.5).tolist()
+    # the ranking model is right only on the pairs of different length: on the length-matched ones it is at chance
+    ratio = np.where(np.arange(1000) % 2 == 0, 0.9, 0.4)
+    grid["pair_length_ratio"] = ratio.tolist()
+    for row in grid["rows"]:
+        if row["arm"] == "ranking":
+            row["outcomes"] = np.where(ratio < 0.7, 1.0, 0.5).tolist()
+    verdicts = {c.id: c for c in claims(results)}
+    assert verdicts["B1c"].verdict != "reproduced" and verdicts["B1d"].verdict == "reproduced"
+    assert "500 of 1000 held-out pairs" in verdicts["B1d"].our_value
+    del grid["pair_finished"]
     assert {c.verdict for c in claims(results)} == {"not tested at this scale"}
-    results["data"]["pool"]["cap_rate"] = 0.02
-    del results["data"]["grid"]["pair_prompts"]
-    assert {c.verdict for c in claims(results) if c.id.startswith("B1")} == {"not tested at this scale"}
 
 
 def _snap(arm: str, seed, round_: int, gold: list[float], finished: list[bool]) -> dict:

@@ -101,8 +101,8 @@ class SamplingSection(Section):
     top_p: Probability = Field(1.0, description="nucleus sampling: keep the smallest set of tokens with this much "
                                                 "probability; 1: all")
     max_new_tokens: PosInt = Field(128, description="token cap of a reply (a reply that reaches it is cut off)")
-    batch_size: PosInt | None = Field(None, description="prompts decoded together; None: the machine's knee (32 on "
-                                                        "CPU, 64 on CUDA)")
+    batch_size: PosInt | None = Field(None, description="sequences decoded together; None: the machine's knee (on "
+                                                        "CPU 128 for models under 1B parameters, else 32; 64 on CUDA)")
 
     def config(self, seed: int = 0, n: int | None = None, stop: tuple[str, ...] = ()):
         from rlhf_nb.lm.generation import SamplingConfig

@@ -69,12 +69,12 @@ def ensemble(results: dict[str, Any]):
 
     P = params(results)
     names = arms(results)
-    tests = [accuracy_test(results, a, P["budgets"][-1], P["claim_noise"]) for a in names]
+    tests = [accuracy_test(results, a, P["budgets"][-1], P["claim_noise"], only_matched=True) for a in names]
     fig, ax = plt.subplots(figsize=(7, 3.8))
     bars(ax, names, [None if t is None else 0.5 + t.effect for t in tests],
          [None if t is None else 0.5 + t.ci[0] for t in tests], [None if t is None else 0.5 + t.ci[1] for t in tests],
          [0 if t is None else t.n for t in tests], color=["C0"] * (len(names) - 1) + ["k"])
     chance(ax)
-    ax.set(ylim=(0, 1.08), ylabel="held-out pair accuracy (95% CI)",
+    ax.set(ylim=(0, 1.08), ylabel="pair accuracy, length-matched held-out pairs (95% CI)",
            title=f"Each type and the ensemble at {P['budgets'][-1]} events, noise {P['claim_noise']}")
     return fig

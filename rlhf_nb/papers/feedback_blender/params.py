@@ -34,6 +34,10 @@ class Params(BaseParams):
     rating_scale: PosInt = Field(10, description="ratings are integers 0..rating_scale")
     head: HeadSection = Field(HeadSection(l2=30.0, max_length=384), description="the reward models' linear heads")
     bootstraps: PosInt = Field(5, description="bootstrap refits per type for the ensemble's inverse-variance weights")
+    length_match: float = Field(0.7, ge=0, lt=1,
+                                description="the claims' held-out pairs: those whose shorter response has at least "
+                                            "this share of the longer one's characters, where length cannot decide "
+                                            "(0: every pair with different gold)")
     b2_margin: float = Field(0.03, gt=0, lt=1, description="non-inferiority margin of the ensemble (pair accuracy)")
     panel_items: PosInt = Field(6, description="training prompts shown in the interactive panel")
 

@@ -37,14 +37,47 @@ def rules(results: dict[str, Any]) -> dict[str, Any]:
     return C.trivial_rules(grid(results).get("pair_longer"))
 
 
+FINISHED = "prefer the reply that ended on its own"
+
+
+def matched(results: dict[str, Any]) -> np.ndarray | None:
+    """Which held-out pairs the claims judge on: both responses of similar length (the shorter at least
+    ``length_match`` of the longer, in characters), so that neither length rule can decide them. None for a run that
+    did not record the pairs' lengths and endings."""
+    g = grid(results)
+    if g.get("pair_length_ratio") is None or g.get("pair_finished") is None or clusters(results) is None:
+        return None
+    return np.asarray(g["pair_length_ratio"], dtype=float) >= float(params(results).get("length_match", 0.0)) - 1e-12
+
+
+def claim_set(results: dict[str, Any], mask: np.ndarray | None = None) -> tuple[list[str], dict[str, Any]]:
+    """The prompts of the pairs a claim judges (``mask``: those pairs; default the length-matched ones) and the
+    trivial rules on them: chance, the longer or the shorter response, and the response that ended on its own (a
+    cut-off response fails the instructions it did not reach, so the ending alone predicts the gold)."""
+    keep = matched(results) if mask is None else mask
+    if keep is None:
+        raise ValueError("this run did not record the pairs' lengths and endings: rerun 06")
+    g = grid(results)
+    out = C.trivial_rules(np.asarray(g["pair_longer"], dtype=float)[keep])
+    out[FINISHED] = np.asarray(g["pair_finished"], dtype=float)[keep]
+    return [u for u, k in zip(clusters(results), keep) if k], out
+
+
 def arms(results: dict[str, Any]) -> list[str]:
     return [t for t in params(results)["types"]] + ["ensemble"]
 
 
-def accuracy_test(results: dict[str, Any], arm: str, budget: int, noise: float) -> C.Test | None:
-    """Pair accuracy against chance, over prompts (for tables and figures)."""
+def accuracy_test(results: dict[str, Any], arm: str, budget: int, noise: float,
+                  only_matched: bool = False) -> C.Test | None:
+    """Pair accuracy against chance, over prompts (for tables and figures); ``only_matched``: on the length-matched
+    pairs the claims judge (every pair for a run that did not record lengths)."""
     x = outcomes(results, arm, budget, noise)
-    return None if x is None else C.proportion(x, 0.5, clusters=clusters(results))
+    keep = matched(results) if only_matched else None
+    if x is None or (keep is not None and not keep.any()):
+        return None
+    if keep is None:
+        return C.proportion(x, 0.5, clusters=clusters(results))
+    return C.proportion(x[:, keep], 0.5, clusters=claim_set(results)[0])
 
 
 def _pct(test: C.Test) -> str:
@@ -66,7 +99,8 @@ def finding_pool(results: dict[str, Any]) -> str:
 
 
 def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per arm at the full budget: pair accuracy at each noise level, Spearman and best-of-n gold at claim_noise."""
+    """Per arm at the full budget: pair accuracy at each noise level (every held-out pair), and at claim_noise the
+    accuracy on the length-matched pairs the claims judge, Spearman and best-of-n gold; last, the trivial rules."""
     P = params(results)
     budget = P["budgets"][-1]
     rows = []
@@ -77,10 +111,25 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             row[f"acc@noise {z}"] = None if x is None else round(100 * float(x.mean()), 1)
         cell = [r for r in grid(results)["rows"] if r["arm"] == arm and r["budget"] == budget
                 and abs(r["noise"] - P["claim_noise"]) < 1e-9]
+        x = outcomes(results, arm, budget, P["claim_noise"])
+        keep = matched(results)
+        row["acc matched"] = (None if x is None or keep is None or not keep.any()
+                              else round(100 * float(x[:, keep].mean()), 1))
         row["spearman"] = round(float(np.mean([r["spearman"] for r in cell])), 3) if cell else None
         row["best-of-n gold"] = round(float(np.mean([r["bon_gold"] for r in cell])), 3) if cell else None
         row["targets/draw"] = round(float(np.mean([r["targets"] for r in cell])), 0) if cell else None
         rows.append(row)
+    g = grid(results)
+    keep = matched(results)
+    if keep is not None and keep.any():
+        for name, r in claim_set(results)[1].items():
+            full = {C.CHANCE: 0.5, FINISHED: g["pair_finished"]}.get(name)
+            if full is None:
+                full = np.asarray(g["pair_longer"], dtype=float)
+                full = full if "longer" in name else 1.0 - full
+            rows.append({"arm": f"rule: {name}", **{f"acc@noise {z}": round(100 * float(np.mean(full)), 1)
+                                                     for z in P["noises"]},
+                         "acc matched": round(100 * float(np.mean(r)), 1)})
     return rows
 
 
@@ -94,6 +143,13 @@ def finding_grid(results: dict[str, Any]) -> str:
                 "the reward models on.")
     best = max((a for a in tests if tests[a] is not None), key=lambda a: tests[a].effect)
     t = tests[best]
-    return (f"At {budget} events and noise {noise}, the best arm is {best}: {_pct(t)}. Best-of-n by the learned "
+    keep = matched(results)
+    shorter = 100 * (1 - float(np.mean(g["pair_longer"]))) if g.get("pair_longer") is not None else None
+    rule = "" if shorter is None else f" (preferring the shorter response: {shorter:.1f}%)"
+    share = "" if keep is None else (f" {int(keep.sum())} of the {keep.size} held-out pairs are of similar length "
+                                     f"(the shorter at least {100 * params(results).get('length_match', 0):.0f}% of "
+                                     "the longer): the claims judge on those.")
+    return (f"At {budget} events and noise {noise}, the best arm over every held-out pair is {best}: {_pct(t)}{rule}."
+            f"{share} Best-of-n by the learned "
             f"reward can lift the held-out gold from {g['test_gold_mean']:.2f} (random pick) towards "
             f"{g['test_gold_best']:.2f} (the best response).")

@@ -225,14 +225,18 @@ def simulate(kind: str, budget: int, noise: float, seed: int, pool: Pool, P: Par
 @dataclass
 class TestSet:
     """Held-out responses: features (prompts, n, d), gold (prompts, n), and every pair with different gold, with the
-    prompt it belongs to (pairs of one prompt are not independent) and whether the longer response is the better one
-    (the length-only rule a learned reward model is compared with)."""
+    prompt it belongs to (pairs of one prompt are not independent), whether the longer response is the better one
+    (the length-only rules a learned reward model is compared with), the shorter response's length as a share of
+    the longer's (the claims judge on pairs of similar length, where length cannot decide), and whether preferring
+    the response that ended on its own (not cut off at the token cap) picks the better one."""
 
     x: np.ndarray
     gold: np.ndarray
     pairs: list[tuple[int, int, int]]  # (prompt, better, worse)
     pair_prompts: list[str]
     longer: list[float]  # per pair: 1 the better response is longer (in characters), 0 shorter, 0.5 as long
+    length_ratio: list[float]  # per pair: shorter / longer, in characters (1: as long)
+    finished: list[float]  # per pair: 1 only the better response finished, 0 only the worse, 0.5 both or neither
 
 
 def test_set(pool: Pool, features: Features) -> TestSet:
@@ -242,8 +246,11 @@ def test_set(pool: Pool, features: Features) -> TestSet:
     pairs = [(k, a, b) if g[k, a] > g[k, b] else (k, b, a)
              for k in range(len(rows)) for a, b in combinations(range(g.shape[1]), 2) if g[k, a] != g[k, b]]
     size = [[len(t) for t in pool.texts[i]] for i in rows]
+    done = [pool.finished[i] for i in rows]
     longer = [0.5 + 0.5 * float(np.sign(size[k][a] - size[k][b])) for k, a, b in pairs]
-    return TestSet(x, g, pairs, [pool.prompt_ids[rows[k]] for k, _, _ in pairs], longer)
+    ratio = [min(size[k][a], size[k][b]) / max(size[k][a], size[k][b], 1) for k, a, b in pairs]
+    finished = [0.5 + 0.5 * (float(done[k][a]) - float(done[k][b])) for k, a, b in pairs]
+    return TestSet(x, g, pairs, [pool.prompt_ids[rows[k]] for k, _, _ in pairs], longer, ratio, finished)
 
 
 def evaluate(score: Callable[[np.ndarray], np.ndarray] | None, test: TestSet) -> dict[str, Any]:
@@ -283,7 +290,8 @@ def run_grid(P: Params, pool: Pool, features: Features) -> dict[str, Any]:
         rows.append({"arm": "ensemble", "budget": budget, "noise": noise, "seed": s,
                      "targets": sum(targets.count(k) for k in P.types), **evaluate(ens.score if ens else None, test)})
     return {"rows": rows, "test_pairs": len(test.pairs), "test_prompts": int(test.gold.shape[0]),
-            "pair_prompts": test.pair_prompts, "pair_longer": test.longer,
+            "pair_prompts": test.pair_prompts, "pair_longer": test.longer, "pair_length_ratio": test.length_ratio,
+            "pair_finished": test.finished,
             "test_gold_mean": float(test.gold.mean()), "test_gold_best": float(test.gold.max(1).mean())}
 
 
