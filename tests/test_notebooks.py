@@ -194,7 +194,8 @@ def _feedback_results(acc: dict[tuple[str, float], float], pairs: int = 1000, se
               "length_match": 0.7}
     grid = {"rows": rows, "test_pairs": pairs, "test_prompts": pairs // 4, "test_gold_mean": 0.4, "test_gold_best": 0.8,
             "pair_prompts": [f"p{i // 4}" for i in range(pairs)], "pair_longer": (rng.random(pairs) < 0.5).tolist(),
-            "pair_length_ratio": [0.9] * pairs, "pair_finished": [0.5] * pairs}
+            "pair_length_ratio": [0.9] * pairs, "pair_finished": [0.5] * pairs,
+            "pair_rules": {"prefer the reply with more markup": [0.5] * pairs}}
     return {"params": params, "data": {"grid": grid, "pool": {"cap_rate": 0.02}}}
 
 

@@ -13,8 +13,12 @@ of the longer one's characters). Over every pair, "prefer the shorter response" 
 gold and policy (a response cut off at the token cap, or one that rambles, misses instructions), and reward models
 learned from 300 events matched that rule without beating it (d6188cc, and a pilot of 240 held-out prompts); on
 pairs of similar length neither length rule decides, so what a reward model learned beyond length is what the claims
-measure. The threshold was set from that pilot (seed 0's prompts) before the run the report reads (another seed's
-prompts and samples); the summary table keeps every pair.
+measure. Beside length, the rules a model must beat there are the ending (the reply that was not cut off) and two
+surface counts (more markup, more words of the request: ``steps.SURFACE_RULES``); a referee found the markup count
+right on 73% of the pilot's length-matched pairs, where the models scored 58-61%. The threshold and the pooling were
+set from the pilot (seed 0: its prompts' instructions and samples; the base requests overlap, as both draw from the
+same 805) after trying 0.5 / 0.7 / 0.8, two poolings, budgets 300 / 1000 and noise 0 / 0.1; the run the report
+reads draws seed 1. The summary table keeps every pair.
 """
 
 from __future__ import annotations
@@ -99,24 +103,27 @@ def ensemble_non_inferior(results: dict[str, Any]) -> C.Claim:
     if ens is None or not singles:
         return C.claim("B2", PAPER, statement, paper, None, our_value=_missing(results, "ensemble"),
                        kind="non-inferiority", **common)
-    # the best single type is picked on the pairs of every other held-out prompt and compared on the rest, so that
-    # picking the luckiest type on the comparison's own data does not tilt the test against the ensemble
+    # the best single type is picked on the pairs of every other held-out prompt and on the first half of the feedback
+    # draws, and compared on the other prompts and draws: picking the luckiest type on the comparison's own data, or
+    # a type whose fitted models were lucky, would tilt the test against the ensemble
     units = units or [str(i) for i in range(ens.shape[1])]
     order = {u: i for i, u in enumerate(dict.fromkeys(units))}
     pick = np.array([order[u] % 2 == 0 for u in units])
     judge = ~pick
+    half = ens.shape[0] // 2
+    early, late = (slice(0, half), slice(half, None)) if half else (slice(None), slice(None))
     if not judge.any():
         return C.claim("B2", PAPER, statement, paper, None, kind="non-inferiority", **common,
                        our_value=f"held-out pairs from {len(order)} prompt(s): none left to judge the picked type on",
                        premises=[C.Premise("two or more held-out prompts with pairs", False,
                                            f"{len(order)} prompt(s)")])
-    best = max(singles, key=lambda t: singles[t][:, pick].mean())
+    best = max(singles, key=lambda t: singles[t][early][:, pick].mean())
     groups = [u for u, j in zip(units, judge) if j]
-    test = C.non_inferiority(singles[best][:, judge], ens[:, judge], margin, scale=1.0, clusters=groups)
-    value = (f"ensemble {100 * ens[:, judge].mean():.1f}% vs the best single type ({best}, picked on the other half "
-             f"of the prompts) {100 * singles[best][:, judge].mean():.1f}% ({_pairs_note(results)}): "
+    top, mixed = singles[best][late][:, judge], ens[late][:, judge]
+    test = C.non_inferiority(top, mixed, margin, scale=1.0, clusters=groups)
+    value = (f"ensemble {100 * mixed.mean():.1f}% vs the best single type ({best}, picked on the other half of the "
+             f"prompts and of the feedback draws) {100 * top.mean():.1f}% ({_pairs_note(results)}): "
              f"{C.describe(test, 'pts', scale=100, runs='feedback draw(s)')} (n counts prompts)")
-    top = singles[best][:, judge]
     on_judge = {name: (r if np.ndim(r) == 0 else np.asarray(r)[judge]) for name, r in trivial.items()}
     premises = [*recorded(results),
                 C.Premise("several types in the ensemble", len(singles) >= 2, f"{len(singles)} type(s)"),

@@ -45,21 +45,24 @@ def matched(results: dict[str, Any]) -> np.ndarray | None:
     ``length_match`` of the longer, in characters), so that neither length rule can decide them. None for a run that
     did not record the pairs' lengths and endings."""
     g = grid(results)
-    if g.get("pair_length_ratio") is None or g.get("pair_finished") is None or clusters(results) is None:
+    if any(g.get(k) is None for k in ("pair_length_ratio", "pair_finished", "pair_rules")) or clusters(results) is None:
         return None
     return np.asarray(g["pair_length_ratio"], dtype=float) >= float(params(results).get("length_match", 0.0)) - 1e-12
 
 
 def claim_set(results: dict[str, Any], mask: np.ndarray | None = None) -> tuple[list[str], dict[str, Any]]:
     """The prompts of the pairs a claim judges (``mask``: those pairs; default the length-matched ones) and the
-    trivial rules on them: chance, the longer or the shorter response, and the response that ended on its own (a
-    cut-off response fails the instructions it did not reach, so the ending alone predicts the gold)."""
+    trivial rules on them: chance, the longer or the shorter response, the response that ended on its own (a
+    cut-off response fails the instructions it did not reach, so the ending alone predicts the gold), and the surface
+    rules the run recorded (more markup, more words of the request: ``steps.SURFACE_RULES``)."""
     keep = matched(results) if mask is None else mask
     if keep is None:
         raise ValueError("this run did not record the pairs' lengths and endings: rerun 06")
     g = grid(results)
     out = C.trivial_rules(np.asarray(g["pair_longer"], dtype=float)[keep])
     out[FINISHED] = np.asarray(g["pair_finished"], dtype=float)[keep]
+    for name, x in g["pair_rules"].items():
+        out[name] = np.asarray(x, dtype=float)[keep]
     return [u for u, k in zip(clusters(results), keep) if k], out
 
 
@@ -123,7 +126,7 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     keep = matched(results)
     if keep is not None and keep.any():
         for name, r in claim_set(results)[1].items():
-            full = {C.CHANCE: 0.5, FINISHED: g["pair_finished"]}.get(name)
+            full = {C.CHANCE: 0.5, FINISHED: g["pair_finished"], **g["pair_rules"]}.get(name)
             if full is None:
                 full = np.asarray(g["pair_longer"], dtype=float)
                 full = full if "longer" in name else 1.0 - full

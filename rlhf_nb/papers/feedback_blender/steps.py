@@ -22,6 +22,7 @@ budget (a ranking of 4 yields 6 pairs, a demonstration 4: that is what the type 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations
@@ -237,6 +238,23 @@ class TestSet:
     longer: list[float]  # per pair: 1 the better response is longer (in characters), 0 shorter, 0.5 as long
     length_ratio: list[float]  # per pair: shorter / longer, in characters (1: as long)
     finished: list[float]  # per pair: 1 only the better response finished, 0 only the worse, 0.5 both or neither
+    surface: dict[str, list[float]]  # per surface rule (SURFACE_RULES): its outcome on each pair
+
+
+MARKUP = ("*", "[", "<<", "P.S.")
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+# Cheap rules that read the text but learn nothing: most of the gold's instructions ask for markup (highlighted
+# *sections*, [placeholders], <<titles>>, a P.S., bullet lists) or for words of the request, so counting them is
+# the sceptic's first try (a referee found the markup count right on 73% of the pilot's length-matched pairs).
+SURFACE_RULES: dict[str, Callable[[str, str], float]] = {
+    "prefer the reply with more markup (*, [, <<, P.S.)": lambda request, text: sum(text.count(m) for m in MARKUP),
+    "prefer the reply sharing more words with the request": lambda request, text: len(_words(request) & _words(text)),
+}
 
 
 def test_set(pool: Pool, features: Features) -> TestSet:
@@ -250,7 +268,11 @@ def test_set(pool: Pool, features: Features) -> TestSet:
     longer = [0.5 + 0.5 * float(np.sign(size[k][a] - size[k][b])) for k, a, b in pairs]
     ratio = [min(size[k][a], size[k][b]) / max(size[k][a], size[k][b], 1) for k, a, b in pairs]
     finished = [0.5 + 0.5 * (float(done[k][a]) - float(done[k][b])) for k, a, b in pairs]
-    return TestSet(x, g, pairs, [pool.prompt_ids[rows[k]] for k, _, _ in pairs], longer, ratio, finished)
+    surface = {}
+    for name, rule in SURFACE_RULES.items():
+        value = [[rule(features.prompts[pool.prompt_ids[i]].text, t) for t in pool.texts[i]] for i in rows]
+        surface[name] = [0.5 + 0.5 * float(np.sign(value[k][a] - value[k][b])) for k, a, b in pairs]
+    return TestSet(x, g, pairs, [pool.prompt_ids[rows[k]] for k, _, _ in pairs], longer, ratio, finished, surface)
 
 
 def evaluate(score: Callable[[np.ndarray], np.ndarray] | None, test: TestSet) -> dict[str, Any]:
@@ -291,7 +313,7 @@ def run_grid(P: Params, pool: Pool, features: Features) -> dict[str, Any]:
                      "targets": sum(targets.count(k) for k in P.types), **evaluate(ens.score if ens else None, test)})
     return {"rows": rows, "test_pairs": len(test.pairs), "test_prompts": int(test.gold.shape[0]),
             "pair_prompts": test.pair_prompts, "pair_longer": test.longer, "pair_length_ratio": test.length_ratio,
-            "pair_finished": test.finished,
+            "pair_finished": test.finished, "pair_rules": test.surface,
             "test_gold_mean": float(test.gold.mean()), "test_gold_best": float(test.gold.max(1).mean())}
 
 
