@@ -68,23 +68,26 @@ def _pairs_note(results: dict[str, Any]) -> str:
     return f"{int(keep.sum())} of {keep.size} held-out pairs: the shorter response at least {share:.0f}% of the longer"
 
 
-def type_above_chance(results: dict[str, Any], kind: str, cid: str) -> C.Claim:
+def type_beats_rules(results: dict[str, Any], kind: str, cid: str) -> C.Claim:
     P = params(results)
     budget, noise = P["budgets"][-1], P["claim_noise"]
     x, units, trivial = _judged(results, outcomes(results, kind, budget, noise))
     statement = (f"a reward model learned from {budget} {kind} events (annotator noise {noise}) ranks held-out "
                  "responses of similar length better than the strongest trivial rule (chance, the longer or the "
-                 "shorter response, the one that ended on its own)")
+                 "shorter response, the one that ended on its own, more markup, more words of the request)")
     common = dict(min_effect=0.05, min_effect_reason="5 points of pair accuracy above the strongest trivial rule: the "
                   "least that ranking responses needs", unit="accuracy - the rule's")
-    paper = "every feedback type can train a reward model (RLHF-Blender's premise, tested with simulated feedback)"
+    paper = ("every feedback type can train a reward model (RLHF-Blender's premise); tested here with simulated "
+             "feedback at this budget, 'useful' meaning better than rules that learn nothing")
     if x is None:
         return C.claim(cid, PAPER, statement, paper, None, our_value=_missing(results, kind), kind="superiority",
                        **common)
     test, rule = C.beats_trivial(x, trivial, clusters=units)
+    others = ", ".join(f"{name} {100 * float(C.by_cluster(np.broadcast_to(np.asarray(r, dtype=float), (x.shape[1],)), units).mean()):.1f}%"
+                       for name, r in trivial.items() if name != rule)
     value = (f"{100 * test.detail['rate']:.1f}% vs {100 * test.detail['rule_rate']:.1f}% for {rule} on the same pairs "
              f"({_pairs_note(results)}): {C.describe(test, 'pts', scale=100, runs='feedback draw(s)')} "
-             "(n counts prompts)")
+             f"(n counts prompts; rates are means over prompts; the other rules: {others})")
     return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=recorded(results), **common)
 
 
@@ -121,21 +124,21 @@ def ensemble_non_inferior(results: dict[str, Any]) -> C.Claim:
     groups = [u for u, j in zip(units, judge) if j]
     top, mixed = singles[best][late][:, judge], ens[late][:, judge]
     test = C.non_inferiority(top, mixed, margin, scale=1.0, clusters=groups)
-    value = (f"ensemble {100 * mixed.mean():.1f}% vs the best single type ({best}, picked on the other half of the "
-             f"prompts and of the feedback draws) {100 * top.mean():.1f}% ({_pairs_note(results)}): "
+    value = (f"ensemble {100 * test.detail['mean_b']:.1f}% vs the best single type ({best}, picked on the other half of "
+             f"the prompts and of the feedback draws) {100 * test.detail['mean_a']:.1f}% (means over prompts; "
+             f"{_pairs_note(results)}): "
              f"{C.describe(test, 'pts', scale=100, runs='feedback draw(s)')} (n counts prompts)")
-    on_judge = {name: (r if np.ndim(r) == 0 else np.asarray(r)[judge]) for name, r in trivial.items()}
     premises = [*recorded(results),
                 C.Premise("several types in the ensemble", len(singles) >= 2, f"{len(singles)} type(s)"),
-                C.validated_on(f"best single type ({best})", top, least=1, clusters=groups, rules=on_judge)]
+                C.validated_on(f"best single type ({best})", top, least=1, clusters=groups)]
     return C.claim("B2", PAPER, statement, paper, test, our_value=value, premises=premises, **common)
 
 
 def comparative_robust(results: dict[str, Any]) -> C.Claim:
     P = params(results)
     budget, low, high = P["budgets"][-1], P["noises"][0], P["noises"][-1]
-    statement = (f"from noise {low} to {high}, pair accuracy drops less with comparisons than with ratings "
-                 f"({budget} events each)")
+    statement = (f"from noise {low} to {high}, pair accuracy on held-out responses of similar length drops less with "
+                 f"comparisons than with ratings ({budget} events each)")
     paper = "comparative feedback is more robust to annotator noise than ratings (the hypothesis tested here)"
     common = dict(min_effect=0.02,
                   min_effect_reason="2 points of pair accuracy: a difference worth choosing a type for",
@@ -147,17 +150,23 @@ def comparative_robust(results: dict[str, Any]) -> C.Claim:
                        our_value="; ".join(dict.fromkeys(_missing(results, t) for t in ("rating", "comparison"))))
     drop_cmp = x["comparison", low] - x["comparison", high]
     drop_rate = x["rating", low] - x["rating", high]
-    _, units, trivial = _judged(results, None)
+    units = _judged(results, None)[1]
     test = C.superiority(drop_cmp, drop_rate, clusters=units)
     premises = recorded(results)
     for t in ("rating", "comparison"):
-        premises.append(C.validated_on(f"{t} at noise {low}", x[t, low], least=1, rules=trivial, clusters=units))
-    value = (f"drop with ratings {100 * drop_rate.mean():+.1f} pts, with comparisons {100 * drop_cmp.mean():+.1f} pts: "
-             f"difference {100 * test.effect:+.1f} [{100 * test.ci[0]:+.1f}, {100 * test.ci[1]:+.1f}]")
+        premises.append(C.validated_on(f"{t} at noise {low}", x[t, low], least=1, clusters=units))
+    value = (f"drop with ratings {100 * test.detail['mean_b']:+.1f} pts, with comparisons "
+             f"{100 * test.detail['mean_a']:+.1f} pts (means over prompts, {_pairs_note(results)}): difference "
+             f"{100 * test.effect:+.1f} [{100 * test.ci[0]:+.1f}, {100 * test.ci[1]:+.1f}]")
     return C.claim("B3", PAPER, statement, paper, test, our_value=value, premises=premises, **common)
 
 
+# B2 and B3 compare learned models with each other: their premise is that the compared models learned something
+# (above chance on the same pairs), not that they beat the surface rules (that is B1's question, and at this scale
+# no model does: B1 reads not reproduced); a model at chance would make either comparison empty.
+
+
 def claims(results: dict[str, Any]) -> list[C.Claim]:
-    out = [type_above_chance(results, t, f"B1{chr(ord('a') + i)}") for i, t in enumerate(params(results)["types"])]
+    out = [type_beats_rules(results, t, f"B1{chr(ord('a') + i)}") for i, t in enumerate(params(results)["types"])]
     out += [ensemble_non_inferior(results), comparative_robust(results)]
     return C.finalize(out)
