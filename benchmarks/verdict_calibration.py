@@ -430,10 +430,13 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=25, help="data sets per job")
     parser.add_argument("--only", default="", help="only the rows whose kind, outcome, design or note contain this")
     parser.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
+    parser.add_argument("--first", type=int, default=0,
+                        help="index of the first data set: another value draws an independent batch of every row")
     args = parser.parse_args()
     table = planned(args.quick, args.scale, args.only)
     slow = lambda i: table[i].reps < REPS  # the slow rows' jobs go first, so the two workers end together
-    jobs = sorted(((i, args.quick, args.scale, args.only, scenario, start, min(start + args.chunk, row.reps))
+    jobs = sorted(((i, args.quick, args.scale, args.only, scenario, args.first + start,
+                    args.first + min(start + args.chunk, row.reps))
                    for i, row in enumerate(table) for scenario in (NULL, ALT)
                    for start in range(0, row.reps, args.chunk)), key=lambda j: not slow(j[0]))
     started = time.perf_counter()
