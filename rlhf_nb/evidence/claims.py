@@ -551,8 +551,10 @@ def beats_trivial(outcomes: Any, rules: Mapping[str, Any], *, clusters: Sequence
     corrected = {name: superiority(a, X, seed=seed, level=1 - 0.05 / len(arms)) for name, a in arms.items()}
     top = each[best]
     ci = (min(t.ci[0] for t in each.values()), min(t.ci[1] for t in corrected.values()))
+    interval = f"95% bottom, top at {100 * (1 - 0.05 / len(arms)):.1f}% over {len(arms)} rules" if len(arms) > 1 else ""
     test = replace(top, ci=ci, p=max(t.p for t in each.values()), mde=max(t.mde for t in each.values()),
-                   detail={**top.detail, "rule_rate": float(arms[best].mean()), "rate": float(X.mean())})
+                   detail={**top.detail, "rule_rate": float(arms[best].mean()), "rate": float(X.mean()),
+                           **({"interval": interval} if interval else {})})
     return test, best
 
 
@@ -657,6 +659,8 @@ def describe(test: Test, unit: str = "pts", *, digits: int = 1, runs: str = "see
                 f"-{scale * m:g} (effect with the margin {f(test.effect)})")
     else:
         head = f"{f(test.effect)} {unit} [{f(lo)}, {f(hi)}]"
+    if test.detail.get("interval"):  # an interval whose ends are at different levels says so (beats_trivial)
+        head += f" ({test.detail['interval']})"
     return f"{head}, p={test.p:.3g}, n={test.n} x {test.seeds} {runs}"
 
 
