@@ -473,7 +473,8 @@ def main() -> None:
         if row.kind in ("non-inferiority", "equivalence") or row.kind.startswith("linearity"):
             boundary.append(f"- {where}: {pct(null[claims.NOT_REPRODUCED], n)}")
     head = (f"Verdict calibration of the claim rule (claims.decide via finalize, one claim: p_adj = p): "
-            f"{len(table)} rows{', --quick: tiny data sets' if args.quick else ''}; nominal error 2.5%, target <= 3%. "
+            f"{len(table)} rows{', --quick: tiny data sets' if args.quick else ''}"
+            f"{f', data sets from index {args.first}' if args.first else ''}; nominal error 2.5%, target <= 3%. "
             f"Total {wall:.0f} s wall on {args.workers} worker(s); 's (cpu)' is a row's cpu time.")
     notes = ["", "Rows above 3% on either error:" + (" none" if not over else ""), *over]
     if untested:

@@ -541,7 +541,8 @@ def beats_trivial(outcomes: Any, rules: Mapping[str, Any], *, clusters: Sequence
     most 2.5% of the time). Picking the strongest rule on the compared items biased it up where rules tie (5-6% false
     'not reproduced' in benchmarks/verdict_calibration.py); picking it on other items (cross-fitting) picked a weaker
     rule by luck (7-13% false 'reproduced'). ``effect`` is the difference from the rule that scores best on these
-    items. Returns the test and that rule's name."""
+    items; ``detail["rule_rates"]`` holds every rule's rate (over clusters where given). Returns the test and that
+    rule's name."""
     X = by_cluster(arm(outcomes), clusters)
     n_items = arm(outcomes).shape[1]
     arms = {name: by_cluster(np.broadcast_to(np.asarray(x, dtype=float), (n_items,)), clusters)
@@ -554,6 +555,7 @@ def beats_trivial(outcomes: Any, rules: Mapping[str, Any], *, clusters: Sequence
     interval = f"95% bottom, top at {100 * (1 - 0.05 / len(arms)):.1f}% over {len(arms)} rules" if len(arms) > 1 else ""
     test = replace(top, ci=ci, p=max(t.p for t in each.values()), mde=max(t.mde for t in each.values()),
                    detail={**top.detail, "rule_rate": float(arms[best].mean()), "rate": float(X.mean()),
+                           "rule_rates": {name: float(a.mean()) for name, a in arms.items()},
                            **({"interval": interval} if interval else {})})
     return test, best
 
@@ -591,7 +593,8 @@ def validated_on(name: str, outcomes: Any, least: int = 10, *, rules: Mapping[st
     return Premise(f"{name} validated", test.ci[0] > 0,
                    f"{100 * test.detail['rate']:.0f}% vs {100 * test.detail['rule_rate']:.0f}% for the strongest "
                    f"trivial rule ({rule}): {100 * test.effect:+.1f} pts "
-                   f"[{100 * test.ci[0]:+.1f}, {100 * test.ci[1]:+.1f}] on "
+                   f"[{100 * test.ci[0]:+.1f}, {100 * test.ci[1]:+.1f}]"
+                   f"{' (' + test.detail['interval'] + ')' if test.detail.get('interval') else ''} on "
                    f"{test.n} {'prompts' if clusters is not None else 'labelled pairs'}")
 
 

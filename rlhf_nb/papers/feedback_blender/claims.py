@@ -23,55 +23,58 @@ reads draws seed 1. The summary table keeps every pair.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from rlhf_nb.evidence import claims as C
-from rlhf_nb.papers.feedback_blender.readers import claim_set, clusters, grid, matched, outcomes, params, rules
+from rlhf_nb.papers.feedback_blender.readers import claim_set, grid, matched, outcomes, params
 
 PAPER = "RLHF-Blender (Metz et al. 2023) and Reward Learning from Multiple Feedback Types (Metz et al. 2025)"
 
 
-def recorded(results: dict[str, Any]) -> list[C.Premise]:
-    """A run from before the pairs' prompts, lengths and endings were saved cannot be judged on length-matched pairs,
-    by prompt, against the length and ending rules."""
-    if matched(results) is None:
-        return [C.Premise("pairs' prompts, lengths and endings recorded", False, "an older run: rerun 06")]
-    return []
+@dataclass(frozen=True)
+class Judged:
+    """The held-out pairs the claims judge (the length-matched ones), their prompts, and every trivial rule on them;
+    computed once per ``claims()``."""
+
+    keep: np.ndarray  # per held-out pair: judged or not
+    units: list[str]  # the prompt of each judged pair
+    rules: dict[str, Any]  # trivial rule -> its outcome on each judged pair (chance: 0.5)
+    note: str  # which pairs, in words
+
+    def of(self, x: np.ndarray | None) -> np.ndarray | None:
+        """A condition's (seeds, pairs) outcomes on the judged pairs (None when it has none)."""
+        return None if x is None or not self.keep.any() else x[:, self.keep]
 
 
-def _missing(results: dict[str, Any], arm: str) -> str:
-    """Why an arm has no outcomes."""
+def judged(results: dict[str, Any]) -> Judged | None:
+    """None for a run from before the pairs' prompts, lengths, endings and surface rules were saved: its claims
+    cannot be judged on length-matched pairs against every rule, so they read *not tested*."""
+    keep = matched(results)
+    if keep is None:
+        return None
+    units, trivial = claim_set(results)
+    share = 100 * float(params(results)["length_match"])
+    return Judged(keep, units, trivial,
+                  f"{int(keep.sum())} of {keep.size} held-out pairs: the shorter response at least {share:.0f}% of "
+                  "the longer")
+
+
+def _missing(results: dict[str, Any], arm: str, J: Judged | None) -> str:
+    """Why an arm has no outcomes on the judged pairs."""
+    if J is None:
+        return "an older run that did not record the pairs' lengths, endings and surface rules: rerun 06"
     if not any(r["arm"] == arm for r in grid(results)["rows"]):
         return f"{arm} not run"
-    return "no held-out pair of responses differs in gold (of similar length)"
+    return "no held-out pair of responses of similar length differs in gold"
 
 
-def _judged(results: dict[str, Any], x: np.ndarray | None) -> tuple[np.ndarray | None, list[str] | None,
-                                                                         dict[str, Any]]:
-    """A condition's outcomes on the length-matched pairs, their prompts and the trivial rules on those pairs (for a
-    run that did not record lengths and endings: every pair, with chance and length, and its claims fail
-    ``recorded``)."""
-    keep = matched(results)
-    if keep is None:
-        return x, clusters(results), rules(results)
-    units, trivial = claim_set(results)
-    return (None if x is None or not keep.any() else x[:, keep]), units, trivial
-
-
-def _pairs_note(results: dict[str, Any]) -> str:
-    keep = matched(results)
-    if keep is None:
-        return "every held-out pair"
-    share = 100 * float(params(results).get("length_match", 0.0))
-    return f"{int(keep.sum())} of {keep.size} held-out pairs: the shorter response at least {share:.0f}% of the longer"
-
-
-def type_beats_rules(results: dict[str, Any], kind: str, cid: str) -> C.Claim:
+def type_beats_rules(results: dict[str, Any], kind: str, cid: str, J: Judged | None) -> C.Claim:
     P = params(results)
     budget, noise = P["budgets"][-1], P["claim_noise"]
-    x, units, trivial = _judged(results, outcomes(results, kind, budget, noise))
+    x = J.of(outcomes(results, kind, budget, noise)) if J else None
     statement = (f"a reward model learned from {budget} {kind} events (annotator noise {noise}) ranks held-out "
                  "responses of similar length better than the strongest trivial rule (chance, the longer or the "
                  "shorter response, the one that ended on its own, more markup, more words of the request)")
@@ -80,23 +83,22 @@ def type_beats_rules(results: dict[str, Any], kind: str, cid: str) -> C.Claim:
     paper = ("every feedback type can train a reward model (RLHF-Blender's premise); tested here with simulated "
              "feedback at this budget, 'useful' meaning better than rules that learn nothing")
     if x is None:
-        return C.claim(cid, PAPER, statement, paper, None, our_value=_missing(results, kind), kind="superiority",
+        return C.claim(cid, PAPER, statement, paper, None, our_value=_missing(results, kind, J), kind="superiority",
                        **common)
-    test, rule = C.beats_trivial(x, trivial, clusters=units)
-    others = ", ".join(f"{name} {100 * float(C.by_cluster(np.broadcast_to(np.asarray(r, dtype=float), (x.shape[1],)), units).mean()):.1f}%"
-                       for name, r in trivial.items() if name != rule)
+    test, rule = C.beats_trivial(x, J.rules, clusters=J.units)
+    others = ", ".join(f"{name} {100 * r:.1f}%" for name, r in test.detail["rule_rates"].items() if name != rule)
     value = (f"{100 * test.detail['rate']:.1f}% vs {100 * test.detail['rule_rate']:.1f}% for {rule} on the same pairs "
-             f"({_pairs_note(results)}): {C.describe(test, 'pts', scale=100, runs='feedback draw(s)')} "
+             f"({J.note}): {C.describe(test, 'pts', scale=100, runs='feedback draw(s)')} "
              f"(n counts prompts; rates are means over prompts; the other rules: {others})")
-    return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=recorded(results), **common)
+    return C.claim(cid, PAPER, statement, paper, test, our_value=value, **common)
 
 
-def ensemble_non_inferior(results: dict[str, Any]) -> C.Claim:
+def ensemble_non_inferior(results: dict[str, Any], J: Judged | None) -> C.Claim:
     P = params(results)
     budget, noise, margin = P["budgets"][-1], P["claim_noise"], P["b2_margin"]
-    singles = {t: _judged(results, outcomes(results, t, budget, noise))[0] for t in P["types"]}
+    singles = {t: J.of(outcomes(results, t, budget, noise)) if J else None for t in P["types"]}
     singles = {t: x for t, x in singles.items() if x is not None}
-    ens, units, trivial = _judged(results, outcomes(results, "ensemble", budget, noise))
+    ens = J.of(outcomes(results, "ensemble", budget, noise)) if J else None
     statement = (f"the ensemble of per-type reward models, with the same {budget} events split over the types, is "
                  f"not worse than the best single type by more than {100 * margin:.0f} points of pair accuracy")
     paper = "combining feedback types is at least as good as the best single type (Metz et al. 2025)"
@@ -104,12 +106,12 @@ def ensemble_non_inferior(results: dict[str, Any]) -> C.Claim:
                   min_effect_reason=f"non-inferiority: the {100 * margin:.0f}-point margin is the claim",
                   unit="accuracy difference + margin")
     if ens is None or not singles:
-        return C.claim("B2", PAPER, statement, paper, None, our_value=_missing(results, "ensemble"),
+        return C.claim("B2", PAPER, statement, paper, None, our_value=_missing(results, "ensemble", J),
                        kind="non-inferiority", **common)
     # the best single type is picked on the pairs of every other held-out prompt and on the first half of the feedback
     # draws, and compared on the other prompts and draws: picking the luckiest type on the comparison's own data, or
     # a type whose fitted models were lucky, would tilt the test against the ensemble
-    units = units or [str(i) for i in range(ens.shape[1])]
+    units = J.units
     order = {u: i for i, u in enumerate(dict.fromkeys(units))}
     pick = np.array([order[u] % 2 == 0 for u in units])
     judge = ~pick
@@ -124,17 +126,16 @@ def ensemble_non_inferior(results: dict[str, Any]) -> C.Claim:
     groups = [u for u, j in zip(units, judge) if j]
     top, mixed = singles[best][late][:, judge], ens[late][:, judge]
     test = C.non_inferiority(top, mixed, margin, scale=1.0, clusters=groups)
-    value = (f"ensemble {100 * test.detail['mean_b']:.1f}% vs the best single type ({best}, picked on the other half of "
-             f"the prompts and of the feedback draws) {100 * test.detail['mean_a']:.1f}% (means over prompts; "
-             f"{_pairs_note(results)}): "
+    value = (f"ensemble {100 * test.detail['mean_b']:.1f}% vs the best single type ({best}, picked on the other half "
+             f"of the prompts and of the feedback draws) {100 * test.detail['mean_a']:.1f}% (means over prompts; "
+             f"{J.note}): "
              f"{C.describe(test, 'pts', scale=100, runs='feedback draw(s)')} (n counts prompts)")
-    premises = [*recorded(results),
-                C.Premise("several types in the ensemble", len(singles) >= 2, f"{len(singles)} type(s)"),
+    premises = [C.Premise("several types in the ensemble", len(singles) >= 2, f"{len(singles)} type(s)"),
                 C.validated_on(f"best single type ({best})", top, least=1, clusters=groups)]
     return C.claim("B2", PAPER, statement, paper, test, our_value=value, premises=premises, **common)
 
 
-def comparative_robust(results: dict[str, Any]) -> C.Claim:
+def comparative_robust(results: dict[str, Any], J: Judged | None) -> C.Claim:
     P = params(results)
     budget, low, high = P["budgets"][-1], P["noises"][0], P["noises"][-1]
     statement = (f"from noise {low} to {high}, pair accuracy on held-out responses of similar length drops less with "
@@ -143,30 +144,29 @@ def comparative_robust(results: dict[str, Any]) -> C.Claim:
     common = dict(min_effect=0.02,
                   min_effect_reason="2 points of pair accuracy: a difference worth choosing a type for",
                   unit="accuracy drop (rating - comparison)")
-    x = {(t, z): _judged(results, outcomes(results, t, budget, z))[0] for t in ("rating", "comparison")
+    x = {(t, z): J.of(outcomes(results, t, budget, z)) if J else None for t in ("rating", "comparison")
          for z in (low, high)}
     if any(v is None for v in x.values()):
         return C.claim("B3", PAPER, statement, paper, None, kind="superiority", **common,
-                       our_value="; ".join(dict.fromkeys(_missing(results, t) for t in ("rating", "comparison"))))
+                       our_value="; ".join(dict.fromkeys(_missing(results, t, J) for t in ("rating", "comparison"))))
     drop_cmp = x["comparison", low] - x["comparison", high]
     drop_rate = x["rating", low] - x["rating", high]
-    units = _judged(results, None)[1]
-    test = C.superiority(drop_cmp, drop_rate, clusters=units)
-    premises = recorded(results)
-    for t in ("rating", "comparison"):
-        premises.append(C.validated_on(f"{t} at noise {low}", x[t, low], least=1, clusters=units))
+    test = C.superiority(drop_cmp, drop_rate, clusters=J.units)
+    premises = [C.validated_on(f"{t} at noise {low}", x[t, low], least=1, clusters=J.units)
+                for t in ("rating", "comparison")]
     value = (f"drop with ratings {100 * test.detail['mean_b']:+.1f} pts, with comparisons "
-             f"{100 * test.detail['mean_a']:+.1f} pts (means over prompts, {_pairs_note(results)}): difference "
+             f"{100 * test.detail['mean_a']:+.1f} pts (means over prompts, {J.note}): difference "
              f"{100 * test.effect:+.1f} [{100 * test.ci[0]:+.1f}, {100 * test.ci[1]:+.1f}]")
     return C.claim("B3", PAPER, statement, paper, test, our_value=value, premises=premises, **common)
 
 
 # B2 and B3 compare learned models with each other: their premise is that the compared models learned something
-# (above chance on the same pairs), not that they beat the surface rules (that is B1's question, and at this scale
-# no model does: B1 reads not reproduced); a model at chance would make either comparison empty.
+# (above chance on the same pairs), not that they beat the surface rules (that is B1's question); a model at chance
+# would make either comparison empty.
 
 
 def claims(results: dict[str, Any]) -> list[C.Claim]:
-    out = [type_beats_rules(results, t, f"B1{chr(ord('a') + i)}") for i, t in enumerate(params(results)["types"])]
-    out += [ensemble_non_inferior(results), comparative_robust(results)]
+    J = judged(results)
+    out = [type_beats_rules(results, t, f"B1{chr(ord('a') + i)}", J) for i, t in enumerate(params(results)["types"])]
+    out += [ensemble_non_inferior(results, J), comparative_robust(results, J)]
     return C.finalize(out)

@@ -33,10 +33,6 @@ def clusters(results: dict[str, Any]) -> list[str] | None:
     return grid(results).get("pair_prompts")
 
 
-def rules(results: dict[str, Any]) -> dict[str, Any]:
-    return C.trivial_rules(grid(results).get("pair_longer"))
-
-
 FINISHED = "prefer the reply that ended on its own"
 
 
@@ -47,23 +43,28 @@ def matched(results: dict[str, Any]) -> np.ndarray | None:
     g = grid(results)
     if any(g.get(k) is None for k in ("pair_length_ratio", "pair_finished", "pair_rules")) or clusters(results) is None:
         return None
-    return np.asarray(g["pair_length_ratio"], dtype=float) >= float(params(results).get("length_match", 0.0)) - 1e-12
+    return np.asarray(g["pair_length_ratio"], dtype=float) >= float(params(results)["length_match"]) - 1e-12
 
 
-def claim_set(results: dict[str, Any], mask: np.ndarray | None = None) -> tuple[list[str], dict[str, Any]]:
-    """The prompts of the pairs a claim judges (``mask``: those pairs; default the length-matched ones) and the
-    trivial rules on them: chance, the longer or the shorter response, the response that ended on its own (a
-    cut-off response fails the instructions it did not reach, so the ending alone predicts the gold), and the surface
-    rules the run recorded (more markup, more words of the request: ``steps.SURFACE_RULES``)."""
-    keep = matched(results) if mask is None else mask
+def rule_outcomes(results: dict[str, Any]) -> dict[str, Any]:
+    """Every trivial rule's outcome on each held-out pair (chance as 0.5): the longer or the shorter response, the
+    response that ended on its own (a cut-off response fails the instructions it did not reach, so the ending alone
+    predicts the gold), and the surface rules the run recorded (more markup, more words of the request:
+    ``steps.SURFACE_RULES``)."""
+    g = grid(results)
+    out = C.trivial_rules(np.asarray(g["pair_longer"], dtype=float))
+    out[FINISHED] = np.asarray(g["pair_finished"], dtype=float)
+    out.update({name: np.asarray(x, dtype=float) for name, x in g["pair_rules"].items()})
+    return out
+
+
+def claim_set(results: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """The prompts of the length-matched pairs the claims judge, and every trivial rule on those pairs."""
+    keep = matched(results)
     if keep is None:
         raise ValueError("this run did not record the pairs' lengths and endings: rerun 06")
-    g = grid(results)
-    out = C.trivial_rules(np.asarray(g["pair_longer"], dtype=float)[keep])
-    out[FINISHED] = np.asarray(g["pair_finished"], dtype=float)[keep]
-    for name, x in g["pair_rules"].items():
-        out[name] = np.asarray(x, dtype=float)[keep]
-    return [u for u, k in zip(clusters(results), keep) if k], out
+    rules_on = {name: x if np.ndim(x) == 0 else x[keep] for name, x in rule_outcomes(results).items()}
+    return [u for u, k in zip(clusters(results), keep) if k], rules_on
 
 
 def arms(results: dict[str, Any]) -> list[str]:
@@ -122,17 +123,12 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         row["best-of-n gold"] = round(float(np.mean([r["bon_gold"] for r in cell])), 3) if cell else None
         row["targets/draw"] = round(float(np.mean([r["targets"] for r in cell])), 0) if cell else None
         rows.append(row)
-    g = grid(results)
     keep = matched(results)
     if keep is not None and keep.any():
-        for name, r in claim_set(results)[1].items():
-            full = {C.CHANCE: 0.5, FINISHED: g["pair_finished"], **g["pair_rules"]}.get(name)
-            if full is None:
-                full = np.asarray(g["pair_longer"], dtype=float)
-                full = full if "longer" in name else 1.0 - full
-            rows.append({"arm": f"rule: {name}", **{f"acc@noise {z}": round(100 * float(np.mean(full)), 1)
-                                                     for z in P["noises"]},
-                         "acc matched": round(100 * float(np.mean(r)), 1)})
+        for name, x in rule_outcomes(results).items():
+            every = round(100 * float(np.mean(x)), 1)
+            rows.append({"arm": f"rule: {name}", **{f"acc@noise {z}": every for z in P["noises"]},
+                         "acc matched": round(100 * float(np.mean(x if np.ndim(x) == 0 else x[keep])), 1)})
     return rows
 
 
@@ -150,7 +146,7 @@ def finding_grid(results: dict[str, Any]) -> str:
     shorter = 100 * (1 - float(np.mean(g["pair_longer"]))) if g.get("pair_longer") is not None else None
     rule = "" if shorter is None else f" (preferring the shorter response: {shorter:.1f}%)"
     share = "" if keep is None else (f" {int(keep.sum())} of the {keep.size} held-out pairs are of similar length "
-                                     f"(the shorter at least {100 * params(results).get('length_match', 0):.0f}% of "
+                                     f"(the shorter at least {100 * params(results)['length_match']:.0f}% of "
                                      "the longer): the claims judge on those.")
     return (f"At {budget} events and noise {noise}, the best arm over every held-out pair is {best}: {_pct(t)}{rule}."
             f"{share} Best-of-n by the learned "

@@ -248,10 +248,10 @@ def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-z0-9']+", text.lower()))
 
 
-# Cheap rules that read the text but learn nothing: most of the gold's instructions ask for markup (highlighted
+# Cheap rules that read the text but learn nothing: many of the gold's instructions ask for markup (highlighted
 # *sections*, [placeholders], <<titles>>, a P.S., bullet lists) or for words of the request, so counting them is
-# the sceptic's first try (a referee found the markup count right on 73% of the pilot's length-matched pairs).
-SURFACE_RULES: dict[str, Callable[[str, str], float]] = {
+# the sceptic's first try.
+SURFACE_RULES: dict[str, Callable[[str, str], int]] = {
     "prefer the reply with more markup (*, [, <<, P.S.)": lambda request, text: sum(text.count(m) for m in MARKUP),
     "prefer the reply sharing more words with the request": lambda request, text: len(_words(request) & _words(text)),
 }
@@ -264,15 +264,15 @@ def test_set(pool: Pool, features: Features) -> TestSet:
     pairs = [(k, a, b) if g[k, a] > g[k, b] else (k, b, a)
              for k in range(len(rows)) for a, b in combinations(range(g.shape[1]), 2) if g[k, a] != g[k, b]]
     size = [[len(t) for t in pool.texts[i]] for i in rows]
-    done = [pool.finished[i] for i in rows]
-    longer = [0.5 + 0.5 * float(np.sign(size[k][a] - size[k][b])) for k, a, b in pairs]
+
+    def prefer(value: list[list[float]]) -> list[float]:  # the rule "prefer the larger value" on each pair
+        return [0.5 + 0.5 * float(np.sign(value[k][a] - value[k][b])) for k, a, b in pairs]
+
     ratio = [min(size[k][a], size[k][b]) / max(size[k][a], size[k][b], 1) for k, a, b in pairs]
-    finished = [0.5 + 0.5 * (float(done[k][a]) - float(done[k][b])) for k, a, b in pairs]
-    surface = {}
-    for name, rule in SURFACE_RULES.items():
-        value = [[rule(features.prompts[pool.prompt_ids[i]].text, t) for t in pool.texts[i]] for i in rows]
-        surface[name] = [0.5 + 0.5 * float(np.sign(value[k][a] - value[k][b])) for k, a, b in pairs]
-    return TestSet(x, g, pairs, [pool.prompt_ids[rows[k]] for k, _, _ in pairs], longer, ratio, finished, surface)
+    surface = {name: prefer([[rule(features.prompts[pool.prompt_ids[i]].text, t) for t in pool.texts[i]] for i in rows])
+               for name, rule in SURFACE_RULES.items()}
+    return TestSet(x, g, pairs, [pool.prompt_ids[rows[k]] for k, _, _ in pairs], prefer(size), ratio,
+                   prefer([[float(f) for f in pool.finished[i]] for i in rows]), surface)
 
 
 def evaluate(score: Callable[[np.ndarray], np.ndarray] | None, test: TestSet) -> dict[str, Any]:
