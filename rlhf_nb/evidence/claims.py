@@ -565,11 +565,12 @@ def beats_trivial(outcomes: Any, rules: Mapping[str, Any], *, clusters: Sequence
 # ----------------------------------------------------------------------------------------------
 
 
-def validated(name: str, accuracy: float, ci_low: float, n: int, chance: float = 0.5) -> Premise:
-    """The evaluator (judge, test PM, held-out RM) beats chance on labelled pairs: its interval's bottom > chance."""
+def validated(name: str, accuracy: float, ci_low: float, n: int, chance: float = 0.5,
+              units: str = "labelled pairs") -> Premise:
+    """The evaluator (judge, test PM, held-out RM) beats chance on labelled pairs: its interval's bottom > chance
+    (``n`` counts ``units``: the pairs, or the prompts they were grouped by)."""
     return Premise(f"{name} validated", ci_low > chance,
-                   f"{100 * accuracy:.0f}% [{100 * ci_low:.0f}, ...] on {n} labelled pairs "
-                   f"(chance {100 * chance:.0f}%)")
+                   f"{100 * accuracy:.0f}% [{100 * ci_low:.0f}, ...] on {n} {units} (chance {100 * chance:.0f}%)")
 
 
 def preference_outcomes(p: Any) -> np.ndarray:
@@ -588,7 +589,8 @@ def validated_on(name: str, outcomes: Any, least: int = 10, *, rules: Mapping[st
         return Premise(f"{name} validated", False, f"only {n} labelled pairs (need {least})")
     if rules is None:
         test = proportion(outcomes, 0.5, clusters=clusters)
-        return validated(name, 0.5 + test.effect, 0.5 + test.ci[0], test.n)
+        return validated(name, 0.5 + test.effect, 0.5 + test.ci[0], test.n,
+                         units="labelled pairs" if clusters is None else "prompts")
     test, rule = beats_trivial(outcomes, rules, clusters=clusters)
     return Premise(f"{name} validated", test.ci[0] > 0,
                    f"{100 * test.detail['rate']:.0f}% vs {100 * test.detail['rule_rate']:.0f}% for the strongest "

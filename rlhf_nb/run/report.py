@@ -231,7 +231,8 @@ def report(root: Path | None = None, profile: str | None = None, out: Path | Non
              "*not reproduced* when the 95% interval's top is below the paper's minimum effect, whatever its sign; "
              "*reproduced* when the Holm-adjusted p < 0.05 (Holm over all of a notebook's claims, an untested one at "
              "p = 1) and the interval excludes 0; otherwise *inconclusive*. A learned scorer is compared with the "
-             "strongest trivial rule on the same items, items that share a prompt count once, and a claim about a "
+             "strongest trivial rule on the same items (with several rules, the interval's top is at the Bonferroni "
+             "level over them, as its text says), items that share a prompt count once, and a claim about a "
              "trained policy needs one that training moved (README, *Reading a claim*). Each section's header names "
              "the commit and the machine its run was made on.", ""]
     if not runs:

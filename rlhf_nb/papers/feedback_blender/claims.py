@@ -156,7 +156,7 @@ def comparative_robust(results: dict[str, Any], J: Judged | None) -> C.Claim:
                 for t in ("rating", "comparison")]
     value = (f"drop with ratings {100 * test.detail['mean_b']:+.1f} pts, with comparisons "
              f"{100 * test.detail['mean_a']:+.1f} pts (means over prompts, {J.note}): difference "
-             f"{100 * test.effect:+.1f} [{100 * test.ci[0]:+.1f}, {100 * test.ci[1]:+.1f}]")
+             f"{C.describe(test, 'pts', scale=100, runs='feedback draw(s)')} (n counts prompts)")
     return C.claim("B3", PAPER, statement, paper, test, our_value=value, premises=premises, **common)
 
 

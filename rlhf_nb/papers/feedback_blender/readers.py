@@ -104,7 +104,8 @@ def finding_pool(results: dict[str, Any]) -> str:
 
 def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Per arm at the full budget: pair accuracy at each noise level (every held-out pair), and at claim_noise the
-    accuracy on the length-matched pairs the claims judge, Spearman and best-of-n gold; last, the trivial rules."""
+    accuracy on the length-matched pairs the claims judge, Spearman and best-of-n gold; last, the trivial rules.
+    Accuracies here are means over pairs; the claims average each prompt's pairs first."""
     P = params(results)
     budget = P["budgets"][-1]
     rows = []
@@ -117,7 +118,7 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 and abs(r["noise"] - P["claim_noise"]) < 1e-9]
         x = outcomes(results, arm, budget, P["claim_noise"])
         keep = matched(results)
-        row["acc matched"] = (None if x is None or keep is None or not keep.any()
+        row["acc matched (pair mean)"] = (None if x is None or keep is None or not keep.any()
                               else round(100 * float(x[:, keep].mean()), 1))
         row["spearman"] = round(float(np.mean([r["spearman"] for r in cell])), 3) if cell else None
         row["best-of-n gold"] = round(float(np.mean([r["bon_gold"] for r in cell])), 3) if cell else None
@@ -128,7 +129,7 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         for name, x in rule_outcomes(results).items():
             every = round(100 * float(np.mean(x)), 1)
             rows.append({"arm": f"rule: {name}", **{f"acc@noise {z}": every for z in P["noises"]},
-                         "acc matched": round(100 * float(np.mean(x if np.ndim(x) == 0 else x[keep])), 1)})
+                         "acc matched (pair mean)": round(100 * float(np.mean(x if np.ndim(x) == 0 else x[keep])), 1)})
     return rows
 
 
