@@ -27,8 +27,8 @@ def test_every_key_of_every_profile_has_a_meaning(notebook):
 
 
 def test_a_routine_default_shows_the_value_that_wins():
-    _, params = load_params("05_online_iterative_dpo", "cpu", {}, check_inputs=False)
-    rows = {r["key"]: r for r in params_rows(params, "cpu", "05_online_iterative_dpo")}
+    _, params = load_params("01_hh_preference_models", "cpu", {}, check_inputs=False)
+    rows = {r["key"]: r for r in params_rows(params, "cpu", "01_hh_preference_models")}
     assert rows["dpo.learning_rate"]["set by"] == "paper" and rows["dpo.learning_rate"]["value"] == "5e-05"
     assert rows["dpo.per_device_train_batch_size"]["set by"] == "routine"
     assert rows["dpo.per_device_train_batch_size"]["value"].startswith("4 ")  # rlhf_nb.train.dpo's, not trl's 8

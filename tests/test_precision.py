@@ -142,6 +142,15 @@ def test_mixed_precision_dpo_installs_the_fp32_sums_and_learns(tmp_path, precisi
     assert any(getattr(m, "_rlhf_nb_fp32_sum", False) for m in run.model.modules())
     margins = run.series("rewards/margins")
     assert np.mean(margins[-3:]) > np.mean(margins[:3])
+    # after training the policy reads as it did before it (accelerate's autocast wrapper is gone): the head, which
+    # carries no adapter, computes in fp32 again
+    seen = {}
+    head = run.model.get_output_embeddings()
+    hook = head.register_forward_hook(lambda module, inputs, output: seen.update(dtype=output.dtype))
+    with torch.no_grad():
+        run.model(input_ids=torch.tensor([[1, 2, 3]]))
+    hook.remove()
+    assert seen["dtype"] == torch.float32 and "_original_forward" not in run.model.__dict__
 
 
 def test_precision_is_set_by_environment_or_call(monkeypatch, precision):

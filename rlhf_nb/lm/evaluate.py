@@ -22,6 +22,7 @@ class Replies:
     tokens: list[list[int]]
     finished: list[list[bool]]
     tokens_per_s: float
+    entropy: list[list[float]] | None = None  # per reply, mean next-token entropy (nats) where the config asked
 
     @property
     def first(self) -> list[str]:
@@ -42,7 +43,8 @@ def sample(loaded: Any, prompts: list[Any], config: SamplingConfig, label: str =
     stats = GenerationStats()
     out = generate(loaded.model, loaded.tokenizer, prompts, config, progress=label, stats=stats, done=done)
     return Replies([[s.text for s in per] for per in out], [[s.n_tokens for s in per] for per in out],
-                   [[s.finished for s in per] for per in out], stats.tokens_per_s)
+                   [[s.finished for s in per] for per in out], stats.tokens_per_s,
+                   [[s.meta["entropy"] for s in per] for per in out] if config.entropy else None)
 
 
 def greedy(loaded: Any, prompts: list[Any], max_new_tokens: int, label: str = "greedy replies",

@@ -50,6 +50,7 @@ class SamplingConfig:
     stop: tuple[str, ...] = ()  # generation ends at (and the text is cut before) the first stop string
     batch_size: int | None = None  # sequences per forward pass; None: auto_batch_size()
     seed: int = 0
+    entropy: bool = False  # record each reply's mean next-token entropy (nats, at the temperature) in Sample.meta
 
 
 @dataclass
@@ -285,14 +286,15 @@ COMPACT_FRACTION = 0.25
 
 def decode_batch(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: SamplingConfig,
                   eos: set[int], stop_check: Any, generator: torch.Generator | None,
-                  expand: list[int] | None = None) -> list[tuple[list[int], bool]]:
+                  expand: list[int] | None = None, entropy: list[list[float]] | None = None) -> list[tuple[list[int], bool]]:
     """Prefill, then one token per step for the rows still running; returns (new token ids, finished) per row.
 
     ``input_ids`` / ``attention_mask`` are a left-padded batch; ``eos`` ends a row (the EOS itself is not
     returned); ``stop_check(row, ids) -> bool`` (optional) ends output row ``row`` early. ``expand`` (optional)
     maps each output row to a row of ``input_ids``: a prompt sampled n times is prefilled once and its cache
-    copied. Finished rows leave the batch once :data:`COMPACT_FRACTION` of it has finished. Call under
-    ``torch.inference_mode()``.
+    copied. Finished rows leave the batch once :data:`COMPACT_FRACTION` of it has finished. ``entropy`` (optional, one
+    ``[0, 0]`` per output row) gets each row's summed next-token entropy and its number of draws (the distribution at
+    the temperature, over the whole vocabulary; none for greedy). Call under ``torch.inference_mode()``.
     """
     import torch
 
@@ -313,8 +315,13 @@ def decode_batch(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tens
     filler = next(iter(eos), 0)  # what a finished row is fed until it leaves the batch
     for step in range(config.max_new_tokens):
         live = [j for j in range(len(active)) if running[j]]  # finished rows draw nothing: the random stream is
-        drawn = next_tokens(logits if len(live) == len(active) else logits[live],  # that of a batch without them
-                            config.temperature, config.top_p, generator).tolist()
+        live_logits = logits if len(live) == len(active) else logits[live]  # that of a batch without them
+        drawn = next_tokens(live_logits, config.temperature, config.top_p, generator).tolist()
+        if entropy is not None and config.temperature > 0:
+            logp = torch.log_softmax(live_logits.float() / config.temperature, dim=-1)
+            for j, h in zip(live, (-(logp.exp() * logp).sum(-1)).tolist()):
+                entropy[active[j]][0] += h
+                entropy[active[j]][1] += 1
         chosen = [filler] * len(active)
         for j, token in zip(live, drawn):
             chosen[j] = token
@@ -436,13 +443,15 @@ def generate(
             if config.temperature > 0:
                 generator = torch.Generator(device=device).manual_seed(config.seed * 100_003 + b)
             stop_check = _row_checker(tokenizer, config.stop, [done[i] for i, _ in batch] if done else None)
+            entropy = [[0.0, 0] for _ in batch] if config.entropy else None
             with torch.inference_mode():  # computes in the weights' dtype (see rlhf_nb.lm.device)
                 rows = decode_batch(model, enc["input_ids"].to(device), enc["attention_mask"].to(device), config,
-                                     eos, stop_check, generator, expand)
-            for (i, j), (ids, ended) in zip(batch, rows):
+                                     eos, stop_check, generator, expand, entropy)
+            for r, ((i, j), (ids, ended)) in enumerate(zip(batch, rows)):
                 text = tokenizer.decode(ids, skip_special_tokens=True)
                 text, stopped = cut_at_stop(text, config.stop)
-                out[i][j] = Sample(text, len(ids), bool(ended or stopped))
+                meta = {"entropy": entropy[r][0] / max(1, entropy[r][1])} if entropy is not None else {}
+                out[i][j] = Sample(text, len(ids), bool(ended or stopped), meta)
                 n_tokens += len(ids)
                 n_capped += not (ended or stopped)
             bar.update(len(batch))

@@ -470,6 +470,39 @@ def merged_while(loaded: Loaded) -> Iterator[Loaded]:
         loaded.model.unmerge_adapter()
 
 
+def read_precision(loaded: Loaded) -> str:
+    """How :func:`reading` reads ``loaded``: ``"mixed"`` (bf16 matmuls on fp32 weights, the adapter added in fp32,
+    :mod:`rlhf_nb.lm.mixed_read`) where the precision policy trains in ``mixed`` and the weights are fp32, else the
+    weights' dtype (``"float32"`` with the adapter merged, ``"bfloat16"``, ...). Arms read alike compare alike."""
+    import torch
+
+    from rlhf_nb.lm.device import resolve
+
+    info = loaded.info
+    weights = next((p for n, p in loaded.model.named_parameters() if "lora_" not in n), None)
+    if weights is not None and weights.dtype == torch.float32 and not getattr(loaded.model, "is_loaded_in_4bit", False):
+        if resolve(info.get("requested"), info.get("device")).training == "mixed":
+            return "mixed"
+    return str(weights.dtype).replace("torch.", "") if weights is not None else "unknown"
+
+
+@contextmanager
+def reading(loaded: Loaded) -> Iterator[Loaded]:
+    """``loaded`` ready to be read (sampled, scored) next to the arms it is compared with, for a ``with`` block:
+    under the ``mixed`` training precision (a CPU with fast bf16, ``auto``) fp32 weights are read with
+    :func:`rlhf_nb.lm.mixed_read.mixed_read` (the start policy and every trained policy alike, the adapter unmerged
+    and added in fp32: 1.5-1.8x the fp32 path here, ``benchmarks/mixed_read_bench.py``); elsewhere an adapter is
+    merged for the block (:func:`merged_while`) and the weights are read at their own precision."""
+    if read_precision(loaded) == "mixed":
+        from rlhf_nb.lm.mixed_read import mixed_read
+
+        with mixed_read(loaded.model):
+            yield loaded
+    else:
+        with merged_while(loaded) as inner:
+            yield inner
+
+
 def count_parameters(model: torch.nn.Module) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

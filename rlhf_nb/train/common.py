@@ -108,6 +108,19 @@ def resume_from(config: Any) -> bool:
     return bool(getattr(config, "resume", False)) and any(Path(config.output_dir).glob("checkpoint-*"))
 
 
+def unwrap_autocast(model: Any) -> None:
+    """Give ``model`` back its own ``forward``. Under mixed precision accelerate replaces a trained model's ``forward``
+    with one that autocasts to bf16, and leaves it there after training: a trained policy was then read (sampled,
+    scored) in bf16 matmuls while the frozen start it was compared with was read in fp32. The trainer itself is done
+    with the model when this runs. A model with bf16 weights (the ``bf16`` precision, whose fp32 trainable parameters
+    need autocast to meet its bf16 activations) keeps the wrapper: every arm of such a run is bf16 anyway."""
+    import torch
+    from accelerate.utils import extract_model_from_parallel
+
+    if all(p.dtype == torch.float32 for p in model.parameters()):
+        extract_model_from_parallel(model, keep_fp32_wrapper=False)
+
+
 def run_trainer(trainer: Any, config: Any, history: list[dict[str, float]]) -> TrainResult:
     """Train (resuming if asked and possible) and save the final model to ``output_dir``.
 
@@ -119,6 +132,7 @@ def run_trainer(trainer: Any, config: Any, history: list[dict[str, float]]) -> T
     trainer.remove_callback(PrinterCallback)
     output = trainer.train(resume_from_checkpoint=True if resume_from(config) else None)
     trainer.save_model(config.output_dir)
+    unwrap_autocast(trainer.model)
     summary = {k: float(v) for k, v in output.metrics.items() if isinstance(v, (int, float))}
     return TrainResult(trainer.model, history, config.output_dir, summary)
 

@@ -4,18 +4,23 @@ For ``iterations`` rounds: sample ``k`` responses per prompt from the current po
 a reward callable, pair the best against the worst (prompts whose responses all tie are skipped),
 and run DPO from the current policy. The reference stays the *initial* policy throughout (the LoRA
 adapter's weights before round 1 are pinned as trl's reference adapter), and every round continues
-training the same adapter. ``evaluate(policy) -> dict`` (optional) runs after each round.
+training the same adapter. ``evaluate(policy) -> dict`` (optional) runs after each round. The policy samples under
+:func:`rlhf_nb.lm.models.reading` (on a CPU with fast bf16: bf16 matmuls, the adapter added in fp32), and each round
+records its samples' mean reward, length, cut-off share and next-token entropy.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlhf_nb.lm.generation import SamplingConfig, generate
+from rlhf_nb.lm.evaluate import sample
+from rlhf_nb.lm.generation import SamplingConfig
+from rlhf_nb.lm.models import reading
 from rlhf_nb.tasks.data import PreferencePair
 from rlhf_nb.train.common import TrainResult
 from rlhf_nb.train.dpo import DPOConfig, train_dpo
@@ -73,23 +78,33 @@ def iterative_dpo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, conf
         batch = [prompts[i] for i in chosen]
         sampling = SamplingConfig(n=config.k, temperature=config.temperature, top_p=config.top_p,
                                   max_new_tokens=config.max_new_tokens, batch_size=config.sample_batch_size,
-                                  seed=config.seed * 1000 + it)
-        samples = [[s.text for s in per] for per in generate(model, tokenizer, batch, sampling, progress=f"round {it}: sampling")]
+                                  seed=config.seed * 1000 + it, entropy=True)
+        started = time.perf_counter()
+        with reading(loaded):
+            replies = sample(loaded, batch, sampling, label=f"round {it}: sampling")
+        sampled = time.perf_counter()
+        samples = replies.texts
         flat = reward_fn([p for p in batch for _ in range(config.k)], [t for per in samples for t in per],
                          [meta[i] for i in chosen for _ in range(config.k)])
         scores = [list(flat[j * config.k:(j + 1) * config.k]) for j in range(len(batch))]
         pairs = best_vs_worst(batch, samples, scores, tag=f"it{it}-")
         row: dict[str, float] = {"iteration": it, "sample_reward": sum(flat) / len(flat),
                                  "best_reward": sum(max(s) for s in scores) / len(scores), "pairs": len(pairs),
-                                 "mean_length": sum(len(t) for per in samples for t in per) / len(flat)}
+                                 "mean_length": sum(len(t) for per in samples for t in per) / len(flat),
+                                 "mean_tokens": sum(n for per in replies.tokens for n in per) / len(flat),
+                                 "cut_off": replies.cap_rate,
+                                 "entropy": sum(h for per in replies.entropy or [] for h in per) / len(flat)}
         if pairs:
             dpo = dataclasses.replace(base_dpo, output_dir=str(Path(base_dpo.output_dir) / f"iter{it}"),
                                       seed=config.seed + it)
             result = train_dpo(loaded, pairs, dpo, reference_adapter=initial)
             last = result.history[-2] if len(result.history) > 1 else {}
             row.update({f"dpo/{k}": v for k, v in last.items() if k.startswith(("rewards/", "loss", "kl/"))})
+        trained = time.perf_counter()
         if evaluate is not None:
             row.update(evaluate(loaded))
+        row.update({"seconds/sampling": sampled - started, "seconds/training": trained - sampled,
+                    "seconds/evaluation": time.perf_counter() - trained, "sampling/tokens_per_s": replies.tokens_per_s})
         history.append(row)
     return TrainResult(model, history, base_dpo.output_dir, history[-1] if history else {})
 

@@ -3,8 +3,13 @@
 The gold score of a reply is the fraction of its prompt's verifiable instructions it follows (0-1); effects on
 it are reported in points (x100). Every arm is judged on its greedy replies under the same token cap, so a gold
 comparison asks that the compared arms are truncated about equally often (a gap in the gold score should not be a
-gap in truncation); the length trend (W4) asks that replies finish, since a cut-off length is censored. Policies
-trained here contribute one row per seed; the start snapshot is one.
+gap in truncation); a cut-off reply is scored as it stands. The length trend (W4) counts a cut-off reply at the cap
+(a censored length, which can hide growth but not invent it) and asks that most replies finish, so that the
+median length is seen. Policies trained here contribute one row per seed; the start snapshot is one.
+
+W2 and W3 are about the training algorithm. With ``labeller: gold`` the gold picks each pair (the preference
+oracle) and the held-out gold judges the policies on prompts no arm trained on; with ``labeller: rm`` the BT reward
+model picks them and its validation on held-out gold-labelled pairs is a premise.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from rlhf_nb.evidence import claims as C
-from rlhf_nb.papers.rlhf_workflow.readers import cap_rate, rm_rows, snapshots, stack
+from rlhf_nb.papers.rlhf_workflow.readers import cap_rate, labeller, labeller_words, rm_rows, snapshots, stack
 
 PAPER = "RLHF Workflow (Xiong, Dong et al. 2024)"
 NUMBERS = {"bt_rewardbench": 83.6, "pairwise_rewardbench": 85.7, "lc_alpacaeval2": 31.3, "lc_alpacaeval2_sft": 12.7}
@@ -41,6 +46,13 @@ def policies_moved(results: dict[str, Any], on: list[dict[str, Any]], off: list[
                                                                           ("offline DPO policy", off)) if snaps]
 
 
+def labeller_premises(results: dict[str, Any]) -> list[C.Premise]:
+    """What a claim about the DPO arms needs of its labeller: nothing of the gold (it is the oracle the held-out
+    evaluation also uses); of the BT reward model, that it beats the trivial rules on held-out gold-labelled pairs
+    and that online DPO raised it."""
+    return [rm_validated(results), proxy_rose(results)] if labeller(results) == "rm" else []
+
+
 def proxy_rose(results: dict[str, Any]) -> C.Premise:
     """Online DPO raised the reward it optimised (the BT RM) on the held-out prompts by the last round; if it did not,
     the loop optimised nothing, and a flat gold says nothing about online DPO."""
@@ -63,8 +75,9 @@ def rm_above_chance(results: dict[str, Any], model: str, source: str, cid: str) 
     common = dict(min_effect=0.05, min_effect_reason="5 points above the strongest trivial rule: the least that "
                   "ranking replies needs", unit="accuracy - the rule's")
     if row is None:
-        return C.claim(cid, PAPER, statement, paper, None, our_value=f"no {source} pairs in this run",
-                       kind="superiority", **common)
+        why = (f"no {source} pairs in this run" if rm_rows(results) else
+               "no reward models in this run (reward_models: false; the gold labels the DPO pairs)")
+        return C.claim(cid, PAPER, statement, paper, None, our_value=why, kind="superiority", **common)
     test, rule = C.beats_trivial(row["outcomes"], C.trivial_rules(row["length_baseline"]))
     value = (f"{100 * test.detail['rate']:.1f}% vs {100 * test.detail['rule_rate']:.1f}% for the strongest trivial "
              f"rule ({rule}) on the same held-out pairs: {C.describe(test, 'pts', scale=100)}")
@@ -77,7 +90,8 @@ def pairwise_vs_bt(results: dict[str, Any]) -> C.Claim:
     b = [o for r in rm_rows(results) if r["model"] == "pairwise" for o in r["outcomes"]]
     if not a or not b:
         return C.claim("W1e", PAPER, "the pairwise preference model is more accurate than the Bradley-Terry RM",
-                       "85.7 vs 83.6 (RewardBench)", None, our_value="no held-out pairs", min_effect=1.0,
+                       "85.7 vs 83.6 (RewardBench)", None, our_value="no held-out pairs" if rm_rows(results) else
+                       "no reward models in this run (reward_models: false)", min_effect=1.0,
                        min_effect_reason="the paper's gap is 2.1 points; half of it", unit="pts of accuracy")
     test = C.superiority(np.array(a) * 100, np.array(b) * 100)
     value = (f"pairwise {np.mean(b) * 100:.1f}% vs BT {np.mean(a) * 100:.1f}% on the same held-out pairs; "
@@ -90,16 +104,20 @@ def pairwise_vs_bt(results: dict[str, Any]) -> C.Claim:
 def online_beats_offline(results: dict[str, Any]) -> C.Claim:
     on = snapshots(results, "online", results["params"]["iterations"])
     off = snapshots(results, "offline")
-    statement = "online iterative DPO beats offline DPO on the same prompts at an equal pair budget (gold score)"
+    statement = ("online iterative DPO beats offline DPO on the same prompts at an equal pair budget (held-out gold "
+                 f"score), {labeller_words(results)}")
     common = dict(min_effect=2.0, min_effect_reason="2 points of instructions followed: the smallest gain worth "
                   "the online loop's extra sampling", unit="pts of gold score")
     if not on or not off:
         return C.claim("W2", PAPER, statement, "online > offline", None, our_value="an arm did not run", **common)
     test = C.superiority(stack(off, "gold", 100), stack(on, "gold", 100))
     pairs = results["data"]["runs"]["offline_pairs"]
+    start = snapshots(results, "start")
     value = (f"online {stack(on, 'gold', 100).mean():.1f} vs offline {stack(off, 'gold', 100).mean():.1f} pts "
-             f"(offline pairs per seed: {pairs}); {C.describe(test)}")
-    premises = [rm_validated(results), proxy_rose(results), *policies_moved(results, on, off),
+             f"(start {stack(start, 'gold', 100).mean():.1f}; offline pairs per seed: {pairs}); {C.describe(test)}; "
+             f"replies {stack(on, 'tokens').mean():.0f} vs {stack(off, 'tokens').mean():.0f} tokens (start "
+             f"{stack(start, 'tokens').mean():.0f}), cut off {100 * cap_rate(on):.0f}% vs {100 * cap_rate(off):.0f}%")
+    premises = [*labeller_premises(results), *policies_moved(results, on, off),
                 C.caps_alike("online and offline held-out replies", [cap_rate(on), cap_rate(off)]),
                 C.one_precision("online and offline held-out replies", on + off)]
     return C.claim("W2", PAPER, statement, "online > offline (RLHFlow's central claim)", test, our_value=value,
@@ -120,7 +138,8 @@ def _rounds(results: dict[str, Any], key: str, scale: float) -> tuple[list[int],
 
 def gold_rises(results: dict[str, Any]) -> C.Claim:
     levels, arms, snaps = _rounds(results, "gold", 100)
-    statement = "the held-out gold score rises across online iterations (trend over every round)"
+    statement = ("the held-out gold score rises across online iterations (trend over every round), "
+                 f"{labeller_words(results)}")
     common = dict(min_effect=1.0, min_effect_reason="1 point per round: three rounds would then add 3 points",
                   unit="pts of gold score per round")
     if len(levels) < 3:
@@ -128,11 +147,12 @@ def gold_rises(results: dict[str, Any]) -> C.Claim:
                        kind="trend", **common)
     test = C.trend(levels, arms)
     value = " -> ".join(f"{a.mean():.1f}" for a in arms) + f" pts (round 0..{levels[-1]}); slope {C.describe(test)}"
-    proxy = [a.mean() for a in _rounds(results, "proxy", 1.0)[1]]
-    value += "; the BT reward the policy optimised: " + " -> ".join(f"{v:+.2f}" for v in proxy)
+    if labeller(results) == "rm":
+        proxy = [a.mean() for a in _rounds(results, "proxy", 1.0)[1]]
+        value += "; the BT reward the policy optimised: " + " -> ".join(f"{v:+.2f}" for v in proxy)
     by_round = [cap_rate([s for s in snaps if s["round"] == r]) for r in levels]
     return C.claim("W3", PAPER, statement, "rises every round", test, our_value=value,
-                   premises=[rm_validated(results), proxy_rose(results),
+                   premises=[*labeller_premises(results),
                              *policies_moved(results, snapshots(results, "online", levels[-1]), []),
                              C.caps_alike("held-out replies of every round", by_round),
                              C.one_precision("held-out replies of every round", snaps)], **common)
@@ -147,10 +167,14 @@ def length_grows(results: dict[str, Any]) -> C.Claim:
         return C.claim("W4", PAPER, statement, "longer every round", None, our_value=f"{len(levels)} rounds",
                        kind="trend", **common)
     test = C.trend(levels, arms)
-    value = " -> ".join(f"{a.mean():.0f}" for a in arms) + f" tokens; slope {C.describe(test, 'tokens')}"
     cap = results["params"].get("eval_max_new_tokens")
+    by_round = [cap_rate([s for s in snaps if s["round"] == r]) for r in levels]
+    value = (" -> ".join(f"{a.mean():.0f}" for a in arms) + f" tokens (a cut-off reply counted at the cap, {cap}; "
+             "cut off " + " -> ".join(f"{100 * c:.0f}%" for c in by_round) + f"); slope {C.describe(test, 'tokens')}")
     return C.claim("W4", PAPER, statement, "longer every round", test, our_value=value,
-                   premises=[C.not_capped(f"held-out (cap {cap} tokens)", cap_rate(snaps)),
+                   premises=[C.Premise("most held-out replies finish in every round", max(by_round) < 0.5,
+                                       f"at most {100 * max(by_round):.0f}% cut off at the {cap}-token cap in a round "
+                                       "(limit 50%: the median length is seen)"),
                              C.one_precision("held-out replies of every round", snaps)], **common)
 
 

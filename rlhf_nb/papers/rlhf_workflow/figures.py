@@ -9,9 +9,19 @@ import numpy as np
 from rlhf_nb.evidence import claims as C
 from rlhf_nb.evidence import stats
 from rlhf_nb.notebook.figures import Figures, band, bars, chance, token_cap
-from rlhf_nb.papers.rlhf_workflow.readers import cap_rate, rm_rows, snapshots, stack
+from rlhf_nb.papers.rlhf_workflow.readers import cap_rate, histories, labeller_words, rm_rows, snapshots, stack
 
 FIGURES = Figures()
+
+
+def _note(text: str):
+    """A figure that says why there is nothing to draw."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, wrap=True)
+    return fig
 
 
 @FIGURES("rm_accuracy")
@@ -19,6 +29,8 @@ def rm_accuracy(results: dict[str, Any]):
     import matplotlib.pyplot as plt
 
     rows = rm_rows(results)
+    if not rows:
+        return _note("No reward models in this run (reward_models: false).")
     sources = list(dict.fromkeys(r["source"] for r in rows))
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for j, model in enumerate(("BT", "pairwise")):
@@ -44,9 +56,9 @@ def iterations(results: dict[str, Any]):
 
     rounds = list(range(results["params"]["iterations"] + 1))
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    for ax, (key, scale, title) in zip(axes, (("gold", 100, "gold score (held-out, pts)"),
-                                              ("proxy", 1.0, "BT reward (the optimised proxy)"),
-                                              ("tokens", 1.0, "reply length (tokens)"))):
+    _entropy(axes[1], results)
+    for ax, (key, scale, title) in zip(axes[::2], (("gold", 100, "gold score (held-out, pts)"),
+                                                   ("tokens", 1.0, "reply length (held-out, tokens)"))):
         means, lows, highs = [], [], []
         for r in rounds:
             snaps = snapshots(results, "start") if r == 0 else snapshots(results, "online", r)
@@ -68,8 +80,27 @@ def iterations(results: dict[str, Any]):
         ax.set(title=title, xlabel="round", xticks=rounds)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
+    fig.suptitle(f"Online iterative DPO by round, {labeller_words(results)}", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _entropy(ax: Any, results: dict[str, Any]) -> None:
+    """Mean next-token entropy of each round's own samples (drawn before that round trains): round r's samples come
+    from the policy after r - 1 rounds."""
+    runs = histories(results)
+    rounds = sorted({h["iteration"] for run in runs for h in run if "entropy" in h})
+    if not rounds:
+        ax.text(0.5, 0.5, "entropy not recorded by this run", ha="center", transform=ax.transAxes)
+        return
+    for run in runs:
+        ax.plot(rounds, [next(h["entropy"] for h in run if h["iteration"] == r) for r in rounds], color="C0",
+                alpha=0.35, marker="o", ms=3)
+    ax.plot(rounds, [np.mean([h["entropy"] for run in runs for h in run if h["iteration"] == r]) for r in rounds],
+            color="C0", lw=2, label="mean over seeds")
+    ax.set(title="samples' next-token entropy (nats)", xlabel="round (samples drawn before its training)",
+           xticks=rounds)
+    ax.grid(alpha=0.3)
 
 
 @FIGURES("proxy_vs_gold")
@@ -78,6 +109,8 @@ def proxy_vs_gold(results: dict[str, Any]):
     shows as reward rising without gold."""
     import matplotlib.pyplot as plt
 
+    if not all(s["proxy"] for s in snapshots(results, "start")):
+        return _note("No BT reward model in this run (reward_models: false): no proxy to set against the gold.")
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     groups = [("start", snapshots(results, "start"))]
     last = results["params"]["iterations"]

@@ -18,7 +18,26 @@ def _data(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def rm_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    return _data(results)["rm_accuracy"]
+    """Held-out accuracy rows of the reward models (none where the run fitted none)."""
+    return _data(results).get("rm_accuracy", [])
+
+
+def labeller(results: dict[str, Any]) -> str:
+    """Who labelled the DPO pairs: "gold" or "rm" (runs before the parameter existed used the BT RM)."""
+    return results["params"].get("labeller", "rm")
+
+
+def labeller_words(results: dict[str, Any]) -> str:
+    """How a claim names its labeller."""
+    if labeller(results) == "rm":
+        return "with the BT reward model labelling the pairs"
+    noise = results["params"].get("label_noise", 0.0)
+    return "with the gold as the preference oracle" + (f" (rater noise SD {noise:g})" if noise else "")
+
+
+def histories(results: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """Per online seed, one row per round: its samples' mean label, tokens, cut-off share, entropy; pairs."""
+    return [run["history"] for run in _data(results)["runs"]["online"]]
 
 
 def snapshots(results: dict[str, Any], arm: str, round_: int | None = None) -> list[dict[str, Any]]:
@@ -79,7 +98,11 @@ def finding_arms(results: dict[str, Any]) -> str:
 
 
 def iteration_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per policy and round: held-out gold (interval over prompts and seeds), length, cut-offs; for online rounds also
+    what the round's own samples looked like before it trained on them (label, entropy, pairs)."""
     rows = []
+    hist = histories(results)
+    start_samples = _data(results)["runs"].get("offline_samples") or {}
     groups = [("start", 0, snapshots(results, "start"))]
     groups += [("online", r, snapshots(results, "online", r)) for r in range(1, results["params"]["iterations"] + 1)]
     groups += [("offline", results["params"]["iterations"], snapshots(results, "offline"))]
@@ -88,10 +111,20 @@ def iteration_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         g = stack(snaps, "gold", 100)
         dist = stats.crossed_bootstrap([g], lambda x: float(x[0].mean()), n_boot=1000)
-        rows.append({"policy": arm, "round": r, "seeds": len(snaps), "gold (pts)": round(float(g.mean()), 1),
-                     "gold 95% CI": [round(float(np.quantile(dist, 0.025)), 1),
-                                     round(float(np.quantile(dist, 0.975)), 1)],
-                     "BT reward": round(float(stack(snaps, "proxy").mean()), 3),
-                     "tokens": round(float(stack(snaps, "tokens").mean()), 1),
-                     "cut off %": round(100 * cap_rate(snaps), 1)})
+        row = {"policy": arm, "round": r, "seeds": len(snaps), "gold (pts)": round(float(g.mean()), 1),
+               "gold 95% CI": [round(float(np.quantile(dist, 0.025)), 1), round(float(np.quantile(dist, 0.975)), 1)]}
+        if all(s["proxy"] for s in snaps):
+            row["BT reward"] = round(float(stack(snaps, "proxy").mean()), 3)
+        row.update({"tokens": round(float(stack(snaps, "tokens").mean()), 1),
+                    "cut off %": round(100 * cap_rate(snaps), 1)})
+        these = [h for run in hist for h in run if h.get("iteration") == r] if arm == "online" else []
+        if these:
+            row.update({"round's samples: label": round(float(np.mean([h["sample_reward"] for h in these])), 3),
+                        "entropy (nats/token)": round(float(np.mean([h.get("entropy", np.nan) for h in these])), 3),
+                        "pairs": round(float(np.mean([h["pairs"] for h in these])), 1)})
+        elif arm == "offline" and start_samples:
+            row.update({"round's samples: label": round(start_samples["gold"], 3),
+                        "entropy (nats/token)": round(start_samples["entropy"], 3),
+                        "pairs": round(float(np.mean(_data(results)["runs"]["offline_pairs"])), 1)})
+        rows.append(row)
     return rows

@@ -1,35 +1,38 @@
 """Steps of ``notebooks/05_online_iterative_dpo.ipynb`` on the gold-reward testbed (:mod:`rlhf_nb.tasks.gold`).
 
-1. **Reward models.** The policy samples ``rm_samples`` replies to each reward-model prompt; the gold (IFEval's
-   checkers) labels the best and the worst of them, so both sides of a pair come from the same policy for the
-   same prompt. HH-RLHF harmless-base pairs (human labels) are a second source. A Bradley-Terry head and a
-   pairwise ("which is better, A or B?") head are fitted on a frozen backbone's features; held-out accuracy
-   per source, beside a length-only baseline.
+1. **Reward models** (``reward_models``). The policy samples ``rm_samples`` replies to each reward-model prompt; the
+   gold (IFEval's checkers) labels the best and the worst of them, so both sides of a pair come from the same policy
+   for the same prompt. HH-RLHF harmless-base pairs (human labels) are a second source. A Bradley-Terry head and a
+   pairwise ("which is better, A or B?") head are fitted on a frozen backbone's features; held-out accuracy per
+   source, beside the trivial rules.
 2. **Online iterative DPO** (the paper's loop): each round samples k replies per fresh prompt from the current
-   policy, pairs the BT reward model's best against its worst, and runs DPO with the initial policy as the
-   reference; ``seeds`` independent runs.
-3. **Offline DPO** on the *same prompts*: k replies from the initial policy, ranked by the same reward model,
-   exactly as many pairs as the online run of the same seed used, one DPO pass. Online and offline differ
-   only in whether the samples come from the policy being trained.
-4. **Evaluation** after every round: greedy replies to the held-out prompts, scored by the gold (never seen in
-   training) and by the BT reward model (the proxy the policy optimised), with lengths and cut-offs.
+   policy, the **labeller** pairs its best against its worst, and DPO runs with the initial policy as the
+   reference; ``seeds`` independent runs. The labeller is the gold by default (the claims are about the algorithm,
+   so the gold serves as the preference oracle, as in Gao et al. 2022) or the BT reward model.
+3. **Offline DPO** on the *same prompts*: k replies from the initial policy, ranked by the same labeller, exactly as
+   many pairs as the online run of the same seed used, trained as many epochs. Online and offline differ only in
+   whether the samples come from the policy being trained.
+4. **Evaluation** after every round: greedy replies to held-out prompts no arm trained on, scored by the gold,
+   with lengths and cut-offs (a cut-off reply is scored as it stands: the gold sees what a user would). Every arm,
+   the start included, is read alike (:func:`rlhf_nb.lm.models.reading`).
 """
 
 from __future__ import annotations
 
 import gc
 import random
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from rlhf_nb.lm.evaluate import Replies, greedy, sample  # noqa: F401 - sample is used by the notebook
-from rlhf_nb.lm.models import Loaded, load, merged_while
+from rlhf_nb.lm.evaluate import Replies, greedy, sample
+from rlhf_nb.lm.models import Loaded, load, read_precision, reading
 from rlhf_nb.papers.rlhf_workflow.params import Params
 from rlhf_nb.tasks import gold
 from rlhf_nb.tasks.data import PreferencePair, load_hh_rlhf
-from rlhf_nb.tasks.gold import GoldSamples, with_gold  # noqa: F401 - with_gold is used by the notebook
+from rlhf_nb.tasks.gold import GoldSamples
 from rlhf_nb.train.reward import Featurizer, LinearBT, LinearPairwise, fit_linear_bt, fit_linear_pairwise
 
 
@@ -111,6 +114,27 @@ def train_reward_models(backbone: Loaded, data: RMData, P: Params) -> RewardMode
     return RewardModels(featurizer, bt, pairwise)
 
 
+def reward_models(exp: Any, P: Params, prompts: Prompts, initial: Loaded) -> RewardModels | None:
+    """Section 1 of the notebook, or None where ``reward_models`` is off: samples for the reward models (a cached
+    stage), their gold-labelled pairs, the two heads and their held-out accuracy, saved with their findings."""
+    from rlhf_nb.papers.rlhf_workflow import readers
+
+    if not P.reward_models:
+        exp.finding("No reward models in this run (reward_models: false): the gold labels the pairs, W1a-e are not "
+                    "tested.")
+        return None
+    backbone = initial if P.rm_backbone == P.policy else load(P.rm_backbone)
+    replies = exp.stage("reward-model samples", sample, initial, [p.messages() for p in prompts.rm],
+                        P.sampling.config(P.seed, n=P.rm_samples), "reward-model samples")
+    data = reward_data(prompts.rm, exp.save("rm_samples", gold.with_gold(prompts.rm, replies)), P)
+    exp.save("rm_counts", data.counts)
+    exp.finding(readers.finding_rm_data(exp.results))
+    rms = train_reward_models(backbone, data, P)
+    exp.save("rm_accuracy", rm_accuracy(rms, data))
+    exp.finding(readers.finding_rms(exp.results))
+    return rms
+
+
 def rm_accuracy(rms: RewardModels, data: RMData) -> list[dict[str, Any]]:
     """Per model and source: each held-out pair's outcome (1 right, 0 wrong, 0.5 tie), and the outcomes of a
     length-only baseline (the longer reply is preferred) on the same pairs."""
@@ -132,6 +156,25 @@ def rm_accuracy(rms: RewardModels, data: RMData) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------------------------
 
 
+Labeller = Any  # a reward callable (prompts, completions, meta) -> scores; meta[i]["if_prompt"] is the IFPrompt
+
+
+def labeller(P: Params, rms: RewardModels | None, seed: int) -> Labeller:
+    """The scorer whose best and worst reply of a prompt form a pair (``P.labeller``): the gold (IFEval's checkers),
+    plus a simulated rater's Gaussian noise of SD ``P.label_noise`` drawn from ``seed``, or the BT reward model."""
+    if P.labeller == "rm":
+        if rms is None:
+            raise ValueError("labeller 'rm' needs the reward models (reward_models: true)")
+        return rms.reward
+    rng = np.random.default_rng([seed, 5])
+
+    def rate(prompts: Any, completions: Any, meta: Any) -> list[float]:
+        scores = np.array(gold.if_reward(prompts, completions, meta))
+        return (scores + P.label_noise * rng.standard_normal(len(scores)) if P.label_noise else scores).tolist()
+
+    return rate
+
+
 @dataclass
 class Snapshot:
     """A policy's greedy replies to the held-out prompts, judged."""
@@ -140,32 +183,41 @@ class Snapshot:
     seed: int | None
     round: int
     gold: list[float]  # per held-out prompt
-    proxy: list[float]  # BT reward
+    proxy: list[float]  # BT reward (empty without reward models)
     tokens: list[int]
     finished: list[bool]
-    dtype: str | None = None  # the weights' dtype the replies were sampled with (arms compared at one precision)
+    dtype: str | None = None  # how the replies were read (models.read_precision): arms compared at one precision
+    seconds: float = 0.0  # wall time of the greedy replies
+    tokens_per_s: float = 0.0
 
 
-def snapshot(loaded: Loaded, prompts: list[gold.IFPrompt], rms: RewardModels, P: Params, arm: str, seed: int | None,
-             round_: int) -> Snapshot:
-    with merged_while(loaded):  # a policy in training is read as fast as a merged one
+def snapshot(loaded: Loaded, prompts: list[gold.IFPrompt], rms: RewardModels | None, P: Params, arm: str,
+             seed: int | None, round_: int) -> Snapshot:
+    started = time.perf_counter()
+    with reading(loaded):  # every arm, the start included, read alike (on a fast-bf16 CPU: bf16 matmuls, fp32 sums)
         replies = greedy(loaded, [p.messages() for p in prompts], P.eval_max_new_tokens,
                          label=f"{arm} {round_}: held-out")
+    seconds = time.perf_counter() - started
     texts = replies.first
-    return Snapshot(arm, seed, round_, gold.if_scores(prompts, texts), rms.score([p.messages() for p in prompts], texts),
-                    [t[0] for t in replies.tokens], [f[0] for f in replies.finished], loaded.info.get("dtype"))
+    proxy = rms.score([p.messages() for p in prompts], texts) if rms is not None else []
+    return Snapshot(arm, seed, round_, gold.if_scores(prompts, texts), proxy, [t[0] for t in replies.tokens],
+                    [f[0] for f in replies.finished], read_precision(loaded), seconds, replies.tokens_per_s)
 
 
 @dataclass
 class OnlineRun:
     seed: int
     snapshots: list[Snapshot]
-    history: list[dict[str, float]]
+    history: list[dict[str, float]]  # per round: the samples' mean label, tokens, cut-off share, entropy; DPO stats
     pairs: int  # pairs formed over all rounds (the offline arm's budget)
 
 
-def online(P: Params, prompts: Prompts, rms: RewardModels, seed: int, out_dir: str) -> OnlineRun:
-    """Online iterative DPO (``rlhf_nb.train.online_dpo``) ranked by the BT RM; a snapshot after every round."""
+def _meta(prompts: list[gold.IFPrompt]) -> list[dict[str, Any]]:
+    return [{"if_prompt": p} for p in prompts]
+
+
+def online(P: Params, prompts: Prompts, rms: RewardModels | None, seed: int, out_dir: str) -> OnlineRun:
+    """Online iterative DPO (``rlhf_nb.train.online_dpo``), pairs by ``labeller``; a snapshot after every round."""
     import torch
 
     from rlhf_nb.train.online_dpo import IterativeDPOConfig, iterative_dpo
@@ -178,15 +230,15 @@ def online(P: Params, prompts: Prompts, rms: RewardModels, seed: int, out_dir: s
     def evaluate(loaded: Loaded) -> dict[str, float]:  # after each round (round 0 is the shared start snapshot)
         snap = snapshot(loaded, prompts.eval, rms, P, "online", seed, next(rounds))
         snapshots.append(snap)
-        return {"eval/gold": float(np.mean(snap.gold)), "eval/proxy": float(np.mean(snap.proxy)),
-                "eval/tokens": float(np.mean(snap.tokens))}
+        return {"eval/gold": float(np.mean(snap.gold)), "eval/tokens": float(np.mean(snap.tokens))}
 
     config = IterativeDPOConfig(iterations=P.iterations, k=P.sampling.n, temperature=P.sampling.temperature,
                                 top_p=P.sampling.top_p, max_new_tokens=P.sampling.max_new_tokens,
                                 prompts_per_iteration=P.prompts_per_iteration, sample_batch_size=P.sampling.batch_size,
                                 dpo=P.dpo.build(f"{out_dir}/online_seed{seed}", seed=seed), seed=seed,
                                 evaluate_start=False)
-    result = iterative_dpo(policy, [p.messages() for p in prompts.online], rms.reward, config, evaluate=evaluate)
+    result = iterative_dpo(policy, [p.messages() for p in prompts.online], labeller(P, rms, seed), config,
+                           meta=_meta(prompts.online), evaluate=evaluate)
     history = [{k: v for k, v in row.items() if isinstance(v, (int, float))} for row in result.history]
     del policy, result
     gc.collect()
@@ -194,34 +246,39 @@ def online(P: Params, prompts: Prompts, rms: RewardModels, seed: int, out_dir: s
 
 
 def offline_samples(initial: Loaded, prompts: Prompts, P: Params) -> Replies:
-    """k replies per online prompt from the initial policy (shared by every offline seed)."""
-    return sample(initial, [p.messages() for p in prompts.online], P.sampling.config(P.seed + 999), "offline samples")
+    """k replies per online prompt from the initial policy, read as every arm is (shared by every offline seed)."""
+    with reading(initial):
+        return sample(initial, [p.messages() for p in prompts.online],
+                      replace(P.sampling.config(P.seed + 999), entropy=True), "offline samples")
 
 
-def offline(P: Params, prompts: Prompts, rms: RewardModels, replies: Replies, n_pairs: int, seed: int,
-            out_dir: str) -> tuple[Snapshot, int]:
-    """DPO on pairs of the initial policy's replies to the same prompts, best vs worst by the same RM, ``n_pairs``
-    of them (the online run's count), one pass; returns the snapshot and the number of pairs used."""
+def offline(P: Params, prompts: Prompts, rms: RewardModels | None, replies: Replies, n_pairs: int, seed: int,
+            out_dir: str) -> tuple[Snapshot, int, float]:
+    """DPO on pairs of the initial policy's replies to the same prompts, best vs worst by the same labeller,
+    ``n_pairs`` of them (the online run's count), as many epochs as each online round; returns the snapshot, the
+    number of pairs used and the training's wall seconds."""
     import torch
 
     from rlhf_nb.train.dpo import train_dpo
     from rlhf_nb.train.online_dpo import best_vs_worst
 
     messages = [p.messages() for p in prompts.online]
-    flat = rms.score([m for m, row in zip(messages, replies.texts) for _ in row],
-                     [t for row in replies.texts for t in row])
     k = len(replies.texts[0])
+    flat = labeller(P, rms, seed)([m for m in messages for _ in range(k)], [t for row in replies.texts for t in row],
+                                  [m for m in _meta(prompts.online) for _ in range(k)])
     scores = [flat[i * k:(i + 1) * k] for i in range(len(messages))]
     pairs = best_vs_worst(messages, replies.texts, scores, tag="offline-")
     pairs = random.Random(seed).sample(pairs, min(n_pairs, len(pairs)))
     torch.manual_seed(seed)
     policy = load(P.policy, lora=P.lora.spec())
+    started = time.perf_counter()
     if pairs:
         train_dpo(policy, pairs, P.dpo.build(f"{out_dir}/offline_seed{seed}", seed=seed))
+    trained = time.perf_counter() - started
     snap = snapshot(policy, prompts.eval, rms, P, "offline", seed, P.iterations)
     del policy
     gc.collect()
-    return snap, len(pairs)
+    return snap, len(pairs), trained
 
 
 @dataclass
@@ -230,17 +287,26 @@ class Runs:
     online: list[OnlineRun] = field(default_factory=list)
     offline: list[Snapshot] = field(default_factory=list)
     offline_pairs: list[int] = field(default_factory=list)
+    offline_samples: dict[str, float] = field(default_factory=dict)  # the start's samples: label, tokens, entropy
+    offline_seconds: list[float] = field(default_factory=list)  # each offline arm's DPO training
 
 
-def run_arms(P: Params, prompts: Prompts, rms: RewardModels, initial: Loaded, out_dir: str) -> Runs:
+def run_arms(P: Params, prompts: Prompts, rms: RewardModels | None, initial: Loaded, out_dir: str) -> Runs:
     """The start snapshot, then ``seeds`` online runs and as many offline runs at matched pair budgets."""
     runs = Runs(snapshot(initial, prompts.eval, rms, P, "start", None, 0))
+    started = time.perf_counter()
     replies = offline_samples(initial, prompts, P)
+    labels = [g for p, row in zip(prompts.online, replies.texts) for g in gold.if_scores([p] * len(row), row)]
+    runs.offline_samples = {"gold": float(np.mean(labels)), "mean_tokens": float(np.mean(
+        [n for row in replies.tokens for n in row])), "cut_off": replies.cap_rate, "entropy": float(np.mean(
+        [h for row in replies.entropy or [] for h in row])), "seconds": time.perf_counter() - started,
+        "tokens_per_s": replies.tokens_per_s}
     for s in range(P.seeds):
         seed = P.seed + s
         run = online(P, prompts, rms, seed, out_dir)
         runs.online.append(run)
-        snap, used = offline(P, prompts, rms, replies, run.pairs, seed, out_dir)
+        snap, used, seconds = offline(P, prompts, rms, replies, run.pairs, seed, out_dir)
         runs.offline.append(snap)
         runs.offline_pairs.append(used)
+        runs.offline_seconds.append(seconds)
     return runs

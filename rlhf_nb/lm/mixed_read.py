@@ -1,0 +1,162 @@
+"""Reading policies fast at one precision: bf16 matmuls on fp32 weights, the LoRA adapter added in fp32.
+
+Arms that are compared (a start policy and the policies trained from it) must be read at one precision, and a
+trained adapter's small update must survive the read. Reading everything in fp32 does both but is slow on CPU
+(SmolLM2-135M: ~630 tok/s for the forward pass alone at 128 rows, ~250-280 tok/s end to end); bf16 weights are
+fast but a merge into them rounds an update below half a unit in the last place away.
+
+:func:`mixed_read` reads a model the way the ``mixed`` training precision computes (:mod:`rlhf_nb.lm.device`): every
+frozen linear layer multiplies in bf16 against a bf16 copy of its weights made once on entry, and hands back fp32;
+a LoRA adapter (unmerged) computes in fp32 and is added to that fp32 output, so nothing rounds the update away at
+the add; the residual stream, norms and logits stay fp32. A prefill's attention runs in bf16 (SDPA); a decoding step's
+attention is a grouped fp32 matmul (the query heads that share a key head in one row block) instead of SDPA's CPU
+kernel, which took half of a decoding step at one query token. It stays fp32 because the cache's keys are a slice
+of a longer buffer and a bf16 batched matmul copies a strided operand first (2.3 ms a layer against 1.0 in fp32 at
+64 rows x 300 positions, measured), while fp32 reads it in place. The start policy read under it (no adapter) and a trained policy differ by their adapter only.
+
+Under ``mixed`` the pieces are those of training under autocast with fp32 adapter sums, which
+``benchmarks/train_precision.py`` measured to keep a small DPO update (implied margin 1.70 / 1.65 seen by the
+trainer against 1.57 / 1.56 read in fp32; plain bf16 reads 0.52). ``benchmarks/mixed_read_bench.py`` measures the
+speed and the agreement with fp32 side by side.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+ATTENTION = "rlhf_nb_mixed"  # the attention implementation registered for mixed reads
+
+
+def _is_adapter(name: str) -> bool:
+    return any(part.startswith("lora_") for part in name.split("."))
+
+
+def _bf16_linear(self: Any, x: Any) -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    return F.linear(x.to(torch.bfloat16), self._rlhf_w16, self._rlhf_b16).float()
+
+
+def _bf16_lora(self: Any, x: Any) -> Any:
+    """A peft LoRA linear layer, lean: the base in bf16 handed back as fp32, plus the adapter computed in fp32 with
+    its scaling folded into B (peft's forward spends more time in Python than in its two small matmuls)."""
+    import torch
+    import torch.nn.functional as F
+
+    base = self.base_layer
+    out = F.linear(x.to(torch.bfloat16), base._rlhf_w16, base._rlhf_b16).float()
+    return out.add_(F.linear(F.linear(x, self._rlhf_a), self._rlhf_b))
+
+
+def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
+               scaling: float | None = None, **kwargs: Any) -> tuple[Any, None]:
+    """Attention in bf16: SDPA for a prefill, a grouped matmul (query heads that share a key head in one row block)
+    for a decoding step. ``attention_mask`` is SDPA's (boolean, True = attend, or None)."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if query.shape[2] != 1:
+        query, key, value = (t.to(torch.bfloat16) for t in (query, key, value))
+        out, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                        **kwargs)
+        return out.float(), None
+    batch, heads, _, dim = query.shape
+    kv_heads, length = key.shape[1], key.shape[2]
+    query = query.reshape(batch, kv_heads, heads // kv_heads, dim) * (scaling if scaling is not None else dim**-0.5)
+    mask = None if attention_mask is None else attention_mask[..., -length:].reshape(batch, 1, 1, length)
+    out = query.new_empty(batch, kv_heads, heads // kv_heads, dim)
+    for rows, cut in _blocks(mask, batch, length):  # each block of rows skips the padding all of its rows have
+        scores = torch.matmul(query[rows], key[rows, :, cut:].transpose(-1, -2))
+        if mask is not None:
+            scores = scores.masked_fill(~mask[rows, ..., cut:], float("-inf"))
+        torch.matmul(torch.softmax(scores, dim=-1), value[rows, :, cut:], out=out[rows])
+    return out.reshape(batch, 1, heads, dim), None
+
+
+#: a decoding step's rows are attended in this many blocks of consecutive rows, each from the first column any of
+#: its rows attends to: the sampler sorts prompts by length, so left padding is mostly skipped
+ATTENTION_BLOCKS = 4
+_last_blocks: list[Any] = [None, None]  # (mask, blocks) of the last step: every layer of a step shares its mask
+
+
+def _blocks(mask: Any, batch: int, length: int) -> list[tuple[slice, int]]:
+    if mask is None:
+        return [(slice(0, batch), 0)]
+    if _last_blocks[0] is mask:
+        return _last_blocks[1]
+    if mask.dtype != mask.new_ones((), dtype=bool).dtype:
+        raise TypeError(f"mixed_read's attention expects a boolean mask, got {mask.dtype}")
+    first = mask.reshape(batch, length).int().argmax(-1).tolist()  # the first attended column of each row
+    size = -(-batch // ATTENTION_BLOCKS)
+    blocks = [(slice(a, min(a + size, batch)), min(first[a:a + size])) for a in range(0, batch, size)]
+    _last_blocks[:] = [mask, blocks]
+    return blocks
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTENTION, _attention)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+
+
+def _adapter(name: str, layer: Any) -> tuple[Any, Any]:
+    """The fp32 A and scaled B of a LoRA layer's one active adapter (a zero update where adapters are disabled)."""
+    import torch
+
+    if getattr(layer, "merged", False):
+        raise ValueError(f"mixed_read needs the adapter unmerged ({name} is merged): a bf16 copy of merged weights "
+                         "rounds a small update away")
+    active = [a for a in layer.active_adapters if a in layer.lora_A]
+    if len(active) > 1 or any(a in getattr(layer, "lora_variant", {}) for a in active):
+        raise ValueError(f"mixed_read reads one plain LoRA adapter; {name} has active adapters {active}")
+    base = layer.base_layer.weight
+    if not active or getattr(layer, "disable_adapters", False):
+        return base.new_zeros(1, base.shape[1]), base.new_zeros(base.shape[0], 1)
+    a, b = layer.lora_A[active[0]].weight, layer.lora_B[active[0]].weight
+    return a.detach().float(), (b.detach().float() * layer.scaling[active[0]])
+
+
+def _inner(model: Any) -> Any:
+    """The transformers model under a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+@contextmanager
+def mixed_read(model: Any) -> Iterator[Any]:
+    """``model`` read in ``mixed`` precision for the duration of a ``with`` block (see the module docstring); its fp32
+    weights are untouched and everything is undone on exit. A model whose weights are not fp32 (bf16 on CUDA or on a
+    fast-bf16 CPU's frozen path, 4-bit) is read as it is: its arms are compared at that precision already."""
+    import torch
+
+    inner = _inner(model)
+    weights = [p for n, p in model.named_parameters() if not _is_adapter(n)]
+    if not weights or any(p.dtype != torch.float32 for p in weights):
+        yield model
+        return
+    _register()
+    patched: list[tuple[Any, tuple[str, ...]]] = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and not _is_adapter(name):
+            module._rlhf_w16 = module.weight.detach().to(torch.bfloat16)
+            module._rlhf_b16 = None if module.bias is None else module.bias.detach().to(torch.bfloat16)
+            module.forward = types.MethodType(_bf16_linear, module)
+            patched.append((module, ("forward", "_rlhf_w16", "_rlhf_b16")))
+        elif hasattr(module, "lora_A") and isinstance(getattr(module, "base_layer", None), torch.nn.Linear):
+            module._rlhf_a, module._rlhf_b = _adapter(name, module)
+            module.forward = types.MethodType(_bf16_lora, module)
+            patched.append((module, ("forward", "_rlhf_a", "_rlhf_b")))
+    attention = inner.config._attn_implementation
+    inner.set_attn_implementation(ATTENTION)
+    try:
+        yield model
+    finally:
+        for module, names in patched:
+            for attribute in names:
+                delattr(module, attribute)
+        inner.set_attn_implementation(attention)

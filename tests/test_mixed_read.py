@@ -1,0 +1,133 @@
+"""Reading compared policies at one precision, fast: rlhf_nb.lm.mixed_read and models.reading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rlhf_nb.lm import mixed_read as mr
+from rlhf_nb.lm import models
+from rlhf_nb.lm.generation import SamplingConfig, generate
+
+PROMPTS = ["def add(a, b):", "a much longer prompt that needs left padding in its batch, and then some more words",
+           [{"role": "user", "content": "What is 3 + 4?"}], "hi"]
+GREEDY = SamplingConfig(temperature=0.0, max_new_tokens=10, batch_size=4)
+
+
+def _lora(scale: float, seed: int = 0) -> models.Loaded:
+    loaded = models.load("tiny", lora={"r": 4}, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+    for name, p in loaded.model.named_parameters():
+        if "lora_B" in name:
+            p.data = torch.randn(p.shape, generator=gen) * scale
+    loaded.model.eval()  # no LoRA dropout
+    return loaded
+
+
+def _texts(loaded: models.Loaded, config: SamplingConfig = GREEDY) -> list[str]:
+    return [s.text for per in generate(loaded.model, loaded.tokenizer, PROMPTS, config, progress=False) for s in per]
+
+
+def _logits(model, ids) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(input_ids=ids).logits.float()
+
+
+def test_a_zero_adapter_read_mixed_gives_the_base_models_replies():
+    base = models.load("tiny", dtype=torch.float32)
+    with mr.mixed_read(base.model):
+        plain = _texts(base)
+    adapted = _lora(0.0)
+    with mr.mixed_read(adapted.model):
+        assert _texts(adapted) == plain
+        sampled = _texts(adapted, SamplingConfig(n=2, temperature=1.0, max_new_tokens=8, seed=3))
+    with mr.mixed_read(base.model):
+        assert _texts(base, SamplingConfig(n=2, temperature=1.0, max_new_tokens=8, seed=3)) == sampled
+
+
+def test_mixed_read_is_undone_on_exit_and_leaves_the_weights_alone():
+    loaded = _lora(1e-2)
+    ids = torch.tensor([[1, 5, 9, 14, 3]])
+    before = _logits(loaded.model, ids)
+    weights = {n: p.detach().clone() for n, p in loaded.model.named_parameters()}
+    with mr.mixed_read(loaded.model):
+        inside = _logits(loaded.model, ids)
+        assert loaded.model.config._attn_implementation == mr.ATTENTION
+    assert torch.equal(_logits(loaded.model, ids), before)
+    assert not torch.equal(inside, before)  # bf16 matmuls do change the numbers a little
+    assert loaded.model.config._attn_implementation != mr.ATTENTION
+    assert not any(hasattr(m, "_rlhf_w16") or hasattr(m, "_rlhf_a") for m in loaded.model.modules())
+    assert all(torch.equal(p, weights[n]) for n, p in loaded.model.named_parameters())
+
+
+def test_mixed_read_adds_any_update_whole_where_bf16_weights_round_it_away():
+    """A LoRA layer read mixed outputs its base's bf16 matmul (handed back in fp32) plus the adapter's update computed
+    and added in fp32, so an update far below the bf16 grid of the base output is still there, to fp32 rounding;
+    merged into bf16 weights the same update vanishes. The whole model read mixed stays close to fp32."""
+    adapted = _lora(1e-4, seed=1)  # a weight update ~1e-6, below half a unit in the last place of most bf16 weights
+    layer = adapted.model.get_base_model().model.layers[0].self_attn.q_proj
+    x = torch.randn(5, layer.base_layer.in_features, generator=torch.Generator().manual_seed(0))
+    a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+    update = (x @ a.T @ b.T * layer.scaling["default"]).detach()
+    with torch.inference_mode(), mr.mixed_read(adapted.model):
+        added = layer(x) - layer.base_layer(x)
+    def error(got: torch.Tensor) -> float:
+        return float((got - update).norm() / update.norm())
+
+    assert error(added) < 0.02  # what is left: the fp32 rounding of base + update
+    merged = (layer.base_layer.weight + (b @ a) * layer.scaling["default"]).detach().to(torch.bfloat16)
+    x16 = x.to(torch.bfloat16)
+    in_bf16 = (x16 @ merged.T).float() - (x16 @ layer.base_layer.weight.detach().to(torch.bfloat16).T).float()
+    assert error(in_bf16) > 0.5
+
+    ids = torch.tensor([[1, 5, 9, 14, 3, 7, 22, 8]])
+    base = models.load("tiny", dtype=torch.float32)
+    with mr.mixed_read(base.model):
+        mixed = _logits(base.model, ids)
+    assert (mixed - _logits(base.model, ids)).abs().mean() < 0.03  # bf16 matmuls: close to fp32 (logits ~ +-3)
+
+
+def test_attention_blocks_skip_padding_without_changing_replies(monkeypatch):
+    loaded = _lora(1e-2)
+    with mr.mixed_read(loaded.model):
+        blocked = _texts(loaded)
+        monkeypatch.setattr(mr, "ATTENTION_BLOCKS", 1)
+        mr._last_blocks[:] = [None, None]
+        assert _texts(loaded) == blocked
+
+
+def test_a_merged_adapter_is_refused():
+    loaded = _lora(1e-2)
+    loaded.model.merge_adapter()
+    with pytest.raises(ValueError, match="unmerged"):
+        with mr.mixed_read(loaded.model):
+            pass
+
+
+def test_reading_reads_mixed_on_a_fast_bf16_cpu_and_merges_elsewhere(monkeypatch):
+    from rlhf_nb.lm import device
+
+    monkeypatch.setenv("RLHF_NB_PRECISION", "auto")  # the tests' default is fp32
+    loaded = _lora(1e-2)
+    monkeypatch.setattr(device, "cpu_bf16", lambda: "amx_bf16")
+    assert models.read_precision(loaded) == "mixed"
+    with models.reading(loaded):
+        assert loaded.model.config._attn_implementation == mr.ATTENTION
+    monkeypatch.setattr(device, "cpu_bf16", lambda: None)
+    assert models.read_precision(loaded) == "float32"
+    with models.reading(loaded):
+        assert loaded.model.config._attn_implementation != mr.ATTENTION
+        assert any(getattr(m, "merged", False) for m in loaded.model.modules())
+    assert not any(getattr(m, "merged", False) for m in loaded.model.modules())
+
+
+def test_sampled_replies_record_their_next_token_entropy():
+    loaded = models.load("tiny")
+    hot = generate(loaded.model, loaded.tokenizer, ["hello"], SamplingConfig(n=3, temperature=1.0, max_new_tokens=6,
+                                                                            entropy=True), progress=False)
+    cold = generate(loaded.model, loaded.tokenizer, ["hello"], SamplingConfig(n=3, temperature=0.3, max_new_tokens=6,
+                                                                             entropy=True), progress=False)
+    vocab = np.log(len(loaded.tokenizer))
+    assert all(0 < s.meta["entropy"] <= vocab for s in hot[0])
+    assert np.mean([s.meta["entropy"] for s in cold[0]]) < np.mean([s.meta["entropy"] for s in hot[0]])
