@@ -111,14 +111,18 @@ def test_reading_reads_mixed_on_a_fast_bf16_cpu_and_merges_elsewhere(monkeypatch
     monkeypatch.setenv("RLHF_NB_PRECISION", "auto")  # the tests' default is fp32
     loaded = _lora(1e-2)
     monkeypatch.setattr(device, "cpu_bf16", lambda: "amx_bf16")
-    assert models.read_precision(loaded) == "mixed"
+    assert models.read_precision(loaded) == "float32"  # what it is outside a read
     with models.reading(loaded):
         assert loaded.model.config._attn_implementation == mr.ATTENTION
+        assert models.read_precision(loaded) == "mixed"  # recorded from the state, not from the configuration
     monkeypatch.setattr(device, "cpu_bf16", lambda: None)
-    assert models.read_precision(loaded) == "float32"
     with models.reading(loaded):
         assert loaded.model.config._attn_implementation != mr.ATTENTION
         assert any(getattr(m, "merged", False) for m in loaded.model.modules())
+        assert models.read_precision(loaded) == "float32"
+    loaded.model.__dict__["_original_forward"] = loaded.model.forward  # accelerate's wrapper left on: not a plain read
+    assert models.read_precision(loaded) == "autocast-bf16"
+    del loaded.model.__dict__["_original_forward"]
     assert not any(getattr(m, "merged", False) for m in loaded.model.modules())
 
 

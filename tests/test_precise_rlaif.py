@@ -14,7 +14,7 @@ from rlhf_nb.notebook.config import load_params
 from rlhf_nb.papers.precise_rlaif import claims, judging, readers, steps
 from rlhf_nb.run import report as report_module
 from rlhf_nb.run import runner
-from rlhf_nb.tasks import parallel
+from rlhf_nb.tasks import gold, parallel
 from rlhf_nb.tasks.gold import GoldSamples
 
 ANSWER = ("Here are two ideas.\n- Eat slowly and savour each bite. Put the fork down between bites!\n"
@@ -133,7 +133,7 @@ def test_the_judge_filter_applies_only_as_its_mode_and_the_validation_say(agree,
     validation = [{"p_a": 0.8 if k < agree * n else 0.2, "gold_a": 1.0, "gold_b": 0.0} for k in range(n)]
     rule = steps.judge_filter(P, validation)
     assert rule["applied"] is applied and rule["validated"] is (agree > 0.5)
-    assert rule["validated"] == claims.judge_validated({"data": {"judge_validation": validation}}).holds
+    assert rule["validated"] == claims.judge_validated({"data": {"judge_validation": validation}})[0].holds
 
 
 def test_sequence_control_matches_the_precise_budget_and_validates_the_judge():
@@ -146,7 +146,7 @@ def test_sequence_control_matches_the_precise_budget_and_validates_the_judge():
                           [[5, 5, 5]] * 3, [[True, True, True], [True, True, False], [True] * 3], 0.0)
     precise = steps.Degraded("all", [], [SimpleNamespace(id="p0-s1"), SimpleNamespace(id="p0-s2"),
                                          SimpleNamespace(id="p1-s0"), SimpleNamespace(id="p1-s3")])
-    out = steps.sequence_pairs(FakeJudge(), prompts, answers, precise, P, seed=0)
+    out = steps.sequence_pairs(FakeJudge(), prompts, answers, precise.pairs, P, seed=0)
     assert len(out.pairs) == 4  # the budget: p0 gives 2, p1 has only one pair of finished answers, p2 tops up
     per_prompt = [p.id.split("-")[0] for p in out.pairs]
     assert per_prompt.count("p0") >= 2 and per_prompt.count("p1") == 1  # the rest from leftovers (p0 or p2)
@@ -160,6 +160,49 @@ def test_sequence_control_matches_the_precise_budget_and_validates_the_judge():
     assert [(r["prompt_index"], r["a"], r["b"]) for r in validation] == [(0, 0, 1), (0, 0, 2), (0, 1, 2), (1, 0, 1)]
     assert judging.judge_agreement(validation) == [1.0, 1.0, 0.5, 1.0]  # "eat fast" vs "eat": the judge ties
     assert len(steps.validate_judge(FakeJudge(), prompts, answers, limit=2, seed=0)) == 2
+
+
+def test_programmatic_degradations_break_one_followed_instruction_in_one_sentence_verified_by_the_gold():
+    P = load_params("04_precise_rlaif", "smoke", {"labeller": "gold", "degrade.method": "programmatic",
+                                                  "degrade.per_answer": 2, "degrade.min_words": 3},
+                    check_inputs=False)[1]
+    prompt = gold.IFPrompt("p0", "Tell me about tea.", "Tell me about tea.",
+                           ("punctuation:no_comma", "change_case:english_lowercase"), ({}, {}))
+    text = "tea is a drink made from leaves. people drink it hot or cold. it comes from many countries."
+    prompts = steps.Prompts([prompt], [])
+    out = steps.degrade_programmatic(prompts, [steps.Chosen(0, 0, text)], P, seed=0)
+    kept = [r for r in out.records if r["stage"] == "gold lower"]
+    assert len(out.pairs) == len(kept) == 2 and len({r["sentence"] for r in kept}) == 2  # different sentences
+    for pair, r in zip(out.pairs, kept):
+        assert pair.chosen == text and steps.only_one_changed(text, pair.rejected, r["sentence"])
+        assert gold.if_score(prompt, pair.rejected) < gold.if_score(prompt, text) == 1.0
+        assert r["gold"] == [1.0, 0.5] and r["instruction"] in prompt.instructions
+    assert [y["stage"] for y in out.yields()] == ["candidates", "gold lower"]
+    # the gold labeller chooses the best finished answer that follows something; a failing one is never chosen
+    answers = GoldSamples(["p0"], [["IT FAILS, BADLY. YES.", text]], [[0.0, 1.0]], [[5, 5]], [[True, True]], 0.0)
+    assert [c.sample_index for c in steps.choose_answers(answers, P)] == [1]
+    answers.gold = [[0.0, 0.0]]
+    assert steps.choose_answers(answers, P) == []
+
+
+def test_with_the_gold_as_labeller_the_sequence_control_takes_pairs_whose_gold_differs_ordered_by_it():
+    P = load_params("04_precise_rlaif", "smoke", {"labeller": "gold"}, check_inputs=False)[1]
+    prompts = steps.Prompts([SimpleNamespace(id=f"p{i}", text=f"q{i}", messages=lambda i=i: [{"role": "user",
+                                                                                            "content": f"q{i}"}])
+                             for i in range(3)], [])
+    texts = [["a", "b", "c"], ["d", "e", "f"], ["g", "h", "i"]]
+    scores = [[1.0, 0.0, 0.5], [0.5, 0.5, 0.5], [0.0, 1.0, 1.0]]
+    answers = GoldSamples(["p0", "p1", "p2"], texts, scores, [[5] * 3] * 3, [[True] * 3] * 3, 0.0)
+
+    class NoCalls:
+        def prefer_many(self, *args):
+            raise AssertionError("the judge was called")
+
+    out = steps.sequence_pairs(NoCalls(), prompts, answers, [SimpleNamespace(id="p0-s1")] * 4, P, seed=0)
+    assert len(out.pairs) == 4 and out.judged == []  # p0's three pairs and one of p2's two; p1 ties throughout
+    gold_of = {t: g for row_t, row_g in zip(texts, scores) for t, g in zip(row_t, row_g)}
+    assert all(gold_of[p.chosen] > gold_of[p.rejected] for p in out.pairs)
+    assert not any(p.id.startswith("p1") for p in out.pairs)
 
 
 def test_the_sequence_control_is_skipped_without_a_judge_call_when_its_judge_failed_validation():
@@ -183,7 +226,7 @@ def test_the_sequence_control_is_skipped_without_a_judge_call_when_its_judge_fai
 
 
 def _results(precise_gain: float, n: int = 120, judge_right: float = 0.9, seeds: int = 3, bleu: float = 20.0,
-             bleu_cut_after: float = 0.02):
+             bleu_cut_after: float = 0.02, labeller: str = "judge"):
     rng = np.random.default_rng(0)
     start = rng.integers(1, 4, n) / 4  # 0.25, 0.5 or 0.75: room to move either way
 
@@ -202,7 +245,7 @@ def _results(precise_gain: float, n: int = 120, judge_right: float = 0.9, seeds:
                     "texts": [""] * n, "pairs": 0, "history": [],
                     "forgetting": {"humaneval": [0.0] * 40, "bleu": (bleu + rng.normal(0, 1, 50)).tolist()},
                     "translations": [], "forgetting_cut_off": {"humaneval": 0.05, "bleu": 0.02}, "dtype": "float32"}
-    params = load_params("04_precise_rlaif", "cpu", {}, check_inputs=False)[1].model_dump()
+    params = load_params("04_precise_rlaif", "cpu", {"labeller": labeller}, check_inputs=False)[1].model_dump()
     return {"params": params, "data": {"arms": {"start": start_policy, "base": None, "trained": trained},
                                        "sequence": {"judged": judged, "pairs": 100}, "degraded": {}}}
 
@@ -234,6 +277,14 @@ def test_the_start_policy_sampled_at_another_precision_leaves_its_comparisons_un
     assert v["R1c"] == C.REPRODUCED  # two trained arms, both fp32: unaffected
     results["data"]["arms"]["start"].pop("dtype")  # a saved run from before the dtype was recorded
     assert _verdicts(results)["R1b"] == C.NOT_TESTED
+
+
+def test_with_the_gold_as_labeller_no_judge_premise_applies_and_the_claims_say_so():
+    out = {c.id: c for c in claims.claims(_results(0.5, judge_right=0.5, labeller="gold"))}
+    assert out["R1c"].verdict == C.REPRODUCED and out["R1b"].verdict == C.REPRODUCED
+    assert "gold as the preference oracle" in out["R1c"].statement
+    assert not any("judge" in p.name for p in out["R1c"].premises)
+    assert "tokens, cut off" in out["R1c"].our_value  # the length next to the gold comparison
 
 
 def test_a_judge_at_chance_leaves_the_sequence_comparison_untested():
@@ -348,3 +399,16 @@ def test_precise_rlaif_notebook_smoke(project):
     assert {c["id"] for c in results["claims"]} == {"R1a", "R1b", "R1c", "R2i", "R2h", "R2t", "R3h", "R3g", "R3b"}
     assert set(results["figures"]) == {"yields", "win_rates", "forgetting"}
     assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]
+
+
+def test_precise_rlaif_notebook_with_the_gold_as_labeller(project):
+    """cpu's path on tiny: no judge loaded or validated, both degraders with their yields, pairs verified by the gold."""
+    outcome = runner.run("04_precise_rlaif", "smoke", {"labeller": "gold", "degrade.method": "both",
+                                                       "forgetting.translation": None}, progress=False)
+    assert outcome.status == "ok", outcome.error
+    data = json.loads((outcome.out_dir / "results.json").read_text())["data"]
+    assert "judge_validation" not in data and data["judge_filter"]["applied"] is False
+    assert set(data["degraded"]) == {"all", "helpfulness", "programmatic"}
+    assert all(d["gold_verified"] for d in data["degraded"].values())
+    assert all(r["stage"] != "gold lower" or r["gold"][1] < r["gold"][0]
+               for d in data["degraded"].values() for r in d["records"])

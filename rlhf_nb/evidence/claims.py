@@ -69,6 +69,7 @@ from rlhf_nb.evidence.stats import (
     rng,
     score_interval,
     score_test,
+    seed_share,
     sign_flip_p,
 )
 from rlhf_nb.evidence.stats import Z_POWER as _Z
@@ -132,6 +133,7 @@ class Claim:
     premises: list[Premise] = field(default_factory=list)
     verdict: str = ""
     reason: str = ""  # why the verdict is what it is, in a few words
+    seed_share: float | None = None  # share of the test's variance from the seeds' spread (stats.seed_share)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -210,12 +212,22 @@ def finalize(claims: list[Claim]) -> list[Claim]:
 
 
 def needed_sentence(claim: Claim) -> str:
-    """For an inconclusive claim: the MDE of this design and roughly how many items would detect min_effect."""
+    """For an inconclusive claim: the MDE of this design and roughly what would detect min_effect. The variance is
+    split into the items' part and the seeds' part (:attr:`Claim.seed_share`): items shrink only the first, so where
+    the seeds' part alone exceeds what min_effect allows, the sentence asks for seeds too (half the allowed variance
+    to each part; the t quantiles' fall with more seeds is left out, so the counts lean high)."""
     if claim.mde is None or claim.min_effect <= 0 or not claim.n:
         return f"(MDE {claim.mde:.3g} {claim.unit})." if claim.mde is not None else ""
-    need = math.ceil(claim.n * (claim.mde / claim.min_effect) ** 2)
-    return (f"(this design detects {claim.mde:.3g} {claim.unit} at 80% power; ~{need} items at {claim.seeds} "
-            f"seed(s) would detect the minimum effect {claim.min_effect:.3g}).")
+    shrink = (claim.mde / claim.min_effect) ** 2  # the variance must fall by this factor
+    share = claim.seed_share or 0.0
+    head = f"(this design detects {claim.mde:.3g} {claim.unit} at 80% power; "
+    if share * shrink < 0.9:  # items alone can do it
+        need = math.ceil(claim.n * (1 - share) / (1 / shrink - share))
+        return head + f"~{need} items at {claim.seeds} seed(s) would detect the minimum effect {claim.min_effect:.3g})."
+    seeds, items = math.ceil(claim.seeds * 2 * share * shrink), math.ceil(claim.n * 2 * (1 - share) * shrink)
+    return head + (f"more items alone cannot: the seeds' spread alone allows no less than "
+                   f"{claim.mde * math.sqrt(share):.3g}; ~{seeds} seeds with ~{max(items, claim.n)} items would detect "
+                   f"the minimum effect {claim.min_effect:.3g}).")
 
 
 def claim(id: str, paper: str, statement: str, paper_value: str, test: Test | None, *, min_effect: float,
@@ -229,7 +241,8 @@ def claim(id: str, paper: str, statement: str, paper_value: str, test: Test | No
         return Claim(id, paper, statement, kind or "superiority", paper_value, our_value, None, None, None, None, 0, 0,
                      None, min_effect, min_effect_reason, unit, [*premises] or [Premise("measured", False, our_value)])
     return Claim(id, paper, statement, test.kind, paper_value, our_value, test.effect, test.ci, test.p, None, test.n,
-                 test.seeds, test.mde, min_effect, min_effect_reason, unit, [*test.premises, *premises])
+                 test.seeds, test.mde, min_effect, min_effect_reason, unit, [*test.premises, *premises],
+                 seed_share=test.detail.get("seed_share"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -297,7 +310,7 @@ def superiority(a: Any, b: Any, *, clusters: Sequence[Any] | None = None, seed: 
     ci, p, mde = _with_seeds(float(d.mean()), interval(dist, level, n=len(d)), sign_flip_p(d, seed=seed),
                              float(np.std(dist)), crossed_se([A, B], [-1.0, 1.0]), level=level)
     return Test("superiority", float(d.mean()), ci, p, A.shape[1], _seeds(A, B), mde, tuple(_common_premises(d, dist)),
-                {"mean_a": float(A.mean()), "mean_b": float(B.mean())})
+                {"mean_a": float(A.mean()), "mean_b": float(B.mean()), "seed_share": seed_share([A, B], [-1.0, 1.0])})
 
 
 def non_inferiority(a: Any, b: Any, margin: float, *, scale: float | None, clusters: Sequence[Any] | None = None,
@@ -322,7 +335,8 @@ def non_inferiority(a: Any, b: Any, margin: float, *, scale: float | None, clust
     ci, p, mde = _with_seeds(effect, ci0, p0, se, crossed_se([A, B], [-1.0, 1.0]))
     return Test("non-inferiority", effect, ci, p, A.shape[1], _seeds(A, B), mde,
                 tuple(_common_premises(d + margin, dist if scale is None else None)),
-                {"mean_a": float(A.mean()), "mean_b": float(B.mean()), "margin": margin, "difference": effect - margin})
+                {"mean_a": float(A.mean()), "mean_b": float(B.mean()), "margin": margin, "difference": effect - margin,
+                 "seed_share": seed_share([A, B], [-1.0, 1.0])})
 
 
 def equivalence(a: Any, b: Any, margin: float, *, scale: float | None, clusters: Sequence[Any] | None = None,
@@ -388,7 +402,8 @@ def trend(levels: Sequence[float], arms: Sequence[Any], *, direction: int = 1, s
     ci, p, mde = _with_seeds(observed, interval(dist, n=n_items), float(p), float(np.std(dist)),
                              crossed_se(A, list(weights)))
     return Test("trend", observed, ci, p, n_items, _seeds(*A), mde,
-                tuple(premises), {"levels": len(x), **{f"mean_{i}": float(a.mean()) for i, a in enumerate(A)}})
+                tuple(premises), {"levels": len(x), **{f"mean_{i}": float(a.mean()) for i, a in enumerate(A)},
+                                  "seed_share": seed_share(A, list(weights))})
 
 
 def association(x: Any, y: Any, *, measure: Literal["slope", "r"] = "slope", direction: int = 1,

@@ -210,6 +210,19 @@ def crossed_se(arms: Sequence[np.ndarray], weights: Sequence[float]) -> tuple[fl
     return math.sqrt(variance), df
 
 
+def seed_share(arms: Sequence[np.ndarray], weights: Sequence[float]) -> float | None:
+    """The share of :func:`crossed_se`'s variance that comes from the seeds' spread (0 with one seed per arm): where
+    it is large, more items cannot shrink the interval, only more seeds can."""
+    if arms[0].shape[1] < 2:
+        return None
+    n = arms[0].shape[1]
+    combined = sum(w * a.mean(0) for w, a in zip(weights, arms))
+    items = float(np.var(combined, ddof=1)) / n
+    seeds = sum(w * w * float(np.var(a.mean(1), ddof=1)) / a.shape[0] for w, a in zip(weights, arms) if a.shape[0] > 1)
+    total = items + seeds
+    return seeds / total if total > 0 else None
+
+
 # ----------------------------------------------------------------------------------------------
 # a bounded paired difference against a value other than 0
 # ----------------------------------------------------------------------------------------------

@@ -153,9 +153,11 @@ def mixed_read(model: Any) -> Iterator[Any]:
             patched.append((module, ("forward", "_rlhf_a", "_rlhf_b")))
     attention = inner.config._attn_implementation
     inner.set_attn_implementation(ATTENTION)
+    model._rlhf_mixed_read = True  # what models.read_precision reports while the block runs
     try:
         yield model
     finally:
+        del model._rlhf_mixed_read
         for module, names in patched:
             for attribute in names:
                 delattr(module, attribute)

@@ -470,19 +470,31 @@ def merged_while(loaded: Loaded) -> Iterator[Loaded]:
         loaded.model.unmerge_adapter()
 
 
-def read_precision(loaded: Loaded) -> str:
-    """How :func:`reading` reads ``loaded``: ``"mixed"`` (bf16 matmuls on fp32 weights, the adapter added in fp32,
-    :mod:`rlhf_nb.lm.mixed_read`) where the precision policy trains in ``mixed`` and the weights are fp32, else the
-    weights' dtype (``"float32"`` with the adapter merged, ``"bfloat16"``, ...). Arms read alike compare alike."""
+def _mixed_policy(loaded: Loaded) -> bool:
+    """Whether :func:`reading` reads ``loaded`` with mixed_read: fp32 weights under a policy that trains ``mixed``."""
     import torch
 
     from rlhf_nb.lm.device import resolve
 
     info = loaded.info
     weights = next((p for n, p in loaded.model.named_parameters() if "lora_" not in n), None)
-    if weights is not None and weights.dtype == torch.float32 and not getattr(loaded.model, "is_loaded_in_4bit", False):
-        if resolve(info.get("requested"), info.get("device")).training == "mixed":
-            return "mixed"
+    return (weights is not None and weights.dtype == torch.float32
+            and not getattr(loaded.model, "is_loaded_in_4bit", False)
+            and resolve(info.get("requested"), info.get("device")).training == "mixed")
+
+
+def read_precision(loaded: Loaded) -> str:
+    """How ``loaded`` is being read right now, from its state (call it where the replies are sampled): ``"mixed"``
+    inside :func:`rlhf_nb.lm.mixed_read.mixed_read` (bf16 matmuls on fp32 weights, the adapter added in fp32),
+    ``"autocast-bf16"`` where accelerate's autocast wrapper is still on the model (a trained model read before
+    :func:`rlhf_nb.train.common.unwrap_autocast`), else the weights' dtype (``"float32"``, ``"bfloat16"``, ...).
+    Arms whose records agree were read alike."""
+    model = loaded.model
+    if getattr(model, "_rlhf_mixed_read", False):
+        return "mixed"
+    if "_original_forward" in model.__dict__:
+        return "autocast-bf16"
+    weights = next((p for n, p in model.named_parameters() if "lora_" not in n), None)
     return str(weights.dtype).replace("torch.", "") if weights is not None else "unknown"
 
 
@@ -493,7 +505,7 @@ def reading(loaded: Loaded) -> Iterator[Loaded]:
     :func:`rlhf_nb.lm.mixed_read.mixed_read` (the start policy and every trained policy alike, the adapter unmerged
     and added in fp32: 1.5-1.8x the fp32 path here, ``benchmarks/mixed_read_bench.py``); elsewhere an adapter is
     merged for the block (:func:`merged_while`) and the weights are read at their own precision."""
-    if read_precision(loaded) == "mixed":
+    if _mixed_policy(loaded):
         from rlhf_nb.lm.mixed_read import mixed_read
 
         with mixed_read(loaded.model):

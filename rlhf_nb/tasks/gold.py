@@ -237,6 +237,91 @@ def fix_all(prompt: IFPrompt, reply: str) -> str:
     return reply
 
 
+def _first_word(text: str) -> re.Match | None:
+    return re.search(r"[A-Za-z][A-Za-z'-]*", text)
+
+
+def _break(name: str, kw: dict[str, Any], sentence: str, last: bool, words_outside: int) -> str | None:
+    """``sentence`` rewritten so that the reply it sits in breaks instruction ``name`` (None where one sentence
+    cannot); see :func:`break_sentence`."""
+    first = _first_word(sentence)
+    if name == "change_case:english_lowercase":
+        m = re.search(r"[a-z]", sentence)
+        return None if m is None else sentence[:m.start()] + m.group().upper() + sentence[m.end():]
+    if name == "change_case:english_capital":
+        m = re.search(r"[A-Z]", sentence)
+        return None if m is None else sentence[:m.start()] + m.group().lower() + sentence[m.end():]
+    if name == "punctuation:no_comma":
+        return None if first is None else sentence[:first.end()] + "," + sentence[first.end():]
+    if name == "startend:quotation":
+        stripped = sentence.strip('"')
+        return stripped if stripped != sentence else None
+    if name == "detectable_format:title":
+        return re.sub(r"<<|>>", "", sentence) if "<<" in sentence else None
+    if name == "detectable_content:postscript":
+        marker = kw["postscript_marker"]
+        return sentence.replace(marker, "") if marker in sentence else None
+    if name == "startend:end_checker":
+        return sentence + " Thanks." if last else None
+    if name == "keywords:existence":
+        words = "|".join(re.escape(w) for w in kw["keywords"])
+        out = re.sub(rf"\b(?:{words})\b", "", sentence, flags=re.IGNORECASE)
+        return re.sub(r"  +", " ", out) if out != sentence else None
+    if name == "keywords:forbidden_words":
+        if first is None:
+            return None
+        return sentence[:first.end()] + " " + kw["forbidden_words"][0] + sentence[first.end():]
+    if name == "detectable_format:number_highlighted_sections":
+        return sentence.replace("*", "") if "*" in sentence else None
+    if name == "detectable_content:number_placeholders":
+        return re.sub(r"[\[\]]", "", sentence) if "[" in sentence else None
+    if name == "length_constraints:number_words":  # the sentence padded, still one sentence
+        body, end = sentence.rstrip(".!?"), sentence[len(sentence.rstrip(".!?")):] or "."
+        if not body.split():
+            return None
+        out, total = body, words_outside + len(body.split())
+        while total < kw["num_words"]:
+            out += ", in other words, " + body[0].lower() + body[1:]
+            total += 3 + len(body.split())
+        return out + end if out != body else None
+    return None  # a list (number_bullet_lists) or a sentence count cannot be broken inside one sentence
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A reply with one sentence rewritten so that one instruction it followed is broken, verified by the gold."""
+
+    text: str
+    instruction: int  # index into the prompt's instructions
+    span: tuple[int, int]  # the sentence's (start, end) in the original reply
+    gold_before: float
+    gold_after: float
+
+
+def break_sentence(prompt: IFPrompt, reply: str, span: tuple[int, int], index: int) -> Broken | None:
+    """``reply`` with the sentence at ``span`` rewritten to break instruction ``index`` of ``prompt`` (the inverse of
+    :func:`fix`: a programmatic degrader for sentence-level pairs), or None. The result is returned only when it is
+    verified: the instruction was followed and no longer is, the gold score fell, and every character outside the
+    sentence is unchanged."""
+    start, end = span
+    if not (0 <= start < end <= len(reply)):
+        raise ValueError(f"span {span} is not a sentence of a {len(reply)}-character reply")
+    before = followed(prompt, reply)
+    if not before[index]:
+        return None
+    sentence = reply[start:end]
+    outside = len((reply[:start] + " " + reply[end:]).split())
+    new = _break(prompt.instructions[index], prompt.kwargs[index], sentence, not reply[end:].strip(), outside)
+    if new is None or new == sentence:
+        return None
+    text = reply[:start] + new + reply[end:]
+    after = followed(prompt, text)
+    gold_before, gold_after = sum(before) / len(before), sum(after) / len(after)
+    if after[index] or gold_after >= gold_before:
+        return None
+    return Broken(text, index, span, gold_before, gold_after)
+
+
 @dataclass
 class GoldSamples:
     """Replies to a prompt set with the gold's verdicts (one row per prompt)."""

@@ -26,6 +26,8 @@ from rlhf_nb.papers.precise_rlaif.readers import (
     forgetting_cut_off,
     gold,
     judge_outcomes,
+    labeller,
+    labeller_words,
     main_arm,
     trained,
     win_outcomes,
@@ -36,8 +38,17 @@ TABLE1 = {"SFT": 42.1, "DPO": 68.5, "Precise RLAIF": 75.2}  # win rate vs the ba
 TABLE2 = {"instruction-following": 73.0, "helpfulness": 71.0, "truthfulness": 68.0, "all": 75.2}
 
 
-def judge_validated(results: dict[str, Any]) -> C.Premise:
-    return judge_premise(judge_outcomes(results))
+def judge_validated(results: dict[str, Any]) -> list[C.Premise]:
+    """Labeller 'judge': the judge beats chance on pairs whose gold differs. Labeller 'gold': nothing (the gold is the
+    oracle the held-out evaluation also uses)."""
+    return [judge_premise(judge_outcomes(results))] if labeller(results) == "judge" else []
+
+
+def _lengths(results: dict[str, Any], a: list[dict[str, Any]], b: list[dict[str, Any]], names: str) -> str:
+    """The length next to a gold comparison: mean reply tokens and cut-off shares of two groups of policies."""
+    mean = (lambda ps: float(np.mean([np.mean(p["tokens"]) for p in ps])))
+    return (f"; replies ({names}) {mean(a):.0f} vs {mean(b):.0f} tokens, cut off {100 * cap_rate(a):.0f}% vs "
+            f"{100 * cap_rate(b):.0f}%")
 
 
 def moved(results: dict[str, Any], arm: str) -> C.Premise:
@@ -81,7 +92,8 @@ def dpo_beats_base(results: dict[str, Any]) -> C.Claim:
 
 def precise_beats_dpo(results: dict[str, Any]) -> C.Claim:
     arm = main_arm(results)
-    statement = "Precise RLAIF beats the DPO-stage model it starts from (gold score on held-out prompts)"
+    statement = ("Precise RLAIF beats the DPO-stage model it starts from (gold score on held-out prompts), "
+                 f"{labeller_words(results)}")
     policies, start = trained(results, arm), [arms(results)["start"]]
     if not policies:
         return C.claim("R1b", PAPER, statement, "75.2% vs 68.5% win rate vs base", None,
@@ -89,7 +101,8 @@ def precise_beats_dpo(results: dict[str, Any]) -> C.Claim:
                        **_common(results))
     test = C.superiority(gold(start), gold(policies))
     value = (f"Precise {gold(policies).mean():.1f} vs DPO stage {gold(start).mean():.1f} pts (win rate "
-             f"{100 * win_outcomes(gold(policies), gold(start)).mean():.0f}% with ties half); {C.describe(test)}")
+             f"{100 * win_outcomes(gold(policies), gold(start)).mean():.0f}% with ties half; {policies[0]['pairs']} "
+             f"pairs); {C.describe(test)}" + _lengths(results, policies, start, "Precise vs start"))
     return C.claim("R1b", PAPER, statement, "75.2% vs 68.5% win rate vs base (+6.7)", test, our_value=value,
                    premises=[enough_pairs(results, arm), moved(results, arm),
                              C.caps_alike("Precise and DPO-stage replies", [cap_rate(policies), cap_rate(start)]),
@@ -99,22 +112,27 @@ def precise_beats_dpo(results: dict[str, Any]) -> C.Claim:
 
 def precise_beats_sequence(results: dict[str, Any]) -> C.Claim:
     arm = main_arm(results)
-    statement = "Precise RLAIF beats DPO on whole-response AI feedback for the same prompts at the same pair budget"
+    statement = ("Precise RLAIF beats DPO on whole-response feedback for the same prompts at the same pair budget, "
+                 f"{labeller_words(results)}")
     policies, control = trained(results, arm), trained(results, "sequence")
     if not policies or not control:
         skipped = results["data"].get("sequence", {}).get("skipped")
         value = f"the sequence-level arm was not trained: {skipped}" if skipped else "an arm was not trained"
         return C.claim("R1c", PAPER, statement, "sentence-level > sequence-level (the paper's premise)", None,
-                       our_value=value, premises=[enough_pairs(results, arm), judge_validated(results)],
+                       our_value=value, premises=[enough_pairs(results, arm), *judge_validated(results)],
                        **_common(results))
     test = C.superiority(gold(control), gold(policies))
+    start = [arms(results)["start"]]
     value = (f"Precise {gold(policies).mean():.1f} vs sequence-level {gold(control).mean():.1f} pts on the same "
-             f"held-out prompts ({policies[0]['pairs']} vs {control[0]['pairs']} pairs); {C.describe(test)}")
+             f"held-out prompts (start {gold(start).mean():.1f}; {policies[0]['pairs']} vs {control[0]['pairs']} "
+             f"pairs); {C.describe(test)}" + _lengths(results, policies, control, "Precise vs sequence-level"))
     return C.claim("R1c", PAPER, statement, "sentence-level > sequence-level (the paper's premise)", test,
-                   our_value=value, premises=[enough_pairs(results, arm), judge_validated(results),
+                   our_value=value, premises=[enough_pairs(results, arm), *judge_validated(results),
                                               moved(results, arm), moved(results, "sequence"),
                                               C.caps_alike("Precise and sequence-level replies",
-                                                           [cap_rate(policies), cap_rate(control)])],
+                                                           [cap_rate(policies), cap_rate(control)]),
+                                              C.one_precision("Precise and sequence-level replies",
+                                                              [*policies, *control])],
                    **_common(results))
 
 

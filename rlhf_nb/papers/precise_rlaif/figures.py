@@ -9,7 +9,7 @@ import numpy as np
 
 from rlhf_nb.notebook.figures import Figures, bars
 from rlhf_nb.papers.precise_rlaif.readers import TASKS, arms, main_arm, table1_rows, trained
-from rlhf_nb.papers.precise_rlaif.steps import STAGES
+from rlhf_nb.papers.precise_rlaif.steps import GOLD_STAGE, JUDGE_STAGE, STAGES
 
 FIGURES = Figures()
 
@@ -22,7 +22,8 @@ def yields(results: dict[str, Any]):
     degraded = results["data"]["degraded"]
     fig, ax = plt.subplots(figsize=(7.5, 3.4))
     width = 0.8 / max(1, len(degraded))
-    stages = [s for s in STAGES if any(r["stage"] == s for d in degraded.values() for r in d["yields"])]  # applied
+    applied = {r["stage"] for d in degraded.values() for r in d["yields"]}
+    stages = [s for s in (*STAGES[:-1], GOLD_STAGE, JUDGE_STAGE) if s in applied]
     for j, (principle, d) in enumerate(degraded.items()):
         counts = {r["stage"]: r["count"] for r in d["yields"]}
         x = np.arange(len(stages)) + (j - (len(degraded) - 1) / 2) * width
@@ -31,6 +32,8 @@ def yields(results: dict[str, Any]):
             ax.text(xi, counts.get(s, 0), str(counts.get(s, 0)), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(stages)), [textwrap.fill(s, 11) for s in stages], fontsize=8)
     ax.set(ylabel="candidate degradations", title="Sentence-level degradation: what survives each filter")
+    if not stages:
+        ax.text(0.5, 0.5, "no degradations in this run", ha="center", transform=ax.transAxes)
     ax.legend(fontsize=7)
     return fig
 

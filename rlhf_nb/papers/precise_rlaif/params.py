@@ -44,6 +44,11 @@ class Splits(Section):
 class Degradation(Section):
     """How a rejected answer is made: one sentence of the chosen answer rewritten to be worse, the rest unchanged."""
 
+    method: Literal["llm", "programmatic", "both"] = Field(
+        "both", description="who rewrites a sentence worse: 'llm' (the paper's: an instruct model under the "
+                            "constitution), 'programmatic' (rlhf_nb.tasks.gold.break_sentence: the inverse of gold.fix, "
+                            "one checked instruction broken inside one sentence) or 'both' (the main arm trains on both "
+                            "kinds of pairs)")
     model: ModelName = Field(description="the instruct model that rewrites a sentence (the AI feedback)")
     principle: Principle = Field("all", description="the constitution of the main Precise arm (paper: all)")
     per_answer: PosInt = Field(5, description="pairs per chosen answer, each degrading a different sentence (paper: 5)")
@@ -52,9 +57,10 @@ class Degradation(Section):
     temperature: float = Field(0.0, ge=0, description="degrader sampling temperature (0: greedy)")
     max_new_tokens: PosInt = Field(64, description="tokens of a rewritten sentence")
     judge_filter: Literal["always", "if-validated", "never"] = Field(
-        "if-validated", description="keep a pair only if the judge prefers the original answer: always, never, or only "
-                                    "when the judge beats chance on the validation pairs (a judge at chance would drop "
-                                    "pairs at random)")
+        "if-validated", description="labeller 'judge' only: keep an LLM rewrite only if the judge prefers the original "
+                                    "answer: always, never, or only when the judge beats chance on the validation "
+                                    "pairs (a judge at chance would drop pairs at random). Under labeller 'gold' every "
+                                    "pair must lower the gold instead")
     judge_margin: Fraction = Field(0.0, description="the judge must prefer the original by more than 0.5 + this")
 
 
@@ -80,8 +86,12 @@ class Params(BaseParams):
     policy: ModelName = Field(description="the DPO-stage model every arm starts from (and whose answers are degraded)")
     base: OptionalModel = Field(None, description="an untuned (or SFT-only) checkpoint of the same model for the "
                                                      "paper's 'DPO beats the base' row; None: not available")
-    judge: ModelName = Field(description="LLM judge (log-probs of A/B, both orders): filters degraded pairs, orders "
-                                         "the sequence-level pairs, and is validated against the gold")
+    labeller: Literal["gold", "judge"] = Field(
+        "gold", description="who verifies the sentence-level pairs and orders the sequence-level ones: 'gold' "
+                            "(IFEval's checkers: R1b/R1c are about the kind of pair, not the labeller, so the gold is "
+                            "the preference oracle) or 'judge' (the LLM judge below, validated against the gold first)")
+    judge: ModelName = Field(description="LLM judge (log-probs of A/B, both orders), labeller 'judge' only: filters "
+                                         "degraded pairs, orders the sequence-level pairs, is validated against the gold")
     judge_question: Literal["instructions", "helpful"] = Field(
         "instructions", description="what the judge is asked of two answers: which follows the request and its "
                                     "instructions more exactly, or which is more helpful, correct and harmless "
@@ -91,8 +101,9 @@ class Params(BaseParams):
                                    "their log-odds (keeps the lean of a judge that says 'A' in both orders)")
     prompts: Splits = Splits()
     answers: SamplingSection = Field(SamplingSection(n=4, temperature=0.7, max_new_tokens=160),
-                                     description="answers sampled per training prompt: the first finished one is "
-                                                 "degraded; pairs of them form the sequence-level control")
+                                     description="answers sampled per training prompt: the chosen one (labeller gold: "
+                                                 "the finished one with the highest gold; judge: the first finished "
+                                                 "one) is degraded; pairs of them form the sequence-level control")
     min_sentences: PosInt = Field(2, description="a chosen answer needs this many degradable sentences")
     degrade: Degradation
     principle_arms: list[Literal["instruction-following", "helpfulness", "truthfulness"]] = Field(

@@ -28,6 +28,17 @@ def trained(results: dict[str, Any], arm: str) -> list[dict[str, Any]]:
     return [p for p in arms(results)["trained"] if p["arm"] == arm]
 
 
+def labeller(results: dict[str, Any]) -> str:
+    """Who verified the sentence-level pairs and ordered the sequence-level ones ("judge" in runs before the
+    parameter existed)."""
+    return results.get("params", {}).get("labeller", "judge")
+
+
+def labeller_words(results: dict[str, Any]) -> str:
+    return ("with the gold as the preference oracle" if labeller(results) == "gold"
+            else "with the LLM judge as the AI feedback")
+
+
 def main_arm(results: dict[str, Any]) -> str:
     return f"precise-{results['params']['degrade']['principle']}"
 
@@ -86,12 +97,19 @@ def finding_degradation(results: dict[str, Any]) -> str:
     parts = []
     for principle, d in _data(results)["degraded"].items():
         counts = {r["stage"]: r["count"] for r in d["yields"]}
+        kept = d["yields"][-1]["count"] if d["yields"] else 0
+        if principle == "programmatic":
+            parts.append(f"programmatic: {counts.get('candidates', 0)} (sentence, followed instruction) candidates, "
+                         f"{kept} broken inside one sentence and verified by the gold")
+            continue
         unchanged = counts.get("rewritten", 0) - counts.get("changed", 0)
-        parts.append(f"{principle}: {counts.get('candidates', 0)} candidate sentences, {unchanged} returned unchanged, "
-                     f"{d['yields'][-1]['count'] if d['yields'] else 0} pairs kept")
+        verified = (f", {kept} of {counts.get('one sentence changed', 0)} that passed the rules lowered the gold"
+                    if d.get("gold_verified") else "")
+        parts.append(f"LLM rewriter, {principle}: {counts.get('candidates', 0)} candidate sentences, {unchanged} "
+                     f"returned unchanged{verified}, {kept} pairs kept")
     text = "Degradation yield - " + "; ".join(parts) + "."
     rule = _data(results).get("judge_filter")
-    if rule and not rule["applied"]:
+    if rule and not rule["applied"] and labeller(results) == "judge":
         why = "set to never" if rule["mode"] == "never" else f"the judge is not validated: {rule['detail']}"
         text += f" The judge filter was off ({why}), so every pair that passed the other filters was kept."
     return text

@@ -1,23 +1,23 @@
 """Steps of ``notebooks/04_precise_rlaif.ipynb`` (Precise RLAIF: sentence-level AI feedback for DPO).
 
-1. **Chosen answers.** The DPO-stage policy answers each training prompt ``answers.n`` times; the first answer that
-   ended on its own and has at least ``min_sentences`` degradable sentences is the chosen side. The prompts carry
-   verifiable instructions (:mod:`rlhf_nb.tasks.gold`), but the gold is never used to build training data: it only
-   judges the policies on held-out prompts (and checks the judge).
-2. **Sentence-level degradation.** For up to ``per_answer`` different sentences of a chosen answer, an instruct
-   model (the *degrader*) rewrites that sentence to be worse under a principle; the rejected side is the chosen
-   answer with that one sentence replaced, every other byte unchanged (verified by re-splitting). Filters, each
-   counted: the rewrite differs; its normalised edit distance from the sentence is at least ``min_edit``; the
-   result still splits into the same sentences but one; the judge prefers the original (both orders), a filter that
-   applies only where the judge was validated against the gold first (``degrade.judge_filter``).
-3. **Same-budget sequence-level control.** Pairs of two whole answers of the same policy to the same prompts,
-   ordered by the same judge (both orders), as many as the Precise arm has: DPO on whole-response AI feedback,
-   so a difference between the arms is sentence-level precision, not "more DPO".
-4. **Training and evaluation.** Each arm runs DPO with LoRA from the policy ``seeds`` times; every policy's greedy
-   replies to the held-out prompts are scored by the gold (IFEval's checkers). The judge's agreement with the gold
-   is measured on the sequence-level pairs whose gold scores differ.
-5. **Forgetting.** HumanEval pass@1, GSM8K accuracy and En->Fr BLEU, greedy, before and after (trained policies
-   only on tasks where the start policy is off the floor).
+1. **Chosen answers.** The DPO-stage policy answers each training prompt ``answers.n`` times; the chosen side is a
+   finished answer with at least ``min_sentences`` degradable sentences (labeller ``gold``: the one with the highest
+   gold, above 0; labeller ``judge``: the first, the gold unused).
+2. **The judge** (labeller ``judge`` only), validated against the gold on pairs of training answers whose gold
+   differs before it filters anything or orders anything.
+3. **Sentence-level degradation.** For up to ``per_answer`` different sentences of a chosen answer, the sentence is
+   rewritten worse, the rest of the answer byte for byte unchanged (verified by re-splitting): by an instruct model
+   under a principle of the constitution (the paper's degrader; rule filters, each counted), and/or
+   programmatically (:func:`rlhf_nb.tasks.gold.break_sentence`: one instruction the answer followed broken inside
+   that sentence). Under labeller ``gold`` a pair is kept only where the gold falls (verified AI feedback); under
+   ``judge``, where a validated judge prefers the original.
+4. **Same-budget sequence-level control.** Pairs of two whole answers of the same policy to the same prompts,
+   ordered by the same labeller (the gold: pairs whose gold differs; or the judge, both orders), as many as the
+   main Precise arm has, so a difference between the arms is sentence-level precision, not "more DPO".
+5. **Training and evaluation.** Each arm runs DPO with LoRA from the policy ``seeds`` times; every policy, the start
+   included, is read alike (:func:`rlhf_nb.lm.models.reading`) for its greedy replies to the held-out prompts, scored
+   by the gold. Forgetting: HumanEval pass@1, GSM8K accuracy and En->Fr BLEU, greedy, before and after (trained
+   policies only on tasks where the start policy is off the floor).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 
 from rlhf_nb.lm.evaluate import greedy, sample
 from rlhf_nb.lm.generation import SamplingConfig
-from rlhf_nb.lm.models import Loaded, load, merged
+from rlhf_nb.lm.models import Loaded, load, read_precision, reading
 from rlhf_nb.papers.precise_rlaif.judging import judge_agreement, judge_premise
 from rlhf_nb.papers.precise_rlaif.params import PRINCIPLES, Params
 from rlhf_nb.rewards.forgetting import Scored
@@ -134,13 +134,17 @@ class Chosen:
 
 
 def choose_answers(answers: GoldSamples, P: Params) -> list[Chosen]:
-    """Per training prompt, the first finished answer with ``min_sentences`` degradable sentences (gold unused)."""
+    """Per training prompt, the chosen side: among finished answers with ``min_sentences`` degradable sentences, the
+    first (labeller 'judge': the gold is not used to build data) or the one with the highest gold, if above 0
+    (labeller 'gold': a degradation must lower the gold, so the answer must follow something)."""
     out = []
-    for i, (texts, finished) in enumerate(zip(answers.texts, answers.finished)):
-        for j, (text, done) in enumerate(zip(texts, finished)):
-            if done and len(degradable(text, P.degrade.min_words)) >= P.min_sentences:
-                out.append(Chosen(i, j, text))
-                break
+    for i, (texts, finished, scores) in enumerate(zip(answers.texts, answers.finished, answers.gold)):
+        ok = [j for j, (text, done) in enumerate(zip(texts, finished))
+              if done and len(degradable(text, P.degrade.min_words)) >= P.min_sentences]
+        if P.labeller == "gold":
+            ok = sorted((j for j in ok if scores[j] > 0), key=lambda j: -scores[j])
+        if ok:
+            out.append(Chosen(i, ok[0], texts[ok[0]]))
     return out
 
 
@@ -153,35 +157,84 @@ DEGRADE = ("Here is a request and one sentence from an answer to it.\n\n[Request
            "rewritten sentence only.")
 
 RULES = ("rewritten", "a sentence", "changed", "edited enough", "one sentence changed")  # rule filters, in order
-STAGES = ("candidates", *RULES, "judge prefers original")
+JUDGE_STAGE, GOLD_STAGE = "judge prefers original", "gold lower"
+STAGES = ("candidates", *RULES, JUDGE_STAGE)  # the LLM rewriter's filters under labeller 'judge'
+PROGRAMMATIC_STAGES = ("candidates", GOLD_STAGE)  # (sentence, followed instruction) tried; verified broken
 _META = re.compile(r"\b(?:rewrit|sentence|worse|principle)", re.IGNORECASE)  # a reply about the task, not a rewrite
 
 
 @dataclass
 class Degraded:
-    """Every candidate degradation with the filter it stopped at (``kept``: passed them all)."""
+    """Every candidate degradation with the filter it stopped at (the last stage's survivors are the pairs)."""
 
-    principle: str
-    records: list[dict[str, Any]]  # prompt_index, sentence, original, rewrite, edit, p_original, stage
+    principle: str  # a principle of the constitution, or "programmatic"
+    records: list[dict[str, Any]]  # prompt_index, sentence, original, rewrite, edit, p_original, gold, stage
     pairs: list[PreferencePair]
-    judged: bool = True  # False: the judge filter was off (its stage is skipped; p_original is None)
+    judged: bool = True  # the judge filter ran (its stage applies; p_original filled)
+    gold_verified: bool = False  # labeller 'gold': a pair must lower the gold (the last stage)
 
     @property
     def stages(self) -> tuple[str, ...]:
-        """The filters applied, in order (the last one's survivors are the pairs)."""
-        return STAGES if self.judged else STAGES[:-1]
+        """The filters applied, in order."""
+        if self.principle == "programmatic":
+            return PROGRAMMATIC_STAGES
+        last = (GOLD_STAGE,) if self.gold_verified else (JUDGE_STAGE,) if self.judged else ()
+        return (*STAGES[:-1], *last)
 
     def yields(self) -> list[dict[str, Any]]:
         """How many candidates reached each applied stage."""
-        reached = [STAGES.index(r["stage"]) for r in self.records]
+        reached = [self.stages.index(r["stage"]) for r in self.records]
         return [{"principle": self.principle, "stage": s, "count": sum(x >= k for x in reached)}
                 for k, s in enumerate(self.stages)]
 
 
+def _pairs(prompts: Prompts, chosen_text: dict[int, str], records: list[dict[str, Any]], last: str,
+           tag: str) -> list[PreferencePair]:
+    return [PreferencePair(f"{prompts.train[r['prompt_index']].id}-s{r['sentence']}",
+                           prompts.train[r["prompt_index"]].messages(), chosen_text[r["prompt_index"]],
+                           splice(chosen_text[r["prompt_index"]], r["sentence"], r["rewrite"]), tag)
+            for r in records if r["stage"] == last]
+
+
+def degrade_programmatic(prompts: Prompts, chosen: list[Chosen], P: Params, seed: int) -> Degraded:
+    """Up to ``per_answer`` sentence-level degradations of each chosen answer, each a different sentence rewritten by
+    :func:`rlhf_nb.tasks.gold.break_sentence` so that one instruction the answer followed breaks, verified by the
+    gold (it falls) and by a re-split (only that sentence changed). Candidates are (degradable sentence, followed
+    instruction) in a seeded order."""
+    rng = random.Random(seed)
+    records = []
+    for c in chosen:
+        prompt = prompts.train[c.prompt_index]
+        spans = sentence_spans(c.text)
+        follows = gold.followed(prompt, c.text)
+        options = [(k, i) for k in degradable(c.text, P.degrade.min_words) for i, ok in enumerate(follows) if ok]
+        rng.shuffle(options)
+        used: set[int] = set()
+        for k, i in options:
+            if len(used) >= P.degrade.per_answer or k in used:
+                continue
+            broken = gold.break_sentence(prompt, c.text, spans[k], i)
+            record = {"prompt_index": c.prompt_index, "sentence": k, "original": c.text[slice(*spans[k])],
+                      "rewrite": None, "edit": None, "p_original": None, "instruction": prompt.instructions[i],
+                      "gold": None, "stage": PROGRAMMATIC_STAGES[0]}
+            if broken is not None:
+                rewrite = broken.text[spans[k][0]:len(broken.text) - (len(c.text) - spans[k][1])]
+                if only_one_changed(c.text, splice(c.text, k, rewrite), k):
+                    used.add(k)
+                    record.update(rewrite=rewrite, gold=[broken.gold_before, broken.gold_after],
+                                  stage=PROGRAMMATIC_STAGES[1])
+            records.append(record)
+    degraded = Degraded("programmatic", records, [], judged=False, gold_verified=True)
+    degraded.pairs = _pairs(prompts, {c.prompt_index: c.text for c in chosen}, records, GOLD_STAGE,
+                            "precise-programmatic")
+    return degraded
+
+
 def degrade(degrader: Loaded, judge: LogProbJudge | None, prompts: Prompts, chosen: list[Chosen], principle: str,
             P: Params, seed: int) -> Degraded:
-    """Up to ``per_answer`` one-sentence degradations of each chosen answer under ``principle``, filtered (by the
-    judge too, unless ``judge`` is None: see :func:`judge_filter`)."""
+    """Up to ``per_answer`` one-sentence degradations of each chosen answer under ``principle`` by the LLM degrader,
+    filtered by rules, then (labeller 'gold') kept only where the gold falls, or (labeller 'judge') where the judge
+    prefers the original, unless ``judge`` is None (see :func:`judge_filter`)."""
     from rapidfuzz.distance import Levenshtein
 
     rng = random.Random(seed)
@@ -210,9 +263,18 @@ def degrade(degrader: Loaded, judge: LogProbJudge | None, prompts: Prompts, chos
                 break
             stage = name
         records.append({"prompt_index": c.prompt_index, "sentence": index, "original": original, "rewrite": rewrite,
-                        "edit": round(edit, 4), "p_original": None, "stage": stage})
+                        "edit": round(edit, 4), "p_original": None, "gold": None, "stage": stage})
     survivors = [r for r in records if r["stage"] == RULES[-1]]
     chosen_text = {c.prompt_index: c.text for c in chosen}
+    if P.labeller == "gold":  # the rewrite must lower the gold: verified AI feedback
+        for r in survivors:
+            prompt, text = prompts.train[r["prompt_index"]], chosen_text[r["prompt_index"]]
+            r["gold"] = [gold.if_score(prompt, text), gold.if_score(prompt, splice(text, r["sentence"], r["rewrite"]))]
+            if r["gold"][1] < r["gold"][0]:
+                r["stage"] = GOLD_STAGE
+        degraded = Degraded(principle, records, [], judged=False, gold_verified=True)
+        degraded.pairs = _pairs(prompts, chosen_text, records, GOLD_STAGE, f"precise-{principle}")
+        return degraded
     if survivors and judge is not None:
         probs = judge.prefer_many([prompts.train[r["prompt_index"]].text for r in survivors],
                                   [chosen_text[r["prompt_index"]] for r in survivors],
@@ -222,12 +284,61 @@ def degrade(degrader: Loaded, judge: LogProbJudge | None, prompts: Prompts, chos
             if p > 0.5 + P.degrade.judge_margin:
                 r["stage"] = STAGES[-1]
     degraded = Degraded(principle, records, [], judged=judge is not None)
-    degraded.pairs = [PreferencePair(f"{prompts.train[r['prompt_index']].id}-s{r['sentence']}",
-                                     prompts.train[r["prompt_index"]].messages(), chosen_text[r["prompt_index"]],
-                                     splice(chosen_text[r["prompt_index"]], r["sentence"], r["rewrite"]),
-                                     f"precise-{principle}")
-                      for r in records if r["stage"] == degraded.stages[-1]]
+    degraded.pairs = _pairs(prompts, chosen_text, records, degraded.stages[-1], f"precise-{principle}")
     return degraded
+
+
+def judge_stage(exp: Any, P: Params, policy: Loaded, prompts: Prompts, answers: GoldSamples
+                ) -> tuple[LogProbJudge | None, dict[str, Any]]:
+    """Section 2 of the notebook: under labeller 'judge', the judge loaded and validated on pairs of training answers
+    whose gold differs (a cached stage), and whether it filters; under labeller 'gold', no judge (the gold verifies
+    the pairs and orders the control)."""
+    from rlhf_nb.papers.precise_rlaif import readers
+
+    if P.labeller == "gold":
+        rule = exp.save("judge_filter", {"mode": P.degrade.judge_filter, "applied": False, "validated": False,
+                                         "detail": "labeller 'gold': no judge in this run"})
+        exp.finding("No judge in this run (labeller: gold): the gold verifies every sentence-level pair and orders "
+                    "the sequence-level pairs.")
+        return None, rule
+    judge = judge_of(policy if P.judge == P.policy else load(P.judge), P.judge_question, P.judge_combine)
+    validation = exp.save("judge_validation", exp.stage("judge validation", validate_judge, judge, prompts, answers,
+                                                        P.judge_validation_pairs, P.seed))
+    rule = exp.save("judge_filter", judge_filter(P, validation))
+    exp.finding(readers.finding_judge(exp.results))
+    return judge, rule
+
+
+def degradations(exp: Any, P: Params, policy: Loaded, judge: LogProbJudge | None, rule: dict[str, Any],
+                 prompts: Prompts, chosen: list[Chosen]) -> dict[str, Degraded]:
+    """Section 3: the LLM rewriter's degradations per principle (``degrade.method`` 'llm' or 'both') and the
+    programmatic ones ('programmatic' or 'both'), each a cached stage; saved with their yields."""
+    out: dict[str, Degraded] = {}
+    if P.degrade.method in ("llm", "both"):
+        degrader = policy if P.degrade.model == P.policy else load(P.degrade.model)
+        filtering = judge if rule["applied"] else None
+        principles = [P.degrade.principle, *[p for p in P.principle_arms if p != P.degrade.principle]]
+        for k, p in enumerate(principles):
+            out[p] = exp.stage(f"degraded ({p})", degrade, degrader, filtering, prompts, chosen, p, P, P.seed + k)
+    if P.degrade.method in ("programmatic", "both"):
+        out["programmatic"] = exp.stage("degraded (programmatic)", degrade_programmatic, prompts, chosen, P, P.seed)
+    exp.save("degraded", {p: {"records": d.records, "yields": d.yields(), "judged": d.judged,
+                              "gold_verified": d.gold_verified} for p, d in out.items()})
+    return out
+
+
+def main_pairs(P: Params, degraded: dict[str, Degraded]) -> list[PreferencePair]:
+    """The main Precise arm's pairs: the LLM rewrites under the main principle and/or the programmatic ones."""
+    return [pair for name in (P.degrade.principle, "programmatic") if name in degraded for pair in degraded[name].pairs]
+
+
+def pair_sets(P: Params, degraded: dict[str, Degraded], sequence: SequencePairs) -> dict[str, list[PreferencePair]]:
+    """Every arm's training pairs: ``precise-<principle>`` (the main arm, :func:`main_pairs`), the single-principle
+    arms, and the same-budget ``sequence`` control (none where it was skipped)."""
+    sets = {f"precise-{P.degrade.principle}": main_pairs(P, degraded)}
+    sets.update({f"precise-{p}": d.pairs for p, d in degraded.items() if p not in (P.degrade.principle, "programmatic")})
+    sets["sequence"] = sequence.pairs
+    return sets
 
 
 def judge_of(loaded: Loaded, question: str = "instructions",
@@ -250,43 +361,50 @@ class SequencePairs:
     skipped: str = ""  # why the control was not built (then no pairs)
 
 
-def sequence_pairs(judge: LogProbJudge, prompts: Prompts, answers: GoldSamples, precise: Degraded, P: Params,
-                   seed: int, judge_filter: dict[str, Any] | None = None) -> SequencePairs:
+def sequence_pairs(judge: LogProbJudge | None, prompts: Prompts, answers: GoldSamples, precise: list[PreferencePair],
+                   P: Params, seed: int, judge_filter: dict[str, Any] | None = None) -> SequencePairs:
     """Pairs of two whole answers to the same prompts, as many per prompt as the Precise arm has (topped up from
-    other training prompts where a prompt has too few), ordered by the judge (both orders).
+    other training prompts where a prompt has too few), ordered by the labeller: the gold (labeller 'gold'; only
+    pairs whose gold differs) or the judge (both orders).
 
     None (and no judge call) where ``P.sequence_control`` is false, or is ``if-validated`` and ``judge_filter`` (from
     :func:`judge_filter`) says the judge failed its validation: pairs ordered by a judge at chance would train the
     control on noise, and R1c's premise fails whatever the arms score, so their training would decide nothing."""
     if P.sequence_control is False:
         return SequencePairs([], [], "sequence_control is false")
-    if P.sequence_control == "if-validated" and judge_filter is not None and not judge_filter["validated"]:
+    by_gold = P.labeller == "gold"
+    if P.sequence_control == "if-validated" and not by_gold and judge_filter is not None and not judge_filter["validated"]:
         return SequencePairs([], [], f"the judge that would order its pairs failed its validation "
                                      f"({judge_filter['detail']})")
     rng = random.Random(seed)
     want: dict[int, int] = {}
-    for pair in precise.pairs:
+    for pair in precise:
         index = next(i for i, p in enumerate(prompts.train) if pair.id.startswith(p.id + "-s"))
         want[index] = want.get(index, 0) + 1
     options: dict[int, list[tuple[int, int]]] = {}
     for i, (texts, finished) in enumerate(zip(answers.texts, answers.finished)):
         keep = [j for j in range(len(texts)) if finished[j]]
-        candidates = [(a, b) for x, a in enumerate(keep) for b in keep[x + 1:] if texts[a] != texts[b]]
+        candidates = [(a, b) for x, a in enumerate(keep) for b in keep[x + 1:] if texts[a] != texts[b]
+                      and (not by_gold or answers.gold[i][a] != answers.gold[i][b])]
         rng.shuffle(candidates)
         options[i] = candidates
     picked = []
     for i, k in sorted(want.items()):
         picked += [(i, ab) for ab in options.get(i, [])[:k]]
         options[i] = options.get(i, [])[k:]
-    short = len(precise.pairs) - len(picked)
+    short = len(precise) - len(picked)
     leftovers = [(i, ab) for i, rest in sorted(options.items()) for ab in rest]
     rng.shuffle(leftovers)
     picked += leftovers[:max(0, short)]
     if not picked:
         return SequencePairs([], [])
     texts = answers.texts
-    probs = judge.prefer_many([prompts.train[i].text for i, _ in picked], [texts[i][a] for i, (a, _) in picked],
-                              [texts[i][b] for i, (_, b) in picked])
+    if by_gold:
+        probs = [1.0 if answers.gold[i][a] > answers.gold[i][b] else 0.0 for i, (a, b) in picked]
+    else:
+        assert judge is not None, "labeller 'judge' needs the judge"
+        probs = judge.prefer_many([prompts.train[i].text for i, _ in picked], [texts[i][a] for i, (a, _) in picked],
+                                  [texts[i][b] for i, (_, b) in picked])
     pairs, judged = [], []
     for (i, (a, b)), p in zip(picked, probs):
         first, second = (a, b) if p >= 0.5 else (b, a)
@@ -294,7 +412,7 @@ def sequence_pairs(judge: LogProbJudge, prompts: Prompts, answers: GoldSamples, 
                                     texts[i][second], "sequence"))
         judged.append({"prompt_index": i, "a": a, "b": b, "p_a": round(float(p), 4), "gold_a": answers.gold[i][a],
                        "gold_b": answers.gold[i][b]})
-    return SequencePairs(pairs, judged)
+    return SequencePairs(pairs, [] if by_gold else judged)
 
 
 def validate_judge(judge: LogProbJudge, prompts: Prompts, answers: GoldSamples, limit: int, seed: int
@@ -350,17 +468,19 @@ class Policy:
 
 
 def evaluate(loaded: Loaded, prompts: Prompts, P: Params, arm: str, seed: int | None) -> Policy:
+    """Greedy replies to the held-out prompts, judged by the gold (call under :func:`rlhf_nb.lm.models.reading`, as
+    every compared policy is read)."""
     started = time.perf_counter()
     replies = greedy(loaded, [p.messages() for p in prompts.eval], P.eval_max_new_tokens, label=f"{arm}: held-out")
     texts = replies.first
     return Policy(arm, seed, gold.if_scores(prompts.eval, texts), [t[0] for t in replies.tokens],
-                  [f[0] for f in replies.finished], texts, dtype=loaded.info.get("dtype"),
+                  [f[0] for f in replies.finished], texts, dtype=read_precision(loaded),
                   seconds={"held-out": round(time.perf_counter() - started, 1)})
 
 
 def train_arm(P: Params, prompts: Prompts, pairs: list[PreferencePair], arm: str, seed: int, out_dir: str,
               forgetting: Forgetting | None = None) -> Policy:
-    """DPO with LoRA from the policy on ``pairs``; the adapter folded in; evaluated (and the forgetting suite)."""
+    """DPO with LoRA from the policy on ``pairs``; evaluated (and the forgetting suite) read as the start is."""
     import torch
 
     from rlhf_nb.train.dpo import train_dpo
@@ -369,14 +489,14 @@ def train_arm(P: Params, prompts: Prompts, pairs: list[PreferencePair], arm: str
     started = time.perf_counter()
     policy = load(P.policy, lora=P.lora.spec())
     result = train_dpo(policy, pairs, P.dpo.build(f"{out_dir}/{arm}_seed{seed}", seed=seed))
-    policy = merged(policy)
     trained_in = time.perf_counter() - started
-    ev = evaluate(policy, prompts, P, arm, seed)
-    ev.pairs = len(pairs)
-    ev.history = [{k: v for k, v in r.items() if isinstance(v, (int, float))} for r in result.history]
-    ev.seconds["train"] = round(trained_in, 1)
-    if forgetting is not None:
-        ev = with_forgetting(ev, forgetting.run(policy, only=forgetting.tasks_off_floor, seconds=ev.seconds))
+    with reading(policy):
+        ev = evaluate(policy, prompts, P, arm, seed)
+        ev.pairs = len(pairs)
+        ev.history = [{k: v for k, v in r.items() if isinstance(v, (int, float))} for r in result.history]
+        ev.seconds["train"] = round(trained_in, 1)
+        if forgetting is not None:
+            ev = with_forgetting(ev, forgetting.run(policy, only=forgetting.tasks_off_floor, seconds=ev.seconds))
     del policy, result
     gc.collect()
     return ev
@@ -450,14 +570,16 @@ class Arms:
 def run_arms(P: Params, prompts: Prompts, start: Loaded, pair_sets: dict[str, list[PreferencePair]],
              forgetting: Forgetting, out_dir: str) -> Arms:
     """The start policy (and the base, where given) evaluated, then every arm trained ``seeds`` times."""
-    first = evaluate(start, prompts, P, "start", None)
-    arms = Arms(with_forgetting(first, forgetting.run(start, seconds=first.seconds)))
+    with reading(start):
+        first = evaluate(start, prompts, P, "start", None)
+        arms = Arms(with_forgetting(first, forgetting.run(start, seconds=first.seconds)))
     floors = {"humaneval": (5.0, 95.0), "gsm8k": (5.0, 95.0), "bleu": (5.0, 100.0)}
     forgetting.tasks_off_floor = [t for t, (lo, hi) in floors.items()
                                   if t in arms.start.forgetting and lo <= float(np.mean(arms.start.forgetting[t])) <= hi]
     if P.base:
         base = load(P.base, baseline=True)  # compared with the start policy: at its (the training) precision
-        arms.base = evaluate(base, prompts, P, "base", None)
+        with reading(base):
+            arms.base = evaluate(base, prompts, P, "base", None)
         del base
         gc.collect()
     for s in range(P.seeds):

@@ -72,7 +72,7 @@ def iterations(results: dict[str, Any]):
         if off:
             x = stack(off, key, scale)
             dist = stats.crossed_bootstrap([x], lambda a: float(a[0].mean()), n_boot=600)
-            ax.axhline(x.mean(), color="tab:red", ls="--", label="offline DPO (same prompts, same pairs)")
+            ax.axhline(x.mean(), color="tab:red", ls="--", label="offline DPO (same prompts, as many pairs)")
             ax.axhspan(np.quantile(dist, 0.025), np.quantile(dist, 0.975), color="tab:red", alpha=0.1)
         if key == "tokens":
             allsnaps = snapshots(results, "start") + snapshots(results, "online") + off

@@ -10,8 +10,9 @@
    reference; ``seeds`` independent runs. The labeller is the gold by default (the claims are about the algorithm,
    so the gold serves as the preference oracle, as in Gao et al. 2022) or the BT reward model.
 3. **Offline DPO** on the *same prompts*: k replies from the initial policy, ranked by the same labeller, exactly as
-   many pairs as the online run of the same seed used, trained as many epochs. Online and offline differ only in
-   whether the samples come from the policy being trained.
+   many pairs as the online run of the same seed used (where the one offline draw has that many), trained as many
+   epochs. The arms differ in whether the samples come from the policy being trained, and in that the online arm
+   trains in rounds (a learning-rate schedule each); the offline draw is shared by the offline seeds.
 4. **Evaluation** after every round: greedy replies to held-out prompts no arm trained on, scored by the gold,
    with lengths and cut-offs (a cut-off reply is scored as it stands: the gold sees what a user would). Every arm,
    the start included, is read alike (:func:`rlhf_nb.lm.models.reading`).
@@ -197,11 +198,12 @@ def snapshot(loaded: Loaded, prompts: list[gold.IFPrompt], rms: RewardModels | N
     with reading(loaded):  # every arm, the start included, read alike (on a fast-bf16 CPU: bf16 matmuls, fp32 sums)
         replies = greedy(loaded, [p.messages() for p in prompts], P.eval_max_new_tokens,
                          label=f"{arm} {round_}: held-out")
+        read = read_precision(loaded)
     seconds = time.perf_counter() - started
     texts = replies.first
     proxy = rms.score([p.messages() for p in prompts], texts) if rms is not None else []
     return Snapshot(arm, seed, round_, gold.if_scores(prompts, texts), proxy, [t[0] for t in replies.tokens],
-                    [f[0] for f in replies.finished], read_precision(loaded), seconds, replies.tokens_per_s)
+                    [f[0] for f in replies.finished], read, seconds, replies.tokens_per_s)
 
 
 @dataclass
