@@ -151,3 +151,16 @@ def test_verdict_calibration_covers_every_kind_on_each_outcome_and_design(tmp_pa
         assert all(re.fullmatch(r"\d+\.\d% \[\d+\.\d, \d+\.\d\]", cell) for cell in row[5:8]), row
         assert float(row[8]) >= 0
     assert out_file.read_text() == out.stdout
+
+
+def test_mixed_read_bench_puts_every_read_path_side_by_side_and_checks_the_zero_adapter():
+    args = ["--model", "tiny", "--prompts", "6", "--max-new-tokens", "6"]
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "mixed_read_bench.py"), *args],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT, env={**__import__("os").environ,
+                                                                                     "RLHF_NB_PRECISION": "auto"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line.split(" | ") for line in out.stdout.splitlines() if line.startswith(("| greedy |", "| sampled |"))]
+    assert [r[1] for r in rows] == ["fp32 unmerged", "fp32 merged", "mixed read", "bf16 frozen (no adapter)"] * 2
+    zero = re.search(r"zero adapter read mixed == base read mixed on (\d+) of (\d+)", out.stdout)
+    assert zero and zero.group(1) == zero.group(2)  # an adapter of zeros changes nothing
+    assert "held-out gold, greedy: fp32 merged" in out.stdout

@@ -431,3 +431,30 @@ def test_the_vectorised_crossed_bootstrap_draws_what_the_loop_draws():
     fast = stats.crossed_bootstrap_means([a, b], [-1.0, 1.0], seed=2)
     assert abs(loop.mean() - fast.mean()) < 0.01 and abs(loop.std() / fast.std() - 1) < 0.06
     assert np.allclose(np.quantile(loop, [0.025, 0.975]), np.quantile(fast, [0.025, 0.975]), atol=0.03)
+
+
+# --- what an inconclusive claim would need -----------------------------------------------------
+
+
+def _inconclusive(seed_spread: float) -> C.Claim:
+    """Three seeds per arm on 300 items, a 1-point true gain (the minimum effect is 2), the seeds' training luck of SD ``seed_spread``."""
+    gen = np.random.default_rng(3)
+    a = gen.normal(50, 30, (1, 300)).repeat(3, 0) + gen.normal(0, seed_spread, (3, 1)) + gen.normal(0, 20, (3, 300))
+    b = a.mean(0) + 1 + gen.normal(0, seed_spread, (3, 1)) + gen.normal(0, 40, (3, 300))
+    test = C.superiority(a, b)
+    return C.finalize([C.claim("X", "p", "s", "v", test, min_effect=2.0, min_effect_reason="r", unit="pts",
+                               our_value="v")])[0]
+
+
+def test_the_cost_of_deciding_asks_for_items_where_items_are_the_limit_and_for_seeds_where_seeds_are():
+    items_bound = _inconclusive(seed_spread=0.0)
+    assert items_bound.verdict == C.INCONCLUSIVE and items_bound.seed_share < 0.2
+    assert "items at 3 seed(s) would detect the minimum effect 2" in items_bound.our_value
+    seeds_bound = _inconclusive(seed_spread=6.0)
+    assert seeds_bound.verdict == C.INCONCLUSIVE and seeds_bound.seed_share > 0.5
+    assert "more items alone cannot" in seeds_bound.our_value and " seeds with ~" in seeds_bound.our_value
+    # the seeds asked for shrink the seeds' part of the variance below what the minimum effect allows
+    seeds = int(seeds_bound.our_value.split("; ~")[1].split(" seeds")[0])
+    share, shrink = seeds_bound.seed_share, (seeds_bound.mde / 2.0) ** 2
+    assert share * 3 / seeds < 1 / shrink
+    assert C.Claim.from_dict(seeds_bound.to_dict()) == seeds_bound  # the share survives results.json

@@ -225,7 +225,7 @@ def needed_sentence(claim: Claim) -> str:
         need = math.ceil(claim.n * (1 - share) / (1 / shrink - share))
         return head + f"~{need} items at {claim.seeds} seed(s) would detect the minimum effect {claim.min_effect:.3g})."
     seeds, items = math.ceil(claim.seeds * 2 * share * shrink), math.ceil(claim.n * 2 * (1 - share) * shrink)
-    return head + (f"more items alone cannot: the seeds' spread alone allows no less than "
+    return head + (f"more items alone cannot: the seeds' spread alone sets an MDE of "
                    f"{claim.mde * math.sqrt(share):.3g}; ~{seeds} seeds with ~{max(items, claim.n)} items would detect "
                    f"the minimum effect {claim.min_effect:.3g}).")
 

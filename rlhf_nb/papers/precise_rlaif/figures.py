@@ -25,11 +25,12 @@ def yields(results: dict[str, Any]):
     applied = {r["stage"] for d in degraded.values() for r in d["yields"]}
     stages = [s for s in (*STAGES[:-1], GOLD_STAGE, JUDGE_STAGE) if s in applied]
     for j, (principle, d) in enumerate(degraded.items()):
-        counts = {r["stage"]: r["count"] for r in d["yields"]}
-        x = np.arange(len(stages)) + (j - (len(degraded) - 1) / 2) * width
-        ax.bar(x, [counts.get(s, 0) for s in stages], width=width, color=f"C{j}", label=principle)
-        for xi, s in zip(x, stages):
-            ax.text(xi, counts.get(s, 0), str(counts.get(s, 0)), ha="center", va="bottom", fontsize=7)
+        counts = {r["stage"]: r["count"] for r in d["yields"]}  # only the stages this degrader has
+        x = np.array([stages.index(s) for s in counts]) + (j - (len(degraded) - 1) / 2) * width
+        label = "programmatic (gold.break_sentence)" if principle == "programmatic" else f"LLM rewriter ({principle})"
+        ax.bar(x, list(counts.values()), width=width, color=f"C{j}", label=label)
+        for xi, v in zip(x, counts.values()):
+            ax.text(xi, v, str(v), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(stages)), [textwrap.fill(s, 11) for s in stages], fontsize=8)
     ax.set(ylabel="candidate degradations", title="Sentence-level degradation: what survives each filter")
     if not stages:

@@ -53,8 +53,9 @@ class Params(BaseParams):
     hh_test: NonNegInt = Field(400, description="held-out HH pairs")
     rm_samples: PosInt = Field(4, description="samples per reward-model prompt; pairs are best vs worst by the gold")
     rm_test_fraction: float = Field(0.4, gt=0, lt=1, description="share of RM prompts held out for accuracy")
-    finished_only: bool = Field(True, description="gold pairs use only replies that ended on their own (not cut off at "
-                                                  "the token cap); False only for plumbing runs of a random model")
+    finished_only: bool = Field(True, description="the reward models' gold pairs use only replies that ended on their "
+                                                  "own (not cut off at the token cap); False only for plumbing runs of a "
+                                                  "random model. The DPO pairs score a cut-off reply as it stands")
     rm: HeadSection = Field(HeadSection(), description="the BT and pairwise reward models' linear heads")
     sampling: SamplingSection = Field(SamplingSection(n=4, temperature=1.0, top_p=1.0, max_new_tokens=128),
                                       description="the paper's sampling: k = 4 replies per prompt at T = 1.0")
