@@ -199,7 +199,7 @@ def test_with_the_gold_as_labeller_the_sequence_control_takes_pairs_whose_gold_d
             raise AssertionError("the judge was called")
 
     out = steps.sequence_pairs(NoCalls(), prompts, answers, [SimpleNamespace(id="p0-s1")] * 4, P, seed=0)
-    assert len(out.pairs) == 4 and out.judged == []  # p0's three pairs and one of p2's two; p1 ties throughout
+    assert len(out.pairs) == 4 and [r["p_a"] in (0.0, 1.0) for r in out.judged] == [True] * 4  # p0: 3, p2: 1; p1 ties
     gold_of = {t: g for row_t, row_g in zip(texts, scores) for t, g in zip(row_t, row_g)}
     assert all(gold_of[p.chosen] > gold_of[p.rejected] for p in out.pairs)
     assert not any(p.id.startswith("p1") for p in out.pairs)

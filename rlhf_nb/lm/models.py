@@ -503,7 +503,7 @@ def reading(loaded: Loaded) -> Iterator[Loaded]:
     """``loaded`` ready to be read (sampled, scored) next to the arms it is compared with, for a ``with`` block:
     under the ``mixed`` training precision (a CPU with fast bf16, ``auto``) fp32 weights are read with
     :func:`rlhf_nb.lm.mixed_read.mixed_read` (the start policy and every trained policy alike, the adapter unmerged
-    and added in fp32: 1.5-1.8x the fp32 path here, ``benchmarks/mixed_read_bench.py``); elsewhere an adapter is
+    and added in fp32: 1.4-1.7x the fp32 path here, ``benchmarks/mixed_read_bench.py``); elsewhere an adapter is
     merged for the block (:func:`merged_while`) and the weights are read at their own precision."""
     if _mixed_policy(loaded):
         from rlhf_nb.lm.mixed_read import mixed_read

@@ -29,6 +29,7 @@ from rlhf_nb.papers.precise_rlaif.readers import (
     labeller,
     labeller_words,
     main_arm,
+    pair_mix,
     trained,
     win_outcomes,
 )
@@ -102,7 +103,8 @@ def precise_beats_dpo(results: dict[str, Any]) -> C.Claim:
     test = C.superiority(gold(start), gold(policies))
     value = (f"Precise {gold(policies).mean():.1f} vs DPO stage {gold(start).mean():.1f} pts (win rate "
              f"{100 * win_outcomes(gold(policies), gold(start)).mean():.0f}% with ties half; {policies[0]['pairs']} "
-             f"pairs); {C.describe(test)}" + _lengths(results, policies, start, "Precise vs start"))
+             f"pairs{': ' + pair_mix(results) if pair_mix(results) else ''}); {C.describe(test)}"
+             + _lengths(results, policies, start, "Precise vs start"))
     return C.claim("R1b", PAPER, statement, "75.2% vs 68.5% win rate vs base (+6.7)", test, our_value=value,
                    premises=[enough_pairs(results, arm), moved(results, arm),
                              C.caps_alike("Precise and DPO-stage replies", [cap_rate(policies), cap_rate(start)]),
@@ -125,7 +127,8 @@ def precise_beats_sequence(results: dict[str, Any]) -> C.Claim:
     start = [arms(results)["start"]]
     value = (f"Precise {gold(policies).mean():.1f} vs sequence-level {gold(control).mean():.1f} pts on the same "
              f"held-out prompts (start {gold(start).mean():.1f}; {policies[0]['pairs']} vs {control[0]['pairs']} "
-             f"pairs); {C.describe(test)}" + _lengths(results, policies, control, "Precise vs sequence-level"))
+             f"pairs{'; Precise: ' + pair_mix(results) if pair_mix(results) else ''}); {C.describe(test)}"
+             + _lengths(results, policies, control, "Precise vs sequence-level"))
     return C.claim("R1c", PAPER, statement, "sentence-level > sequence-level (the paper's premise)", test,
                    our_value=value, premises=[enough_pairs(results, arm), *judge_validated(results),
                                               moved(results, arm), moved(results, "sequence"),

@@ -60,8 +60,24 @@ def win_outcomes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def judge_outcomes(results: dict[str, Any]) -> list[float]:
+    """The judge's agreement with the gold (labeller 'judge' only: under 'gold' the sequence pairs were ordered by the
+    gold itself and say nothing about a judge)."""
     data = _data(results)
+    if labeller(results) != "judge":
+        return []
     return judge_agreement(data.get("judge_validation") or data.get("sequence", {}).get("judged", []))
+
+
+def pair_mix(results: dict[str, Any]) -> str:
+    """What the main Precise arm trained on: kept pairs per degrader (empty for runs without the records)."""
+    degraded = _data(results).get("degraded", {})
+    principle = results["params"]["degrade"]["principle"]
+    counts = {name: sum(r["stage"] == d["yields"][-1]["stage"] for r in d["records"])
+              for name, d in degraded.items() if name in (principle, "programmatic") and d["yields"]}
+    if not counts:
+        return ""
+    words = {"programmatic": "programmatic"}
+    return " + ".join(f"{n} {words.get(k, f'LLM-rewritten ({k})')}" for k, n in counts.items())
 
 
 def forgetting_cut_off(policies: list[dict[str, Any]], task: str) -> float | None:

@@ -412,7 +412,7 @@ def sequence_pairs(judge: LogProbJudge | None, prompts: Prompts, answers: GoldSa
                                     texts[i][second], "sequence"))
         judged.append({"prompt_index": i, "a": a, "b": b, "p_a": round(float(p), 4), "gold_a": answers.gold[i][a],
                        "gold_b": answers.gold[i][b]})
-    return SequencePairs(pairs, [] if by_gold else judged)
+    return SequencePairs(pairs, judged)  # under the gold, p_a is 1 or 0: the pairs' record, not a judge's
 
 
 def validate_judge(judge: LogProbJudge, prompts: Prompts, answers: GoldSamples, limit: int, seed: int
