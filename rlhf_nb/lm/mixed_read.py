@@ -84,11 +84,13 @@ _last_blocks: list[Any] = [None, None]  # (mask, blocks) of the last step: every
 
 
 def _blocks(mask: Any, batch: int, length: int) -> list[tuple[slice, int]]:
+    import torch
+
     if mask is None:
         return [(slice(0, batch), 0)]
     if _last_blocks[0] is mask:
         return _last_blocks[1]
-    if mask.dtype != mask.new_ones((), dtype=bool).dtype:
+    if mask.dtype != torch.bool:
         raise TypeError(f"mixed_read's attention expects a boolean mask, got {mask.dtype}")
     first = mask.reshape(batch, length).int().argmax(-1).tolist()  # the first attended column of each row
     size = -(-batch // ATTENTION_BLOCKS)
@@ -158,6 +160,7 @@ def mixed_read(model: Any) -> Iterator[Any]:
         yield model
     finally:
         del model._rlhf_mixed_read
+        _last_blocks[:] = [None, None]  # no mask outlives the read
         for module, names in patched:
             for attribute in names:
                 delattr(module, attribute)

@@ -292,21 +292,23 @@ class Broken:
     """A reply with one sentence rewritten so that one instruction it followed is broken, verified by the gold."""
 
     text: str
+    sentence: str  # the rewritten sentence (``text`` is the reply with it in place of the original one)
     instruction: int  # index into the prompt's instructions
     span: tuple[int, int]  # the sentence's (start, end) in the original reply
     gold_before: float
     gold_after: float
 
 
-def break_sentence(prompt: IFPrompt, reply: str, span: tuple[int, int], index: int) -> Broken | None:
+def break_sentence(prompt: IFPrompt, reply: str, span: tuple[int, int], index: int,
+                   before: list[bool] | None = None) -> Broken | None:
     """``reply`` with the sentence at ``span`` rewritten to break instruction ``index`` of ``prompt`` (the inverse of
     :func:`fix`: a programmatic degrader for sentence-level pairs), or None. The result is returned only when it is
     verified: the instruction was followed and no longer is, the gold score fell, and every character outside the
-    sentence is unchanged."""
+    sentence is unchanged. ``before``: :func:`followed` of ``reply``, where the caller has it already."""
     start, end = span
     if not (0 <= start < end <= len(reply)):
         raise ValueError(f"span {span} is not a sentence of a {len(reply)}-character reply")
-    before = followed(prompt, reply)
+    before = followed(prompt, reply) if before is None else before
     if not before[index]:
         return None
     sentence = reply[start:end]
@@ -319,7 +321,7 @@ def break_sentence(prompt: IFPrompt, reply: str, span: tuple[int, int], index: i
     gold_before, gold_after = sum(before) / len(before), sum(after) / len(after)
     if after[index] or gold_after >= gold_before:
         return None
-    return Broken(text, index, span, gold_before, gold_after)
+    return Broken(text, new, index, span, gold_before, gold_after)
 
 
 @dataclass

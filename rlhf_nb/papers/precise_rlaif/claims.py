@@ -101,9 +101,10 @@ def precise_beats_dpo(results: dict[str, Any]) -> C.Claim:
                        our_value="no Precise arm was trained", premises=[enough_pairs(results, arm)],
                        **_common(results))
     test = C.superiority(gold(start), gold(policies))
+    mix = pair_mix(results)
     value = (f"Precise {gold(policies).mean():.1f} vs DPO stage {gold(start).mean():.1f} pts (win rate "
              f"{100 * win_outcomes(gold(policies), gold(start)).mean():.0f}% with ties half; {policies[0]['pairs']} "
-             f"pairs{': ' + pair_mix(results) if pair_mix(results) else ''}); {C.describe(test)}"
+             f"pairs{': ' + mix if mix else ''}); {C.describe(test)}"
              + _lengths(results, policies, start, "Precise vs start"))
     return C.claim("R1b", PAPER, statement, "75.2% vs 68.5% win rate vs base (+6.7)", test, our_value=value,
                    premises=[enough_pairs(results, arm), moved(results, arm),
@@ -124,10 +125,10 @@ def precise_beats_sequence(results: dict[str, Any]) -> C.Claim:
                        our_value=value, premises=[enough_pairs(results, arm), *judge_validated(results)],
                        **_common(results))
     test = C.superiority(gold(control), gold(policies))
-    start = [arms(results)["start"]]
+    start, mix = [arms(results)["start"]], pair_mix(results)
     value = (f"Precise {gold(policies).mean():.1f} vs sequence-level {gold(control).mean():.1f} pts on the same "
              f"held-out prompts (start {gold(start).mean():.1f}; {policies[0]['pairs']} vs {control[0]['pairs']} "
-             f"pairs{'; Precise: ' + pair_mix(results) if pair_mix(results) else ''}); {C.describe(test)}"
+             f"pairs{'; Precise: ' + mix if mix else ''}); {C.describe(test)}"
              + _lengths(results, policies, control, "Precise vs sequence-level"))
     return C.claim("R1c", PAPER, statement, "sentence-level > sequence-level (the paper's premise)", test,
                    our_value=value, premises=[enough_pairs(results, arm), *judge_validated(results),

@@ -76,8 +76,7 @@ def pair_mix(results: dict[str, Any]) -> str:
               for name, d in degraded.items() if name in (principle, "programmatic") and d["yields"]}
     if not counts:
         return ""
-    words = {"programmatic": "programmatic"}
-    return " + ".join(f"{n} {words.get(k, f'LLM-rewritten ({k})')}" for k, n in counts.items())
+    return " + ".join(f"{n} {k if k == 'programmatic' else f'LLM-rewritten ({k})'}" for k, n in counts.items())
 
 
 def forgetting_cut_off(policies: list[dict[str, Any]], task: str) -> float | None:

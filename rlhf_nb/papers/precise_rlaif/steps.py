@@ -213,16 +213,14 @@ def degrade_programmatic(prompts: Prompts, chosen: list[Chosen], P: Params, seed
         for k, i in options:
             if len(used) >= P.degrade.per_answer or k in used:
                 continue
-            broken = gold.break_sentence(prompt, c.text, spans[k], i)
+            broken = gold.break_sentence(prompt, c.text, spans[k], i, before=follows)
             record = {"prompt_index": c.prompt_index, "sentence": k, "original": c.text[slice(*spans[k])],
                       "rewrite": None, "edit": None, "p_original": None, "instruction": prompt.instructions[i],
                       "gold": None, "stage": PROGRAMMATIC_STAGES[0]}
-            if broken is not None:
-                rewrite = broken.text[spans[k][0]:len(broken.text) - (len(c.text) - spans[k][1])]
-                if only_one_changed(c.text, splice(c.text, k, rewrite), k):
-                    used.add(k)
-                    record.update(rewrite=rewrite, gold=[broken.gold_before, broken.gold_after],
-                                  stage=PROGRAMMATIC_STAGES[1])
+            if broken is not None and only_one_changed(c.text, broken.text, k):
+                used.add(k)
+                record.update(rewrite=broken.sentence, gold=[broken.gold_before, broken.gold_after],
+                              stage=PROGRAMMATIC_STAGES[1])
             records.append(record)
     degraded = Degraded("programmatic", records, [], judged=False, gold_verified=True)
     degraded.pairs = _pairs(prompts, {c.prompt_index: c.text for c in chosen}, records, GOLD_STAGE,
