@@ -126,7 +126,7 @@ def test_data_scaling_notebook_smoke(project):
     assert len(records) == 5 and all(len(r["responses"]) == len(r["gold"]) == len(r["genrm_gt"]) == 3
                                      for r in records)
     parts34 = {"P1", "P2", "M1", "T1-math", "T1-code", "T1-instruction", "T1-open"}
-    assert {c["id"] for c in results["claims"]} == {"D1", "D2", "D3", "K1", "K2", "E1"} | parts34
+    assert {c["id"] for c in results["claims"]} == {"D1", "D2", "D3", "K1", "K2", "K1-rl", "K2-rl", "E1"} | parts34
     assert set(results["figures"]) == {"auc_by_bin", "spread_by_bin", "hacking", "entropy", "prepo_scores", "arms",
                                        "schedule", "gold_curve"}
     prepo = results["data"]["prepo"]
@@ -145,7 +145,7 @@ def test_data_scaling_notebook_smoke(project):
     assert sorted((r["reward"], r["seed"]) for r in runs) == [("genrm_gt", 0), ("genrm_gt", 1), ("rtv", 0), ("rtv", 1)]
     assert all([s["step"] for s in r["snapshots"]] == [0, 1, 2] and len(r["snapshots"][0]["gold"]) == 4 for r in runs)
     assert all(any("reward" in row for row in r["history"]) for r in runs)  # trl's per-step training reward
-    k1 = next(c for c in results["claims"] if c["id"] == "K1")
+    k1 = next(c for c in results["claims"] if c["id"] == "K1-rl")
     assert k1["n"] == 4 and k1["seeds"] == 2  # measured (its verdict follows from the numbers, whatever they are)
     assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]
 
@@ -196,17 +196,16 @@ def test_hacking_index_is_zero_on_the_gold_and_the_fitted_drift_otherwise():
 
 def test_hacking_claims_order_the_rewards_from_the_runs():
     by_id = {c.id: c for c in claims.claims(_hacking_results())}
-    assert by_id["K1"].verdict == "reproduced" and by_id["K2"].verdict == "reproduced"
-    assert by_id["K2"].effect == pytest.approx(1.0, abs=0.1) and by_id["K2"].seeds == 3 and by_id["K2"].n == 40
+    assert by_id["K1-rl"].verdict == "reproduced" and by_id["K2-rl"].verdict == "reproduced"
+    assert by_id["K2-rl"].effect == pytest.approx(1.0, abs=0.1) and by_id["K2-rl"].seeds == 3 and by_id["K2-rl"].n == 40
     same = {c.id: c for c in claims.claims(_hacking_results(drift={"genrm_gt": 1.0, "bt": 1.0}))}
-    assert same["K2"].verdict == "not reproduced"  # no difference, tightly measured
+    assert same["K2-rl"].verdict == "not reproduced"  # no difference, tightly measured
     bad_bt = _hacking_results()
     bad_bt["data"]["bt_rm"]["test_outcomes"] = [1.0, 0.0] * 10
-    assert {c.id: c.verdict for c in claims.claims(bad_bt)}["K2"] == "not tested at this scale"
+    assert {c.id: c.verdict for c in claims.claims(bad_bt)}["K2-rl"] == "not tested at this scale"
     off = _results(12, gt_knows=True)
     off["params"]["hacking"] = {"steps": 0}
-    k1 = {c.id: c for c in claims.claims(off)}["K1"]
-    assert k1.verdict == "not tested at this scale" and "hacking.steps = 0" in k1.our_value
+    assert "K1-rl" not in {c.id for c in claims.claims(off)}  # GRPO's claims exist where GRPO runs
     assert "BT RM fitted on 50" in readers.finding_bt(_hacking_results())
     e1 = by_id["E1"]  # entropy falls 0.01 nats a step: 0.09 over steps 1-10, over 9 runs
     assert e1.verdict == "reproduced" and e1.effect == pytest.approx(0.09, abs=0.01) and e1.n == 9
@@ -373,3 +372,142 @@ def test_training_figures_draw_nothing_for_a_run_without_the_training_parts(proj
     assert not (project / "out" / "hacking.png").exists()
     exp.figure("auc_by_bin")
     assert exp.results["figures"] == ["auc_by_bin"] and (project / "out" / "auc_by_bin.png").is_file()
+
+
+# --- close pairs built on purpose; best-of-n under each reward --------------------------------------
+
+
+def test_a_math_edit_changes_one_number_and_flips_the_checker():
+    from rlhf_nb.papers.data_scaling import edits
+    from rlhf_nb.rewards.math import is_correct
+
+    edit = edits.break_math("She has 3 + 4 = 7 apples.\n#### 7", "7")
+    assert edit.text == "She has 3 + 4 = 7 apples.\n#### 8" and edit.change == "7 -> 8"
+    assert not is_correct(edit.text, "7")
+    assert edits.break_math("It is 6.", "7") is None  # not right to begin with
+
+
+def test_code_mutants_change_one_token_of_the_function_and_nothing_else():
+    import difflib
+
+    from rlhf_nb.papers.data_scaling import edits
+
+    reply = ("Here:\n```python\nx = 1 < 2\ndef f(a, b):\n    \"\"\"Is a < b?\"\"\"\n    return a < b and b > 0\n```\n"
+             "So 1 + 1.")
+    mutants = edits.code_mutants(reply, "f", random.Random(0), 10)
+    assert sorted(m.change for m in mutants) == sorted(["< -> <=", "and -> or", "> -> >=", "0 -> 1"])
+    for m in mutants:  # only the return line changes, by the one token
+        changed = [d for d in difflib.ndiff(reply.splitlines(), m.text.splitlines()) if d[0] in "+-"]
+        assert len(changed) == 2 and changed[0].startswith("-     return a < b")
+    assert len(edits.code_mutants(reply, "f", random.Random(0), 2)) == 2
+    assert edits.code_mutants("no code here", "f", random.Random(0), 3) == []
+
+
+def _close_items():
+    from rlhf_nb.tasks.data import load_gsm8k, load_humaneval_plus
+    from tests.conftest import bundled
+
+    mt = load_gsm8k("bundled", "test")[0]
+    source = str(bundled("HumanEvalPlus.jsonl.gz"))
+    ct = next(t for t in load_humaneval_plus(source) if t.task_id == "HumanEval/53")
+    its = [steps.Item("math", mt.id, mt.question, mt.answer, [{"role": "user", "content": mt.question}]),
+           steps.Item("code", ct.task_id, ct.prompt, ct.prompt + ct.canonical_solution,
+                      [{"role": "user", "content": ct.prompt}])]
+    return steps.Items(its, {mt.id: mt}, {ct.task_id: ct}, source), mt, ct
+
+
+def test_close_pairs_break_right_responses_until_the_gold_says_wrong():
+    items, mt, ct = _close_items()
+    right, other = f"The total is {mt.answer}.", f"So the answer is {mt.answer}."
+    program = "```python\n" + ct.prompt + ct.canonical_solution + "```"
+    records = [steps.Record("math", mt.id, [right, "It is 0.", other, right], [9] * 4, [True] * 4, [1.0, 0.0, 1.0, 1.0],
+                            [1.0, 0.0, 1.0, 1.0], [0.9, 0.1, 0.8, 0.9], [0.6, 0.5, 0.6, 0.6]),
+               steps.Record("code", ct.task_id, [program, program], [9, 9], [True] * 2, [1.0, 1.0], [1.0, 1.0])]
+    P = load_params("03_data_scaling_rlhf", "smoke", {"close_pairs": {"per_item": 2, "tries": 4}},
+                    check_inputs=False)[1]
+    built = steps.close_pairs(items, records, P)
+    math = [p for p in built if p.domain == "math"]
+    assert sorted(p.responses[0] for p in math) == sorted([right, other])  # two distinct right texts
+    assert all(p.gold == [1.0, 0.0] and p.genrm_gt[0] in (0.9, 0.8) and p.genrm_gt[1] is None for p in math)
+    code_pairs = [p for p in built if p.domain == "code"]  # an all-right item: its right response is judged later
+    assert len(code_pairs) == 1 and code_pairs[0].genrm_gt == [None, None] and " -> " in code_pairs[0].edit
+    assert code_pairs[0].responses[1] != program
+    mixed_only = load_params("03_data_scaling_rlhf", "smoke", {"close_pairs": {"all_right": False}},
+                             check_inputs=False)[1]
+    assert {p.domain for p in steps.close_pairs(items, records, mixed_only)} == {"math"}
+    tok, model = load("tiny")
+    scored = steps.score_pairs(steps.LogProbJudge(model, tok), items, built)
+    assert all(None not in p.genrm_gt + p.genrm for p in scored)
+    assert [p.genrm_gt[0] for p in scored if p.domain == "math"] == [p.genrm_gt[0] for p in math]  # kept
+
+
+def test_bt_scores_are_cross_fitted_by_item():
+    items, mt, _ = _close_items()
+    many = [steps.Item("math", f"m{i}", mt.question, mt.answer, [{"role": "user", "content": f"q{i}"}])
+            for i in range(6)]
+    items = steps.Items(many, {}, {}, None)
+    records = [steps.Record("math", f"m{i}", [f"right {i}", f"wrong {i}", f"wrong {i}!"], [3] * 3, [True] * 3,
+                            [1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.5] * 3, [0.5] * 3) for i in range(5)]
+    records.append(steps.Record("math", "m5", ["a", "b"], [1, 1], [True] * 2, [1.0, 0.0], [1.0, 0.0]))  # unjudged
+    P = load_params("03_data_scaling_rlhf", "smoke", {"bestofn": {"folds": 5}}, check_inputs=False)[1]
+    out, info = steps.bt_scores(load("tiny"), items, records, P)
+    assert all(len(r.bt) == 3 for r in out[:5]) and out[5].bt is None
+    assert info["train_pairs"] == [8] * 5  # every fold: the other four items' 2 pairs each
+    assert len(info["test_outcomes"]) == len(info["length_outcomes"]) == 10
+    assert sorted(set(info["clusters"])) == [f"math/m{i}" for i in range(5)]
+
+
+def _bon_results(n_items=60, bt_noise=3.0, gt_noise=1.0, bt_valid=True, seed=0):
+    """Mixed items of 6 responses: RTV is the gold (math) or the gold but for one flaw (code); GenRM with GT sees the
+    gold through ``gt_noise``, the BT RM through ``bt_noise``."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(n_items):
+        gold = [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+        domain = "math" if i % 2 else "code"
+        flawed = domain == "code" and i % 6 == 0  # one program passes the base tests only
+        rtv = [1.0, 1.0, 1.0, 0.0, 0.0, 0.0] if flawed else list(gold)
+        records.append({"domain": domain, "id": f"i{i}", "responses": [f"r{i}-{j}" + " " * k
+                                                                       for j, k in enumerate(rng.permutation(6))],
+                        "tokens": [10] * 6, "finished": [True] * 6, "gold": gold, "rtv": rtv,
+                        "genrm_gt": list(np.array(gold) + rng.normal(0, gt_noise, 6)),
+                        "genrm": list(rng.normal(0, 1, 6)), "bt": list(np.array(gold) + rng.normal(0, bt_noise, 6))})
+    outcomes = [1.0] * 90 + [0.0] * 10 if bt_valid else [1.0, 0.0] * 50
+    return {"params": {"close": 0.5, "bins": 2, "min_effect": 5.0, "min_spread": 0.2, "bestofn": {"min_effect": 5.0}},
+            "data": {"records": records, "bt_bestofn": {"folds": 5, "train_pairs": [80] * 5, "test_outcomes": outcomes,
+                                                        "length_outcomes": [0.5] * 100,
+                                                        "clusters": [f"i{k % 50}" for k in range(100)]}}}
+
+
+def test_bestofn_hacking_index_orders_the_rewards():
+    results = _bon_results()
+    gaps = readers.hacking_gaps(results, "math")
+    assert not gaps["rtv"].any() and gaps["genrm_gt"].mean() > 0  # on math RTV is the gold
+    assert readers.hacking_gaps(results, "code")["rtv"].mean() > 0  # on code a base-only pass can be picked
+    by_id = {c.id: c for c in claims.claims(results)}
+    assert by_id["K1"].verdict == "reproduced" and by_id["K2"].verdict == "reproduced"
+    assert by_id["K1"].n == 60 and "best-of-6" in by_id["K1"].our_value
+    alike = {c.id: c for c in claims.claims(_bon_results(bt_noise=1.0, n_items=200))}["K2"]
+    assert alike.verdict != "reproduced" and alike.ci[0] < 0 < alike.ci[1]  # the same noise: no difference
+    broken = {c.id: c for c in claims.claims(_bon_results(bt_valid=False))}
+    assert broken["K2"].verdict == "not tested at this scale" and "BT RM" in broken["K2"].reason
+    assert "Gold of the pick" in readers.finding_bestofn(results)
+
+
+def test_close_claims_read_built_pairs_beside_sampled_items_by_prompt():
+    results = _results(40, gt_knows=True)
+    pairs = []
+    for i in range(30):
+        pairs.append({"domain": "math", "id": f"t{i % 10}", "responses": ["x = 1", "x = 2"], "gold": [1.0, 0.0],
+                      "rtv": [1.0, 0.0], "tokens": [3, 3], "finished": [True, True], "edit": "1 -> 2",
+                      "genrm_gt": [0.9, 0.2], "genrm": [0.5, 0.5 + 0.1 * (i % 3 - 1)]})
+    results["data"]["close_pairs"] = pairs
+    rows = readers.close_rows(results)
+    assert sum(r["source"] == "constructed" for r in rows) == 30 and sum(r["source"] == "sampled" for r in rows) == 20
+    d1 = {c.id: c for c in claims.claims(results)}["D1"]
+    # 20 sampled close items and 30 pairs of 10 prompts, two of which (math t3, t9) are sampled close items too
+    assert d1.n == 28 and "30 pairs built by a one-token edit, over 28 prompts" in d1.our_value
+    assert d1.verdict == "reproduced"
+    table = readers.close_table(results)
+    assert [(r["source"], r["items"], r["prompts"]) for r in table if r["source"] == "constructed"] == [
+        ("constructed", 30, 10)]

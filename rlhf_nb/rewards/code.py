@@ -43,7 +43,7 @@ def _defines(entry_point: str) -> re.Pattern[str]:
     return re.compile(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", re.MULTILINE)
 
 
-def _defining_block(reply: str, entry_point: str) -> re.Match[str] | None:
+def defining_block(reply: str, entry_point: str) -> re.Match[str] | None:
     """The first fenced block of ``reply`` that defines ``entry_point`` (closed or running to the end)."""
     defines = _defines(entry_point)
     return next((m for m in _FENCE.finditer(reply) if defines.search(m.group(1))), None)
@@ -57,7 +57,7 @@ def extract_code(reply: str, task: CodeTask) -> str:
     The prompt's imports are kept, since replies often drop them.
     """
     blocks = _FENCE.findall(reply)
-    block = _defining_block(reply, task.entry_point)
+    block = defining_block(reply, task.entry_point)
     code = block.group(1) if block else blocks[0] if blocks else reply
     if _defines(task.entry_point).search(code):
         imports = [line for line in task.prompt.splitlines() if re.match(r"^(from\s+\S+\s+)?import\s", line)]
@@ -76,7 +76,7 @@ class CodeDone:
     trigger: str = "`"
 
     def __call__(self, text: str) -> bool:
-        block = _defining_block(text, self.entry_point)  # the block extract_code takes, as it takes it
+        block = defining_block(text, self.entry_point)  # the block extract_code takes, as it takes it
         return block is not None and block.group(0).endswith("```")
 
 

@@ -13,8 +13,12 @@ import numpy as np
 from rlhf_nb.evidence import claims as C
 from rlhf_nb.papers.data_scaling.readers import (
     ARM_NAMES,
+    BON_REWARDS,
     arm_gold,
+    bon_records,
+    close_rows,
     entropy_curve,
+    hacking_gaps,
     hacking_index,
     hacking_runs,
     item_rows,
@@ -52,27 +56,38 @@ def _enough(n: int, which: str, least: int = 10) -> C.Premise:
 
 def _auc_claim(results: dict[str, Any], cid: str, statement: str, paper: str, close_only: bool,
                against_chance: bool) -> C.Claim:
-    """GenRM with GT's within-prompt AUC against GenRM without GT's (or against chance, 50), paired over items."""
+    """GenRM with GT's within-prompt AUC against GenRM without GT's (or against the strongest trivial rule), paired
+    over items; close items (sampled and built) are resampled by the prompt they share."""
     which = "close" if close_only else ""
-    rows = [r for r in item_rows(results) if r["mixed"] and (r["close"] or not close_only)]
+    rows = ([r for r in close_rows(results) if r["mixed"]] if close_only
+            else [r for r in item_rows(results) if r["mixed"]])
     if against_chance:  # a math reference states the checker's final answer: matching it is the gold itself
         which, rows = "code", [r for r in rows if r["domain"] != "math"]
     if len(rows) < 2:
         return C.claim(cid, PAPER, statement, paper, None, our_value=f"{len(rows)} {which} mixed items",
                        premises=[_enough(len(rows), which)], **_common(results))
     b = [r["auc_genrm_gt"] for r in rows]
+    clusters = [r["cluster"] for r in rows] if close_only else None
     if against_chance:
         test, rule = C.beats_trivial(b, trivial_rules(rows))
         other, a_mean = f"the strongest trivial rule ({rule})", test.detail["rule_rate"]
     else:
-        test, other, a_mean = C.superiority([r["auc_genrm"] for r in rows], b), "without GT", np.mean(
+        test, other, a_mean = C.superiority([r["auc_genrm"] for r in rows], b, clusters=clusters), "without GT", np.mean(
             [r["auc_genrm"] for r in rows])
     value = (f"AUC with GT {np.mean(b):.1f} vs {other} {a_mean:.1f} pts; "
              f"{C.describe(test, 'pts', digits=2, runs='sampling run(s)')}")
+    if close_only:
+        value += f" ({_sources(rows)})"
     premises = [_enough(len(rows), which), _policy_off_floor(results)]
     if not against_chance:  # comparing two judges says something about GT only if the one with GT works at all
         premises.append(_gt_works(results))
     return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=premises, **_common(results))
+
+
+def _sources(rows: list[dict[str, Any]]) -> str:
+    built = sum(r["source"] == "constructed" for r in rows)
+    return (f"{len(rows) - built} sampled close items and {built} pairs built by a one-token edit, over "
+            f"{len({r['cluster'] for r in rows})} prompts")
 
 
 def _gt_works(results: dict[str, Any]) -> C.Premise:
@@ -106,16 +121,16 @@ def gt_beats_chance(results: dict[str, Any]) -> C.Claim:
 def gt_spreads_close(results: dict[str, Any]) -> C.Claim:
     statement = "on close prompts, GenRM with ground truth spreads the responses' rewards further apart than without"
     paper = "Fig. 11: larger score differences at small edit distances with GT"
-    rows = [r for r in item_rows(results) if r["close"]]
+    rows = close_rows(results)
     common = dict(min_effect=float(results["params"]["min_spread"]), unit="SD",
                   min_effect_reason="the least gain in within-prompt spread worth a reward design (a parameter)")
     if len(rows) < 2:
         return C.claim("D3", PAPER, statement, paper, None, our_value=f"{len(rows)} close items",
                        premises=[_enough(len(rows), "close")], **common)
     a, b = [r["spread_genrm"] for r in rows], [r["spread_genrm_gt"] for r in rows]
-    test = C.superiority(a, b)
+    test = C.superiority(a, b, clusters=[r["cluster"] for r in rows])
     value = (f"spread with GT {np.mean(b):.2f} vs without {np.mean(a):.2f} SD; "
-             f"{C.describe(test, 'SD', digits=2, runs='sampling run(s)')}")
+             f"{C.describe(test, 'SD', digits=2, runs='sampling run(s)')} ({_sources(rows)})")
     return C.claim("D3", PAPER, statement, paper, test, our_value=value,
                    premises=[C.Premise("enough close items", len(rows) >= 10, f"{len(rows)} items (need 10)"),
                              _gt_works(results)], **common)
@@ -175,7 +190,58 @@ def _bt_validated(results: dict[str, Any]) -> C.Premise:
     return C.validated_on("BT RM (held-out right-vs-wrong pairs)", outcomes, least=1)
 
 
-def _hacking_claim(results: dict[str, Any], cid: str, less: str, more: str, statement: str, paper: str) -> C.Claim:
+def _bt_crossfit_validated(results: dict[str, Any]) -> C.Premise:
+    """The cross-fitted BT RM scores the right response of a held-out item's pair higher than every trivial rule would
+    (chance, the longer, the shorter response), resampled by item: the paper's BT RM is a working reward model."""
+    bt = results["data"].get("bt_bestofn") or {}
+    outcomes = bt.get("test_outcomes") or []
+    if not outcomes:
+        return C.Premise("BT RM validated", False, "no held-out right-vs-wrong pairs")
+    return C.validated_on("BT RM (pairs of items it never saw)", outcomes, least=10,
+                          rules=C.trivial_rules(bt["length_outcomes"]), clusters=bt["clusters"])
+
+
+def _bon_claim(results: dict[str, Any], cid: str, less: str, more: str, statement: str, paper: str) -> C.Claim:
+    """Best-of-n at the largest n over part 1's samples: the hacking index of ``more`` against that of ``less``,
+    paired over the mixed items (gold pts)."""
+    B = results["params"].get("bestofn") or {}
+    common = dict(min_effect=float(B.get("min_effect", 5.0)), unit="gold pts",
+                  min_effect_reason="the least difference in gold lost to a reward's pick worth choosing a reward for "
+                                    "(a parameter)")
+    gaps, items = hacking_gaps(results), bon_records(results)
+    if less not in gaps or more not in gaps:
+        missing = BON_REWARDS[less if less not in gaps else more]
+        why = f"no {missing} scores on {len(items)} mixed judged items"
+        return C.claim(cid, PAPER, statement, paper, None, our_value=why,
+                       premises=[C.Premise("measured", False, why)], **common)
+    test = C.superiority(gaps[less], gaps[more])
+    n = len(items[0]["gold"])
+    by_domain = "; ".join(f"{d}: {BON_REWARDS[more]} {g[more].mean():.1f} vs {BON_REWARDS[less]} {g[less].mean():.1f}"
+                          for d in ("math", "code") if (g := hacking_gaps(results, d)))
+    value = (f"hacking index at best-of-{n} (gold pts below the gold's own pick) {BON_REWARDS[more]} "
+             f"{gaps[more].mean():.1f} vs {BON_REWARDS[less]} {gaps[less].mean():.1f} ({by_domain}); "
+             f"{C.describe(test, 'pts', digits=2, runs='sampling run(s)')}")
+    premises = [_enough(len(items), "judged"), _policy_off_floor(results)]
+    premises += [_gt_works(results)] if "genrm_gt" in (less, more) else []
+    premises += [_bt_crossfit_validated(results)] if "bt" in (less, more) else []
+    return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=premises, **common)
+
+
+def rtv_hacks_least(results: dict[str, Any]) -> C.Claim:
+    return _bon_claim(results, "K1", "rtv", "genrm_gt", "best-of-n on GenRM with GT falls further below the gold's "
+                      "own pick than best-of-n on the verifier (RTV), at the largest n, on held-out problems (math: "
+                      "RTV is the gold; code: RTV runs HumanEval's tests, the gold HumanEval+'s too)",
+                      "Fig. 7: RTV most resistant to reward hacking")
+
+
+def genrm_hacks_less_than_bt(results: dict[str, Any]) -> C.Claim:
+    return _bon_claim(results, "K2", "genrm_gt", "bt", "best-of-n on a BT RM falls further below the gold's own pick "
+                      "than best-of-n on GenRM with GT, at the largest n, on held-out problems",
+                      "Fig. 7: GenRM with GT hacks less than BT")
+
+
+def _grpo_hacking_claim(results: dict[str, Any], cid: str, less: str, more: str, statement: str,
+                        paper: str) -> C.Claim:
     from rlhf_nb.papers.data_scaling.hacking import REWARD_NAMES
 
     H = results["params"].get("hacking") or {}
@@ -184,8 +250,7 @@ def _hacking_claim(results: dict[str, Any], cid: str, less: str, more: str, stat
                                     "(a parameter)")
     a, b = _hacking_arm(results, less), _hacking_arm(results, more)
     if a is None or b is None:
-        why = ("part 2 is not run in this profile (hacking.steps = 0)" if not H.get("steps")
-               else f"no {REWARD_NAMES[less if a is None else more]} runs")
+        why = f"no {REWARD_NAMES[less if a is None else more]} runs"
         return C.claim(cid, PAPER, statement, paper, None, our_value=why, premises=[C.Premise("measured", False, why)],
                        **common)
     test = C.superiority(a, b)
@@ -198,16 +263,15 @@ def _hacking_claim(results: dict[str, Any], cid: str, less: str, more: str, stat
     return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=premises, **common)
 
 
-def rtv_hacks_least(results: dict[str, Any]) -> C.Claim:
-    return _hacking_claim(results, "K1", "rtv", "genrm_gt", "GRPO on GenRM with GT drifts further from the gold on "
-                          "held-out problems than GRPO on the verifier (RTV)",
-                          "Fig. 7: RTV most resistant to reward hacking")
-
-
-def genrm_hacks_less_than_bt(results: dict[str, Any]) -> C.Claim:
-    return _hacking_claim(results, "K2", "genrm_gt", "bt", "GRPO on the BT RM drifts further from the gold on "
-                          "held-out problems than GRPO on GenRM with GT",
-                          "Fig. 7: GenRM with GT hacks less than BT")
+def grpo_hacking_claims(results: dict[str, Any]) -> list[C.Claim]:
+    """K1 and K2 under GRPO (part 2 with training), where it runs (``hacking.steps`` > 0)."""
+    if not (results["params"].get("hacking") or {}).get("steps"):
+        return []
+    return [_grpo_hacking_claim(results, "K1-rl", "rtv", "genrm_gt", "GRPO on GenRM with GT drifts further from the "
+                                "gold on held-out problems than GRPO on the verifier (RTV)",
+                                "Fig. 7: RTV most resistant to reward hacking"),
+            _grpo_hacking_claim(results, "K2-rl", "genrm_gt", "bt", "GRPO on the BT RM drifts further from the gold on "
+                                "held-out problems than GRPO on GenRM with GT", "Fig. 7: GenRM with GT hacks less than BT")]
 
 
 def entropy_drop(run: dict[str, Any]) -> float:
@@ -227,7 +291,8 @@ def entropy_falls(results: dict[str, Any]) -> C.Claim:
                                     "diversity (a parameter)")
     runs = [r for r in results["data"].get("hacking") or [] if len(entropy_curve(r)[0]) >= 2]
     if not runs:
-        why = "part 2 is not run in this profile (hacking.steps = 0)" if not H.get("steps") else "no entropy logged"
+        why = ("no RL in this profile (hacking.steps = 0): best-of-n leaves the policy as it is, and 05's online DPO "
+               "rounds record their samples' entropy" if not H.get("steps") else "no entropy logged")
         return C.claim("E1", PAPER, statement, paper, None, our_value=why, premises=[C.Premise("measured", False, why)],
                        **common)
     drops = [entropy_drop(r) for r in runs]
@@ -343,5 +408,6 @@ def finding_prepo(results: dict[str, Any]) -> str:
 
 def claims(results: dict[str, Any]) -> list[C.Claim]:
     return C.finalize([gt_separates_close(results), gt_beats_chance(results), gt_spreads_close(results),
-                       rtv_hacks_least(results), genrm_hacks_less_than_bt(results), entropy_falls(results),
+                       rtv_hacks_least(results), genrm_hacks_less_than_bt(results), *grpo_hacking_claims(results),
+                       entropy_falls(results),
                        *prepo_claims(results)])

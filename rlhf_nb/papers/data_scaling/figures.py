@@ -68,6 +68,34 @@ def spread_by_bin(results: dict[str, Any]):
                    "Score differences within a prompt")
 
 
+def _bestofn(results: dict[str, Any], domain: str):
+    from dataclasses import replace
+
+    from rlhf_nb.notebook.figures import bestofn_figure
+    from rlhf_nb.papers.data_scaling.readers import BON_REWARDS, bon_curves
+
+    names = {**BON_REWARDS, "longer": "the longer response (trivial rule)", "gold": "gold"}
+    curves = [replace(c, reward=names[k]) for k, c in bon_curves(results, domain).items()]
+    if not curves:
+        return None
+    return bestofn_figure(curves, f"Best-of-n under each reward, {domain} items with right and wrong responses",
+                          proxy_label="proxy reward of the pick (z over all responses)",
+                          gold_label="gold of the pick (pts)")
+
+
+@FIGURES("bestofn_math")
+def bestofn_math(results: dict[str, Any]):
+    """Fig. 7 without training (Gao et al.'s Fig. 1): the proxy and the gold of each reward's best-of-n pick against
+    sqrt(KL), GSM8K items with right and wrong responses (RTV is the gold here); 95% CI over items."""
+    return _bestofn(results, "math")
+
+
+@FIGURES("bestofn_code")
+def bestofn_code(results: dict[str, Any]):
+    """The same on HumanEval tasks: RTV runs HumanEval's base tests, the gold HumanEval+'s too."""
+    return _bestofn(results, "code")
+
+
 @FIGURES("hacking")
 def hacking(results: dict[str, Any]):
     """Fig. 7 analog: held-out gold and the arm's own reward (z from step 0) per GRPO step, per reward; the band is

@@ -65,6 +65,31 @@ class Hacking(GRPOPart):
                                                          "over a run worth claiming (Fig. 12)")
 
 
+class BestOfN(Section):
+    """Part 2 without training (Gao et al. 2022's instrument): best-of-n over part 1's samples under each reward, the
+    gold of the pick against sqrt(KL); the hacking index of a reward is how far its pick's gold falls below the gold's
+    own pick at the largest n (:mod:`rlhf_nb.evidence.bestofn`)."""
+
+    bt: HeadSection = Field(HeadSection(l2=1.0, pooling="last+mean", max_length=1024),
+                            description="the BT RM: a linear head on the policy's frozen features (reward models start "
+                                        "from the policy), fitted on right-vs-wrong pairs of other items")
+    folds: int = Field(5, ge=2, description="cross-fitting: the mixed items split by item into this many folds; each "
+                                            "fold's responses are scored by a BT RM fitted on the other folds' pairs")
+    min_effect: PosFloat = Field(5.0, description="gold pts: the least difference in hacking index at the largest n "
+                                                  "worth choosing a reward for")
+
+
+class Close(Section):
+    """Close pairs built on purpose (Figs. 10-11): a right response and the same response with one token changed so
+    that the checker marks it wrong (math: one number; code: one operator, literal or name, verified in the sandbox)."""
+
+    per_item: NonNegInt = Field(2, description="right responses edited per item (distinct texts, seeded); 0: none")
+    tries: PosInt = Field(4, description="code: one-token mutants tried per right response; the first that fails the "
+                                         "tests is kept")
+    all_right: bool = Field(True, description="also edit responses of items whose every response is right (their right "
+                                              "response is then judged too); else only mixed items' (already judged)")
+
+
 class PrePPO(GRPOPart):
     """Parts 3-4 (Figs. 2-4, 6, 8; Tables 1, 3): GRPO on the hybrid reward over math, code and instruction prompts;
     arms differ only in which prompts they train on and in what order."""
@@ -125,6 +150,8 @@ class Params(BaseParams):
                                                   "claiming")
     min_spread: PosFloat = Field(0.2, description="standard deviations: the least gain in within-prompt spread worth "
                                                   "claiming")
+    bestofn: BestOfN = BestOfN()
+    close_pairs: Close = Close()
     hacking: Hacking = Hacking()
     prepo: PrePPO = PrePPO()
 

@@ -130,6 +130,145 @@ def finding_judge(results: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
+# close items: sampled ones, and pairs built on purpose (one token changed)
+# ----------------------------------------------------------------------------------------------
+
+
+def pairs(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The close pairs built on purpose: a right response and the same with one token changed, both judged."""
+    return [p for p in results["data"].get("close_pairs") or [] if None not in p["genrm_gt"] + p["genrm"]]
+
+
+def close_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The close items D1 and D3 read: the sampled items at or below the ``close`` quantile of max edit distance
+    (``source`` "sampled") and the pairs built on purpose ("constructed"), each with both GenRMs' AUC (mixed items)
+    and spread (z-scored with the sampled responses' mean and SD, so both sources share one scale), and its
+    ``cluster``: the item, since pairs of one item share a prompt."""
+    rows = [{**r, "source": "sampled", "cluster": f"{r['domain']}/{r['id']}"} for r in item_rows(results) if r["close"]]
+    scale = {k: _z(results, k) for k in ("genrm_gt", "genrm")} if judged(results) else {}
+    for p in pairs(results):
+        row: dict[str, Any] = {"domain": p["domain"], "id": p["id"], "source": "constructed", "mixed": True,
+                               "close": True, "cluster": f"{p['domain']}/{p['id']}", "edit": p["edit"],
+                               "max_edit": max_edit(p)}
+        for k in ("genrm_gt", "genrm"):
+            z = (np.asarray(p[k], dtype=float) - scale[k]["mean"]) / scale[k]["std"]
+            row[f"spread_{k}"] = float(abs(z[0] - z[1]))
+            row[f"auc_{k}"] = auc(p[k], p["gold"])
+        row["auc_longer"] = auc([len(t) for t in p["responses"]], p["gold"])
+        rows.append(row)
+    return rows
+
+
+def close_table(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per source and domain of the close items: how many, and each GenRM's mean AUC (mixed items) and spread."""
+    rows = close_rows(results)
+    out = []
+    for source in ("sampled", "constructed"):
+        for domain in ("math", "code"):
+            mine = [r for r in rows if r["source"] == source and r["domain"] == domain]
+            mixed = [r for r in mine if r["mixed"]]
+            if not mine:
+                continue
+            row: dict[str, Any] = {"source": source, "domain": domain, "items": len(mine), "mixed": len(mixed),
+                                   "prompts": len({r["cluster"] for r in mine})}
+            for k in ("genrm_gt", "genrm"):
+                row[f"AUC {REWARDS[k]}"] = round(float(np.mean([r[f"auc_{k}"] for r in mixed])), 1) if mixed else None
+                row[f"spread {REWARDS[k]}"] = round(float(np.mean([r[f"spread_{k}"] for r in mine])), 2)
+            out.append(row)
+    return out
+
+
+def finding_pairs(results: dict[str, Any]) -> str:
+    built = results["data"].get("close_pairs") or []
+    if not built:
+        return "No close pairs were built (no right responses, or `close_pairs.per_item` is 0)."
+    parts = []
+    for domain in ("math", "code"):
+        mine = [p for p in built if p["domain"] == domain]
+        if mine:
+            base_pass = sum(p["rtv"][1] > 0.5 for p in mine)
+            parts.append(f"{domain}: {len(mine)} pairs from {len({p['id'] for p in mine})} problems"
+                         + (f" ({base_pass} of the broken programs still pass HumanEval's base tests)"
+                            if domain == "code" else ""))
+    return "Close pairs built (a right response, one token changed until the gold marks it wrong): " + "; ".join(
+        parts) + "."
+
+
+# ----------------------------------------------------------------------------------------------
+# part 2 without training: best-of-n under each reward (Gao et al. 2022's instrument)
+# ----------------------------------------------------------------------------------------------
+
+BON_REWARDS = {"rtv": "RTV (the verifier)", "genrm_gt": "GenRM with GT", "genrm": "GenRM without GT", "bt": "BT RM"}
+
+
+def bon_records(results: dict[str, Any], domain: str | None = None) -> list[dict[str, Any]]:
+    """The sampled items best-of-n is measured on: judged and mixed (where the pick can change the gold; on any other
+    item every reward's pick has the same gold, so its hacking index is exactly 0)."""
+    return [r for r in judged(results) if is_mixed(r) and (domain is None or r["domain"] == domain)]
+
+
+def bon_rewards(results: dict[str, Any], domain: str | None = None) -> dict[str, np.ndarray]:
+    """(items, n) scores of every reward all of ``bon_records`` carry, and ``longer`` (the response's length): the
+    trivial rule a sceptic would try first; each z-scored over all its values (so the proxies share one scale; a
+    pick does not change)."""
+    recs = bon_records(results, domain)
+    out = {k: np.array([r[k] for r in recs], dtype=float) for k in BON_REWARDS
+           if recs and all(r.get(k) is not None and len(r[k]) == len(r["gold"]) for r in recs)}
+    if recs:
+        out["longer"] = np.array([[len(t) for t in r["responses"]] for r in recs], dtype=float)
+    return {k: (v - v.mean()) / (v.std() or 1.0) for k, v in out.items()}
+
+
+def bon_curves(results: dict[str, Any], domain: str | None = None) -> dict[str, Any]:
+    """Each reward's best-of-n curve over n = 1 .. the responses per item (gold in pts), and the gold's own."""
+    from rlhf_nb.evidence import bestofn
+
+    recs = bon_records(results, domain)
+    if not recs:
+        return {}
+    gold = 100 * np.array([r["gold"] for r in recs], dtype=float)
+    return bestofn.curves(bon_rewards(results, domain), gold, range(1, gold.shape[1] + 1))
+
+
+def hacking_gaps(results: dict[str, Any], domain: str | None = None) -> dict[str, np.ndarray]:
+    """Per reward, per item: the hacking index at the largest n (gold pts the reward's pick falls below the gold's
+    own pick; :func:`rlhf_nb.evidence.bestofn.hacking_gap`)."""
+    from rlhf_nb.evidence import bestofn
+
+    curves = bon_curves(results, domain)
+    return {k: bestofn.hacking_gap(c, curves["gold"])[-1] for k, c in curves.items() if k != "gold"}
+
+
+def finding_bestofn(results: dict[str, Any]) -> str:
+    parts = []
+    for domain in ("math", "code"):
+        curves = bon_curves(results, domain)
+        if not curves:
+            continue
+        n = curves["gold"].n[-1]
+        gold = {k: float(c.gold[-1].mean()) for k, c in curves.items()}
+        start = float(curves["gold"].gold[0].mean())
+        parts.append(f"{domain} ({curves['gold'].gold.shape[1]} mixed items): gold at n = 1 {start:.1f}; best-of-{n} "
+                     + ", ".join(f"{BON_REWARDS.get(k, 'the longer response' if k == 'longer' else 'the gold')} "
+                                 f"{v:.1f}" for k, v in gold.items()))
+    if not parts:
+        return "No best-of-n: no judged item has both right and wrong responses."
+    return "Gold of the pick (pts): " + "; ".join(parts) + "."
+
+
+def finding_bt_bestofn(results: dict[str, Any]) -> str:
+    bt = results["data"].get("bt_bestofn") or {}
+    test = bt.get("test_outcomes") or []
+    if not test:
+        return "No BT RM for best-of-n: no judged item has both right and wrong responses in another fold."
+    lo, hi = stats.wilson(sum(test), len(test))
+    return (f"BT RM (linear head on the policy's features, {bt['folds']}-fold cross-fitted by item; "
+            f"{int(np.mean(bt['train_pairs']))} training pairs a fold): on {len(test)} pairs of items it never saw it "
+            f"scores the right response higher {100 * np.mean(test):.0f}% [{100 * lo:.0f}, {100 * hi:.0f}] (the longer "
+            f"response: {100 * np.mean(bt['length_outcomes']):.0f}%).")
+
+
+# ----------------------------------------------------------------------------------------------
 # part 2: reward hacking by reward type (Fig. 7)
 # ----------------------------------------------------------------------------------------------
 #

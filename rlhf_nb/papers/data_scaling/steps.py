@@ -20,8 +20,10 @@ records alone, in ``readers.py``.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import numpy as np
 
 from rlhf_nb.lm.evaluate import sample
 from rlhf_nb.lm.models import Loaded
@@ -53,8 +55,10 @@ class Record:
     tokens: list[int]
     finished: list[bool]
     gold: list[float]  # 1 correct / passed, 0 not
+    rtv: list[float] = field(default_factory=list)  # the verifier: math the gold itself, code HumanEval's base tests
     genrm_gt: list[float] | None = None  # P(Yes), reference-guided
     genrm: list[float] | None = None  # P(Yes), no reference
+    bt: list[float] | None = None  # the BT RM's reward, fitted on other items (cross-fitted)
 
 
 @dataclass
@@ -96,16 +100,17 @@ def sample_items(policy: Loaded, items: Items, P: Params) -> list[Record]:
     for r in records:
         if r.domain == "math":
             r.gold = [float(is_correct(x, items.math[r.id].answer)) for x in r.responses]
+            r.rtv = list(r.gold)
         else:
             code_jobs += [{"task_id": r.id, "solution": extract_code(x, items.code[r.id])} for x in r.responses]
     if code_jobs:
         plus = items.code_source is not None
         rows = evaluate_samples(code_jobs, list(items.code.values()), dataset="humaneval+" if plus else "humaneval",
                                 data_id=data_id(items.code_source) if plus else "package", progress="tests")
-        passed = iter(float(row["passed"]) for row in rows)
+        passed = iter((float(row["passed"]), float(row.get("base_passed", row["passed"]))) for row in rows)
         for r in records:
             if r.domain == "code":
-                r.gold = [next(passed) for _ in r.responses]
+                r.gold, r.rtv = (list(x) for x in zip(*(next(passed) for _ in r.responses)))
     return records
 
 
@@ -134,8 +139,143 @@ def score(judge: LogProbJudge, items: Items, records: list[Record], chunk: int =
                 n = len(r.responses)
                 scored[id(r)] = ([next(with_gt) for _ in range(n)], [next(without) for _ in range(n)])
             bar.update(len(part))
-    return [Record(r.domain, r.id, r.responses, r.tokens, r.finished, r.gold, *scored.get(id(r), (None, None)))
+    return [replace(r, genrm_gt=scored[id(r)][0], genrm=scored[id(r)][1]) if id(r) in scored else replace(r)
             for r in records]
+
+
+# ----------------------------------------------------------------------------------------------
+# part 2 without training: the BT RM's rewards for best-of-n, cross-fitted by item
+# ----------------------------------------------------------------------------------------------
+
+
+def _right_wrong(r: Record) -> list[tuple[str, str]]:
+    right = list(dict.fromkeys(x for x, g in zip(r.responses, r.gold) if g > 0.5))
+    wrong = list(dict.fromkeys(x for x, g in zip(r.responses, r.gold) if g <= 0.5))
+    return [(c, x) for c in right for x in wrong]
+
+
+def bt_scores(policy: Loaded, items: Items, records: list[Record], P: Params) -> tuple[list[Record], dict[str, Any]]:
+    """Every judged record's responses scored by a linear BT RM on the policy's frozen features that never saw that
+    record's item: the judged records split by item into ``bestofn.folds`` folds, each scored by a head fitted on
+    the other folds' right-vs-wrong pairs (the gold labels them). Returns new records and, for the results, the
+    held-out pairs' outcomes (1: the right response scored higher), a length-only rule's on the same pairs, and each
+    pair's item (to resample by item)."""
+    from rlhf_nb.train.reward import fit_linear_bt
+
+    messages = {(it.domain, it.id): it.messages for it in items.items}
+    judged = [r for r in records if r.genrm_gt is not None]
+    order = list(range(len(judged)))
+    random.Random(P.seed + 5).shuffle(order)
+    fold = {i: k % P.bestofn.folds for k, i in enumerate(order)}
+    featurize = P.bestofn.bt.featurizer(policy, batch_size=8)
+    features = {}
+    for r in judged:  # one pass per text; the featurizer caches
+        features[id(r)] = featurize([messages[(r.domain, r.id)]] * len(r.responses), r.responses)
+    info: dict[str, Any] = {"folds": P.bestofn.folds, "train_pairs": [], "test_outcomes": [], "length_outcomes": [],
+                            "clusters": [], "features": "policy"}
+    scored: dict[int, list[float]] = {}
+    for k in range(P.bestofn.folds):
+        train = [(r, c, x) for i, r in enumerate(judged) if fold[i] != k for c, x in _right_wrong(r)]
+        info["train_pairs"].append(len(train))
+        if not train:
+            continue
+        chosen = np.stack([features[id(r)][r.responses.index(c)] for r, c, _ in train])
+        rejected = np.stack([features[id(r)][r.responses.index(x)] for r, _, x in train])
+        bt = fit_linear_bt(chosen, rejected, l2=P.bestofn.bt.l2)
+        for i, r in enumerate(judged):
+            if fold[i] != k:
+                continue
+            scores = bt.score_features(features[id(r)])
+            scored[id(r)] = [float(v) for v in scores]
+            for c, x in _right_wrong(r):
+                a, b = scores[r.responses.index(c)], scores[r.responses.index(x)]
+                info["test_outcomes"].append(1.0 if a > b else 0.5 if a == b else 0.0)
+                info["length_outcomes"].append(1.0 if len(c) > len(x) else 0.5 if len(c) == len(x) else 0.0)
+                info["clusters"].append(f"{r.domain}/{r.id}")
+    return [replace(r, bt=scored.get(id(r))) for r in records], info
+
+
+# ----------------------------------------------------------------------------------------------
+# close pairs built on purpose (Figs. 10-11)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Pair(Record):
+    """A right response and the same response with one token changed so that the checker marks it wrong."""
+
+    edit: str = ""
+
+
+def close_pairs(items: Items, records: list[Record], P: Params) -> list[Pair]:
+    """Up to ``close_pairs.per_item`` right responses per item (distinct, seeded), each with one token changed so the
+    gold marks it wrong (:mod:`edits`): math by the checker, code by the tests in the sandbox (the first of
+    ``close_pairs.tries`` mutants that fails them). A judged record's scores of the right response are kept; the rest
+    are left for :func:`score_pairs`."""
+    from rlhf_nb.papers.data_scaling.edits import break_math, code_mutants
+
+    C = P.close_pairs
+    rng = random.Random(P.seed + 11)
+    chosen: list[tuple[Record, int]] = []
+    for r in records:
+        if not any(g > 0.5 for g in r.gold) or (r.genrm_gt is None and not (C.all_right and all(r.gold))):
+            continue
+        first: dict[str, int] = {}  # each distinct right text once
+        for i, (x, g) in enumerate(zip(r.responses, r.gold)):
+            if g > 0.5:
+                first.setdefault(x, i)
+        right = list(first.values())
+        chosen += [(r, i) for i in sorted(rng.sample(right, min(C.per_item, len(right))))]
+
+    def pair(r: Record, i: int, text: str, change: str, rtv: float) -> Pair:
+        def keep(scores: list[float] | None) -> list[float | None]:
+            return [scores[i] if scores is not None else None, None]
+
+        return Pair(r.domain, r.id, [r.responses[i], text], [r.tokens[i]] * 2, [r.finished[i]] * 2, [1.0, 0.0],
+                    [r.rtv[i], rtv], keep(r.genrm_gt), keep(r.genrm), edit=change)
+
+    out: list[Pair] = []
+    jobs: list[tuple[Record, int, Any]] = []
+    for r, i in chosen:
+        if r.domain == "math":
+            edit = break_math(r.responses[i], items.math[r.id].answer)
+            if edit is not None:
+                out.append(pair(r, i, edit.text, edit.change, 0.0))
+        else:
+            jobs += [(r, i, e) for e in code_mutants(r.responses[i], items.code[r.id].entry_point, rng, C.tries)]
+    if jobs:
+        plus = items.code_source is not None
+        rows = evaluate_samples([{"task_id": r.id, "solution": extract_code(e.text, items.code[r.id])}
+                                 for r, _, e in jobs], list(items.code.values()),
+                                dataset="humaneval+" if plus else "humaneval",
+                                data_id=data_id(items.code_source) if plus else "package", progress="mutants")
+        done: set[tuple[int, int]] = set()
+        for (r, i, e), row in zip(jobs, rows):
+            if not row["passed"] and (id(r), i) not in done:
+                done.add((id(r), i))
+                out.append(pair(r, i, e.text, e.change, float(row.get("base_passed", row["passed"]))))
+    return out
+
+
+def score_pairs(judge: LogProbJudge, items: Items, pairs: list[Pair], chunk: int = 32) -> list[Pair]:
+    """Both GenRM rewards for every response of ``pairs`` not scored yet. Returns new pairs."""
+    from tqdm.auto import tqdm
+
+    by_id = {(it.domain, it.id): it for it in items.items}
+    todo = [(k, j) for k, p in enumerate(pairs) for j in range(2) if p.genrm_gt[j] is None or p.genrm[j] is None]
+    gt = {k: list(p.genrm_gt) for k, p in enumerate(pairs)}
+    plain = {k: list(p.genrm) for k, p in enumerate(pairs)}
+    with tqdm(total=len(todo), desc="GenRM on the close pairs", unit="response") as bar:
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            its = [by_id[(pairs[k].domain, pairs[k].id)] for k, _ in part]
+            texts = [pairs[k].responses[j] for k, j in part]
+            with_gt = judge.reference_scores([it.question for it in its], texts, [it.reference for it in its])
+            without = judge.scores([it.question for it in its], texts)
+            for (k, j), a, b in zip(part, with_gt, without):
+                gt[k][j], plain[k][j] = float(a), float(b)
+            bar.update(len(part))
+    return [replace(p, genrm_gt=gt[k], genrm=plain[k]) for k, p in enumerate(pairs)]
 
 
 def as_dicts(records: list[Record]) -> list[dict[str, Any]]:
