@@ -54,7 +54,7 @@ def test_claims_follow_the_records():
     verdicts = {c.id: c.verdict for c in claims.claims(_results(40, gt_knows=True))}
     assert verdicts["D1"] == "reproduced" and verdicts["D2"] == "reproduced"
     blind = {c.id: c for c in claims.claims(_results(40, gt_knows=False))}
-    assert blind["D2"].verdict != "reproduced" and blind["D1"].n == 20  # the close half
+    assert blind["D2"].verdict != "reproduced" and blind["D1"].n == 13  # the close half, code items only
     # a GenRM with GT at chance: comparing it with another judge says nothing about what GT adds
     assert blind["D1"].verdict == blind["D3"].verdict == "not tested at this scale"
     assert "GenRM with GT beats the strongest trivial rule" in blind["D1"].reason
@@ -401,6 +401,12 @@ def test_code_mutants_change_one_token_of_the_function_and_nothing_else():
         assert len(changed) == 2 and changed[0].startswith("-     return a < b")
     assert len(edits.code_mutants(reply, "f", random.Random(0), 2)) == 2
     assert edits.code_mutants("no code here", "f", random.Random(0), 3) == []
+    # code after the function (a mutated assert would fail the tests with the function right) and the signature stay
+    nested = "```python\ndef f(a, b=0):\n    def g(x):\n        return x + 1\n    return g(a) < b\n\nassert f(1, 3)\n```"
+    assert sorted(m.change for m in edits.code_mutants(nested, "f", random.Random(0), 20)) == [
+        "+ -> -", "1 -> 2", "< -> <="]
+    one_line = "```python\ndef f(a): return a > 0\nx = 1 + 2\n```"
+    assert sorted(m.change for m in edits.code_mutants(one_line, "f", random.Random(0), 20)) == ["0 -> 1", "> -> >="]
 
 
 def _close_items():
@@ -480,13 +486,19 @@ def _bon_results(n_items=60, bt_noise=3.0, gt_noise=1.0, bt_valid=True, seed=0):
 
 
 def test_bestofn_hacking_index_orders_the_rewards():
-    results = _bon_results()
+    results = _bon_results(n_items=120)
     gaps = readers.hacking_gaps(results, "math")
     assert not gaps["rtv"].any() and gaps["genrm_gt"].mean() > 0  # on math RTV is the gold
     assert readers.hacking_gaps(results, "code")["rtv"].mean() > 0  # on code a base-only pass can be picked
     by_id = {c.id: c for c in claims.claims(results)}
     assert by_id["K1"].verdict == "reproduced" and by_id["K2"].verdict == "reproduced"
-    assert by_id["K1"].n == 60 and "best-of-6" in by_id["K1"].our_value
+    assert by_id["K1"].n == 60 and "best-of-6" in by_id["K1"].our_value  # K1: the code items alone
+    assert by_id["K2"].n == 120
+    sound = _bon_results(n_items=120)  # RTV that no code response fools: its index is 0 by construction
+    for r in sound["data"]["records"]:
+        r["rtv"] = list(r["gold"])
+    k1 = {c.id: c for c in claims.claims(sound)}["K1"]
+    assert k1.verdict == "not tested at this scale" and "RTV can be fooled" in k1.reason
     alike = {c.id: c for c in claims.claims(_bon_results(bt_noise=1.0, n_items=200))}["K2"]
     assert alike.verdict != "reproduced" and alike.ci[0] < 0 < alike.ci[1]  # the same noise: no difference
     broken = {c.id: c for c in claims.claims(_bon_results(bt_valid=False))}
@@ -498,16 +510,19 @@ def test_close_claims_read_built_pairs_beside_sampled_items_by_prompt():
     results = _results(40, gt_knows=True)
     pairs = []
     for i in range(30):
-        pairs.append({"domain": "math", "id": f"t{i % 10}", "responses": ["x = 1", "x = 2"], "gold": [1.0, 0.0],
+        pairs.append({"domain": "code", "id": f"t{i % 10}", "responses": ["x = 1", "x = 2"], "gold": [1.0, 0.0],
                       "rtv": [1.0, 0.0], "tokens": [3, 3], "finished": [True, True], "edit": "1 -> 2",
                       "genrm_gt": [0.9, 0.2], "genrm": [0.5, 0.5 + 0.1 * (i % 3 - 1)]})
     results["data"]["close_pairs"] = pairs
     rows = readers.close_rows(results)
     assert sum(r["source"] == "constructed" for r in rows) == 30 and sum(r["source"] == "sampled" for r in rows) == 20
     d1 = {c.id: c for c in claims.claims(results)}["D1"]
-    # 20 sampled close items and 30 pairs of 10 prompts, two of which (math t3, t9) are sampled close items too
-    assert d1.n == 28 and "30 pairs built by a one-token edit, over 28 prompts" in d1.our_value
+    # D1 reads code: 13 sampled close code items and 30 pairs of 10 prompts, three of which (t1, t5, t7) are both
+    assert d1.n == 20 and "13 sampled close items and 30 pairs built by a one-token edit, over 20 prompts" in d1.our_value
     assert d1.verdict == "reproduced"
     table = readers.close_table(results)
     assert [(r["source"], r["items"], r["prompts"]) for r in table if r["source"] == "constructed"] == [
         ("constructed", 30, 10)]
+    for p in pairs:  # built math pairs are shown, not tested: the reference states the answer the edit changed
+        p["domain"] = "math"
+    assert {c.id: c for c in claims.claims(results)}["D1"].n == 13

@@ -58,8 +58,8 @@ def _auc_claim(results: dict[str, Any], cid: str, statement: str, paper: str, cl
                against_chance: bool) -> C.Claim:
     """GenRM with GT's within-prompt AUC against GenRM without GT's (or against the strongest trivial rule), paired
     over items; close items (sampled and built) are resampled by the prompt they share."""
-    which = "close" if close_only else ""
-    rows = ([r for r in close_rows(results) if r["mixed"]] if close_only
+    which = "close code" if close_only else ""
+    rows = ([r for r in close_rows(results) if r["mixed"] and r["domain"] == "code"] if close_only
             else [r for r in item_rows(results) if r["mixed"]])
     if against_chance:  # a math reference states the checker's final answer: matching it is the gold itself
         which, rows = "code", [r for r in rows if r["domain"] != "math"]
@@ -80,7 +80,7 @@ def _auc_claim(results: dict[str, Any], cid: str, statement: str, paper: str, cl
         value += f" ({_sources(rows)})"
     premises = [_enough(len(rows), which), _policy_off_floor(results)]
     if not against_chance:  # comparing two judges says something about GT only if the one with GT works at all
-        premises.append(_gt_works(results))
+        premises.append(_gt_works(results, "code"))
     return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=premises, **_common(results))
 
 
@@ -90,12 +90,12 @@ def _sources(rows: list[dict[str, Any]]) -> str:
             f"{len({r['cluster'] for r in rows})} prompts")
 
 
-def _gt_works(results: dict[str, Any]) -> C.Premise:
-    """The reference-guided GenRM ranks right above wrong better than the strongest trivial rule over all mixed items
-    (the bottom of D2's 95% interval above 0): the paper's claims about its sensitivity presuppose a GenRM that
-    works."""
-    rows = [r for r in item_rows(results) if r["mixed"]]
-    name = "GenRM with GT beats the strongest trivial rule"
+def _gt_works(results: dict[str, Any], domain: str | None = None) -> C.Premise:
+    """The reference-guided GenRM ranks right above wrong better than the strongest trivial rule over the mixed items
+    (of ``domain``; the bottom of the 95% interval above 0): the paper's claims about its sensitivity presuppose a
+    GenRM that works where they are tested."""
+    rows = [r for r in item_rows(results) if r["mixed"] and domain in (None, r["domain"])]
+    name = f"GenRM with GT beats the strongest trivial rule{' on ' + domain if domain else ''}"
     if len(rows) < 2:
         return C.Premise(name, False, f"{len(rows)} mixed items")
     test, rule = C.beats_trivial([r["auc_genrm_gt"] for r in rows], trivial_rules(rows))
@@ -105,8 +105,9 @@ def _gt_works(results: dict[str, Any]) -> C.Premise:
 
 
 def gt_separates_close(results: dict[str, Any]) -> C.Claim:
-    return _auc_claim(results, "D1", "on prompts whose responses are close (small max edit distance), GenRM with "
-                      "ground truth ranks right responses above wrong ones more often than GenRM without",
+    return _auc_claim(results, "D1", "on close code items (sampled responses with a small max edit distance, and right "
+                      "programs beside a one-token mutant the tests reject), GenRM with ground truth ranks right "
+                      "responses above wrong ones more often than GenRM without",
                       "Figs. 10-11: GenRM with GT is more sensitive to fine-grained differences", True, False)
 
 
@@ -119,9 +120,10 @@ def gt_beats_chance(results: dict[str, Any]) -> C.Claim:
 
 
 def gt_spreads_close(results: dict[str, Any]) -> C.Claim:
-    statement = "on close prompts, GenRM with ground truth spreads the responses' rewards further apart than without"
+    statement = ("on close code items (sampled and built by a one-token mutation), GenRM with ground truth spreads the "
+                 "responses' rewards further apart than without")
     paper = "Fig. 11: larger score differences at small edit distances with GT"
-    rows = close_rows(results)
+    rows = [r for r in close_rows(results) if r["domain"] == "code"]
     common = dict(min_effect=float(results["params"]["min_spread"]), unit="SD",
                   min_effect_reason="the least gain in within-prompt spread worth a reward design (a parameter)")
     if len(rows) < 2:
@@ -132,8 +134,8 @@ def gt_spreads_close(results: dict[str, Any]) -> C.Claim:
     value = (f"spread with GT {np.mean(b):.2f} vs without {np.mean(a):.2f} SD; "
              f"{C.describe(test, 'SD', digits=2, runs='sampling run(s)')} ({_sources(rows)})")
     return C.claim("D3", PAPER, statement, paper, test, our_value=value,
-                   premises=[C.Premise("enough close items", len(rows) >= 10, f"{len(rows)} items (need 10)"),
-                             _gt_works(results)], **common)
+                   premises=[C.Premise("enough close code items", len(rows) >= 10, f"{len(rows)} items (need 10)"),
+                             _gt_works(results, "code")], **common)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -201,42 +203,55 @@ def _bt_crossfit_validated(results: dict[str, Any]) -> C.Premise:
                           rules=C.trivial_rules(bt["length_outcomes"]), clusters=bt["clusters"])
 
 
-def _bon_claim(results: dict[str, Any], cid: str, less: str, more: str, statement: str, paper: str) -> C.Claim:
+def _rtv_fallible(results: dict[str, Any]) -> C.Premise:
+    """On code RTV runs HumanEval's base tests and the gold HumanEval+'s too: RTV can be fooled only on items with a
+    response that passes the first and fails the second. Without enough of them RTV's index is 0 by construction."""
+    items = bon_records(results, "code")
+    fooled = sum(any(v > 0.5 >= g for v, g in zip(r["rtv"], r["gold"])) for r in items if r.get("rtv"))
+    return C.Premise("RTV can be fooled (a response passes the base tests, not the gold)", fooled >= 5,
+                     f"{fooled} of {len(items)} mixed code items (need 5)")
+
+
+def _bon_claim(results: dict[str, Any], cid: str, less: str, more: str, statement: str, paper: str,
+               domain: str | None = None) -> C.Claim:
     """Best-of-n at the largest n over part 1's samples: the hacking index of ``more`` against that of ``less``,
-    paired over the mixed items (gold pts)."""
+    paired over the mixed items (of ``domain``; gold pts)."""
     B = results["params"].get("bestofn") or {}
     common = dict(min_effect=float(B.get("min_effect", 5.0)), unit="gold pts",
                   min_effect_reason="the least difference in gold lost to a reward's pick worth choosing a reward for "
                                     "(a parameter)")
-    gaps, items = hacking_gaps(results), bon_records(results)
+    gaps, items = hacking_gaps(results, domain), bon_records(results, domain)
     if less not in gaps or more not in gaps:
         missing = BON_REWARDS[less if less not in gaps else more]
-        why = f"no {missing} scores on {len(items)} mixed judged items"
+        why = f"no {missing} scores on {len(items)} mixed judged {domain or ''} items"
         return C.claim(cid, PAPER, statement, paper, None, our_value=why,
                        premises=[C.Premise("measured", False, why)], **common)
     test = C.superiority(gaps[less], gaps[more])
     n = len(items[0]["gold"])
-    by_domain = "; ".join(f"{d}: {BON_REWARDS[more]} {g[more].mean():.1f} vs {BON_REWARDS[less]} {g[less].mean():.1f}"
-                          for d in ("math", "code") if (g := hacking_gaps(results, d)))
-    value = (f"hacking index at best-of-{n} (gold pts below the gold's own pick) {BON_REWARDS[more]} "
-             f"{gaps[more].mean():.1f} vs {BON_REWARDS[less]} {gaps[less].mean():.1f} ({by_domain}); "
-             f"{C.describe(test, 'pts', digits=2, runs='sampling run(s)')}")
-    premises = [_enough(len(items), "judged"), _policy_off_floor(results)]
-    premises += [_gt_works(results)] if "genrm_gt" in (less, more) else []
+    value = (f"hacking index at best-of-{n} (gold pts the pick falls below the gold's own, per {domain or ''} item "
+             f"whose responses differ in gold) {BON_REWARDS[more]} {gaps[more].mean():.1f} vs {BON_REWARDS[less]} "
+             f"{gaps[less].mean():.1f}")
+    if domain is None:
+        value += " (" + "; ".join(f"{d}: {g[more].mean():.1f} vs {g[less].mean():.1f}"
+                                  for d in ("math", "code") if (g := hacking_gaps(results, d))) + ")"
+    value += f"; {C.describe(test, 'pts', digits=2, runs='sampling run(s)')}"
+    premises = [_enough(len(items), f"judged {domain or ''}".strip()), _policy_off_floor(results)]
+    premises += [_gt_works(results, domain)] if "genrm_gt" in (less, more) else []
     premises += [_bt_crossfit_validated(results)] if "bt" in (less, more) else []
+    premises += [_rtv_fallible(results)] if "rtv" in (less, more) else []
     return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=premises, **common)
 
 
 def rtv_hacks_least(results: dict[str, Any]) -> C.Claim:
-    return _bon_claim(results, "K1", "rtv", "genrm_gt", "best-of-n on GenRM with GT falls further below the gold's "
-                      "own pick than best-of-n on the verifier (RTV), at the largest n, on held-out problems (math: "
-                      "RTV is the gold; code: RTV runs HumanEval's tests, the gold HumanEval+'s too)",
-                      "Fig. 7: RTV most resistant to reward hacking")
+    return _bon_claim(results, "K1", "rtv", "genrm_gt", "on code, best-of-n on GenRM with GT falls further below the "
+                      "gold's own pick than best-of-n on the verifier (RTV: HumanEval's tests; the gold: HumanEval+'s "
+                      "too), at the largest n (on math RTV is the gold, so it cannot fall at all)",
+                      "Fig. 7: RTV most resistant to reward hacking", domain="code")
 
 
 def genrm_hacks_less_than_bt(results: dict[str, Any]) -> C.Claim:
     return _bon_claim(results, "K2", "genrm_gt", "bt", "best-of-n on a BT RM falls further below the gold's own pick "
-                      "than best-of-n on GenRM with GT, at the largest n, on held-out problems",
+                      "than best-of-n on GenRM with GT, at the largest n, on held-out math and code problems",
                       "Fig. 7: GenRM with GT hacks less than BT")
 
 

@@ -53,6 +53,27 @@ def break_math(response: str, answer: str) -> Edit | None:
     return None
 
 
+def _body(tokens: list[tokenize.TokenInfo], entry_point: str) -> list[tokenize.TokenInfo]:
+    """The tokens of ``entry_point``'s body: after its ``def`` line, up to the dedent that closes it (or, for a
+    one-line ``def f(x): return x``, the rest of that line). Code after the function (example calls, asserts) is not
+    the function: a mutant there could fail the tests with the function still right."""
+    at = next((i for i, t in enumerate(tokens) if t.string == entry_point and i and tokens[i - 1].string == "def"),
+              None)
+    if at is None:
+        return []
+    end = next((i for i in range(at, len(tokens)) if tokens[i].type == tokenize.NEWLINE), len(tokens))
+    if end + 1 >= len(tokens) or tokens[end + 1].type != tokenize.INDENT:  # one line: the tokens after the colon
+        colon = next((i for i in range(at, end) if tokens[i].string == ":" and tokens[i - 1].string == ")"), end)
+        return tokens[colon + 1 : end]
+    depth, out = 0, []
+    for t in tokens[end + 1:]:
+        depth += {tokenize.INDENT: 1, tokenize.DEDENT: -1}.get(t.type, 0)
+        if depth == 0:
+            break
+        out.append(t)
+    return out
+
+
 def code_mutants(response: str, entry_point: str, rng: random.Random, limit: int) -> list[Edit]:
     """Up to ``limit`` one-token mutants of the function ``entry_point`` as the reply defines it (the fenced block the
     program is taken from), at seeded random sites; [] when the reply has no such block or it does not tokenise."""
@@ -67,12 +88,8 @@ def code_mutants(response: str, entry_point: str, rng: random.Random, limit: int
         tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
     except (tokenize.TokenError, IndentationError, SyntaxError):
         return []
-    body = next((i for i, t in enumerate(tokens) if t.string == entry_point and i and tokens[i - 1].string == "def"),
-                None)
-    if body is None:
-        return []
     sites = []
-    for t in tokens[body + 1:]:
+    for t in _body(tokens, entry_point):
         if t.type in (tokenize.OP, tokenize.NAME) and t.string in _SWAPS:
             new = _SWAPS[t.string]
         elif t.type == tokenize.NUMBER and t.string.isdigit():

@@ -145,7 +145,7 @@ def close_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     and spread (z-scored with the sampled responses' mean and SD, so both sources share one scale), and its
     ``cluster``: the item, since pairs of one item share a prompt."""
     rows = [{**r, "source": "sampled", "cluster": f"{r['domain']}/{r['id']}"} for r in item_rows(results) if r["close"]]
-    scale = {k: _z(results, k) for k in ("genrm_gt", "genrm")} if judged(results) else {}
+    scale = {k: _z(results, k) if judged(results) else {"mean": 0.0, "std": 1.0} for k in ("genrm_gt", "genrm")}
     for p in pairs(results):
         row: dict[str, Any] = {"domain": p["domain"], "id": p["id"], "source": "constructed", "mixed": True,
                                "close": True, "cluster": f"{p['domain']}/{p['id']}", "edit": p["edit"],
@@ -248,9 +248,11 @@ def finding_bestofn(results: dict[str, Any]) -> str:
         n = curves["gold"].n[-1]
         gold = {k: float(c.gold[-1].mean()) for k, c in curves.items()}
         start = float(curves["gold"].gold[0].mean())
+        worse = [BON_REWARDS.get(k, "the longer response") for k, v in gold.items() if k != "gold" and v < start]
         parts.append(f"{domain} ({curves['gold'].gold.shape[1]} mixed items): gold at n = 1 {start:.1f}; best-of-{n} "
                      + ", ".join(f"{BON_REWARDS.get(k, 'the longer response' if k == 'longer' else 'the gold')} "
-                                 f"{v:.1f}" for k, v in gold.items()))
+                                 f"{v:.1f}" for k, v in gold.items())
+                     + (f" (below the random pick: {', '.join(worse)})" if worse else ""))
     if not parts:
         return "No best-of-n: no judged item has both right and wrong responses."
     return "Gold of the pick (pts): " + "; ".join(parts) + "."
