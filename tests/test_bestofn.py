@@ -154,3 +154,46 @@ def test_best_of_n_reward_of_a_normal_score_is_near_linear_in_sqrt_kl_whatever_i
     ns = [1, 2, 4, 8, 16]
     c = bestofn.curve("normal", scores, scores, ns)
     assert abs(curvature(c.sqrt_kl, c.proxy.mean(1))) < 0.05
+
+
+# --- the crossing k of two pass@k curves (issue 42's measure) ---------------------------------------
+
+
+def test_pass_at_k_curves_are_the_unbiased_estimator_per_task():
+    from rlhf_nb.evidence import crossing
+
+    c = crossing.curves([[0, 2, 4]], n=4)
+    assert c.shape == (1, 3, 4)
+    assert list(c[0, 0]) == [0.0] * 4 and list(c[0, 2]) == [1.0] * 4
+    assert c[0, 1].tolist() == pytest.approx([0.5, 5 / 6, 1.0, 1.0])  # 2 of 4: 1 - C(2, k) / C(4, k)
+    with pytest.raises(ValueError, match="passing counts"):
+        crossing.curves([5], n=4)
+
+
+def test_crossing_k_is_interpolated_in_log_k_and_flags_no_lead_and_no_crossing():
+    from rlhf_nb.evidence import crossing
+
+    assert crossing.crossing_k([0.6, 0.7, 0.75, 0.8], [0.4, 0.6, 0.75, 0.9]) == pytest.approx(3.0)
+    k = crossing.crossing_k([0.6, 0.7], [0.5, 0.8])  # lead +0.1 at k = 1, -0.1 at k = 2: halfway in log k
+    assert k == pytest.approx(2 ** 0.5)
+    assert math.isinf(crossing.crossing_k([0.6, 0.8], [0.5, 0.7]))
+    assert math.isnan(crossing.crossing_k([0.5, 0.8], [0.5, 0.7]))
+
+
+def test_crossing_of_a_sharpened_arm_and_its_start_from_counts():
+    """Tasks the start solves sometimes: the tuned arm solves the easy ones always and the hard ones never (RL that
+    sharpens without widening): it leads at k = 1, the start overtakes it at some k and the interval holds it."""
+    from rlhf_nb.evidence import crossing
+
+    n, rng = 16, np.random.default_rng(0)
+    p = rng.uniform(0.05, 0.6, 120)
+    start = rng.binomial(n, p)[None, :]
+    tuned = np.stack([np.where(p > 0.25, rng.binomial(n, np.minimum(1, p + 0.35)), 0) for _ in range(3)])
+    out = crossing.crossing(tuned, start, n, n_boot=400)
+    assert out.lead[0] > 0 > out.lead[-1] and 1 < out.k < n
+    assert out.ci[0] <= out.k <= out.ci[1] and out.no_crossing < 0.05 and out.tasks == 120
+    assert "crossing at k =" in out.describe()
+    same = crossing.crossing(start, start, n, n_boot=200)  # no lead at all
+    assert math.isnan(same.k) and "does not lead" in same.describe()
+    ahead = crossing.crossing(np.full((2, 120), n), start, n, n_boot=200)  # always right: never overtaken
+    assert math.isinf(ahead.k) and ahead.no_crossing > 0.9 and "> 16" in ahead.describe()

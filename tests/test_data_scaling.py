@@ -38,7 +38,7 @@ def _results(n_items: int, gt_knows: bool, seed: int = 0, plain_knows: bool = Fa
     records = []
     for i in range(n_items):
         if i % 2:  # close: the same program but for trailing spaces
-            responses = ["x = compute(a, b); return x" + " " * k for k in range(5)]
+            responses = ["x = compute(a, b); return x" + " " * k for k in rng.sample(range(5), 5)]
         else:  # far apart: unrelated texts
             responses = [" ".join(rng.choice(["alpha", "beta", "gamma", "delta", "pi"]) for _ in range(8))
                          for _ in range(5)]
@@ -407,6 +407,10 @@ def test_code_mutants_change_one_token_of_the_function_and_nothing_else():
         "+ -> -", "1 -> 2", "< -> <="]
     one_line = "```python\ndef f(a): return a > 0\nx = 1 + 2\n```"
     assert sorted(m.change for m in edits.code_mutants(one_line, "f", random.Random(0), 20)) == ["0 -> 1", "> -> >="]
+    typed = "```python\ndef f(a: int) -> bool: return a > 0\n```"
+    assert sorted(m.change for m in edits.code_mutants(typed, "f", random.Random(0), 20)) == ["0 -> 1", "> -> >="]
+    commented = "```python\ndef f(a):\n    # the sign\n    return a > 0\nprint(f(1) + 1)\n```"
+    assert sorted(m.change for m in edits.code_mutants(commented, "f", random.Random(0), 20)) == ["0 -> 1", "> -> >="]
 
 
 def _close_items():
@@ -523,6 +527,20 @@ def test_close_claims_read_built_pairs_beside_sampled_items_by_prompt():
     table = readers.close_table(results)
     assert [(r["source"], r["items"], r["prompts"]) for r in table if r["source"] == "constructed"] == [
         ("constructed", 30, 10)]
+    assert "built pairs alone" in d1.our_value and "sampled alone" in d1.our_value
     for p in pairs:  # built math pairs are shown, not tested: the reference states the answer the edit changed
         p["domain"] = "math"
     assert {c.id: c for c in claims.claims(results)}["D1"].n == 13
+
+
+def test_gt_must_work_on_the_close_items_the_claim_reads():
+    """A GenRM with GT that ranks far items well and close items at random: D1 and D3 say nothing about what GT
+    adds where responses are close."""
+    results = _results(40, gt_knows=True)
+    rng = random.Random(3)
+    for r in results["data"]["records"]:
+        if readers.max_edit(r) < 0.2:  # the close half
+            r["genrm_gt"] = [rng.random() for _ in r["gold"]]
+    by_id = {c.id: c for c in claims.claims(results)}
+    assert by_id["D1"].verdict == by_id["D3"].verdict == "not tested at this scale"
+    assert "the close code items" in by_id["D1"].reason and by_id["D1"].units == "prompts"

@@ -134,6 +134,7 @@ class Claim:
     verdict: str = ""
     reason: str = ""  # why the verdict is what it is, in a few words
     seed_share: float | None = None  # share of the test's variance from the seeds' spread (stats.seed_share)
+    units: str = "items"  # what n counts: the independent units resampled ("prompts" where items share one)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -223,7 +224,8 @@ def needed_sentence(claim: Claim) -> str:
     head = f"(this design detects {claim.mde:.3g} {claim.unit} at 80% power; "
     if share * shrink < 0.9:  # items alone can do it
         need = math.ceil(claim.n * (1 - share) / (1 / shrink - share))
-        return head + f"~{need} items at {claim.seeds} seed(s) would detect the minimum effect {claim.min_effect:.3g})."
+        return (head + f"~{need} {claim.units} at {claim.seeds} seed(s) would detect the minimum effect "
+                       f"{claim.min_effect:.3g}).")
     seeds, items = math.ceil(claim.seeds * 2 * share * shrink), math.ceil(claim.n * 2 * (1 - share) * shrink)
     return head + (f"more items alone cannot: the seeds' spread alone sets an MDE of "
                    f"{claim.mde * math.sqrt(share):.3g}; ~{seeds} seeds with ~{max(items, claim.n)} items would detect "
@@ -232,17 +234,18 @@ def needed_sentence(claim: Claim) -> str:
 
 def claim(id: str, paper: str, statement: str, paper_value: str, test: Test | None, *, min_effect: float,
           min_effect_reason: str, unit: str, our_value: str, premises: Sequence[Premise] = (),
-          kind: str | None = None) -> Claim:
+          kind: str | None = None, units: str = "items") -> Claim:
     """A claim record from a :class:`Test` (``None``: not measured in this run, e.g. a gpu-only experiment)."""
     if (test.kind if test else kind) in ("non-inferiority", "equivalence") and min_effect != 0:
         raise ValueError(f"{id}: a {test.kind if test else kind} effect already holds its margin (effect > 0 is the "
                          f"paper's claim), so min_effect must be 0, not {min_effect}")
     if test is None:
         return Claim(id, paper, statement, kind or "superiority", paper_value, our_value, None, None, None, None, 0, 0,
-                     None, min_effect, min_effect_reason, unit, [*premises] or [Premise("measured", False, our_value)])
+                     None, min_effect, min_effect_reason, unit, [*premises] or [Premise("measured", False, our_value)],
+                     units=units)
     return Claim(id, paper, statement, test.kind, paper_value, our_value, test.effect, test.ci, test.p, None, test.n,
                  test.seeds, test.mde, min_effect, min_effect_reason, unit, [*test.premises, *premises],
-                 seed_share=test.detail.get("seed_share"))
+                 seed_share=test.detail.get("seed_share"), units=units)
 
 
 # ----------------------------------------------------------------------------------------------

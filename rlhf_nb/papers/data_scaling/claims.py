@@ -72,16 +72,31 @@ def _auc_claim(results: dict[str, Any], cid: str, statement: str, paper: str, cl
         test, rule = C.beats_trivial(b, trivial_rules(rows))
         other, a_mean = f"the strongest trivial rule ({rule})", test.detail["rule_rate"]
     else:
-        test, other, a_mean = C.superiority([r["auc_genrm"] for r in rows], b, clusters=clusters), "without GT", np.mean(
-            [r["auc_genrm"] for r in rows])
-    value = (f"AUC with GT {np.mean(b):.1f} vs {other} {a_mean:.1f} pts; "
+        test, other = C.superiority([r["auc_genrm"] for r in rows], b, clusters=clusters), "without GT"
+        a_mean = test.detail["mean_a"]
+    b_mean = test.detail.get("mean_b", test.detail.get("rate", np.mean(b)))
+    value = (f"AUC with GT {b_mean:.1f} vs {other} {a_mean:.1f} pts{' (means over prompts)' if close_only else ''}; "
              f"{C.describe(test, 'pts', digits=2, runs='sampling run(s)')}")
     if close_only:
-        value += f" ({_sources(rows)})"
+        value += f" ({_sources(rows)}; {_by_source(rows, 'auc', 'pts')})"
     premises = [_enough(len(rows), which), _policy_off_floor(results)]
     if not against_chance:  # comparing two judges says something about GT only if the one with GT works at all
-        premises.append(_gt_works(results, "code"))
-    return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=premises, **_common(results))
+        premises.append(_gt_works(rows, f"the close code items ({_sources(rows)})"))
+    return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=premises,
+                   units="prompts" if close_only else "items", **_common(results))
+
+
+def _by_source(rows: list[dict[str, Any]], metric: str, unit: str) -> str:
+    """The same comparison on the sampled and on the built close items alone (each resampled by prompt)."""
+    parts = []
+    for source in ("sampled", "constructed"):
+        mine = [r for r in rows if r["source"] == source]
+        if len(mine) >= 2:
+            t = C.superiority([r[f"{metric}_genrm"] for r in mine], [r[f"{metric}_genrm_gt"] for r in mine],
+                              clusters=[r["cluster"] for r in mine])
+            parts.append(f"{'built pairs' if source == 'constructed' else 'sampled'} alone {t.effect:+.2f} "
+                         f"[{t.ci[0]:+.2f}, {t.ci[1]:+.2f}] {unit}")
+    return "; ".join(parts)
 
 
 def _sources(rows: list[dict[str, Any]]) -> str:
@@ -90,18 +105,20 @@ def _sources(rows: list[dict[str, Any]]) -> str:
             f"{len({r['cluster'] for r in rows})} prompts")
 
 
-def _gt_works(results: dict[str, Any], domain: str | None = None) -> C.Premise:
-    """The reference-guided GenRM ranks right above wrong better than the strongest trivial rule over the mixed items
-    (of ``domain``; the bottom of the 95% interval above 0): the paper's claims about its sensitivity presuppose a
-    GenRM that works where they are tested."""
-    rows = [r for r in item_rows(results) if r["mixed"] and domain in (None, r["domain"])]
-    name = f"GenRM with GT beats the strongest trivial rule{' on ' + domain if domain else ''}"
+def _gt_works(rows: list[dict[str, Any]], where: str) -> C.Premise:
+    """The reference-guided GenRM ranks right above wrong better than the strongest trivial rule on the mixed items a
+    claim reads (the bottom of the 95% interval above 0, resampled by prompt): a claim about what GT adds, or about
+    how a GenRM with GT behaves under selection, presupposes a GenRM with GT that works on those items."""
+    rows = [r for r in rows if r["mixed"]]
+    name = f"GenRM with GT beats the strongest trivial rule on {where}"
     if len(rows) < 2:
         return C.Premise(name, False, f"{len(rows)} mixed items")
-    test, rule = C.beats_trivial([r["auc_genrm_gt"] for r in rows], trivial_rules(rows))
+    clusters = [r.get("cluster", f"{r['domain']}/{r['id']}") for r in rows]
+    test, rule = C.beats_trivial([r["auc_genrm_gt"] for r in rows], trivial_rules(rows), clusters=clusters)
     return C.Premise(name, test.ci[0] > 0,
                      f"AUC {test.detail['rate']:.1f} vs {test.detail['rule_rate']:.1f} for {rule}: "
-                     f"{test.effect:+.1f} [{test.ci[0]:+.1f}, {test.ci[1]:+.1f}] pts on {len(rows)} mixed items")
+                     f"{test.effect:+.1f} [{test.ci[0]:+.1f}, {test.ci[1]:+.1f}] pts on {len(rows)} mixed items"
+                     f" ({len(set(clusters))} prompts)")
 
 
 def gt_separates_close(results: dict[str, Any]) -> C.Claim:
@@ -131,11 +148,12 @@ def gt_spreads_close(results: dict[str, Any]) -> C.Claim:
                        premises=[_enough(len(rows), "close")], **common)
     a, b = [r["spread_genrm"] for r in rows], [r["spread_genrm_gt"] for r in rows]
     test = C.superiority(a, b, clusters=[r["cluster"] for r in rows])
-    value = (f"spread with GT {np.mean(b):.2f} vs without {np.mean(a):.2f} SD; "
-             f"{C.describe(test, 'SD', digits=2, runs='sampling run(s)')} ({_sources(rows)})")
+    value = (f"spread with GT {test.detail['mean_b']:.2f} vs without {test.detail['mean_a']:.2f} SD (means over "
+             f"prompts); {C.describe(test, 'SD', digits=2, runs='sampling run(s)')} ({_sources(rows)}; "
+             f"{_by_source(rows, 'spread', 'SD')})")
     return C.claim("D3", PAPER, statement, paper, test, our_value=value,
                    premises=[C.Premise("enough close code items", len(rows) >= 10, f"{len(rows)} items (need 10)"),
-                             _gt_works(results, "code")], **common)
+                             _gt_works(rows, f"the close code items ({_sources(rows)})")], units="prompts", **common)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,15 +246,20 @@ def _bon_claim(results: dict[str, Any], cid: str, less: str, more: str, statemen
                        premises=[C.Premise("measured", False, why)], **common)
     test = C.superiority(gaps[less], gaps[more])
     n = len(items[0]["gold"])
-    value = (f"hacking index at best-of-{n} (gold pts the pick falls below the gold's own, per {domain or ''} item "
+    where = f"{domain} " if domain else ""
+    value = (f"hacking index at best-of-{n} (gold pts the pick falls below the gold's own, per {where}item "
              f"whose responses differ in gold) {BON_REWARDS[more]} {gaps[more].mean():.1f} vs {BON_REWARDS[less]} "
              f"{gaps[less].mean():.1f}")
     if domain is None:
         value += " (" + "; ".join(f"{d}: {g[more].mean():.1f} vs {g[less].mean():.1f}"
                                   for d in ("math", "code") if (g := hacking_gaps(results, d))) + ")"
     value += f"; {C.describe(test, 'pts', digits=2, runs='sampling run(s)')}"
+    if test.effect < 0:
+        value += f" (the direction opposite to the paper's: {BON_REWARDS[more]} loses less gold)"
     premises = [_enough(len(items), f"judged {domain or ''}".strip()), _policy_off_floor(results)]
-    premises += [_gt_works(results, domain)] if "genrm_gt" in (less, more) else []
+    if "genrm_gt" in (less, more):
+        sampled = [r for r in item_rows(results) if domain in (None, r["domain"])]
+        premises.append(_gt_works(sampled, f"the sampled {domain or 'math and code'} items"))
     premises += [_bt_crossfit_validated(results)] if "bt" in (less, more) else []
     premises += [_rtv_fallible(results)] if "rtv" in (less, more) else []
     return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=premises, **common)

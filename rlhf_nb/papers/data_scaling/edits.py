@@ -62,11 +62,19 @@ def _body(tokens: list[tokenize.TokenInfo], entry_point: str) -> list[tokenize.T
     if at is None:
         return []
     end = next((i for i in range(at, len(tokens)) if tokens[i].type == tokenize.NEWLINE), len(tokens))
-    if end + 1 >= len(tokens) or tokens[end + 1].type != tokenize.INDENT:  # one line: the tokens after the colon
-        colon = next((i for i in range(at, end) if tokens[i].string == ":" and tokens[i - 1].string == ")"), end)
+    start = end + 1
+    while start < len(tokens) and tokens[start].type in (tokenize.NL, tokenize.COMMENT):  # comments before the body
+        start += 1
+    if start >= len(tokens) or tokens[start].type != tokenize.INDENT:  # one line: the tokens after the colon
+        depth, colon = 0, end
+        for i in range(at, end):  # the colon that ends the signature, outside brackets (after any "-> T")
+            depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(tokens[i].string, 0)
+            if tokens[i].string == ":" and depth == 0:
+                colon = i
+                break
         return tokens[colon + 1 : end]
     depth, out = 0, []
-    for t in tokens[end + 1:]:
+    for t in tokens[start:]:
         depth += {tokenize.INDENT: 1, tokenize.DEDENT: -1}.get(t.type, 0)
         if depth == 0:
             break
@@ -82,7 +90,7 @@ def code_mutants(response: str, entry_point: str, rng: random.Random, limit: int
         return []
     code, base = block.group(1), block.start(1)
     starts = [0]
-    for line in code.splitlines(keepends=True):
+    for line in io.StringIO(code).readlines():  # the lines as tokenize numbers them (it splits on newlines only)
         starts.append(starts[-1] + len(line))
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
