@@ -81,6 +81,55 @@ def test_passk_claims_on_a_clean_picture():
     assert out["P5@0.5B"].verdict == C.NOT_TESTED and "one precision" in out["P5@0.5B"].reason
 
 
+def test_rft_records_are_distinct_passing_samples_as_whole_chat_replies():
+    from rlhf_nb.notebook.config import load_params
+    from rlhf_nb.papers.passk import steps as passk_steps
+    from rlhf_nb.tasks.data import load_humaneval
+
+    P = load_params("02_passk_model_size", "smoke", {"rft_per_task": 2, "reference_pairs": False},
+                    check_inputs=False)[1]
+    a, b = load_humaneval()[:2]
+    samples = [(a, "prompt-a", ["    return 1\n", "    return 2\n", "    return 3\n"], ["    return 0\n"]),
+               (b, "prompt-b", [], ["    pass\n"])]
+    records, with_pass = passk_steps.rft_records(samples, P)
+    assert with_pass == 1 and len(records) == 2  # two of a's three passing replies, none of b's
+    assert records[0]["prompt"] == passk_steps.code_prompt(a)
+    assert records[0]["completion"] == passk_steps.prefill_of(a) + "    return 1\n" + "\n```"
+    plumbing = P.model_copy(update={"reference_pairs": True})
+    assert len(passk_steps.rft_records(samples, plumbing)[0]) == 3  # b's reference solution stands in
+    pairs, _ = passk_steps.execution_pairs(samples, P)
+    assert [(p.chosen, p.rejected) for p in pairs] == [("    return 1\n\n```", "    return 0\n\n```")]
+
+
+def test_passk_rft_arm_trains_and_is_evaluated(project):
+    sizes = [{"family": "tiny", "params_b": 0.0001, "untuned": "tiny", "tuned": "rft"}]
+    outcome = runner.run("02_passk_model_size", "smoke", overrides={"sizes": sizes, "seeds": 1}, progress=False)
+    assert outcome.status == "ok", outcome.error
+    results = json.loads((outcome.out_dir / "results.json").read_text())
+    assert [(r["arm"], r["seed"]) for r in results["data"]["runs"]] == [("untuned", None), ("tuned", 0)]
+    tuning = results["data"]["tuning"][0]
+    assert tuning["method"] == "rft" and tuning["pairs"] > 0 and any("loss" in r for r in tuning["history"]["0"])
+    assert "RFT (SFT on its own passing samples)" in " ".join(results["findings"])
+
+
+def test_passk_reports_where_the_start_overtakes_a_sharpened_arm():
+    """Tuning that solves the easy tasks more often and gives up the hard ones (Yue et al. 2025's picture): it leads
+    at k = 1, the start overtakes it before k = n, and P4 and the finding say at which k, with an interval."""
+    from rlhf_nb.papers.passk import readers
+
+    rng = np.random.default_rng(5)
+    base = rng.uniform(0.05, 0.6, 120)
+    sharp = np.where(base > 0.25, np.minimum(0.95, base + 0.35), 0.0)
+    runs = [_run(0, "untuned", None, base, n=16)]
+    runs += [_run(0, "tuned", s, sharp, n=16, seed_rng=s + 1) for s in range(3)]
+    results = _results(runs, [{"size": 0, "pairs": 40, "tuned": True, "train_tasks": 60}])
+    cross = readers.crossing_of(results, 0)
+    assert 1 < cross.k < 16 and cross.ci[0] <= cross.k <= cross.ci[1] and cross.tasks == 120
+    assert "crossing at k =" in readers.finding_catch_up(results)
+    p4 = {c.id: c for c in passk.claims(results)}["P4@0.5B"]
+    assert f"crossing at k = {cross.k:.1f}" in p4.our_value
+
+
 def test_passk_claims_not_tested_without_pairs_or_off_the_floor():
     rng = np.random.default_rng(2)
     runs = [_run(0, "untuned", None, rng.uniform(0, 0.02, 40))]  # at the floor, nothing tuned

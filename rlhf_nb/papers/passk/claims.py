@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from rlhf_nb.evidence import claims as C
-from rlhf_nb.papers.passk.readers import arms, cap_rate, n_samples, pass1, per_task, runs
+from rlhf_nb.papers.passk.readers import arms, cap_rate, crossing_of, n_samples, pass1, per_task, runs
 
 PAPER = "pass@k vs model size, RLHF vs independent sampling (CodeT5+ protocol)"
 EVALPLUS = "EvalPlus (Liu et al. 2023)"
@@ -96,10 +96,12 @@ def _tuned_premises(results: dict[str, Any], size: int, untuned: dict[str, Any],
         out.append(C.not_capped("tuned", max(cap_rate(r) for r in tuned)))
         out.append(C.one_precision("arms sampled", [untuned, *tuned]))
     if tuning.get("reason", "") != "published tuned checkpoint":
-        out.append(C.Premise("enough DPO pairs", tuning.get("pairs", 0) >= 8 and bool(tuned),
-                             tuning.get("reason") or f"{tuning.get('pairs', 0)} pairs from "
+        what = "passing samples" if tuning.get("method", "dpo") == "rft" else "pairs"
+        out.append(C.Premise(f"enough {'RFT' if what != 'pairs' else 'DPO'} {what}",
+                             tuning.get("pairs", 0) >= 8 and bool(tuned),
+                             tuning.get("reason") or f"{tuning.get('pairs', 0)} {what} from "
                              f"{tuning.get('train_tasks', 0)} training tasks (needs 8)"))
-        out.append(C.Premise("pairs are the model's own samples", not tuning.get("reference_pairs", False),
+        out.append(C.Premise(f"{what} are the model's own samples", not tuning.get("reference_pairs", False),
                              "reference solutions stood in for passing samples (a plumbing-only setting)"))
     return out
 
@@ -142,8 +144,10 @@ def shrinking_gain(results: dict[str, Any], size: int) -> C.Claim:
     premises = [*_tuned_premises(results, size, untuned, tuned),
                 C.Premise("a gain at k=1 to shrink", gain1.ci[0] > 0,
                           f"gain at k=1 {gain1.effect:+.1f} pts [{gain1.ci[0]:+.1f}, {gain1.ci[1]:+.1f}]")]
+    cross = crossing_of(results, size)
     value = (f"gain {gain1.effect:+.1f} pts at k=1 and {gain_k:+.1f} at k={k} (samples at T="
-             f"{results['params']['sampling']['temperature']}); " + _sentence(test, "shrinkage"))
+             f"{results['params']['sampling']['temperature']}); " + _sentence(test, "shrinkage")
+             + (f"; {cross.describe()}" if cross is not None else ""))
     return C.claim(f"P4@{label}", PAPER, statement, "gain shrinks with k", test, our_value=value, premises=premises,
                    **common)
 

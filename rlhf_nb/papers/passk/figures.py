@@ -8,7 +8,7 @@ import numpy as np
 
 from rlhf_nb.evidence import stats
 from rlhf_nb.notebook.figures import Figures, band, bars
-from rlhf_nb.papers.passk.readers import arms, cap_rate, catch_up, n_samples, pass1, per_task, runs
+from rlhf_nb.papers.passk.readers import arms, cap_rate, crossing_of, n_samples, pass1, per_task, runs
 
 FIGURES = Figures()
 
@@ -50,9 +50,10 @@ def passk_curves(results: dict[str, Any]):
                 m, lo, hi = _curve(tuned, k_max, key)
                 band(ax, list(range(1, k_max + 1)), m, lo, hi, label=f"tuned ({len(tuned)} seed(s))", color=colour,
                      ls="--")
-                k = catch_up(results, size)["catch_up_k"]
-                if k:
-                    ax.axvline(k, color=colour, ls=":", lw=1)
+                c = crossing_of(results, size) if key == "passed" else None
+                if c is not None and np.isfinite(c.k):  # the crossing k and its interval (capped at n)
+                    ax.axvline(c.k, color=colour, ls=":", lw=1)
+                    ax.axvspan(max(1.0, c.ci[0]), min(float(k_max), c.ci[1]), color=colour, alpha=0.08)
         n_tasks = len(runs(results)[0]["samples"])
         temperature = results["params"]["sampling"]["temperature"]
         ax.set(xscale="log", xlabel="k", title=f"{title} ({n_tasks} tasks, T={temperature})", ylim=(0, 100))
@@ -146,8 +147,12 @@ def dpo_training(results: dict[str, Any]):
             steps = [r["step"] for r in rows if "loss" in r]
             axes[0].plot(steps, [r["loss"] for r in rows if "loss" in r], label=f"size {t['size']}, seed {seed}")
             axes[1].plot(steps, [r.get("rewards/margins", np.nan) for r in rows if "loss" in r])
-    axes[0].set(xlabel="step", ylabel="DPO loss", title=f"DPO on execution feedback ({tunings[0]['pairs']} pairs)")
-    axes[1].set(xlabel="step", ylabel="reward margin (chosen - rejected)", title="implicit reward margin")
+    from rlhf_nb.papers.passk.readers import tuning_words
+
+    rft = tunings[0].get("method", "dpo") == "rft"
+    axes[0].set(xlabel="step", ylabel="SFT loss" if rft else "DPO loss", title=tuning_words(tunings[0]))
+    axes[1].set(xlabel="step", ylabel="reward margin (chosen - rejected)",
+                title="implicit reward margin" + (" (DPO only)" if rft else ""))
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -19,7 +19,11 @@ from rlhf_nb.notebook.params import (
     PosInt,
     SamplingSection,
     Section,
+    SFTSection,
 )
+
+
+TUNED_HERE = ("dpo", "rft")  # tuning methods run here on the untuned model's own execution feedback
 
 
 class Size(Section):
@@ -31,19 +35,21 @@ class Size(Section):
     untuned_format: Literal["chat", "completion"] = Field(
         "chat", description="chat: the instruction in the chat template; completion: HumanEval's prompt continued "
                             "(base checkpoints)")
-    tuned: str = Field("dpo", description="a preference-tuned checkpoint of the same size, or 'dpo': tune `untuned` "
-                                          "here with DPO on its own execution feedback (`seeds` times)")
+    tuned: str = Field("dpo", description="a preference-tuned checkpoint of the same size, or tune `untuned` here on "
+                                          "its own execution feedback (`seeds` times): 'dpo' (its passing vs failing "
+                                          "samples) or 'rft' (rejection-sampling fine-tuning: SFT on its passing "
+                                          "samples, expert iteration's step)")
     untuned_preference_tuned: bool | None = Field(
         None, description="the 'untuned' checkpoint already had preference tuning (an instruct or chat model), so "
                           "tuned vs untuned is not the paper's comparison; None: inferred from its name")
 
     @model_validator(mode="after")
     def _tuned(self) -> Size:
-        if self.tuned != "dpo":
+        if self.tuned not in TUNED_HERE:
             classify(self.tuned)
         elif self.untuned_format != "chat":
-            raise ValueError(f"{self.untuned}: tuned 'dpo' trains on chat-format pairs; give a published tuned checkpoint "
-                             "for a base model prompted as a completion")
+            raise ValueError(f"{self.untuned}: tuned '{self.tuned}' trains on chat-format samples; give a published tuned "
+                             "checkpoint for a base model prompted as a completion")
         return self
 
 
@@ -71,6 +77,10 @@ class Params(BaseParams):
                                                       "share of evaluation samples (else there are no pairs to learn "
                                                       "from), and if they pass this share of training tasks")
     dpo: DPOSection = DPOSection(learning_rate=5e-5, num_train_epochs=2, beta=0.1, max_length=1024)
+    rft: SFTSection = Field(SFTSection(learning_rate=1e-4, num_train_epochs=2, max_length=1024),
+                            description="tuned 'rft': trl SFT (LoRA) on the passing samples of the training tasks")
+    rft_per_task: PosInt = Field(2, description="tuned 'rft': distinct passing samples kept per training task (so easy "
+                                                "tasks do not fill the data set)")
     lora: LoraSection = LoraSection(r=16)
     prefill_code: bool = Field(True, description="chat replies start inside a ```python block holding the task's "
                                                  "signature and docstring, and stop at its closing fence or the first "

@@ -10,6 +10,7 @@ import numpy as np
 
 from rlhf_nb.evidence import claims as C
 from rlhf_nb.evidence import stats
+from rlhf_nb.evidence.crossing import Crossing
 from rlhf_nb.evidence.metrics import pass_at_k
 
 
@@ -49,16 +50,18 @@ def cap_rate(run: dict[str, Any]) -> float:
     return 1 - sum(finished) / max(1, len(finished))
 
 
-def catch_up(results: dict[str, Any], size: int) -> dict[str, Any]:
-    """The smallest k at which the untuned model's mean pass@k reaches the tuned model's (None: it never does)."""
+def crossing_of(results: dict[str, Any], size: int) -> Crossing | None:
+    """Where the untuned arm's mean pass@k overtakes the tuned arms' (Yue et al. 2025's crossing k), from each task's
+    passing count among the first n samples of every arm (n: the fewest any arm drew), with a bootstrap interval over
+    tasks and tuned seeds; None without a tuned arm."""
+    from rlhf_nb.evidence.crossing import crossing
+
     untuned, tuned = arms(results, size)
     if untuned is None or not tuned:
-        return {"size": size, "catch_up_k": None, "n": 0}
-    k_max = min(n_samples(untuned), *(n_samples(r) for r in tuned))
-    for k in range(1, k_max + 1):
-        if np.mean(per_task(untuned, k)) >= np.mean([np.mean(per_task(r, k)) for r in tuned]):
-            return {"size": size, "catch_up_k": k, "n": k_max}
-    return {"size": size, "catch_up_k": None, "n": k_max}
+        return None
+    n = min(n_samples(untuned), *(n_samples(r) for r in tuned))
+    counts = lambda r: [sum(t["passed"][:n]) for t in r["samples"]]  # noqa: E731
+    return crossing(np.array([counts(r) for r in tuned]), np.array([counts(untuned)]), n)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -78,6 +81,13 @@ def finding_sampling(results: dict[str, Any]) -> str:
     return "; ".join(parts) + "."
 
 
+def tuning_words(t: dict[str, Any]) -> str:
+    """What a size was tuned on, in words ("DPO on 40 execution-feedback pairs", "RFT on 52 passing samples")."""
+    if t.get("method", "dpo") == "rft":
+        return f"RFT (SFT on its own passing samples) on {t['pairs']} passing samples"
+    return f"DPO on {t['pairs']} execution-feedback pairs"
+
+
 def finding_tuning(results: dict[str, Any]) -> str:
     parts = []
     for t in results["data"].get("tuning", []):
@@ -87,7 +97,7 @@ def finding_tuning(results: dict[str, Any]) -> str:
             parts.append(f"{name}: not tuned ({t.get('reason') or 'no pairs'})")
             continue
         test = C.superiority(pass1(untuned), np.stack([pass1(r) for r in tuned]))
-        parts.append(f"{name}: DPO on {t['pairs']} execution-feedback pairs changes pass@1 by {test.effect:+.1f} pts "
+        parts.append(f"{name}: {tuning_words(t)} changes pass@1 by {test.effect:+.1f} pts "
                      f"[{test.ci[0]:+.1f}, {test.ci[1]:+.1f}] ({test.n} tasks x {test.seeds} seeds)")
     return "; ".join(parts) + "."
 
@@ -95,11 +105,8 @@ def finding_tuning(results: dict[str, Any]) -> str:
 def finding_catch_up(results: dict[str, Any]) -> str:
     parts = []
     for size in sorted({r["size"] for r in runs(results)}):
-        c = catch_up(results, size)
-        untuned, tuned = arms(results, size)
-        if not tuned:
-            continue
-        parts.append(f"{untuned['model']}: the untuned model " + (
-            f"reaches the tuned model's mean pass@k at k={c['catch_up_k']}" if c["catch_up_k"] else
-            f"stays below the tuned model up to k={c['n']}"))
-    return ("; ".join(parts) + ".") if parts else "No size has a tuned arm in this run, so there is no catch-up k."
+        c = crossing_of(results, size)
+        untuned, _ = arms(results, size)
+        if c is not None:
+            parts.append(f"{untuned['model']}: {c.describe()}")
+    return ("; ".join(parts) + ".") if parts else "No size has a tuned arm in this run, so there is no crossing k."

@@ -5,9 +5,10 @@ Every model answers the same seeded subset of HumanEval. ``sampling.n`` samples 
 temperature give pass@k for k = 1..n (unbiased estimator); with ``pass1_sampling`` pass@1 comes from
 low-temperature samples as in CodeT5+. Programs run in the sandbox against HumanEval's tests and, when
 available, HumanEval+'s extra inputs. At every size an untuned checkpoint is compared with a
-preference-tuned one of the same family: a published tuned checkpoint (``tuned: <model>``), or ``tuned: dpo``,
-which tunes the untuned model here, ``seeds`` times, with DPO on pairs of its own passing and failing
-samples for *training* tasks disjoint from the evaluation tasks.
+preference-tuned one of the same family: a published tuned checkpoint (``tuned: <model>``), or a tuning run here on
+the untuned model's own execution feedback for *training* tasks disjoint from the evaluation tasks, ``seeds``
+times: ``tuned: dpo`` (DPO on pairs of its passing and failing samples) or ``tuned: rft`` (rejection-sampling
+fine-tuning: SFT on its passing samples, one step of expert iteration).
 """
 
 from __future__ import annotations
@@ -220,7 +221,8 @@ def evaluate(loaded: Loaded, size_index: int, size: Size, arm: str, fmt: str, se
 
 @dataclass
 class Tuning:
-    """What DPO learned from at one size: the pairs, and per seed the training log."""
+    """What tuning learned from at one size: the pairs (DPO) or passing samples (RFT), and per seed the training
+    log."""
 
     size: int
     tasks_with_a_pass: int
@@ -230,12 +232,12 @@ class Tuning:
     reason: str = ""
     reference_pairs: bool = False  # smoke plumbing: reference solutions stood in for passing samples
     history: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+    method: str = "dpo"  # "dpo": ``pairs`` preference pairs; "rft": ``pairs`` SFT examples (passing samples)
 
 
-def execution_pairs(loaded: Loaded, tasks: Tasks, fmt: str, P: Params) -> tuple[list[PreferencePair], int]:
-    """For each training task with both a passing and a failing sample: one passing reply preferred to one failing.
-
-    Returns the pairs and the number of training tasks with at least one passing sample."""
+def train_samples(loaded: Loaded, tasks: Tasks, fmt: str, P: Params) -> list[tuple[CodeTask, Any, list[str], list[str]]]:
+    """``pair_samples`` samples per training task, run against its tests: per task its prompt (as sampled), and its
+    passing and failing replies, distinct, in sampling order."""
     config = P.sampling.config(P.seed + 1, n=P.pair_samples)
     stops, done = ending_for(fmt, P.prefill_code, tasks.train)
     config = SamplingConfig(**{**config.__dict__, "stop": stops})
@@ -244,52 +246,88 @@ def execution_pairs(loaded: Loaded, tasks: Tasks, fmt: str, P: Params) -> tuple[
     flat = [(t, s.text) for t, per in zip(tasks.train, replies) for s in per]
     verdicts = check_programs([t for t, _ in flat], [program_of(r, t, fmt, P.prefill_code) for t, r in flat],
                               Limits(timeout_s=P.timeout_s), progress="training samples: tests")
-    pairs, with_pass = [], 0
+    out = []
     for j, task in enumerate(tasks.train):
         rows = range(j * P.pair_samples, (j + 1) * P.pair_samples)
-        good = [flat[i][1] for i in rows if verdicts[i].passed]
-        bad = [flat[i][1] for i in rows if not verdicts[i].passed]
+        good = list(dict.fromkeys(flat[i][1] for i in rows if verdicts[i].passed))
+        bad = list(dict.fromkeys(flat[i][1] for i in rows if not verdicts[i].passed))
+        out.append((task, prompts[j], good, bad))
+    return out
+
+
+def _reference_stand_in(task: CodeTask, P: Params) -> list[str]:
+    """Plumbing only (``reference_pairs``): the task's reference solution as the model would write it."""
+    return [task.canonical_solution if P.prefill_code else task.prompt + task.canonical_solution]
+
+
+def execution_pairs(samples: list[tuple[CodeTask, Any, list[str], list[str]]], P: Params
+                    ) -> tuple[list[PreferencePair], int]:
+    """For each training task with both a passing and a failing sample: one passing reply preferred to one failing.
+
+    Returns the pairs and the number of training tasks with at least one passing sample."""
+    pairs, with_pass = [], 0
+    for task, prompt, good, bad in samples:
         with_pass += bool(good)
-        if not good and P.reference_pairs:  # plumbing only: the reference solution stands in for a passing sample
-            good = [task.canonical_solution if P.prefill_code else task.prompt + task.canonical_solution]
+        if not good and P.reference_pairs:
+            good = _reference_stand_in(task, P)
         if good and bad:  # the replies as the model wrote them: after a prefill, only the continuations differ
-            prompt = prompts[j] if P.prefill_code else code_prompt(task)
             end = "\n```" if P.prefill_code else ""
-            pairs.append(PreferencePair(f"exec-{task.task_id}", prompt, good[0] + end, bad[0] + end, "execution"))
+            pairs.append(PreferencePair(f"exec-{task.task_id}", prompt if P.prefill_code else code_prompt(task),
+                                        good[0] + end, bad[0] + end, "execution"))
     return pairs, with_pass
 
 
+def rft_records(samples: list[tuple[CodeTask, Any, list[str], list[str]]], P: Params
+                ) -> tuple[list[dict[str, Any]], int]:
+    """Rejection-sampling fine-tuning data: up to ``rft_per_task`` distinct passing replies per training task, each
+    as the whole chat reply (after a prefill: the code block the prefill opened, with the task's signature, the body
+    the model wrote and the closing fence). Returns the records and the tasks with a passing sample."""
+    records, with_pass = [], 0
+    for task, _, good, _ in samples:
+        with_pass += bool(good)
+        if not good and P.reference_pairs:
+            good = _reference_stand_in(task, P)
+        for reply in good[: P.rft_per_task]:
+            completion = prefill_of(task) + reply + "\n```" if P.prefill_code else reply
+            records.append({"prompt": code_prompt(task), "completion": completion})
+    return records, with_pass
+
+
 def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path) -> tuple[list[ModelRun], Tuning]:
-    """Untuned evaluation, then the tuned arm: a published checkpoint, or DPO here once per seed."""
+    """Untuned evaluation, then the tuned arm: a published checkpoint, or DPO / RFT here once per seed."""
+    from rlhf_nb.papers.passk.params import TUNED_HERE
     from rlhf_nb.train.dpo import train_dpo
+    from rlhf_nb.train.sft import train_sft
 
     size = P.sizes[index]
     runs: list[ModelRun] = []
-    # one load serves the evaluation and the pair sampling; at the precision the tuned arm will get
-    untuned = load(size.untuned, baseline=size.tuned == "dpo")
+    # one load serves the evaluation and the training samples; at the precision the tuned arm will get
+    untuned = load(size.untuned, baseline=size.tuned in TUNED_HERE)
     runs.append(evaluate(untuned, index, size, "untuned", size.untuned_format, None, tasks, P, out_dir))
-    if size.tuned != "dpo":
+    if size.tuned not in TUNED_HERE:
         del untuned
         gc.collect()
         tuned = load(size.tuned)
         runs.append(evaluate(tuned, index, size, "tuned", "chat", None, tasks, P, out_dir))
         return runs, Tuning(index, 0, 0, 0, True, "published tuned checkpoint")
     rate = sum(sum(t.passed) for t in runs[0].samples) / max(1, sum(len(t.passed) for t in runs[0].samples))
-    if rate < P.min_tune_pass and not P.reference_pairs:  # at the floor: its own samples would give no pairs
+    if rate < P.min_tune_pass and not P.reference_pairs:  # at the floor: its own samples would give nothing to learn
         del untuned
         gc.collect()
         return runs, Tuning(index, 0, len(tasks.train), 0, False,
                             f"the untuned model passes {100 * rate:.1f}% of evaluation samples (< "
-                            f"{100 * P.min_tune_pass:.0f}%): too few passing samples to make pairs; not tuned")
-    pairs, with_pass = execution_pairs(untuned, tasks, size.untuned_format, P)
+                            f"{100 * P.min_tune_pass:.0f}%): too few passing samples to learn from; not tuned",
+                            method=size.tuned)
+    samples = train_samples(untuned, tasks, size.untuned_format, P)
     del untuned
     gc.collect()
+    data, with_pass = (execution_pairs if size.tuned == "dpo" else rft_records)(samples, P)
     share = with_pass / max(1, len(tasks.train))
-    tuning = Tuning(index, with_pass, len(tasks.train), len(pairs), False,
-                    reference_pairs=P.reference_pairs)
-    if (share < P.min_tune_pass and not P.reference_pairs) or not pairs:
+    tuning = Tuning(index, with_pass, len(tasks.train), len(data), False, reference_pairs=P.reference_pairs,
+                    method=size.tuned)
+    if (share < P.min_tune_pass and not P.reference_pairs) or not data:
         tuning.reason = (f"{with_pass} of {len(tasks.train)} training tasks had a passing sample "
-                         f"(< {100 * P.min_tune_pass:.0f}%): no pairs to learn from")
+                         f"(< {100 * P.min_tune_pass:.0f}%): nothing to learn from")
         return runs, tuning
     for s in range(P.seeds):
         seed = P.seed + s
@@ -297,8 +335,10 @@ def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path) -> tuple[list[M
 
         torch.manual_seed(seed)
         policy = load(size.untuned, lora=P.lora.spec())
-        config = P.dpo.build(str(out_dir / f"dpo_size{index}_seed{seed}"), seed=seed)
-        result = train_dpo(policy, pairs, config)
+        if size.tuned == "dpo":
+            result = train_dpo(policy, data, P.dpo.build(str(out_dir / f"dpo_size{index}_seed{seed}"), seed=seed))
+        else:
+            result = train_sft(policy, data, P.rft.build(str(out_dir / f"rft_size{index}_seed{seed}"), seed=seed))
         tuning.history[seed] = result.history
         policy = merged(policy)  # the adapter folded into the weights: the same model, sampled faster
         runs.append(evaluate(policy, index, size, "tuned", size.untuned_format, seed, tasks, P, out_dir))
