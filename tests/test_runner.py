@@ -415,7 +415,12 @@ def test_a_clean_batch_run_of_the_shipped_profile_ships_itself_and_a_dirty_one_s
     assert line.startswith("00_quickstart [smoke]: not shipped to results/")
     assert (shipped / "results.json.gz").read_bytes() == packed
 
+    dirty["value"] = False  # a clean run with overrides is a pilot: the shipped results stay the profile's own
+    outcome = runner.run("00_quickstart", "smoke", {"seed": 3}, progress=False)
+    assert outcome.status == "ok" and "overrides the profile's parameters (seed)" in outcome.note
+    capsys.readouterr()
+    assert (shipped / "results.json.gz").read_bytes() == packed
+
     monkeypatch.setattr(runner, "SHIPPED_PROFILE", "cpu")  # other profiles are never shipped
-    dirty["value"] = False
     shutil.rmtree(project / "results")
     assert runner.run("00_quickstart", "smoke", progress=False).note == "" and not (project / "results").exists()

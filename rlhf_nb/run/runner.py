@@ -156,7 +156,11 @@ def run(notebook: str, profile: str | None = None, overrides: dict[str, Any] | N
         return Outcome(notebook, profile, "failed", wall, failed, error)
     swap_in(staging, final)
     note = ""
-    if profile == SHIPPED_PROFILE:
+    if profile == SHIPPED_PROFILE and overrides:  # a pilot: the shipped results are the profile's own parameters
+        note = (f"not shipped to results/: the run overrides the profile's parameters ({', '.join(sorted(overrides))}); "
+                "`rlhf-nb ship` ships it on purpose")
+        print(f"{notebook} [{profile}]: {note}", flush=True)
+    elif profile == SHIPPED_PROFILE:
         try:
             shipped = ship(root, notebook, profile)
             note = f"shipped to {shipped.relative_to(root).as_posix()}/"
