@@ -274,7 +274,8 @@ def rtv_hacks_least(results: dict[str, Any]) -> C.Claim:
 
 def genrm_hacks_less_than_bt(results: dict[str, Any]) -> C.Claim:
     return _bon_claim(results, "K2", "genrm_gt", "bt", "best-of-n on a BT RM falls further below the gold's own pick "
-                      "than best-of-n on GenRM with GT, at the largest n, on held-out math and code problems",
+                      "than best-of-n on GenRM with GT, at the largest n, on the sampled math and code items (each "
+                      "scored by a BT RM fitted on other items)",
                       "Fig. 7: GenRM with GT hacks less than BT")
 
 

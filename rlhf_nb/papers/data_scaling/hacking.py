@@ -28,6 +28,7 @@ import numpy as np
 from rlhf_nb.lm.evaluate import Replies, greedy
 from rlhf_nb.lm.models import Loaded, load
 from rlhf_nb.papers.data_scaling.params import Params
+from rlhf_nb.papers.data_scaling.steps import right_wrong
 from rlhf_nb.rewards.judge import LogProbJudge
 from rlhf_nb.rewards.math import clean_solution, is_correct, math_prompt, math_reward
 from rlhf_nb.tasks.data import MathTask, PreferencePair, load_gsm8k
@@ -70,11 +71,9 @@ def bt_pairs(records: list[dict[str, Any]], questions: dict[str, str], P: Params
     for r in records:
         if r["domain"] != "math":
             continue
-        right = list(dict.fromkeys(x for x, g in zip(r["responses"], r["gold"]) if g > 0.5))
-        wrong = list(dict.fromkeys(x for x, g in zip(r["responses"], r["gold"]) if g <= 0.5))
         messages = math_prompt(questions[r["id"]])
         mine = [PreferencePair(f"{r['id']}-{i}", messages, c, x)
-                for i, (c, x) in enumerate((c, x) for c in right for x in wrong)]
+                for i, (c, x) in enumerate(right_wrong(r["responses"], r["gold"]))]
         if mine:
             pairs[r["id"]] = mine
     ids = sorted(pairs)

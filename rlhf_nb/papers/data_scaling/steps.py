@@ -31,7 +31,7 @@ from rlhf_nb.papers.data_scaling.params import Params
 from rlhf_nb.rewards.code import code_prompt, data_id, evaluate_samples, extract_code
 from rlhf_nb.rewards.judge import LogProbJudge
 from rlhf_nb.rewards.math import clean_solution, is_correct, math_prompt
-from rlhf_nb.tasks.data import CodeTask, MathTask, load_gsm8k, load_humaneval, load_humaneval_plus
+from rlhf_nb.tasks.data import CodeTask, MathTask, PreferencePair, load_gsm8k, load_humaneval, load_humaneval_plus
 
 
 @dataclass(frozen=True)
@@ -148,9 +148,10 @@ def score(judge: LogProbJudge, items: Items, records: list[Record], chunk: int =
 # ----------------------------------------------------------------------------------------------
 
 
-def _right_wrong(r: Record) -> list[tuple[str, str]]:
-    right = list(dict.fromkeys(x for x, g in zip(r.responses, r.gold) if g > 0.5))
-    wrong = list(dict.fromkeys(x for x, g in zip(r.responses, r.gold) if g <= 0.5))
+def right_wrong(responses: list[str], gold: list[float]) -> list[tuple[str, str]]:
+    """Every (right, wrong) pair of one item's responses by the gold, each distinct text once."""
+    right = list(dict.fromkeys(x for x, g in zip(responses, gold) if g > 0.5))
+    wrong = list(dict.fromkeys(x for x, g in zip(responses, gold) if g <= 0.5))
     return [(c, x) for c in right for x in wrong]
 
 
@@ -160,7 +161,7 @@ def bt_scores(policy: Loaded, items: Items, records: list[Record], P: Params) ->
     the other folds' right-vs-wrong pairs (the gold labels them). Returns new records and, for the results, the
     held-out pairs' outcomes (1: the right response scored higher), a length-only rule's on the same pairs, and each
     pair's item (to resample by item)."""
-    from rlhf_nb.train.reward import fit_linear_bt
+    from rlhf_nb.train.reward import fit_linear_bt, length_outcomes
 
     messages = {(it.domain, it.id): it.messages for it in items.items}
     judged = [r for r in records if r.genrm_gt is not None]
@@ -175,7 +176,7 @@ def bt_scores(policy: Loaded, items: Items, records: list[Record], P: Params) ->
                             "clusters": [], "features": "policy"}
     scored: dict[int, list[float]] = {}
     for k in range(P.bestofn.folds):
-        train = [(r, c, x) for i, r in enumerate(judged) if fold[i] != k for c, x in _right_wrong(r)]
+        train = [(r, c, x) for i, r in enumerate(judged) if fold[i] != k for c, x in right_wrong(r.responses, r.gold)]
         info["train_pairs"].append(len(train))
         if not train:
             continue
@@ -187,11 +188,12 @@ def bt_scores(policy: Loaded, items: Items, records: list[Record], P: Params) ->
                 continue
             scores = bt.score_features(features[id(r)])
             scored[id(r)] = [float(v) for v in scores]
-            for c, x in _right_wrong(r):
-                a, b = scores[r.responses.index(c)], scores[r.responses.index(x)]
+            held = [PreferencePair(r.id, "", c, x) for c, x in right_wrong(r.responses, r.gold)]
+            for p in held:
+                a, b = scores[r.responses.index(p.chosen)], scores[r.responses.index(p.rejected)]
                 info["test_outcomes"].append(1.0 if a > b else 0.5 if a == b else 0.0)
-                info["length_outcomes"].append(1.0 if len(c) > len(x) else 0.5 if len(c) == len(x) else 0.0)
-                info["clusters"].append(f"{r.domain}/{r.id}")
+            info["length_outcomes"] += length_outcomes(held).tolist()
+            info["clusters"] += [f"{r.domain}/{r.id}"] * len(held)
     return [replace(r, bt=scored.get(id(r))) for r in records], info
 
 

@@ -8,7 +8,16 @@ import numpy as np
 
 from rlhf_nb.evidence import stats
 from rlhf_nb.notebook.figures import Figures, band, bars
-from rlhf_nb.papers.passk.readers import arms, cap_rate, crossing_of, n_samples, pass1, per_task, runs
+from rlhf_nb.papers.passk.readers import (
+    arms,
+    cap_rate,
+    crossing_of,
+    n_samples,
+    pass1,
+    per_task,
+    runs,
+    tuning_words,
+)
 
 FIGURES = Figures()
 
@@ -147,8 +156,6 @@ def dpo_training(results: dict[str, Any]):
             steps = [r["step"] for r in rows if "loss" in r]
             axes[0].plot(steps, [r["loss"] for r in rows if "loss" in r], label=f"size {t['size']}, seed {seed}")
             axes[1].plot(steps, [r.get("rewards/margins", np.nan) for r in rows if "loss" in r])
-    from rlhf_nb.papers.passk.readers import tuning_words
-
     rft = tunings[0].get("method", "dpo") == "rft"
     axes[0].set(xlabel="step", ylabel="SFT loss" if rft else "DPO loss", title=tuning_words(tunings[0]))
     axes[1].set(xlabel="step", ylabel="reward margin (chosen - rejected)",
