@@ -27,7 +27,7 @@ def test_passk_notebook_smoke(project):
     ids = {c["id"] for c in results["claims"]}
     assert {"P1", "P2"} <= ids and any(i.startswith("P3@") for i in ids)
     assert all(c["verdict"] in C.VERDICTS for c in results["claims"])
-    assert set(results["figures"]) == {"dpo_training", "passk_curves", "pass1_vs_size", "plus_gap", "diversity"}
+    assert set(results["figures"]) == {"tuning_loss", "passk_curves", "pass1_vs_size", "plus_gap", "diversity"}
     assert all((outcome.out_dir / f"{n}.png").is_file() for n in results["figures"])
     assert (outcome.out_dir / "samples_tiny_untuned.jsonl").is_file()
     assert {r["dtype"] for r in runs} == {"float32"}  # each arm records the precision it was sampled at
@@ -55,29 +55,45 @@ def _results(runs, tuning, plus_inputs=500):
             "data": {"runs": runs, "tuning": tuning, "plus_inputs": plus_inputs}}
 
 
+def _moved(rise: float = 0.3, tasks: int = 40, seeds: int = 3) -> dict:
+    """A tuning record where RL ran here and its seeds pass their training tasks ``rise`` more often than the start."""
+    rng = np.random.default_rng(9)
+    start = rng.uniform(0.2, 0.5, tasks)
+    return {"size": 0, "pairs": 40, "tuned": True, "train_tasks": tasks, "method": "rft",
+            "train_pass_start": list(start),
+            "train_pass": {str(s): list(np.clip(start + rise + rng.normal(0, 0.05, tasks), 0, 1)) for s in range(seeds)}}
+
+
 def test_passk_claims_on_a_clean_picture():
     rng = np.random.default_rng(1)
     base = rng.uniform(0.2, 0.5, 120)
     runs = [_run(0, "untuned", None, base, plus_drop=0.3, diversity=0.4)]
     runs += [_run(0, "tuned", s, np.clip(base + 0.3, 0, 0.95), diversity=0.2, seed_rng=s + 1) for s in range(3)]
-    out = {c.id: c for c in passk.claims(_results(runs, [{"size": 0, "pairs": 40, "tuned": True, "train_tasks": 60}]))}
+    out = {c.id: c for c in passk.claims(_results(runs, [_moved()]))}
     assert out["P3@0.5B"].verdict == C.REPRODUCED and out["P3@0.5B"].seeds == 3
+    assert "RL on execution feedback (RFT) over the model it started from" in out["P3@0.5B"].statement
     assert out["P2"].verdict == C.REPRODUCED  # HumanEval+ catches 30% of passing programs
     assert out["P5@0.5B"].verdict == C.REPRODUCED  # tuned samples are less diverse
     assert out["P4@0.5B"].verdict == C.REPRODUCED and out["P4@0.5B"].premises[-1].holds  # +31 pts at k=1, +1 at k=10
     assert out["P1"].verdict == C.NOT_TESTED  # one size of one family
-    for run in runs:  # the same numbers, but the "untuned" model is an instruct checkpoint tuned further here
+    for run in runs:  # an instruct start is fine for RL trained here from it (Yue et al.'s comparison) ...
         run["model"] = "m0-Instruct"
-    out = {c.id: c for c in passk.claims(_results(runs, [{"size": 0, "pairs": 40, "tuned": True, "train_tasks": 60}]))}
+    assert {c.id: c for c in passk.claims(_results(runs, [_moved()]))}["P3@0.5B"].verdict == C.REPRODUCED
+    published = {"size": 0, "pairs": 0, "tuned": True, "train_tasks": 0, "reason": "published tuned checkpoint"}
+    out = {c.id: c for c in passk.claims(_results(runs, [published]))}  # ... but not against a published tuned model
     assert out["P3@0.5B"].verdict == C.NOT_TESTED and "no preference tuning" in out["P3@0.5B"].reason
+    assert out["P3@0.5B"].statement.startswith("preference tuning raises pass@1")
     for run in runs:
         run["model"] = "m0"
+    for tuning in (_moved(rise=0.0), {k: v for k, v in _moved().items() if k != "train_pass"}):
+        out = {c.id: c for c in passk.claims(_results(runs, [tuning]))}  # RL did not move, or was not checked
+        assert out["P3@0.5B"].verdict == C.NOT_TESTED and "raised pass@1 on its training tasks" in out["P3@0.5B"].reason
     runs[0]["dtype"] = "bfloat16"  # the untuned arm sampled in bf16, the tuned ones in fp32: rounding differs too
-    out = {c.id: c for c in passk.claims(_results(runs, [{"size": 0, "pairs": 40, "tuned": True, "train_tasks": 60}]))}
+    out = {c.id: c for c in passk.claims(_results(runs, [_moved()]))}
     assert out["P3@0.5B"].verdict == C.NOT_TESTED and "one precision" in out["P3@0.5B"].reason
     assert "bfloat16 vs float32" in " ".join(p.detail for p in out["P3@0.5B"].premises)
     runs[0].pop("dtype")  # a saved run from before the dtype was recorded
-    out = {c.id: c for c in passk.claims(_results(runs, [{"size": 0, "pairs": 40, "tuned": True, "train_tasks": 60}]))}
+    out = {c.id: c for c in passk.claims(_results(runs, [_moved()]))}
     assert out["P5@0.5B"].verdict == C.NOT_TESTED and "one precision" in out["P5@0.5B"].reason
 
 
@@ -86,7 +102,7 @@ def test_rft_records_are_distinct_passing_samples_as_whole_chat_replies():
     from rlhf_nb.papers.passk import steps as passk_steps
     from rlhf_nb.tasks.data import load_humaneval
 
-    P = load_params("02_passk_model_size", "smoke", {"rft_per_task": 2, "reference_pairs": False},
+    P = load_params("02_passk_model_size", "smoke", {"examples_per_task": 2, "reference_pairs": False},
                     check_inputs=False)[1]
     a, b = load_humaneval()[:2]
     samples = [(a, "prompt-a", ["    return 1\n", "    return 2\n", "    return 3\n"], ["    return 0\n"]),
@@ -98,7 +114,8 @@ def test_rft_records_are_distinct_passing_samples_as_whole_chat_replies():
     plumbing = P.model_copy(update={"reference_pairs": True})
     assert len(passk_steps.rft_records(samples, plumbing)[0]) == 3  # b's reference solution stands in
     pairs, _ = passk_steps.execution_pairs(samples, P)
-    assert [(p.chosen, p.rejected) for p in pairs] == [("    return 1\n\n```", "    return 0\n\n```")]
+    assert [(p.chosen, p.rejected) for p in pairs] == [("    return 1\n\n```", "    return 0\n\n```"),
+                                                       ("    return 2\n\n```", "    return 0\n\n```")]
 
 
 def test_passk_rft_arm_trains_and_is_evaluated(project):
@@ -122,7 +139,7 @@ def test_passk_reports_where_the_start_overtakes_a_sharpened_arm():
     sharp = np.where(base > 0.25, np.minimum(0.95, base + 0.35), 0.0)
     runs = [_run(0, "untuned", None, base, n=16)]
     runs += [_run(0, "tuned", s, sharp, n=16, seed_rng=s + 1) for s in range(3)]
-    results = _results(runs, [{"size": 0, "pairs": 40, "tuned": True, "train_tasks": 60}])
+    results = _results(runs, [_moved()])
     cross = readers.crossing_of(results, 0)
     assert 1 < cross.k < 16 and cross.ci[0] <= cross.k <= cross.ci[1] and cross.tasks == 120
     assert "crossing at k =" in readers.finding_catch_up(results)
@@ -144,7 +161,7 @@ def test_passk_wrecked_tuning_is_never_a_shrinking_gain():
     rng = np.random.default_rng(3)
     base = rng.uniform(0.3, 0.6, 80)
     runs = [_run(0, "untuned", None, base)] + [_run(0, "tuned", s, base * 0.1, seed_rng=s + 5) for s in range(3)]
-    out = {c.id: c for c in passk.claims(_results(runs, [{"size": 0, "pairs": 30, "tuned": True, "train_tasks": 60}]))}
+    out = {c.id: c for c in passk.claims(_results(runs, [_moved()]))}
     assert out["P3@0.5B"].verdict == C.NOT_REPRODUCED
     assert out["P4@0.5B"].verdict == C.NOT_TESTED  # no gain at k=1 to shrink
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from rlhf_nb.evidence import claims as C
-from rlhf_nb.papers.passk.readers import arms, cap_rate, crossing_of, n_samples, pass1, per_task, runs
+from rlhf_nb.papers.passk.readers import arms, cap_rate, crossing_of, n_samples, pass1, per_task, runs, train_gain
 
 PAPER = "pass@k vs model size, RLHF vs independent sampling (CodeT5+ protocol)"
 EVALPLUS = "EvalPlus (Liu et al. 2023)"
@@ -73,46 +73,83 @@ def plus_drop(results: dict[str, Any]) -> C.Claim:
     return C.claim("P2", EVALPLUS, statement, "lower on HE+", test, our_value=value, premises=premises, **common)
 
 
-def _really_untuned(results: dict[str, Any], size: int, untuned: dict[str, Any]) -> C.Premise:
-    """The paper compares RLHF against a model without preference tuning: an instruct checkpoint tuned further here
-    answers a different question ("does more DPO help?")."""
+def _tuned_here(results: dict[str, Any], size: int) -> bool:
+    """Whether the tuned arm of ``size`` was trained here from the untuned arm (not a published checkpoint)."""
+    tuning = _tuning(results, size)
+    return tuning.get("reason", "") != "published tuned checkpoint"
+
+
+def _method(results: dict[str, Any], size: int) -> str:
+    return "RFT" if _tuning(results, size).get("method", "dpo") == "rft" else "DPO"
+
+
+def _start_premise(results: dict[str, Any], size: int, untuned: dict[str, Any]) -> C.Premise:
+    """What the two arms are. Trained here: the tuned arm is the untuned arm plus RL on its own execution feedback
+    (Yue et al. 2025's comparison: RL against the model it started from; an instruct start is fine). A published
+    tuned checkpoint is compared with the untuned checkpoint of its family, which must then have had no preference
+    tuning (the CodeT5+ question: base vs RLHF-tuned)."""
+    name = untuned["model"]
+    if _tuned_here(results, size):
+        tuning = _tuning(results, size)
+        own = not tuning.get("reference_pairs", False)
+        return C.Premise("the tuned arm is the untuned arm plus RL on execution feedback", own,
+                         f"{name} + {_method(results, size)} on its own samples of {tuning.get('train_tasks', 0)} "
+                         "training tasks" if own else "reference solutions stood in for its samples (plumbing only)")
     sizes = results["params"].get("sizes") or []
     flagged = sizes[size].get("untuned_preference_tuned") if size < len(sizes) else None
-    name = untuned["model"]
     tuned_already = flagged if flagged is not None else any(w in name.lower() for w in ("instruct", "chat"))
     return C.Premise("the untuned arm has no preference tuning", not tuned_already,
                      f"{name} is {'an instruct/chat (already preference-tuned)' if tuned_already else 'a base'} "
                      "checkpoint")
 
 
+def _moved_premise(results: dict[str, Any], size: int) -> C.Premise:
+    """RL measurably raised pass@1 where it trained: without that, a held-out null says nothing about RL."""
+    test = train_gain(_tuning(results, size))
+    name = "RL raised pass@1 on its training tasks"
+    if test is None:
+        return C.Premise(name, False, "not measured (train_check_samples: 0, or a run from before it was recorded)")
+    return C.Premise(name, test.ci[0] > 0, f"{test.effect:+.1f} pts [{test.ci[0]:+.1f}, {test.ci[1]:+.1f}] "
+                     f"({test.n} training tasks x {test.seeds} seed(s))")
+
+
 def _tuned_premises(results: dict[str, Any], size: int, untuned: dict[str, Any],
                     tuned: list[dict[str, Any]]) -> list[C.Premise]:
     tuning = _tuning(results, size)
     base = float(np.mean(pass1(untuned))) / 100
-    out = [_really_untuned(results, size, untuned),
+    out = [_start_premise(results, size, untuned),
            C.off_floor_and_ceiling(f"untuned {untuned['model']}", base, len(untuned["samples"]), FLOOR),
            C.not_capped("untuned", cap_rate(untuned))]
     if tuned:
         out.append(C.not_capped("tuned", max(cap_rate(r) for r in tuned)))
         out.append(C.one_precision("arms sampled", [untuned, *tuned]))
-    if tuning.get("reason", "") != "published tuned checkpoint":
+    if _tuned_here(results, size):
         what = "passing samples" if tuning.get("method", "dpo") == "rft" else "pairs"
-        out.append(C.Premise(f"enough {'RFT' if what != 'pairs' else 'DPO'} {what}",
+        out.append(C.Premise(f"enough {_method(results, size)} {what}",
                              tuning.get("pairs", 0) >= 8 and bool(tuned),
                              tuning.get("reason") or f"{tuning.get('pairs', 0)} {what} from "
                              f"{tuning.get('train_tasks', 0)} training tasks (needs 8)"))
-        out.append(C.Premise(f"{what} are the model's own samples", not tuning.get("reference_pairs", False),
-                             "reference solutions stood in for passing samples (a plumbing-only setting)"))
+        if tuned:
+            out.append(_moved_premise(results, size))
     return out
+
+
+def _what_tuned(results: dict[str, Any], size: int) -> str:
+    """The tuning in a claim's statement: RL here from the untuned arm, or a published preference-tuned model."""
+    if _tuned_here(results, size):
+        return f"RL on execution feedback ({_method(results, size)}) over the model it started from"
+    return "preference tuning"
 
 
 def tuning_gain(results: dict[str, Any], size: int) -> C.Claim:
     """P3: the preference-tuned model's pass@1 beats the untuned model's at the same size."""
     untuned, tuned = arms(results, size)
     label = f"{untuned['params_b']}B" if untuned else f"size {size}"
-    statement = f"preference tuning raises pass@1 at {label}"
-    common = dict(min_effect=5.0, min_effect_reason="far below the +33 pts from base to instruct of "
-                  "Qwen2.5-Coder-0.5B in its report", unit="pts of pass@1")
+    statement = f"{_what_tuned(results, size)} raises pass@1, at {label}"
+    reason = ("5 pts of pass@1: the smallest gain that would make a user who samples once pick the RL arm; Yue et "
+              "al. 2025's RL models lead their start by more at k = 1" if _tuned_here(results, size) else
+              "far below the +33 pts from base to instruct of Qwen2.5-Coder-0.5B in its report")
+    common = dict(min_effect=5.0, min_effect_reason=reason, unit="pts of pass@1")
     if not tuned:
         return C.claim(f"P3@{label}", PAPER, statement, "higher after tuning", None,
                        our_value=_tuning(results, size).get("reason") or "no tuned arm",
@@ -129,7 +166,8 @@ def shrinking_gain(results: dict[str, Any], size: int) -> C.Claim:
     only meaningful once there is a significant gain at k=1 to shrink."""
     untuned, tuned = arms(results, size)
     label = f"{untuned['params_b']}B" if untuned else f"size {size}"
-    statement = f"the tuned model's advantage shrinks as k grows, at {label}"
+    statement = (f"the pass@1 advantage of {_what_tuned(results, size)} shrinks as k grows (the curves cross), "
+                 f"at {label}")
     common = dict(min_effect=3.0, min_effect_reason="3 pts of pass@k: the smallest shrinkage that would change "
                   "which model a pass@k user should pick", unit="pts (gain at k=1 minus gain at k=n)")
     if not tuned:
@@ -156,7 +194,7 @@ def diversity_loss(results: dict[str, Any], size: int) -> C.Claim:
     """P5: tuned samples are less diverse (mean pairwise normalised edit distance of a task's programs)."""
     untuned, tuned = arms(results, size)
     label = f"{untuned['params_b']}B" if untuned else f"size {size}"
-    statement = f"preference tuning lowers sample diversity, at {label}"
+    statement = f"{_what_tuned(results, size)} lowers sample diversity, at {label}"
     common = dict(min_effect=2.0, min_effect_reason="2 pts of normalised edit distance: below that two sample sets "
                   "look alike", unit="pts of normalised edit distance (x100)")
     if not tuned:

@@ -141,8 +141,10 @@ def diversity(results: dict[str, Any]):
     return fig
 
 
-@FIGURES("dpo_training")
-def dpo_training(results: dict[str, Any]):
+@FIGURES("tuning_loss")
+def tuning_loss(results: dict[str, Any]):
+    """Left: the trainer's loss per seed. Right: pass@1 on the training tasks, the start against each tuned seed (the
+    premise that RL moved the model where it trained)."""
     import matplotlib.pyplot as plt
 
     tunings = [t for t in results["data"].get("tuning", []) if t.get("history")]
@@ -155,12 +157,23 @@ def dpo_training(results: dict[str, Any]):
         for seed, rows in t["history"].items():
             steps = [r["step"] for r in rows if "loss" in r]
             axes[0].plot(steps, [r["loss"] for r in rows if "loss" in r], label=f"size {t['size']}, seed {seed}")
-            axes[1].plot(steps, [r.get("rewards/margins", np.nan) for r in rows if "loss" in r])
     rft = tunings[0].get("method", "dpo") == "rft"
     axes[0].set(xlabel="step", ylabel="SFT loss" if rft else "DPO loss", title=tuning_words(tunings[0]))
-    axes[1].set(xlabel="step", ylabel="reward margin (chosen - rejected)",
-                title="implicit reward margin" + (" (DPO only)" if rft else ""))
     axes[0].legend(fontsize=7)
+    labels, means = [], []
+    for t in tunings:
+        if t.get("train_pass_start") and t.get("train_pass"):
+            labels.append(f"size {t['size']}\nstart")
+            means.append(100 * float(np.mean(t["train_pass_start"])))
+            for seed, shares in t["train_pass"].items():
+                labels.append(f"seed {seed}")
+                means.append(100 * float(np.mean(shares)))
+    if labels:
+        axes[1].bar(range(len(means)), means, color=["0.6" if "start" in x else "C0" for x in labels])
+        axes[1].set_xticks(range(len(means)), labels, fontsize=7)
+        axes[1].set(ylabel="pass@1 on training tasks (%)", title="where it trained: start vs tuned seeds")
+    else:
+        axes[1].text(0.5, 0.5, "training tasks not re-sampled", ha="center", transform=axes[1].transAxes)
     fig.tight_layout()
     return fig
 

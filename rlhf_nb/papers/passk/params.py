@@ -79,8 +79,11 @@ class Params(BaseParams):
     dpo: DPOSection = DPOSection(learning_rate=5e-5, num_train_epochs=2, beta=0.1, max_length=1024)
     rft: SFTSection = Field(SFTSection(learning_rate=1e-4, num_train_epochs=2, max_length=1024),
                             description="tuned 'rft': trl SFT (LoRA) on the passing samples of the training tasks")
-    rft_per_task: PosInt = Field(2, description="tuned 'rft': distinct passing samples kept per training task (so easy "
-                                                "tasks do not fill the data set)")
+    examples_per_task: PosInt = Field(
+        2, description="per training task at most this many distinct passing samples (rft) or passing-vs-failing "
+                       "pairs (dpo), so easy tasks do not fill the data set")
+    train_check_samples: int = Field(4, ge=0, description="samples per training task of each tuned seed, to check that "
+                                                          "tuning raised pass@1 where it trained (0: not checked)")
     lora: LoraSection = LoraSection(r=16)
     prefill_code: bool = Field(True, description="chat replies start inside a ```python block holding the task's "
                                                  "signature and docstring, and stop at its closing fence or the first "

@@ -64,6 +64,15 @@ def crossing_of(results: dict[str, Any], size: int) -> Crossing | None:
     return crossing(np.array([counts(r) for r in tuned]), np.array([counts(untuned)]), n)
 
 
+def train_gain(tuning: dict[str, Any]) -> C.Test | None:
+    """A tuning record's seeds' pass@1 on their *training* tasks against the start's (per task, paired, in points), or
+    None where it was not measured."""
+    start, tuned = tuning.get("train_pass_start") or [], list((tuning.get("train_pass") or {}).values())
+    if not start or not tuned:
+        return None
+    return C.superiority(100 * np.array(start), 100 * np.array(tuned))
+
+
 # ----------------------------------------------------------------------------------------------
 # one-sentence findings for the notebook (computed, with n and intervals)
 # ----------------------------------------------------------------------------------------------
@@ -97,8 +106,11 @@ def finding_tuning(results: dict[str, Any]) -> str:
             parts.append(f"{name}: not tuned ({t.get('reason') or 'no pairs'})")
             continue
         test = C.superiority(pass1(untuned), np.stack([pass1(r) for r in tuned]))
-        parts.append(f"{name}: {tuning_words(t)} changes pass@1 by {test.effect:+.1f} pts "
-                     f"[{test.ci[0]:+.1f}, {test.ci[1]:+.1f}] ({test.n} tasks x {test.seeds} seeds)")
+        moved = train_gain(t)
+        where = ("" if moved is None else f"; on its training tasks by {moved.effect:+.1f} [{moved.ci[0]:+.1f}, "
+                 f"{moved.ci[1]:+.1f}] ({moved.n} tasks)")
+        parts.append(f"{name}: {tuning_words(t)} changes held-out pass@1 by {test.effect:+.1f} pts "
+                     f"[{test.ci[0]:+.1f}, {test.ci[1]:+.1f}] ({test.n} tasks x {test.seeds} seeds){where}")
     return "; ".join(parts) + "."
 
 

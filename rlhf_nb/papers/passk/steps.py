@@ -22,8 +22,8 @@ from typing import Any
 
 from rlhf_nb.evidence.metrics import pairwise_edit_distances
 from rlhf_nb.lm.generation import Done, GenerationStats, SamplingConfig, generate, render_prompt
-from rlhf_nb.lm.models import Loaded, load, merged
-from rlhf_nb.papers.passk.params import Params, Size
+from rlhf_nb.lm.models import Loaded, load, read_precision, reading
+from rlhf_nb.papers.passk.params import TUNED_HERE, Params, Size
 from rlhf_nb.rewards.code import (
     cached_reference,
     check_programs,
@@ -195,23 +195,27 @@ class ModelRun:
     low: list[TaskSamples] | None  # at pass1_sampling.temperature, when set
     tokens_per_s: float
     cap_rate: float
-    dtype: str | None = None  # the weights' dtype it was sampled with (arms are compared only at one precision)
+    dtype: str | None = None  # how it was read (models.read_precision; arms are compared only when read alike)
 
 
 def evaluate(loaded: Loaded, size_index: int, size: Size, arm: str, fmt: str, seed: int | None, tasks: Tasks,
              P: Params, out_dir: Path) -> ModelRun:
-    name = size.untuned if arm == "untuned" or size.tuned == "dpo" else size.tuned
+    """One arm's samples on the evaluation tasks, read the way every compared arm is read
+    (:func:`~rlhf_nb.lm.models.reading`: on a CPU with fast bf16, bf16 matmuls with a trained adapter added in fp32)."""
+    name = size.untuned if arm == "untuned" or size.tuned in TUNED_HERE else size.tuned
     tag = f"{name.replace('/', '_')}_{arm}" + (f"_seed{seed}" if seed is not None else "")
     stats = GenerationStats()
     plus = arm == "untuned" or P.plus_for_tuned
-    samples = sample_and_score(loaded, tasks, fmt, P.sampling.config(P.seed), P, f"{name} ({arm})",
-                               out_dir / f"samples_{tag}.jsonl", stats, plus)
-    low = None
-    if P.pass1_sampling is not None:
-        low = sample_and_score(loaded, tasks, fmt, P.pass1_sampling.config(P.seed + 7), P, f"{name} ({arm}, pass@1)",
-                               out_dir / f"samples_{tag}_pass1.jsonl", stats, plus)
+    with reading(loaded):
+        precision = read_precision(loaded)
+        samples = sample_and_score(loaded, tasks, fmt, P.sampling.config(P.seed), P, f"{name} ({arm})",
+                                   out_dir / f"samples_{tag}.jsonl", stats, plus)
+        low = None
+        if P.pass1_sampling is not None:
+            low = sample_and_score(loaded, tasks, fmt, P.pass1_sampling.config(P.seed + 7), P,
+                                   f"{name} ({arm}, pass@1)", out_dir / f"samples_{tag}_pass1.jsonl", stats, plus)
     return ModelRun(size_index, size.family, size.params_b, name, arm, seed, samples, low, stats.tokens_per_s,
-                    stats.cap_rate, loaded.info.get("dtype"))
+                    stats.cap_rate, precision)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -221,8 +225,9 @@ def evaluate(loaded: Loaded, size_index: int, size: Size, arm: str, fmt: str, se
 
 @dataclass
 class Tuning:
-    """What tuning learned from at one size: the pairs (DPO) or passing samples (RFT), and per seed the training
-    log."""
+    """What tuning learned from at one size: the pairs (DPO) or passing samples (RFT), per seed the training log, and
+    how often the start and each tuned seed pass the *training* tasks (did the RL step move the model where it
+    trained?)."""
 
     size: int
     tasks_with_a_pass: int
@@ -233,26 +238,48 @@ class Tuning:
     reference_pairs: bool = False  # smoke plumbing: reference solutions stood in for passing samples
     history: dict[int, list[dict[str, float]]] = field(default_factory=dict)
     method: str = "dpo"  # "dpo": ``pairs`` preference pairs; "rft": ``pairs`` SFT examples (passing samples)
+    train_pass_start: list[float] = field(default_factory=list)  # per training task: the start's share passing
+    train_pass: dict[int, list[float]] = field(default_factory=dict)  # per seed, the tuned policy's shares
+    train_seconds: dict[int, float] = field(default_factory=dict)  # per seed, the trainer's wall time
 
 
-def train_samples(loaded: Loaded, tasks: Tasks, fmt: str, P: Params) -> list[tuple[CodeTask, Any, list[str], list[str]]]:
-    """``pair_samples`` samples per training task, run against its tests: per task its prompt (as sampled), and its
-    passing and failing replies, distinct, in sampling order."""
-    config = P.sampling.config(P.seed + 1, n=P.pair_samples)
+TrainSample = tuple[CodeTask, Any, list[str], list[str]]  # task, prompt as sampled, distinct passing / failing replies
+
+
+def _sample_training_tasks(loaded: Loaded, tasks: Tasks, fmt: str, P: Params, n: int, label: str
+                           ) -> tuple[list[Any], list[list[str]], list[list[bool]]]:
+    """``n`` samples per training task (at ``sampling``'s temperature, seed ``seed + 1``), read like every compared
+    arm and run against the task's tests: the prompts, and per task the replies and whether each passed."""
+    config = P.sampling.config(P.seed + 1, n=n)
     stops, done = ending_for(fmt, P.prefill_code, tasks.train)
     config = SamplingConfig(**{**config.__dict__, "stop": stops})
     prompts = prompts_for(loaded, tasks.train, fmt, P.prefill_code)
-    replies = generate(loaded.model, loaded.tokenizer, prompts, config, progress="training samples", done=done)
+    with reading(loaded):
+        replies = generate(loaded.model, loaded.tokenizer, prompts, config, progress=label, done=done)
     flat = [(t, s.text) for t, per in zip(tasks.train, replies) for s in per]
     verdicts = check_programs([t for t, _ in flat], [program_of(r, t, fmt, P.prefill_code) for t, r in flat],
-                              Limits(timeout_s=P.timeout_s), progress="training samples: tests")
+                              Limits(timeout_s=P.timeout_s), progress=f"{label}: tests")
+    texts = [[s.text for s in per] for per in replies]
+    passed = [[v.passed for v in verdicts[j * n : (j + 1) * n]] for j in range(len(tasks.train))]
+    return prompts, texts, passed
+
+
+def train_samples(loaded: Loaded, tasks: Tasks, fmt: str, P: Params) -> tuple[list[TrainSample], list[float]]:
+    """``pair_samples`` samples per training task, run against its tests: per task its prompt (as sampled), and its
+    passing and failing replies, distinct, in sampling order; and per task the share of samples that passed."""
+    prompts, texts, passed = _sample_training_tasks(loaded, tasks, fmt, P, P.pair_samples, "training samples")
     out = []
-    for j, task in enumerate(tasks.train):
-        rows = range(j * P.pair_samples, (j + 1) * P.pair_samples)
-        good = list(dict.fromkeys(flat[i][1] for i in rows if verdicts[i].passed))
-        bad = list(dict.fromkeys(flat[i][1] for i in rows if not verdicts[i].passed))
-        out.append((task, prompts[j], good, bad))
-    return out
+    for task, prompt, replies, ok in zip(tasks.train, prompts, texts, passed):
+        good = list(dict.fromkeys(r for r, p in zip(replies, ok) if p))
+        bad = list(dict.fromkeys(r for r, p in zip(replies, ok) if not p))
+        out.append((task, prompt, good, bad))
+    return out, [sum(ok) / len(ok) for ok in passed]
+
+
+def training_pass(loaded: Loaded, tasks: Tasks, fmt: str, P: Params, label: str) -> list[float]:
+    """Per training task, the share of ``train_check_samples`` samples of ``loaded`` that pass its tests: a tuned
+    policy against its start on the tasks it trained on (the premise that the RL step moved the model)."""
+    return [sum(ok) / len(ok) for ok in _sample_training_tasks(loaded, tasks, fmt, P, P.train_check_samples, label)[2]]
 
 
 def _reference_stand_in(task: CodeTask, P: Params) -> list[str]:
@@ -260,9 +287,9 @@ def _reference_stand_in(task: CodeTask, P: Params) -> list[str]:
     return [task.canonical_solution if P.prefill_code else task.prompt + task.canonical_solution]
 
 
-def execution_pairs(samples: list[tuple[CodeTask, Any, list[str], list[str]]], P: Params
-                    ) -> tuple[list[PreferencePair], int]:
-    """For each training task with both a passing and a failing sample: one passing reply preferred to one failing.
+def execution_pairs(samples: list[TrainSample], P: Params) -> tuple[list[PreferencePair], int]:
+    """For each training task with both a passing and a failing sample: up to ``examples_per_task`` distinct pairs of
+    a passing reply preferred to a failing one (the i-th passing with the i-th failing, each list cycled).
 
     Returns the pairs and the number of training tasks with at least one passing sample."""
     pairs, with_pass = [], 0
@@ -270,16 +297,17 @@ def execution_pairs(samples: list[tuple[CodeTask, Any, list[str], list[str]]], P
         with_pass += bool(good)
         if not good and P.reference_pairs:
             good = _reference_stand_in(task, P)
-        if good and bad:  # the replies as the model wrote them: after a prefill, only the continuations differ
-            end = "\n```" if P.prefill_code else ""
-            pairs.append(PreferencePair(f"exec-{task.task_id}", prompt if P.prefill_code else code_prompt(task),
-                                        good[0] + end, bad[0] + end, "execution"))
+        if not (good and bad):
+            continue
+        end = "\n```" if P.prefill_code else ""  # the replies as the model wrote them: after a prefill, continuations
+        for i in range(min(P.examples_per_task, max(len(good), len(bad)))):
+            pairs.append(PreferencePair(f"exec-{task.task_id}-{i}", prompt if P.prefill_code else code_prompt(task),
+                                        good[i % len(good)] + end, bad[i % len(bad)] + end, "execution"))
     return pairs, with_pass
 
 
-def rft_records(samples: list[tuple[CodeTask, Any, list[str], list[str]]], P: Params
-                ) -> tuple[list[dict[str, Any]], int]:
-    """Rejection-sampling fine-tuning data: up to ``rft_per_task`` distinct passing replies per training task, each
+def rft_records(samples: list[TrainSample], P: Params) -> tuple[list[dict[str, Any]], int]:
+    """Rejection-sampling fine-tuning data: up to ``examples_per_task`` distinct passing replies per training task, each
     as the whole chat reply (after a prefill: the code block the prefill opened, with the task's signature, the body
     the model wrote and the closing fence). Returns the records and the tasks with a passing sample."""
     records, with_pass = [], 0
@@ -287,18 +315,35 @@ def rft_records(samples: list[tuple[CodeTask, Any, list[str], list[str]]], P: Pa
         with_pass += bool(good)
         if not good and P.reference_pairs:
             good = _reference_stand_in(task, P)
-        for reply in good[: P.rft_per_task]:
+        for reply in good[: P.examples_per_task]:
             completion = prefill_of(task) + reply + "\n```" if P.prefill_code else reply
             records.append({"prompt": code_prompt(task), "completion": completion})
     return records, with_pass
 
 
-def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path) -> tuple[list[ModelRun], Tuning]:
-    """Untuned evaluation, then the tuned arm: a published checkpoint, or DPO / RFT here once per seed."""
-    from rlhf_nb.papers.passk.params import TUNED_HERE
+def tune(name: str, method: str, data: list[Any], P: Params, seed: int, out_dir: Path) -> tuple[Loaded, Any, float]:
+    """``name`` with a fresh LoRA adapter trained on ``data`` by ``method`` (``dpo``: execution pairs, ``rft``: passing
+    samples) with seed ``seed``: the policy (adapter unmerged), trl's result and the trainer's wall seconds."""
+    import time
+
+    import torch
+
     from rlhf_nb.train.dpo import train_dpo
     from rlhf_nb.train.sft import train_sft
 
+    torch.manual_seed(seed)
+    policy = load(name, lora=P.lora.spec())
+    started = time.perf_counter()
+    if method == "dpo":
+        result = train_dpo(policy, data, P.dpo.build(str(out_dir / f"dpo_seed{seed}"), seed=seed))
+    else:
+        result = train_sft(policy, data, P.rft.build(str(out_dir / f"rft_seed{seed}"), seed=seed))
+    return policy, result, time.perf_counter() - started
+
+
+def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path) -> tuple[list[ModelRun], Tuning]:
+    """Untuned evaluation, then the tuned arm: a published checkpoint, or DPO / RFT here once per seed, each seed
+    checked on its training tasks against the start."""
     size = P.sizes[index]
     runs: list[ModelRun] = []
     # one load serves the evaluation and the training samples; at the precision the tuned arm will get
@@ -318,29 +363,24 @@ def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path) -> tuple[list[M
                             f"the untuned model passes {100 * rate:.1f}% of evaluation samples (< "
                             f"{100 * P.min_tune_pass:.0f}%): too few passing samples to learn from; not tuned",
                             method=size.tuned)
-    samples = train_samples(untuned, tasks, size.untuned_format, P)
+    samples, start_pass = train_samples(untuned, tasks, size.untuned_format, P)
     del untuned
     gc.collect()
     data, with_pass = (execution_pairs if size.tuned == "dpo" else rft_records)(samples, P)
     share = with_pass / max(1, len(tasks.train))
     tuning = Tuning(index, with_pass, len(tasks.train), len(data), False, reference_pairs=P.reference_pairs,
-                    method=size.tuned)
+                    method=size.tuned, train_pass_start=start_pass)
     if (share < P.min_tune_pass and not P.reference_pairs) or not data:
         tuning.reason = (f"{with_pass} of {len(tasks.train)} training tasks had a passing sample "
                          f"(< {100 * P.min_tune_pass:.0f}%): nothing to learn from")
         return runs, tuning
     for s in range(P.seeds):
         seed = P.seed + s
-        import torch
-
-        torch.manual_seed(seed)
-        policy = load(size.untuned, lora=P.lora.spec())
-        if size.tuned == "dpo":
-            result = train_dpo(policy, data, P.dpo.build(str(out_dir / f"dpo_size{index}_seed{seed}"), seed=seed))
-        else:
-            result = train_sft(policy, data, P.rft.build(str(out_dir / f"rft_size{index}_seed{seed}"), seed=seed))
-        tuning.history[seed] = result.history
-        policy = merged(policy)  # the adapter folded into the weights: the same model, sampled faster
+        policy, result, seconds = tune(size.untuned, size.tuned, data, P, seed, out_dir / f"size{index}")
+        tuning.history[seed], tuning.train_seconds[seed] = result.history, seconds
+        if P.train_check_samples:
+            tuning.train_pass[seed] = training_pass(policy, tasks, size.untuned_format, P,
+                                                    f"seed {seed}: training tasks")
         runs.append(evaluate(policy, index, size, "tuned", size.untuned_format, seed, tasks, P, out_dir))
         del policy, result
         gc.collect()
