@@ -31,6 +31,9 @@ def test_passk_notebook_smoke(project):
     assert all((outcome.out_dir / f"{n}.png").is_file() for n in results["figures"])
     assert (outcome.out_dir / "samples_tiny_untuned.jsonl").is_file()
     assert {r["dtype"] for r in runs} == {"float32"}  # each arm records the precision it was sampled at
+    tuning = results["data"]["tuning"][0]  # every seed sampled again on its training tasks, next to the start
+    assert len(tuning["train_pass_start"]) == len(split["train"]) and set(tuning["train_pass"]) == {"0", "1"}
+    assert all(len(v) == len(split["train"]) and 0 <= min(v) <= max(v) <= 1 for v in tuning["train_pass"].values())
     assert len(results["findings"]) >= 3
     # the saved verdicts are a cache: recomputing from the data gives the same records
     assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]
