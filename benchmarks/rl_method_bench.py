@@ -58,7 +58,8 @@ def main() -> None:
     start = models.load(size.untuned, baseline=True)
     t0 = time.perf_counter()
     held_start = steps.evaluate(start, 0, size, "untuned", size.untuned_format, None, tasks, P, out)
-    samples, train_start = steps.train_samples(start, tasks, size.untuned_format, P)
+    samples = steps.train_samples(start, tasks, size.untuned_format, P)
+    train_start = steps.training_pass(start, tasks, size.untuned_format, P, "start: training tasks")
     print(f"start: held-out pass@1 {100 * np.mean([np.mean(t.passed) for t in held_start.samples]):.1f}%, training "
           f"tasks {100 * np.mean(train_start):.1f}% ({time.perf_counter() - t0:.0f} s, {held_start.tokens_per_s:.0f} "
           "tok/s)", flush=True)

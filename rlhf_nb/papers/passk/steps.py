@@ -145,7 +145,7 @@ class TaskSamples:
     passed_plus: list[bool] | None
     tokens: list[int]
     finished: list[bool]
-    diversity: float  # mean pairwise normalised edit distance of the programs (0: identical)
+    diversity: float  # mean pairwise normalised edit distance of what the model wrote (0: identical)
 
 
 def sample_and_score(loaded: Loaded, tasks: Tasks, fmt: str, config: SamplingConfig, P: Params, label: str,
@@ -169,11 +169,13 @@ def sample_and_score(loaded: Loaded, tasks: Tasks, fmt: str, config: SamplingCon
     if tasks.plus and (score_plus if score_plus is not None else True):
         plus = check_programs_plus([tasks.plus[t.task_id] for t, _ in flat], programs, tasks.reference, limits,
                                    progress=f"{label}: HumanEval+")
+    # diversity of what the model wrote: a prefilled reply or a completion is the body (the task's prompt, the same in
+    # every sample, would dilute the distance); a free chat reply, the program it holds
+    written = [s.text if fmt == "completion" or P.prefill_code else p for (_, s), p in zip(flat, programs)]
     out = []
     for j, task in enumerate(tasks.eval):
         rows = range(j * config.n, (j + 1) * config.n)
-        texts = [programs[i] for i in rows]
-        distances = pairwise_edit_distances(texts, normalized=True)
+        distances = pairwise_edit_distances([written[i] for i in rows], normalized=True)
         out.append(TaskSamples(
             task.task_id, [base[i].passed for i in rows], None if plus is None else [plus[i]["passed"] for i in rows],
             [flat[i][1].n_tokens for i in rows], [flat[i][1].finished for i in rows],
@@ -246,11 +248,11 @@ class Tuning:
 TrainSample = tuple[CodeTask, Any, list[str], list[str]]  # task, prompt as sampled, distinct passing / failing replies
 
 
-def _sample_training_tasks(loaded: Loaded, tasks: Tasks, fmt: str, P: Params, n: int, label: str
+def _sample_training_tasks(loaded: Loaded, tasks: Tasks, fmt: str, P: Params, n: int, label: str, seed: int
                            ) -> tuple[list[Any], list[list[str]], list[list[bool]]]:
-    """``n`` samples per training task (at ``sampling``'s temperature, seed ``seed + 1``), read like every compared
+    """``n`` samples per training task (at ``sampling``'s temperature, sampling seed ``seed``), read like every compared
     arm and run against the task's tests: the prompts, and per task the replies and whether each passed."""
-    config = P.sampling.config(P.seed + 1, n=n)
+    config = P.sampling.config(seed, n=n)
     stops, done = ending_for(fmt, P.prefill_code, tasks.train)
     config = SamplingConfig(**{**config.__dict__, "stop": stops})
     prompts = prompts_for(loaded, tasks.train, fmt, P.prefill_code)
@@ -264,22 +266,25 @@ def _sample_training_tasks(loaded: Loaded, tasks: Tasks, fmt: str, P: Params, n:
     return prompts, texts, passed
 
 
-def train_samples(loaded: Loaded, tasks: Tasks, fmt: str, P: Params) -> tuple[list[TrainSample], list[float]]:
+def train_samples(loaded: Loaded, tasks: Tasks, fmt: str, P: Params) -> list[TrainSample]:
     """``pair_samples`` samples per training task, run against its tests: per task its prompt (as sampled), and its
-    passing and failing replies, distinct, in sampling order; and per task the share of samples that passed."""
-    prompts, texts, passed = _sample_training_tasks(loaded, tasks, fmt, P, P.pair_samples, "training samples")
+    passing and failing replies, distinct, in sampling order."""
+    prompts, texts, passed = _sample_training_tasks(loaded, tasks, fmt, P, P.pair_samples, "training samples",
+                                                    P.seed + 1)
     out = []
     for task, prompt, replies, ok in zip(tasks.train, prompts, texts, passed):
         good = list(dict.fromkeys(r for r, p in zip(replies, ok) if p))
         bad = list(dict.fromkeys(r for r, p in zip(replies, ok) if not p))
         out.append((task, prompt, good, bad))
-    return out, [sum(ok) / len(ok) for ok in passed]
+    return out
 
 
 def training_pass(loaded: Loaded, tasks: Tasks, fmt: str, P: Params, label: str) -> list[float]:
-    """Per training task, the share of ``train_check_samples`` samples of ``loaded`` that pass its tests: a tuned
-    policy against its start on the tasks it trained on (the premise that the RL step moved the model)."""
-    return [sum(ok) / len(ok) for ok in _sample_training_tasks(loaded, tasks, fmt, P, P.train_check_samples, label)[2]]
+    """Per training task, the share of ``train_check_samples`` samples of ``loaded`` that pass its tests, drawn at a
+    sampling seed of their own (``seed + 2``, not the draw the training data came from), for the start and every
+    tuned policy alike: did the RL step move the model on the tasks it trained on?"""
+    check = _sample_training_tasks(loaded, tasks, fmt, P, P.train_check_samples, label, P.seed + 2)
+    return [sum(ok) / len(ok) for ok in check[2]]
 
 
 def _reference_stand_in(task: CodeTask, P: Params) -> list[str]:
@@ -363,7 +368,9 @@ def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path) -> tuple[list[M
                             f"the untuned model passes {100 * rate:.1f}% of evaluation samples (< "
                             f"{100 * P.min_tune_pass:.0f}%): too few passing samples to learn from; not tuned",
                             method=size.tuned)
-    samples, start_pass = train_samples(untuned, tasks, size.untuned_format, P)
+    samples = train_samples(untuned, tasks, size.untuned_format, P)
+    start_pass = training_pass(untuned, tasks, size.untuned_format, P, "start: training tasks") \
+        if P.train_check_samples else []
     del untuned
     gc.collect()
     data, with_pass = (execution_pairs if size.tuned == "dpo" else rft_records)(samples, P)
