@@ -74,10 +74,12 @@ def test_passk_claims_on_a_clean_picture():
     runs += [_run(0, "tuned", s, np.clip(base + 0.3, 0, 0.95), diversity=0.2, seed_rng=s + 1) for s in range(3)]
     out = {c.id: c for c in passk.claims(_results(runs, [_moved()]))}
     assert out["P3@0.5B"].verdict == C.REPRODUCED and out["P3@0.5B"].seeds == 3
-    assert "RL on execution feedback (RFT) over the model it started from" in out["P3@0.5B"].statement
+    assert "one round of RFT on its own execution feedback over the model it started from" in out["P3@0.5B"].statement
     assert out["P2"].verdict == C.REPRODUCED  # HumanEval+ catches 30% of passing programs
     assert out["P5@0.5B"].verdict == C.REPRODUCED  # tuned samples are less diverse
-    assert out["P4@0.5B"].verdict == C.REPRODUCED and out["P4@0.5B"].premises[-1].holds  # +31 pts at k=1, +1 at k=10
+    # +30 pts at k=1 and not behind at k=10: the gain shrinks (pass@k's ceiling) but the curves never cross
+    assert out["P4@0.5B"].premises[-1].holds and out["P4@0.5B"].verdict != C.REPRODUCED
+    assert out["P4@0.5B"].effect <= 0 and "shrinking by" in out["P4@0.5B"].our_value
     assert out["P1"].verdict == C.NOT_TESTED  # one size of one family
     for run in runs:  # an instruct start is fine for RL trained here from it (Yue et al.'s comparison) ...
         run["model"] = "m0-Instruct"
@@ -148,6 +150,7 @@ def test_passk_reports_where_the_start_overtakes_a_sharpened_arm():
     assert "crossing at k =" in readers.finding_catch_up(results)
     p4 = {c.id: c for c in passk.claims(results)}["P4@0.5B"]
     assert f"crossing at k = {cross.k:.1f}" in p4.our_value
+    assert p4.verdict == C.REPRODUCED and p4.effect > 2  # the start is ahead at k = 16
 
 
 def test_passk_claims_not_tested_without_pairs_or_off_the_floor():
@@ -160,7 +163,7 @@ def test_passk_claims_not_tested_without_pairs_or_off_the_floor():
     assert "no pairs" in out["P3@0.5B"].our_value
 
 
-def test_passk_wrecked_tuning_is_never_a_shrinking_gain():
+def test_passk_wrecked_tuning_is_never_a_crossing():
     rng = np.random.default_rng(3)
     base = rng.uniform(0.3, 0.6, 80)
     runs = [_run(0, "untuned", None, base)] + [_run(0, "tuned", s, base * 0.1, seed_rng=s + 5) for s in range(3)]

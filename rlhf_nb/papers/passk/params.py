@@ -61,9 +61,9 @@ class Params(BaseParams):
     humaneval_plus: OptionalData = Field(None, description="HumanEval+ (EvalPlus) file or 'hub'; None: not scored")
     eval_tasks: PosInt = Field(40, description="seeded subset of HumanEval that every model answers")
     train_source: Literal["humaneval", "mbpp"] = Field(
-        "humaneval", description="tasks for DPO pairs: the rest of HumanEval, or MBPP (then all 164 can be evaluated)")
+        "humaneval", description="tasks for tuning data: the rest of HumanEval, or MBPP (then all 164 can be evaluated)")
     mbpp: DataSource = Field("hub", description="MBPP source when train_source is mbpp")
-    train_tasks: PosInt = Field(60, description="tasks whose own samples make DPO pairs (disjoint from evaluation)")
+    train_tasks: PosInt = Field(60, description="tasks whose own samples make the tuning data (disjoint from evaluation)")
     sampling: SamplingSection = Field(SamplingSection(n=10, temperature=0.8, top_p=0.95, max_new_tokens=384),
                                       description="samples per task for pass@k, k = 1..n (CodeT5+: T = 0.8)")
     pass1_sampling: SamplingSection | None = Field(
@@ -74,8 +74,8 @@ class Params(BaseParams):
     plus_for_tuned: bool = Field(False, description="score tuned arms on HumanEval+ too (the HumanEval+ claim "
                                                     "reads the untuned models; each extra scoring costs minutes on CPU)")
     min_tune_pass: Fraction = Field(0.02, description="tune a size only if its untuned samples pass at least this "
-                                                      "share of evaluation samples (else there are no pairs to learn "
-                                                      "from), and if they pass this share of training tasks")
+                                                      "share of evaluation samples (else there is nothing to learn "
+                                                      "from), and if this share of training tasks has a passing sample")
     dpo: DPOSection = DPOSection(learning_rate=5e-5, num_train_epochs=2, beta=0.1, max_length=1024)
     rft: SFTSection = Field(SFTSection(learning_rate=1e-4, num_train_epochs=2, max_length=1024),
                             description="tuned 'rft': trl SFT (LoRA) on the passing samples of the training tasks")

@@ -192,7 +192,7 @@ class ModelRun:
     params_b: float
     model: str
     arm: str  # "untuned" or "tuned"
-    seed: int | None  # the DPO seed for models tuned here
+    seed: int | None  # the training seed for models tuned here
     samples: list[TaskSamples]  # at sampling.temperature, n per task
     low: list[TaskSamples] | None  # at pass1_sampling.temperature, when set
     tokens_per_s: float
