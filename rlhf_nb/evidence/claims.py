@@ -173,7 +173,11 @@ def decide(claim: Claim) -> tuple[str, str]:
             return REPRODUCED, (f"p_adj {p_adj:.3g} < {ALPHA} and the interval excludes 0; the estimate "
                                 f"{claim.effect:.3g} is below the paper's minimum effect {claim.min_effect:.3g}, which "
                                 "the interval still reaches: possibly smaller than the paper's")
-        return REPRODUCED, f"p_adj {p_adj:.3g} < {ALPHA}, the interval excludes 0 and reaches the minimum effect"
+        if claim.ci[0] < claim.min_effect:
+            return REPRODUCED, (f"p_adj {p_adj:.3g} < {ALPHA}, the interval excludes 0 and reaches the minimum effect; "
+                                f"its bottom {claim.ci[0]:.3g} is below the minimum {claim.min_effect:.3g}, so an effect "
+                                "smaller than the paper's is not excluded")
+        return REPRODUCED, f"p_adj {p_adj:.3g} < {ALPHA}, the interval excludes 0 and the minimum effect"
     return INCONCLUSIVE, "the interval holds both 0 (or p_adj >= 0.05) and the paper's minimum effect"
 
 

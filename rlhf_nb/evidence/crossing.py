@@ -72,7 +72,7 @@ class Crossing:
         if math.isnan(self.k):
             head = "the tuned arm does not lead at k = 1, so there is no crossing to measure"
         elif math.isinf(self.k):
-            head = f"no crossing up to k = {self.n}"
+            head = f"no crossing up to k = {self.n} in the point estimate"
         else:
             head = f"crossing at k = {self.k:.1f}"
         return (f"{head} (95% interval {fmt(self.ci[0])} to {fmt(self.ci[1])}; no crossing up to {self.n} in "

@@ -70,8 +70,8 @@ def plus_drop(results: dict[str, Any]) -> C.Claim:
     premises = [C.Premise("HumanEval+ extra inputs used", extra > 0, f"{extra} inputs beyond the base tests"),
                 C.off_floor_and_ceiling(best["model"], float(np.mean(he)) / 100, len(he), FLOOR)]
     value = (f"{best['model']}: HumanEval {np.mean(he):.1f}% vs HumanEval+ {np.mean(plus):.1f}%; "
-             + _sentence(test, "drop") + " (HumanEval+ only adds inputs, so no task can gain: the question is the drop's "
-             "size against the minimum)")
+             + _sentence(test, "drop") + f"; {int(np.sum(plus > he))} of {len(he)} tasks pass HumanEval+ more often (its "
+             "verdicts compare with EvalPlus's reference outputs, not HumanEval's asserts), the rest never more")
     return C.claim("P2", EVALPLUS, statement, "lower on HE+", test, our_value=value, premises=premises, **common)
 
 
@@ -109,7 +109,7 @@ def _start_premise(results: dict[str, Any], size: int, untuned: dict[str, Any]) 
 def _moved_premise(results: dict[str, Any], size: int) -> C.Premise:
     """RL measurably raised pass@1 where it trained: without that, a held-out null says nothing about RL."""
     test = train_gain(_tuning(results, size))
-    name = "RL raised pass@1 on its training tasks"
+    name = "tuning raised pass@1 on its training tasks"
     if test is None:
         return C.Premise(name, False, "not measured (train_check_samples: 0, or a run from before it was recorded)")
     return C.Premise(name, test.ci[0] > 0, f"{test.effect:+.1f} pts [{test.ci[0]:+.1f}, {test.ci[1]:+.1f}] "
@@ -137,6 +137,14 @@ def _tuned_premises(results: dict[str, Any], size: int, untuned: dict[str, Any],
     return out
 
 
+def _draw_note(results: dict[str, Any], size: int) -> str:
+    """Where the seeds are training seeds on one draw of training samples: say so next to the n (the intervals hold for
+    that draw; the seeds' spread is the trainer's)."""
+    if not _tuned_here(results, size):
+        return ""
+    return " (the seeds are trainer seeds on one draw of training samples)"
+
+
 def _what_tuned(results: dict[str, Any], size: int) -> str:
     """The tuning in a claim's statement: RL here from the untuned arm, or a published preference-tuned model."""
     if _tuned_here(results, size):
@@ -159,7 +167,7 @@ def tuning_gain(results: dict[str, Any], size: int) -> C.Claim:
                        premises=_tuned_premises(results, size, untuned, tuned) if untuned else [], **common)
     test = C.superiority(pass1(untuned), np.stack([pass1(r) for r in tuned]))
     value = (f"{untuned['model']}: untuned {np.mean(pass1(untuned)):.1f}% vs tuned "
-             f"{np.mean([np.mean(pass1(r)) for r in tuned]):.1f}%; " + _sentence(test, "gain"))
+             f"{np.mean([np.mean(pass1(r)) for r in tuned]):.1f}%; " + _sentence(test, "gain") + _draw_note(results, size))
     return C.claim(f"P3@{label}", PAPER, statement, "higher after tuning", test, our_value=value,
                    premises=_tuned_premises(results, size, untuned, tuned), **common)
 
@@ -171,9 +179,10 @@ def start_overtakes(results: dict[str, Any], size: int) -> C.Claim:
     untuned, tuned = arms(results, size)
     label = f"{untuned['params_b']}B" if untuned else f"size {size}"
     here = _tuned_here(results, size)
+    n = results["params"]["sampling"].get("n", "n")
     statement = (f"{'the model it started from' if here else 'the untuned model'} catches up with and overtakes "
-                 f"{'the ' + _method(results, size) + '-tuned arm' if here else 'the preference-tuned one'} by k = n "
-                 f"(the pass@k curves cross), at {label}")
+                 f"{'the ' + _method(results, size) + '-tuned arm' if here else 'the preference-tuned one'} by k = {n}, "
+                 f"the most samples drawn (the pass@k curves cross), at {label}")
     common = dict(min_effect=2.0, min_effect_reason="2 pts of pass@n: the smallest lead at k = n that would make a "
                   "user who samples n times keep the start", unit="pts of pass@n (start minus tuned)")
     if not tuned:
@@ -191,8 +200,10 @@ def start_overtakes(results: dict[str, Any], size: int) -> C.Claim:
     cross = crossing_of(results, size)
     value = (f"pass@{k}: start {np.mean(per_task(untuned, k)):.1f}% vs tuned "
              f"{np.mean([np.mean(per_task(r, k)) for r in tuned]):.1f}%; " + _sentence(test, f"start's lead at k={k}")
-             + f"; gain {gain1.effect:+.1f} pts at k=1, shrinking by {shrink.effect:+.1f} [{shrink.ci[0]:+.1f}, "
-             f"{shrink.ci[1]:+.1f}] by k={k}" + (f"; {cross.describe()}" if cross is not None else ""))
+             + f"; the tuned arm's gain is {gain1.effect:+.1f} pts at k=1 and {gain1.effect - shrink.effect:+.1f} at "
+             f"k={k} (change {-shrink.effect:+.1f} [{-shrink.ci[1]:+.1f}, {-shrink.ci[0]:+.1f}])"
+             + (f"; {cross.describe()}" if cross is not None else "")
+             + f"; a crossing beyond k = {k} is not tested" + _draw_note(results, size))
     return C.claim(f"P4@{label}", PAPER, statement, "start ahead at k=n", test, our_value=value, premises=premises,
                    **common)
 
@@ -210,7 +221,8 @@ def diversity_loss(results: dict[str, Any], size: int) -> C.Claim:
     div = lambda r: 100 * np.array([t["diversity"] for t in r["samples"]])  # noqa: E731
     test = C.superiority(np.stack([div(r) for r in tuned]), div(untuned))  # effect = untuned - tuned
     value = (f"mean edit distance {np.mean(div(untuned)):.1f} (untuned) vs "
-             f"{np.mean([np.mean(div(r)) for r in tuned]):.1f} (tuned); " + _sentence(test, "drop"))
+             f"{np.mean([np.mean(div(r)) for r in tuned]):.1f} (tuned); " + _sentence(test, "drop")
+             + _draw_note(results, size))
     return C.claim(f"P5@{label}", PAPER, statement, "less diverse", test, our_value=value,
                    premises=_tuned_premises(results, size, untuned, tuned), **common)
 

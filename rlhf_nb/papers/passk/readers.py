@@ -108,7 +108,7 @@ def finding_tuning(results: dict[str, Any]) -> str:
         test = C.superiority(pass1(untuned), np.stack([pass1(r) for r in tuned]))
         moved = train_gain(t)
         where = ("" if moved is None else f"; on its training tasks by {moved.effect:+.1f} [{moved.ci[0]:+.1f}, "
-                 f"{moved.ci[1]:+.1f}] ({moved.n} tasks)")
+                 f"{moved.ci[1]:+.1f}] ({moved.n} tasks x {moved.seeds} seeds)")
         parts.append(f"{name}: {tuning_words(t)} changes held-out pass@1 by {test.effect:+.1f} pts "
                      f"[{test.ci[0]:+.1f}, {test.ci[1]:+.1f}] ({test.n} tasks x {test.seeds} seeds){where}")
     return "; ".join(parts) + "."
