@@ -39,6 +39,27 @@ def test_passk_notebook_smoke(project):
     assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]
 
 
+def test_passk_stopped_after_an_arm_resumes_there_with_the_same_numbers(project):
+    """Each arm is a stage: a run stopped after the untuned arm and the first seed reuses both, trains the second seed
+    again, gives the same numbers and writes every arm's samples file."""
+    first = runner.run("02_passk_model_size", "smoke", progress=False)
+    assert first.status == "ok", first.error
+    before = json.loads((first.out_dir / "results.json").read_text())
+    stages = first.out_dir.parent / "smoke.stages"
+    for name in ("sampled-and-tuned-arms-*", "size-0-dpo-seed-1-*"):  # as if stopped while training seed 1
+        for path in stages.glob(name + ".pkl"):
+            path.unlink()
+    again = runner.run("02_passk_model_size", "smoke", progress=False)
+    assert again.status == "ok", again.error
+    after = json.loads((again.out_dir / "results.json").read_text())
+    log = json.loads((again.out_dir / "env.json").read_text())["stages"]
+    assert log["size 0: untuned arm"]["reused"] and log["size 0: dpo seed 0"]["reused"]
+    assert not log["size 0: dpo seed 1"]["reused"]
+    assert [r["samples"] for r in after["data"]["runs"]] == [r["samples"] for r in before["data"]["runs"]]
+    assert after["data"]["tuning"][0]["train_pass"] == before["data"]["tuning"][0]["train_pass"]
+    assert len(list(again.out_dir.glob("samples_*.jsonl"))) == 3
+
+
 def _task(pass_rate: float, n: int, rng, plus_drop: float = 0.0, diversity: float = 0.3) -> dict:
     passed = list(rng.random(n) < pass_rate)
     plus = [p and rng.random() >= plus_drop for p in passed]
