@@ -39,6 +39,17 @@ def test_passk_notebook_smoke(project):
     assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]
 
 
+def test_passk_a_model_at_the_floor_is_not_tuned_and_says_why_from_its_training_samples(project):
+    outcome = runner.run("02_passk_model_size", "smoke", overrides={"reference_pairs": False}, progress=False)
+    assert outcome.status == "ok", outcome.error
+    results = json.loads((outcome.out_dir / "results.json").read_text())
+    tuning = results["data"]["tuning"][0]  # a random tiny model never passes: nothing to learn from
+    assert not tuning["tuned"] and "training tasks had a passing sample" in tuning["reason"]
+    assert tuning["train_pass_start"] == [] and [r["arm"] for r in results["data"]["runs"]] == ["untuned"]
+    p3 = next(c for c in results["claims"] if c["id"].startswith("P3@"))
+    assert p3["verdict"] == C.NOT_TESTED and "nothing to learn from" in p3["our_value"]
+
+
 def test_passk_stopped_after_an_arm_resumes_there_with_the_same_numbers(project):
     """Each arm is a stage: a run stopped after the untuned arm and the first seed reuses both, trains the second seed
     again, gives the same numbers and writes every arm's samples file."""

@@ -73,9 +73,9 @@ class Params(BaseParams):
                                                      "pairs its reference solution with a failing sample")
     plus_for_tuned: bool = Field(False, description="score tuned arms on HumanEval+ too (the HumanEval+ claim "
                                                     "reads the untuned models; each extra scoring costs minutes on CPU)")
-    min_tune_pass: Fraction = Field(0.02, description="tune a size only if its untuned samples pass at least this "
-                                                      "share of evaluation samples (else there is nothing to learn "
-                                                      "from), and if this share of training tasks has a passing sample")
+    min_tune_pass: Fraction = Field(0.02, description="tune a size only if at least this share of its training "
+                                                      "tasks has a passing sample among `pair_samples` (else there is "
+                                                      "nothing to learn from); held-out outcomes decide nothing")
     dpo: DPOSection = DPOSection(learning_rate=5e-5, num_train_epochs=2, beta=0.1, max_length=1024)
     rft: SFTSection = Field(SFTSection(learning_rate=1e-4, num_train_epochs=2, max_length=1024),
                             description="tuned 'rft': trl SFT (LoRA) on the passing samples of the training tasks")

@@ -369,13 +369,12 @@ def tune(name: str, method: str, data: list[Any], P: Params, seed: int, out_dir:
 @dataclass
 class StartArm:
     """A size's untuned arm: its evaluation, its programs, and (when it is tuned here) the training samples drawn
-    from it and its own pass rates on the training tasks; ``reason`` says why it is not tuned."""
+    from it and its own pass rates on the training tasks (empty at the floor, where it is not tuned)."""
 
     run: ModelRun
     files: Files
     samples: list[TrainSample] = field(default_factory=list)
     train_pass: list[float] = field(default_factory=list)
-    reason: str = ""
 
 
 @dataclass
@@ -391,19 +390,17 @@ class TunedArm:
 
 
 def start_arm(index: int, tasks: Tasks, P: Params) -> StartArm:
-    """Size ``index``'s untuned model: evaluated; where it is tuned here and off the floor, its training samples and
-    its pass rates on the training tasks, from the same load."""
+    """Size ``index``'s untuned model: evaluated; where it is tuned here, its training samples and, off the floor, its
+    pass rates on the training tasks, from the same load. Whether to tune reads the training samples only
+    (:func:`run_size`; no held-out outcome decides anything about the tuned arm)."""
     size = P.sizes[index]
     untuned = load(size.untuned, baseline=size.tuned in TUNED_HERE)
     run, files = evaluate_arm(untuned, index, size, "untuned", size.untuned_format, None, tasks, P)
     if size.tuned not in TUNED_HERE:
         return StartArm(run, files)
-    rate = sum(sum(t.passed) for t in run.samples) / max(1, sum(len(t.passed) for t in run.samples))
-    if rate < P.min_tune_pass and not P.reference_pairs:  # at the floor: its own samples would give nothing to learn
-        return StartArm(run, files, reason=f"the untuned model passes {100 * rate:.1f}% of evaluation samples (< "
-                                           f"{100 * P.min_tune_pass:.0f}%): too few passing samples to learn from; "
-                                           "not tuned")
     samples = train_samples(untuned, tasks, size.untuned_format, P)
+    if sum(bool(good) for _, _, good, _ in samples) < P.min_tune_pass * len(samples) and not P.reference_pairs:
+        return StartArm(run, files, samples)  # at the floor: run_size says so; no check of a model never tuned
     check = training_pass(untuned, tasks, size.untuned_format, P, "start: training tasks") \
         if P.train_check_samples else []
     return StartArm(run, files, samples, check)
@@ -445,8 +442,6 @@ def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path, stage: Callable
         run, files = stage(f"size {index}: published tuned arm", published_arm, index, tasks, P)
         write_samples(out_dir, files)
         return [*runs, run], Tuning(index, 0, 0, 0, True, "published tuned checkpoint")
-    if start.reason:
-        return runs, Tuning(index, 0, len(tasks.train), 0, False, start.reason, method=size.tuned)
     data, with_pass = (execution_pairs if size.tuned == "dpo" else rft_records)(start.samples, P)
     share = with_pass / max(1, len(tasks.train))
     tuning = Tuning(index, with_pass, len(tasks.train), len(data), False, reference_pairs=P.reference_pairs,
