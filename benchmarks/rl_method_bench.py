@@ -40,7 +40,7 @@ def main() -> None:
 
     from rlhf_nb.core.overrides import parse_override
     from rlhf_nb.evidence import claims as C
-    from rlhf_nb.lm import device, models
+    from rlhf_nb.lm import device
     from rlhf_nb.notebook.config import load_params
     from rlhf_nb.papers.passk import steps
 
@@ -54,37 +54,37 @@ def main() -> None:
           f"{P.pair_samples} samples, {args.seeds} seeds; {device.describe()['reason']}; probe "
           f"{device.machine_probe()}", flush=True)
 
+    if size.tuned not in steps.TUNED_HERE or not P.train_check_samples:
+        raise SystemExit(f"the profile's first size must be tuned here (tuned: {size.tuned}) and check its training "
+                         f"tasks (train_check_samples: {P.train_check_samples})")
     tasks = steps.load_tasks(P, steps.split_tasks(P))
-    start = models.load(size.untuned, baseline=True)
     t0 = time.perf_counter()
-    held_start = steps.evaluate(start, 0, size, "untuned", size.untuned_format, None, tasks, P, out)
-    samples = steps.train_samples(start, tasks, size.untuned_format, P)
-    train_start = steps.training_pass(start, tasks, size.untuned_format, P, "start: training tasks")
+    start = steps.start_arm(0, tasks, P)  # the notebook's own start: evaluated, training samples, training-task check
+    held_start, samples, train_start = start.run, start.samples, start.train_pass
+    if not train_start:
+        raise SystemExit(f"{size.untuned} is at the floor on the training tasks: nothing to tune on")
     print(f"start: held-out pass@1 {100 * np.mean([np.mean(t.passed) for t in held_start.samples]):.1f}%, training "
           f"tasks {100 * np.mean(train_start):.1f}% ({time.perf_counter() - t0:.0f} s, {held_start.tokens_per_s:.0f} "
           "tok/s)", flush=True)
-    del start
     gc.collect()
 
     def rates(run: steps.ModelRun) -> np.ndarray:
         return 100 * np.array([np.mean(t.passed) for t in run.samples])
 
-    rows = []
+    rows, by_method = [], {}
     for method in args.methods:
         data, _ = (steps.execution_pairs if method == "dpo" else steps.rft_records)(samples, P)
         held, trained, seconds = [], [], []
         for s in range(args.seeds):
             seed = P.seed + s
-            policy, _, secs = steps.tune(size.untuned, method, data, P, seed, out / method)
-            trained.append(100 * np.array(steps.training_pass(policy, tasks, size.untuned_format, P,
-                                                              f"{method} seed {seed}: training tasks")))
-            held.append(rates(steps.evaluate(policy, 0, size, "tuned", size.untuned_format, seed, tasks, P,
-                                             out / method)))
-            seconds.append(secs)
-            print(f"{method} seed {seed}: {len(data)} examples, trained {secs:.0f} s, held-out "
+            arm = steps.tuned_arm(0, data, tasks, P, seed, out / method, method)
+            trained.append(100 * np.array(arm.train_pass))
+            held.append(rates(arm.run))
+            seconds.append(arm.seconds)
+            print(f"{method} seed {seed}: {len(data)} examples, trained {arm.seconds:.0f} s, held-out "
                   f"{held[-1].mean():.1f}%, training tasks {trained[-1].mean():.1f}%", flush=True)
-            del policy
             gc.collect()
+        by_method[method] = np.stack(held)
         gain = C.superiority(rates(held_start), np.stack(held))
         on_train = C.superiority(100 * np.array(train_start), np.stack(trained))
         rows.append((method, len(data), float(np.mean(seconds)), gain, on_train))
@@ -95,6 +95,9 @@ def main() -> None:
         print(f"| {method} | {examples} | {secs:.0f} | {gain.effect:+.1f} [{gain.ci[0]:+.1f}, {gain.ci[1]:+.1f}] | "
               f"{on_train.effect:+.1f} [{on_train.ci[0]:+.1f}, {on_train.ci[1]:+.1f}] | "
               f"{gain.effect / (secs / 60):+.2f} |")
+    if {"rft", "dpo"} <= set(by_method):  # paired over tasks: the two methods answer the same tasks
+        d = C.superiority(by_method["dpo"], by_method["rft"])
+        print(f"\nRFT - DPO held out: {d.effect:+.1f} pts [{d.ci[0]:+.1f}, {d.ci[1]:+.1f}], p={d.p:.3g}")
     print(f"\n{gain.n} evaluation tasks x {args.n} samples x {args.seeds} seeds per method; start held-out "
           f"{rates(held_start).mean():.1f}%, training tasks {100 * np.mean(train_start):.1f}%")
 

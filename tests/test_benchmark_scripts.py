@@ -164,3 +164,14 @@ def test_mixed_read_bench_puts_every_read_path_side_by_side_and_checks_the_zero_
     zero = re.search(r"zero adapter read mixed == base read mixed on (\d+) of (\d+)", out.stdout)
     assert zero and zero.group(1) == zero.group(2)  # an adapter of zeros changes nothing
     assert "held-out gold, greedy: fp32 merged" in out.stdout
+
+
+def test_rl_method_bench_compares_the_methods_from_one_shared_start_on_smoke():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rl_method_bench.py"), "--profile", "smoke",
+                          "--seeds", "2", "--n", "2"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.stdout.splitlines()
+            if line.startswith(("| rft |", "| dpo |"))}
+    assert set(rows) == {"rft", "dpo"}
+    assert "RFT - DPO held out:" in out.stdout  # the paired difference, not two separate intervals
+    assert "3 evaluation tasks x 2 samples x 2 seeds per method" in out.stdout  # smoke's 3 tasks, as asked

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from rlhf_nb.evidence.metrics import pass_at_k
-from rlhf_nb.evidence.stats import N_BOOT, arm, rng
+from rlhf_nb.evidence.stats import N_BOOT, arm, crossed_bootstrap
 
 
 def curves(correct: Any, n: int) -> np.ndarray:
@@ -60,7 +60,6 @@ class Crossing:
     k: float  # nan: no lead at k = 1; inf: no crossing up to n
     ci: tuple[float, float]  # percentile interval of the resampled crossing (inf: beyond n)
     no_crossing: float  # share of resamples without a crossing up to n
-    no_lead: float  # share of resamples where the tuned arm does not lead at k = 1
     lead: list[float]
     n: int
     tasks: int
@@ -87,16 +86,10 @@ def crossing(tuned_correct: Any, start_correct: Any, n: int, n_boot: int = N_BOO
         raise ValueError(f"the arms answer different numbers of tasks ({T.shape[1]} vs {S.shape[1]})")
     mean = lambda x: x.mean(axis=(0, 1))  # noqa: E731
     k = crossing_k(mean(T), mean(S))
-    gen = rng(seed)
     tasks = T.shape[1]
-    dist = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = gen.integers(0, tasks, tasks)
-        t = T[gen.integers(0, T.shape[0], T.shape[0])][:, idx]
-        s = S[gen.integers(0, S.shape[0], S.shape[0])][:, idx]
-        dist[b] = crossing_k(mean(t), mean(s))
+    dist = crossed_bootstrap([T, S], lambda arms: crossing_k(mean(arms[0]), mean(arms[1])), n_boot, seed)
     # a resample where the tuned arm does not lead at k = 1 has its crossing at or before k = 1; sample quantiles (no
     # interpolation) keep an infinite top as it is
     lo, hi = np.quantile(np.where(np.isnan(dist), 1.0, dist), [0.025, 0.975], method="inverted_cdf")
-    return Crossing(k, (float(lo), float(hi)), float(np.mean(np.isinf(dist))), float(np.mean(np.isnan(dist))),
+    return Crossing(k, (float(lo), float(hi)), float(np.mean(np.isinf(dist))),
                     (mean(T) - mean(S)).tolist(), n, tasks)

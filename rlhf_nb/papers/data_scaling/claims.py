@@ -49,9 +49,9 @@ def _policy_off_floor(results: dict[str, Any]) -> C.Premise:
                                    len(gold))
 
 
-def _enough(n: int, which: str, least: int = 10) -> C.Premise:
+def _enough(n: int, which: str, least: int = 10, units: str = "items") -> C.Premise:
     name = f"enough {which + ' ' if which else ''}items with right and wrong responses"
-    return C.Premise(name, n >= least, f"{n} items (need {least})")
+    return C.Premise(name, n >= least, f"{n} {units} (need {least})")
 
 
 def _auc_claim(results: dict[str, Any], cid: str, statement: str, paper: str, close_only: bool,
@@ -74,12 +74,14 @@ def _auc_claim(results: dict[str, Any], cid: str, statement: str, paper: str, cl
     else:
         test, other = C.superiority([r["auc_genrm"] for r in rows], b, clusters=clusters), "without GT"
         a_mean = test.detail["mean_a"]
-    b_mean = test.detail.get("mean_b", test.detail.get("rate", np.mean(b)))
+    b_mean = test.detail["mean_b"] if "mean_b" in test.detail else test.detail["rate"]
     value = (f"AUC with GT {b_mean:.1f} vs {other} {a_mean:.1f} pts{' (means over prompts)' if close_only else ''}; "
              f"{C.describe(test, 'pts', digits=2, runs='sampling run(s)')}")
     if close_only:
         value += f" ({_sources(rows)}; {_by_source(rows, 'auc', 'pts')})"
-    premises = [_enough(len(rows), which), _policy_off_floor(results)]
+    # close items share prompts (built pairs several a prompt): count what the test resamples
+    premises = [_enough(len({r["cluster"] for r in rows}), which, units="prompts") if close_only
+                else _enough(len(rows), which), _policy_off_floor(results)]
     if not against_chance:  # comparing two judges says something about GT only if the one with GT works at all
         premises.append(_gt_works(rows, f"the close code items ({_sources(rows)})"))
     return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=premises,
@@ -152,7 +154,8 @@ def gt_spreads_close(results: dict[str, Any]) -> C.Claim:
              f"prompts); {C.describe(test, 'SD', digits=2, runs='sampling run(s)')} ({_sources(rows)}; "
              f"{_by_source(rows, 'spread', 'SD')})")
     return C.claim("D3", PAPER, statement, paper, test, our_value=value,
-                   premises=[C.Premise("enough close code items", len(rows) >= 10, f"{len(rows)} items (need 10)"),
+                   premises=[C.Premise("enough close code items", len({r["cluster"] for r in rows}) >= 10,
+                                       f"{len({r['cluster'] for r in rows})} prompts (need 10)"),
                              _gt_works(rows, f"the close code items ({_sources(rows)})")], units="prompts", **common)
 
 

@@ -389,6 +389,11 @@ class TunedArm:
     train_pass: list[float] | None
 
 
+def at_the_floor(with_pass: int, train_tasks: int, P: Params) -> bool:
+    """Too few training tasks with a passing sample to tune on (``min_tune_pass``; never with ``reference_pairs``)."""
+    return with_pass < P.min_tune_pass * max(1, train_tasks) and not P.reference_pairs
+
+
 def start_arm(index: int, tasks: Tasks, P: Params) -> StartArm:
     """Size ``index``'s untuned model: evaluated; where it is tuned here, its training samples and, off the floor, its
     pass rates on the training tasks, from the same load. Whether to tune reads the training samples only
@@ -399,7 +404,7 @@ def start_arm(index: int, tasks: Tasks, P: Params) -> StartArm:
     if size.tuned not in TUNED_HERE:
         return StartArm(run, files)
     samples = train_samples(untuned, tasks, size.untuned_format, P)
-    if sum(bool(good) for _, _, good, _ in samples) < P.min_tune_pass * len(samples) and not P.reference_pairs:
+    if at_the_floor(sum(bool(good) for _, _, good, _ in samples), len(samples), P):
         return StartArm(run, files, samples)  # at the floor: run_size says so; no check of a model never tuned
     check = training_pass(untuned, tasks, size.untuned_format, P, "start: training tasks") \
         if P.train_check_samples else []
@@ -412,11 +417,12 @@ def published_arm(index: int, tasks: Tasks, P: Params) -> tuple[ModelRun, Files]
     return evaluate_arm(load(size.tuned), index, size, "tuned", "chat", None, tasks, P)
 
 
-def tuned_arm(index: int, data: list[Any], tasks: Tasks, P: Params, seed: int, out_dir: Path) -> TunedArm:
-    """Size ``index``'s untuned model tuned here on ``data`` with seed ``seed``, checked on its training tasks and
-    evaluated."""
+def tuned_arm(index: int, data: list[Any], tasks: Tasks, P: Params, seed: int, out_dir: Path,
+              method: str | None = None) -> TunedArm:
+    """Size ``index``'s untuned model tuned here on ``data`` with seed ``seed`` by ``method`` (default: the size's
+    ``tuned``), checked on its training tasks and evaluated."""
     size = P.sizes[index]
-    policy, result, seconds = tune(size.untuned, size.tuned, data, P, seed, out_dir / f"size{index}")
+    policy, result, seconds = tune(size.untuned, method or size.tuned, data, P, seed, out_dir / f"size{index}")
     check = training_pass(policy, tasks, size.untuned_format, P, f"seed {seed}: training tasks") \
         if P.train_check_samples else None
     run, files = evaluate_arm(policy, index, size, "tuned", size.untuned_format, seed, tasks, P)
@@ -443,10 +449,9 @@ def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path, stage: Callable
         write_samples(out_dir, files)
         return [*runs, run], Tuning(index, 0, 0, 0, True, "published tuned checkpoint")
     data, with_pass = (execution_pairs if size.tuned == "dpo" else rft_records)(start.samples, P)
-    share = with_pass / max(1, len(tasks.train))
     tuning = Tuning(index, with_pass, len(tasks.train), len(data), False, reference_pairs=P.reference_pairs,
                     method=size.tuned, train_pass_start=start.train_pass)
-    if (share < P.min_tune_pass and not P.reference_pairs) or not data:
+    if at_the_floor(with_pass, len(tasks.train), P) or not data:
         tuning.reason = (f"{with_pass} of {len(tasks.train)} training tasks had a passing sample "
                          f"(< {100 * P.min_tune_pass:.0f}%): nothing to learn from")
         return runs, tuning
