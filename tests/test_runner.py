@@ -335,14 +335,15 @@ def test_peak_memory_is_the_process_own_not_its_parents_at_fork():
     del ballast
 
 
-def _fake_run(folder: Path, notebook: str = "00_quickstart", profile: str = "cpu", dirty: bool = False) -> bytes:
+def _fake_run(folder: Path, notebook: str = "00_quickstart", profile: str = "cpu", dirty: bool = False,
+              overrides: dict | None = None) -> bytes:
     """A batch run folder as a finished notebook leaves it (no notebook runs): its results.json bytes."""
     folder.mkdir(parents=True, exist_ok=True)
     results = {"notebook": notebook, "profile": profile, "metrics": {"pass@1": 0.5}, "tables": {}, "data": {},
                "figures": [], "findings": ["a finding"], "claims": []}
     data = json.dumps(results, indent=2).encode()
     (folder / "results.json").write_bytes(data)
-    (folder / "params.yaml").write_text(f"notebook: {notebook}\nprofile: {profile}\n")
+    (folder / "params.yaml").write_text(f"notebook: {notebook}\nprofile: {profile}\noverrides: {json.dumps(overrides or {})}\n")
     (folder / "env.json").write_text(json.dumps({"git_commit": "0123456789abcdef", "git_dirty": dirty, "device": "cpu",
                                                  "cpu_count": 2, "precision": {"resolved": "bf16", "training": "mixed",
                                                                                "cpu_bf16": "amx_bf16"}}))
@@ -397,7 +398,8 @@ def test_a_clean_batch_run_of_the_shipped_profile_ships_itself_and_a_dirty_one_s
     dirty = {"value": False}
 
     def fake_execute(_input, _output, parameters, **_):
-        _fake_run(Path(parameters["out_dir"]), profile=parameters["profile"], dirty=dirty["value"])
+        _fake_run(Path(parameters["out_dir"]), profile=parameters["profile"], dirty=dirty["value"],
+                  overrides=parameters["overrides"])
 
     monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
     monkeypatch.setattr(runner, "SHIPPED_PROFILE", "smoke")
@@ -420,6 +422,10 @@ def test_a_clean_batch_run_of_the_shipped_profile_ships_itself_and_a_dirty_one_s
     assert outcome.status == "ok" and "overrides the profile's parameters (seed)" in outcome.note
     capsys.readouterr()
     assert (shipped / "results.json.gz").read_bytes() == packed
+    with pytest.raises(runner.ShipError, match="ship --pilot"):  # `rlhf-nb ship` keeps the rule too: one gate
+        runner.ship(project, "00_quickstart", "smoke")
+    runner.ship(project, "00_quickstart", "smoke", pilot=True)  # ... unless asked on purpose
+    assert '"seed": 3' in (shipped / "params.yaml").read_text()
 
     monkeypatch.setattr(runner, "SHIPPED_PROFILE", "cpu")  # other profiles are never shipped
     shutil.rmtree(project / "results")

@@ -160,7 +160,7 @@ def _cmd_ship(args: argparse.Namespace) -> int:
 
     root = project_root()
     notebook = resolve_notebook(args.notebook, root)
-    shipped = ship(root, notebook, SHIPPED_PROFILE)
+    shipped = ship(root, notebook, SHIPPED_PROFILE, pilot=args.pilot)
     print(f"{notebook} [{SHIPPED_PROFILE}]: shipped to {shipped.relative_to(root).as_posix()}/ (commit it with the code)")
     return 0
 
@@ -274,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ship", help="copy a clean saved cpu run (runs/NOTEBOOK/cpu) into the tracked results/ "
                                     "(a clean cpu run ships itself)")
     p.add_argument("notebook", help="e.g. 00_quickstart, 00 or quickstart")
+    p.add_argument("--pilot", action="store_true", help="ship a run that overrides the profile's parameters too "
+                                                        "(the shipped results are then not the profile's own)")
     p.set_defaults(fn=_cmd_ship)
 
     p = sub.add_parser("figures", help="redraw every figure from saved results (cpu: the shipped results/; no model)")

@@ -156,11 +156,7 @@ def run(notebook: str, profile: str | None = None, overrides: dict[str, Any] | N
         return Outcome(notebook, profile, "failed", wall, failed, error)
     swap_in(staging, final)
     note = ""
-    if profile == SHIPPED_PROFILE and overrides:  # a pilot: the shipped results are the profile's own parameters
-        note = (f"not shipped to results/: the run overrides the profile's parameters ({', '.join(sorted(overrides))}); "
-                "`rlhf-nb ship` ships it on purpose")
-        print(f"{notebook} [{profile}]: {note}", flush=True)
-    elif profile == SHIPPED_PROFILE:
+    if profile == SHIPPED_PROFILE:
         try:
             shipped = ship(root, notebook, profile)
             note = f"shipped to {shipped.relative_to(root).as_posix()}/"
@@ -215,12 +211,13 @@ def shipped_dir(root: Path, notebook: str, profile: str = SHIPPED_PROFILE) -> Pa
     return root / "results" / notebook / profile
 
 
-def ship(root: Path, notebook: str, profile: str = SHIPPED_PROFILE) -> Path:
+def ship(root: Path, notebook: str, profile: str = SHIPPED_PROFILE, pilot: bool = False) -> Path:
     """Copy the batch run ``runs/<notebook>/<profile>/`` into the tracked ``results/<notebook>/<profile>/``:
     ``results.json`` gzipped (level 9, mtime 0, no file name: the same results give the same bytes), ``params.yaml``
     and ``env.json`` as they are. Written into a staging folder beside it and swapped in, so the shipped results are
     never half-written. Only a run made from a clean git tree (env.json: a commit, ``git_dirty`` false) is shipped:
-    its commit then names the code that made every number."""
+    its commit then names the code that made every number. A run that overrides the profile's parameters is a pilot
+    (the shipped results are the profile's own) and ships only with ``pilot=True`` (``rlhf-nb ship --pilot``)."""
     run_path = run_dir(root, notebook, profile)
     if not (run_path / RESULTS).is_file() or not (run_path / ENV).is_file():
         raise ShipError(f"not shipped: no saved {profile} run of {notebook} in {run_path}")
@@ -228,6 +225,13 @@ def ship(root: Path, notebook: str, profile: str = SHIPPED_PROFILE) -> Path:
     if env.get("git_dirty") or not env.get("git_commit"):
         raise ShipError(f"not shipped to results/: the run was made from "
                         f"{'a dirty tree' if env.get('git_dirty') else 'no git checkout'} (commit, then rerun it)")
+    import yaml
+
+    saved = yaml.safe_load((run_path / PARAMS).read_text()) if (run_path / PARAMS).is_file() else {}
+    overrides = (saved or {}).get("overrides") or {}
+    if overrides and not pilot:
+        raise ShipError(f"not shipped to results/: the run overrides the profile's parameters "
+                        f"({', '.join(sorted(overrides))}); `rlhf-nb ship --pilot` ships it on purpose")
     final = shipped_dir(root, notebook, profile)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = final.with_name(f".{profile}.staging-{os.getpid()}")
