@@ -299,3 +299,80 @@ def test_expanded_rows_decode_as_the_repeated_prompts_do(tiny):
     drawn = run(enc, sampled, set(), seed=5, rows=expand)
     assert drawn == run(repeated, sampled, set(), seed=5)
     assert drawn[1] != drawn[2]  # copies of one prompt draw their own tokens
+
+
+def _an_eos_rows_reach_at_different_steps(replies: list[list[int]]) -> int:
+    counts: dict[int, set[int]] = {}
+    for row in replies:
+        for step, token in enumerate(row):
+            counts.setdefault(token, set()).add(step)
+    return max(counts, key=lambda t: len(counts[t]))
+
+
+def test_continuous_batching_refills_finished_rows_and_decodes_each_row_as_alone(tiny, monkeypatch):
+    """Rows that finish give their places to waiting rows (prompts of other lengths, prefilled while the others run):
+    every greedy row is what its prompt decodes alone, and the batch really was refilled mid-run."""
+    import torch
+
+    from rlhf_nb.lm import generation
+    from rlhf_nb.lm.generation import decode, render_prompt
+
+    tok, model = tiny
+    texts = [render_prompt(tok, [{"role": "user", "content": f"Count to {i}, slowly {'and ' * (3 * i)}"}])
+             for i in range(9)]
+    prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    cfg = SamplingConfig(temperature=0.0, max_new_tokens=16)
+    with torch.inference_mode():
+        alone = [decode(model, [p], [0], cfg, set(), None, None, batch_size=1)[0][0] for p in prompts]
+    eos = _an_eos_rows_reach_at_different_steps(alone)
+    expected = [(row[: row.index(eos)] if eos in row else row, eos in row) for row in alone]
+    assert len({len(ids) for ids, _ in expected}) > 2
+
+    admitted: list[tuple[int, int]] = []  # (rows kept running, rows entering) per admission
+    admit = generation._Running.admit
+
+    def spy(self, keep, *args, rows=(), **kwargs):
+        admitted.append((len(keep), len(rows)))
+        return admit(self, keep, *args, rows=rows, **kwargs)
+
+    monkeypatch.setattr(generation._Running, "admit", spy)
+    rows = [2, 7, 0, 5, 1, 8, 3, 6, 4, 2, 0]  # unordered, one prompt twice
+    with torch.inference_mode():
+        out = decode(model, prompts, rows, cfg, {eos}, None, None, batch_size=4)
+    assert out == [expected[i] for i in rows]
+    assert any(kept and entering for kept, entering in admitted)  # newcomers joined rows still running
+    assert sum(entering for _, entering in admitted) == len(rows)
+
+
+def test_continuous_and_batch_after_batch_sampling_are_each_deterministic_and_agree_when_greedy(tiny):
+    tok, model = tiny
+    prompts = ["def f(x):", [{"role": "user", "content": "What is 3 + 4? " * 5}], "hello", "x = [1, 2"]
+    greedy = dict(temperature=0.0, max_new_tokens=12, n=2, batch_size=3)
+    texts = {c: [s.text for per in generate(model, tok, prompts, SamplingConfig(**greedy, continuous=c),
+                                            progress=False) for s in per] for c in (True, False)}
+    assert texts[True] == texts[False]
+    sampled = dict(temperature=1.0, max_new_tokens=12, n=3, batch_size=4, seed=3)
+    for c in (True, False):
+        a, b = (generate(model, tok, prompts, SamplingConfig(**sampled, continuous=c), progress=False) for _ in "ab")
+        assert a == b
+
+
+@pytest.mark.parametrize("vocab", [151936, 49152, 50000 + 37])
+def test_top_candidates_are_the_top_k(vocab):
+    """The block scan returns topk's values exactly (and tokens holding them), whole blocks or a partial last one,
+    with the largest values bunched in one block or spread, and with ties."""
+    import torch
+
+    from rlhf_nb.lm.generation import top_candidates
+
+    torch.manual_seed(0)
+    x = torch.randn(6, vocab) * 3
+    x[1, 640:704] += 20  # the top in one block
+    x[2, -5:] += 20  # the top in the last (partial) block
+    x[3] = x[3].round()  # ties everywhere
+    for k in (256, 4096):
+        values, index = top_candidates(x, k)
+        expected = x.topk(k, dim=-1).values
+        assert torch.equal(values, expected)
+        assert torch.equal(x.gather(-1, index), values)
+        assert all(len(set(row.tolist())) == k for row in index)  # no token twice

@@ -1,28 +1,34 @@
 """Batched sampling: n completions per prompt, KV cache, temperature/top-p, stop strings, tokens/s.
 
 Prompts are chat messages (the chat template is applied) or plain strings (used as-is). Jobs are
-sorted by prompt length and padded on the left; within a batch, prompts are prefilled in groups of similar
+sorted by prompt length and padded on the left; prompts entering together are prefilled in groups of similar
 length (:func:`prefill_groups`), so a short prompt batched with a long one does not pay for the long one's width.
 
 The decoding loop is our own (a prefill, then one token per step through the model's KV cache), not
-``model.generate``, for measured reasons on CPU: a prompt sampled n times is prefilled once and its cache
-copied (prefill dominated sampling of long code prompts); rows that finished (EOS or a stop string)
-leave the batch instead of being carried to the longest reply; and a token is drawn among the top 256
-candidates where the draw allows it (exactly, see :func:`next_tokens`) rather than with
-``torch.multinomial`` or noise over the whole vocabulary, which took a quarter of all sampling time over
-a 49k-token vocabulary and more over Qwen's 152k. Greedy decoding (``temperature=0``) is a plain argmax.
+``model.generate``, for measured reasons on CPU: a prompt sampled n times is prefilled once and its keys are
+cached once (:mod:`rlhf_nb.lm.shared_prefix`; copying them to n rows made the attention read them n times a step);
+rows that finish (EOS or a stop string) give their places to waiting rows (continuous batching, :func:`decode`)
+instead of leaving a batch that runs thinner until its longest reply ends; and a token is drawn among the top 256
+candidates where the draw allows it (exactly, see :func:`next_tokens`; the candidates found by block maxima,
+:func:`top_candidates`) rather than with ``torch.multinomial`` or noise over the whole vocabulary, which took a
+quarter of all sampling time over a 49k-token vocabulary and more over Qwen's 152k. Greedy decoding
+(``temperature=0``) is a plain argmax. ``benchmarks/continuous_bench.py`` measures the loop before and after the
+shared cache and refills on two notebooks' workloads.
 
 ``batch_size=None`` picks the batch the machine likes (:func:`auto_batch_size`: on CPU 128 sequences for
-models under 1B parameters, 32 above; 64 on CUDA). Each batch draws from its own generator
-seeded from ``seed`` and the batch index, so the same call gives the same samples on the same machine.
+models under 1B parameters, 32 above; 64 on CUDA). A call draws from one generator seeded from ``seed``, so the same
+call gives the same samples on the same machine (the samples depend on the batch size: rows draw in batch order).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+from rlhf_nb.lm import shared_prefix
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -51,6 +57,7 @@ class SamplingConfig:
     batch_size: int | None = None  # sequences per forward pass; None: auto_batch_size()
     seed: int = 0
     entropy: bool = False  # record each reply's mean next-token entropy (nats, at the temperature) in Sample.meta
+    continuous: bool = True  # continuous batching over a shared-prompt cache (see decode); False: batch after batch
 
 
 @dataclass
@@ -116,30 +123,30 @@ def next_tokens(logits: torch.Tensor, temperature: float, top_p: float, generato
 
     if temperature <= 0:
         return logits.argmax(-1)
-    z = logits.float() / temperature
-    log_total = torch.logsumexp(z, dim=-1, keepdim=True)
-    out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
-    rows = torch.arange(z.shape[0], device=z.device)  # rows still to draw
+    x = logits.float()  # z = x / temperature, formed only where needed (a copy of all rows x vocab is slow)
+    log_total = _logsumexp_rows(x, temperature)
+    out = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
+    rows = torch.arange(x.shape[0], device=x.device)  # rows still to draw
     stages = _TOP_P_CANDIDATES if top_p < 1.0 else _TOP_P_CANDIDATES[:1]
     for stage, k in enumerate(stages):
-        left, left_total = (z, log_total) if stage == 0 else (z[rows], log_total[rows])  # no copy of the full batch
-        top_z, top_i = left.topk(min(k, z.shape[-1]), dim=-1)  # sorted, largest first
-        top_prob = (top_z - left_total).exp()
+        left, left_total = (x, log_total) if stage == 0 else (x[rows], log_total[rows])  # no copy of the full batch
+        top_x, top_i = top_candidates(left, min(k, x.shape[-1]))  # sorted, largest first
+        top_prob = (top_x / temperature - left_total).exp()
         if top_p < 1.0:
             keep = (top_prob.cumsum(-1) - top_prob) < top_p  # HF's rule: keep while the mass ranked above is < top_p
             inside = top_prob.sum(-1) >= top_p
         else:
             keep = torch.ones_like(top_prob, dtype=torch.bool)
-            inside = torch.rand(len(rows), generator=generator, device=z.device) < top_prob.sum(-1)
+            inside = torch.rand(len(rows), generator=generator, device=x.device) < top_prob.sum(-1)
         if inside.any():
-            weights = torch.where(keep[inside], top_prob[inside], torch.zeros((), device=z.device))
+            weights = torch.where(keep[inside], top_prob[inside], torch.zeros((), device=x.device))
             race = torch.empty_like(weights).exponential_(1.0, generator=generator)
             out[rows[inside]] = top_i[inside].gather(-1, (weights / race).argmax(-1, keepdim=True)).squeeze(-1)
         rows, top_i = rows[~inside], top_i[~inside]
         if not len(rows):
             return out
     # the whole vocabulary (top-p: a nucleus wider than every candidate set; top-p = 1: the tail)
-    full = z[rows]
+    full = x[rows] / temperature
     if top_p < 1.0:
         full = _nucleus(full, top_p)
     else:
@@ -148,6 +155,50 @@ def next_tokens(logits: torch.Tensor, temperature: float, top_p: float, generato
     race = torch.empty_like(probs).exponential_(1.0, generator=generator)
     out[rows] = (probs / race).argmax(-1)
     return out
+
+
+#: rows per piece when a per-row reduction runs over the vocabulary: temporaries stay small and are reused
+_ROW_CHUNK = 16
+
+
+def _logsumexp_rows(x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``logsumexp(x / temperature)`` per row (rows x 1), a few rows at a time (the same numbers as one call over
+    all rows; a full-size temporary cost 2-3x as much on CPU, measured at 256 rows x 152k)."""
+    import torch
+
+    out = x.new_empty(x.shape[0], 1)
+    for a in range(0, x.shape[0], _ROW_CHUNK):
+        out[a:a + _ROW_CHUNK] = torch.logsumexp(x[a:a + _ROW_CHUNK] / temperature, dim=-1, keepdim=True)
+    return out
+
+
+#: :func:`top_candidates` scans blocks of this many tokens
+_BLOCK = 32
+
+
+def top_candidates(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x.topk(k)`` per row (values sorted, largest first; indices), found among the ``k`` blocks of
+    :data:`_BLOCK` tokens with the largest maxima: a token outside them lies in a block whose maximum is at most the
+    least of theirs, and each of the ``k`` blocks holds a token at least that large, so no token outside them can
+    rank above the ``k``-th inside (ties aside, which any top-k breaks arbitrarily). One pass for the block maxima
+    and a top-k over k x 32 candidates replace a top-k over the vocabulary (20 against 48 ms at 256 rows x 152k
+    tokens, measured)."""
+    import torch
+
+    rows, vocab = x.shape
+    if vocab < 4 * k * _BLOCK:
+        return x.topk(k, dim=-1)
+    blocks = vocab // _BLOCK
+    head = x[:, :blocks * _BLOCK].view(rows, blocks, _BLOCK)
+    maxima = head.amax(-1)
+    if blocks * _BLOCK < vocab:  # the vocabulary's last, partial block
+        maxima = torch.cat([maxima, x[:, blocks * _BLOCK:].amax(-1, keepdim=True)], dim=-1)
+    chosen = maxima.topk(k, dim=-1).indices  # rows x k blocks
+    columns = (chosen.unsqueeze(-1) * _BLOCK + torch.arange(_BLOCK, device=x.device)).reshape(rows, -1)
+    past = columns >= vocab  # the partial block's columns beyond the vocabulary
+    values = x.gather(-1, columns.clamp_max(vocab - 1)).masked_fill_(past, float("-inf"))
+    values, where = values.topk(k, dim=-1)
+    return values, columns.gather(-1, where)
 
 
 def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -170,11 +221,9 @@ def _buffer_cache(model: Any, capacity: int) -> Any:
     from transformers import DynamicCache
     from transformers.cache_utils import Cache, DynamicLayer
 
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    types = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
-    if any(t != "full_attention" for t in types) or getattr(config, "sliding_window", None) and getattr(
-            config, "use_sliding_window", False):
+    if not _full_attention_only(model):
         return DynamicCache(config=model.config)
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
 
     class BufferLayer(DynamicLayer):
         def __init__(self) -> None:
@@ -282,73 +331,173 @@ def _prefill(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
 #: finished rows stay in the batch (their tokens ignored) until this share of it has finished, then leave it
 #: together: dropping a row copies the whole cache, which costs about as much as a step at 64+ rows on CPU
 COMPACT_FRACTION = 0.25
+#: with rows waiting (continuous batching), finished rows give their places to waiting ones once this share of the
+#: batch is free: a refill prefills the newcomers and copies the cache once
+REFILL_FRACTION = 0.125
 
 
-def decode_batch(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: SamplingConfig,
-                  eos: set[int], stop_check: Any, generator: torch.Generator | None,
-                  expand: list[int] | None = None, entropy: list[list[float]] | None = None) -> list[tuple[list[int], bool]]:
-    """Prefill, then one token per step for the rows still running; returns (new token ids, finished) per row.
+def _full_attention_only(model: Any) -> bool:
+    """Whether every layer attends to the whole past (the buffer cache works)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    types = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
+    return all(t == "full_attention" for t in types) and not (
+        getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", False))
 
-    ``input_ids`` / ``attention_mask`` are a left-padded batch; ``eos`` ends a row (the EOS itself is not
-    returned); ``stop_check(row, ids) -> bool`` (optional) ends output row ``row`` early. ``expand`` (optional)
-    maps each output row to a row of ``input_ids``: a prompt sampled n times is prefilled once and its cache
-    copied. Finished rows leave the batch once :data:`COMPACT_FRACTION` of it has finished. ``entropy`` (optional, one
-    ``[0, 0]`` per output row) gets each row's summed next-token entropy and its number of draws (the distribution at
-    the temperature, over the whole vocabulary; none for greedy). Call under ``torch.inference_mode()``.
+
+class _Running:
+    """The rows decoding together: their KV cache, the attention mask over its columns, each row's next position and
+    next-token logits.
+
+    With ``share`` where :func:`rlhf_nb.lm.shared_prefix.supported` (full attention through SDPA-style masks: the
+    models here) the cache is a :class:`~rlhf_nb.lm.shared_prefix.SharedPrefixCache`: each prompt's keys once, each
+    row's reply on its own, so rows leave and join by copying replies (:meth:`admit`); the mask covers the replies. Otherwise each row
+    holds its prompt and reply (:func:`_buffer_cache`), a prompt sampled n times has its cache copied to its rows,
+    and rows only leave (batch after batch).
+    """
+
+    def __init__(self, model: Any, max_new_tokens: int, share: bool = True) -> None:
+        self.model, self.max_new_tokens = model, max_new_tokens
+        self.shared = share and shared_prefix.supported(model)
+        self.cache: Any = shared_prefix.SharedPrefixCache(model, max_new_tokens) if self.shared else None
+        self.mask: Any = None  # rows x columns
+        self.position: Any = None  # rows: the position of each row's newest token
+        self.logits: Any = None  # rows x vocab: the next draw's
+        self.rows: list[int] = []  # batch position -> output row
+        self.running: list[bool] = []
+
+    def admit(self, keep: list[int], input_ids: Any = None, attention_mask: Any = None,
+              expand: list[int] | None = None, rows: list[int] = ()) -> None:
+        """Keep batch positions ``keep`` and add ``rows`` (output rows) prefilled from the left-padded ``input_ids``
+        (``expand`` maps each new row to one of its prompts: a prompt sampled n times is prefilled once)."""
+        import torch
+
+        index = torch.tensor(keep, dtype=torch.long)
+        if rows:
+            width = input_ids.shape[1]
+            position = (attention_mask.cumsum(-1) - 1).clamp_min(0)
+            cache = _buffer_cache(self.model, width if self.shared else width + self.max_new_tokens)
+            logits = _prefill(self.model, input_ids, attention_mask, position, cache)
+            pick = torch.tensor(expand if expand is not None else range(len(rows)), dtype=torch.long)
+            last, logits = position[pick, -1], logits[pick]
+        if self.shared:
+            new = (cache, attention_mask.sum(-1).tolist(), pick.tolist()) if rows else None
+            self.mask = self.cache.rebuild(keep, self.mask, new)
+        elif rows:  # a fresh batch (rows join only an empty one here)
+            assert not keep
+            for layer in cache.layers:
+                layer.batch_select_indices(pick.to(attention_mask.device))
+            self.cache, self.mask = cache, attention_mask[pick]
+        else:
+            for layer in self.cache.layers:
+                layer.batch_select_indices(index.to(self.mask.device))
+            self.mask = self.mask[index]
+        self.position = torch.cat(([self.position[index]] if keep else []) + ([last] if rows else []))
+        self.logits = torch.cat(([self.logits[index]] if keep else []) + ([logits] if rows else []))
+        self.rows = [self.rows[j] for j in keep] + list(rows)
+        self.running = [True] * len(self.rows)
+
+    def step(self, tokens: list[int]) -> None:
+        """Feed one token per row (finished rows are fed anything; their logits are ignored)."""
+        import torch
+
+        next_ids = torch.tensor(tokens, device=self.mask.device).unsqueeze(-1)
+        self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=-1)
+        self.position = self.position + 1
+        extra = {"shared_prefix": self.cache} if self.shared else {}
+        out = self.model(input_ids=next_ids, attention_mask=self.mask, position_ids=self.position.unsqueeze(-1),
+                         past_key_values=self.cache.cache if self.shared else self.cache, use_cache=True, **extra)
+        self.logits = out.logits[:, -1, :]
+
+
+def decode(model: Any, prompts: list[list[int]], rows: list[int], config: SamplingConfig, eos: set[int],
+           stop_check: Any, generator: torch.Generator | None, batch_size: int, pad_id: int = 0,
+           entropy: list[list[float]] | None = None, on_finish: Any = None) -> list[tuple[list[int], bool]]:
+    """Decode output rows ``rows`` (``rows[r]``: the index into ``prompts``, token ids, that row ``r`` samples from),
+    at most ``batch_size`` at a time; returns (new token ids, finished) per output row.
+
+    Rows enter in order. With ``config.continuous`` (and a model :mod:`~rlhf_nb.lm.shared_prefix` serves) the cache
+    holds each prompt once and each row's reply, and a row that finishes gives its place to the next waiting row
+    (continuous batching: once :data:`REFILL_FRACTION` of the batch is free, the waiting rows are prefilled and join
+    the running ones), so the batch stays full until no row waits. Otherwise each row caches its prompt and reply
+    and a batch runs until its last row ends before the next starts. Either way finished rows leave together once
+    :data:`COMPACT_FRACTION` of the batch has finished. ``eos`` ends a row (the EOS itself is not returned); ``stop_check(row, ids) -> bool`` (optional) ends
+    output row ``row`` early. Rows draw in batch order from ``generator``; a finished row draws nothing. ``entropy``
+    (optional, one ``[0, 0]`` per output row) gets each row's summed next-token entropy and its number of draws (the
+    distribution at the temperature, over the whole vocabulary; none for greedy). ``on_finish(row)`` is called as
+    each row ends, with its number of tokens. Call under ``torch.inference_mode()``.
     """
     import torch
 
-    cache = _buffer_cache(model, input_ids.shape[1] + config.max_new_tokens)
-    position = (attention_mask.cumsum(-1) - 1).clamp_min(0)
-    logits = _prefill(model, input_ids, attention_mask, position, cache)
-    mask, last_position = attention_mask, position[:, -1]
-    if expand is not None:
-        index = torch.tensor(expand, device=mask.device)
-        for layer in cache.layers:
-            layer.batch_select_indices(index)
-        logits, mask, last_position = logits[index], mask[index], last_position[index]
-    rows = logits.shape[0]
-    tokens: list[list[int]] = [[] for _ in range(rows)]
-    finished = [False] * rows
-    active = list(range(rows))  # batch position -> output row
-    running = [True] * rows  # per batch position: still generating
-    filler = next(iter(eos), 0)  # what a finished row is fed until it leaves the batch
-    for step in range(config.max_new_tokens):
-        live = [j for j in range(len(active)) if running[j]]  # finished rows draw nothing: the random stream is
-        live_logits = logits if len(live) == len(active) else logits[live]  # that of a batch without them
-        drawn = next_tokens(live_logits, config.temperature, config.top_p, generator).tolist()
-        if entropy is not None and config.temperature > 0:
-            logp = torch.log_softmax(live_logits.float() / config.temperature, dim=-1)
-            for j, h in zip(live, (-(logp.exp() * logp).sum(-1)).tolist()):
-                entropy[active[j]][0] += h
-                entropy[active[j]][1] += 1
-        chosen = [filler] * len(active)
-        for j, token in zip(live, drawn):
-            chosen[j] = token
-            row = active[j]
-            if token in eos:
-                finished[row], running[j] = True, False
-                continue
-            tokens[row].append(token)
-            if stop_check is not None and stop_check(row, tokens[row]):
-                finished[row], running[j] = True, False
-        alive = [j for j in range(len(active)) if running[j]]
-        if not alive or step + 1 >= config.max_new_tokens:
-            break
-        if len(active) - len(alive) >= max(1, COMPACT_FRACTION * len(active)):  # finished rows leave together
-            index = torch.tensor(alive, device=mask.device)
-            for layer in cache.layers:
-                layer.batch_select_indices(index)
-            active, running = [active[j] for j in alive], [True] * len(alive)
-            mask, last_position = mask[index], last_position[index]
-            chosen = [chosen[j] for j in alive]
-        next_ids = torch.tensor(chosen, device=mask.device).unsqueeze(-1)
-        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
-        last_position = last_position + 1
-        out = model(input_ids=next_ids, attention_mask=mask, position_ids=last_position.unsqueeze(-1),
-                    past_key_values=cache, use_cache=True)
-        logits = out.logits[:, -1, :]
+    tokens: list[list[int]] = [[] for _ in rows]
+    finished = [False] * len(rows)
+    steps = [0] * len(rows)
+    batch = _Running(model, config.max_new_tokens, share=config.continuous)
+    refills = batch.shared
+    waiting = 0  # the next output row to enter
+    filler = next(iter(eos), pad_id)  # what a finished row is fed until it leaves the batch
+    device = next(model.parameters()).device
+
+    def encode(entering: list[int]) -> tuple[Any, Any, list[int] | None]:
+        unique = list(dict.fromkeys(rows[r] for r in entering))
+        width = max(len(prompts[i]) for i in unique)
+        ids = torch.full((len(unique), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(unique), width), dtype=torch.long)
+        for k, i in enumerate(unique):
+            ids[k, width - len(prompts[i]):] = torch.tensor(prompts[i])
+            mask[k, width - len(prompts[i]):] = 1
+        expand = [unique.index(rows[r]) for r in entering] if len(unique) < len(entering) else None
+        return ids.to(device), mask.to(device), expand
+
+    with shared_prefix.decoding(model) if batch.shared else contextlib.nullcontext():
+        while True:
+            alive = [j for j, run in enumerate(batch.running) if run]
+            dead = len(batch.rows) - len(alive)
+            left = len(rows) - waiting
+            free = batch_size - len(alive)
+            refill = left > 0 and (not alive or refills and free >= min(left, max(1, REFILL_FRACTION * batch_size)))
+            if refill or (dead and dead >= max(1, COMPACT_FRACTION * len(batch.rows))):
+                entering = list(range(waiting, waiting + min(free, left))) if refill else []
+                waiting += len(entering)
+                batch.admit(alive, *encode(entering), rows=entering) if entering else batch.admit(alive)
+                alive = list(range(len(batch.rows)))
+            if not alive:
+                break
+            live_logits = batch.logits if len(alive) == len(batch.rows) else batch.logits[alive]
+            drawn = next_tokens(live_logits, config.temperature, config.top_p, generator).tolist()
+            if entropy is not None and config.temperature > 0:
+                logp = torch.log_softmax(live_logits.float() / config.temperature, dim=-1)
+                for j, h in zip(alive, (-(logp.exp() * logp).sum(-1)).tolist()):
+                    entropy[batch.rows[j]][0] += h
+                    entropy[batch.rows[j]][1] += 1
+            chosen = [filler] * len(batch.rows)
+            for j, token in zip(alive, drawn):
+                chosen[j] = token
+                row = batch.rows[j]
+                steps[row] += 1
+                if token in eos:
+                    finished[row] = True
+                else:
+                    tokens[row].append(token)
+                    finished[row] = stop_check is not None and stop_check(row, tokens[row])
+                if finished[row] or steps[row] >= config.max_new_tokens:
+                    batch.running[j] = False
+                    if on_finish is not None:
+                        on_finish(row, len(tokens[row]))
+            if not any(batch.running) and waiting == len(rows):
+                break
+            if any(batch.running):
+                batch.step(chosen)
     return [(t, f) for t, f in zip(tokens, finished)]
+
+
+def decode_batch(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: SamplingConfig,
+                 eos: set[int], stop_check: Any, generator: torch.Generator | None,
+                 expand: list[int] | None = None, entropy: list[list[float]] | None = None) -> list[tuple[list[int], bool]]:
+    """:func:`decode` for one left-padded batch (``input_ids`` / ``attention_mask``), every row at once; ``expand``
+    (optional) maps each output row to a row of ``input_ids`` (a prompt sampled n times is prefilled once)."""
+    prompts = [ids[mask.bool()].tolist() for ids, mask in zip(input_ids.cpu(), attention_mask.cpu())]
+    rows = expand if expand is not None else list(range(len(prompts)))
+    return decode(model, prompts, rows, config, eos, stop_check, generator, batch_size=len(rows), entropy=entropy)
 
 
 def eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -418,48 +567,45 @@ def generate(
     from tqdm.auto import tqdm
 
     texts = [render_prompt(tokenizer, p) for p in prompts]
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     jobs = [(i, j) for i in range(len(texts)) for j in range(config.n)]
-    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-    jobs.sort(key=lambda job: -lengths[job[0]])  # similar lengths share a batch
-    out: list[list[Sample | None]] = [[None] * config.n for _ in texts]
+    jobs.sort(key=lambda job: -len(ids[job[0]]))  # similar lengths enter together
     device = next(model.parameters()).device
     batch_size = config.batch_size or auto_batch_size(device.type, sum(p.numel() for p in model.parameters()))
-    eos = eos_ids(model, tokenizer)
     if done is not None and len(done) != len(prompts):
         raise ValueError(f"done has {len(done)} tests for {len(prompts)} prompts")
-    old_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    generator = None
+    if config.temperature > 0:
+        generator = torch.Generator(device=device).manual_seed(config.seed * 100_003)
+    stop_check = _row_checker(tokenizer, config.stop, [done[i] for i, _ in jobs] if done else None)
+    entropy = [[0.0, 0] for _ in jobs] if config.entropy else None
     was_training = model.training
     model.eval()
     desc = progress if isinstance(progress, str) else "sampling"
     bar = tqdm(total=len(jobs), desc=desc, disable=not progress, leave=in_notebook(), unit="seq")
-    started, n_tokens, n_capped = time.perf_counter(), 0, 0
+    started, written = time.perf_counter(), [0]
+
+    def tick(row: int, n_tokens: int) -> None:
+        written[0] += n_tokens
+        bar.update(1)
+        bar.set_postfix_str(f"{written[0] / max(time.perf_counter() - started, 1e-9):.0f} tok/s", refresh=False)
+
     try:
-        for b, start in enumerate(range(0, len(jobs), batch_size)):
-            batch = jobs[start : start + batch_size]
-            unique = list(dict.fromkeys(i for i, _ in batch))  # a prompt sampled n times is prefilled once
-            enc = tokenizer([texts[i] for i in unique], return_tensors="pt", padding=True, add_special_tokens=False)
-            expand = [unique.index(i) for i, _ in batch] if len(unique) < len(batch) else None
-            generator = None
-            if config.temperature > 0:
-                generator = torch.Generator(device=device).manual_seed(config.seed * 100_003 + b)
-            stop_check = _row_checker(tokenizer, config.stop, [done[i] for i, _ in batch] if done else None)
-            entropy = [[0.0, 0] for _ in batch] if config.entropy else None
-            with torch.inference_mode():  # computes in the weights' dtype (see rlhf_nb.lm.device)
-                rows = decode_batch(model, enc["input_ids"].to(device), enc["attention_mask"].to(device), config,
-                                     eos, stop_check, generator, expand, entropy)
-            for r, ((i, j), (ids, ended)) in enumerate(zip(batch, rows)):
-                text = tokenizer.decode(ids, skip_special_tokens=True)
-                text, stopped = cut_at_stop(text, config.stop)
-                meta = {"entropy": entropy[r][0] / max(1, entropy[r][1])} if entropy is not None else {}
-                out[i][j] = Sample(text, len(ids), bool(ended or stopped), meta)
-                n_tokens += len(ids)
-                n_capped += not (ended or stopped)
-            bar.update(len(batch))
-            bar.set_postfix_str(f"{n_tokens / max(time.perf_counter() - started, 1e-9):.0f} tok/s")
+        with torch.inference_mode():  # computes in the weights' dtype (see rlhf_nb.lm.device)
+            rows = decode(model, ids, [i for i, _ in jobs], config, eos_ids(model, tokenizer), stop_check, generator,
+                          batch_size, pad_id, entropy, on_finish=tick)
     finally:
         bar.close()
-        tokenizer.padding_side = old_side
         model.train(was_training)
+    out: list[list[Sample | None]] = [[None] * config.n for _ in texts]
+    n_tokens = n_capped = 0
+    for r, ((i, j), (row_ids, ended)) in enumerate(zip(jobs, rows)):
+        text, stopped = cut_at_stop(tokenizer.decode(row_ids, skip_special_tokens=True), config.stop)
+        meta = {"entropy": entropy[r][0] / max(1, entropy[r][1])} if entropy is not None else {}
+        out[i][j] = Sample(text, len(row_ids), bool(ended or stopped), meta)
+        n_tokens += len(row_ids)
+        n_capped += not (ended or stopped)
     if stats is not None:
         stats.sequences += len(jobs)
         stats.tokens += n_tokens

@@ -1,0 +1,136 @@
+"""The sampler before and after continuous batching over a shared-prompt cache, side by side in one run, on two
+notebooks' real workloads.
+
+Paths (the same prompts and seed on each):
+
+* ``before``: the sampler as it was before this benchmark: batch after batch (a batch runs until its last row
+  ends), each row caching its prompt and reply (a prompt sampled n times had its cache copied n times), a top-k
+  over the whole vocabulary and a log-sum-exp over a full-size copy of the logits each step
+  (``SamplingConfig(continuous=False)`` with the old top-k and log-sum-exp patched back in);
+* ``now``: :func:`rlhf_nb.lm.generation.decode` as it runs by default: each prompt's keys cached once
+  (:mod:`rlhf_nb.lm.shared_prefix`), finished rows refilled with waiting ones, the top-k found by block maxima
+  (:func:`~rlhf_nb.lm.generation.top_candidates`), the log-sum-exp a few rows at a time;
+* ``fp32 unmerged`` (workload 05 only): a trained policy read in fp32 with its adapter unmerged, sampled by the
+  ``before`` sampler: how notebooks read trained policies when issue 40 was filed (72-82 tok/s in its notes).
+
+Workloads:
+
+* ``02``: notebook 02's sampling (``params/02_passk_model_size.yaml``, ``--profile``, default ``cpu``): its untuned
+  model read as 02 reads every arm (``models.reading``), ``--tasks`` held-out HumanEval tasks x its ``n`` samples at
+  its temperature, cap, stops and batch size;
+* ``05``: a trained policy as notebooks 04 and 05 read one: SmolLM2-135M with a LoRA adapter (r 16, all linear
+  layers, random B of SD 2e-3) read mixed (``models.reading``), verifiable-instruction prompts
+  (``rlhf_nb.tasks.gold``), k = 4 samples at T = 1, top-p 0.9, cap 128, the automatic batch size.
+
+Reported: tokens/s (generated tokens over the whole call, prefill included) and ratios; and greedy replies on the same
+prompts under ``before`` and ``now`` (the maths per row is the same, only summation order differs): how many are
+identical.
+
+    python benchmarks/continuous_bench.py [--workloads 02,05] [--tasks 48] [--prompts 96]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+
+@contextlib.contextmanager
+def before_sampler():
+    """The sampler's pieces as they were: a top-k over the whole vocabulary, one log-sum-exp over all rows."""
+    from rlhf_nb.lm import generation
+
+    saved = generation.top_candidates, generation._ROW_CHUNK
+    generation.top_candidates = lambda x, k: x.topk(k, dim=-1)
+    generation._ROW_CHUNK = 1 << 30
+    try:
+        yield
+    finally:
+        generation.top_candidates, generation._ROW_CHUNK = saved
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", default="02,05")
+    parser.add_argument("--profile", default="cpu", help="02's params profile")
+    parser.add_argument("--tasks", type=int, default=48, help="02: held-out tasks sampled")
+    parser.add_argument("--prompts", type=int, default=96, help="05: verifiable-instruction prompts")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    import torch
+
+    from rlhf_nb.lm import device, models
+    from rlhf_nb.lm.generation import GenerationStats, SamplingConfig, generate
+
+    torch.set_num_threads(args.threads)
+    print(f"{args.threads} threads; {device.describe()['reason']}; probe {device.machine_probe()}", flush=True)
+    lines = []
+
+    def timed(name: str, loaded: models.Loaded, prompts: list, config: SamplingConfig, read, **kw) -> tuple[float, list]:
+        stats = GenerationStats()
+        with read, before_sampler() if not config.continuous else contextlib.nullcontext():
+            started = time.perf_counter()
+            out = generate(loaded.model, loaded.tokenizer, prompts, config, progress=name, stats=stats, **kw)
+            seconds = time.perf_counter() - started
+        print(f"  {name}: {stats.tokens / seconds:.0f} tok/s ({stats.tokens} tokens, {seconds:.1f} s, cut off "
+              f"{100 * stats.cap_rate:.1f}%)", flush=True)
+        return stats.tokens / seconds, [s.text for per in out for s in per]
+
+    def greedy_agreement(loaded, prompts, config, read, **kw) -> str:
+        texts = [timed(f"{'now' if c else 'before'}, greedy", loaded, prompts,
+                       SamplingConfig(**{**config.__dict__, "n": 1, "temperature": 0.0, "continuous": c}), read(), **kw)[1]
+                 for c in (False, True)]
+        return f"{sum(a == b for a, b in zip(*texts))} of {len(texts[0])}"
+
+    if "02" in args.workloads.split(","):
+        from rlhf_nb.notebook.config import load_params
+        from rlhf_nb.papers.passk import steps
+
+        P = load_params("02_passk_model_size", args.profile, {"eval_tasks": args.tasks})[1]
+        size = P.sizes[0]
+        tasks = steps.load_tasks(P.model_copy(update={"humaneval_plus": None}), steps.split_tasks(P))
+        loaded = models.load(size.untuned, baseline=size.tuned in steps.TUNED_HERE)
+        stops, done = steps.ending_for(size.untuned_format, P.prefill_code, tasks.eval)
+        prompts = steps.prompts_for(loaded, tasks.eval, size.untuned_format, P.prefill_code)
+        base = SamplingConfig(**{**P.sampling.config(P.seed).__dict__, "stop": stops})
+        print(f"02: {size.untuned}, {len(prompts)} tasks x {base.n} samples, T {base.temperature}, cap "
+              f"{base.max_new_tokens}, batch {base.batch_size}", flush=True)
+        speed = {c: timed("now" if c else "before", loaded, prompts, SamplingConfig(**{**base.__dict__, "continuous": c}),
+                          models.reading(loaded), done=done)[0] for c in (False, True)}
+        same = greedy_agreement(loaded, prompts, SamplingConfig(**{**base.__dict__, "batch_size": 16}),
+                                lambda: models.reading(loaded), done=done)
+        lines.append(f"| 02: {size.untuned} read mixed, {len(prompts)} tasks x {base.n}, batch {base.batch_size} | | "
+                     f"{speed[False]:.0f} | {speed[True]:.0f} | {speed[True] / speed[False]:.2f}x | | {same} |")
+        del loaded
+
+    if "05" in args.workloads.split(","):
+        from rlhf_nb.tasks import gold
+
+        prompts = [p.messages() for p in gold.synthetic_prompts(args.prompts, seed=7,
+                                                                system="Reply in at most three short sentences.")]
+        policy = models.load("smollm2-135m-instruct", lora={"r": 16})
+        generator = torch.Generator().manual_seed(0)
+        for name, p in policy.model.named_parameters():
+            if "lora_B" in name:
+                p.data = torch.randn(p.shape, generator=generator) * 2e-3
+        base = SamplingConfig(n=4, temperature=1.0, top_p=0.9, max_new_tokens=128, seed=1)
+        print(f"05: smollm2-135m-instruct + random LoRA r 16, {len(prompts)} prompts x {base.n}, cap "
+              f"{base.max_new_tokens}, automatic batch", flush=True)
+        fp32, _ = timed("fp32 unmerged", policy, prompts, SamplingConfig(**{**base.__dict__, "continuous": False}),
+                        contextlib.nullcontext())
+        speed = {c: timed("now" if c else "before", policy, prompts, SamplingConfig(**{**base.__dict__, "continuous": c}),
+                          models.reading(policy))[0] for c in (False, True)}
+        same = greedy_agreement(policy, prompts[:48], base, lambda: models.reading(policy))
+        lines.append(f"| 05: SmolLM2-135M + LoRA read mixed, {len(prompts)} prompts x {base.n} | {fp32:.0f} | "
+                     f"{speed[False]:.0f} | {speed[True]:.0f} | {speed[True] / speed[False]:.2f}x | "
+                     f"{speed[True] / fp32:.2f}x | {same} |")
+
+    print("\n| workload | fp32 unmerged tok/s | before tok/s | now tok/s | now / before | now / fp32 unmerged | "
+          "identical greedy replies |\n|---|---|---|---|---|---|---|")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

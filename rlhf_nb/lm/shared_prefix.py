@@ -1,0 +1,244 @@
+"""Decoding many replies to one prompt against one copy of the prompt's keys and values.
+
+A prompt sampled n times used to be prefilled once and its KV cache copied to its n rows. On a CPU the copies are
+what a decoding step reads: at 256 rows of Qwen2.5-Coder-0.5B and ~300 cached positions the attention read ~4 GB a
+step (a third of the step), and every change of the batch (rows leaving, rows joining) copied it all again (~2 s
+a time against ~0.35 s a step; measured by ``benchmarks/continuous_bench.py``'s notes). Here the cache holds
+
+* the **prompts** once each (an *entry*: keys and values of one prefill, right-aligned in ``[entries, heads,
+  width, dim]``), and
+* per row only its **reply so far** (right-aligned in a buffer of at most the reply cap),
+
+and a decoding step's attention (:func:`attention`, registered as ``rlhf_nb_shared_prefix`` while :func:`decoding`
+is active) scores each row's query against its entry's prompt (the queries of the rows that share an entry stacked
+into one matrix product) and against its own reply, and joins the two with one softmax (running maximum and sum, as
+flash attention does). Each row computes what attention over its whole sequence computes, up to summation order.
+Rows leave and join by copying replies only; a prompt's keys are never copied.
+
+It serves models whose every layer attends to the whole past through SDPA-style boolean masks (``sdpa``, or
+:mod:`rlhf_nb.lm.mixed_read`'s attention); prefills run through the model's own attention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+ATTENTION = "rlhf_nb_shared_prefix"
+#: on CPU use PyTorch's fused attention kernel (it returns the log-sum-exp the two halves are joined by)
+FUSED_CPU = True
+_delegate: list[Any] = []  # the attention a prefill (or a model call without the cache) runs through
+
+
+def _inner(model: Any) -> Any:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def supported(model: Any) -> bool:
+    """Whether :func:`decoding` can serve ``model``: full attention in every layer, through SDPA-style masks."""
+    from rlhf_nb.lm import mixed_read
+
+    config = _inner(model).config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    types = getattr(text, "layer_types", None) or ["full_attention"] * text.num_hidden_layers
+    sliding = getattr(text, "sliding_window", None) and getattr(text, "use_sliding_window", False)
+    return all(t == "full_attention" for t in types) and not sliding and \
+        config._attn_implementation in ("sdpa", mixed_read.ATTENTION)
+
+
+@contextmanager
+def decoding(model: Any) -> Iterator[None]:
+    """Route ``model``'s attention through :func:`attention` for the block (the previous attention serves prefills)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    inner = _inner(model)
+    previous = inner.config._attn_implementation
+    AttentionInterface.register(ATTENTION, attention)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+    _delegate.append(ALL_ATTENTION_FUNCTIONS[previous])
+    inner.set_attn_implementation(ATTENTION)
+    try:
+        yield
+    finally:
+        inner.set_attn_implementation(previous)
+        _delegate.pop()
+
+
+class SharedPrefixCache:
+    """The cache a decoding step hands the model: per layer the prompts' keys/values (one entry per prefill row)
+    and each row's reply so far; ``slot[row]``: the row's place among its entry's rows, flattened as
+    ``entry * per_entry + rank`` (the layout :func:`attention` stacks queries in)."""
+
+    def __init__(self, model: Any, max_new_tokens: int) -> None:
+        from transformers.cache_utils import Cache, DynamicLayer
+
+        config = _inner(model).config
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+
+        class Layer(DynamicLayer):
+            """A layer's prompts (``prefix_k``/``prefix_v``) and replies (``k_buf``/``v_buf``, ``length`` columns
+            used). ``update`` appends the step's keys to the replies and hands the replies back."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.length = 0
+                self.is_initialized = True
+
+            def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+                n = key_states.shape[-2]
+                self.k_buf[:, :, self.length:self.length + n].copy_(key_states)
+                self.v_buf[:, :, self.length:self.length + n].copy_(value_states)
+                self.length += n
+                self.keys, self.values = self.k_buf[:, :, :self.length], self.v_buf[:, :, :self.length]
+                return self.keys, self.values
+
+            def get_seq_length(self) -> int:
+                return self.length
+
+        self.max_new_tokens = max_new_tokens
+        self.cache = Cache(layers=[Layer() for _ in range(text.num_hidden_layers)])
+        self.prompt_lengths: list[int] = []  # per entry
+        self.entry: list[int] = []  # per row
+        self.slot: Any = None
+        self.per_entry = 1
+        self.prefix_mask: Any = None  # entries x width: True on a prompt's tokens
+        self._additive: Any = None
+
+    @property
+    def layers(self) -> list[Any]:
+        return self.cache.layers
+
+    def rebuild(self, keep: list[int], reply_mask: Any, new: tuple[Any, list[int], list[int]] | None) -> Any:
+        """Keep rows ``keep`` (their replies trimmed of columns none of them uses) and add rows prefilled in ``new``:
+        (a prefill cache, the prompt length of each of its rows, the prefill row each new row reads). Returns the new
+        reply mask (rows x columns)."""
+        import torch
+
+        device = reply_mask.device if reply_mask is not None else None
+        kept_entries = list(dict.fromkeys(self.entry[j] for j in keep))
+        renumber = {e: i for i, e in enumerate(kept_entries)}
+        entry = [renumber[self.entry[j]] for j in keep]
+        lengths = [self.prompt_lengths[e] for e in kept_entries]
+        prefill, new_lengths, new_rows = new if new is not None else (None, [], [])
+        entry += [len(kept_entries) + r for r in new_rows]
+        lengths += new_lengths
+        width = max(lengths)
+
+        # replies: the kept rows' columns from the first any of them uses; new rows have none yet
+        index = torch.tensor(keep, dtype=torch.long, device=device)
+        old = reply_mask[index] if keep else None
+        used = old.any(0).nonzero() if old is not None else []
+        lo = int(used[0]) if len(used) else (old.shape[1] if old is not None else 0)
+        cols = (old.shape[1] - lo) if old is not None else 0
+        rows = len(keep) + len(new_rows)
+        mask = torch.zeros(rows, cols, dtype=torch.long, device=device)
+        if keep:
+            mask[: len(keep)] = old[:, lo:]
+        for i, layer in enumerate(self.layers):
+            sample = layer.k_buf if keep else prefill.layers[i].keys
+            heads, dim, vdim = sample.shape[1], sample.shape[3], (layer.v_buf if keep else prefill.layers[i].values).shape[3]
+            k = sample.new_zeros(rows, heads, cols + self.max_new_tokens, dim)
+            v = sample.new_zeros(rows, heads, cols + self.max_new_tokens, vdim)
+            pk = sample.new_zeros(len(lengths), heads, width, dim)
+            pv = sample.new_zeros(len(lengths), heads, width, vdim)
+            if keep:
+                k[: len(keep), :, :cols] = layer.k_buf[index, :, lo:layer.length]
+                v[: len(keep), :, :cols] = layer.v_buf[index, :, lo:layer.length]
+                if kept_entries:
+                    kept = torch.tensor(kept_entries, dtype=torch.long, device=device)
+                    old_width = layer.prefix_k.shape[2]
+                    span = min(old_width, width)
+                    pk[: len(kept_entries), :, width - span:] = layer.prefix_k[kept, :, old_width - span:]
+                    pv[: len(kept_entries), :, width - span:] = layer.prefix_v[kept, :, old_width - span:]
+            if prefill is not None:
+                filled = prefill.layers[i]
+                span = filled.keys.shape[2]
+                pk[len(kept_entries):, :, width - span:] = filled.keys
+                pv[len(kept_entries):, :, width - span:] = filled.values
+            layer.k_buf, layer.v_buf, layer.prefix_k, layer.prefix_v = k, v, pk, pv
+            layer.length = cols
+            layer.keys, layer.values = k[:, :, :cols], v[:, :, :cols]
+        self.prompt_lengths, self.entry = lengths, entry
+        ranks, seen = [], [0] * len(lengths)
+        for e in entry:
+            ranks.append(seen[e])
+            seen[e] += 1
+        self.per_entry = max(seen)
+        self.slot = torch.tensor([e * self.per_entry + r for e, r in zip(entry, ranks)], dtype=torch.long,
+                                 device=pk.device)
+        positions = torch.arange(width, device=pk.device)
+        self.prefix_mask = positions[None, :] >= (width - torch.tensor(lengths, device=pk.device))[:, None]
+        self._additive = None
+        return mask
+
+    def additive_mask(self, dtype: Any) -> Any:
+        """The prompts' mask as an additive one (0 on a prompt's tokens, -inf on padding), entries x 1 x 1 x width."""
+        import torch
+
+        if self._additive is None or self._additive.dtype != dtype:
+            self._additive = torch.zeros(self.prefix_mask.shape, dtype=dtype, device=self.prefix_mask.device
+                                         ).masked_fill_(~self.prefix_mask, float("-inf"))[:, None, None, :]
+        return self._additive
+
+
+def _attend(query: Any, key: Any, value: Any, additive_mask: Any, scale: float) -> tuple[Any, Any]:
+    """Softmax attention and its log-sum-exp per query: ``query`` [b, h, q, d] against ``key``/``value`` [b, h, k, d]
+    with an additive mask (0 or -inf, broadcast over heads and queries; ``None``: none). On CPU PyTorch's fused kernel
+    (it returns the log-sum-exp; 3-4x the plain ops on a prompt's keys, measured), elsewhere the plain ops."""
+    import torch
+
+    if FUSED_CPU and query.device.type == "cpu":
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            query, key, value, attn_mask=additive_mask, scale=scale)
+        return out, lse.unsqueeze(-1)
+    scores = torch.matmul(query * scale, key.transpose(-1, -2))
+    if additive_mask is not None:
+        scores = scores + additive_mask
+    lse = torch.logsumexp(scores, dim=-1, keepdim=True)
+    return torch.matmul((scores - lse).exp(), value), lse
+
+
+def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
+              scaling: float | None = None, shared_prefix: SharedPrefixCache | None = None,
+              **kwargs: Any) -> tuple[Any, None]:
+    """One query token per row against its entry's prompt and its own reply (``key``/``value``: the replies), the
+    two joined by their log-sum-exps (one softmax over both); anything else (a prefill) goes to the attention the
+    model had."""
+    import torch
+
+    if shared_prefix is None or query.shape[2] != 1:
+        return _delegate[-1](module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    layer = shared_prefix.layers[module.layer_idx]
+    batch, heads, _, dim = query.shape
+    kv_heads, length = key.shape[1], key.shape[2]
+    group, dtype = heads // kv_heads, key.dtype
+    scale = scaling if scaling is not None else dim**-0.5
+    q = query.reshape(batch, kv_heads, group, dim).to(dtype)
+
+    # the reply so far, each row its own
+    mask = None
+    if attention_mask is not None:
+        mask = torch.zeros(batch, 1, 1, length, dtype=dtype, device=key.device).masked_fill_(
+            ~attention_mask[..., -length:].reshape(batch, 1, 1, length), float("-inf"))
+    out, lse = _attend(q, key, value, mask, scale)
+
+    # the prompt, once per entry: the queries of an entry's rows stacked (by slot) against its keys
+    entries, per = layer.prefix_k.shape[0], shared_prefix.per_entry
+    stacked = q.new_zeros(entries * per, kv_heads, group, dim)
+    stacked[shared_prefix.slot] = q
+    stacked = stacked.reshape(entries, per, kv_heads, group, dim).transpose(1, 2).reshape(
+        entries, kv_heads, per * group, dim)
+    p_out, p_lse = _attend(stacked, layer.prefix_k, layer.prefix_v, shared_prefix.additive_mask(dtype), scale)
+
+    def by_row(t: Any) -> Any:  # entries x kv heads x (per group) x d -> rows x kv heads x group x d
+        d = t.shape[-1]
+        return t.reshape(entries, kv_heads, per, group, d).transpose(1, 2).reshape(
+            entries * per, kv_heads, group, d)[shared_prefix.slot]
+
+    p_out, p_lse = by_row(p_out), by_row(p_lse)
+    own = torch.sigmoid(lse - p_lse)  # the reply's share of the softmax mass
+    result = p_out + own * (out - p_out)
+    return result.reshape(batch, 1, heads, dim).to(query.dtype), None
