@@ -10,7 +10,9 @@ from rlhf_nb.lm.generation import SamplingConfig, cut_at_stop, generate
 
 @pytest.fixture(scope="module")
 def tiny():
-    return models.load("tiny")
+    """fp32 weights on any CPU (``baseline``): tests that compare two decoding paths token for token need the same
+    maths in both up to summation order, which bf16 near-ties would turn into different greedy tokens."""
+    return models.load("tiny", baseline=True)
 
 
 def test_n_samples_per_prompt_in_prompt_order(tiny):
@@ -360,9 +362,10 @@ def test_continuous_and_batch_after_batch_sampling_are_each_deterministic_and_ag
 @pytest.mark.parametrize("vocab", [151936, 49152, 50000 + 37])
 def test_top_candidates_are_the_top_k(vocab):
     """The block scan returns topk's values exactly (and tokens holding them), whole blocks or a partial last one,
-    with the largest values bunched in one block or spread, and with ties."""
+    with the largest values bunched in one block or spread, with ties, and with -inf logits."""
     import torch
 
+    from rlhf_nb.lm import generation
     from rlhf_nb.lm.generation import top_candidates
 
     torch.manual_seed(0)
@@ -370,9 +373,20 @@ def test_top_candidates_are_the_top_k(vocab):
     x[1, 640:704] += 20  # the top in one block
     x[2, -5:] += 20  # the top in the last (partial) block
     x[3] = x[3].round()  # ties everywhere
-    for k in (256, 4096):
+    x[4, : vocab - 100] = float("-inf")  # masked logits: fewer finite tokens than the candidate blocks hold
+    for k in (64, 256):
+        assert vocab >= 4 * k * generation._BLOCK  # the block scan, not the plain top-k
         values, index = top_candidates(x, k)
         expected = x.topk(k, dim=-1).values
         assert torch.equal(values, expected)
         assert torch.equal(x.gather(-1, index), values)
         assert all(len(set(row.tolist())) == k for row in index)  # no token twice
+        assert int(index.max()) < vocab
+
+
+def test_empty_prompts_and_a_zero_token_cap(tiny):
+    tok, model = tiny
+    with pytest.raises(ValueError, match=r"prompts \[1\] are empty"):
+        generate(model, tok, ["a", ""], SamplingConfig(max_new_tokens=4), progress=False)
+    out = generate(model, tok, ["a", "b"], SamplingConfig(max_new_tokens=0, n=2), progress=False)
+    assert [(s.text, s.n_tokens) for per in out for s in per] == [("", 0)] * 4

@@ -50,10 +50,11 @@ def test_attention_over_shared_prompts_equals_attention_over_each_rows_whole_seq
                                      shared_prefix=cache)
     for r in range(rows):
         e, n = entry[r], replies[r]
-        q = query[r].reshape(kv_heads, group, dim)
-        expected = _reference(q, prefix_k[e, :, width - lengths[e]:], prefix_v[e, :, width - lengths[e]:],
-                              reply_k[r, :, cols - n:], reply_v[r, :, cols - n:], 0.3)
-        torch.testing.assert_close(out[r, 0].reshape(kv_heads, group, dim), expected, rtol=1e-5, atol=1e-5)
+        for h in range(kv_heads * group):  # query head h reads key head h // group (transformers' repeat_kv)
+            kv = h // group
+            expected = _reference(query[r, h, 0], prefix_k[e, kv, width - lengths[e]:], prefix_v[e, kv, width - lengths[e]:],
+                                  reply_k[r, kv, cols - n:], reply_v[r, kv, cols - n:], 0.3)
+            torch.testing.assert_close(out[r, 0, h], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_a_model_call_without_the_cache_goes_to_the_models_own_attention(monkeypatch):

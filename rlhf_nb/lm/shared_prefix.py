@@ -1,19 +1,20 @@
 """Decoding many replies to one prompt against one copy of the prompt's keys and values.
 
 A prompt sampled n times used to be prefilled once and its KV cache copied to its n rows. On a CPU the copies are
-what a decoding step reads: at 256 rows of Qwen2.5-Coder-0.5B and ~300 cached positions the attention read ~4 GB a
-step (a third of the step), and every change of the batch (rows leaving, rows joining) copied it all again (~2 s
-a time against ~0.35 s a step; measured by ``benchmarks/continuous_bench.py``'s notes). Here the cache holds
+what a decoding step reads, and every change of the batch copied them all again: on 02's workload (Qwen2.5-Coder-0.5B,
+code prompts, 16 samples each, read mixed) the attention took 128 ms of a 365-ms step at 256 rows and ~300 cached
+positions, and dropping finished rows took ~2 s a time (timed while building this module). Here the cache holds
 
-* the **prompts** once each (an *entry*: keys and values of one prefill, right-aligned in ``[entries, heads,
-  width, dim]``), and
+* the **prompts** once per admission (an *entry*: keys and values of one prompt's prefill, right-aligned in
+  ``[entries, heads, width, dim]``; a prompt whose rows enter the batch at two refills has two entries), and
 * per row only its **reply so far** (right-aligned in a buffer of at most the reply cap),
 
 and a decoding step's attention (:func:`attention`, registered as ``rlhf_nb_shared_prefix`` while :func:`decoding`
 is active) scores each row's query against its entry's prompt (the queries of the rows that share an entry stacked
-into one matrix product) and against its own reply, and joins the two with one softmax (running maximum and sum, as
-flash attention does). Each row computes what attention over its whole sequence computes, up to summation order.
-Rows leave and join by copying replies only; a prompt's keys are never copied.
+into one matrix product) and against its own reply, and joins the two by their log-sum-exps (which is one softmax over
+both, as flash attention combines blocks). Each row computes what attention over its whole sequence computes, up to summation order.
+When rows leave and join, the cache is rebuilt by copying the replies and each entry still in use once (never a
+prompt per row).
 
 It serves models whose every layer attends to the whole past through SDPA-style boolean masks (``sdpa``, or
 :mod:`rlhf_nb.lm.mixed_read`'s attention); prefills run through the model's own attention.
@@ -117,12 +118,12 @@ class SharedPrefixCache:
         reply mask (rows x columns)."""
         import torch
 
-        device = reply_mask.device if reply_mask is not None else None
+        prefill, new_lengths, new_rows = new if new is not None else (None, [], [])
+        device = prefill.layers[0].keys.device if prefill is not None else reply_mask.device
         kept_entries = list(dict.fromkeys(self.entry[j] for j in keep))
         renumber = {e: i for i, e in enumerate(kept_entries)}
         entry = [renumber[self.entry[j]] for j in keep]
         lengths = [self.prompt_lengths[e] for e in kept_entries]
-        prefill, new_lengths, new_rows = new if new is not None else (None, [], [])
         entry += [len(kept_entries) + r for r in new_rows]
         lengths += new_lengths
         width = max(lengths)
