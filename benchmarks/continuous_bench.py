@@ -6,7 +6,8 @@ Paths (the same prompts and seed on each):
 * ``before``: the sampler as it was before this benchmark: batch after batch (a batch runs until its last row
   ends), each row caching its prompt and reply (a prompt sampled n times had its cache copied n times), a top-k
   over the whole vocabulary and a log-sum-exp over a full-size copy of the logits each step
-  (``SamplingConfig(continuous=False)`` with the old top-k and log-sum-exp patched back in);
+  (``SamplingConfig(continuous=False)`` with the old top-k and log-sum-exp patched back in; one random stream a
+  call where there was one a batch);
 * ``now``: :func:`rlhf_nb.lm.generation.decode` as it runs by default: each prompt's keys cached once
   (:mod:`rlhf_nb.lm.shared_prefix`), finished rows refilled with waiting ones, the top-k found by block maxima
   (:func:`~rlhf_nb.lm.generation.top_candidates`), the log-sum-exp a few rows at a time;
@@ -20,11 +21,13 @@ Workloads:
   its temperature, cap, stops and batch size;
 * ``05``: a trained policy as notebooks 04 and 05 read one: SmolLM2-135M with a LoRA adapter (r 16, all linear
   layers, random B of SD 2e-3) read mixed (``models.reading``), verifiable-instruction prompts
-  (``rlhf_nb.tasks.gold``), k = 4 samples at T = 1, top-p 0.9, cap 128, the automatic batch size.
+  (``rlhf_nb.tasks.gold``): ``--prompts`` x k = 4 samples at T = 1, top-p 0.9, cap 128 (05's online rounds), and a
+  greedy held-out snapshot of ``--held-out`` other prompts at cap ``--greedy-cap`` (05's evaluation), the automatic
+  batch size.
 
-Reported: tokens/s (generated tokens over the whole call, prefill included) and ratios; and greedy replies on the same
-prompts under ``before`` and ``now`` (the maths per row is the same, only summation order differs): how many are
-identical.
+02's prompts are also decoded greedily (n = 1: no prompt is shared), on each path. Reported: tokens/s (generated
+tokens over the whole call, prefill included) and ratios; and how many greedy replies are identical under ``before`` and ``now`` (the maths per row is the same up to summation order; under a mixed read
+the prefill's bf16 attention also depends on which prompts are prefilled together, so near-ties can differ).
 
     python benchmarks/continuous_bench.py [--workloads 02,05] [--tasks 48] [--prompts 96]
 """
@@ -56,6 +59,9 @@ def main() -> None:
     parser.add_argument("--profile", default="cpu", help="02's params profile")
     parser.add_argument("--tasks", type=int, default=48, help="02: held-out tasks sampled")
     parser.add_argument("--prompts", type=int, default=96, help="05: verifiable-instruction prompts")
+    parser.add_argument("--held-out", type=int, default=300, help="05: prompts of a greedy held-out snapshot (05's 300)")
+    parser.add_argument("--greedy-cap", type=int, default=192, help="05: token cap of the greedy held-out replies")
+    parser.add_argument("--policy", default="smollm2-135m-instruct", help="05: the policy given a random LoRA adapter")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
@@ -78,11 +84,13 @@ def main() -> None:
               f"{100 * stats.cap_rate:.1f}%)", flush=True)
         return stats.tokens / seconds, [s.text for per in out for s in per]
 
-    def greedy_agreement(loaded, prompts, config, read, **kw) -> str:
-        texts = [timed(f"{'now' if c else 'before'}, greedy", loaded, prompts,
-                       SamplingConfig(**{**config.__dict__, "n": 1, "temperature": 0.0, "continuous": c}), read(), **kw)[1]
-                 for c in (False, True)]
-        return f"{sum(a == b for a, b in zip(*texts))} of {len(texts[0])}"
+    def greedy_pair(loaded, prompts, config, read, **kw) -> tuple[dict[bool, float], str]:
+        """Greedy replies under ``before`` and ``now``: tokens/s of each and how many replies are identical."""
+        runs = {c: timed(f"{'now' if c else 'before'}, greedy", loaded, prompts,
+                         SamplingConfig(**{**config.__dict__, "n": 1, "temperature": 0.0, "continuous": c}), read(), **kw)
+                for c in (False, True)}
+        same = sum(a == b for a, b in zip(runs[False][1], runs[True][1]))
+        return {c: r[0] for c, r in runs.items()}, f"{same} of {len(runs[True][1])}"
 
     if "02" in args.workloads.split(","):
         from rlhf_nb.notebook.config import load_params
@@ -99,10 +107,11 @@ def main() -> None:
               f"{base.max_new_tokens}, batch {base.batch_size}", flush=True)
         speed = {c: timed("now" if c else "before", loaded, prompts, SamplingConfig(**{**base.__dict__, "continuous": c}),
                           models.reading(loaded), done=done)[0] for c in (False, True)}
-        same = greedy_agreement(loaded, prompts, SamplingConfig(**{**base.__dict__, "batch_size": 16}),
-                                lambda: models.reading(loaded), done=done)
+        greedy, same = greedy_pair(loaded, prompts, base, lambda: models.reading(loaded), done=done)
         lines.append(f"| 02: {size.untuned} read mixed, {len(prompts)} tasks x {base.n}, batch {base.batch_size} | | "
-                     f"{speed[False]:.0f} | {speed[True]:.0f} | {speed[True] / speed[False]:.2f}x | | {same} |")
+                     f"{speed[False]:.0f} | {speed[True]:.0f} | {speed[True] / speed[False]:.2f}x | | |")
+        lines.append(f"| 02: the same, greedy (n 1) | | {greedy[False]:.0f} | {greedy[True]:.0f} | "
+                     f"{greedy[True] / greedy[False]:.2f}x | | {same} |")
         del loaded
 
     if "05" in args.workloads.split(","):
@@ -110,22 +119,29 @@ def main() -> None:
 
         prompts = [p.messages() for p in gold.synthetic_prompts(args.prompts, seed=7,
                                                                 system="Reply in at most three short sentences.")]
-        policy = models.load("smollm2-135m-instruct", lora={"r": 16})
+        policy = models.load(args.policy, lora={"r": 16})
         generator = torch.Generator().manual_seed(0)
         for name, p in policy.model.named_parameters():
             if "lora_B" in name:
                 p.data = torch.randn(p.shape, generator=generator) * 2e-3
         base = SamplingConfig(n=4, temperature=1.0, top_p=0.9, max_new_tokens=128, seed=1)
-        print(f"05: smollm2-135m-instruct + random LoRA r 16, {len(prompts)} prompts x {base.n}, cap "
+        print(f"05: {args.policy} + random LoRA r 16, {len(prompts)} prompts x {base.n}, cap "
               f"{base.max_new_tokens}, automatic batch", flush=True)
         fp32, _ = timed("fp32 unmerged", policy, prompts, SamplingConfig(**{**base.__dict__, "continuous": False}),
                         contextlib.nullcontext())
         speed = {c: timed("now" if c else "before", policy, prompts, SamplingConfig(**{**base.__dict__, "continuous": c}),
                           models.reading(policy))[0] for c in (False, True)}
-        same = greedy_agreement(policy, prompts[:48], base, lambda: models.reading(policy))
-        lines.append(f"| 05: SmolLM2-135M + LoRA read mixed, {len(prompts)} prompts x {base.n} | {fp32:.0f} | "
+        held_out = SamplingConfig(n=1, temperature=0.0, max_new_tokens=args.greedy_cap)
+        snapshot = [p.messages() for p in gold.synthetic_prompts(args.held_out, seed=8,
+                                                                 system="Reply in at most three short sentences.")]
+        fp32_greedy, _ = timed("fp32 unmerged, greedy", policy, snapshot, held_out, contextlib.nullcontext())
+        greedy, same = greedy_pair(policy, snapshot, held_out, lambda: models.reading(policy))
+        lines.append(f"| 05: {args.policy} + LoRA read mixed, {len(prompts)} prompts x {base.n} | {fp32:.0f} | "
                      f"{speed[False]:.0f} | {speed[True]:.0f} | {speed[True] / speed[False]:.2f}x | "
-                     f"{speed[True] / fp32:.2f}x | {same} |")
+                     f"{speed[True] / fp32:.2f}x | |")
+        lines.append(f"| 05: greedy held-out replies, {len(snapshot)} prompts, cap {args.greedy_cap} | {fp32_greedy:.0f} | "
+                     f"{greedy[False]:.0f} | {greedy[True]:.0f} | {greedy[True] / greedy[False]:.2f}x | "
+                     f"{greedy[True] / fp32_greedy:.2f}x | {same} |")
 
     print("\n| workload | fp32 unmerged tok/s | before tok/s | now tok/s | now / before | now / fp32 unmerged | "
           "identical greedy replies |\n|---|---|---|---|---|---|---|")

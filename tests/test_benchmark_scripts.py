@@ -175,3 +175,12 @@ def test_rl_method_bench_compares_the_methods_from_one_shared_start_on_smoke():
     assert set(rows) == {"rft", "dpo"}
     assert "RFT - DPO held out:" in out.stdout  # the paired difference, not two separate intervals
     assert "3 evaluation tasks x 2 samples x 2 seeds per method" in out.stdout  # smoke's 3 tasks, as asked
+
+
+def test_continuous_bench_runs_both_workloads_on_tiny_models():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "continuous_bench.py"), "--profile", "smoke",
+                          "--tasks", "2", "--policy", "tiny", "--prompts", "3", "--held-out", "4", "--greedy-cap", "8",
+                          "--threads", "1"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| 0")]
+    assert len(rows) == 4 and all(" of " in row for row in rows if "greedy" in row)
