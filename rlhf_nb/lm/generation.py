@@ -57,7 +57,7 @@ class SamplingConfig:
     batch_size: int | None = None  # sequences per forward pass; None: auto_batch_size()
     seed: int = 0
     entropy: bool = False  # record each reply's mean next-token entropy (nats, at the temperature) in Sample.meta
-    continuous: bool = True  # continuous batching over a shared-prompt cache (see decode); False: batch after batch
+    continuous: bool = True  # n > 1: continuous batching over a shared-prompt cache (see decode); else batch after batch
 
 
 @dataclass
@@ -415,12 +415,13 @@ def decode(model: Any, prompts: list[list[int]], rows: list[int], config: Sampli
     """Decode output rows ``rows`` (``rows[r]``: the index into ``prompts``, token ids, that row ``r`` samples from),
     at most ``batch_size`` at a time; returns (new token ids, finished) per output row.
 
-    Rows enter in order. With ``config.continuous`` (and a model :mod:`~rlhf_nb.lm.shared_prefix` serves) the cache
-    holds each prompt once and each row's reply, and a row that finishes gives its place to the next waiting row
-    (continuous batching: once :data:`REFILL_FRACTION` of the batch is free, the waiting rows are prefilled and join
-    the running ones), so the batch stays full until no row waits. Otherwise each row caches its prompt and reply
-    and a batch runs until its last row ends before the next starts. Either way finished rows leave together once
-    :data:`COMPACT_FRACTION` of the batch has finished. ``eos`` ends a row (the EOS itself is not returned); ``stop_check(row, ids) -> bool`` (optional) ends
+    Rows enter in order. With ``config.continuous``, rows that repeat prompts (n > 1) and a model
+    :mod:`~rlhf_nb.lm.shared_prefix` serves, the cache holds each prompt once and each row's reply, and a row that
+    finishes gives its place to the next waiting row (continuous batching: once :data:`REFILL_FRACTION` of the batch
+    is free, the waiting rows are prefilled and join the running ones), so the batch stays full until no row waits.
+    Otherwise each row caches its prompt and reply and a batch runs until its last row ends before the next starts.
+    Either way finished rows leave together once :data:`COMPACT_FRACTION` of the batch has finished. ``eos`` ends a
+    row (the EOS itself is not returned); ``stop_check(row, ids) -> bool`` (optional) ends
     output row ``row`` early. Rows draw in batch order from ``generator``; a finished row draws nothing. ``entropy``
     (optional, one ``[0, 0]`` per output row) gets each row's summed next-token entropy and its number of draws (the
     distribution at the temperature, over the whole vocabulary; none for greedy). ``on_finish(row)`` is called as
@@ -433,7 +434,9 @@ def decode(model: Any, prompts: list[list[int]], rows: list[int], config: Sampli
         return [([], False) for _ in rows]
     finished = [False] * len(rows)
     steps = [0] * len(rows)
-    batch = _Running(model, config.max_new_tokens, share=config.continuous)
+    # the shared cache pays where prompts repeat: for one reply a prompt its entries are as large as a per-row cache and
+    # every refill copies them (SmolLM2-135M's greedy held-out replies ran at 0.84x, benchmarks/results/continuous.md)
+    batch = _Running(model, config.max_new_tokens, share=config.continuous and len(set(rows)) < len(rows))
     refills = batch.shared
     waiting = 0  # the next output row to enter
     filler = next(iter(eos), pad_id)  # what a finished row is fed until it leaves the batch
