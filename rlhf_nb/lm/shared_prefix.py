@@ -50,7 +50,8 @@ def supported(model: Any) -> bool:
 
 @contextmanager
 def decoding(model: Any) -> Iterator[None]:
-    """Route ``model``'s attention through :func:`attention` for the block (the previous attention serves prefills)."""
+    """Route ``model``'s attention through :func:`attention` for the block (the previous attention serves prefills).
+    The implementation stays registered with transformers by name; the model's own setting is restored on exit."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
