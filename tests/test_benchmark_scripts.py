@@ -184,3 +184,16 @@ def test_continuous_bench_runs_both_workloads_on_tiny_models():
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [line for line in out.stdout.splitlines() if line.startswith("| 0")]
     assert len(rows) == 4 and all(" of " in row for row in rows if "greedy" in row)
+
+
+def test_sampler_agreement_compares_both_paths_on_smoke():
+    from rlhf_nb.notebook.config import load_params
+    from rlhf_nb.papers.passk import steps
+
+    _, P = load_params("02_passk_model_size", "smoke", None, ROOT)
+    task = steps.split_tasks(P).eval[0]
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sampler_agreement.py"), "--profile", "smoke",
+                          "--n", "2", "--tasks", task, "--threads", "1"], capture_output=True, text=True, timeout=600,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "before" in out.stdout and "now" in out.stdout and "Fisher exact p" in out.stdout
