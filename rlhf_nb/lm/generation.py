@@ -220,7 +220,7 @@ def _buffer_cache(model: Any, capacity: int) -> Any:
     from transformers import DynamicCache
     from transformers.cache_utils import Cache, DynamicLayer
 
-    if not _full_attention_only(model):
+    if not shared_prefix.full_attention_only(model):
         return DynamicCache(config=model.config)
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
 
@@ -242,12 +242,7 @@ def _buffer_cache(model: Any, capacity: int) -> Any:
         def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
-            n = key_states.shape[-2]
-            self.k_buf[:, :, self.length:self.length + n].copy_(key_states)
-            self.v_buf[:, :, self.length:self.length + n].copy_(value_states)
-            self.length += n
-            self.keys, self.values = self.k_buf[:, :, :self.length], self.v_buf[:, :, :self.length]
-            return self.keys, self.values
+            return shared_prefix.append_in_place(self, key_states, value_states)
 
         def place(self, rows: Any, key_states: Any, value_states: Any, batch: int, width: int) -> None:
             """Write one group's prefill (``rows`` of a ``batch``, its keys right-aligned in ``width`` columns) into
@@ -333,14 +328,6 @@ COMPACT_FRACTION = 0.25
 #: with rows waiting (continuous batching), finished rows give their places to waiting ones once this share of the
 #: batch is free: a refill prefills the newcomers and copies the cache once
 REFILL_FRACTION = 0.125
-
-
-def _full_attention_only(model: Any) -> bool:
-    """Whether every layer attends to the whole past (the buffer cache works)."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    types = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
-    return all(t == "full_attention" for t in types) and not (
-        getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", False))
 
 
 class _Running:

@@ -36,16 +36,31 @@ def _inner(model: Any) -> Any:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def supported(model: Any) -> bool:
-    """Whether :func:`decoding` can serve ``model``: full attention in every layer, through SDPA-style masks."""
-    from rlhf_nb.lm import mixed_read
-
+def full_attention_only(model: Any) -> bool:
+    """Whether every layer of ``model`` attends to the whole past (no sliding-window layers)."""
     config = _inner(model).config
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     types = getattr(text, "layer_types", None) or ["full_attention"] * text.num_hidden_layers
     sliding = getattr(text, "sliding_window", None) and getattr(text, "use_sliding_window", False)
-    return all(t == "full_attention" for t in types) and not sliding and \
-        config._attn_implementation in ("sdpa", mixed_read.ATTENTION)
+    return all(t == "full_attention" for t in types) and not sliding
+
+
+def supported(model: Any) -> bool:
+    """Whether :func:`decoding` can serve ``model``: full attention in every layer, through SDPA-style masks."""
+    from rlhf_nb.lm import mixed_read
+
+    return full_attention_only(model) and _inner(model).config._attn_implementation in ("sdpa", mixed_read.ATTENTION)
+
+
+def append_in_place(layer: Any, key_states: Any, value_states: Any) -> tuple[Any, Any]:
+    """A cache layer's ``update`` over preallocated buffers (``k_buf``/``v_buf``, ``length`` columns used): write the
+    new keys and values after the used columns and hand back the used part."""
+    n = key_states.shape[-2]
+    layer.k_buf[:, :, layer.length:layer.length + n].copy_(key_states)
+    layer.v_buf[:, :, layer.length:layer.length + n].copy_(value_states)
+    layer.length += n
+    layer.keys, layer.values = layer.k_buf[:, :, :layer.length], layer.v_buf[:, :, :layer.length]
+    return layer.keys, layer.values
 
 
 @contextmanager
@@ -90,12 +105,7 @@ class SharedPrefixCache:
                 self.is_initialized = True
 
             def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-                n = key_states.shape[-2]
-                self.k_buf[:, :, self.length:self.length + n].copy_(key_states)
-                self.v_buf[:, :, self.length:self.length + n].copy_(value_states)
-                self.length += n
-                self.keys, self.values = self.k_buf[:, :, :self.length], self.v_buf[:, :, :self.length]
-                return self.keys, self.values
+                return append_in_place(self, key_states, value_states)
 
             def get_seq_length(self) -> int:
                 return self.length
