@@ -10,7 +10,7 @@ Paths (the same prompts and seed on each):
   call where there was one a batch);
 * ``now``: :func:`rlhf_nb.lm.generation.decode` as it runs by default: each prompt's keys cached once
   (:mod:`rlhf_nb.lm.shared_prefix`), finished rows refilled with waiting ones, the top-k found by block maxima
-  (:func:`~rlhf_nb.lm.generation.top_candidates`), the log-sum-exp a few rows at a time;
+  (:func:`~rlhf_nb.lm.generation.top_candidates`), the log-sum-exp a few rows at a time from each row's maximum;
 * ``fp32 unmerged`` (workload 05 only): a trained policy read in fp32 with its adapter unmerged, sampled by the
   ``before`` sampler: how notebooks read trained policies when issue 40 was filed (72-82 tok/s in its notes).
 
@@ -44,13 +44,15 @@ def before_sampler():
     """The sampler's pieces as they were: a top-k over the whole vocabulary, one log-sum-exp over all rows."""
     from rlhf_nb.lm import generation
 
-    saved = generation.top_candidates, generation._ROW_CHUNK
+    import torch
+
+    saved = generation.top_candidates, generation._logsumexp_rows
     generation.top_candidates = lambda x, k: x.topk(k, dim=-1)
-    generation._ROW_CHUNK = 1 << 30
+    generation._logsumexp_rows = lambda x, temperature: torch.logsumexp(x / temperature, dim=-1, keepdim=True)
     try:
         yield
     finally:
-        generation.top_candidates, generation._ROW_CHUNK = saved
+        generation.top_candidates, generation._logsumexp_rows = saved
 
 
 def main() -> None:

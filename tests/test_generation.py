@@ -390,3 +390,40 @@ def test_empty_prompts_and_a_zero_token_cap(tiny):
         generate(model, tok, ["a", ""], SamplingConfig(max_new_tokens=4), progress=False)
     out = generate(model, tok, ["a", "b"], SamplingConfig(max_new_tokens=0, n=2), progress=False)
     assert [(s.text, s.n_tokens) for per in out for s in per] == [("", 0)] * 4
+
+
+def test_counts_sample_each_prompt_its_own_number_of_times(tiny):
+    """Prompts sampled different numbers of times in one call: each gets its count, in prompt order, a prompt with
+    count 0 none; greedy replies equal those of a call per prompt; a wrong count is refused before any work."""
+    tok, model = tiny
+    prompts = ["def add(a, b):", "x = ", "hello"]
+    greedy = SamplingConfig(n=1, max_new_tokens=6, temperature=0.0)
+    out = generate(model, tok, prompts, greedy, progress=False, counts=[3, 0, 2])
+    assert [len(per) for per in out] == [3, 0, 2]
+    alone = [generate(model, tok, [p], greedy, progress=False)[0][0].text for p in prompts]
+    assert {s.text for s in out[0]} == {alone[0]} and {s.text for s in out[2]} == {alone[2]}
+    sampled = generate(model, tok, prompts, SamplingConfig(max_new_tokens=6, temperature=1.0), progress=False,
+                       counts=[4, 1, 2])
+    assert [len(per) for per in sampled] == [4, 1, 2]
+    for bad in ([1, 2], [1, -1, 1]):
+        with pytest.raises(ValueError, match="counts"):
+            generate(model, tok, prompts, greedy, progress=False, counts=bad)
+
+
+@pytest.mark.parametrize("temperature", [0.7, 1.0, 1.3])
+def test_logsumexp_rows_equals_torch_logsumexp(temperature):
+    """The chunked log-sum-exp from each row's maximum equals torch's (large logits, -inf entries, a row of -inf)."""
+    import torch
+
+    from rlhf_nb.lm import generation
+
+    torch.manual_seed(0)
+    x = torch.randn(37, 5000) * 8 + 30
+    x[3, :4000] = float("-inf")
+    x[5] = float("-inf")
+    got = generation._logsumexp_rows(x, temperature)
+    expected = torch.logsumexp(x / temperature, dim=-1, keepdim=True)
+    assert got.shape == (37, 1)
+    assert torch.isneginf(got[5]).all()
+    finite = torch.isfinite(expected).squeeze(-1)
+    assert torch.allclose(got[finite], expected[finite], rtol=0, atol=1e-4)

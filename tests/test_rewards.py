@@ -60,6 +60,30 @@ def test_humaneval_plus_catches_what_base_tests_miss():
     assert wrong["base_passed"] and not wrong["passed"]
 
 
+def test_a_repeated_program_runs_once_and_every_copy_gets_its_verdict(monkeypatch):
+    """Samples repeat: each distinct (task, program) runs once in the sandbox, every copy keeps its own row in order, and
+    one program text under two tasks is two runs."""
+    task = data.CodeTask("T/0", "def half(x):\n", "half", "", "    return x / 2\n", base_inputs=[[1], [3]])
+    other = data.CodeTask("T/1", "def half(x):\n", "half", "", "    return x // 2\n", base_inputs=[[3]])
+    expected = code.run_reference([task, other])
+    right, wrong = "def half(x):\n    return x / 2\n", "def half(x):\n    return x\n"
+    ran: list[int] = []
+    real = code.run_jobs
+    monkeypatch.setattr(code, "run_jobs", lambda jobs, *a, **k: (ran.append(len(jobs)), real(jobs, *a, **k))[1])
+    rows = code.check_programs_plus([task, task, task, other, task], [right, wrong, right, right, wrong], expected)
+    assert ran == [3]
+    assert [r["passed"] for r in rows] == [True, False, True, False, False]
+    assert [r["task_id"] for r in rows] == ["T/0", "T/0", "T/0", "T/1", "T/0"]
+    rows[0]["passed"] = None  # each row its own dict
+    assert rows[2]["passed"] is True
+    he = data.load_humaneval()[:2]
+    programs = [he[0].prompt + he[0].canonical_solution, he[0].prompt + "    return None\n"] * 2 + [
+        he[1].prompt + he[1].canonical_solution]
+    results = code.check_programs([he[0]] * 4 + [he[1]], programs)
+    assert ran == [3, 3]
+    assert [r.passed for r in results] == [True, False, True, False, True]
+
+
 def test_float_outputs_compare_with_tolerance():
     task = data.CodeTask("T/0", "def half(x):\n", "half", "", "    return x / 2\n", base_inputs=[[1], [3]])
     expected = code.run_reference([task])

