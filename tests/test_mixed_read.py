@@ -135,3 +135,35 @@ def test_sampled_replies_record_their_next_token_entropy():
     vocab = np.log(len(loaded.tokenizer))
     assert all(0 < s.meta["entropy"] <= vocab for s in hot[0])
     assert np.mean([s.meta["entropy"] for s in cold[0]]) < np.mean([s.meta["entropy"] for s in hot[0]])
+
+
+def test_bf16_logits_hand_back_the_heads_bf16_product_and_samples_stay_the_same(monkeypatch):
+    """Inside the mixed read, ``bf16_logits`` makes the LM head return its bf16 product (the numbers of its fp32 copy)
+    and restores the head on exit; outside a mixed read it changes nothing. Sampling reads bf16 logits as it reads
+    their fp32 copy: the same draws for the same seed."""
+    import torch
+
+    from rlhf_nb.lm import generation, models
+    from rlhf_nb.lm import mixed_read as mr
+    from rlhf_nb.lm.generation import SamplingConfig, generate
+
+    tok, model = models.load("tiny", baseline=True)
+    ids = tok(["def f(x):"], return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        with mr.bf16_logits(model):  # no mixed read: fp32 logits
+            assert model(input_ids=ids).logits.dtype == torch.float32
+        with mr.mixed_read(model):
+            fp32 = model(input_ids=ids).logits
+            with mr.bf16_logits(model):
+                raw = model(input_ids=ids).logits
+            assert model(input_ids=ids).logits.dtype == torch.float32  # restored
+    assert fp32.dtype == torch.float32 and raw.dtype == torch.bfloat16
+    assert torch.equal(raw.float(), fp32)
+
+    config = SamplingConfig(n=4, temperature=0.9, top_p=0.9, max_new_tokens=8, seed=3)
+    with mr.mixed_read(model):
+        bf16 = generate(model, tok, ["def f(x):", "x ="], config, progress=False)
+        monkeypatch.setattr(mr, "bf16_logits", lambda m: __import__("contextlib").nullcontext())
+        monkeypatch.setattr(generation, "mixed_read", mr)
+        copied = generate(model, tok, ["def f(x):", "x ="], config, progress=False)
+    assert [[s.text for s in per] for per in bf16] == [[s.text for s in per] for per in copied]

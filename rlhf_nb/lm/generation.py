@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rlhf_nb.lm import shared_prefix
+from rlhf_nb.lm import mixed_read, shared_prefix
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -123,7 +123,9 @@ def next_tokens(logits: torch.Tensor, temperature: float, top_p: float, generato
 
     if temperature <= 0:
         return logits.argmax(-1)
-    x = logits.float()  # z = x / temperature, formed only where needed (a copy of all rows x vocab is slow)
+    # z = x / temperature, formed only where needed (a copy of all rows x vocab is slow); bf16 logits (the mixed read's
+    # head, :func:`rlhf_nb.lm.mixed_read.bf16_logits`) are read as they are and upcast a piece at a time
+    x = logits
     log_total = _logsumexp_rows(x, temperature)
     out = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     rows = torch.arange(x.shape[0], device=x.device)  # rows still to draw
@@ -131,7 +133,7 @@ def next_tokens(logits: torch.Tensor, temperature: float, top_p: float, generato
     for stage, k in enumerate(stages):
         left, left_total = (x, log_total) if stage == 0 else (x[rows], log_total[rows])  # no copy of the full batch
         top_x, top_i = top_candidates(left, min(k, x.shape[-1]))  # sorted, largest first
-        top_prob = (top_x / temperature - left_total).exp()
+        top_prob = (top_x.float() / temperature - left_total).exp()
         if top_p < 1.0:
             keep = (top_prob.cumsum(-1) - top_prob) < top_p  # HF's rule: keep while the mass ranked above is < top_p
             inside = top_prob.sum(-1) >= top_p
@@ -146,7 +148,7 @@ def next_tokens(logits: torch.Tensor, temperature: float, top_p: float, generato
         if not len(rows):
             return out
     # the whole vocabulary (top-p: a nucleus wider than every candidate set; top-p = 1: the tail)
-    full = x[rows] / temperature
+    full = x[rows].float() / temperature
     if top_p < 1.0:
         full = _nucleus(full, top_p)
     else:
@@ -167,9 +169,9 @@ def _logsumexp_rows(x: torch.Tensor, temperature: float) -> torch.Tensor:
     152k; the same value up to rounding, ~2e-6)."""
     import torch
 
-    out = x.new_empty(x.shape[0], 1)
+    out = x.new_empty(x.shape[0], 1, dtype=torch.float32)
     for a in range(0, x.shape[0], _ROW_CHUNK):
-        piece = x[a:a + _ROW_CHUNK]
+        piece = x[a:a + _ROW_CHUNK].float()
         top = piece.amax(-1, keepdim=True)
         top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # a row of -inf stays -inf, not nan
         total = (piece - top).mul_(1.0 / temperature).exp_().sum(-1, keepdim=True)
@@ -445,7 +447,7 @@ def decode(model: Any, prompts: list[list[int]], rows: list[int], config: Sampli
         expand = [unique.index(rows[r]) for r in entering] if len(unique) < len(entering) else None
         return ids.to(device), mask.to(device), expand
 
-    with shared_prefix.decoding(model) if batch.shared else contextlib.nullcontext():
+    with shared_prefix.decoding(model) if batch.shared else contextlib.nullcontext(), mixed_read.bf16_logits(model):
         while True:
             alive = [j for j, run in enumerate(batch.running) if run]
             dead = len(batch.rows) - len(alive)
