@@ -458,3 +458,33 @@ def test_the_cost_of_deciding_asks_for_items_where_items_are_the_limit_and_for_s
     share, shrink = seeds_bound.seed_share, (seeds_bound.mde / 2.0) ** 2
     assert share * 3 / seeds < 1 / shrink
     assert C.Claim.from_dict(seeds_bound.to_dict()) == seeds_bound  # the share survives results.json
+
+
+# --- truncation: a score difference that is only a difference in replies cut off ----------------------------------
+
+
+def test_truncation_premise_holds_when_cut_off_alike_or_when_the_finished_items_agree_and_fails_otherwise():
+    """Alike cap-hit rates pass as they stand. Rates 30 pts apart pass only if the items on which every reply ended on
+    its own give the same answer: a real gain does, a gain made only of the other arm's truncated replies does not; too
+    few finished items fail."""
+    gen = np.random.default_rng(1)
+    items = 200
+    a = gen.integers(0, 3, items) * 50.0  # scores 0 / 50 / 100
+    done = np.ones(items, dtype=bool)
+    alike = C.truncation_not_the_effect("x", a, a + 10, done, done)
+    assert alike.holds and "spread 0 pts" in alike.detail
+
+    cut_a = gen.random(items) < 0.35  # A runs past the cap on 35% of items, B never
+    real = np.clip(a + np.where(gen.random((3, items)) < 0.4, 50.0, 0.0), 0, 100)  # B better everywhere, 3 seeds
+    kept = C.truncation_not_the_effect("x", a, real, ~cut_a, np.ones((3, items), dtype=bool))
+    assert kept.holds and "the same answer" in kept.detail and f"spread {100 * cut_a.mean():.0f} pts" in kept.detail
+
+    truncated_only = np.tile(np.where(cut_a, 100.0, a), (3, 1))  # B equal to A wherever A finished
+    a_cut = np.where(cut_a, 0.0, a)  # A's truncated replies score 0
+    lost = C.truncation_not_the_effect("x", a_cut, truncated_only, ~cut_a, np.ones((3, items), dtype=bool))
+    assert C.superiority(a_cut, truncated_only).ci[0] > 0  # on all items B "wins"
+    assert not lost.holds and "a different answer" in lost.detail
+
+    mostly_cut = gen.random(items) < 0.97
+    few = C.truncation_not_the_effect("x", a, real, ~mostly_cut, np.ones((3, items), dtype=bool))
+    assert not few.holds and "need 10" in few.detail

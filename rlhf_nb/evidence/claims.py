@@ -661,6 +661,42 @@ def caps_alike(name: str, cap_rates: Sequence[float | None], limit: float = 0.10
                    + f" (spread {100 * spread:.0f} pts, limit {100 * limit:.0f})")
 
 
+def truncation_not_the_effect(name: str, a: Any, b: Any, finished_a: Any, finished_b: Any, limit: float = 0.10
+                              ) -> Premise:
+    """A superiority comparison of B with A on the same items (scores and finished flags: items, or seeds x items) is
+    not a comparison of how often their replies were cut off at the token cap: their cap-hit rates differ by less
+    than ``limit`` (:func:`caps_alike`) or, where they differ more (training that changed how often a policy runs on
+    past the cap, e.g. loops), the comparison restricted to the items on which *every* compared reply ended on its own
+    gives the same answer as all items: both intervals exclude 0 on the same side, or both include it.
+
+    The restricted items are selected after the fact (which replies finished depends on the policy), so they are a
+    check that the answer survives removing every truncated reply, not an estimate of the effect; a premise that fails
+    here leaves the claim untested."""
+    finished_a, finished_b = (np.atleast_2d(np.asarray(f, dtype=bool)) for f in (finished_a, finished_b))
+    rates = [1 - float(finished_a.mean()), 1 - float(finished_b.mean())]
+    alike = caps_alike(name, rates, limit)
+    if alike.holds:
+        return alike
+    keep = finished_a.all(0) & finished_b.all(0)
+    label = f"{name}: not a truncation effect"
+    if keep.sum() < 10:
+        return Premise(label, False, f"{alike.detail}; only {int(keep.sum())} items on which every reply ended on its "
+                                     "own (need 10)")
+    A, B = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
+    every, finished = superiority(A, B), superiority(A[:, keep], B[:, keep])
+
+    def side(t: Test) -> int:
+        return 1 if t.ci[0] > 0 else -1 if t.ci[1] < 0 else 0
+
+    def show(t: Test) -> str:
+        return f"{t.effect:+.1f} [{t.ci[0]:+.1f}, {t.ci[1]:+.1f}]"
+
+    same = side(every) == side(finished)
+    return Premise(label, same, f"{alike.detail}; on the {int(keep.sum())} of {keep.size} items on which every "
+                                f"compared reply ended on its own {show(finished)} against {show(every)} on all items: "
+                                + ("the same answer" if same else "a different answer"))
+
+
 def one_precision(name: str, arms: Sequence[dict[str, Any]]) -> Premise:
     """Compared arms ran with weights of one dtype (each arm's record holds ``dtype``, from ``Loaded.info``): bf16
     and fp32 sample differently, so arms in each would differ by rounding as well as by what the claim compares. An

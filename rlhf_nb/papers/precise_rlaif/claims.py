@@ -23,6 +23,7 @@ from rlhf_nb.papers.precise_rlaif.readers import (
     TASKS,
     arms,
     cap_rate,
+    finished,
     forgetting_cut_off,
     gold,
     judge_outcomes,
@@ -86,7 +87,8 @@ def dpo_beats_base(results: dict[str, Any]) -> C.Claim:
     value = (f"DPO stage {gold(start).mean():.1f} vs base {gold([base]).mean():.1f} pts; win rate "
              f"{100 * win_outcomes(gold(start), gold([base])).mean():.0f}%; {C.describe(test)}")
     return C.claim("R1a", PAPER, statement, "win rate 68.5% vs base", test, our_value=value,
-                   premises=[C.caps_alike("base and DPO-stage replies", [cap_rate([base]), cap_rate(start)]),
+                   premises=[C.truncation_not_the_effect("base and DPO-stage replies", gold([base]), gold(start),
+                                                         finished([base]), finished(start)),
                              C.one_precision("base and DPO-stage replies", [base, *start])],
                    **_common(results))
 
@@ -108,7 +110,8 @@ def precise_beats_dpo(results: dict[str, Any]) -> C.Claim:
              + _lengths(results, policies, start, "Precise vs start"))
     return C.claim("R1b", PAPER, statement, "75.2% vs 68.5% win rate vs base (+6.7)", test, our_value=value,
                    premises=[enough_pairs(results, arm), moved(results, arm),
-                             C.caps_alike("Precise and DPO-stage replies", [cap_rate(policies), cap_rate(start)]),
+                             C.truncation_not_the_effect("Precise and DPO-stage replies", gold(start), gold(policies),
+                                                         finished(start), finished(policies)),
                              C.one_precision("Precise and DPO-stage replies", [*start, *policies])],
                    **_common(results))
 
@@ -133,8 +136,9 @@ def precise_beats_sequence(results: dict[str, Any]) -> C.Claim:
     return C.claim("R1c", PAPER, statement, "sentence-level > sequence-level (the paper's premise)", test,
                    our_value=value, premises=[enough_pairs(results, arm), *judge_validated(results),
                                               moved(results, arm), moved(results, "sequence"),
-                                              C.caps_alike("Precise and sequence-level replies",
-                                                           [cap_rate(policies), cap_rate(control)]),
+                                              C.truncation_not_the_effect("Precise and sequence-level replies",
+                                                                          gold(control), gold(policies),
+                                                                          finished(control), finished(policies)),
                                               C.one_precision("Precise and sequence-level replies",
                                                               [*policies, *control])],
                    **_common(results))

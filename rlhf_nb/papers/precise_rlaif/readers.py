@@ -48,6 +48,11 @@ def gold(policies: list[dict[str, Any]]) -> np.ndarray:
     return 100 * np.stack([np.asarray(p["gold"], dtype=float) for p in policies])
 
 
+def finished(policies: list[dict[str, Any]]) -> np.ndarray:
+    """(seeds, prompts): whether each greedy reply ended on its own (not at the token cap)."""
+    return np.stack([np.asarray(p["finished"], dtype=bool) for p in policies])
+
+
 def cap_rate(policies: list[dict[str, Any]]) -> float:
     flat = [f for p in policies for f in p["finished"]]
     return 1 - sum(flat) / max(1, len(flat))
