@@ -463,10 +463,9 @@ def test_the_cost_of_deciding_asks_for_items_where_items_are_the_limit_and_for_s
 # --- truncation: a score difference that is only a difference in replies cut off ----------------------------------
 
 
-def test_truncation_premise_holds_when_cut_off_alike_or_when_the_finished_items_agree_and_fails_otherwise():
-    """Alike cap-hit rates pass as they stand. Rates 30 pts apart pass only if the items on which every reply ended on
-    its own give the same answer: a real gain does, a gain made only of the other arm's truncated replies does not; too
-    few finished items fail."""
+def test_truncation_premise_passes_alike_rates_and_a_gain_that_survives_dropping_every_cut_off_reply():
+    """Alike cap-hit rates pass as they stand; rates 35 pts apart pass when the items on which every reply ended on its
+    own give the same answer (a real gain), and a pair of nulls passes with a note that it cannot show a hidden effect."""
     gen = np.random.default_rng(1)
     items = 200
     a = gen.integers(0, 3, items) * 50.0  # scores 0 / 50 / 100
@@ -474,17 +473,44 @@ def test_truncation_premise_holds_when_cut_off_alike_or_when_the_finished_items_
     alike = C.truncation_not_the_effect("x", a, a + 10, done, done)
     assert alike.holds and "spread 0 pts" in alike.detail
 
-    cut_a = gen.random(items) < 0.35  # A runs past the cap on 35% of items, B never
+    cut_a = gen.random(items) < 0.35  # A runs past the cap on ~35% of items, B never
+    all_done = np.ones((3, items), dtype=bool)
     real = np.clip(a + np.where(gen.random((3, items)) < 0.4, 50.0, 0.0), 0, 100)  # B better everywhere, 3 seeds
-    kept = C.truncation_not_the_effect("x", a, real, ~cut_a, np.ones((3, items), dtype=bool))
-    assert kept.holds and "the same answer" in kept.detail and f"spread {100 * cut_a.mean():.0f} pts" in kept.detail
+    kept = C.truncation_not_the_effect("x", a, real, ~cut_a, all_done)
+    assert kept.holds and kept.detail.endswith("the same answer") and f"spread {100 * cut_a.mean():.0f} pts" in kept.detail
 
-    truncated_only = np.tile(np.where(cut_a, 100.0, a), (3, 1))  # B equal to A wherever A finished
-    a_cut = np.where(cut_a, 0.0, a)  # A's truncated replies score 0
-    lost = C.truncation_not_the_effect("x", a_cut, truncated_only, ~cut_a, np.ones((3, items), dtype=bool))
-    assert C.superiority(a_cut, truncated_only).ci[0] > 0  # on all items B "wins"
+    null = C.truncation_not_the_effect("x", a, np.tile(gen.permutation(a), (3, 1)), ~cut_a, all_done)
+    assert null.holds and "both null: the check cannot show a hidden effect" in null.detail
+
+
+def test_truncation_premise_fails_a_gain_made_of_cut_off_replies_a_flipped_sign_and_too_few_items():
+    """B "wins" on all items only through A's cut-off replies (scored 0): equal up to noise where every reply
+    finished, or worse there; a premise on too few finished items; mismatched shapes are refused."""
+    gen = np.random.default_rng(2)
+    items = 300
+    a = gen.integers(0, 3, items) * 50.0
+    cut_a = gen.random(items) < 0.35
+    all_done = np.ones((3, items), dtype=bool)
+    a_cut = np.where(cut_a, 0.0, a)  # A's cut-off replies score 0, B's replies there score 100
+    noise = gen.choice([-50.0, 0.0, 0.0, 50.0], (3, items))  # no difference on average where A finished
+    only_cut = np.clip(np.where(cut_a, 100.0, a + noise), 0, 100)
+    assert C.superiority(a_cut, only_cut).ci[0] > 0  # on all items B "wins"
+    lost = C.truncation_not_the_effect("x", a_cut, only_cut, ~cut_a, all_done)
     assert not lost.holds and "a different answer" in lost.detail
 
-    mostly_cut = gen.random(items) < 0.97
-    few = C.truncation_not_the_effect("x", a, real, ~mostly_cut, np.ones((3, items), dtype=bool))
-    assert not few.holds and "need 10" in few.detail
+    flipped = np.where(cut_a, 100.0, np.clip(a - 50.0 * (gen.random((3, items)) < 0.3), 0, 100))  # worse where finished
+    assert C.superiority(a_cut, flipped).ci[0] > 0
+    assert not C.truncation_not_the_effect("x", a_cut, flipped, ~cut_a, all_done).holds
+
+    mostly_cut = gen.random(items) < 0.8
+    few = C.truncation_not_the_effect("x", a, only_cut, ~mostly_cut, all_done)
+    assert not few.holds and "need 100" in few.detail  # a third of 300 items
+    with pytest.raises(ValueError, match="must match"):
+        C.truncation_not_the_effect("x", a, only_cut, ~cut_a, np.ones((3, items - 1), dtype=bool))
+
+
+def test_truncation_only_predicts_the_gain_from_cut_off_rates_and_the_references_score_gap():
+    scores = np.array([40.0] * 6 + [20.0] * 4)  # finished replies score 40, cut-off ones 20
+    finished = np.array([True] * 6 + [False] * 4)
+    assert C.truncation_only(scores, finished, 0.45, 0.25) == pytest.approx(0.2 * 20)
+    assert C.truncation_only(scores, np.ones(10, dtype=bool), 0.45, 0.25) == 0.0

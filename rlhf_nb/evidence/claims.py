@@ -199,8 +199,9 @@ def tested(claim: Claim) -> bool:
 
 
 def finalize(claims: list[Claim]) -> list[Claim]:
-    """Holm-adjust over the whole, fixed family of a notebook's claims (an untested claim counts as p = 1, so which
-    claims pass their premises cannot change another claim's p_adj), then compute every verdict (new objects)."""
+    """Holm-adjust over the whole, fixed family of a notebook's claims (an untested claim counts as p = 1, so the family
+    is the same whichever claims pass their premises; in Holm's step-down a claim that passes with a small p still
+    moves the others' ranks, lowering their multipliers by one), then compute every verdict (new objects)."""
     ids = [c.id for c in claims]
     if len(set(ids)) != len(ids):
         raise ValueError(f"claim ids repeat: {sorted({i for i in ids if ids.count(i) > 1})}")
@@ -663,26 +664,32 @@ def caps_alike(name: str, cap_rates: Sequence[float | None], limit: float = 0.10
 
 def truncation_not_the_effect(name: str, a: Any, b: Any, finished_a: Any, finished_b: Any, limit: float = 0.10
                               ) -> Premise:
-    """A superiority comparison of B with A on the same items (scores and finished flags: items, or seeds x items) is
-    not a comparison of how often their replies were cut off at the token cap: their cap-hit rates differ by less
-    than ``limit`` (:func:`caps_alike`) or, where they differ more (training that changed how often a policy runs on
-    past the cap, e.g. loops), the comparison restricted to the items on which *every* compared reply ended on its own
-    gives the same answer as all items: both intervals exclude 0 on the same side, or both include it.
+    """A robustness check for a superiority comparison of B with A on the same items (scores and finished flags: items,
+    or seeds x items) whose arms ran past the token cap at different rates.
 
-    The restricted items are selected after the fact (which replies finished depends on the policy), so they are a
-    check that the answer survives removing every truncated reply, not an estimate of the effect; a premise that fails
-    here leaves the claim untested."""
-    finished_a, finished_b = (np.atleast_2d(np.asarray(f, dtype=bool)) for f in (finished_a, finished_b))
-    rates = [1 - float(finished_a.mean()), 1 - float(finished_b.mean())]
-    alike = caps_alike(name, rates, limit)
-    if alike.holds:
-        return alike
-    keep = finished_a.all(0) & finished_b.all(0)
-    label = f"{name}: not a truncation effect"
-    if keep.sum() < 10:
-        return Premise(label, False, f"{alike.detail}; only {int(keep.sum())} items on which every reply ended on its "
-                                     "own (need 10)")
+    Cap-hit rates within ``limit`` of each other pass as they stand (:func:`caps_alike`). Where training changed how
+    often a policy runs on past the cap (e.g. loops less), the comparison is repeated on the items on which *every*
+    compared reply (each seed of each arm) ended on its own, and passes if it gives the same answer as all items:
+    its point estimate lies inside the all-items 95% interval, and its interval excludes 0 on the same side as the
+    all-items one, or both include 0. Cut-off replies are scored as they stand (a user sees them), so this checks that
+    the answer survives dropping every cut-off reply; it rules nothing out. Those items are selected after training (which
+    replies finish depends on the policy), requiring every seed to finish keeps fewer items as seeds are added, and
+    where both answers are "no difference" the check cannot show an effect that truncation hides: read a null with
+    the gain the cut-off rates alone predict beside it. At least 10 such items (and a third of all) are needed."""
     A, B = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
+    finished_a, finished_b = (np.atleast_2d(np.asarray(f, dtype=bool)) for f in (finished_a, finished_b))
+    if finished_a.shape != A.shape or finished_b.shape != B.shape or A.shape[1] != B.shape[1]:
+        raise ValueError(f"scores {A.shape} / {B.shape} and finished flags {finished_a.shape} / {finished_b.shape} "
+                         "must match, over the same items")
+    alike = caps_alike(name, [1 - float(finished_a.mean()), 1 - float(finished_b.mean())], limit)
+    label = f"{name} truncated alike, or not a truncation effect"
+    if alike.holds:
+        return Premise(label, True, alike.detail)
+    keep = finished_a.all(0) & finished_b.all(0)
+    least = max(10, -(-keep.size // 3))
+    if keep.sum() < least:
+        return Premise(label, False, f"{alike.detail}; only {int(keep.sum())} of {keep.size} items on which every "
+                                     f"compared reply ended on its own (need {least})")
     every, finished = superiority(A, B), superiority(A[:, keep], B[:, keep])
 
     def side(t: Test) -> int:
@@ -691,10 +698,22 @@ def truncation_not_the_effect(name: str, a: Any, b: Any, finished_a: Any, finish
     def show(t: Test) -> str:
         return f"{t.effect:+.1f} [{t.ci[0]:+.1f}, {t.ci[1]:+.1f}]"
 
-    same = side(every) == side(finished)
+    same = side(every) == side(finished) and every.ci[0] <= finished.effect <= every.ci[1]
     return Premise(label, same, f"{alike.detail}; on the {int(keep.sum())} of {keep.size} items on which every "
                                 f"compared reply ended on its own {show(finished)} against {show(every)} on all items: "
-                                + ("the same answer" if same else "a different answer"))
+                                + ("the same answer" if same else "a different answer")
+                                + (" (both null: the check cannot show a hidden effect)" if same and not side(every)
+                                   else ""))
+
+
+def truncation_only(reference_scores: Any, reference_finished: Any, cut_a: float, cut_b: float) -> float:
+    """The gain of B over A that their cut-off rates alone predict: the difference in cut-off rate times the gap between
+    ``reference``'s scores on its finished and its cut-off replies (a length-only baseline for a comparison whose arms
+    hit the cap at different rates; 0 where the reference has no reply of one kind)."""
+    scores, done = np.asarray(reference_scores, dtype=float).ravel(), np.asarray(reference_finished, dtype=bool).ravel()
+    if done.all() or not done.any():
+        return 0.0
+    return float((cut_a - cut_b) * (scores[done].mean() - scores[~done].mean()))
 
 
 def one_precision(name: str, arms: Sequence[dict[str, Any]]) -> Premise:

@@ -47,10 +47,14 @@ def judge_validated(results: dict[str, Any]) -> list[C.Premise]:
 
 
 def _lengths(results: dict[str, Any], a: list[dict[str, Any]], b: list[dict[str, Any]], names: str) -> str:
-    """The length next to a gold comparison: mean reply tokens and cut-off shares of two groups of policies."""
+    """The length next to a gold comparison of ``a`` with ``b``: mean reply tokens, cut-off shares, and the gain of ``a``
+    that the cut-off shares alone predict (:func:`C.truncation_only`, from the start's scores on its finished and its
+    cut-off replies)."""
     mean = (lambda ps: float(np.mean([np.mean(p["tokens"]) for p in ps])))
+    start = [arms(results)["start"]]
+    predicted = C.truncation_only(gold(start), finished(start), cap_rate(b), cap_rate(a))
     return (f"; replies ({names}) {mean(a):.0f} vs {mean(b):.0f} tokens, cut off {100 * cap_rate(a):.0f}% vs "
-            f"{100 * cap_rate(b):.0f}%")
+            f"{100 * cap_rate(b):.0f}% (the cut-off shares alone predict {predicted:+.1f} pts)")
 
 
 def moved(results: dict[str, Any], arm: str) -> C.Premise:
