@@ -49,12 +49,11 @@ def test_attention_over_shared_prompts_equals_attention_over_each_rows_whole_seq
     layer.prefix_k, layer.prefix_v = prefix_k, prefix_v
     cache.cache = type("C", (), {"layers": [layer]})()
     cache.prompt_lengths, cache.entry, cache._additive = lengths, entry, None
-    ranks = [entry[:i].count(e) for i, e in enumerate(entry)]
-    cache.per_entry = max(entry.count(e) for e in set(entry))
-    cache.slot = torch.tensor([e * cache.per_entry + r for e, r in zip(entry, ranks)])
     cache.prefix_mask = torch.arange(width)[None, :] >= (width - torch.tensor(lengths))[:, None]
-    cache.entry_blocks = shared_prefix.entry_blocks(lengths, width)
-    assert len(cache.entry_blocks) == blocks and (blocks == 1 or cache.entry_blocks[-1][1] > 0)
+    cache.blocks, slot, cache.places = shared_prefix.layout(entry, lengths, width)
+    cache.slot = torch.tensor(slot)
+    assert len(set(slot)) == rows and max(slot) < cache.places
+    assert blocks == 1 or any(b.cut > 0 for b in cache.blocks)
     module = type("M", (), {"layer_idx": 0})()
 
     step_mask = mask[:, None, None, :]
@@ -68,6 +67,20 @@ def test_attention_over_shared_prompts_equals_attention_over_each_rows_whole_seq
                                   reply_v[r, kv, cols - n:].float(), 0.3)
             tolerance = 1e-5 if store is torch.float32 else 3e-2  # bf16 probabilities and outputs inside the kernel
             torch.testing.assert_close(out[r, 0, h], expected, rtol=tolerance, atol=tolerance)
+
+
+def test_layout_blocks_entries_by_how_many_rows_they_hold_and_by_width(monkeypatch):
+    """Entries sampled 16 times, then twice, then 6 times: a new block where the rows an entry holds change more than
+    twofold or the block is full, each block with its own places per entry and first used column; every row a place."""
+    from rlhf_nb.lm import shared_prefix
+
+    monkeypatch.setattr(shared_prefix, "ENTRY_BLOCKS", 2)
+    counts, lengths = [16, 16, 16, 2, 2, 6], [9, 9, 8, 7, 5, 4]
+    entry = [e for e, c in enumerate(counts) for _ in range(c)][::-1]  # rows in any order
+    blocks, slot, places = shared_prefix.layout(entry, lengths, 9)
+    assert [(b.entries.start, b.entries.stop, b.per, b.offset, b.cut) for b in blocks] == [
+        (0, 3, 16, 0, 0), (3, 5, 2, 48, 2), (5, 6, 6, 52, 5)]
+    assert places == 58 and sorted(slot) == list(range(58))  # no place wasted here
 
 
 def test_a_model_call_without_the_cache_goes_to_the_models_own_attention(monkeypatch):

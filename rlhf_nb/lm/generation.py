@@ -576,7 +576,9 @@ def generate(
         raise ValueError(f"counts must give a number >= 0 of samples for each of the {len(prompts)} prompts")
     per_prompt = list(counts) if counts is not None else [config.n] * len(prompts)
     jobs = [(i, j) for i in range(len(texts)) for j in range(per_prompt[i])]
-    jobs.sort(key=lambda job: -len(ids[job[0]]))  # similar lengths enter together
+    # prompts sampled equally often enter together (the shared cache stacks queries by entry, in blocks of entries that
+    # hold alike numbers of rows: shared_prefix.layout), similar lengths together within them
+    jobs.sort(key=lambda job: (-per_prompt[job[0]], -len(ids[job[0]])))
     device = next(model.parameters()).device
     batch_size = config.batch_size or auto_batch_size(device.type, sum(p.numel() for p in model.parameters()))
     if done is not None and len(done) != len(prompts):

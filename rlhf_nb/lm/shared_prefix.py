@@ -29,6 +29,7 @@ It serves models whose every layer attends to the whole past through SDPA-style 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from contextlib import contextmanager
 from typing import Any
 
@@ -91,18 +92,47 @@ def decoding(model: Any) -> Iterator[None]:
         _step[:] = [None, None]  # no mask outlives the block
 
 
-def entry_blocks(lengths: list[int], width: int) -> list[tuple[slice, int]]:
-    """Up to :data:`ENTRY_BLOCKS` blocks of consecutive entries (prompts of ``lengths`` tokens right-aligned in ``width``
-    columns), each with the first column any of its entries uses."""
+@dataclass(frozen=True)
+class Block:
+    """Consecutive entries attended together: ``per`` query places an entry (its most rows), from ``offset`` in the
+    stacked queries, against the prompts' columns from ``cut`` on."""
+
+    entries: slice
+    per: int
+    offset: int
+    cut: int
+
+
+def layout(entry: list[int], lengths: list[int], width: int) -> tuple[list[Block], list[int], int]:
+    """Where each row's query goes for the prompts' attention: blocks of consecutive entries (prompts of ``lengths``
+    tokens right-aligned in ``width`` columns; ``entry[row]``: the row's entry), at most a quarter of the entries
+    (:data:`ENTRY_BLOCKS`) a block and a new block where an entry holds more than twice or under half the rows of the
+    block's first (a prompt sampled twice next to one sampled 16 times would otherwise stack 16 places), each with its
+    own places per entry and the first column any of its prompts uses; each row's place; and the number of places."""
+    counts = [0] * len(lengths)
+    for e in entry:
+        counts[e] += 1
     size = -(-len(lengths) // ENTRY_BLOCKS)
-    return [(slice(a, min(a + size, len(lengths))), width - max(lengths[a:a + size]))
-            for a in range(0, len(lengths), size)]
+    blocks: list[Block] = []
+    start, offset = 0, 0
+    for e in range(1, len(lengths) + 1):
+        if e == len(lengths) or e - start >= size or not counts[start] / 2 <= counts[e] <= 2 * counts[start]:
+            per = max(1, max(counts[start:e]))
+            blocks.append(Block(slice(start, e), per, offset, width - max(lengths[start:e])))
+            start, offset = e, offset + (e - start) * per
+    block_of = [b for b in blocks for _ in range(b.entries.start, b.entries.stop)]
+    seen, slot = [0] * len(lengths), []
+    for e in entry:
+        b = block_of[e]
+        slot.append(b.offset + (e - b.entries.start) * b.per + seen[e])
+        seen[e] += 1
+    return blocks, slot, offset
 
 
 class SharedPrefixCache:
     """The cache a decoding step hands the model: per layer the prompts' keys/values (one entry per prefill row)
-    and each row's reply so far; ``slot[row]``: the row's place among its entry's rows, flattened as
-    ``entry * per_entry + rank`` (the layout :func:`attention` stacks queries in)."""
+    and each row's reply so far; ``blocks`` and ``slot[row]``: where each row's query is stacked for the prompts'
+    attention (:func:`layout`)."""
 
     def __init__(self, model: Any, max_new_tokens: int) -> None:
         import torch
@@ -131,11 +161,11 @@ class SharedPrefixCache:
         # values it made in bf16 as well (PyTorch's fused CPU kernel takes half the time of fp32 on a prompt's keys)
         self.dtype: Any = torch.bfloat16 if getattr(model, "_rlhf_mixed_read", False) else None
         self.cache = Cache(layers=[Layer() for _ in range(text.num_hidden_layers)])
-        self.entry_blocks: list[tuple[slice, int]] = []  # blocks of entries and the first column each attends from
+        self.blocks: list[Block] = []
         self.prompt_lengths: list[int] = []  # per entry
         self.entry: list[int] = []  # per row
         self.slot: Any = None
-        self.per_entry = 1
+        self.places = 0
         self.prefix_mask: Any = None  # entries x width: True on a prompt's tokens
         self._additive: Any = None
 
@@ -195,17 +225,11 @@ class SharedPrefixCache:
             layer.length = cols
             layer.keys, layer.values = k[:, :, :cols], v[:, :, :cols]
         self.prompt_lengths, self.entry = lengths, entry
-        ranks, seen = [], [0] * len(lengths)
-        for e in entry:
-            ranks.append(seen[e])
-            seen[e] += 1
-        self.per_entry = max(seen)
-        self.slot = torch.tensor([e * self.per_entry + r for e, r in zip(entry, ranks)], dtype=torch.long,
-                                 device=pk.device)
+        self.blocks, slot, self.places = layout(entry, lengths, width)
+        self.slot = torch.tensor(slot, dtype=torch.long, device=pk.device)
         positions = torch.arange(width, device=pk.device)
         self.prefix_mask = positions[None, :] >= (width - torch.tensor(lengths, device=pk.device))[:, None]
         self._additive = None
-        self.entry_blocks = entry_blocks(lengths, width)
         return mask
 
     def additive_mask(self, dtype: Any) -> Any:
@@ -276,29 +300,25 @@ def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any
     # together have replies of similar widths)
     out, lse = _attend(q, key, value, _reply_mask(attention_mask, batch, length, dtype, key.device), scale)
 
-    # the prompt, once per entry: the queries of an entry's rows stacked (by slot) against its keys; a slot no row
-    # holds computes on whatever the buffer held and is never read
-    entries, per = layer.prefix_k.shape[0], shared_prefix.per_entry
-    stacked = q.new_empty(entries * per, kv_heads, group, dim)
+    # the prompt, once per entry: the queries of an entry's rows stacked (by slot) against its keys, a block of entries
+    # at a time; a place no row holds computes on whatever the buffer held and is never read
+    vdim, places = layer.prefix_v.shape[-1], shared_prefix.places
+    stacked = q.new_empty(places, kv_heads, group, dim)
     stacked[shared_prefix.slot] = q
-    stacked = stacked.reshape(entries, per, kv_heads, group, dim).transpose(1, 2).reshape(
-        entries, kv_heads, per * group, dim)
+    p_out = q.new_empty(places, kv_heads, group, vdim)
+    p_lse = torch.empty(places, kv_heads, group, 1, dtype=torch.float32, device=q.device)
     additive = shared_prefix.additive_mask(dtype)
-    if len(shared_prefix.entry_blocks) == 1 and shared_prefix.entry_blocks[0][1] == 0:
-        p_out, p_lse = _attend(stacked, layer.prefix_k, layer.prefix_v, additive, scale)
-    else:
-        p_out = stacked.new_empty(*stacked.shape[:3], layer.prefix_v.shape[-1])
-        p_lse = torch.empty(*stacked.shape[:3], 1, dtype=torch.float32, device=stacked.device)
-        for ents, cut in shared_prefix.entry_blocks:
-            p_out[ents], p_lse[ents] = _attend(stacked[ents], layer.prefix_k[ents, :, cut:],
-                                               layer.prefix_v[ents, :, cut:], additive[ents, ..., cut:], scale)
-
-    def by_row(t: Any) -> Any:  # entries x kv heads x (per group) x d -> rows x kv heads x group x d
-        d = t.shape[-1]
-        return t.reshape(entries, kv_heads, per, group, d).transpose(1, 2).reshape(
-            entries * per, kv_heads, group, d)[shared_prefix.slot]
-
-    p_out, p_lse = by_row(p_out).float(), by_row(p_lse).float()
+    for b in shared_prefix.blocks:
+        n_entries = b.entries.stop - b.entries.start
+        span = slice(b.offset, b.offset + n_entries * b.per)
+        queries = stacked[span].reshape(n_entries, b.per, kv_heads, group, dim).transpose(1, 2).reshape(
+            n_entries, kv_heads, b.per * group, dim)
+        o, l = _attend(queries, layer.prefix_k[b.entries, :, b.cut:], layer.prefix_v[b.entries, :, b.cut:],
+                       additive[b.entries, ..., b.cut:], scale)
+        # entries x kv heads x (per group) x d -> places x kv heads x group x d
+        p_out[span] = o.reshape(n_entries, kv_heads, b.per, group, vdim).transpose(1, 2).reshape(-1, kv_heads, group, vdim)
+        p_lse[span] = l.reshape(n_entries, kv_heads, b.per, group, 1).transpose(1, 2).reshape(-1, kv_heads, group, 1)
+    p_out, p_lse = p_out[shared_prefix.slot].float(), p_lse[shared_prefix.slot]
     own = torch.sigmoid(lse.float() - p_lse)  # the reply's share of the softmax mass (joined in fp32)
     result = p_out + own * (out.float() - p_out)
     return result.reshape(batch, 1, heads, dim).to(query.dtype), None
