@@ -5,12 +5,13 @@ Paths (the same prompts and seed on each):
 
 * ``before``: the sampler as it was before this benchmark: batch after batch (a batch runs until its last row
   ends), each row caching its prompt and reply (a prompt sampled n times had its cache copied n times), a top-k
-  over the whole vocabulary and a log-sum-exp over a full-size copy of the logits each step
-  (``SamplingConfig(continuous=False)`` with the old top-k and log-sum-exp patched back in; one random stream a
-  call where there was one a batch);
+  over the whole vocabulary and a log-sum-exp over a full-size copy of the logits each step, an fp32 copy of the
+  head's product (``SamplingConfig(continuous=False)`` with the old top-k, log-sum-exp and fp32 logits patched back
+  in; one random stream a call where there was one a batch);
 * ``now``: :func:`rlhf_nb.lm.generation.decode` as it runs by default: each prompt's keys cached once
   (:mod:`rlhf_nb.lm.shared_prefix`), finished rows refilled with waiting ones, the top-k found by block maxima
-  (:func:`~rlhf_nb.lm.generation.top_candidates`), the log-sum-exp a few rows at a time from each row's maximum;
+  (:func:`~rlhf_nb.lm.generation.top_candidates`), the log-sum-exp a few rows at a time from each row's maximum, the
+  head's bf16 product read as it is (:func:`~rlhf_nb.lm.mixed_read.bf16_logits`), the cache in bf16 under the mixed read;
 * ``fp32 unmerged`` (workload 05 only): a trained policy read in fp32 with its adapter unmerged, sampled by the
   ``before`` sampler: how notebooks read trained policies when issue 40 was filed (72-82 tok/s in its notes).
 
@@ -41,18 +42,21 @@ import time
 
 @contextlib.contextmanager
 def before_sampler():
-    """The sampler's pieces as they were: a top-k over the whole vocabulary, one log-sum-exp over all rows."""
+    """The sampler's pieces as they were: a top-k over the whole vocabulary, one log-sum-exp over all rows, fp32 logits."""
     from rlhf_nb.lm import generation
 
     import torch
 
-    saved = generation.top_candidates, generation._logsumexp_rows
+    from rlhf_nb.lm import mixed_read
+
+    saved = generation.top_candidates, generation._logsumexp_rows, mixed_read.bf16_logits
     generation.top_candidates = lambda x, k: x.topk(k, dim=-1)
     generation._logsumexp_rows = lambda x, temperature: torch.logsumexp(x / temperature, dim=-1, keepdim=True)
+    mixed_read.bf16_logits = lambda model: contextlib.nullcontext()  # the head's fp32 copy, as it was
     try:
         yield
     finally:
-        generation.top_candidates, generation._logsumexp_rows = saved
+        generation.top_candidates, generation._logsumexp_rows, mixed_read.bf16_logits = saved
 
 
 def main() -> None:

@@ -296,7 +296,7 @@ def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any
     scale = scaling if scaling is not None else dim**-0.5
     q = query.reshape(batch, kv_heads, group, dim).to(dtype)
 
-    # the reply so far, each row its own (attending in blocks of rows by reply length saved ~2% here: rows alive
+    # the reply so far, each row its own (attending in blocks of rows by reply length saved nothing measurable: rows alive
     # together have replies of similar widths)
     out, lse = _attend(q, key, value, _reply_mask(attention_mask, batch, length, dtype, key.device), scale)
 
