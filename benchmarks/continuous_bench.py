@@ -43,11 +43,9 @@ import time
 @contextlib.contextmanager
 def before_sampler():
     """The sampler's pieces as they were: a top-k over the whole vocabulary, one log-sum-exp over all rows, fp32 logits."""
-    from rlhf_nb.lm import generation
-
     import torch
 
-    from rlhf_nb.lm import mixed_read
+    from rlhf_nb.lm import generation, mixed_read
 
     saved = generation.top_candidates, generation._logsumexp_rows, mixed_read.bf16_logits
     generation.top_candidates = lambda x, k: x.topk(k, dim=-1)

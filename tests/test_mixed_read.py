@@ -141,6 +141,8 @@ def test_bf16_logits_hand_back_the_heads_bf16_product_and_samples_stay_the_same(
     """Inside the mixed read, ``bf16_logits`` makes the LM head return its bf16 product (the numbers of its fp32 copy)
     and restores the head on exit; outside a mixed read it changes nothing. Sampling reads bf16 logits as it reads
     their fp32 copy: the same draws for the same seed."""
+    import contextlib
+
     import torch
 
     from rlhf_nb.lm import generation, models
@@ -160,10 +162,15 @@ def test_bf16_logits_hand_back_the_heads_bf16_product_and_samples_stay_the_same(
     assert fp32.dtype == torch.float32 and raw.dtype == torch.bfloat16
     assert torch.equal(raw.float(), fp32)
 
+    seen = []
+    real = generation.next_tokens
+    monkeypatch.setattr(generation, "next_tokens", lambda logits, *a: (seen.append(logits.dtype), real(logits, *a))[1])
     config = SamplingConfig(n=4, temperature=0.9, top_p=0.9, max_new_tokens=8, seed=3)
     with mr.mixed_read(model):
         bf16 = generate(model, tok, ["def f(x):", "x ="], config, progress=False)
-        monkeypatch.setattr(mr, "bf16_logits", lambda m: __import__("contextlib").nullcontext())
-        monkeypatch.setattr(generation, "mixed_read", mr)
+        assert set(seen) == {torch.bfloat16}  # the sampler really read the head's bf16 product
+        seen.clear()
+        monkeypatch.setattr(mr, "bf16_logits", lambda m: contextlib.nullcontext())  # the head's fp32 copy
         copied = generate(model, tok, ["def f(x):", "x ="], config, progress=False)
+        assert set(seen) == {torch.float32}
     assert [[s.text for s in per] for per in bf16] == [[s.text for s in per] for per in copied]

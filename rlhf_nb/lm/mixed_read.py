@@ -13,8 +13,8 @@ attention is a grouped fp32 matmul (the query heads that share a key head in one
 kernel, which took half of a decoding step at one query token. It stays fp32 because the cache's keys are a slice
 of a longer buffer and a bf16 batched matmul copies a strided operand first (2.3 ms a layer against 1.0 in fp32 at
 64 rows x 300 positions, measured), while fp32 reads it in place. (The sampler's decoding steps attend through
-:mod:`rlhf_nb.lm.shared_prefix` instead, against a cache it keeps in bf16, as the prefill attends.) The start policy read under it (no adapter)
-and a trained policy differ by their adapter only.
+:mod:`rlhf_nb.lm.shared_prefix` instead, against a cache it keeps in bf16, as the prefill attends.) The start policy
+read under it (no adapter) and a trained policy differ by their adapter only.
 
 Under ``mixed`` the pieces are those of training under autocast with fp32 adapter sums, which
 ``benchmarks/train_precision.py`` measured to keep a small DPO update (implied margin 1.70 / 1.65 seen by the
@@ -119,8 +119,6 @@ def _register() -> None:
 
 def _adapter(name: str, layer: Any) -> tuple[Any, Any]:
     """The fp32 A and scaled B of a LoRA layer's one active adapter (a zero update where adapters are disabled)."""
-    import torch
-
     if getattr(layer, "merged", False):
         raise ValueError(f"mixed_read needs the adapter unmerged ({name} is merged): a bf16 copy of merged weights "
                          "rounds a small update away")
@@ -165,7 +163,7 @@ def mixed_read(model: Any) -> Iterator[Any]:
             patched.append((module, ("forward", "_rlhf_a", "_rlhf_b")))
     attention = inner.config._attn_implementation
     inner.set_attn_implementation(ATTENTION)
-    model._rlhf_mixed_read = True  # what models.read_precision reports while the block runs
+    model._rlhf_mixed_read = True  # what active() reports while the block runs
     try:
         yield model
     finally:
@@ -175,6 +173,11 @@ def mixed_read(model: Any) -> Iterator[Any]:
             for attribute in names:
                 delattr(module, attribute)
         inner.set_attn_implementation(attention)
+
+
+def active(model: Any) -> bool:
+    """Whether ``model`` is being read under :func:`mixed_read` right now."""
+    return bool(getattr(model, "_rlhf_mixed_read", False))
 
 
 @contextmanager

@@ -489,8 +489,10 @@ def read_precision(loaded: Loaded) -> str:
     ``"autocast-bf16"`` where accelerate's autocast wrapper is still on the model (a trained model read before
     :func:`rlhf_nb.train.common.unwrap_autocast`), else the weights' dtype (``"float32"``, ``"bfloat16"``, ...).
     Arms whose records agree were read alike."""
+    from rlhf_nb.lm.mixed_read import active
+
     model = loaded.model
-    if getattr(model, "_rlhf_mixed_read", False):
+    if active(model):
         return "mixed"
     if "_original_forward" in model.__dict__:
         return "autocast-bf16"

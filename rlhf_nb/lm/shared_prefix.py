@@ -12,7 +12,8 @@ positions, and dropping finished rows took ~2 s a time (timed while building thi
 and a decoding step's attention (:func:`attention`, registered as ``rlhf_nb_shared_prefix`` while :func:`decoding`
 is active) scores each row's query against its entry's prompt (the queries of the rows that share an entry stacked
 into one matrix product) and against its own reply, and joins the two by their log-sum-exps (which is one softmax over
-both, as flash attention combines blocks). Each row computes what attention over its whole sequence computes, up to summation order.
+both, as flash attention combines blocks). Each row computes what attention over its whole sequence computes, up to
+summation order.
 When rows leave and join, the cache is rebuilt by copying the replies and each entry still in use once (never a
 prompt per row).
 
@@ -29,8 +30,8 @@ It serves models whose every layer attends to the whole past through SDPA-style 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 ATTENTION = "rlhf_nb_shared_prefix"
@@ -159,7 +160,9 @@ class SharedPrefixCache:
         self.max_new_tokens = max_new_tokens
         # under the mixed read the prefill attends in bf16 (mixed_read's SDPA); the decoding steps read the keys and
         # values it made in bf16 as well (PyTorch's fused CPU kernel takes half the time of fp32 on a prompt's keys)
-        self.dtype: Any = torch.bfloat16 if getattr(model, "_rlhf_mixed_read", False) else None
+        from rlhf_nb.lm import mixed_read
+
+        self.dtype: Any = torch.bfloat16 if mixed_read.active(model) else None
         self.cache = Cache(layers=[Layer() for _ in range(text.num_hidden_layers)])
         self.blocks: list[Block] = []
         self.prompt_lengths: list[int] = []  # per entry

@@ -191,14 +191,15 @@ def sample_and_score(loaded: Loaded, tasks: Tasks, fmt: str, config: SamplingCon
                        counts=[config.n] * len(tasks.eval) + [train_n] * len(train) if train else None)
     flat = [(t, s) for t, per in zip(tasks.eval + train, replies) for s in per]
     programs = [program_of(s.text, t, fmt, P.prefill_code) for t, s in flat]
-    verdicts = check_programs([t for t, _ in flat], programs, Limits(timeout_s=P.timeout_s), progress=f"{label}: tests")
+    limits = Limits(timeout_s=P.timeout_s)
+    verdicts = check_programs([t for t, _ in flat], programs, limits, progress=f"{label}: tests")
     n_eval = config.n * len(tasks.eval)
     flat, programs, base, train_verdicts = flat[:n_eval], programs[:n_eval], verdicts[:n_eval], verdicts[n_eval:]
     files[samples_file] = [{"task_id": t.task_id, "solution": p} for (t, _), p in zip(flat, programs)]
     plus = None
     if tasks.plus and (score_plus if score_plus is not None else True):
-        plus = check_programs_plus([tasks.plus[t.task_id] for t, _ in flat], programs, tasks.reference,
-                                   Limits(timeout_s=P.timeout_s), progress=f"{label}: HumanEval+")
+        plus = check_programs_plus([tasks.plus[t.task_id] for t, _ in flat], programs, tasks.reference, limits,
+                                   progress=f"{label}: HumanEval+")
     # diversity of what the model wrote: a prefilled reply or a completion is the body (the task's prompt, the same in
     # every sample, would dilute the distance); a free chat reply, the program it holds
     written = [s.text if fmt == "completion" or P.prefill_code else p for (_, s), p in zip(flat, programs)]
