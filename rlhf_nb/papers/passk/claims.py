@@ -139,10 +139,10 @@ def _tuned_premises(results: dict[str, Any], size: int, untuned: dict[str, Any],
 
 def _draw_note(results: dict[str, Any], size: int) -> str:
     """Where the seeds are training seeds on one draw of training samples: say so next to the n (the intervals hold for
-    that draw; the seeds' spread is the trainer's)."""
+    that draw and for the start's one draw of samples; the seeds' spread is the trainer's)."""
     if not _tuned_here(results, size):
         return ""
-    return " (the seeds are trainer seeds on one draw of training samples)"
+    return " (the seeds are trainer seeds on one draw of training samples, and the start's samples are one draw)"
 
 
 def _what_tuned(results: dict[str, Any], size: int) -> str:
