@@ -86,7 +86,8 @@ def main() -> None:
             gc.collect()
         by_method[method] = np.stack(held)
         gain = C.superiority(rates(held_start), np.stack(held))
-        on_train = C.superiority(100 * np.array(train_start), np.stack(trained))
+        index = steps.check_index(P, len(tasks.train)) or range(len(train_start))
+        on_train = C.superiority(100 * np.array([train_start[i] for i in index]), np.stack(trained))
         rows.append((method, len(data), float(np.mean(seconds)), gain, on_train))
 
     print("\n| method | examples | trainer s / seed | held-out pass@1 gain (pts) | training-task gain (pts) | "

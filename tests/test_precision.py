@@ -178,22 +178,53 @@ def test_bf16_weights_stay_frozen_and_trainable_parameters_become_fp32():
     assert moved >= 1 and all(p.dtype == torch.float32 for p in rm.model.parameters() if p.requires_grad)
 
 
-def test_cpu_log_prob_head_matches_trls_kernel():
+@pytest.mark.parametrize("softcap, scale, temperature, bias", [(None, 1.0, 0.7, False), (30.0, 0.5, 1.0, True),
+                                                               (None, 1.0, 1.0, False)])
+def test_cpu_log_prob_head_matches_trls_kernel(monkeypatch, softcap, scale, temperature, bias):
+    """Every output and the gradients (of the log-probs and the entropy, to the hidden states, the head's weight and
+    bias), with the rows split into blocks of 7 (BLOCK_ELEMENTS) and trl's kernel in tiles of 64."""
     from trl.kernels import ChunkedLogProbFunction
 
-    from rlhf_nb.train.cpu_head import _token_outputs
+    from rlhf_nb.train import cpu_head
 
+    monkeypatch.setattr(cpu_head, "BLOCK_ELEMENTS", 300 * 7)
     torch.manual_seed(0)
     hidden = torch.randn(40, 32, requires_grad=True)
-    weight, targets = torch.randn(300, 32) * 0.2, torch.randint(0, 300, (40,))
+    weight = (torch.randn(300, 32) * 0.2).requires_grad_()
+    b = (torch.randn(300) * 0.1).requires_grad_() if bias else None
+    targets = torch.randint(0, 300, (40,))
     wanted = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
-    theirs = ChunkedLogProbFunction.apply(hidden, weight, None, targets, 0.7, 64, None, 1.0, wanted)
-    ours = _token_outputs(hidden, weight, None, targets, 0.7, None, 1.0, wanted)
-    for a, b in zip(theirs, ours):
-        assert torch.allclose(a.float(), b.float(), atol=1e-5)
-    g_theirs, = torch.autograd.grad(theirs[0].sum(), hidden)
-    g_ours, = torch.autograd.grad(ours[0].sum(), hidden)
-    assert torch.allclose(g_theirs, g_ours, atol=1e-5)
+    args = (hidden, weight, b, targets, temperature, 64, softcap, scale, wanted)
+    theirs, ours = ChunkedLogProbFunction.apply(*args), cpu_head.HeadLogProbs.apply(*args)
+    for a, c in zip(theirs, ours):
+        assert torch.allclose(a.float(), c.float(), atol=1e-5)
+    inputs = [hidden, weight] + ([b] if bias else [])
+    weights = torch.linspace(0, 1, 40)
+    for objective in (lambda o: o[0].sum(), lambda o: (o[0] * weights).sum() + 0.3 * o[1].sum()):
+        g_theirs = torch.autograd.grad(objective(ChunkedLogProbFunction.apply(*args)), inputs)
+        g_ours = torch.autograd.grad(objective(cpu_head.HeadLogProbs.apply(*args)), inputs)
+        for x, y in zip(g_theirs, g_ours):
+            assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_cpu_log_prob_head_under_autocast_projects_in_bf16_both_ways():
+    """Under bf16 autocast the projection (forward and the backward's recomputation) runs in bf16 even though the
+    backward itself runs outside autocast: the gradient matches plain autograd over a bf16 projection."""
+    from rlhf_nb.train import cpu_head
+
+    torch.manual_seed(0)
+    hidden = torch.randn(12, 32, requires_grad=True)
+    weight, targets = torch.randn(100, 32) * 0.2, torch.randint(0, 100, (12,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = cpu_head.HeadLogProbs.apply(hidden, weight, None, targets, 1.0, 64, None, 1.0, ("log_probs",))[0]
+    g_ours, = torch.autograd.grad(ours.sum(), hidden)
+    z = (hidden.to(torch.bfloat16) @ weight.to(torch.bfloat16).t()).float()
+    plain = torch.log_softmax(z, -1).gather(-1, targets[:, None])[:, 0]
+    g_plain, = torch.autograd.grad(plain.sum(), hidden)
+    assert torch.allclose(ours, plain, atol=1e-5)
+    assert torch.allclose(g_ours, g_plain, atol=2e-2, rtol=2e-2)  # the backward's bf16 product
+    assert not torch.allclose(g_ours, torch.autograd.grad(torch.log_softmax(hidden @ weight.t(), -1).gather(
+        -1, targets[:, None]).sum(), hidden)[0], atol=1e-4)  # and not the fp32 one
 
 
 def _dpo(tmp_path, name):
@@ -284,3 +315,16 @@ def test_notebooks_compare_trained_policies_with_the_frozen_arm_at_the_training_
             assert any(line in cell.source for cell in nb.cells), (name, line)
     steps = (REPO / "rlhf_nb" / "papers" / "passk" / "steps.py").read_text()
     assert 'untuned = load(size.untuned, baseline=size.tuned in TUNED_HERE)' in steps
+
+
+def test_freed_memory_is_kept_on_glibc_unless_the_environment_says_default(monkeypatch):
+    import ctypes.util
+
+    device.keep_freed_memory.cache_clear()
+    monkeypatch.setenv("RLHF_NB_MALLOC", "default")
+    assert device.keep_freed_memory() is False and device.describe()["keep_freed_memory"] is False
+    device.keep_freed_memory.cache_clear()
+    monkeypatch.delenv("RLHF_NB_MALLOC")
+    glibc = ctypes.util.find_library("c") == "libc.so.6"
+    assert device.keep_freed_memory() is glibc  # mallopt accepted both settings (no-op elsewhere)
+    assert device.describe()["keep_freed_memory"] is glibc

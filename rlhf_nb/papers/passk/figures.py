@@ -16,6 +16,7 @@ from rlhf_nb.papers.passk.readers import (
     pass1,
     per_task,
     runs,
+    train_start,
     tuning_words,
 )
 
@@ -164,7 +165,7 @@ def tuning_loss(results: dict[str, Any]):
     for t in tunings:
         if t.get("train_pass_start") and t.get("train_pass"):
             labels.append(f"size {t['size']}\nstart")
-            means.append(100 * float(np.mean(t["train_pass_start"])))
+            means.append(100 * float(np.mean(train_start(t))))
             for seed, shares in t["train_pass"].items():
                 labels.append(f"seed {seed}")
                 means.append(100 * float(np.mean(shares)))

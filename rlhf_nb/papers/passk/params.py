@@ -86,6 +86,9 @@ class Params(BaseParams):
                                                           "evaluation's sampling call), to check that tuning raised "
                                                           "pass@1 where it trained against the start's rate on its "
                                                           "`pair_samples` (0: not checked)")
+    train_check_tasks: PosInt | None = Field(None, description="check each tuned seed on this many of the training "
+                                                               "tasks, the same ones for every seed, spread evenly over "
+                                                               "the training list (None: all of them)")
     lora: LoraSection = LoraSection(r=16)
     prefill_code: bool = Field(True, description="chat replies start inside a ```python block holding the task's "
                                                  "signature and docstring, and stop at its closing fence or the first "

