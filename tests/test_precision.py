@@ -328,3 +328,18 @@ def test_freed_memory_is_kept_on_glibc_unless_the_environment_says_default(monke
     glibc = ctypes.util.find_library("c") == "libc.so.6"
     assert device.keep_freed_memory() is glibc  # mallopt accepted both settings (no-op elsewhere)
     assert device.describe()["keep_freed_memory"] is glibc
+
+
+def test_release_hands_freed_heap_memory_back():
+    def resident() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    if not device.keep_freed_memory():
+        pytest.skip("not glibc")
+    blocks = [torch.ones(256, 1024 + i) for i in range(200)]  # ~220 MB from the heap
+    kept = blocks[::10]
+    del blocks
+    before = resident()
+    device.release_freed_memory()
+    assert resident() < before - 100e6 and all(float(b[0, 0]) == 1.0 for b in kept)

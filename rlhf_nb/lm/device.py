@@ -192,17 +192,36 @@ def keep_freed_memory() -> bool:
     training step creates hundreds of such tensors (activations of positions x the MLP width, logits of positions
     x the vocabulary) and an SFT step on Qwen2.5-Coder-0.5B ran 1.5x as fast with freed memory kept (side by side,
     same losses: the arithmetic is untouched). The price is resident memory the process holds on to after a peak
-    (sampling 02's workload: 5.9 vs 5.5 GB peak; ``benchmarks/results/heap.md``). Not glibc (macOS, musl): no-op."""
+    (sampling 02's workload: 5.9 vs 5.5 GB peak; ``benchmarks/results/heap.md``), and a heap that one phase left full
+    of holes of the wrong sizes for the next: in 02's run of 3c957e6 RFT after a sampling call held 22.3 GB of the
+    machine's 24. So :func:`release_freed_memory` hands the freed memory back between phases (a model load, the end of a
+    training run). Not glibc (macOS, musl): no-op."""
     if os.environ.get("RLHF_NB_MALLOC", "").strip().lower() == "default":
         return False
+    libc = _glibc()
+    if libc is None:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, _HEAP_LIMIT)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _HEAP_LIMIT))
+
+
+def _glibc() -> Any:
     import ctypes
 
     try:
         libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, _HEAP_LIMIT)) and bool(mallopt(_M_TRIM_THRESHOLD, _HEAP_LIMIT))
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def release_freed_memory() -> None:
+    """Collect garbage and hand the heap's free pages back to the system (glibc's ``malloc_trim``; ~0.1 s), where
+    :func:`keep_freed_memory` is in effect: called between phases, so each starts from the memory still in use."""
+    import gc
+
+    if keep_freed_memory.cache_info().currsize and keep_freed_memory():
+        gc.collect()
+        _glibc().malloc_trim(0)
 
 
 def describe() -> dict[str, Any]:
