@@ -1,17 +1,17 @@
-"""Kept freed memory, the row-blocked log-prob head and the shared bf16 cast, each against what it replaced, side by
+"""Kept freed memory in training, the row-blocked log-prob head and the shared bf16 cast, each against what it replaced, side by
 side in one run on notebook 02's own workloads.
 
 * ``rft``: one epoch of 02's RFT step (trl SFT, LoRA r 16, its ``cpu`` settings: Qwen2.5-Coder-0.5B-Instruct, batch 4,
   grouped by length, mixed precision) on ``--records`` training tasks, each task's prompt with its reference solution
   as the reply (as long as a passing sample). Paths: glibc's allocator as it comes (``RLHF_NB_MALLOC=default``) or
-  keeping freed memory (:func:`rlhf_nb.lm.device.keep_freed_memory`); the log-prob head as plain autograd over all
+  keeping freed memory (:func:`rlhf_nb.lm.device.freed_memory_kept`, which every training run now uses); the log-prob head as plain autograd over all
   labelled rows at once (``old``, this package's head before: fp32 logits, their log-softmax and its exponential kept
   for the backward) or :class:`rlhf_nb.train.cpu_head.HeadLogProbs` (``new``). Reported: trainer seconds, the last
   logged loss and the peak resident memory of the process.
 * ``sample``: 02's sampling of ``--tasks`` held-out tasks x 16 (its temperature, cap, stops and batch), the untuned
-  model read mixed. Paths: allocator as it comes and a bf16 cast per linear layer (before), against kept memory and
-  one cast per shared input (:func:`rlhf_nb.lm.mixed_read._bf16`). Reported: tokens/s, peak memory, and whether the
-  replies are identical (the arithmetic is the same on both paths).
+  model read mixed: a bf16 cast per linear layer (before) against one cast per shared input
+  (:func:`rlhf_nb.lm.mixed_read._bf16`). Reported: tokens/s, peak memory, and whether the replies are identical (the
+  arithmetic is the same on both paths). Sampling does not keep freed memory (only training does).
 
 Each path runs in a fresh process of its own (the allocator is set once per process), one after another.
 
@@ -102,7 +102,7 @@ def one_sample(tasks_n: int, cast: str) -> dict:
 PATHS = {
     "rft": [("as it comes", "old", "default"), ("kept", "old", "keep"), ("as it comes", "new", "default"),
             ("kept", "new", "keep")],
-    "sample": [("as it comes", "per-layer", "default"), ("kept", "shared", "keep")],
+    "sample": [("as it comes", "per-layer", "default"), ("as it comes", "shared", "default")],
 }
 
 
@@ -120,7 +120,7 @@ def main() -> None:
         out["peak_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         from rlhf_nb.lm import device
 
-        out["kept"] = device.keep_freed_memory()
+        out["kept"] = device.keeps_freed_memory()
         print("RESULT " + json.dumps(out), flush=True)
         return
 

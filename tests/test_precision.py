@@ -317,29 +317,30 @@ def test_notebooks_compare_trained_policies_with_the_frozen_arm_at_the_training_
     assert 'untuned = load(size.untuned, baseline=size.tuned in TUNED_HERE)' in steps
 
 
-def test_freed_memory_is_kept_on_glibc_unless_the_environment_says_default(monkeypatch):
+def test_training_keeps_freed_memory_on_glibc_unless_the_environment_says_default(monkeypatch):
     import ctypes.util
 
-    device.keep_freed_memory.cache_clear()
     monkeypatch.setenv("RLHF_NB_MALLOC", "default")
-    assert device.keep_freed_memory() is False and device.describe()["keep_freed_memory"] is False
-    device.keep_freed_memory.cache_clear()
+    with device.freed_memory_kept() as kept:
+        assert kept is False
+    assert device.describe()["training_keeps_freed_memory"] is False
     monkeypatch.delenv("RLHF_NB_MALLOC")
     glibc = ctypes.util.find_library("c") == "libc.so.6"
-    assert device.keep_freed_memory() is glibc  # mallopt accepted both settings (no-op elsewhere)
-    assert device.describe()["keep_freed_memory"] is glibc
+    with device.freed_memory_kept() as kept:
+        assert kept is glibc  # mallopt accepted both settings (no-op elsewhere)
+    assert device.describe()["training_keeps_freed_memory"] is glibc
 
 
-def test_release_hands_freed_heap_memory_back():
+def test_memory_freed_inside_the_block_goes_back_to_the_system_on_exit():
     def resident() -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * 4096
 
-    if not device.keep_freed_memory():
+    if not device.keeps_freed_memory():
         pytest.skip("not glibc")
-    blocks = [torch.ones(256, 1024 + i) for i in range(200)]  # ~220 MB from the heap
-    kept = blocks[::10]
-    del blocks
-    before = resident()
-    device.release_freed_memory()
-    assert resident() < before - 100e6 and all(float(b[0, 0]) == 1.0 for b in kept)
+    with device.freed_memory_kept():
+        blocks = [torch.ones(256, 1024 + i) for i in range(200)]  # ~220 MB from the heap
+        kept = blocks[::10]
+        del blocks
+        inside = resident()  # what was freed is still held
+    assert resident() < inside - 100e6 and all(float(b[0, 0]) == 1.0 for b in kept)

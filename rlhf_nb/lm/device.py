@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
@@ -177,31 +178,8 @@ def _upcast_output(module: Any, inputs: Any, output: Any) -> Any:
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-_HEAP_LIMIT = 2**31 - 1  # bytes: allocations below this come from the heap, and freed heap memory is kept
-
-
-@lru_cache(maxsize=1)
-def keep_freed_memory() -> bool:
-    """Have glibc's allocator keep freed memory for the next tensor instead of handing it back to the system (once
-    per process; ``RLHF_NB_MALLOC=default`` leaves the allocator alone). Returns whether it is in effect.
-
-    By default glibc serves an allocation over 128 KB-32 MB (its threshold adapts) with a fresh ``mmap`` and unmaps it
-    when freed, so every large tensor an operation creates is new memory, and the kernel zeroes and maps it a page
-    at a time on first touch. On the 2-core machines of this project a page fault costs several microseconds: an
-    element-wise pass over a fresh 67 MB tensor took ~40 ms where the same pass over reused memory took ~11 ms. A
-    training step creates hundreds of such tensors (activations of positions x the MLP width, logits of positions
-    x the vocabulary) and an SFT step on Qwen2.5-Coder-0.5B ran 1.5x as fast with freed memory kept (side by side,
-    same losses: the arithmetic is untouched). The price is resident memory the process holds on to after a peak
-    (sampling 02's workload: 5.9 vs 5.5 GB peak; ``benchmarks/results/heap.md``), and a heap that one phase left full
-    of holes of the wrong sizes for the next: in 02's run of 3c957e6 RFT after a sampling call held 22.3 GB of the
-    machine's 24. So :func:`release_freed_memory` hands the freed memory back between phases (a model load, the end of a
-    training run). Not glibc (macOS, musl): no-op."""
-    if os.environ.get("RLHF_NB_MALLOC", "").strip().lower() == "default":
-        return False
-    libc = _glibc()
-    if libc is None:
-        return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, _HEAP_LIMIT)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _HEAP_LIMIT))
+_HEAP_LIMIT = 2**31 - 1  # bytes: inside the block, allocations below this come from the heap and freed memory is kept
+_AFTER = (32 << 20, 64 << 20)  # mmap and trim thresholds after it: the values glibc's adaptive ones settle at
 
 
 def _glibc() -> Any:
@@ -214,21 +192,57 @@ def _glibc() -> Any:
         return None
 
 
-def release_freed_memory() -> None:
-    """Collect garbage and hand the heap's free pages back to the system (glibc's ``malloc_trim``; ~0.1 s), where
-    :func:`keep_freed_memory` is in effect: called between phases, so each starts from the memory still in use."""
+def trim_heap() -> None:
+    """Collect garbage and hand the allocator's free pages back to the system (glibc's ``malloc_trim``, ~0.1 s; no-op
+    elsewhere). Called where a phase ends (a model load, a training run): glibc otherwise keeps what a phase freed in
+    holes the next phase's tensors may not fit, and a long notebook process grows (04's trained arms reached 19 GB
+    at 384ab6b, allocator as it comes)."""
     import gc
 
-    if keep_freed_memory.cache_info().currsize and keep_freed_memory():
-        gc.collect()
-        _glibc().malloc_trim(0)
+    gc.collect()
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def keeps_freed_memory() -> bool:
+    """Whether :func:`freed_memory_kept` takes effect here: glibc, and ``RLHF_NB_MALLOC`` is not ``default``."""
+    return os.environ.get("RLHF_NB_MALLOC", "").strip().lower() != "default" and _glibc() is not None
+
+
+@contextlib.contextmanager
+def freed_memory_kept() -> Iterator[bool]:
+    """For a ``with`` block (a training run), glibc's allocator keeps freed memory for the next tensor instead of handing
+    it back to the system; on exit the free pages go back and the allocator returns to glibc's own steady state. Yields
+    whether it took effect (:func:`keeps_freed_memory`; ``RLHF_NB_MALLOC=default`` leaves the allocator alone; the
+    free pages go back on exit either way, :func:`trim_heap`).
+
+    By default glibc serves an allocation over 128 KB-32 MB (its threshold adapts) with a fresh ``mmap`` and unmaps it
+    when freed, so every large tensor an operation creates is new memory, and the kernel zeroes and maps it a page at a
+    time on first touch. On the 2-core machines of this project a page fault costs microseconds: an element-wise pass
+    over a fresh 67 MB tensor took ~40 ms where the same pass over reused memory took ~11 ms. A training step creates
+    hundreds of such tensors of the same sizes step after step (activations of positions x the MLP width, logits of
+    positions x the vocabulary): 02's RFT step ran 1.2-1.5x as fast with freed memory kept, with the same losses (the
+    arithmetic is untouched; ``benchmarks/heap_bench.py``). Kept for a whole notebook process it was not safe: a heap
+    that one phase left full of holes of the wrong sizes for the next grew until 04's run of 384ab6b was killed for
+    memory at 24 GB, and 02's run of 3c957e6 held 22.3 GB. Hence a block around training only. Not glibc: no-op."""
+    libc = _glibc() if keeps_freed_memory() else None
+    kept = libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, _HEAP_LIMIT)) and bool(
+        libc.mallopt(_M_TRIM_THRESHOLD, _HEAP_LIMIT))
+    try:
+        yield kept
+    finally:
+        trim_heap()  # kept or not, what the block freed goes back
+        if kept:
+            libc.mallopt(_M_MMAP_THRESHOLD, _AFTER[0])
+            libc.mallopt(_M_TRIM_THRESHOLD, _AFTER[1])
 
 
 def describe() -> dict[str, Any]:
-    """For ``env.json``: the requested and resolved precision, and why; and whether freed memory is kept."""
+    """For ``env.json``: the requested and resolved precision, and why; and whether training keeps freed memory."""
     p = resolve()
     return {"requested": requested(), "resolved": p.name, "training": p.training or p.name, "device": p.device,
-            "reason": p.reason, "cpu_bf16": cpu_bf16(), "keep_freed_memory": keep_freed_memory()}
+            "reason": p.reason, "cpu_bf16": cpu_bf16(), "training_keeps_freed_memory": keeps_freed_memory()}
 
 
 def machine_probe(size: int = 1024, reps: int = 5) -> dict[str, float]:

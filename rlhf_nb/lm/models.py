@@ -350,10 +350,9 @@ def load(
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    from rlhf_nb.lm.device import keep_freed_memory, release_freed_memory, requested, resolve
+    from rlhf_nb.lm.device import requested, resolve, trim_heap
 
-    release_freed_memory()  # a new phase: start it from the memory in use
-    keep_freed_memory()  # heavy tensor work follows: reuse freed memory (no-op off glibc)
+    trim_heap()  # a model load starts a phase: from the memory still in use
     kind = check_available(name)
     source: str | Path = prepare(name) if kind in ("tiny", "packaged") else name
     device = device or default_device()

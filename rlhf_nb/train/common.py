@@ -129,13 +129,13 @@ def run_trainer(trainer: Any, config: Any, history: list[dict[str, float]]) -> T
     """
     from transformers.trainer_callback import PrinterCallback
 
-    from rlhf_nb.lm.device import release_freed_memory
+    from rlhf_nb.lm.device import freed_memory_kept
 
     trainer.remove_callback(PrinterCallback)
-    output = trainer.train(resume_from_checkpoint=True if resume_from(config) else None)
+    with freed_memory_kept():  # the same tensor sizes step after step: reuse freed memory (1.2-1.5x on CPU)
+        output = trainer.train(resume_from_checkpoint=True if resume_from(config) else None)
     trainer.save_model(config.output_dir)
     unwrap_autocast(trainer.model)
-    release_freed_memory()  # what the next phase (sampling, scoring) allocates starts from a compact heap
     summary = {k: float(v) for k, v in output.metrics.items() if isinstance(v, (int, float))}
     return TrainResult(trainer.model, history, config.output_dir, summary)
 
