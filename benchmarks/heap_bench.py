@@ -1,27 +1,21 @@
-"""Kept freed memory in training, the row-blocked log-prob head and the shared bf16 cast, each against what it replaced, side by
-side in one run on notebook 02's own workloads.
+"""Kept freed memory in training and the row-blocked log-prob head, each against what it replaced, side by side in
+one run on notebook 02's RFT step.
 
-* ``rft``: one epoch of 02's RFT step (trl SFT, LoRA r 16, its ``cpu`` settings: Qwen2.5-Coder-0.5B-Instruct, batch 4,
-  grouped by length, mixed precision) on ``--records`` training tasks, each task's prompt with its reference solution
-  as the reply (as long as a passing sample). Paths: glibc's allocator as it comes (``RLHF_NB_MALLOC=default``) or
-  keeping freed memory (:func:`rlhf_nb.lm.device.freed_memory_kept`, which every training run now uses); the log-prob head as plain autograd over all
-  labelled rows at once (``old``, this package's head before: fp32 logits, their log-softmax and its exponential kept
-  for the backward) or :class:`rlhf_nb.train.cpu_head.HeadLogProbs` (``new``). Reported: trainer seconds, the last
-  logged loss and the peak resident memory of the process.
-* ``sample``: 02's sampling of ``--tasks`` held-out tasks x 16 (its temperature, cap, stops and batch), the untuned
-  model read mixed: a bf16 cast per linear layer (before) against one cast per shared input
-  (:func:`rlhf_nb.lm.mixed_read._bf16`). Reported: tokens/s, peak memory, and whether the replies are identical (the
-  arithmetic is the same on both paths). Sampling does not keep freed memory (only training does).
+One epoch of 02's RFT step (trl SFT, LoRA r 16, its ``cpu`` settings: Qwen2.5-Coder-0.5B-Instruct, batch 4, grouped by
+length, mixed precision) on ``--records`` training tasks, each task's prompt with its reference solution as the reply
+(as long as a passing sample). Paths: glibc's allocator as it comes (``RLHF_NB_MALLOC=default``) or keeping freed
+memory during training (:func:`rlhf_nb.lm.device.freed_memory_kept`, which every training run uses); the log-prob
+head as plain autograd over all labelled rows at once (``old``, this package's head before: fp32 logits, their
+log-softmax and its exponential kept for the backward) or :class:`rlhf_nb.train.cpu_head.HeadLogProbs` (``new``).
+Reported: trainer seconds, the last logged loss and the peak resident memory of the process. Each path runs in a
+fresh process of its own, one after another.
 
-Each path runs in a fresh process of its own (the allocator is set once per process), one after another.
-
-    python benchmarks/heap_bench.py [--what rft,sample] [--records 32] [--tasks 24]
+    python benchmarks/heap_bench.py [--records 32]
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import resource
@@ -73,50 +67,22 @@ def one_rft(records: int, head: str) -> dict:
     return {"seconds": seconds, "loss": losses[-1], "records": len(data)}
 
 
-def one_sample(tasks_n: int, cast: str) -> dict:
-    import torch
-
-    from rlhf_nb.lm import mixed_read, models
-    from rlhf_nb.lm.generation import GenerationStats, SamplingConfig, generate
-    from rlhf_nb.notebook.config import load_params
-    from rlhf_nb.papers.passk import steps
-
-    if cast == "per-layer":
-        mixed_read._bf16 = lambda x: x.to(torch.bfloat16)
-    P = load_params("02_passk_model_size", "cpu", {"eval_tasks": tasks_n})[1]
-    size = P.sizes[0]
-    tasks = steps.load_tasks(P.model_copy(update={"humaneval_plus": None}), steps.split_tasks(P))
-    loaded = models.load(size.untuned, baseline=True)
-    stops, done = steps.ending_for(size.untuned_format, P.prefill_code, tasks.eval)
-    prompts = steps.prompts_for(loaded, tasks.eval, size.untuned_format, P.prefill_code)
-    config = SamplingConfig(**{**P.sampling.config(P.seed).__dict__, "stop": stops})
-    stats = GenerationStats()
-    with models.reading(loaded):
-        started = time.perf_counter()
-        out = generate(loaded.model, loaded.tokenizer, prompts, config, stats=stats, done=done, progress=False)
-        seconds = time.perf_counter() - started
-    digest = hashlib.sha256("\x00".join(s.text for per in out for s in per).encode()).hexdigest()[:12]
-    return {"tok_s": stats.tokens / seconds, "seconds": seconds, "replies": digest, "tasks": len(prompts)}
-
-
 PATHS = {
     "rft": [("as it comes", "old", "default"), ("kept", "old", "keep"), ("as it comes", "new", "default"),
             ("kept", "new", "keep")],
-    "sample": [("as it comes", "per-layer", "default"), ("as it comes", "shared", "default")],
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--what", default="rft,sample")
+    parser.add_argument("--what", default="rft")
     parser.add_argument("--records", type=int, default=32, help="rft: training tasks (records), one epoch")
-    parser.add_argument("--tasks", type=int, default=24, help="sample: held-out tasks x 16 samples")
     parser.add_argument("--one", nargs=2, metavar=("WORKLOAD", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.one:  # a child: one path, one JSON line
         workload, variant = args.one
-        out = one_rft(args.records, variant) if workload == "rft" else one_sample(args.tasks, variant)
+        out = one_rft(args.records, variant)
         out["peak_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         from rlhf_nb.lm import device
 
@@ -131,18 +97,14 @@ def main() -> None:
     for workload in args.what.split(","):
         for memory, variant, env in PATHS[workload]:
             child_env = {**os.environ, "RLHF_NB_MALLOC": env}
-            proc = subprocess.run([sys.executable, __file__, "--one", workload, variant, "--records", str(args.records),
-                                   "--tasks", str(args.tasks)], env=child_env, capture_output=True, text=True)
+            proc = subprocess.run([sys.executable, __file__, "--one", workload, variant, "--records", str(args.records)],
+                                  env=child_env, capture_output=True, text=True)
             found = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
             if proc.returncode or not found:
                 raise SystemExit(f"{workload} {variant} {env} failed:\n{proc.stderr[-3000:]}")
             r = json.loads(found[-1][len("RESULT "):])
-            if workload == "rft":
-                row = (f"| rft, {r['records']} records, 1 epoch | memory {memory}, head {variant} | {r['seconds']:.1f} s | "
-                       f"loss {r['loss']:.6f} | {r['peak_gb']:.1f} GB |")
-            else:
-                row = (f"| 02 sampling, {r['tasks']} tasks x 16 | memory {memory}, cast {variant} | {r['tok_s']:.0f} tok/s "
-                       f"({r['seconds']:.1f} s) | replies {r['replies']} | {r['peak_gb']:.1f} GB |")
+            row = (f"| rft, {r['records']} records, 1 epoch | memory {memory}, head {variant} | {r['seconds']:.1f} s | "
+                   f"loss {r['loss']:.6f} | {r['peak_gb']:.1f} GB |")
             print(row, flush=True)
             lines.append(row)
     print("\n| workload | path | time | same arithmetic | peak memory |\n|---|---|---|---|---|")

@@ -175,24 +175,3 @@ def test_bf16_logits_hand_back_the_heads_bf16_product_and_samples_stay_the_same(
         assert set(seen) == {torch.float32}
     assert [[s.text for s in per] for per in bf16] == [[s.text for s in per] for per in copied]
 
-
-def test_layers_reading_one_input_share_its_bf16_cast_and_the_logits_do_not_change(monkeypatch):
-    """q, k and v (gate and up) read the same input: it is cast to bf16 once. A new input, or the same tensor changed
-    in place, is cast again; the logits are those of a cast per layer."""
-    x = torch.randn(3, 8)
-    first = mr._bf16(x)
-    assert mr._bf16(x) is first and mr._bf16(x.clone()) is not first
-    again = mr._bf16(x)
-    x.mul_(2)  # the same tensor, changed in place
-    assert mr._bf16(x) is not again and torch.equal(mr._bf16(x), (2 * again.float()).to(torch.bfloat16))
-
-    loaded = _lora(1e-2)
-    ids = torch.tensor([[1, 5, 9, 14, 3], [2, 7, 7, 1, 4]])
-    with mr.mixed_read(loaded.model):
-        shared = _logits(loaded.model, ids)
-    casts = []
-    monkeypatch.setattr(mr, "_bf16", lambda t: casts.append(1) or t.to(torch.bfloat16))  # a cast per layer
-    with mr.mixed_read(loaded.model):
-        per_layer = _logits(loaded.model, ids)
-    assert casts and torch.equal(shared, per_layer)
-    assert mr._last_cast[0] is None  # nothing outlives the read

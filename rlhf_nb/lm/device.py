@@ -195,8 +195,8 @@ def _glibc() -> Any:
 def trim_heap() -> None:
     """Collect garbage and hand the allocator's free pages back to the system (glibc's ``malloc_trim``, ~0.1 s; no-op
     elsewhere). Called where a phase ends (a model load, a training run): glibc otherwise keeps what a phase freed in
-    holes the next phase's tensors may not fit, and a long notebook process grows (04's trained arms reached 19 GB
-    at 384ab6b, allocator as it comes)."""
+    holes the next phase's tensors may not fit, and a long notebook process grows (04's trained arms reached 20.7 GB
+    at 384ab6b with the allocator as it comes; whether trimming bounds that is not yet shown by a finished run)."""
     import gc
 
     gc.collect()
@@ -222,13 +222,16 @@ def freed_memory_kept() -> Iterator[bool]:
     time on first touch. On the 2-core machines of this project a page fault costs microseconds: an element-wise pass
     over a fresh 67 MB tensor took ~40 ms where the same pass over reused memory took ~11 ms. A training step creates
     hundreds of such tensors of the same sizes step after step (activations of positions x the MLP width, logits of
-    positions x the vocabulary): 02's RFT step ran 1.2-1.5x as fast with freed memory kept, with the same losses (the
-    arithmetic is untouched; ``benchmarks/heap_bench.py``). Kept for a whole notebook process it was not safe: a heap
-    that one phase left full of holes of the wrong sizes for the next grew until 04's run of 384ab6b was killed for
-    memory at 24 GB, and 02's run of 3c957e6 held 22.3 GB. Hence a block around training only. Not glibc: no-op."""
+    positions x the vocabulary; similar sizes batch after batch): one epoch of 02's RFT step ran 1.3-1.4x as fast with
+    freed memory kept, with the same loss (the arithmetic is untouched; ``benchmarks/results/heap.md``). Kept for a whole
+    notebook process it was not shown safe: 04's run of 384ab6b (which also had more training prompts) was killed
+    for memory at 24 GB, and 02's run of 3c957e6 held 22.3 GB (999e1f4's, allocator as it comes, peaked at 22.9).
+    Hence a block around training only. Where glibc refuses the 2 GB threshold (older versions cap it at 32 MB) the
+    cap is used. Not glibc: no-op."""
     libc = _glibc() if keeps_freed_memory() else None
-    kept = libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, _HEAP_LIMIT)) and bool(
-        libc.mallopt(_M_TRIM_THRESHOLD, _HEAP_LIMIT))
+    kept = libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, _HEAP_LIMIT) or libc.mallopt(_M_MMAP_THRESHOLD,
+                                                                                                  _AFTER[0]))
+    kept = kept and bool(libc.mallopt(_M_TRIM_THRESHOLD, _HEAP_LIMIT))
     try:
         yield kept
     finally:

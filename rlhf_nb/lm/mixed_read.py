@@ -36,43 +36,29 @@ def _is_adapter(name: str) -> bool:
     return any(part.startswith("lora_") for part in name.split("."))
 
 
-_last_cast: list[Any] = [None, -1, None]  # (input, its version, its bf16 copy) of the last linear layer read
-
-
-def _bf16(x: Any) -> Any:
-    """``x`` in bf16, cast once for the layers that read the same input one after another (q, k and v; gate and up):
-    the copy is kept until another input arrives (or ``x``, outside inference mode, is changed in place; the models
-    read here never change a layer's input in place)."""
-    import torch
-
-    version = -2 if x.is_inference() else x._version  # inference tensors keep no version counter
-    if _last_cast[0] is x and _last_cast[1] == version:
-        return _last_cast[2]
-    x16 = x.to(torch.bfloat16)
-    _last_cast[:] = [x, version, x16]
-    return x16
-
-
 def _bf16_linear(self: Any, x: Any) -> Any:
+    import torch
     import torch.nn.functional as F
 
-    return F.linear(_bf16(x), self._rlhf_w16, self._rlhf_b16).float()
+    return F.linear(x.to(torch.bfloat16), self._rlhf_w16, self._rlhf_b16).float()
 
 
 def _bf16_product(self: Any, x: Any) -> Any:
     """:func:`_bf16_linear` without the fp32 copy of its product (:func:`bf16_logits`)."""
+    import torch
     import torch.nn.functional as F
 
-    return F.linear(_bf16(x), self._rlhf_w16, self._rlhf_b16)
+    return F.linear(x.to(torch.bfloat16), self._rlhf_w16, self._rlhf_b16)
 
 
 def _bf16_lora(self: Any, x: Any) -> Any:
     """A peft LoRA linear layer, lean: the base in bf16 handed back as fp32, plus the adapter computed in fp32 with
     its scaling folded into B (peft's forward spends more time in Python than in its two small matmuls)."""
+    import torch
     import torch.nn.functional as F
 
     base = self.base_layer
-    out = F.linear(_bf16(x), base._rlhf_w16, base._rlhf_b16).float()
+    out = F.linear(x.to(torch.bfloat16), base._rlhf_w16, base._rlhf_b16).float()
     return out.add_(F.linear(F.linear(x, self._rlhf_a), self._rlhf_b))
 
 
@@ -182,8 +168,7 @@ def mixed_read(model: Any) -> Iterator[Any]:
         yield model
     finally:
         del model._rlhf_mixed_read
-        _last_blocks[:] = [None, None]  # no mask or cast outlives the read
-        _last_cast[:] = [None, -1, None]
+        _last_blocks[:] = [None, None]  # no mask outlives the read
         for module, names in patched:
             for attribute in names:
                 delattr(module, attribute)

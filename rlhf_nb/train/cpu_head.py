@@ -14,8 +14,10 @@ rows at once (what this module did first) kept the fp32 logits, their log-softma
 the backward, three tensors of positions x vocabulary (~350 MB each for 570 positions of Qwen2.5's 152k-token
 vocabulary), and spent about half of an SFT step on Qwen2.5-Coder-0.5B in passes over them. The optional
 outputs (entropy, mean logit, top-1 agreement, log of the summed squared probabilities) are as trl defines them,
-and the entropy carries a gradient as in trl. On CUDA and other devices trl's kernel runs unchanged. The two
-agree on every output and on the gradients to float tolerance (``tests/test_precision.py``).
+and the entropy carries a gradient as in trl. On CUDA and other devices trl's kernel runs unchanged. In fp32 the two
+agree on every output and on the gradients to float tolerance (``tests/test_precision.py``); under bf16 autocast the
+backward's product with the head's weight is a bf16 matmul (trl accumulates bf16 operands in fp32), tested against
+plain autograd over a bf16 projection.
 """
 
 from __future__ import annotations
