@@ -182,6 +182,7 @@ _HEAP_LIMIT = 2**31 - 1  # bytes: inside the block, allocations below this come 
 _AFTER = (32 << 20, 64 << 20)  # mmap and trim thresholds after it: the values glibc's adaptive ones settle at
 
 
+@lru_cache(maxsize=1)
 def _glibc() -> Any:
     import ctypes
 
@@ -213,7 +214,8 @@ def keeps_freed_memory() -> bool:
 @contextlib.contextmanager
 def freed_memory_kept() -> Iterator[bool]:
     """For a ``with`` block (a training run), glibc's allocator keeps freed memory for the next tensor instead of handing
-    it back to the system; on exit the free pages go back and the allocator returns to glibc's own steady state. Yields
+    it back to the system; on exit the free pages go back and the thresholds are fixed at the values glibc's adaptive
+    ones settle at (32 MB mmap, 64 MB trim; glibc adapts them no more after a first block). Yields
     whether it took effect (:func:`keeps_freed_memory`; ``RLHF_NB_MALLOC=default`` leaves the allocator alone; the
     free pages go back on exit either way, :func:`trim_heap`).
 
@@ -221,8 +223,8 @@ def freed_memory_kept() -> Iterator[bool]:
     when freed, so every large tensor an operation creates is new memory, and the kernel zeroes and maps it a page at a
     time on first touch. On the 2-core machines of this project a page fault costs microseconds: an element-wise pass
     over a fresh 67 MB tensor took ~40 ms where the same pass over reused memory took ~11 ms. A training step creates
-    hundreds of such tensors of the same sizes step after step (activations of positions x the MLP width, logits of
-    positions x the vocabulary; similar sizes batch after batch): one epoch of 02's RFT step ran 1.3-1.4x as fast with
+    hundreds of such tensors, of similar sizes batch after batch (activations of positions x the MLP width, logits of
+    positions x the vocabulary): one epoch of 02's RFT step ran 1.3-1.4x as fast with
     freed memory kept, with the same loss (the arithmetic is untouched; ``benchmarks/results/heap.md``). Kept for a whole
     notebook process it was not shown safe: 04's run of 384ab6b (which also had more training prompts) was killed
     for memory at 24 GB, and 02's run of 3c957e6 held 22.3 GB (999e1f4's, allocator as it comes, peaked at 22.9).

@@ -16,9 +16,10 @@ from __future__ import annotations
 import gc
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from rlhf_nb.evidence.metrics import pairwise_edit_distances
 from rlhf_nb.lm.generation import Done, GenerationStats, SamplingConfig, generate, render_prompt
