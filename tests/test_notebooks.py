@@ -465,3 +465,17 @@ def test_passk_prefilled_replies_end_after_the_function():
     assert stops == () and done is not None and len(done) == 2 and all(isinstance(d, CodeDone) for d in done)
     stops, done = ending_for("completion", False, [task])
     assert "```" not in stops and done is None
+
+
+def test_training_task_gain_pairs_each_checked_task_with_the_start_on_that_task():
+    """Seeds checked on a subset: the start's rate on task ``index[i]`` is paired with the seeds' i-th share. The start
+    is high on the checked tasks and low elsewhere, so pairing with the wrong tasks would show a large gain."""
+    from rlhf_nb.papers.passk import readers
+
+    start = [0.9 if i % 2 == 0 else 0.1 for i in range(40)]
+    index = list(range(0, 40, 2))
+    tuned = {str(s): [0.9] * len(index) for s in range(3)}
+    tuning = {"train_pass_start": start, "train_pass": tuned, "train_check_index": index}
+    assert readers.train_start(tuning) == [0.9] * 20
+    assert abs(readers.train_gain(tuning).effect) < 1e-9
+    assert readers.train_start({**tuning, "train_check_index": None}) == start  # old records: every task
