@@ -53,6 +53,22 @@ def test_throughput_bench_puts_speed_memory_and_the_end_metric_of_each_variant_s
     assert all(0 < float(lo) <= float(hi) for _, lo, hi in spans)
 
 
+@pytest.mark.slow  # two processes that each train and sample: the slow tier (`make test-slow`)
+def test_trained_read_bench_times_the_filing_days_path_and_todays_side_by_side():
+    args = ["--model", "tiny", "--pairs", "8", "--workloads", "3x6,5x8"]
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "trained_read_bench.py"), *args],
+                         capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
+            if line.startswith(("| 3x6 |", "| 5x8 |"))]
+    assert [(r[0], r[1]) for r in rows] == [("3x6", "then"), ("3x6", "now"), ("5x8", "then"), ("5x8", "now")]
+    assert all(float(r[3]) > 0 and 0 <= float(r[4]) <= 8 for r in rows)  # tok/s, tokens a reply within the cap
+    assert {r[2] for r in rows if r[1] == "now"} == {"False"}  # today's trained policy has its own forward back
+    assert re.search(r"3x6: now / then [\d.]+x; gold now - then [+-][\d.]+ pts .* over 3 prompts", out.stdout)
+    assert not any("then" in line for line in subprocess.run(["git", "worktree", "list"], capture_output=True,
+                                                             text=True, cwd=ROOT).stdout.splitlines()[1:])
+
+
 def test_genrm_choice_scores_a_saved_runs_mixed_items_with_each_judge(tmp_path):
     import json
 

@@ -252,6 +252,38 @@ def test_online_dpo_notebook_with_the_gold_as_labeller(project):
     assert claims["W1a"]["verdict"] == "not tested at this scale"
 
 
+def test_online_dpo_stopped_after_an_arm_resumes_there_with_the_same_numbers(project):
+    """Each arm is a stage: a run stopped while training seed 1 reuses the start, the offline samples and seed 0's
+    arms, trains seed 1's again and gives the same numbers."""
+    overrides = {"labeller": "gold", "label_noise": 0.05, "reward_models": False, "prompts": {"rm": 0}}
+    first = runner.run("05_online_iterative_dpo", "smoke", overrides, progress=False)
+    assert first.status == "ok", first.error
+    before = json.loads((first.out_dir / "results.json").read_text())["data"]["runs"]
+    stages = first.out_dir.parent / "smoke.stages"
+    for name in ("online-seed-1-*", "offline-seed-1-*"):  # as if stopped while training seed 1
+        assert list(stages.glob(name + ".pkl")), name
+        for path in stages.glob(name + ".pkl"):
+            path.unlink()
+    again = runner.run("05_online_iterative_dpo", "smoke", overrides, progress=False)
+    assert again.status == "ok", again.error
+    log = json.loads((again.out_dir / "env.json").read_text())["stages"]
+    assert all(log[s]["reused"] for s in ("start snapshot", "offline samples", "online seed 0", "offline seed 0"))
+    assert not log["online seed 1"]["reused"] and not log["offline seed 1"]["reused"]
+    after = json.loads((again.out_dir / "results.json").read_text())["data"]["runs"]
+    for key in ("start", "online", "offline", "offline_pairs", "offline_samples"):
+        assert _without_seconds(after[key]) == _without_seconds(before[key]), key
+
+
+def _without_seconds(value):
+    """``value`` without wall times (a rerun measures its own)."""
+    if isinstance(value, dict):
+        return {k: _without_seconds(v) for k, v in value.items()
+                if not any(w in k for w in ("second", "runtime", "tokens_per_s"))}
+    if isinstance(value, list):
+        return [_without_seconds(v) for v in value]
+    return value
+
+
 # --- 01 HH preference models ----------------------------------------------------------------
 
 

@@ -398,6 +398,8 @@ def test_precise_rlaif_notebook_smoke(project):
     assert len(data["arms"]["start"]["forgetting"]["bleu"]) == 4
     assert {c["id"] for c in results["claims"]} == {"R1a", "R1b", "R1c", "R2i", "R2h", "R2t", "R3h", "R3g", "R3b"}
     assert set(results["figures"]) == {"yields", "win_rates", "forgetting"}
+    log = json.loads((outcome.out_dir / "env.json").read_text())["stages"]  # each arm a stage: a stop loses one arm
+    assert "start arm" in log and {f"{a} seed {s}" for a, s in arms} <= set(log)
     assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]
 
 

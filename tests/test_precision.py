@@ -307,9 +307,9 @@ def test_notebooks_compare_trained_policies_with_the_frozen_arm_at_the_training_
                                                       "baseline = models.baseline_of(raw)",
                                                       'steps.evaluate_policy, baseline, "raw"']),
                         ("04_precise_rlaif", ["policy = models.load(P.policy)",
-                                              "steps.run_arms, P, prompts, models.baseline_of(policy)"]),
+                                              "steps.run_arms(P, prompts, models.baseline_of(policy)"]),
                         ("05_online_iterative_dpo", ["initial = models.load(P.policy)",
-                                                     "steps.run_arms, P, prompts, rms, models.baseline_of(initial)"])]:
+                                                     "steps.run_arms(P, prompts, rms, models.baseline_of(initial)"])]:
         nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
         for line in lines:
             assert any(line in cell.source for cell in nb.cells), (name, line)

@@ -26,6 +26,7 @@ import gc
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -565,25 +566,49 @@ class Arms:
     trained: list[Policy] = field(default_factory=list)
 
 
-def run_arms(P: Params, prompts: Prompts, start: Loaded, pair_sets: dict[str, list[PreferencePair]],
-             forgetting: Forgetting, out_dir: str) -> Arms:
-    """The start policy (and the base, where given) evaluated, then every arm trained ``seeds`` times."""
+def _now(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A stage run on the spot (no cache): what :func:`run_arms` uses outside a notebook."""
+    return fn(*args, **kwargs)
+
+
+def start_arm(P: Params, prompts: Prompts, start: Loaded, forgetting: Forgetting) -> Policy:
+    """The start policy's held-out replies and the whole forgetting suite."""
     with reading(start):
         first = evaluate(start, prompts, P, "start", None)
-        arms = Arms(with_forgetting(first, forgetting.run(start, seconds=first.seconds)))
+        return with_forgetting(first, forgetting.run(start, seconds=first.seconds))
+
+
+def base_arm(P: Params, prompts: Prompts) -> Policy:
+    """The base checkpoint's held-out replies, read at the start policy's (the training) precision."""
+    base = load(P.base, baseline=True)
+    with reading(base):
+        out = evaluate(base, prompts, P, "base", None)
+    del base
+    gc.collect()
+    return out
+
+
+def off_floor(start: Policy) -> list[str]:
+    """The forgetting tasks on which the start is off the floor and the ceiling (the only ones re-measured)."""
     floors = {"humaneval": (5.0, 95.0), "gsm8k": (5.0, 95.0), "bleu": (5.0, 100.0)}
-    forgetting.tasks_off_floor = [t for t, (lo, hi) in floors.items()
-                                  if t in arms.start.forgetting and lo <= float(np.mean(arms.start.forgetting[t])) <= hi]
+    return [t for t, (lo, hi) in floors.items()
+            if t in start.forgetting and lo <= float(np.mean(start.forgetting[t])) <= hi]
+
+
+def run_arms(P: Params, prompts: Prompts, start: Loaded, pair_sets: dict[str, list[PreferencePair]],
+             forgetting: Forgetting, out_dir: str, stage: Callable[..., Any] = _now) -> Arms:
+    """The start policy (and the base, where given) evaluated, then every arm trained ``seeds`` times. Each is a
+    ``stage`` of its own (``Experiment.stage`` in the notebook), so a stopped run resumes after its last finished
+    arm."""
+    arms = Arms(stage("start arm", start_arm, P, prompts, start, forgetting))
+    forgetting.tasks_off_floor = off_floor(arms.start)
     if P.base:
-        base = load(P.base, baseline=True)  # compared with the start policy: at its (the training) precision
-        with reading(base):
-            arms.base = evaluate(base, prompts, P, "base", None)
-        del base
-        gc.collect()
+        arms.base = stage("base arm", base_arm, P, prompts)
     for s in range(P.seeds):
         for arm, pairs in pair_sets.items():
             if pairs:
                 main = arm == f"precise-{P.degrade.principle}"
-                arms.trained.append(train_arm(P, prompts, pairs, arm, P.seed + s, out_dir,
-                                              forgetting if main else None))
+                arms.trained.append(stage(f"{arm} seed {P.seed + s}", train_arm, P, prompts, pairs, arm, P.seed + s,
+                                          out_dir, forgetting if main else None))
+                gc.collect()
     return arms

@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -293,22 +294,36 @@ class Runs:
     offline_seconds: list[float] = field(default_factory=list)  # each offline arm's DPO training
 
 
-def run_arms(P: Params, prompts: Prompts, rms: RewardModels | None, initial: Loaded, out_dir: str) -> Runs:
-    """The start snapshot, then ``seeds`` online runs and as many offline runs at matched pair budgets."""
-    runs = Runs(snapshot(initial, prompts.eval, rms, P, "start", None, 0))
+def _now(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A stage run on the spot (no cache): what :func:`run_arms` uses outside a notebook."""
+    return fn(*args, **kwargs)
+
+
+def offline_pool(initial: Loaded, prompts: Prompts, P: Params) -> tuple[Replies, dict[str, float]]:
+    """:func:`offline_samples` with their gold label, length, cut-off share, entropy, wall time and speed."""
     started = time.perf_counter()
     replies = offline_samples(initial, prompts, P)
     labels = [g for p, row in zip(prompts.online, replies.texts) for g in gold.if_scores([p] * len(row), row)]
-    runs.offline_samples = {"gold": float(np.mean(labels)), "mean_tokens": float(np.mean(
+    return replies, {"gold": float(np.mean(labels)), "mean_tokens": float(np.mean(
         [n for row in replies.tokens for n in row])), "cut_off": replies.cap_rate, "entropy": float(np.mean(
         [h for row in replies.entropy or [] for h in row])), "seconds": time.perf_counter() - started,
         "tokens_per_s": replies.tokens_per_s}
+
+
+def run_arms(P: Params, prompts: Prompts, rms: RewardModels | None, initial: Loaded, out_dir: str,
+             stage: Callable[..., Any] = _now) -> Runs:
+    """The start snapshot, then ``seeds`` online runs and as many offline runs at matched pair budgets. Each is a
+    ``stage`` of its own (``Experiment.stage`` in the notebook), so a stopped run resumes after its last finished
+    arm."""
+    runs = Runs(stage("start snapshot", snapshot, initial, prompts.eval, rms, P, "start", None, 0))
+    replies, runs.offline_samples = stage("offline samples", offline_pool, initial, prompts, P)
     for s in range(P.seeds):
         seed = P.seed + s
-        run = online(P, prompts, rms, seed, out_dir)
+        run = stage(f"online seed {seed}", online, P, prompts, rms, seed, out_dir)
         runs.online.append(run)
-        snap, used, seconds = offline(P, prompts, rms, replies, run.pairs, seed, out_dir)
+        snap, used, seconds = stage(f"offline seed {seed}", offline, P, prompts, rms, replies, run.pairs, seed, out_dir)
         runs.offline.append(snap)
         runs.offline_pairs.append(used)
         runs.offline_seconds.append(seconds)
+        gc.collect()
     return runs
