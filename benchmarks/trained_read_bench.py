@@ -6,9 +6,9 @@ and set the target at >= 3x that path. This benchmark rebuilds both paths from t
 it: the code of ``--then`` (default 10b8eca, the last commit before the fix of 836753f) checked out in a temporary git
 worktree, and this checkout's code, each in a fresh process (2 threads), do the same thing:
 
-1. load SmolLM2-135M-Instruct with a LoRA adapter (r 16, 05's ``cpu`` adapter) and train it with that version's own
-   ``train_dpo`` on the same pairs (``--pairs`` bundled HH-RLHF pairs, 05's ``cpu`` DPO settings: lr 5e-4, beta 0.1,
-   one epoch, batch 8, max length 512), under that version's precision policy;
+1. load SmolLM2-135M-Instruct with a LoRA adapter (05's ``cpu`` adapter: r 16, alpha 32, no dropout) and train it
+   with that version's own ``train_dpo`` on the same pairs (``--pairs`` bundled HH-RLHF pairs; lr 5e-4 and batch 8 as
+   05's ``cpu`` DPO, one epoch, beta 0.1, max length 512), under that version's precision policy;
 2. read it as that version's 05 read a trained policy: *then* ``models.merged_while`` (the adapter merged into fp32
    weights; after training accelerate's bf16-autocast ``forward`` stayed on the model) and that version's sampler;
    *now* ``models.reading`` (the mixed read: bf16 matmuls on fp32 weights, the adapter added in fp32) and the sampler
@@ -16,7 +16,8 @@ worktree, and this checkout's code, each in a fresh process (2 threads), do the 
 3. greedy replies to 05's held-out prompts on two workloads: the filing day's (the first 48 prompts, cap 128) and
    today's (300 prompts, cap 192).
 
-Reported per path and workload: tokens/s (generated tokens over the call's wall time), mean tokens a reply, the
+Reported per path and workload: tokens/s (generated tokens over the wall time of the whole read: the merge or the
+mixed read's bf16 copies, which a notebook pays once per read, and the sampling), mean tokens a reply, the
 share cut off at the cap, the held-out gold of the replies (the two adapters are trained by different code, so their
 gold may differ a little; it is shown to say the fast path does not read a different policy), and whether the
 model carried accelerate's autocast wrapper while it was read. The ratio now / then is the issue's target; the
@@ -59,7 +60,7 @@ def worker(args: argparse.Namespace) -> None:
     task = json.loads(Path(args.task).read_text())
     pairs = [PreferencePair(**p) for p in task["pairs"]]
     torch.manual_seed(0)
-    policy = models.load(task["model"], lora={"r": 16})
+    policy = models.load(task["model"], lora={"r": 16, "alpha": 32, "dropout": 0.0})
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         train_dpo(policy, pairs, DPOConfig(output_dir=out, seed=0, data_seed=0, **DPO))
@@ -69,10 +70,10 @@ def worker(args: argparse.Namespace) -> None:
     rows = []
     for workload in task["workloads"]:
         messages = task["messages"][: workload["prompts"]]
+        started = time.perf_counter()
         with read(policy):
-            started = time.perf_counter()
             replies = greedy(policy, messages, workload["cap"], label=f"{args.path} {workload['name']}")
-            seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - started
         tokens = [t[0] for t in replies.tokens]
         rows.append({"workload": workload["name"], "seconds": seconds, "tokens": tokens, "texts": replies.first,
                      "cut_off": replies.cap_rate})
@@ -132,8 +133,10 @@ def main() -> None:
         task.write_text(json.dumps({"model": args.model, "pairs": pairs, "messages": [p.messages() for p in held_out],
                                     "workloads": workloads}))
         then = tmp_path / "then"
-        subprocess.run(["git", "worktree", "add", "--detach", str(then), args.then], check=True, cwd=ROOT,
-                       capture_output=True)
+        added = subprocess.run(["git", "worktree", "add", "--detach", str(then), args.then], cwd=ROOT,
+                               capture_output=True, text=True)
+        if added.returncode:
+            raise SystemExit(f"cannot check out {args.then} (a shallow clone lacks it?): {added.stderr.strip()}")
         try:
             for path in args.order.split(","):
                 code, root = (then, then) if path == "then" else (ROOT, ROOT)

@@ -363,6 +363,35 @@ def test_gnome_pairs_align_paragraphs_of_pages_with_the_same_structure(tmp_path,
         parallel.load_en_fr("gnome-user-docs", 50)
 
 
+def test_each_arm_is_a_stage_and_a_cached_start_still_says_which_forgetting_tasks_are_measured(monkeypatch):
+    """run_arms asks ``stage`` for the start, then every arm and seed in order; the main arm's forgetting suite
+    measures only the tasks the start is off the floor on, also when the start comes from the cache."""
+    P = load_params("04_precise_rlaif", "smoke", {"seeds": 2}, check_inputs=False)[1]
+    cached_start = steps.Policy("start", None, [0.5], [10], [True], ["x"],
+                                forgetting={"humaneval": [50.0], "gsm8k": [0.0], "bleu": [20.0]})
+    monkeypatch.setattr(steps, "start_arm", lambda *a: pytest.fail("the start should come from the cache"))
+    trained = []
+
+    def train_arm(P, prompts, pairs, arm, seed, out_dir, forgetting=None):
+        trained.append((arm, seed, list(forgetting.tasks_off_floor) if forgetting is not None else None))
+        return steps.Policy(arm, seed, [0.5], [10], [True], ["y"])
+
+    monkeypatch.setattr(steps, "train_arm", train_arm)
+    asked = []
+
+    def stage(name, fn, *args):
+        asked.append(name)
+        return cached_start if name == "start arm" else fn(*args)
+
+    pair = steps.PreferencePair("p", "prompt", "a", "b")
+    sets = {"precise-all": [pair], "precise-helpfulness": [], "sequence": [pair]}
+    arms = steps.run_arms(P, None, None, sets, SimpleNamespace(tasks_off_floor=[]), "out", stage=stage)
+    assert asked == ["start arm", "precise-all seed 0", "sequence seed 0", "precise-all seed 1", "sequence seed 1"]
+    assert trained == [("precise-all", 0, ["humaneval", "bleu"]), ("sequence", 0, None),
+                       ("precise-all", 1, ["humaneval", "bleu"]), ("sequence", 1, None)]
+    assert arms.start is cached_start and [(p.arm, p.seed) for p in arms.trained] == [a[:2] for a in trained]
+
+
 # --- the notebook --------------------------------------------------------------------------------
 
 

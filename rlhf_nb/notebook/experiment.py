@@ -200,8 +200,8 @@ class Experiment:
             started = time.time()
             value = fn(*args, **kwargs)
             atomic_write_bytes(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
-            for old in self.stage_dir.glob(f"{slug}-*.pkl"):  # one kept per stage: the latest inputs'
-                if old != path:
+            for old in self.stage_dir.glob(f"{slug}-{'?' * len(key)}.pkl"):  # one kept per stage: the latest inputs'
+                if old != path:  # (exactly a key after the name: "seed 1" leaves "seed 10" alone)
                     old.unlink(missing_ok=True)
             self.stage_log[name] = {"reused": False, "key": key, "seconds": round(time.time() - started, 1)}
         self.stage_keys[name] = key
