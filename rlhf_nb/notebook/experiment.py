@@ -295,6 +295,12 @@ class Experiment:
         return path
 
 
+def run_now(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """:meth:`Experiment.stage` without the cache: ``fn(*args, **kwargs)`` (what steps that take a ``stage`` use
+    outside a notebook)."""
+    return fn(*args, **kwargs)
+
+
 #: environment variables a profile set at the last start(), with their values before (restored at the next start)
 _profile_env: dict[str, str | None] = {}
 

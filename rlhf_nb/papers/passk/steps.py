@@ -24,6 +24,7 @@ from typing import Any, Callable
 from rlhf_nb.evidence.metrics import pairwise_edit_distances
 from rlhf_nb.lm.generation import Done, GenerationStats, SamplingConfig, generate, render_prompt
 from rlhf_nb.lm.models import Loaded, load, read_precision, reading
+from rlhf_nb.notebook.experiment import run_now
 from rlhf_nb.papers.passk.params import TUNED_HERE, Params, Size
 from rlhf_nb.rewards.code import (
     cached_reference,
@@ -440,12 +441,7 @@ def tuned_arm(index: int, data: list[Any], tasks: Tasks, P: Params, seed: int, o
     return TunedArm(run, files, result.history, seconds, draw.shares() if draw is not None else None)
 
 
-def _now(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """A stage run on the spot (no cache): what :func:`run_all` uses outside a notebook."""
-    return fn(*args, **kwargs)
-
-
-def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path, stage: Callable[..., Any] = _now
+def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path, stage: Callable[..., Any] = run_now
              ) -> tuple[list[ModelRun], Tuning]:
     """Untuned evaluation, then the tuned arm: a published checkpoint, or DPO / RFT here once per seed, each seed
     checked on its training tasks against the start. Each arm is a ``stage`` of its own (``Experiment.stage`` in the
@@ -480,7 +476,7 @@ def run_size(index: int, tasks: Tasks, P: Params, out_dir: Path, stage: Callable
     return runs, tuning
 
 
-def run_all(tasks: Tasks, P: Params, out_dir: Path, stage: Callable[..., Any] = _now
+def run_all(tasks: Tasks, P: Params, out_dir: Path, stage: Callable[..., Any] = run_now
             ) -> tuple[list[ModelRun], list[Tuning]]:
     """Every size's arms (:func:`run_size`); ``stage`` runs each arm (``Experiment.stage``: cached, resumable)."""
     runs, tunings = [], []

@@ -35,6 +35,7 @@ import numpy as np
 from rlhf_nb.lm.evaluate import greedy, sample
 from rlhf_nb.lm.generation import SamplingConfig
 from rlhf_nb.lm.models import Loaded, load, read_precision, reading
+from rlhf_nb.notebook.experiment import run_now
 from rlhf_nb.papers.precise_rlaif.judging import judge_agreement, judge_premise
 from rlhf_nb.papers.precise_rlaif.params import PRINCIPLES, Params
 from rlhf_nb.rewards.forgetting import Scored
@@ -566,11 +567,6 @@ class Arms:
     trained: list[Policy] = field(default_factory=list)
 
 
-def _now(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """A stage run on the spot (no cache): what :func:`run_arms` uses outside a notebook."""
-    return fn(*args, **kwargs)
-
-
 def start_arm(P: Params, prompts: Prompts, start: Loaded, forgetting: Forgetting) -> Policy:
     """The start policy's held-out replies and the whole forgetting suite."""
     with reading(start):
@@ -596,7 +592,7 @@ def off_floor(start: Policy) -> list[str]:
 
 
 def run_arms(P: Params, prompts: Prompts, start: Loaded, pair_sets: dict[str, list[PreferencePair]],
-             forgetting: Forgetting, out_dir: str, stage: Callable[..., Any] = _now) -> Arms:
+             forgetting: Forgetting, out_dir: str, stage: Callable[..., Any] = run_now) -> Arms:
     """The start policy (and the base, where given) evaluated, then every arm trained ``seeds`` times. Each is a
     ``stage`` of its own (``Experiment.stage`` in the notebook), so a stopped run resumes after its last finished
     arm."""
@@ -610,5 +606,4 @@ def run_arms(P: Params, prompts: Prompts, start: Loaded, pair_sets: dict[str, li
                 main = arm == f"precise-{P.degrade.principle}"
                 arms.trained.append(stage(f"{arm} seed {P.seed + s}", train_arm, P, prompts, pairs, arm, P.seed + s,
                                           out_dir, forgetting if main else None))
-                gc.collect()
     return arms

@@ -31,6 +31,7 @@ import numpy as np
 
 from rlhf_nb.lm.evaluate import Replies, greedy, sample
 from rlhf_nb.lm.models import Loaded, load, read_precision, reading
+from rlhf_nb.notebook.experiment import run_now
 from rlhf_nb.papers.rlhf_workflow.params import Params
 from rlhf_nb.tasks import gold
 from rlhf_nb.tasks.data import PreferencePair, load_hh_rlhf
@@ -294,11 +295,6 @@ class Runs:
     offline_seconds: list[float] = field(default_factory=list)  # each offline arm's DPO training
 
 
-def _now(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """A stage run on the spot (no cache): what :func:`run_arms` uses outside a notebook."""
-    return fn(*args, **kwargs)
-
-
 def offline_pool(initial: Loaded, prompts: Prompts, P: Params) -> tuple[Replies, dict[str, float]]:
     """:func:`offline_samples` with their gold label, length, cut-off share, entropy, wall time and speed."""
     started = time.perf_counter()
@@ -311,7 +307,7 @@ def offline_pool(initial: Loaded, prompts: Prompts, P: Params) -> tuple[Replies,
 
 
 def run_arms(P: Params, prompts: Prompts, rms: RewardModels | None, initial: Loaded, out_dir: str,
-             stage: Callable[..., Any] = _now) -> Runs:
+             stage: Callable[..., Any] = run_now) -> Runs:
     """The start snapshot, then ``seeds`` online runs and as many offline runs at matched pair budgets. Each is a
     ``stage`` of its own (``Experiment.stage`` in the notebook), so a stopped run resumes after its last finished
     arm."""
