@@ -69,6 +69,33 @@ def test_trained_read_bench_times_the_filing_days_path_and_todays_side_by_side()
                                                              text=True, cwd=ROOT).stdout.splitlines()[1:])
 
 
+def test_dpo_seeds_bench_reuses_the_reference_log_probs_after_the_first_seed():
+    args = ["--model", "tiny", "--pairs", "8", "--seeds", "2"]
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dpo_seeds_bench.py"), *args],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
+            if line.startswith(("| each |", "| shared |"))]
+    assert [(r[0], r[1]) for r in rows] == [("each", "0"), ("each", "1"), ("shared", "0"), ("shared", "1")]
+    spent = {(r[0], r[1]): float(r[3]) for r in rows}
+    assert spent["each", "1"] > 0 and spent["shared", "0"] > 0 and spent["shared", "1"] == 0
+    assert all(r[4] == "True" for r in rows)  # the reused values train to the same losses
+    assert re.search(r"2 seeds: each \d+ s, shared \d+ s: [\d.]+x", out.stdout)
+
+
+def test_dpo_microbatch_bench_counts_fewer_padded_tokens_for_fewer_pairs_a_pass():
+    args = ["--model", "tiny", "--pairs", "8", "--splits", "4x2,1x8"]
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dpo_microbatch_bench.py"), *args],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
+            if line.startswith(("| 4x2 |", "| 1x8 |"))]
+    assert [r[0] for r in rows] == ["4x2", "1x8"]
+    assert int(rows[1][2]) < int(rows[0][2])  # one pair a pass pads to that pair's longer reply only
+    assert all(0 < float(r[3].rstrip("%")) <= 100 and r[4] == "1" for r in rows)  # 8 pairs: one step of 8
+    assert float(rows[0][6]) == 0.0 and re.search(r"1x8: [\d.]+x against 4x2", out.stdout)
+
+
 def test_genrm_choice_scores_a_saved_runs_mixed_items_with_each_judge(tmp_path):
     import json
 

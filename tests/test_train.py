@@ -99,6 +99,56 @@ def test_dpo_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
     assert all(torch.allclose(p, b[n], atol=1e-6) for n, p in a.items())
 
 
+def test_dpo_seeds_on_the_same_pairs_compute_reference_log_probs_once_with_the_same_result(tmp_path, monkeypatch):
+    import trl
+
+    from rlhf_nb.train import dpo
+
+    calls: list[int] = []
+    compute = trl.DPOTrainer.compute_ref_log_probs
+    monkeypatch.setattr(trl.DPOTrainer, "compute_ref_log_probs",
+                        lambda self, model, batch: calls.append(1) or compute(self, model, batch))
+    pairs = polite_pairs(12, offset=500)
+
+    def run(seed, batch=4):
+        torch.manual_seed(seed)  # the fresh adapters' A differ by seed
+        config = DPOConfig(output_dir=str(tmp_path / f"seed{seed}"), learning_rate=5e-3, max_steps=3, seed=seed,
+                           per_device_train_batch_size=batch, disable_tqdm=True)
+        return train_dpo(models.load("tiny", lora=LORA), pairs, config)
+
+    monkeypatch.setattr(dpo, "_REFERENCE_LOGPS", {})
+    alone = run(1)  # seed 1 computing its own reference log-probs
+    assert len(calls) == 3  # 12 pairs, 4 a batch
+    monkeypatch.setattr(dpo, "_REFERENCE_LOGPS", {})
+    run(0)
+    shared = run(1)
+    assert len(calls) == 6  # seed 0 computed them; seed 1 reused them
+    assert shared.series("loss") == alone.series("loss")
+    run(1, batch=3)  # other batches: computed anew
+    assert len(calls) == 10
+
+
+def test_reference_fingerprint_leaves_out_the_trained_adapter_and_a_zero_reference():
+    from rlhf_nb.train.dpo import reference_fingerprint
+
+    torch.manual_seed(0)
+    a = models.load("tiny", lora=LORA).model
+    torch.manual_seed(1)
+    b = models.load("tiny", lora=LORA).model
+    assert reference_fingerprint(a) == reference_fingerprint(b)  # fresh adapters differ in A only
+    with torch.no_grad():
+        next(p for n, p in b.named_parameters() if "lora_B" in n).add_(1.0)  # the trained adapter moved
+    assert reference_fingerprint(a) == reference_fingerprint(b)
+    b.add_adapter("ref", b.peft_config["default"])  # trl's frozen copy of the adapter at the start
+    for name, param in b.named_parameters():
+        if ".default." in name:
+            b.get_parameter(name.replace(".default.", ".ref.")).data.copy_(param.data)
+    assert reference_fingerprint(a) != reference_fingerprint(b)  # a reference adapter that adds something
+    with torch.no_grad():
+        next(p for n, p in a.named_parameters() if "lora" not in n).mul_(1.5)  # other frozen weights
+    assert reference_fingerprint(a) != reference_fingerprint(models.load("tiny", lora=LORA).model)
+
+
 def test_dpo_script_runs_data_parallel_on_two_cpu_processes(tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"prompt": f"q{i}: good?", "chosen": "yes good", "rejected": "no bad"}) + "\n"

@@ -45,7 +45,9 @@ class DPOConfig(RlhfNbArgs, trl.DPOConfig):
 
     Reference log-probs are computed once per data set before training (``precompute_ref_log_probs``): the
     reference is fixed, so over several epochs this saves a forward pass per step (single-process runs: for an
-    in-memory data set trl caches them in a file other ranks cannot see, so data-parallel runs turn it off).
+    in-memory data set trl caches them in a file other ranks cannot see, so data-parallel runs turn it off). Within
+    a process the cache is shared by every run on the same pairs from the same reference: seeds of one arm compute
+    them once (:func:`reference_fingerprint`).
     """
 
     output_dir: str = "runs/train/dpo"
@@ -60,6 +62,73 @@ def preference_dataset(pairs: Sequence[PreferencePair]):
     from datasets import Dataset
 
     return Dataset.from_list([p.to_trl() for p in pairs])
+
+
+def reference_fingerprint(model: Any) -> str:
+    """What a peft model's DPO reference log-probs depend on, as a hash: its frozen weights and the reference adapter
+    (trl's ``"ref"`` copy of the adapter at the start, or none), leaving out the adapter being trained.
+
+    trl keys its cache of precomputed reference log-probs on a hash of the whole model, adapters included, so two
+    seeds of one arm (whose fresh adapters differ in their random A and share B = 0) miss each other's cache, though
+    their references compute the same numbers: a LoRA layer whose B is zero adds exactly zero. So a reference adapter's
+    layer enters the hash only where its B is not all zero; a fresh adapter's reference is the frozen model's."""
+    import hashlib
+
+    import torch
+
+    state = model.state_dict()
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        parts = name.split(".")
+        if any(p.startswith("lora_") for p in parts) and "ref" not in parts:
+            continue  # the trained adapter (and any other that is not the reference)
+        if "ref" in parts and "lora_A" in parts and not state[name.replace("lora_A", "lora_B")].any():
+            continue
+        if "ref" in parts and "lora_B" in parts and not state[name].any():
+            continue
+        tensor = state[name].detach().cpu()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update((tensor.float() if tensor.dtype == torch.bfloat16 else tensor).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+#: reference log-probs computed in this process: (data and how it is batched, reference) -> (chosen, rejected), newest
+#: last
+_REFERENCE_LOGPS: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+_REFERENCE_KEEP = 8
+
+
+class _Trainer(trl.DPOTrainer):
+    """trl's DPOTrainer whose precomputed reference log-probs are kept for the process, keyed on the tokenized data
+    and :func:`reference_fingerprint`, for a peft model trained without a separate reference model: the seeds of an
+    arm compute them once. (trl's own cache cannot serve them: it keys on the whole model, adapters included, and an
+    in-memory data set's cache file gets a random name.) The key also holds what shapes the reference pass (batch
+    size, truncation, precision, attention): the values reused are the very numbers the first run computed, over the
+    same batches in the same order."""
+
+    def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
+        import hashlib
+        import pickle
+
+        from accelerate.utils import is_peft_model
+
+        if self.ref_model is not None or not is_peft_model(self.model) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            return super()._precompute_ref_logps(dataset, name, batch_size)
+        columns = [c for c in ("prompt_ids", "chosen_ids", "rejected_ids") if c in dataset.column_names]
+        data = dataset.select_columns(columns or dataset.column_names).to_dict()  # what the collator reads
+        args = self.args
+        how = (batch_size, args.max_length, args.truncation_mode, args.pad_to_multiple_of, args.ld_alpha, args.bf16,
+               args.fp16, getattr(args, "precision", None), self.model.config._attn_implementation)
+        key = (hashlib.sha256(pickle.dumps((data, how), protocol=4)).hexdigest(),
+               reference_fingerprint(self.accelerator.unwrap_model(self.model)))
+        if key in _REFERENCE_LOGPS:
+            chosen, rejected = _REFERENCE_LOGPS[key]
+            return dataset.add_column("ref_chosen_logps", chosen).add_column("ref_rejected_logps", rejected)
+        out = super()._precompute_ref_logps(dataset, name, batch_size)
+        _REFERENCE_LOGPS[key] = (list(out["ref_chosen_logps"]), list(out["ref_rejected_logps"]))
+        while len(_REFERENCE_LOGPS) > _REFERENCE_KEEP:
+            del _REFERENCE_LOGPS[next(iter(_REFERENCE_LOGPS))]
+        return out
 
 
 def train_dpo(loaded: Any, pairs: Sequence[PreferencePair], config: DPOConfig | None = None,
@@ -88,7 +157,7 @@ def train_dpo(loaded: Any, pairs: Sequence[PreferencePair], config: DPOConfig | 
         set_peft_model_state_dict(model, reference_adapter)  # so it must hold the reference weights then
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and config.precompute_ref_log_probs:
         config = replace(config, precompute_ref_log_probs=False)
-    trainer = trl.DPOTrainer(
+    trainer = _Trainer(
         model=model, args=config, train_dataset=preference_dataset(pairs),
         eval_dataset=preference_dataset(eval_pairs) if eval_pairs else None, processing_class=tokenizer,
         callbacks=[history_callback(history), *callbacks],
