@@ -1,7 +1,7 @@
 """Seeds of one DPO arm on the same pairs: reference log-probs computed by every seed against computed once.
 
-04 and 05 train each arm with several seeds on one set of pairs (04: Precise and sequence-level, 3 seeds each; 05:
-the offline arm). trl precomputes the reference log-probs of a data set before training, a forward pass over every
+04 trains each arm with several seeds on one set of pairs (Precise and sequence-level, 3 seeds each; 05's offline
+arm draws its pairs per seed, so it does not share them). trl precomputes the reference log-probs of a data set before training, a forward pass over every
 pair, and its cache never serves a second seed (it keys on the whole model, the fresh adapter included, and an
 in-memory data set's cache file gets a random name); ``rlhf_nb.train.dpo`` keeps them for the process, keyed on the
 tokenized pairs and the reference's own weights. This times both side by side in one process:

@@ -101,6 +101,7 @@ def test_dpo_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
 
 def test_dpo_seeds_on_the_same_pairs_compute_reference_log_probs_once_with_the_same_result(tmp_path, monkeypatch):
     import trl
+    from peft import get_peft_model_state_dict
 
     from rlhf_nb.train import dpo
 
@@ -110,22 +111,29 @@ def test_dpo_seeds_on_the_same_pairs_compute_reference_log_probs_once_with_the_s
                         lambda self, model, batch: calls.append(1) or compute(self, model, batch))
     pairs = polite_pairs(12, offset=500)
 
-    def run(seed, batch=4):
+    def run(seed, data=pairs, batch=4, max_length=1024, reference=None):
         torch.manual_seed(seed)  # the fresh adapters' A differ by seed
         config = DPOConfig(output_dir=str(tmp_path / f"seed{seed}"), learning_rate=5e-3, max_steps=3, seed=seed,
-                           per_device_train_batch_size=batch, disable_tqdm=True)
-        return train_dpo(models.load("tiny", lora=LORA), pairs, config)
+                           per_device_train_batch_size=batch, max_length=max_length, disable_tqdm=True,
+                           disable_dropout=False)  # live dropout: a reused pass must leave the random state alone
+        loaded = models.load("tiny", lora={**LORA, "dropout": 0.05})  # the package's default LoRA dropout
+        return train_dpo(loaded, data, config, reference_adapter=reference)
 
     monkeypatch.setattr(dpo, "_REFERENCE_LOGPS", {})
     alone = run(1)  # seed 1 computing its own reference log-probs
     assert len(calls) == 3  # 12 pairs, 4 a batch
     monkeypatch.setattr(dpo, "_REFERENCE_LOGPS", {})
-    run(0)
+    first = run(0)
     shared = run(1)
     assert len(calls) == 6  # seed 0 computed them; seed 1 reused them
-    assert shared.series("loss") == alone.series("loss")
-    run(1, batch=3)  # other batches: computed anew
-    assert len(calls) == 10
+    assert shared.series("loss") == alone.series("loss")  # and trains as if it had computed them itself
+    run(1, batch=3)  # other batches, other pairs, another truncation: computed anew
+    run(1, data=polite_pairs(12, offset=600))
+    run(1, max_length=24)
+    assert len(calls) == 6 + 4 + 3 + 3
+    trained = {k: v.detach().clone() for k, v in get_peft_model_state_dict(first.model).items()}
+    run(1, reference=trained)  # a reference that adds something: computed anew
+    assert len(calls) == 19
 
 
 def test_reference_fingerprint_leaves_out_the_trained_adapter_and_a_zero_reference():

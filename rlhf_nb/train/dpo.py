@@ -65,19 +65,22 @@ def preference_dataset(pairs: Sequence[PreferencePair]):
 
 
 def reference_fingerprint(model: Any) -> str:
-    """What a peft model's DPO reference log-probs depend on, as a hash: its frozen weights and the reference adapter
-    (trl's ``"ref"`` copy of the adapter at the start, or none), leaving out the adapter being trained.
+    """What a peft model's DPO reference log-probs depend on, as a hash: its frozen weights and configuration, the
+    reference adapter (trl's ``"ref"`` copy of the adapter at the start, or none) with its scaling, and whether its LoRA
+    sums are kept in fp32 (:func:`rlhf_nb.lm.device.keep_adapter_sums_fp32`), leaving out the adapter being trained.
 
     trl keys its cache of precomputed reference log-probs on a hash of the whole model, adapters included, so two
     seeds of one arm (whose fresh adapters differ in their random A and share B = 0) miss each other's cache, though
-    their references compute the same numbers: a LoRA layer whose B is zero adds exactly zero. So a reference adapter's
-    layer enters the hash only where its B is not all zero; a fresh adapter's reference is the frozen model's."""
+    their references compute the same numbers: a plain LoRA layer whose B is zero adds exactly zero. So a reference
+    adapter's layer enters the hash only where its B is not all zero (any other tensor of it, a DoRA magnitude say,
+    always does); a fresh plain adapter's reference is the frozen model's."""
     import hashlib
 
     import torch
 
     state = model.state_dict()
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(model.config.to_json_string().encode())
+    referenced = False
     for name in sorted(state):
         parts = name.split(".")
         if any(p.startswith("lora_") for p in parts) and "ref" not in parts:
@@ -86,9 +89,15 @@ def reference_fingerprint(model: Any) -> str:
             continue
         if "ref" in parts and "lora_B" in parts and not state[name].any():
             continue
-        tensor = state[name].detach().cpu()
+        referenced = referenced or "ref" in parts
+        tensor = state[name].detach().cpu().reshape(-1)
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update((tensor.float() if tensor.dtype == torch.bfloat16 else tensor).contiguous().numpy().tobytes())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    layers = [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "scaling")]
+    if referenced:  # the reference adapter's scaling (alpha, rsLoRA, patterns) and configuration
+        digest.update(repr([m.scaling.get("ref") for m in layers]).encode())
+        digest.update(repr(sorted(model.peft_config["ref"].to_dict().items())).encode())
+    digest.update(repr(sum(bool(getattr(m, "_rlhf_nb_fp32_sum", False)) for m in layers)).encode())
     return digest.hexdigest()
 
 
@@ -107,13 +116,19 @@ class _Trainer(trl.DPOTrainer):
     same batches in the same order."""
 
     def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
+        import torch
+        from accelerate.utils import is_peft_model
+
+        if (self.ref_model is not None or not is_peft_model(self.model) or int(os.environ.get("WORLD_SIZE", "1")) > 1
+                or self.model.device.type != "cpu"):  # (elsewhere hashing the weights would copy them to the host)
+            return super()._precompute_ref_logps(dataset, name, batch_size)
+        with torch.random.fork_rng(devices=[]):  # computed or reused, the pass leaves the random state as it found it
+            return self._shared_ref_logps(dataset, name, batch_size)
+
+    def _shared_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
         import hashlib
         import pickle
 
-        from accelerate.utils import is_peft_model
-
-        if self.ref_model is not None or not is_peft_model(self.model) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            return super()._precompute_ref_logps(dataset, name, batch_size)
         columns = [c for c in ("prompt_ids", "chosen_ids", "rejected_ids") if c in dataset.column_names]
         data = dataset.select_columns(columns or dataset.column_names).to_dict()  # what the collator reads
         args = self.args
