@@ -12,6 +12,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_bench(script: str, args: list[str], rows: tuple[str, ...], timeout: int = 600) -> tuple[str, list[list[str]]]:
+    """Run ``benchmarks/<script>`` and return its stdout and the cells of its table rows starting with ``rows``."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True,
+                         timeout=timeout, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout, [[c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
+                        if line.startswith(rows)]
+
+
 def test_cap_hits_prints_one_row_per_setting():
     args = ["--model", "tiny", "--prompts", "2", "--samples", "2", "--caps", "8", "16", "--top-ps", "1.0", "0.9",
             "--systems", "", "Be brief."]
@@ -56,44 +65,32 @@ def test_throughput_bench_puts_speed_memory_and_the_end_metric_of_each_variant_s
 @pytest.mark.slow  # two processes that each train and sample: the slow tier (`make test-slow`)
 def test_trained_read_bench_times_the_filing_days_path_and_todays_side_by_side():
     args = ["--model", "tiny", "--pairs", "8", "--workloads", "3x6,5x8"]
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "trained_read_bench.py"), *args],
-                         capture_output=True, text=True, timeout=900, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
-            if line.startswith(("| 3x6 |", "| 5x8 |"))]
+    stdout, rows = run_bench("trained_read_bench.py", args, ("| 3x6 |", "| 5x8 |"), timeout=900)
     assert [(r[0], r[1]) for r in rows] == [("3x6", "then"), ("3x6", "now"), ("5x8", "then"), ("5x8", "now")]
     assert all(float(r[3]) > 0 and 0 <= float(r[4]) <= 8 for r in rows)  # tok/s, tokens a reply within the cap
     assert {r[2] for r in rows if r[1] == "now"} == {"False"}  # today's trained policy has its own forward back
-    assert re.search(r"3x6: now / then [\d.]+x; gold now - then [+-][\d.]+ pts .* over 3 prompts", out.stdout)
+    assert re.search(r"3x6: now / then [\d.]+x; gold now - then [+-][\d.]+ pts .* over 3 prompts", stdout)
     assert not any("then" in line for line in subprocess.run(["git", "worktree", "list"], capture_output=True,
                                                              text=True, cwd=ROOT).stdout.splitlines()[1:])
 
 
 def test_dpo_seeds_bench_reuses_the_reference_log_probs_after_the_first_seed():
     args = ["--model", "tiny", "--pairs", "8", "--seeds", "2"]
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dpo_seeds_bench.py"), *args],
-                         capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
-            if line.startswith(("| each |", "| shared |"))]
+    stdout, rows = run_bench("dpo_seeds_bench.py", args, ("| each |", "| shared |"))
     assert [(r[0], r[1]) for r in rows] == [("each", "0"), ("each", "1"), ("shared", "0"), ("shared", "1")]
     spent = {(r[0], r[1]): float(r[3]) for r in rows}
     assert spent["each", "1"] > 0 and spent["shared", "0"] > 0 and spent["shared", "1"] == 0
     assert all(r[4] == "True" for r in rows)  # the reused values train to the same losses
-    assert re.search(r"2 seeds: each \d+ s, shared \d+ s: [\d.]+x", out.stdout)
+    assert re.search(r"2 seeds: each \d+ s, shared \d+ s: [\d.]+x", stdout)
 
 
 def test_dpo_microbatch_bench_counts_fewer_padded_tokens_for_fewer_pairs_a_pass():
     args = ["--model", "tiny", "--pairs", "8", "--splits", "4x2,1x8"]
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dpo_microbatch_bench.py"), *args],
-                         capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
-            if line.startswith(("| 4x2 |", "| 1x8 |"))]
+    stdout, rows = run_bench("dpo_microbatch_bench.py", args, ("| 4x2 |", "| 1x8 |"))
     assert [r[0] for r in rows] == ["4x2", "1x8"]
     assert int(rows[1][2]) < int(rows[0][2])  # one pair a pass pads to that pair's longer reply only
     assert all(0 < float(r[3].rstrip("%")) <= 100 and r[4] == "1" for r in rows)  # 8 pairs: one step of 8
-    assert float(rows[0][6]) == 0.0 and re.search(r"1x8: [\d.]+x against 4x2", out.stdout)
+    assert float(rows[0][6]) == 0.0 and re.search(r"1x8: [\d.]+x against 4x2", stdout)
 
 
 def test_genrm_choice_scores_a_saved_runs_mixed_items_with_each_judge(tmp_path):
