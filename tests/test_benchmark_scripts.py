@@ -12,25 +12,27 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_bench(script: str, args: list[str], rows: tuple[str, ...], timeout: int = 600) -> tuple[str, list[list[str]]]:
-    """Run ``benchmarks/<script>`` and return its stdout and the cells of its table rows starting with ``rows``."""
+def run_bench(script: str, args: list[str], rows: tuple[str, ...] = (), timeout: int = 600,
+              env: dict[str, str] | None = None) -> tuple[str, list[list[str]]]:
+    """Run ``benchmarks/<script>`` (it must succeed) and return its stdout and the cells of its table rows starting
+    with ``rows`` (none if ``rows`` is empty); ``env``: variables added to this process's environment."""
+    import os
+
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True,
-                         timeout=timeout, cwd=ROOT)
+                         timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout, [[c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
-                        if line.startswith(rows)]
+                        if rows and line.startswith(rows)]
 
 
 def test_cap_hits_prints_one_row_per_setting():
     args = ["--model", "tiny", "--prompts", "2", "--samples", "2", "--caps", "8", "16", "--top-ps", "1.0", "0.9",
             "--systems", "", "Be brief."]
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cap_hits.py"), *args], capture_output=True,
-                         text=True, timeout=300, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    table = [line for line in out.stdout.splitlines() if line.startswith("| 1.0 |")]
+    stdout, _ = run_bench("cap_hits.py", args, timeout=300)
+    table = [line for line in stdout.splitlines() if line.startswith("| 1.0 |")]
     assert [row.split(" | ")[1:3] for row in table] == [["1.0", "(none)"], ["1.0", "Be brief."], ["0.9", "(none)"],
                                                          ["0.9", "Be brief."]]
-    header = next(line for line in out.stdout.splitlines() if line.startswith("| T |"))
+    header = next(line for line in stdout.splitlines() if line.startswith("| T |"))
     assert "past 16" in header and "gold pairs at 8" in header
     for row in table:  # shares are percentages, pair counts cannot exceed the prompts
         cells = [c.strip() for c in row.strip("|").split("|")]
@@ -40,11 +42,9 @@ def test_cap_hits_prints_one_row_per_setting():
 @pytest.mark.slow  # 160-527 s on 2 cores, and it checks only the table's format: the slow tier (`make test-slow`)
 def test_throughput_bench_puts_speed_memory_and_the_end_metric_of_each_variant_side_by_side():
     args = ["--models", "tiny", "--routines", "dpo,ppo", "--reps", "2", "--steps", "2"]
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput_bench.py"), *args], capture_output=True,
-                         text=True, timeout=600, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
+    stdout, _ = run_bench("throughput_bench.py", args)
     rows = {line.split(" | ")[1]: [c.strip() for c in line.strip("|").split("|")]
-            for line in out.stdout.splitlines() if line.startswith("| tiny |")}
+            for line in stdout.splitlines() if line.startswith("| tiny |")}
     assert set(rows) == {"dpo", "ppo"}
     dpo, ppo = rows["dpo"], rows["ppo"]
     speeds = dpo[2].split(" / ")  # before, now, bf16 train, trl
@@ -55,7 +55,7 @@ def test_throughput_bench_puts_speed_memory_and_the_end_metric_of_each_variant_s
     assert all(0 < float(v) < 2 for e in ends for v in e)  # DPO loss starts at log 2 = 0.69
     ppo_ends = [part.strip().split("/") for part in ppo[7].split(";")]
     assert ppo_ends[0][0] != ppo_ends[0][1]  # the two repetitions are two seeds (other rollouts): their spread is noise
-    probe = next(line for line in out.stdout.splitlines() if line.startswith("machine speed"))
+    probe = next(line for line in stdout.splitlines() if line.startswith("machine speed"))
     assert "of the 14 measurements" in probe  # dpo: 4 variants, ppo: 3, two repetitions each
     spans = re.findall(r"(fp32|bf16|GB/s\)) ([\d.]+)-([\d.]+)", probe)
     assert [name for name, _, _ in spans] == ["fp32", "bf16", "GB/s)"]
@@ -110,18 +110,15 @@ def test_genrm_choice_scores_a_saved_runs_mixed_items_with_each_judge(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "results.json").write_text(json.dumps({"params": P.model_dump(), "data": {"records": records}}))
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "genrm_choice.py"), "--run", str(run),
-                          "--judges", "tiny"], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
-            if line.startswith("| tiny |")]
+    stdout, rows = run_bench("genrm_choice.py", ["--run", str(run), "--judges", "tiny"], ("| tiny |",),
+                             timeout=300)
     assert [(r[1], r[2]) for r in rows] == [(d, g) for d in ("math", "code", "all") for g in ("with GT", "without GT")]
     mixed = {"math": sum(it.domain == "math" for it in items[1:]), "code": sum(it.domain == "code" for it in items[1:])}
     mixed["all"] = len(items) - 1  # the unmixed item is not scored
     assert all(int(r[3]) == mixed[r[1]] for r in rows)
     assert all(0 <= float(r[4].split()[0]) <= 100 for r in rows)
     verdicts = {"reproduced", "not reproduced", "inconclusive", "not tested at this scale"}
-    lines = out.stdout.split("tiny: ", 1)[1].splitlines()
+    lines = stdout.split("tiny: ", 1)[1].splitlines()
     assert [line.split()[0] for line in lines[1:4]] == ["D1", "D2", "D3"]
     assert all(any(v in line for v in verdicts) for line in lines[1:4])
 
@@ -145,12 +142,8 @@ def test_judge_choice_scores_a_saved_runs_answer_pairs_and_reads_length_against_
     run.mkdir()
     (run / "results.json").write_text(json.dumps({"profile": "smoke", "params": P.model_dump(), "data": {
         "prompt_ids": prompts.ids(), "answers": answers}}))
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "judge_choice.py"), "--run", str(run),
-                          "--judges", "tiny", "--questions", "instructions"], capture_output=True, text=True,
-                         timeout=300, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
-            if line.startswith("| tiny |")]
+    _, rows = run_bench("judge_choice.py", ["--run", str(run), "--judges", "tiny", "--questions", "instructions"],
+                        ("| tiny |",), timeout=300)
     assert [r[2] for r in rows] == ["probability", "log-odds"]
     differing = 2 * (len(texts) - 1)
     even = sum(1 for i in range(1, len(texts)) if i % 2 == 0)
@@ -161,10 +154,8 @@ def test_judge_choice_scores_a_saved_runs_answer_pairs_and_reads_length_against_
 
 
 def test_train_precision_reads_every_adapter_back_in_fp32():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_precision.py"), "--model", "tiny",
-                          "--steps", "2", "--seeds", "0"], capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    rows = {r[0]: r for r in ([c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
+    stdout, _ = run_bench("train_precision.py", ["--model", "tiny", "--steps", "2", "--seeds", "0"])
+    rows = {r[0]: r for r in ([c.strip() for c in line.strip("|").split("|")] for line in stdout.splitlines()
                               if line.startswith("| ") and line[2:6] in ("fp32", "bf16", "mixe"))}
     assert set(rows) == {"fp32", "bf16", "mixed"} and rows["fp32"][2] == "1.00x"
     assert all(float(r[1]) > 0 and r[2].endswith("x") for r in rows.values())
@@ -174,10 +165,8 @@ def test_train_precision_reads_every_adapter_back_in_fp32():
 
 def test_verdict_calibration_covers_every_kind_on_each_outcome_and_design(tmp_path):
     out_file = tmp_path / "calibration.md"
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "verdict_calibration.py"), "--quick", "--out",
-                          str(out_file)], check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
+    stdout, _ = run_bench("verdict_calibration.py", ["--quick", "--out", str(out_file)], timeout=300)
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in stdout.splitlines()
             if line.startswith("| ") and not line.startswith("| kind ")]
     kinds = {r[0].split(" (")[0] for r in rows}
     assert kinds == {"superiority", "non-inferiority", "equivalence", "trend", "association", "linearity",
@@ -190,39 +179,32 @@ def test_verdict_calibration_covers_every_kind_on_each_outcome_and_design(tmp_pa
         assert int(row[4]) == 2
         assert all(re.fullmatch(r"\d+\.\d% \[\d+\.\d, \d+\.\d\]", cell) for cell in row[5:8]), row
         assert float(row[8]) >= 0
-    assert out_file.read_text() == out.stdout
+    assert out_file.read_text() == stdout
 
 
 def test_mixed_read_bench_puts_every_read_path_side_by_side_and_checks_the_zero_adapter():
     args = ["--model", "tiny", "--prompts", "6", "--max-new-tokens", "6"]
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "mixed_read_bench.py"), *args],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT, env={**__import__("os").environ,
-                                                                                     "RLHF_NB_PRECISION": "auto"})
-    assert out.returncode == 0, out.stderr[-2000:]
-    rows = [line.split(" | ") for line in out.stdout.splitlines() if line.startswith(("| greedy |", "| sampled |"))]
+    stdout, _ = run_bench("mixed_read_bench.py", args, timeout=300, env={"RLHF_NB_PRECISION": "auto"})
+    rows = [line.split(" | ") for line in stdout.splitlines() if line.startswith(("| greedy |", "| sampled |"))]
     assert [r[1] for r in rows] == ["fp32 unmerged", "fp32 merged", "mixed read", "bf16 frozen (no adapter)"] * 2
-    zero = re.search(r"zero adapter read mixed == base read mixed on (\d+) of (\d+)", out.stdout)
+    zero = re.search(r"zero adapter read mixed == base read mixed on (\d+) of (\d+)", stdout)
     assert zero and zero.group(1) == zero.group(2)  # an adapter of zeros changes nothing
-    assert "held-out gold, greedy: fp32 merged" in out.stdout
+    assert "held-out gold, greedy: fp32 merged" in stdout
 
 
 def test_rl_method_bench_compares_the_methods_from_one_shared_start_on_smoke():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rl_method_bench.py"), "--profile", "smoke",
-                          "--seeds", "2", "--n", "2"], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    rows = {line.split(" | ")[0].strip("| "): line for line in out.stdout.splitlines()
+    stdout, _ = run_bench("rl_method_bench.py", ["--profile", "smoke", "--seeds", "2", "--n", "2"], timeout=300)
+    rows = {line.split(" | ")[0].strip("| "): line for line in stdout.splitlines()
             if line.startswith(("| rft |", "| dpo |"))}
     assert set(rows) == {"rft", "dpo"}
-    assert "RFT - DPO held out:" in out.stdout  # the paired difference, not two separate intervals
-    assert "3 evaluation tasks x 2 samples x 2 seeds per method" in out.stdout  # smoke's 3 tasks, as asked
+    assert "RFT - DPO held out:" in stdout  # the paired difference, not two separate intervals
+    assert "3 evaluation tasks x 2 samples x 2 seeds per method" in stdout  # smoke's 3 tasks, as asked
 
 
 def test_continuous_bench_runs_both_workloads_on_tiny_models():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "continuous_bench.py"), "--profile", "smoke",
-                          "--tasks", "2", "--policy", "tiny", "--prompts", "3", "--held-out", "4", "--greedy-cap", "8",
-                          "--threads", "1"], capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    rows = [line for line in out.stdout.splitlines() if line.startswith("| 0")]
+    stdout, _ = run_bench("continuous_bench.py", ["--profile", "smoke", "--tasks", "2", "--policy", "tiny", "--prompts",
+                                                  "3", "--held-out", "4", "--greedy-cap", "8", "--threads", "1"])
+    rows = [line for line in stdout.splitlines() if line.startswith("| 0")]
     assert len(rows) == 4 and all(" of " in row for row in rows if "greedy" in row)
 
 
@@ -232,8 +214,6 @@ def test_sampler_agreement_compares_both_paths_on_smoke():
 
     _, P = load_params("02_passk_model_size", "smoke", None, ROOT)
     task = steps.split_tasks(P).eval[0]
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sampler_agreement.py"), "--profile", "smoke",
-                          "--n", "2", "--tasks", task, "--threads", "1"], capture_output=True, text=True, timeout=600,
-                         cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "before" in out.stdout and "now" in out.stdout and "Fisher exact p" in out.stdout
+    stdout, _ = run_bench("sampler_agreement.py", ["--profile", "smoke", "--n", "2", "--tasks", task, "--threads",
+                                                   "1"])
+    assert "before" in stdout and "now" in stdout and "Fisher exact p" in stdout
