@@ -217,3 +217,11 @@ def test_sampler_agreement_compares_both_paths_on_smoke():
     stdout, _ = run_bench("sampler_agreement.py", ["--profile", "smoke", "--n", "2", "--tasks", task, "--threads",
                                                    "1"])
     assert "before" in stdout and "now" in stdout and "Fisher exact p" in stdout
+
+
+def test_head_bench_times_trls_kernel_and_the_cpu_head_with_and_without_the_kept_cast():
+    _, rows = run_bench("head_bench.py", ["--heads", "tiny", "--rows", "16", "--reps", "1"], rows=("| tiny",))
+    assert len(rows) == 1
+    cells = rows[0]
+    assert cells[1] == "16" and all(float(c) > 0 for c in cells[2:5])
+    assert all(c.endswith("x") and float(c[:-1]) > 0 for c in cells[5:7])

@@ -227,6 +227,24 @@ def test_cpu_log_prob_head_under_autocast_projects_in_bf16_both_ways():
         -1, targets[:, None]).sum(), hidden)[0], atol=1e-4)  # and not the fp32 one
 
 
+def test_cpu_log_prob_head_reuses_a_frozen_weights_cast_until_it_changes():
+    """The head's frozen weight is cast to the compute dtype once and reused while it is the same, unchanged tensor;
+    a changed (in place), different or trainable weight is cast afresh, so a stale copy is never read."""
+    from rlhf_nb.train.cpu_head import cast_weight
+
+    weight = torch.randn(50, 8)
+    first = cast_weight(weight, torch.bfloat16)
+    assert cast_weight(weight, torch.bfloat16) is first and torch.equal(first, weight.to(torch.bfloat16))
+    weight.mul_(2)  # an in-place change bumps the version counter
+    changed = cast_weight(weight, torch.bfloat16)
+    assert changed is not first and torch.equal(changed, weight.to(torch.bfloat16))
+    other = weight.clone()
+    assert cast_weight(other, torch.bfloat16) is not changed
+    trainable = torch.randn(50, 8, requires_grad=True)
+    assert cast_weight(trainable, torch.bfloat16) is not cast_weight(trainable, torch.bfloat16)
+    assert cast_weight(weight, torch.float32) is weight  # no cast needed: the tensor itself
+
+
 def _dpo(tmp_path, name):
     torch.manual_seed(0)
     config = DPOConfig(output_dir=str(tmp_path / name), learning_rate=5e-3, per_device_train_batch_size=4, max_steps=8, logging_steps=1,
