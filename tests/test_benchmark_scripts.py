@@ -219,8 +219,9 @@ def test_sampler_agreement_compares_both_paths_on_smoke():
     assert "before" in stdout and "now" in stdout and "Fisher exact p" in stdout
 
 
-def test_head_bench_times_trls_kernel_and_the_cpu_head_with_and_without_the_kept_cast():
-    _, rows = run_bench("head_bench.py", ["--heads", "tiny", "--rows", "16", "--reps", "1"], rows=("| tiny",))
+def test_head_bench_times_trls_kernel_the_head_at_a_revision_and_now_side_by_side():
+    _, rows = run_bench("head_bench.py", ["--heads", "tiny", "--rows", "16", "--reps", "1", "--then", "HEAD"],
+                        rows=("| tiny",))
     assert len(rows) == 1
     cells = rows[0]
     assert cells[1] == "16" and all(float(c) > 0 for c in cells[2:5])

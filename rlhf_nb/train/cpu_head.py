@@ -10,11 +10,9 @@ vocabulary), and bf16 could not speed it up.
 :func:`install` replaces the kernel on CPU only with :class:`HeadLogProbs`, over the labelled positions: the
 projection runs in the autocast dtype (bf16 under the precision policy), everything after it in fp32, a block of
 rows at a time, and the backward recomputes each block's logits instead of keeping them and turns them into the
-gradient in place. The frozen head weight's bf16 copy is kept from call to call while the weight is unchanged
-(:func:`cast_weight`). Against trl's kernel on the same rows 1.44x (Qwen2.5's head) and 1.60x (SmolLM2's)
-(``benchmarks/head_bench.py``). Plain autograd over all
-rows at once (what this module did first) kept the fp32 logits, their log-softmax and its exponential alive for
-the backward, three tensors of positions x vocabulary (~350 MB each for 570 positions of Qwen2.5's 152k-token
+gradient in place, reusing the forward's bf16 cast of the weight (``benchmarks/head_bench.py``). Plain autograd
+over all rows at once (what this module did first) kept the fp32 logits, their log-softmax and its exponential
+alive for the backward, three tensors of positions x vocabulary (~350 MB each for 570 positions of Qwen2.5's 152k-token
 vocabulary), and spent about half of an SFT step on Qwen2.5-Coder-0.5B in passes over them. The optional
 outputs (entropy, mean logit, top-1 agreement, log of the summed squared probabilities) are as trl defines them,
 and the entropy carries a gradient as in trl. On CUDA and other devices trl's kernel runs unchanged. In fp32 the two
@@ -65,27 +63,6 @@ def _compute_dtype(device_type: str, fallback: Any) -> Any:
     return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else fallback
 
 
-_cast: dict[str, Any] = {}  # the last frozen weight cast to the compute dtype: its weak reference, version, copy
-
-
-def cast_weight(weight: Any, dtype: Any) -> Any:
-    """``weight.to(dtype)``, kept from call to call while ``weight`` is the same tensor, unchanged (its version counter)
-    and frozen: the head's weight (the tied input embedding on Qwen2.5, 136M values) is cast twice a step otherwise,
-    ~0.27 s a cast for Qwen2.5-Coder-0.5B here. One copy is kept (the model being trained); a weight that trains is
-    cast afresh every call."""
-    import weakref
-
-    if weight.dtype == dtype or weight.requires_grad:
-        return weight.to(dtype)
-    key = (weight._version, dtype, weight.data_ptr(), tuple(weight.shape))
-    ref = _cast.get("ref")
-    if ref is not None and ref() is weight and _cast.get("key") == key:
-        return _cast["copy"]
-    copy = weight.to(dtype)
-    _cast.update(ref=weakref.ref(weight), key=key, copy=copy)
-    return copy
-
-
 def _blocks(n: int, vocab: int) -> list[slice]:
     rows = max(1, BLOCK_ELEMENTS // max(1, vocab))
     return [slice(s, min(s + rows, n)) for s in range(0, n, rows)]
@@ -100,7 +77,7 @@ def _make_function() -> Any:
             ctx.set_materialize_grads(False)
             dtype = _compute_dtype(hidden.device.type, hidden.dtype)
             n, vocab = hidden.shape[0], weight.shape[0]
-            w = cast_weight(weight, dtype)
+            w = weight.to(dtype)
             f32 = dict(device=hidden.device, dtype=torch.float32)
             log_z, target_logit = torch.empty(n, **f32), torch.empty(n, **f32)
             entropy = torch.empty(n, **f32) if "entropy" in outputs else None
@@ -122,6 +99,9 @@ def _make_function() -> Any:
                         p = (z - lz.unsqueeze(-1)).exp_()
                         entropy[b] = lz - torch.bmm(p.unsqueeze(1), z.unsqueeze(2)).view(-1)  # sum p z, unmaterialised
             ctx.save_for_backward(hidden, weight, bias, targets, log_z, log_z if entropy is None else entropy)
+            # the backward reuses the forward's cast of the weight (Qwen2.5's head is 136M values); autograd's version
+            # check on the saved weight guards against a change in between
+            ctx.cast = w
             ctx.settings = (temperature, softcap, logit_scale, entropy is not None, dtype)  # backward runs outside autocast
             ctx.mark_non_differentiable(*(x for x in (log_sum_sq, mean_logits, is_top1) if x is not None))
             return target_logit - log_z, entropy, log_sum_sq, mean_logits, is_top1
@@ -132,7 +112,7 @@ def _make_function() -> Any:
             temperature, softcap, logit_scale, has_entropy, dtype = ctx.settings
             grad_entropy = grad_entropy if has_entropy else None
             need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
-            w = cast_weight(weight, dtype)
+            w, ctx.cast = ctx.cast, None
             grad_hidden = torch.zeros(hidden.shape, device=hidden.device, dtype=hidden.dtype) if need_hidden else None
             grad_weight = torch.zeros(weight.shape, device=weight.device, dtype=torch.float32) if need_weight else None
             grad_bias = torch.zeros(bias.shape, device=bias.device, dtype=torch.float32) if need_bias else None
