@@ -184,7 +184,7 @@ def test_bf16_weights_stay_frozen_and_trainable_parameters_become_fp32():
 def test_cpu_log_prob_head_matches_trls_kernel(monkeypatch, softcap, scale, temperature, bias):
     """Every output and the gradients (of the log-probs, the entropy or both, to the hidden states, the head's weight
     and bias), with the rows split into blocks of 7 (BLOCK_ELEMENTS) and trl's kernel in tiles of 64; a soft cap of 2
-    bends these logits (at temperature 1 the capped values are the logits the backward changes in place)."""
+    bends these logits (at temperature 1 and below it)."""
     from trl.kernels import ChunkedLogProbFunction
 
     from rlhf_nb.train import cpu_head

@@ -9,16 +9,15 @@ vocabulary), and bf16 could not speed it up.
 
 :func:`install` replaces the kernel on CPU only with :class:`HeadLogProbs`, over the labelled positions: the
 projection runs in the autocast dtype (bf16 under the precision policy), everything after it in fp32, a block of
-rows at a time, and the backward recomputes each block's logits instead of keeping them and turns them into the
-gradient in place, reusing the forward's bf16 cast of the weight (``benchmarks/head_bench.py``). Plain autograd
-over all rows at once (what this module did first) kept the fp32 logits, their log-softmax and its exponential
-alive for the backward, three tensors of positions x vocabulary (~350 MB each for 570 positions of Qwen2.5's 152k-token
-vocabulary), and spent about half of an SFT step on Qwen2.5-Coder-0.5B in passes over them. The optional
-outputs (entropy, mean logit, top-1 agreement, log of the summed squared probabilities) are as trl defines them,
-and the entropy carries a gradient as in trl. On CUDA and other devices trl's kernel runs unchanged. In fp32 the two
-agree on every output and on the gradients to float tolerance (``tests/test_precision.py``); under bf16 autocast the
-backward's product with the head's weight is a bf16 matmul (trl accumulates bf16 operands in fp32), tested against
-plain autograd over a bf16 projection.
+rows at a time, and the backward recomputes each block's logits (from the forward's bf16 cast of the weight)
+instead of keeping them. Plain autograd over all rows at once (what this module did first) kept the fp32 logits,
+their log-softmax and its exponential alive for the backward, three tensors of positions x vocabulary (~350 MB
+each for 570 positions of Qwen2.5's 152k-token vocabulary), and spent about half of an SFT step on
+Qwen2.5-Coder-0.5B in passes over them. The optional outputs (entropy, mean logit, top-1 agreement, log of the
+summed squared probabilities) are as trl defines them, and the entropy carries a gradient as in trl. On CUDA and
+other devices trl's kernel runs unchanged. In fp32 the two agree on every output and on the gradients to float
+tolerance (``tests/test_precision.py``); under bf16 autocast the backward's product with the head's weight is a
+bf16 matmul (trl accumulates bf16 operands in fp32), tested against plain autograd over a bf16 projection.
 """
 
 from __future__ import annotations
@@ -97,7 +96,7 @@ def _make_function() -> Any:
                         log_sum_sq[b] = torch.logsumexp(2 * z, dim=-1) - 2 * lz
                     if entropy is not None:
                         p = (z - lz.unsqueeze(-1)).exp_()
-                        entropy[b] = lz - torch.bmm(p.unsqueeze(1), z.unsqueeze(2)).view(-1)  # sum p z, unmaterialised
+                        entropy[b] = lz - (p * z).sum(-1)
             ctx.save_for_backward(hidden, weight, bias, targets, log_z, log_z if entropy is None else entropy)
             # the backward reuses the forward's cast of the weight (Qwen2.5's head is 136M values); autograd's version
             # check on the saved weight guards against a change in between
@@ -119,24 +118,15 @@ def _make_function() -> Any:
             with torch.autocast(hidden.device.type, enabled=False):
                 for b in _blocks(hidden.shape[0], weight.shape[0]):
                     z, capped = _logits(hidden[b], w, bias, dtype, logit_scale, softcap, temperature)
-                    # d log p_t / dz = onehot(t) - p and dH / dz = -p (log p + H), so the gradient is
-                    # onehot(t) gl - p (gl + ge (log p + H)): built in place over the block's logits (two passes fewer
-                    # and four block-sized tensors fewer than term by term)
-                    if capped is z:  # soft cap at temperature 1: the capped values are the logits, changed below
-                        capped = capped.clone()
-                    log_p = z.sub_(log_z[b].unsqueeze(-1))
-                    p = log_p.exp()
-                    gl = grad_log_probs[b].float().unsqueeze(-1) if grad_log_probs is not None else None
-                    if grad_entropy is not None:
+                    lz = log_z[b].unsqueeze(-1)
+                    p = (z - lz).exp()
+                    g = torch.zeros_like(z)
+                    if grad_log_probs is not None:  # d log p_t / dz = onehot(t) - p
+                        gl = grad_log_probs[b].float().unsqueeze(-1)
+                        g.sub_(p * gl).scatter_add_(-1, targets[b].unsqueeze(-1), gl)
+                    if grad_entropy is not None:  # dH / dz = -p (log p + H)
                         ge = grad_entropy[b].float().unsqueeze(-1)
-                        g = log_p.add_(entropy[b].unsqueeze(-1)).mul_(-ge)
-                        if gl is not None:
-                            g.sub_(gl)
-                        g.mul_(p)
-                    else:
-                        g = p.mul_(-gl if gl is not None else 0.0)
-                    if gl is not None:
-                        g.scatter_add_(-1, targets[b].unsqueeze(-1), gl)
+                        g.sub_(p * (z - lz + entropy[b].unsqueeze(-1)) * ge)
                     if temperature != 1.0:
                         g.div_(temperature)
                     if capped is not None:  # d (c tanh(x / c)) / dx = 1 - tanh^2
