@@ -98,8 +98,9 @@ def _make_function() -> Any:
                         p = (z - lz.unsqueeze(-1)).exp_()
                         entropy[b] = lz - (p * z).sum(-1)
             ctx.save_for_backward(hidden, weight, bias, targets, log_z, log_z if entropy is None else entropy)
-            # the backward reuses the forward's cast of the weight (Qwen2.5's head is 136M values); autograd's version
-            # check on the saved weight guards against a change in between
+            # the backward reuses the forward's cast of the weight (Qwen2.5's head: 136M values, 272 MB in bf16, held
+            # until the backward); an in-place change of the saved weight in between fails autograd's version check
+            # (a write through .data would not, as for any saved tensor)
             ctx.cast = w
             ctx.settings = (temperature, softcap, logit_scale, entropy is not None, dtype)  # backward runs outside autocast
             ctx.mark_non_differentiable(*(x for x in (log_sum_sq, mean_logits, is_top1) if x is not None))
