@@ -88,13 +88,49 @@ def test_mixed_read_adds_any_update_whole_where_bf16_weights_round_it_away():
     assert (mixed - _logits(base.model, ids)).abs().mean() < 0.03  # bf16 matmuls: close to fp32 (logits ~ +-3)
 
 
-def test_attention_blocks_skip_padding_without_changing_replies(monkeypatch):
+def _decode_attention(blocks: int, monkeypatch, cache_dtype=torch.bfloat16):
+    """mixed_read's attention for one decoding step over a left-padded bf16 cache (rows sorted by prompt length, as the
+    sampler admits them), against softmax attention computed in fp32 on the same keys."""
+    gen = torch.Generator().manual_seed(0)
+    batch, heads, kv_heads, dim, length = 8, 6, 2, 16, 20
+    query = torch.randn(batch, heads, 1, dim, generator=gen)
+    # a buffer's slice, as the cache hands it over
+    key = torch.randn(batch, kv_heads, length + 5, dim, generator=gen).to(cache_dtype)[:, :, :length]
+    value = torch.randn(batch, kv_heads, length + 5, dim, generator=gen).to(cache_dtype)[:, :, :length]
+    first = torch.tensor([12, 11, 9, 6, 4, 3, 1, 0])  # each row's first attended column
+    mask = (torch.arange(length)[None, :] >= first[:, None]).reshape(batch, 1, 1, length)
+    monkeypatch.setattr(mr, "ATTENTION_BLOCKS", blocks)
+    mr._last_step[:] = [None, None]
+    module = type("Attention", (), {})()
+    out, _ = mr._attention(module, query, key, value, mask, scaling=dim**-0.5)
+    q = query.reshape(batch, kv_heads, heads // kv_heads, dim)
+    scores = (q @ key.float().transpose(-1, -2)) * dim**-0.5
+    scores = scores.masked_fill(~mask, float("-inf"))
+    want = (torch.softmax(scores, -1) @ value.float()).reshape(batch, 1, heads, dim)
+    return out, want
+
+
+@pytest.mark.parametrize("cache_dtype", [torch.bfloat16, torch.float32])
+def test_a_decoding_steps_attention_over_the_cache_is_softmax_attention_whatever_the_row_blocks(monkeypatch,
+                                                                                               cache_dtype):
+    one, want = _decode_attention(1, monkeypatch, cache_dtype)
+    four, _ = _decode_attention(4, monkeypatch, cache_dtype)
+    assert one.dtype == torch.float32 and one.shape == want.shape
+    tol = 2e-2 if cache_dtype == torch.bfloat16 else 1e-5  # a bf16 cache: queries and outputs rounded to bf16
+    assert (one - want).abs().max() < tol and (four - want).abs().max() < tol
+    assert (one - four).abs().max() < tol  # skipping padding columns changes the sums' order, not the result
+
+
+def test_attention_blocks_skip_padding_and_replies_stay_the_base_models(monkeypatch):
+    """Blocks of rows only change the order of a sum: the tiny model's greedy replies read alike either way for
+    most prompts (argmax near-ties of a random model may flip with bf16 rounding)."""
     loaded = _lora(1e-2)
     with mr.mixed_read(loaded.model):
         blocked = _texts(loaded)
         monkeypatch.setattr(mr, "ATTENTION_BLOCKS", 1)
-        mr._last_blocks[:] = [None, None]
-        assert _texts(loaded) == blocked
+        mr._last_step[:] = [None, None]
+        single = _texts(loaded)
+    assert sum(a == b for a, b in zip(blocked, single)) >= len(PROMPTS) - 1
 
 
 def test_a_merged_adapter_is_refused():

@@ -334,6 +334,17 @@ def test_training_keeps_freed_memory_on_glibc_unless_the_environment_says_defaul
     assert device.describe()["training_keeps_freed_memory"] is glibc
 
 
+def test_a_block_inside_another_leaves_the_outer_setting_alone(monkeypatch):
+    """Sampling inside a training run: the inner block neither hands pages back nor resets the thresholds."""
+    calls = []
+    monkeypatch.setattr(device, "trim_heap", lambda: calls.append("trim"))
+    with device.freed_memory_kept() as outer:
+        with device.freed_memory_kept() as inner:
+            assert inner is outer
+        assert calls == [] and device._kept_depth == [1, outer]
+    assert calls == ["trim"] and device._kept_depth == [0, False]
+
+
 def test_memory_freed_inside_the_block_goes_back_to_the_system_on_exit():
     def resident() -> int:
         with open("/proc/self/statm") as f:

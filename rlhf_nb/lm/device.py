@@ -211,32 +211,48 @@ def keeps_freed_memory() -> bool:
     return os.environ.get("RLHF_NB_MALLOC", "").strip().lower() != "default" and _glibc() is not None
 
 
+_kept_depth: list[Any] = [0, False]  # (open freed_memory_kept blocks, whether the outermost took effect)
+
+
 @contextlib.contextmanager
 def freed_memory_kept() -> Iterator[bool]:
-    """For a ``with`` block (a training run), glibc's allocator keeps freed memory for the next tensor instead of handing
-    it back to the system; on exit the free pages go back and the thresholds are fixed at the values glibc's adaptive
-    ones settle at (32 MB mmap, 64 MB trim; glibc adapts them no more after a first block). Yields
-    whether it took effect (:func:`keeps_freed_memory`; ``RLHF_NB_MALLOC=default`` leaves the allocator alone; the
-    free pages go back on exit either way, :func:`trim_heap`).
+    """For a ``with`` block (a training run, a sampling call), glibc's allocator keeps freed memory for the next tensor
+    instead of handing it back to the system; on exit the free pages go back and the thresholds are fixed at the
+    values glibc's adaptive ones settle at (32 MB mmap, 64 MB trim; glibc adapts them no more after a first block).
+    Yields whether it took effect (:func:`keeps_freed_memory`; ``RLHF_NB_MALLOC=default`` leaves the allocator
+    alone; the free pages go back on exit either way, :func:`trim_heap`).
 
-    By default glibc serves an allocation over 128 KB-32 MB (its threshold adapts) with a fresh ``mmap`` and unmaps it
-    when freed, so every large tensor an operation creates is new memory, and the kernel zeroes and maps it a page at a
-    time on first touch. On the 2-core machines of this project a page fault costs microseconds: an element-wise pass
-    over a fresh 67 MB tensor took ~40 ms where the same pass over reused memory took ~11 ms. A training step creates
-    hundreds of such tensors, of similar sizes batch after batch (activations of positions x the MLP width, logits of
-    positions x the vocabulary): one epoch of 02's RFT step ran 1.3-1.4x as fast with
-    freed memory kept, with the same loss (the arithmetic is untouched; ``benchmarks/results/heap.md``). Kept for a whole
+    By default glibc serves an allocation over 128 KB-32 MB (its threshold adapts) with a fresh ``mmap`` and unmaps
+    it when freed, so every large tensor an operation creates is new memory, and the kernel zeroes and maps it a
+    page at a time on first touch. On the 2-core machines of this project a page fault costs microseconds: an
+    element-wise pass over a fresh 67 MB tensor took ~40 ms where the same pass over reused memory took ~11 ms. A
+    training step creates hundreds of such tensors, of similar sizes batch after batch (activations of positions x
+    the MLP width, logits of positions x the vocabulary): one epoch of 02's RFT step ran 1.3-1.4x as fast with freed
+    memory kept, with the same loss (the arithmetic is untouched; ``benchmarks/results/heap.md``). Kept for a whole
     notebook process it was not shown safe: 04's run of 384ab6b (which also had more training prompts) was killed
     for memory at 24 GB, and 02's run of 3c957e6 held 22.3 GB (999e1f4's, allocator as it comes, peaked at 22.9).
-    Hence a block around training only. Where glibc refuses the 2 GB threshold (older versions cap it at 32 MB) the
-    cap is used. Not glibc: no-op."""
+    Hence blocks around training and around a sampling call (:func:`rlhf_nb.lm.generation.generate`: a prefill's
+    activations, a decoding step's rows x vocabulary logits; SmolLM2-135M's mixed-read prefill of 47 x 131 tokens
+    took 4.4 s with 1.8 M page faults as glibc comes and 2.9 s with 12 k kept), each handing its pages back on exit; a
+    block opened
+    inside another leaves the outer one's setting alone. Where glibc refuses the 2 GB threshold (older versions cap
+    it at 32 MB) the cap is used. Not glibc: no-op."""
+    if _kept_depth[0]:  # inside another such block (sampling during a training run): that block's setting holds
+        _kept_depth[0] += 1
+        try:
+            yield _kept_depth[1]
+        finally:
+            _kept_depth[0] -= 1
+        return
     libc = _glibc() if keeps_freed_memory() else None
     kept = libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, _HEAP_LIMIT) or libc.mallopt(_M_MMAP_THRESHOLD,
                                                                                                   _AFTER[0]))
     kept = kept and bool(libc.mallopt(_M_TRIM_THRESHOLD, _HEAP_LIMIT))
+    _kept_depth[:] = [1, kept]
     try:
         yield kept
     finally:
+        _kept_depth[:] = [0, False]
         trim_heap()  # kept or not, what the block freed goes back
         if kept:
             libc.mallopt(_M_MMAP_THRESHOLD, _AFTER[0])

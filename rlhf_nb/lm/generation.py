@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rlhf_nb.lm import mixed_read, shared_prefix
+from rlhf_nb.lm.device import freed_memory_kept
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -224,12 +225,16 @@ def _buffer_cache(model: Any, capacity: int) -> Any:
     (``capacity`` = prompt + ``max_new_tokens``): a step writes its token in place. transformers' DynamicCache
     concatenates, copying the whole cache every step: half of all decoding time at 64+ rows on CPU (measured).
     Models with sliding-window or other non-full attention layers get transformers' own cache."""
+    import torch
     from transformers import DynamicCache
     from transformers.cache_utils import Cache, DynamicLayer
 
     if not shared_prefix.full_attention_only(model):
         return DynamicCache(config=model.config)
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    # under the mixed read attention runs in bf16 (the prefill's SDPA, a decoding step's fused kernel), so the cache
+    # keeps the keys and values in bf16: half the bytes a decoding step reads
+    dtype = torch.bfloat16 if mixed_read.active(model) else None
 
     class BufferLayer(DynamicLayer):
         def __init__(self) -> None:
@@ -239,11 +244,11 @@ def _buffer_cache(model: Any, capacity: int) -> Any:
         def lazy_initialization(self, key_states: Any, value_states: Any, batch: int | None = None) -> None:
             """Buffers for ``batch`` rows (default: the rows of ``key_states``), zeroed when a group's prefill fills
             only part of them (:meth:`place`), else left for the one prefill to overwrite."""
-            self.dtype, self.device = key_states.dtype, key_states.device
+            self.dtype, self.device = dtype or key_states.dtype, key_states.device
             b, h, _, d = key_states.shape
             new = key_states.new_empty if batch is None else key_states.new_zeros
-            self.k_buf = new(batch or b, h, capacity, d)
-            self.v_buf = new(batch or b, h, capacity, value_states.shape[-1])
+            self.k_buf = new(batch or b, h, capacity, d, dtype=self.dtype)
+            self.v_buf = new(batch or b, h, capacity, value_states.shape[-1], dtype=self.dtype)
             self.is_initialized = True
 
         def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
@@ -257,8 +262,8 @@ def _buffer_cache(model: Any, capacity: int) -> Any:
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states, batch)
             n = key_states.shape[-2]
-            self.k_buf[rows, :, width - n:width] = key_states
-            self.v_buf[rows, :, width - n:width] = value_states
+            self.k_buf[rows, :, width - n:width] = key_states.to(self.dtype)
+            self.v_buf[rows, :, width - n:width] = value_states.to(self.dtype)
             self.length = width
             self.keys, self.values = self.k_buf[:, :, :width], self.v_buf[:, :, :width]
 
@@ -601,7 +606,10 @@ def generate(
         bar.set_postfix_str(f"{written[0] / max(time.perf_counter() - started, 1e-9):.0f} tok/s", refresh=False)
 
     try:
-        with torch.inference_mode():  # computes in the weights' dtype (see rlhf_nb.lm.device)
+        # computes in the weights' dtype (see rlhf_nb.lm.device); freed memory is kept for the next tensor while
+        # the call runs: fresh large tensors (a prefill's activations, a step's rows x vocabulary logits) otherwise
+        # come from new pages the kernel zeroes and maps on first touch
+        with torch.inference_mode(), freed_memory_kept():
             rows = decode(model, ids, [i for i, _ in jobs], config, eos_ids(model, tokenizer), stop_check, generator,
                           batch_size, pad_id, entropy, on_finish=tick)
     finally:

@@ -6,14 +6,15 @@ trained adapter's small update must survive the read. Reading everything in fp32
 fast but a merge into them rounds an update below half a unit in the last place away.
 
 :func:`mixed_read` reads a model the way the ``mixed`` training precision computes (:mod:`rlhf_nb.lm.device`): every
-frozen linear layer multiplies in bf16 against a bf16 copy of its weights made once on entry, and hands back fp32;
-a LoRA adapter (unmerged) computes in fp32 and is added to that fp32 output, so nothing rounds the update away at
-the add; the residual stream, norms and logits stay fp32. A prefill's attention runs in bf16 (SDPA); a decoding step's
-attention is a grouped fp32 matmul (the query heads that share a key head in one row block) instead of SDPA's CPU
-kernel, which took half of a decoding step at one query token. It stays fp32 because the cache's keys are a slice
-of a longer buffer and a bf16 batched matmul copies a strided operand first (2.3 ms a layer against 1.0 in fp32 at
-64 rows x 300 positions, measured), while fp32 reads it in place. (The sampler's decoding steps attend through
-:mod:`rlhf_nb.lm.shared_prefix` instead, against a cache it keeps in bf16, as the prefill attends.) The start policy
+frozen linear layer multiplies in bf16 against a bf16 copy of its weights made once on entry, and hands back fp32; a
+LoRA adapter (unmerged) computes in fp32 and is added to that fp32 output, so nothing rounds the update away at the
+add; the residual stream, norms and logits stay fp32. Attention runs in bf16: a prefill's through SDPA, a decoding
+step's through PyTorch's fused CPU kernel against the sampler's cache, which keeps keys and values in bf16 under this
+read (:func:`rlhf_nb.lm.generation._buffer_cache`), the query heads that share a key head stacked as that head's
+queries. A decoding step at 128 rows reads the cache's keys and values for every row, and that read is most of the
+step: on SmolLM2-135M at 128 rows x 384 cached positions, 4.3 ms a layer of a 236-ms step (~9 GB/s; an fp32 cache read
+by a grouped fp32 matmul took 5.4 ms a layer of 278, ~16 GB/s on twice the bytes; measured while building this). (The
+sampler's shared-prompt cache, :mod:`rlhf_nb.lm.shared_prefix`, attends through the same kernel.) The start policy
 read under it (no adapter) and a trained policy differ by their adapter only.
 
 Under ``mixed`` the pieces are those of training under autocast with fp32 adapter sums, which
@@ -53,19 +54,24 @@ def _bf16_product(self: Any, x: Any) -> Any:
 
 def _bf16_lora(self: Any, x: Any) -> Any:
     """A peft LoRA linear layer, lean: the base in bf16 handed back as fp32, plus the adapter computed in fp32 with
-    its scaling folded into B (peft's forward spends more time in Python than in its two small matmuls)."""
+    its scaling folded into B (peft's forward spends more time in Python than in its two small matmuls), its second
+    product accumulated into the output (SmolLM2-135M's prefill of 8 x 131 tokens: 405 against 448 ms with the product
+    made and then added; 361 with no adapter)."""
     import torch
     import torch.nn.functional as F
 
     base = self.base_layer
     out = F.linear(x.to(torch.bfloat16), base._rlhf_w16, base._rlhf_b16).float()
-    return out.add_(F.linear(F.linear(x, self._rlhf_a), self._rlhf_b))
+    flat = out.view(-1, out.shape[-1])  # the adapter's product accumulated into it: no temporary, no separate sum
+    flat.addmm_(F.linear(x, self._rlhf_a).view(flat.shape[0], -1), self._rlhf_bt)
+    return out
 
 
 def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
                scaling: float | None = None, **kwargs: Any) -> tuple[Any, None]:
-    """Attention in bf16: SDPA for a prefill, a grouped matmul (query heads that share a key head in one row block)
-    for a decoding step. ``attention_mask`` is SDPA's (boolean, True = attend, or None)."""
+    """Attention in bf16: SDPA for a prefill; for a decoding step PyTorch's fused CPU kernel with the query heads that
+    share a key head stacked as that head's queries, against the cache's bf16 keys (fp32 keys, from a cache that keeps
+    them, go through a grouped fp32 matmul). ``attention_mask`` is SDPA's (boolean, True = attend, or None)."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -76,37 +82,51 @@ def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: An
         return out.float(), None
     batch, heads, _, dim = query.shape
     kv_heads, length = key.shape[1], key.shape[2]
-    query = query.reshape(batch, kv_heads, heads // kv_heads, dim) * (scaling if scaling is not None else dim**-0.5)
-    mask = None if attention_mask is None else attention_mask[..., -length:].reshape(batch, 1, 1, length)
-    out = query.new_empty(batch, kv_heads, heads // kv_heads, dim)
-    for rows, cut in _blocks(mask, batch, length):  # each block of rows skips the padding all of its rows have
+    scale = scaling if scaling is not None else dim**-0.5
+    query = query.reshape(batch, kv_heads, heads // kv_heads, dim)
+    out = query.new_empty(batch, kv_heads, heads // kv_heads, value.shape[-1])
+    blocks, mask, additive = _step_masks(attention_mask, batch, length)
+    if key.dtype == torch.bfloat16 and key.device.type == "cpu":
+        query = query.to(torch.bfloat16)
+        for rows, cut in blocks:  # each block of rows skips the padding all of its rows have
+            out[rows] = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                query[rows], key[rows, :, cut:], value[rows, :, cut:],
+                attn_mask=None if additive is None else additive[rows, ..., cut:], scale=scale)[0]
+        return out.reshape(batch, 1, heads, -1), None
+    query = query * scale
+    for rows, cut in blocks:
         scores = torch.matmul(query[rows], key[rows, :, cut:].transpose(-1, -2))
         if mask is not None:
             scores = scores.masked_fill(~mask[rows, ..., cut:], float("-inf"))
         torch.matmul(torch.softmax(scores, dim=-1), value[rows, :, cut:], out=out[rows])
-    return out.reshape(batch, 1, heads, dim), None
+    return out.reshape(batch, 1, heads, -1), None
 
 
 #: a decoding step's rows are attended in this many blocks of consecutive rows, each from the first column any of
 #: its rows attends to: the sampler sorts prompts by length, so left padding is mostly skipped
 ATTENTION_BLOCKS = 4
-_last_blocks: list[Any] = [None, None]  # (mask, blocks) of the last step: every layer of a step shares its mask
+#: (the step's attention mask, what :func:`_step_masks` made of it): every layer of a step gets the same mask object
+_last_step: list[Any] = [None, None]
 
 
-def _blocks(mask: Any, batch: int, length: int) -> list[tuple[slice, int]]:
+def _step_masks(attention_mask: Any, batch: int, length: int) -> tuple[list[tuple[slice, int]], Any, Any]:
+    """A decoding step's row blocks (rows, first column any of them attends to), its boolean mask (rows x 1 x 1 x
+    ``length``) and the same as an additive bf16 one (0 / -inf), made once a step."""
     import torch
 
-    if mask is None:
-        return [(slice(0, batch), 0)]
-    if _last_blocks[0] is mask:
-        return _last_blocks[1]
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mixed_read's attention expects a boolean mask, got {mask.dtype}")
+    if attention_mask is None:
+        return [(slice(0, batch), 0)], None, None
+    if _last_step[0] is attention_mask and _last_step[1][1].shape[-1] == length:
+        return _last_step[1]
+    if attention_mask.dtype != torch.bool:
+        raise TypeError(f"mixed_read's attention expects a boolean mask, got {attention_mask.dtype}")
+    mask = attention_mask[..., -length:].reshape(batch, 1, 1, length)
     first = mask.reshape(batch, length).int().argmax(-1).tolist()  # the first attended column of each row
     size = -(-batch // ATTENTION_BLOCKS)
     blocks = [(slice(a, min(a + size, batch)), min(first[a:a + size])) for a in range(0, batch, size)]
-    _last_blocks[:] = [mask, blocks]
-    return blocks
+    additive = torch.zeros(mask.shape, dtype=torch.bfloat16, device=mask.device).masked_fill_(~mask, float("-inf"))
+    _last_step[:] = [attention_mask, (blocks, mask, additive)]
+    return _last_step[1]
 
 
 def _register() -> None:
@@ -158,9 +178,10 @@ def mixed_read(model: Any) -> Iterator[Any]:
             module.forward = types.MethodType(_bf16_linear, module)
             patched.append((module, ("forward", "_rlhf_w16", "_rlhf_b16")))
         elif hasattr(module, "lora_A") and isinstance(getattr(module, "base_layer", None), torch.nn.Linear):
-            module._rlhf_a, module._rlhf_b = _adapter(name, module)
+            module._rlhf_a, b = _adapter(name, module)
+            module._rlhf_bt = b.t().contiguous()
             module.forward = types.MethodType(_bf16_lora, module)
-            patched.append((module, ("forward", "_rlhf_a", "_rlhf_b")))
+            patched.append((module, ("forward", "_rlhf_a", "_rlhf_bt")))
     attention = inner.config._attn_implementation
     inner.set_attn_implementation(ATTENTION)
     model._rlhf_mixed_read = True  # what active() reports while the block runs
@@ -168,7 +189,7 @@ def mixed_read(model: Any) -> Iterator[Any]:
         yield model
     finally:
         del model._rlhf_mixed_read
-        _last_blocks[:] = [None, None]  # no mask outlives the read
+        _last_step[:] = [None, None]  # no mask outlives the read
         for module, names in patched:
             for attribute in names:
                 delattr(module, attribute)

@@ -22,7 +22,6 @@ from rlhf_nb.notebook.params import (
     SFTSection,
 )
 
-
 TUNED_HERE = ("dpo", "rft")  # tuning methods run here on the untuned model's own execution feedback
 
 
