@@ -346,6 +346,27 @@ def test_continuous_batching_refills_finished_rows_and_decodes_each_row_as_alone
     assert sum(entering for _, entering in admitted) == len(rows)
 
 
+def test_a_sampling_call_keeps_freed_memory_while_it_decodes(tiny, monkeypatch):
+    import contextlib
+
+    from rlhf_nb.lm import generation
+
+    opened = []
+
+    @contextlib.contextmanager
+    def spy():
+        opened.append("in")
+        yield True
+        opened.append("out")
+
+    monkeypatch.setattr(generation, "freed_memory_kept", spy)
+    decode = generation.decode
+    monkeypatch.setattr(generation, "decode", lambda *a, **k: (opened.append("decode"), decode(*a, **k))[1])
+    tok, model = tiny
+    generate(model, tok, ["hi"], SamplingConfig(temperature=0.0, max_new_tokens=3), progress=False)
+    assert opened == ["in", "decode", "out"]
+
+
 def test_continuous_and_batch_after_batch_sampling_are_each_deterministic_and_agree_when_greedy(tiny):
     tok, model = tiny
     prompts = ["def f(x):", [{"role": "user", "content": "What is 3 + 4? " * 5}], "hello", "x = [1, 2"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -88,49 +90,67 @@ def test_mixed_read_adds_any_update_whole_where_bf16_weights_round_it_away():
     assert (mixed - _logits(base.model, ids)).abs().mean() < 0.03  # bf16 matmuls: close to fp32 (logits ~ +-3)
 
 
-def _decode_attention(blocks: int, monkeypatch, cache_dtype=torch.bfloat16):
-    """mixed_read's attention for one decoding step over a left-padded bf16 cache (rows sorted by prompt length, as the
-    sampler admits them), against softmax attention computed in fp32 on the same keys."""
+def _decode_attention(blocks: int, monkeypatch, cache_dtype=torch.bfloat16, masked: bool = True):
+    """mixed_read's attention for one decoding step over a left-padded cache (rows sorted by prompt length, as the
+    sampler admits them), against softmax attention computed in fp32 on the same keys, each query head reading the
+    key head transformers' ``repeat_kv`` gives it (head h -> key head h // group)."""
     gen = torch.Generator().manual_seed(0)
     batch, heads, kv_heads, dim, length = 8, 6, 2, 16, 20
     query = torch.randn(batch, heads, 1, dim, generator=gen)
     # a buffer's slice, as the cache hands it over
     key = torch.randn(batch, kv_heads, length + 5, dim, generator=gen).to(cache_dtype)[:, :, :length]
     value = torch.randn(batch, kv_heads, length + 5, dim, generator=gen).to(cache_dtype)[:, :, :length]
-    first = torch.tensor([12, 11, 9, 6, 4, 3, 1, 0])  # each row's first attended column
+    first = torch.tensor([12, 11, 9, 6, 4, 3, 1, 0]) if masked else torch.zeros(batch, dtype=torch.long)
     mask = (torch.arange(length)[None, :] >= first[:, None]).reshape(batch, 1, 1, length)
     monkeypatch.setattr(mr, "ATTENTION_BLOCKS", blocks)
     mr._last_step[:] = [None, None]
     module = type("Attention", (), {})()
-    out, _ = mr._attention(module, query, key, value, mask, scaling=dim**-0.5)
-    q = query.reshape(batch, kv_heads, heads // kv_heads, dim)
-    scores = (q @ key.float().transpose(-1, -2)) * dim**-0.5
-    scores = scores.masked_fill(~mask, float("-inf"))
-    want = (torch.softmax(scores, -1) @ value.float()).reshape(batch, 1, heads, dim)
+    out, _ = mr._attention(module, query, key, value, mask if masked else None, scaling=dim**-0.5)
+    group = heads // kv_heads
+    want = torch.empty(batch, 1, heads, dim)
+    for h in range(heads):
+        k, v = key[:, h // group].float(), value[:, h // group].float()
+        scores = (query[:, h] @ k.transpose(-1, -2)) * dim**-0.5  # batch x 1 x length
+        scores = scores.masked_fill(~mask[:, 0], float("-inf"))
+        want[:, 0, h] = (torch.softmax(scores, -1) @ v)[:, 0]
     return out, want
 
 
 @pytest.mark.parametrize("cache_dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("masked", [True, False])
 def test_a_decoding_steps_attention_over_the_cache_is_softmax_attention_whatever_the_row_blocks(monkeypatch,
-                                                                                               cache_dtype):
-    one, want = _decode_attention(1, monkeypatch, cache_dtype)
-    four, _ = _decode_attention(4, monkeypatch, cache_dtype)
-    assert one.dtype == torch.float32 and one.shape == want.shape
+                                                                                               cache_dtype, masked):
     tol = 2e-2 if cache_dtype == torch.bfloat16 else 1e-5  # a bf16 cache: queries and outputs rounded to bf16
-    assert (one - want).abs().max() < tol and (four - want).abs().max() < tol
-    assert (one - four).abs().max() < tol  # skipping padding columns changes the sums' order, not the result
+    for blocks in (1, 4):  # four blocks skip each block's padding columns; one reads them all (masked)
+        out, want = _decode_attention(blocks, monkeypatch, cache_dtype, masked)
+        assert out.dtype == torch.float32 and out.shape == want.shape
+        assert (out - want).abs().max() < tol, blocks
 
 
-def test_attention_blocks_skip_padding_and_replies_stay_the_base_models(monkeypatch):
-    """Blocks of rows only change the order of a sum: the tiny model's greedy replies read alike either way for
-    most prompts (argmax near-ties of a random model may flip with bf16 rounding)."""
+def test_the_lean_lora_layer_is_base_plus_bias_plus_scaled_adapter_in_fp32():
+    gen = torch.Generator().manual_seed(1)
+    w, bias = torch.randn(6, 8, generator=gen), torch.randn(6, generator=gen)
+    a, b = torch.randn(3, 8, generator=gen), torch.randn(6, 3, generator=gen) * 1e-3
+    base = type("Base", (), {"_rlhf_w16": w.bfloat16(), "_rlhf_b16": bias.bfloat16()})()
+    layer = type("Lora", (), {"base_layer": base, "_rlhf_a": a, "_rlhf_bt": b.t().contiguous()})()
+    x = torch.randn(2, 5, 8, generator=gen)
+    out = mr._bf16_lora(layer, x)
+    base_only = torch.nn.functional.linear(x.bfloat16(), w.bfloat16(), bias.bfloat16()).float()
+    assert out.shape == (2, 5, 6) and out.dtype == torch.float32
+    assert torch.allclose(out - base_only, x @ a.t() @ b.t(), atol=1e-6)  # the update survives, computed in fp32
+    assert mr._bf16_lora(layer, x[:0]).shape == (0, 5, 6)  # no rows: an empty output, not an error
+
+
+def test_the_samplers_cache_is_bf16_under_the_mixed_read_on_cpu_and_fp32_otherwise():
+    from rlhf_nb.lm.generation import _buffer_cache
+
     loaded = _lora(1e-2)
-    with mr.mixed_read(loaded.model):
-        blocked = _texts(loaded)
-        monkeypatch.setattr(mr, "ATTENTION_BLOCKS", 1)
-        mr._last_step[:] = [None, None]
-        single = _texts(loaded)
-    assert sum(a == b for a, b in zip(blocked, single)) >= len(PROMPTS) - 1
+    ids = torch.tensor([[5, 6, 7]])
+    for read in (True, False):
+        with (mr.mixed_read(loaded.model) if read else contextlib.nullcontext()), torch.inference_mode():
+            cache = _buffer_cache(loaded.model, 8)
+            loaded.model(input_ids=ids, past_key_values=cache, use_cache=True)
+        assert cache.layers[0].k_buf.dtype == (torch.bfloat16 if read else torch.float32)
 
 
 def test_a_merged_adapter_is_refused():

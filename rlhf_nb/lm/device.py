@@ -233,10 +233,9 @@ def freed_memory_kept() -> Iterator[bool]:
     for memory at 24 GB, and 02's run of 3c957e6 held 22.3 GB (999e1f4's, allocator as it comes, peaked at 22.9).
     Hence blocks around training and around a sampling call (:func:`rlhf_nb.lm.generation.generate`: a prefill's
     activations, a decoding step's rows x vocabulary logits; SmolLM2-135M's mixed-read prefill of 47 x 131 tokens
-    took 4.4 s with 1.8 M page faults as glibc comes and 2.9 s with 12 k kept), each handing its pages back on exit; a
-    block opened
-    inside another leaves the outer one's setting alone. Where glibc refuses the 2 GB threshold (older versions cap
-    it at 32 MB) the cap is used. Not glibc: no-op."""
+    took 4.4 s with 1.8 M page faults as glibc comes and 2.9 s with 12 k kept), each handing its pages back on exit;
+    a block opened inside another leaves the outer one's setting alone. Where glibc refuses the 2 GB threshold (older
+    versions cap it at 32 MB) the cap is used. Not glibc: no-op."""
     if _kept_depth[0]:  # inside another such block (sampling during a training run): that block's setting holds
         _kept_depth[0] += 1
         try:

@@ -232,9 +232,10 @@ def _buffer_cache(model: Any, capacity: int) -> Any:
     if not shared_prefix.full_attention_only(model):
         return DynamicCache(config=model.config)
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    # under the mixed read attention runs in bf16 (the prefill's SDPA, a decoding step's fused kernel), so the cache
-    # keeps the keys and values in bf16: half the bytes a decoding step reads
-    dtype = torch.bfloat16 if mixed_read.active(model) else None
+    # under the mixed read on a CPU attention runs in bf16 (the prefill's SDPA, a decoding step's fused kernel), so the
+    # cache keeps the keys and values in bf16: half the bytes a decoding step reads
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    dtype = torch.bfloat16 if mixed_read.active(model) and on_cpu else None
 
     class BufferLayer(DynamicLayer):
         def __init__(self) -> None:

@@ -8,19 +8,20 @@ fast but a merge into them rounds an update below half a unit in the last place 
 :func:`mixed_read` reads a model the way the ``mixed`` training precision computes (:mod:`rlhf_nb.lm.device`): every
 frozen linear layer multiplies in bf16 against a bf16 copy of its weights made once on entry, and hands back fp32; a
 LoRA adapter (unmerged) computes in fp32 and is added to that fp32 output, so nothing rounds the update away at the
-add; the residual stream, norms and logits stay fp32. Attention runs in bf16: a prefill's through SDPA, a decoding
-step's through PyTorch's fused CPU kernel against the sampler's cache, which keeps keys and values in bf16 under this
-read (:func:`rlhf_nb.lm.generation._buffer_cache`), the query heads that share a key head stacked as that head's
-queries. A decoding step at 128 rows reads the cache's keys and values for every row, and that read is most of the
-step: on SmolLM2-135M at 128 rows x 384 cached positions, 4.3 ms a layer of a 236-ms step (~9 GB/s; an fp32 cache read
-by a grouped fp32 matmul took 5.4 ms a layer of 278, ~16 GB/s on twice the bytes; measured while building this). (The
-sampler's shared-prompt cache, :mod:`rlhf_nb.lm.shared_prefix`, attends through the same kernel.) The start policy
-read under it (no adapter) and a trained policy differ by their adapter only.
+add; the residual stream, norms and logits stay fp32. Attention runs in bf16 on a CPU (elsewhere a decoding step
+attends in fp32): a prefill's through SDPA, a decoding step's through PyTorch's fused CPU kernel against the sampler's
+cache, which keeps keys and values in bf16 under this read (:func:`rlhf_nb.lm.generation._buffer_cache`), the query
+heads that share a key head stacked as that head's queries. A decoding step at 128 rows reads the cache's keys and
+values for every row, and that read is most of the step: on SmolLM2-135M at 128 rows x 384 cached positions, 4.3 ms a
+layer of a 236-ms step with freed memory kept (~9 GB/s; an fp32 cache read by a grouped fp32 matmul took 5.4 ms a
+layer of a 278-ms step without it, ~16 GB/s on twice the bytes; measured while building this). (The sampler's
+shared-prompt cache, :mod:`rlhf_nb.lm.shared_prefix`, attends through the same kernel.) The start policy read under it
+(no adapter) and a trained policy differ by their adapter only.
 
 Under ``mixed`` the pieces are those of training under autocast with fp32 adapter sums, which
-``benchmarks/train_precision.py`` measured to keep a small DPO update (implied margin 1.70 / 1.65 seen by the
-trainer against 1.57 / 1.56 read in fp32; plain bf16 reads 0.52). ``benchmarks/mixed_read_bench.py`` measures the
-speed and the agreement with fp32 side by side.
+``benchmarks/train_precision.py`` measured to keep a small DPO update (implied margin 1.70 / 1.65 seen by the trainer
+against 1.57 / 1.56 read in fp32; plain bf16 reads 0.52). ``benchmarks/mixed_read_bench.py`` measures the speed and
+the agreement with fp32 side by side (its recorded figures predate the bf16 cache).
 """
 
 from __future__ import annotations
@@ -63,15 +64,16 @@ def _bf16_lora(self: Any, x: Any) -> Any:
     base = self.base_layer
     out = F.linear(x.to(torch.bfloat16), base._rlhf_w16, base._rlhf_b16).float()
     flat = out.view(-1, out.shape[-1])  # the adapter's product accumulated into it: no temporary, no separate sum
-    flat.addmm_(F.linear(x, self._rlhf_a).view(flat.shape[0], -1), self._rlhf_bt)
+    flat.addmm_(F.linear(x, self._rlhf_a).view(flat.shape[0], self._rlhf_bt.shape[0]), self._rlhf_bt)
     return out
 
 
 def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
                scaling: float | None = None, **kwargs: Any) -> tuple[Any, None]:
-    """Attention in bf16: SDPA for a prefill; for a decoding step PyTorch's fused CPU kernel with the query heads that
-    share a key head stacked as that head's queries, against the cache's bf16 keys (fp32 keys, from a cache that keeps
-    them, go through a grouped fp32 matmul). ``attention_mask`` is SDPA's (boolean, True = attend, or None)."""
+    """Attention in bf16: SDPA for a prefill; for a decoding step on a CPU, PyTorch's fused CPU kernel with the query
+    heads that share a key head stacked as that head's queries, against the cache's bf16 keys. Keys that are not
+    bf16 on a CPU (a cache that keeps fp32: another device, transformers' own cache) go through a grouped fp32
+    matmul. ``attention_mask`` is SDPA's (boolean, True = attend, or None)."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -93,7 +95,7 @@ def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: An
                 query[rows], key[rows, :, cut:], value[rows, :, cut:],
                 attn_mask=None if additive is None else additive[rows, ..., cut:], scale=scale)[0]
         return out.reshape(batch, 1, heads, -1), None
-    query = query * scale
+    query, key, value = query * scale, key.float(), value.float()
     for rows, cut in blocks:
         scores = torch.matmul(query[rows], key[rows, :, cut:].transpose(-1, -2))
         if mask is not None:
