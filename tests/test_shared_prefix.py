@@ -27,9 +27,9 @@ def test_attention_over_shared_prompts_equals_attention_over_each_rows_whole_seq
     import torch
     from transformers.cache_utils import DynamicLayer
 
-    from rlhf_nb.lm import shared_prefix
+    from rlhf_nb.lm import attend, shared_prefix
 
-    monkeypatch.setattr(shared_prefix, "FUSED_CPU", fused)
+    monkeypatch.setattr(attend, "FUSED_CPU", fused)
     monkeypatch.setattr(shared_prefix, "ENTRY_BLOCKS", blocks)
     torch.manual_seed(0)
     kv_heads, group, dim, width, cols = 2, 3, 8, 9, 5

@@ -15,7 +15,7 @@ heads that share a key head stacked as that head's queries. A decoding step at 1
 values for every row, and that read is most of the step: on SmolLM2-135M at 128 rows x 384 cached positions, 4.3 ms a
 layer of a 236-ms step with freed memory kept (~9 GB/s; an fp32 cache read by a grouped fp32 matmul took 5.4 ms a
 layer of a 278-ms step without it, ~16 GB/s on twice the bytes; measured while building this). (The sampler's
-shared-prompt cache, :mod:`rlhf_nb.lm.shared_prefix`, attends through the same kernel.) The start policy read under it
+shared-prompt cache, :mod:`rlhf_nb.lm.shared_prefix`, attends through the same code: :mod:`rlhf_nb.lm.attend`.) The start policy read under it
 (no adapter) and a trained policy differ by their adapter only.
 
 Under ``mixed`` the pieces are those of training under autocast with fp32 adapter sums, which
@@ -70,12 +70,14 @@ def _bf16_lora(self: Any, x: Any) -> Any:
 
 def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
                scaling: float | None = None, **kwargs: Any) -> tuple[Any, None]:
-    """Attention in bf16: SDPA for a prefill; for a decoding step on a CPU, PyTorch's fused CPU kernel with the query
-    heads that share a key head stacked as that head's queries, against the cache's bf16 keys. Keys that are not
-    bf16 on a CPU (a cache that keeps fp32: another device, transformers' own cache) go through a grouped fp32
-    matmul. ``attention_mask`` is SDPA's (boolean, True = attend, or None)."""
+    """Attention in bf16: SDPA for a prefill; for a decoding step :func:`rlhf_nb.lm.attend.attend` (on a CPU PyTorch's
+    fused kernel) at the cache's precision (bf16 under this read on a CPU; fp32 for a cache that keeps fp32: another
+    device, a sliding-window model), the query heads that share a key head stacked as that head's queries.
+    ``attention_mask`` is SDPA's (boolean, True = attend, or None)."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from rlhf_nb.lm import attend
 
     if query.shape[2] != 1:
         query, key, value = (t.to(torch.bfloat16) for t in (query, key, value))
@@ -85,50 +87,34 @@ def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: An
     batch, heads, _, dim = query.shape
     kv_heads, length = key.shape[1], key.shape[2]
     scale = scaling if scaling is not None else dim**-0.5
-    query = query.reshape(batch, kv_heads, heads // kv_heads, dim)
     out = query.new_empty(batch, kv_heads, heads // kv_heads, value.shape[-1])
-    blocks, mask, additive = _step_masks(attention_mask, batch, length)
-    if key.dtype == torch.bfloat16 and key.device.type == "cpu":
-        query = query.to(torch.bfloat16)
-        for rows, cut in blocks:  # each block of rows skips the padding all of its rows have
-            out[rows] = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-                query[rows], key[rows, :, cut:], value[rows, :, cut:],
-                attn_mask=None if additive is None else additive[rows, ..., cut:], scale=scale)[0]
-        return out.reshape(batch, 1, heads, -1), None
-    query, key, value = query * scale, key.float(), value.float()
-    for rows, cut in blocks:
-        scores = torch.matmul(query[rows], key[rows, :, cut:].transpose(-1, -2))
-        if mask is not None:
-            scores = scores.masked_fill(~mask[rows, ..., cut:], float("-inf"))
-        torch.matmul(torch.softmax(scores, dim=-1), value[rows, :, cut:], out=out[rows])
+    query = query.reshape(batch, kv_heads, heads // kv_heads, dim).to(key.dtype)
+    additive = attend.step_mask(attention_mask, batch, length, key.dtype)
+    for rows, cut in _row_blocks(attention_mask, batch, length):  # each block of rows skips the padding all its rows have
+        out[rows] = attend.attend(query[rows], key[rows, :, cut:], value[rows, :, cut:],
+                                  None if additive is None else additive[rows, ..., cut:], scale)[0]
     return out.reshape(batch, 1, heads, -1), None
 
 
 #: a decoding step's rows are attended in this many blocks of consecutive rows, each from the first column any of
 #: its rows attends to: the sampler sorts prompts by length, so left padding is mostly skipped
 ATTENTION_BLOCKS = 4
-#: (the step's attention mask, what :func:`_step_masks` made of it): every layer of a step gets the same mask object
+#: (the step's attention mask, (columns, its row blocks)): every layer of a step gets the same mask object
 _last_step: list[Any] = [None, None]
 
 
-def _step_masks(attention_mask: Any, batch: int, length: int) -> tuple[list[tuple[slice, int]], Any, Any]:
-    """A decoding step's row blocks (rows, first column any of them attends to), its boolean mask (rows x 1 x 1 x
-    ``length``) and the same as an additive bf16 one (0 / -inf), made once a step."""
-    import torch
-
+def _row_blocks(attention_mask: Any, batch: int, length: int) -> list[tuple[slice, int]]:
+    """A decoding step's row blocks: (rows, the first of the last ``length`` columns any of them attends to), made once
+    a step."""
     if attention_mask is None:
-        return [(slice(0, batch), 0)], None, None
-    if _last_step[0] is attention_mask and _last_step[1][1].shape[-1] == length:
-        return _last_step[1]
-    if attention_mask.dtype != torch.bool:
-        raise TypeError(f"mixed_read's attention expects a boolean mask, got {attention_mask.dtype}")
-    mask = attention_mask[..., -length:].reshape(batch, 1, 1, length)
-    first = mask.reshape(batch, length).int().argmax(-1).tolist()  # the first attended column of each row
+        return [(slice(0, batch), 0)]
+    if _last_step[0] is attention_mask and _last_step[1][0] == length:
+        return _last_step[1][1]
+    first = attention_mask[..., -length:].reshape(batch, length).int().argmax(-1).tolist()  # each row's first column
     size = -(-batch // ATTENTION_BLOCKS)
     blocks = [(slice(a, min(a + size, batch)), min(first[a:a + size])) for a in range(0, batch, size)]
-    additive = torch.zeros(mask.shape, dtype=torch.bfloat16, device=mask.device).masked_fill_(~mask, float("-inf"))
-    _last_step[:] = [attention_mask, (blocks, mask, additive)]
-    return _last_step[1]
+    _last_step[:] = [attention_mask, (length, blocks)]
+    return blocks
 
 
 def _register() -> None:
@@ -166,6 +152,8 @@ def mixed_read(model: Any) -> Iterator[Any]:
     fast-bf16 CPU's frozen path, 4-bit) is read as it is: its arms are compared at that precision already."""
     import torch
 
+    from rlhf_nb.lm import attend
+
     inner = _inner(model)
     weights = [p for n, p in model.named_parameters() if not _is_adapter(n)]
     if not weights or any(p.dtype != torch.float32 for p in weights):
@@ -192,6 +180,7 @@ def mixed_read(model: Any) -> Iterator[Any]:
     finally:
         del model._rlhf_mixed_read
         _last_step[:] = [None, None]  # no mask outlives the read
+        attend.forget()
         for module, names in patched:
             for attribute in names:
                 delattr(module, attribute)

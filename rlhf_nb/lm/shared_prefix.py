@@ -34,9 +34,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from rlhf_nb.lm.attend import attend, forget, step_mask
+
 ATTENTION = "rlhf_nb_shared_prefix"
-#: on CPU use PyTorch's fused attention kernel (it returns the log-sum-exp the two halves are joined by)
-FUSED_CPU = True
 _delegate: list[Any] = []  # the attention a prefill (or a model call without the cache) runs through
 
 
@@ -90,7 +90,7 @@ def decoding(model: Any) -> Iterator[None]:
     finally:
         inner.set_attn_implementation(previous)
         _delegate.pop()
-        _step[:] = [None, None]  # no mask outlives the block
+        forget()  # no mask outlives the block
 
 
 @dataclass(frozen=True)
@@ -245,41 +245,9 @@ class SharedPrefixCache:
         return self._additive
 
 
-def _attend(query: Any, key: Any, value: Any, additive_mask: Any, scale: float) -> tuple[Any, Any]:
-    """Softmax attention and its log-sum-exp per query: ``query`` [b, h, q, d] against ``key``/``value`` [b, h, k, d]
-    with an additive mask (0 or -inf, broadcast over heads and queries; ``None``: none). On CPU PyTorch's fused kernel
-    (it returns the log-sum-exp; 3-4x the plain ops on a prompt's keys, measured), elsewhere the plain ops."""
-    import torch
-
-    if FUSED_CPU and query.device.type == "cpu":
-        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-            query, key, value, attn_mask=additive_mask, scale=scale)
-        return out, lse.unsqueeze(-1)
-    scores = torch.matmul(query * scale, key.transpose(-1, -2)).float()
-    if additive_mask is not None:
-        scores = scores + additive_mask.float()
-    lse = torch.logsumexp(scores, dim=-1, keepdim=True)
-    return torch.matmul((scores - lse).exp().to(value.dtype), value), lse
-
-
 #: a decoding step attends to the prompts in up to this many blocks of consecutive entries, each from the first column
 #: any of its entries uses (the sampler admits prompts longest first, so the entries padded to the longest are few)
 ENTRY_BLOCKS = 4
-_step: list[Any] = [None, None]  # (a step's attention mask, the replies' additive mask): every layer of a step shares it
-
-
-def _reply_mask(attention_mask: Any, batch: int, length: int, dtype: Any, device: Any) -> Any:
-    """The replies' additive mask (rows x 1 x 1 x columns), made once a step (cached on the step's mask)."""
-    import torch
-
-    if attention_mask is None:
-        return None
-    if _step[0] is attention_mask and _step[1].shape[-1] == length and _step[1].dtype == dtype:
-        return _step[1]
-    additive = torch.zeros(batch, 1, 1, length, dtype=dtype, device=device).masked_fill_(
-        ~attention_mask[..., -length:].reshape(batch, 1, 1, length), float("-inf"))
-    _step[:] = [attention_mask, additive]
-    return additive
 
 
 def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
@@ -301,7 +269,7 @@ def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any
 
     # the reply so far, each row its own (attending in blocks of rows by reply length saved nothing measurable: rows alive
     # together have replies of similar widths)
-    out, lse = _attend(q, key, value, _reply_mask(attention_mask, batch, length, dtype, key.device), scale)
+    out, lse = attend(q, key, value, step_mask(attention_mask, batch, length, dtype), scale)
 
     # the prompt, once per entry: the queries of an entry's rows stacked (by slot) against its keys, a block of entries
     # at a time; a place no row holds computes on whatever the buffer held and is never read
@@ -316,7 +284,7 @@ def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any
         span = slice(b.offset, b.offset + n_entries * b.per)
         queries = stacked[span].reshape(n_entries, b.per, kv_heads, group, dim).transpose(1, 2).reshape(
             n_entries, kv_heads, b.per * group, dim)
-        o, l = _attend(queries, layer.prefix_k[b.entries, :, b.cut:], layer.prefix_v[b.entries, :, b.cut:],
+        o, l = attend(queries, layer.prefix_k[b.entries, :, b.cut:], layer.prefix_v[b.entries, :, b.cut:],
                        additive[b.entries, ..., b.cut:], scale)
         # entries x kv heads x (per group) x d -> places x kv heads x group x d
         p_out[span] = o.reshape(n_entries, kv_heads, b.per, group, vdim).transpose(1, 2).reshape(-1, kv_heads, group, vdim)
