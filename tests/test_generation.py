@@ -448,3 +448,36 @@ def test_logsumexp_rows_equals_torch_logsumexp(temperature):
     assert torch.isneginf(got[5]).all()
     finite = torch.isfinite(expected).squeeze(-1)
     assert torch.allclose(got[finite], expected[finite], rtol=0, atol=1e-4)
+
+
+def test_prompts_sampled_once_decode_in_batches_as_large_as_the_kv_budget_allows(tiny, monkeypatch):
+    """On a CPU a call whose every prompt is sampled once takes as many rows a batch as their caches fit
+    ``ONE_REPLY_KV_BYTES`` (a batch runs until its longest reply ends, so fewer batches leave fewer thin steps); a call
+    that repeats prompts (the shared cache, continuous batching) and an explicit batch size keep theirs."""
+    from rlhf_nb.lm import generation as G
+
+    tok, model = tiny
+    config = model.config
+    per_position = G.kv_bytes_per_position(model)
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    assert per_position == config.num_hidden_layers * config.num_key_value_heads * head_dim * 2 * 4  # fp32 weights
+    row = per_position * (10 + 20)  # one row's cache: 10 prompt tokens + 20 new
+    monkeypatch.setattr(G, "ONE_REPLY_KV_BYTES", 200 * row)
+    assert G.one_reply_batch_size(model, 10, 20, 300, 128) == 200  # as many as fit
+    assert G.one_reply_batch_size(model, 10, 20, 150, 128) == 150  # all of them
+    assert G.one_reply_batch_size(model, 40, 20, 300, 128) == 128  # never fewer than the general batch
+
+    seen: list[int] = []
+
+    def spy(model, prompts, rows, config, eos, stop_check, generator, batch_size, *args, **kwargs):
+        seen.append(batch_size)
+        return [([], True) for _ in rows]
+
+    monkeypatch.setattr(G, "decode", spy)
+    monkeypatch.setattr(G, "ONE_REPLY_KV_BYTES", 10**12)
+    prompts = [f"prompt {i}" for i in range(300)]
+    generate(model, tok, prompts, SamplingConfig(n=1, max_new_tokens=4), progress=False)
+    generate(model, tok, prompts, SamplingConfig(n=2, max_new_tokens=4), progress=False)
+    generate(model, tok, prompts, SamplingConfig(n=1, max_new_tokens=4, batch_size=64), progress=False)
+    generate(model, tok, prompts[:100], SamplingConfig(n=1, max_new_tokens=4), progress=False)
+    assert seen == [300, 128, 64, 128]
