@@ -481,3 +481,38 @@ def test_prompts_sampled_once_decode_in_batches_as_large_as_the_kv_budget_allows
     generate(model, tok, prompts, SamplingConfig(n=1, max_new_tokens=4, batch_size=64), progress=False)
     generate(model, tok, prompts[:100], SamplingConfig(n=1, max_new_tokens=4), progress=False)
     assert seen == [300, 128, 64, 128]
+
+
+def test_the_one_reply_batch_counts_the_caches_bytes_and_keeps_the_general_batch_where_it_cannot_use_its_cache(
+        tiny, monkeypatch):
+    """Under the mixed read on a CPU the cache holds bf16 (2 bytes a value, half the fp32 count); at most
+    ``ONE_REPLY_MAX_ROWS`` rows; a model with sliding-window layers (transformers' cache) keeps the general batch."""
+    from rlhf_nb.lm import generation as G
+    from rlhf_nb.lm import mixed_read, shared_prefix
+
+    tok, model = tiny
+    fp32 = G.kv_bytes_per_position(model)
+    with mixed_read.mixed_read(model):
+        assert G.kv_bytes_per_position(model) * 2 == fp32
+    monkeypatch.setattr(G, "ONE_REPLY_KV_BYTES", 10**12)
+    assert G.one_reply_batch_size(model, 10, 20, 5000, 128) == G.ONE_REPLY_MAX_ROWS
+    monkeypatch.setattr(shared_prefix, "full_attention_only", lambda m: False)
+    assert G.one_reply_batch_size(model, 10, 20, 300, 128) == 128
+
+
+def test_one_batch_of_every_prompt_gives_the_replies_of_batches_of_128(tiny):
+    """fp32 greedy replies of 150 prompts: one batch of 150 (the one-reply batch) and batches of 128 + 22 agree."""
+    tok, model = tiny
+    prompts = [f"item {i}: " + "word " * (i % 7) for i in range(150)]
+    one = generate(model, tok, prompts, SamplingConfig(temperature=0.0, max_new_tokens=4), progress=False)
+    split = generate(model, tok, prompts, SamplingConfig(temperature=0.0, max_new_tokens=4, batch_size=128),
+                     progress=False)
+    assert [r[0].text for r in one] == [r[0].text for r in split]
+
+
+def test_prefill_groups_hold_at_most_the_token_limit():
+    from rlhf_nb.lm.generation import prefill_groups
+
+    groups = prefill_groups([100] * 10 + [300], share=0.0, tokens=450)
+    assert groups == [[10], [0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # rows x the group's longest prompt <= 450
+    assert prefill_groups([100] * 10, share=0.0, tokens=10**6) == [list(range(10))]

@@ -107,24 +107,32 @@ ONE_REPLY_MAX_ROWS = 512
 
 
 def kv_bytes_per_position(model: Any) -> int:
-    """Bytes of keys and values one cached position of one row takes in the sampler's cache (bf16 under the mixed read
-    on a CPU, else the weights' dtype)."""
+    """Bytes of keys and values one cached position of one row takes in the sampler's buffer cache
+    (:func:`_buffer_cache`): bf16 under the mixed read on a CPU, else the weights' dtype (4 bytes for weights that are
+    not floating point: quantized layers may compute in fp32)."""
     import torch
 
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     weight = next(model.parameters())
-    size = 2 if mixed_read.active(model) and weight.device.type == "cpu" else weight.element_size()
-    if weight.dtype not in (torch.float32, torch.float16, torch.bfloat16):  # quantized weights: compute in bf16/fp16
+    if mixed_read.active(model) and weight.device.type == "cpu":
         size = 2
+    elif weight.dtype in (torch.float32, torch.float16, torch.bfloat16):
+        size = weight.element_size()
+    else:
+        size = 4
     return config.num_hidden_layers * (getattr(config, "num_key_value_heads", None) or heads) * head_dim * 2 * size
 
 
 def one_reply_batch_size(model: Any, widest: int, max_new_tokens: int, rows: int, least: int) -> int:
     """The batch for ``rows`` prompts sampled once each on a CPU: all of them where their caches (``widest`` prompt
     tokens + ``max_new_tokens`` a row) fit :data:`ONE_REPLY_KV_BYTES`, else as many as fit, never fewer than ``least``
-    (the general batch, :func:`auto_batch_size`) nor more than :data:`ONE_REPLY_MAX_ROWS`."""
+    (the general batch, :func:`auto_batch_size`) nor more than :data:`ONE_REPLY_MAX_ROWS`. Models with sliding-window
+    layers (transformers' own cache, prefilled in one pass) keep ``least``. The prefill's activations do not grow
+    with the batch: its groups hold at most :data:`PREFILL_GROUP_TOKENS`."""
+    if not shared_prefix.full_attention_only(model):
+        return least
     fit = ONE_REPLY_KV_BYTES // max(1, kv_bytes_per_position(model) * (widest + max_new_tokens))
     return max(least, min(rows, ONE_REPLY_MAX_ROWS, fit))
 
@@ -313,17 +321,24 @@ def _buffer_cache(model: Any, capacity: int) -> Any:
 
 #: a prefill group takes prompts down to this share of its longest one; a shorter prompt starts the next group
 PREFILL_GROUP_SHARE = 0.75
+#: and at most this many tokens (rows x its longest prompt), so a prefill's activations stay what a batch of 128
+#: prompts of 512 tokens made, however many rows decode together (:func:`one_reply_batch_size`)
+PREFILL_GROUP_TOKENS = 128 * 512
 
 
-def prefill_groups(lengths: list[int], share: float | None = None) -> list[list[int]]:
+def prefill_groups(lengths: list[int], share: float | None = None,
+                   tokens: int | None = None) -> list[list[int]]:
     """Rows (indices into ``lengths``) grouped for the prefill: longest first, a group holding prompts down to
     ``share`` (default :data:`PREFILL_GROUP_SHARE`) of its longest, so padding costs at most ``1 - share`` of a
-    group's forward pass; ``share=0`` gives one group."""
+    group's forward pass, and at most ``tokens`` (default :data:`PREFILL_GROUP_TOKENS`) rows x its longest prompt
+    (a prompt longer than that is a group of its own); ``share=0`` gives one group where the rows fit ``tokens``."""
     share = PREFILL_GROUP_SHARE if share is None else share
+    tokens = PREFILL_GROUP_TOKENS if tokens is None else tokens
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     groups: list[list[int]] = []
     for i in order:
-        if groups and lengths[i] >= share * lengths[groups[-1][0]]:
+        if (groups and lengths[i] >= share * lengths[groups[-1][0]]
+                and (len(groups[-1]) + 1) * lengths[groups[-1][0]] <= tokens):
             groups[-1].append(i)
         else:
             groups.append([i])
