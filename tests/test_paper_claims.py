@@ -157,6 +157,11 @@ def test_workflow_reward_models_against_the_length_rules_and_the_length_trend():
     assert {length[i].verdict for i in ("W1a", "W1b", "W1c", "W1d")} <= {NR, C.INCONCLUSIVE}
     assert "prefer the longer reply" in length["W1a"].our_value
     assert length["W4"].verdict == NR  # replies get shorter
+    # the gold as the labeller favours short replies by construction (word and sentence caps): W4 is not tested
+    gold = _workflow(bt=0.75, pairwise=0.8, longer=0.5, tokens_per_round=-6)
+    gold["params"]["labeller"] = "gold"
+    w4 = {c.id: c for c in wf.claims(gold)}["W4"]
+    assert w4.verdict == NT and "short replies" in w4.reason and "gold as the preference oracle" in w4.statement
     # the RM that labels the online pairs no longer beats length: the gold claims rest on nothing
     assert length["W2"].verdict == NT and "validated" in length["W2"].reason
     # reward models below chance: the sign flipped

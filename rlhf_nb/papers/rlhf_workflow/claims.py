@@ -7,7 +7,9 @@ gap in truncation); a cut-off reply is scored as it stands. The length trend (W4
 (a censored length, which can hide growth but not invent it) and asks that most replies finish, so that the
 median length is seen. Policies trained here contribute one row per seed; the start snapshot is one.
 
-W2 and W3 are about the training algorithm. With ``labeller: gold`` the gold picks each pair (the preference
+W2 and W3 are about the training algorithm. W4 (replies lengthen) is about a reward model's length bias, so it needs
+a labeller that does not favour short replies by construction; the gold does (word and sentence caps), so under it
+W4 is not tested. With ``labeller: gold`` the gold picks each pair (the preference
 oracle) and the held-out gold judges the policies on prompts no arm trained on; with ``labeller: rm`` the BT reward
 model picks them and its validation on held-out gold-labelled pairs is a premise.
 """
@@ -171,9 +173,21 @@ def gold_rises(results: dict[str, Any]) -> C.Claim:
                              C.one_precision("held-out replies of every round", snaps)], **common)
 
 
+def _length_neutral(results: dict[str, Any]) -> C.Premise:
+    """W4's length growth is a reward model's length bias at work: the labeller must not favour short replies by
+    construction. The gold does (its instruction pool caps words and sentences, forbids common words, and fails a
+    cut-off reply's end-of-reply checks), so under it replies shorten in any gold-labelled DPO, offline included."""
+    if labeller(results) == "gold":
+        return C.Premise("the labeller does not favour short replies by construction", False,
+                         "the gold's instructions cap words and sentences and fail cut-off replies: under it a "
+                         "shorter reply tends to score higher, whatever the algorithm")
+    return C.Premise("the labeller does not favour short replies by construction", True,
+                     f"labeller {labeller(results)} (a reward model: its length bias is what W4 looks for)")
+
+
 def length_grows(results: dict[str, Any]) -> C.Claim:
     levels, arms, snaps = _rounds(results, "tokens", 1.0)
-    statement = "replies grow longer across online iterations (length bias)"
+    statement = f"replies grow longer across online iterations (length bias), {labeller_words(results)}"
     common = dict(min_effect=2.0, min_effect_reason="2 tokens per round, a few words over three rounds",
                   unit="tokens per round")
     if len(levels) < 3:
@@ -185,7 +199,8 @@ def length_grows(results: dict[str, Any]) -> C.Claim:
     value = (" -> ".join(f"{a.mean():.0f}" for a in arms) + f" tokens (a cut-off reply counted at the cap, {cap}; "
              "cut off " + " -> ".join(f"{100 * c:.0f}%" for c in by_round) + f"); slope {C.describe(test, 'tokens')}")
     return C.claim("W4", PAPER, statement, "longer every round", test, our_value=value,
-                   premises=[C.Premise("most held-out replies finish in every round", max(by_round) < 0.5,
+                   premises=[_length_neutral(results),
+                             C.Premise("most held-out replies finish in every round", max(by_round) < 0.5,
                                        f"at most {100 * max(by_round):.0f}% cut off at the {cap}-token cap in a round "
                                        "(limit 50%: the median length is seen)"),
                              C.one_precision("held-out replies of every round", snaps)], **common)
