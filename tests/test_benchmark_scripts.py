@@ -226,3 +226,11 @@ def test_head_bench_times_trls_kernel_the_head_at_a_revision_and_now_side_by_sid
     cells = rows[0]
     assert cells[1] == "16" and all(float(c) > 0 for c in cells[2:5])
     assert all(c.endswith("x") and float(c[:-1]) > 0 for c in cells[5:7])
+
+
+def test_one_reply_batch_bench_alternates_the_batch_sizes_and_sums_their_time():
+    args = ["--model", "tiny", "--prompts", "6", "--cap", "4", "--batches", "auto,2", "--reps", "2"]
+    stdout, rows = run_bench("one_reply_batch_bench.py", args, rows=("| auto |", "| 2 |"), timeout=300)
+    assert [(r[0], r[1]) for r in rows] == [("auto", "1"), ("2", "1"), ("auto", "2"), ("2", "2")]
+    assert all(int(r[3]) > 0 for r in rows)
+    assert "batch 2:" in stdout and "x the time of batch auto" in stdout

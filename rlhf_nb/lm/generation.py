@@ -101,8 +101,10 @@ def auto_batch_size(device: str, n_params: int = 0) -> int:
 #: on a CPU, where every prompt is sampled once (each row caches its own prompt and reply), as many rows decode together
 #: as fit this many bytes of KV cache: a batch runs until its longest reply ends, so a call split into batches of 128
 #: spends most of its steps on the few rows still running at each batch's end (05's 300 held-out prompts, cap 192,
-#: SmolLM2-135M with a trained adapter read mixed: 573 steps in 47 s as 128 + 128 + 44 rows, 191 in 30 s as one batch)
-ONE_REPLY_KV_BYTES = 6 * 2**30
+#: SmolLM2-135M with a trained adapter read mixed: 573 steps in 47 s as 128 + 128 + 44 rows, 191 in 30 s as one batch).
+#: The process's peak memory grows faster than the cache: that call peaked at 4.8 GB RSS in batches of 128, 6.4 GB
+#: with this budget (184 + 116 rows), 13.5 GB with twice it (one batch of 300), so the budget is the smaller one
+ONE_REPLY_KV_BYTES = 3 * 2**30
 ONE_REPLY_MAX_ROWS = 512
 
 
@@ -110,18 +112,16 @@ def kv_bytes_per_position(model: Any) -> int:
     """Bytes of keys and values one cached position of one row takes in the sampler's buffer cache
     (:func:`_buffer_cache`): bf16 under the mixed read on a CPU, else the weights' dtype (4 bytes for weights that are
     not floating point: quantized layers may compute in fp32)."""
-    import torch
-
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     weight = next(model.parameters())
     if mixed_read.active(model) and weight.device.type == "cpu":
         size = 2
-    elif weight.dtype in (torch.float32, torch.float16, torch.bfloat16):
-        size = weight.element_size()
-    else:
+    elif any(not p.dtype.is_floating_point for p in model.parameters()):  # quantized layers: fp32 at worst
         size = 4
+    else:
+        size = weight.element_size()
     return config.num_hidden_layers * (getattr(config, "num_key_value_heads", None) or heads) * head_dim * 2 * size
 
 

@@ -8,10 +8,12 @@ gap in truncation); a cut-off reply is scored as it stands. The length trend (W4
 median length is seen. Policies trained here contribute one row per seed; the start snapshot is one.
 
 W2 and W3 are about the training algorithm. W4 (replies lengthen) is about a reward model's length bias, so it needs
-a labeller that does not favour short replies by construction; the gold does (word and sentence caps), so under it
-W4 is not tested. With ``labeller: gold`` the gold picks each pair (the preference
-oracle) and the held-out gold judges the policies on prompts no arm trained on; with ``labeller: rm`` the BT reward
-model picks them and its validation on held-out gold-labelled pairs is a premise.
+a labeller that does not favour short replies by construction; some of the gold's instructions do (word and sentence
+caps, forbidden common words, end-of-reply checks a cut-off reply fails), so under it W4 is not tested.
+
+With ``labeller: gold`` the gold picks each pair (the preference oracle) and the held-out gold judges the policies on
+prompts no arm trained on; with ``labeller: rm`` the BT reward model picks them and its validation on held-out
+gold-labelled pairs is a premise.
 """
 
 from __future__ import annotations
@@ -175,14 +177,17 @@ def gold_rises(results: dict[str, Any]) -> C.Claim:
 
 def _length_neutral(results: dict[str, Any]) -> C.Premise:
     """W4's length growth is a reward model's length bias at work: the labeller must not favour short replies by
-    construction. The gold does (its instruction pool caps words and sentences, forbids common words, and fails a
-    cut-off reply's end-of-reply checks), so under it replies shorten in any gold-labelled DPO, offline included."""
+    construction. Some of the gold's instructions do (word and sentence caps, forbidden common words, end-of-reply
+    checks that a cut-off reply fails; others ask for more text: keywords, sections, a P.S.), and on 04's 171 pairs of
+    answers whose gold differs the gold-better one was the shorter in 75% (docs/notebooks.md). A reward model of the
+    ``rm`` labeller is trained on gold-labelled pairs here and may inherit that; W1a's length rules say how much."""
     if labeller(results) == "gold":
         return C.Premise("the labeller does not favour short replies by construction", False,
-                         "the gold's instructions cap words and sentences and fail cut-off replies: under it a "
-                         "shorter reply tends to score higher, whatever the algorithm")
+                         "some of the gold's instructions cap words and sentences or fail cut-off replies (the "
+                         "gold-better answer was the shorter in 75% of 04's 171 pairs)")
     return C.Premise("the labeller does not favour short replies by construction", True,
-                     f"labeller {labeller(results)} (a reward model: its length bias is what W4 looks for)")
+                     f"labeller {labeller(results)} (a reward model, its length bias what W4 looks for; trained on "
+                     "gold-labelled pairs here, see W1a's length rules)")
 
 
 def length_grows(results: dict[str, Any]) -> C.Claim:
