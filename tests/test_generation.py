@@ -450,6 +450,20 @@ def test_logsumexp_rows_equals_torch_logsumexp(temperature):
     assert torch.allclose(got[finite], expected[finite], rtol=0, atol=1e-4)
 
 
+def _buffer_bytes_per_position(model) -> int:
+    """Bytes a row's cached position takes in the buffer cache a prefill really allocates (one row, 10 positions)."""
+    import torch
+
+    from rlhf_nb.lm import generation as G
+
+    ids = torch.tensor([[5, 6, 7, 8]])
+    mask = torch.ones_like(ids)
+    cache = G._buffer_cache(model, 10)
+    with torch.inference_mode():
+        G._prefill(model, ids, mask, mask.cumsum(-1) - 1, cache)
+    return sum(layer.k_buf.nbytes + layer.v_buf.nbytes for layer in cache.layers) // 10
+
+
 def test_prompts_sampled_once_decode_in_batches_as_large_as_the_kv_budget_allows(tiny, monkeypatch):
     """On a CPU a call whose every prompt is sampled once takes as many rows a batch as their caches fit
     ``ONE_REPLY_KV_BYTES`` (a batch runs until its longest reply ends, so fewer batches leave fewer thin steps); a call
@@ -457,10 +471,8 @@ def test_prompts_sampled_once_decode_in_batches_as_large_as_the_kv_budget_allows
     from rlhf_nb.lm import generation as G
 
     tok, model = tiny
-    config = model.config
     per_position = G.kv_bytes_per_position(model)
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    assert per_position == config.num_hidden_layers * config.num_key_value_heads * head_dim * 2 * 4  # fp32 weights
+    assert per_position == _buffer_bytes_per_position(model)  # what the sampler's cache really allocates
     row = per_position * (10 + 20)  # one row's cache: 10 prompt tokens + 20 new
     monkeypatch.setattr(G, "ONE_REPLY_KV_BYTES", 200 * row)
     assert G.one_reply_batch_size(model, 10, 20, 300, 128) == 200  # as many as fit
@@ -493,18 +505,29 @@ def test_the_one_reply_batch_counts_the_caches_bytes_and_keeps_the_general_batch
     tok, model = tiny
     fp32 = G.kv_bytes_per_position(model)
     with mixed_read.mixed_read(model):
-        assert G.kv_bytes_per_position(model) * 2 == fp32
+        assert G.kv_bytes_per_position(model) * 2 == fp32 == _buffer_bytes_per_position(model) * 2
     monkeypatch.setattr(G, "ONE_REPLY_KV_BYTES", 10**12)
     assert G.one_reply_batch_size(model, 10, 20, 5000, 128) == G.ONE_REPLY_MAX_ROWS
     monkeypatch.setattr(shared_prefix, "full_attention_only", lambda m: False)
     assert G.one_reply_batch_size(model, 10, 20, 300, 128) == 128
 
 
-def test_one_batch_of_every_prompt_gives_the_replies_of_batches_of_128(tiny):
-    """fp32 greedy replies of 150 prompts: one batch of 150 (the one-reply batch) and batches of 128 + 22 agree."""
+def test_one_batch_of_every_prompt_gives_the_replies_of_batches_of_128(tiny, monkeypatch):
+    """fp32 greedy replies of 150 prompts: one batch of 150 (the one-reply batch, really decoded) and batches of
+    128 + 22 agree."""
+    from rlhf_nb.lm import generation as G
+
     tok, model = tiny
     prompts = [f"item {i}: " + "word " * (i % 7) for i in range(150)]
+    seen, decode = [], G.decode
+
+    def spy(*args, **kwargs):
+        seen.append(args[7])  # batch_size
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(G, "decode", spy)
     one = generate(model, tok, prompts, SamplingConfig(temperature=0.0, max_new_tokens=4), progress=False)
+    assert seen == [150]
     split = generate(model, tok, prompts, SamplingConfig(temperature=0.0, max_new_tokens=4, batch_size=128),
                      progress=False)
     assert [r[0].text for r in one] == [r[0].text for r in split]

@@ -103,7 +103,9 @@ def _decode_attention(blocks: int, monkeypatch, cache_dtype=torch.bfloat16, mask
     first = torch.tensor([12, 11, 9, 6, 4, 3, 1, 0]) if masked else torch.zeros(batch, dtype=torch.long)
     mask = (torch.arange(length)[None, :] >= first[:, None]).reshape(batch, 1, 1, length)
     monkeypatch.setattr(mr, "ATTENTION_BLOCKS", blocks)
-    mr._last_step[:] = [None, None]
+    from rlhf_nb.lm import attend
+
+    attend.forget()
     module = type("Attention", (), {})()
     out, _ = mr._attention(module, query, key, value, mask if masked else None, scaling=dim**-0.5)
     group = heads // kv_heads

@@ -101,9 +101,9 @@ def auto_batch_size(device: str, n_params: int = 0) -> int:
 #: on a CPU, where every prompt is sampled once (each row caches its own prompt and reply), as many rows decode together
 #: as fit this many bytes of KV cache: a batch runs until its longest reply ends, so a call split into batches of 128
 #: spends most of its steps on the few rows still running at each batch's end (05's 300 held-out prompts, cap 192,
-#: SmolLM2-135M with a trained adapter read mixed: 573 steps in 47 s as 128 + 128 + 44 rows, 191 in 30 s as one batch).
-#: The process's peak memory grows faster than the cache: that call peaked at 4.8 GB RSS in batches of 128, 6.4 GB
-#: with this budget (184 + 116 rows), 13.5 GB with twice it (one batch of 300), so the budget is the smaller one
+#: SmolLM2-135M with a trained adapter read mixed: 89.2 s as 128 + 128 + 44 rows, 79.2 s as 184 + 116 under this
+#: budget, one run each; one batch of 300 was 1.23x alternated, 573 -> 191 steps). The process's peak memory grows
+#: faster than the cache: 4.8 GB RSS in batches of 128, 6.4 GB under this budget, 13.5 GB at twice it (one batch)
 ONE_REPLY_KV_BYTES = 3 * 2**30
 ONE_REPLY_MAX_ROWS = 512
 
@@ -115,14 +115,24 @@ def kv_bytes_per_position(model: Any) -> int:
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    weight = next(model.parameters())
-    if mixed_read.active(model) and weight.device.type == "cpu":
-        size = 2
+    import torch
+
+    dtype = _cache_dtype(model)
+    if dtype is not None:
+        size = torch.empty((), dtype=dtype).element_size()
     elif any(not p.dtype.is_floating_point for p in model.parameters()):  # quantized layers: fp32 at worst
         size = 4
     else:
-        size = weight.element_size()
+        size = next(model.parameters()).element_size()
     return config.num_hidden_layers * (getattr(config, "num_key_value_heads", None) or heads) * head_dim * 2 * size
+
+
+def _cache_dtype(model: Any) -> Any:
+    """The dtype the buffer cache keeps keys and values in where it is not theirs: bf16 under the mixed read on a CPU
+    (attention runs in bf16 there: the prefill's SDPA, a decoding step's fused kernel), else None (their own)."""
+    import torch
+
+    return torch.bfloat16 if mixed_read.active(model) and next(model.parameters()).device.type == "cpu" else None
 
 
 def one_reply_batch_size(model: Any, widest: int, max_new_tokens: int, rows: int, least: int) -> int:
@@ -265,17 +275,13 @@ def _buffer_cache(model: Any, capacity: int) -> Any:
     (``capacity`` = prompt + ``max_new_tokens``): a step writes its token in place. transformers' DynamicCache
     concatenates, copying the whole cache every step: half of all decoding time at 64+ rows on CPU (measured).
     Models with sliding-window or other non-full attention layers get transformers' own cache."""
-    import torch
     from transformers import DynamicCache
     from transformers.cache_utils import Cache, DynamicLayer
 
     if not shared_prefix.full_attention_only(model):
         return DynamicCache(config=model.config)
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    # under the mixed read on a CPU attention runs in bf16 (the prefill's SDPA, a decoding step's fused kernel), so the
-    # cache keeps the keys and values in bf16: half the bytes a decoding step reads
-    on_cpu = next(model.parameters()).device.type == "cpu"
-    dtype = torch.bfloat16 if mixed_read.active(model) and on_cpu else None
+    dtype = _cache_dtype(model)  # bf16 under the mixed read on a CPU: half the bytes a decoding step reads
 
     class BufferLayer(DynamicLayer):
         def __init__(self) -> None:
@@ -321,9 +327,11 @@ def _buffer_cache(model: Any, capacity: int) -> Any:
 
 #: a prefill group takes prompts down to this share of its longest one; a shorter prompt starts the next group
 PREFILL_GROUP_SHARE = 0.75
-#: and at most this many tokens (rows x its longest prompt), so a prefill's activations stay what a batch of 128
-#: prompts of 512 tokens made, however many rows decode together (:func:`one_reply_batch_size`)
+#: and, in a batch of more than 128 rows (:func:`one_reply_batch_size`'s), at most this many tokens (rows x its longest
+#: prompt), so its prefill's activations stay what a batch of 128 prompts of 512 tokens made; smaller batches are
+#: grouped as before the limit existed
 PREFILL_GROUP_TOKENS = 128 * 512
+PREFILL_LIMIT_ROWS = 128
 
 
 def prefill_groups(lengths: list[int], share: float | None = None,
@@ -359,7 +367,8 @@ def _prefill(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     import torch
 
     width = input_ids.shape[1]
-    groups = prefill_groups(attention_mask.sum(-1).tolist())
+    lengths = attention_mask.sum(-1).tolist()
+    groups = prefill_groups(lengths, tokens=PREFILL_GROUP_TOKENS if len(lengths) > PREFILL_LIMIT_ROWS else 10**12)
     if len(groups) == 1 or not all(hasattr(layer, "place") for layer in cache.layers):
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position, past_key_values=cache,
                     use_cache=True, logits_to_keep=1)

@@ -15,8 +15,8 @@ heads that share a key head stacked as that head's queries. A decoding step at 1
 values for every row, and that read is most of the step: on SmolLM2-135M at 128 rows x 384 cached positions, 4.3 ms a
 layer of a 236-ms step with freed memory kept (~9 GB/s; an fp32 cache read by a grouped fp32 matmul took 5.4 ms a
 layer of a 278-ms step without it, ~16 GB/s on twice the bytes; measured while building this). (The sampler's
-shared-prompt cache, :mod:`rlhf_nb.lm.shared_prefix`, attends through the same code: :mod:`rlhf_nb.lm.attend`.) The start policy read under it
-(no adapter) and a trained policy differ by their adapter only.
+shared-prompt cache, :mod:`rlhf_nb.lm.shared_prefix`, attends through the same code: :mod:`rlhf_nb.lm.attend`.) The
+start policy read under it (no adapter) and a trained policy differ by their adapter only.
 
 Under ``mixed`` the pieces are those of training under autocast with fp32 adapter sums, which
 ``benchmarks/train_precision.py`` measured to keep a small DPO update (implied margin 1.70 / 1.65 seen by the trainer
@@ -90,7 +90,7 @@ def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: An
     out = query.new_empty(batch, kv_heads, heads // kv_heads, value.shape[-1])
     query = query.reshape(batch, kv_heads, heads // kv_heads, dim).to(key.dtype)
     additive = attend.step_mask(attention_mask, batch, length, key.dtype)
-    for rows, cut in _row_blocks(attention_mask, batch, length):  # each block of rows skips the padding all its rows have
+    for rows, cut in attend.row_blocks(attention_mask, batch, length, ATTENTION_BLOCKS):
         out[rows] = attend.attend(query[rows], key[rows, :, cut:], value[rows, :, cut:],
                                   None if additive is None else additive[rows, ..., cut:], scale)[0]
     return out.reshape(batch, 1, heads, -1), None
@@ -99,22 +99,6 @@ def _attention(module: Any, query: Any, key: Any, value: Any, attention_mask: An
 #: a decoding step's rows are attended in this many blocks of consecutive rows, each from the first column any of
 #: its rows attends to: the sampler sorts prompts by length, so left padding is mostly skipped
 ATTENTION_BLOCKS = 4
-#: (the step's attention mask, (columns, its row blocks)): every layer of a step gets the same mask object
-_last_step: list[Any] = [None, None]
-
-
-def _row_blocks(attention_mask: Any, batch: int, length: int) -> list[tuple[slice, int]]:
-    """A decoding step's row blocks: (rows, the first of the last ``length`` columns any of them attends to), made once
-    a step."""
-    if attention_mask is None:
-        return [(slice(0, batch), 0)]
-    if _last_step[0] is attention_mask and _last_step[1][0] == length:
-        return _last_step[1][1]
-    first = attention_mask[..., -length:].reshape(batch, length).int().argmax(-1).tolist()  # each row's first column
-    size = -(-batch // ATTENTION_BLOCKS)
-    blocks = [(slice(a, min(a + size, batch)), min(first[a:a + size])) for a in range(0, batch, size)]
-    _last_step[:] = [attention_mask, (length, blocks)]
-    return blocks
 
 
 def _register() -> None:
@@ -179,8 +163,7 @@ def mixed_read(model: Any) -> Iterator[Any]:
         yield model
     finally:
         del model._rlhf_mixed_read
-        _last_step[:] = [None, None]  # no mask outlives the read
-        attend.forget()
+        attend.forget()  # no mask outlives the read
         for module, names in patched:
             for attribute in names:
                 delattr(module, attribute)

@@ -7,9 +7,8 @@ gap in truncation); a cut-off reply is scored as it stands. The length trend (W4
 (a censored length, which can hide growth but not invent it) and asks that most replies finish, so that the
 median length is seen. Policies trained here contribute one row per seed; the start snapshot is one.
 
-W2 and W3 are about the training algorithm. W4 (replies lengthen) is about a reward model's length bias, so it needs
-a labeller that does not favour short replies by construction; some of the gold's instructions do (word and sentence
-caps, forbidden common words, end-of-reply checks a cut-off reply fails), so under it W4 is not tested.
+W2 and W3 are about the training algorithm. W4 (replies lengthen) is about a reward model's length bias: its premise
+:func:`_length_neutral` says why it is not tested under the gold.
 
 With ``labeller: gold`` the gold picks each pair (the preference oracle) and the held-out gold judges the policies on
 prompts no arm trained on; with ``labeller: rm`` the BT reward model picks them and its validation on held-out
@@ -182,10 +181,10 @@ def _length_neutral(results: dict[str, Any]) -> C.Premise:
     answers whose gold differs the gold-better one was the shorter in 75% (docs/notebooks.md). A reward model of the
     ``rm`` labeller is trained on gold-labelled pairs here and may inherit that; W1a's length rules say how much."""
     if labeller(results) == "gold":
-        return C.Premise("the labeller does not favour short replies by construction", False,
+        return C.Premise("the labeller does not favour short replies", False,
                          "some of the gold's instructions cap words and sentences or fail cut-off replies (the "
                          "gold-better answer was the shorter in 75% of 04's 171 pairs)")
-    return C.Premise("the labeller does not favour short replies by construction", True,
+    return C.Premise("the labeller does not favour short replies", True,
                      f"labeller {labeller(results)} (a reward model, its length bias what W4 looks for; trained on "
                      "gold-labelled pairs here, see W1a's length rules)")
 
