@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -458,6 +461,46 @@ def test_the_cost_of_deciding_asks_for_items_where_items_are_the_limit_and_for_s
     share, shrink = seeds_bound.seed_share, (seeds_bound.mde / 2.0) ** 2
     assert share * 3 / seeds < 1 / shrink
     assert C.Claim.from_dict(seeds_bound.to_dict()) == seeds_bound  # the share survives results.json
+
+
+def _priced(claim: C.Claim, cost: C.Cost) -> C.Claim:
+    return C.finalize([replace(claim, our_value="v", verdict="", cost=cost.to_dict())])[0]
+
+
+def test_a_run_s_cost_prices_the_cheapest_design_that_would_decide_and_says_when_none_would():
+    # a run of 3 seeds x 300 items that took 3600 s: seeds cost 600 s each, an item 0.5 s a seed and 0.2 s once
+    cost = C.Cost.from_run(3600.0, per_seed_s=600.0, per_item_s=0.2, per_item_seed_s=0.5, seeds=3, items=300)
+    assert cost.seconds(3, 300) == pytest.approx(3600.0) and cost.fixed_s == pytest.approx(3600 - 1800 - 510)
+    assert C.Cost.from_run(None, per_seed_s=1, per_item_s=1, per_item_seed_s=1, seeds=3, items=3,
+                           known_fixed_s=7).fixed_s == 7  # before the run ends: only what is known
+    with pytest.raises(ValueError, match="seconds >= 0"):
+        C.Cost(-1.0, 1.0, 1.0, 1.0)
+    for spread in (0.0, 2.0):  # items the limit, then seeds
+        claim = _priced(_inconclusive(seed_spread=spread), cost)
+        seeds, items, seconds = C.cheapest_design(claim)
+        share, target = claim.seed_share, (2.0 / claim.mde) ** 2
+        # it meets the variance the minimum effect allows under the items / seeds split ...
+        assert share * 3 / seeds + (1 - share) * 300 / items <= target + 1e-9
+        # ... and no design of as many seeds with fewer items, nor of one seed more or less, is cheaper and meets it
+        assert share * 3 / seeds + (1 - share) * 300 / (items - 1) > target or items == 300
+        for other in (seeds - 1, seeds + 1):
+            room = target - share * 3 / other
+            if other >= 3 and room > 0:
+                assert cost.seconds(other, max(300, math.ceil(300 * (1 - share) / room))) >= seconds
+        assert seconds == pytest.approx(cost.seconds(seeds, items))
+        assert f"{items} items x {seeds} seeds" in claim.our_value and "(this run ~60 min)" in claim.our_value
+        assert C.Claim.from_dict(claim.to_dict()) == claim  # the cost survives results.json
+    assert seeds > 3  # where the seeds' spread dominates, the cheapest design adds seeds
+    # a pool too small for any design: said, with the pool's name
+    small = replace(cost, max_items=320, pool="HumanEval's 320 tasks", note="more samples a task help too")
+    none = _priced(_inconclusive(seed_spread=0.0), small)
+    assert C.cheapest_design(none) is None
+    assert "no design within HumanEval's 320 tasks and 64 seeds would (this run ~60 min); more samples" in none.our_value
+    # a claim that is decided carries no price
+    gen = np.random.default_rng(0)
+    decided = C.finalize([C.claim("X", "p", "s", "v", C.superiority(gen.normal(0, 1, (1, 50)), gen.normal(3, 1, (1, 50))),
+                                  min_effect=0.5, min_effect_reason="r", unit="u", our_value="v", cost=cost)])[0]
+    assert decided.verdict == C.REPRODUCED and "cheapest" not in decided.our_value
 
 
 # --- truncation: a score difference that is only a difference in replies cut off ----------------------------------

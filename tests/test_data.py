@@ -106,7 +106,9 @@ def test_packaged_prompt_sets(name, n):
     prompts = data.load_prompts(name)
     assert len(prompts) == n and all(p.text for p in prompts)
     if name == "alpacaeval":
-        assert all(p.reference for p in prompts)
+        from rlhf_nb.tasks import gold
+
+        assert all(p.reference for p in prompts) and len(prompts) == gold.ALPACAEVAL_BASES  # the gold prompts' bases
 
 
 def test_missing_file_and_unknown_set_are_clear():

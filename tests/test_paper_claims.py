@@ -184,3 +184,27 @@ def test_hh_a_pm_that_only_learns_length_better_with_data_is_not_a_data_trend():
         matrix_row["length_baseline"] = list(np.asarray(largest["outcomes"], dtype=float)[0])  # the PM is the rule
     h6 = {c.id: c for c in hh.claims(results)}["H6"]
     assert h6.verdict == NT and "trivial rule" in h6.reason
+
+
+@pytest.mark.parametrize("notebook, cid", [("05_online_iterative_dpo", "W2"), ("02_passk_model_size", "P4@0.49B"),
+                                          ("04_precise_rlaif", "R1c")])
+def test_a_shipped_run_prices_its_own_design_at_its_wall_time(notebook, cid):
+    """The cost a headline claim carries comes from its run's own times: priced at the run's design (its seeds and
+    items) it is the run's wall time, every part that grows is positive, and an inconclusive claim states the price."""
+    import gzip
+    import json
+    from pathlib import Path
+
+    from rlhf_nb.notebook.registry import claims_function
+
+    path = Path(__file__).resolve().parent.parent / "results" / notebook / "cpu" / "results.json.gz"
+    results = json.loads(gzip.decompress(path.read_bytes()))
+    claim = {c.id: c for c in claims_function(notebook)(results)}[cid]
+    cost = C.Cost(**claim.cost)
+    assert cost.seconds(claim.seeds, claim.n) == pytest.approx(results["wall_s"])
+    assert min(cost.per_seed_s, cost.per_item_s, cost.per_item_seed_s, cost.fixed_s) > 0
+    if claim.verdict == C.INCONCLUSIVE:
+        assert "cheapest design" in claim.our_value or "no design within" in claim.our_value
+    del results["wall_s"]  # as the notebook computes its claims, before the run's end: only the priced parts
+    early = C.Cost(**{c.id: c for c in claims_function(notebook)(results)}[cid].cost)
+    assert early.seconds(claim.seeds, claim.n) < cost.seconds(claim.seeds, claim.n)

@@ -40,7 +40,9 @@ it compares with its start, enough items for p < 0.05 to be reachable at all). T
 2. ``not reproduced`` - ci[1] < min_effect: the data exclude an effect as large as the paper's minimum, whatever
    the sign of the effect (when it is positive the reason says the effect is smaller than the paper's);
 3. ``reproduced`` - p_adj < 0.05 and ci[0] > 0 (and, by 2, an interval that reaches ``min_effect``);
-4. ``inconclusive`` - anything else; ``our_value`` then states the MDE and the n that would be needed.
+4. ``inconclusive`` - anything else; ``our_value`` then states the MDE and the n that would be needed, and, where the
+   claim carries the run's :class:`Cost`, the cheapest design (seeds x items) that would detect ``min_effect`` and
+   what it would take at this run's pace.
 
 The Holm family is fixed in advance: every claim of a notebook, an untested one counting as p = 1.
 """
@@ -110,6 +112,49 @@ class Test:
     detail: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Cost:
+    """How a run's wall time grows with its design, measured on the run itself, to price the design that would decide
+    a claim: ``seconds(seeds, items) = fixed_s + seeds * per_seed_s + items * (per_item_s + seeds * per_item_seed_s)``.
+
+    ``per_seed_s`` is one seed's work that does not grow with the evaluation items (its training, its own sampling);
+    ``per_item_seed_s`` what one more evaluation item costs one seed (every read of it the design makes);
+    ``per_item_s`` what it costs the arms read once (a start that is not trained); ``fixed_s`` the rest (loading,
+    data, the run's wall time left over). ``max_items`` bounds the items (``pool`` names them: "HumanEval's 164
+    tasks"); ``note`` names a lever the price leaves out."""
+
+    fixed_s: float
+    per_seed_s: float
+    per_item_s: float
+    per_item_seed_s: float
+    max_items: int | None = None
+    pool: str = ""
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        parts = (self.fixed_s, self.per_seed_s, self.per_item_s, self.per_item_seed_s)
+        if not all(math.isfinite(x) and x >= 0 for x in parts):
+            raise ValueError(f"a cost's parts must be finite seconds >= 0, got {parts}")
+        if self.max_items is not None and self.max_items < 1:
+            raise ValueError(f"max_items must be positive, got {self.max_items}")
+
+    def seconds(self, seeds: int, items: int) -> float:
+        return self.fixed_s + seeds * self.per_seed_s + items * (self.per_item_s + seeds * self.per_item_seed_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_run(wall_s: float | None, *, per_seed_s: float, per_item_s: float, per_item_seed_s: float, seeds: int,
+                 items: int, known_fixed_s: float = 0.0, **bounds: Any) -> Cost:
+        """A cost whose fixed part is the run's wall time less what the other parts price for this design (seeds x
+        items), so that ``seconds(seeds, items)`` is the run's wall time; before the run has finished (``wall_s``
+        None, e.g. in the notebook) only ``known_fixed_s``."""
+        grows = seeds * per_seed_s + items * (per_item_s + seeds * per_item_seed_s)
+        fixed = max(known_fixed_s, wall_s - grows) if wall_s else known_fixed_s
+        return Cost(fixed, per_seed_s, per_item_s, per_item_seed_s, **bounds)
+
+
 @dataclass
 class Claim:
     """One finding of a paper, tested here; see the module docstring for the rule that gives ``verdict``."""
@@ -135,6 +180,7 @@ class Claim:
     reason: str = ""  # why the verdict is what it is, in a few words
     seed_share: float | None = None  # share of the test's variance from the seeds' spread (stats.seed_share)
     units: str = "items"  # what n counts: the independent units resampled ("prompts" where items share one)
+    cost: dict[str, Any] | None = None  # how this run's time grows with seeds and items (Cost.to_dict), to price a design
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -230,27 +276,76 @@ def needed_sentence(claim: Claim) -> str:
     if share * shrink < 0.9:  # items alone can do it
         need = math.ceil(claim.n * (1 - share) / (1 / shrink - share))
         return (head + f"~{need} {claim.units} at {claim.seeds} seed(s) would detect the minimum effect "
-                       f"{claim.min_effect:.3g}).")
+                       f"{claim.min_effect:.3g}" + price_sentence(claim) + ").")
     seeds, items = math.ceil(claim.seeds * 2 * share * shrink), math.ceil(claim.n * 2 * (1 - share) * shrink)
     return head + (f"more items alone cannot: the seeds' spread alone sets an MDE of "
                    f"{claim.mde * math.sqrt(share):.3g}; ~{seeds} seeds with ~{max(items, claim.n)} items would detect "
-                   f"the minimum effect {claim.min_effect:.3g}).")
+                   f"the minimum effect {claim.min_effect:.3g}" + price_sentence(claim) + ").")
+
+
+MAX_SEEDS_PRICED = 64  # the most seeds a priced design may ask for
+
+
+def cheapest_design(claim: Claim) -> tuple[int, int, float] | None:
+    """(seeds, items, seconds) of the cheapest design, at the claim's :class:`Cost`, whose variance falls to what
+    ``min_effect`` allows, under :func:`needed_sentence`'s split (the seeds' part shrinks as seeds grow, the items'
+    part as items grow): never fewer seeds or items than this design, never more items than the pool holds, at most
+    ``MAX_SEEDS_PRICED`` seeds. ``None`` when no such design exists (or the claim has no cost)."""
+    if claim.cost is None or claim.mde is None or claim.min_effect <= 0 or not claim.n:
+        return None
+    cost = Cost(**claim.cost)
+    target = (claim.min_effect / claim.mde) ** 2  # the variance allowed, as a share of this design's
+    share = claim.seed_share or 0.0
+    seeds0 = max(claim.seeds, 1)
+    best = None
+    for seeds in range(seeds0, max(seeds0, MAX_SEEDS_PRICED) + 1):
+        room = target - share * seeds0 / seeds  # what the items' part may take
+        if room <= 0:
+            continue
+        items = max(claim.n, math.ceil(claim.n * (1 - share) / room - 1e-9))
+        if cost.max_items is not None and items > cost.max_items:
+            continue
+        seconds = cost.seconds(seeds, items)
+        if best is None or seconds < best[2]:
+            best = (seeds, items, seconds)
+    return best
+
+
+def _duration(seconds: float) -> str:
+    return f"~{seconds / 60:.0f} min" if seconds < 120 * 60 else f"~{seconds / 3600:.1f} h"
+
+
+def price_sentence(claim: Claim) -> str:
+    """What deciding the claim would take at this run's pace (its :class:`Cost`), or '' without one."""
+    if claim.cost is None or claim.mde is None or claim.min_effect <= 0 or not claim.n:
+        return ""
+    cost = Cost(**claim.cost)
+    now = _duration(cost.seconds(max(claim.seeds, 1), claim.n))
+    note = f"; {cost.note}" if cost.note else ""
+    best = cheapest_design(claim)
+    if best is None:
+        pool = cost.pool or (f"{cost.max_items} {claim.units}" if cost.max_items else "the pool")
+        return f"; no design within {pool} and {MAX_SEEDS_PRICED} seeds would (this run {now}){note}"
+    seeds, items, seconds = best
+    return (f"; the cheapest design that would, at this run's pace: {items} {claim.units} x {seeds} seeds, "
+            f"{_duration(seconds)} (this run {now}){note}")
 
 
 def claim(id: str, paper: str, statement: str, paper_value: str, test: Test | None, *, min_effect: float,
           min_effect_reason: str, unit: str, our_value: str, premises: Sequence[Premise] = (),
-          kind: str | None = None, units: str = "items") -> Claim:
-    """A claim record from a :class:`Test` (``None``: not measured in this run, e.g. a gpu-only experiment)."""
+          kind: str | None = None, units: str = "items", cost: Cost | None = None) -> Claim:
+    """A claim record from a :class:`Test` (``None``: not measured in this run, e.g. a gpu-only experiment); ``cost``
+    prices the design that would decide it, should it be inconclusive."""
     if (test.kind if test else kind) in ("non-inferiority", "equivalence") and min_effect != 0:
         raise ValueError(f"{id}: a {test.kind if test else kind} effect already holds its margin (effect > 0 is the "
                          f"paper's claim), so min_effect must be 0, not {min_effect}")
     if test is None:
         return Claim(id, paper, statement, kind or "superiority", paper_value, our_value, None, None, None, None, 0, 0,
                      None, min_effect, min_effect_reason, unit, [*premises] or [Premise("measured", False, our_value)],
-                     units=units)
+                     units=units, cost=cost.to_dict() if cost else None)
     return Claim(id, paper, statement, test.kind, paper_value, our_value, test.effect, test.ci, test.p, None, test.n,
                  test.seeds, test.mde, min_effect, min_effect_reason, unit, [*test.premises, *premises],
-                 seed_share=test.detail.get("seed_share"), units=units)
+                 seed_share=test.detail.get("seed_share"), units=units, cost=cost.to_dict() if cost else None)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -31,6 +31,9 @@ from typing import Any
 
 from rlhf_nb.tasks.data import load_prompts
 
+#: AlpacaEval's instructions, the bases of :func:`synthetic_prompts` (one base a prompt until they run out)
+ALPACAEVAL_BASES = 805
+
 #: instructions used for synthetic prompts, with argument generators that keep replies short
 POOL: dict[str, Callable[[random.Random], dict[str, Any]]] = {
     "change_case:english_lowercase": lambda r: {},

@@ -13,6 +13,8 @@ from rlhf_nb.evidence import stats
 from rlhf_nb.evidence.crossing import Crossing
 from rlhf_nb.evidence.metrics import pass_at_k
 
+HUMANEVAL_TASKS = 164
+
 
 def runs(results: dict[str, Any]) -> list[dict[str, Any]]:
     return results["data"]["runs"]
@@ -43,6 +45,32 @@ def arms(results: dict[str, Any], size: int) -> tuple[dict[str, Any] | None, lis
     """(untuned run, tuned runs) of one size."""
     rs = [r for r in runs(results) if r["size"] == size]
     return next((r for r in rs if r["arm"] == "untuned"), None), [r for r in rs if r["arm"] == "tuned"]
+
+
+def design_cost(results: dict[str, Any], size: int) -> C.Cost | None:
+    """How this run's time at one size grows with tuned seeds and evaluation tasks
+    (:class:`rlhf_nb.evidence.claims.Cost`), from its own times: a seed is one training (its ``train_seconds``); a task
+    is its n samples' tokens at the arm's sampling rate, once for the start and once per tuned seed; the rest of the
+    run's wall time (the training samples, the checks, HumanEval+, loading) is fixed where the run has one size. The
+    tasks are bounded by HumanEval's 164 (training tasks then come from elsewhere, e.g. MBPP). None for runs without
+    these times."""
+    untuned, tuned = arms(results, size)
+    tuning = next((t for t in results["data"].get("tuning", []) if t["size"] == size), {})
+    trained = list((tuning.get("train_seconds") or {}).values())
+    if untuned is None or not tuned or len(trained) != len(tuned):
+        return None
+    if not all(r.get("tokens_per_s") for r in [untuned, *tuned]):
+        return None
+
+    def read(run: dict[str, Any]) -> float:  # seconds a task's samples took, on average
+        return float(np.mean([sum(t["tokens"]) for t in run["samples"]])) / run["tokens_per_s"]
+
+    one_size = len({r["size"] for r in runs(results)}) == 1
+    return C.Cost.from_run(results.get("wall_s") if one_size else None, per_seed_s=float(np.mean(trained)),
+                           per_item_s=read(untuned), per_item_seed_s=float(np.mean([read(r) for r in tuned])),
+                           seeds=len(tuned), items=len(untuned["samples"]), max_items=HUMANEVAL_TASKS,
+                           pool=f"HumanEval's {HUMANEVAL_TASKS} tasks",
+                           note="more samples a task (not priced here) also narrow pass@k at large k")
 
 
 def cap_rate(run: dict[str, Any]) -> float:

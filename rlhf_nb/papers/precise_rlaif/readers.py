@@ -11,6 +11,7 @@ import numpy as np
 from rlhf_nb.evidence import claims as C
 from rlhf_nb.evidence import stats
 from rlhf_nb.papers.precise_rlaif.judging import judge_agreement
+from rlhf_nb.tasks.gold import ALPACAEVAL_BASES
 
 TABLE4 = {"bleu": (18.58, 18.92), "coding (GPT-4 score)": (1.45, 1.18), "gsm8k": (8.0, 7.0)}
 TASKS = {"humaneval": "HumanEval pass@1", "gsm8k": "GSM8K accuracy", "bleu": "En->Fr BLEU"}
@@ -41,6 +42,27 @@ def labeller_words(results: dict[str, Any]) -> str:
 
 def main_arm(results: dict[str, Any]) -> str:
     return f"precise-{results['params']['degrade']['principle']}"
+
+
+def design_cost(results: dict[str, Any]) -> C.Cost | None:
+    """How this run's time grows with seeds and held-out prompts (:class:`rlhf_nb.evidence.claims.Cost`), from its own
+    stage times: a seed is one training of every trained arm and its reads that do not grow with the held-out prompts
+    (forgetting); a held-out prompt is one read by the start and, for each seed, by every trained arm; the answers,
+    the degraded and ordered pairs, the start's forgetting reads and the rest of the run's wall time are fixed. None
+    for runs without these times."""
+    start, policies = arms(results)["start"].get("seconds") or {}, arms(results)["trained"]
+    items = len(_data(results).get("prompt_ids", {}).get("eval", []))
+    if "held-out" not in start or not policies or not items or any("held-out" not in p.get("seconds", {})
+                                                                   for p in policies):
+        return None
+    seeds = len({p["seed"] for p in policies})
+    taken = len(_data(results)["prompt_ids"].get("train", []))
+    return C.Cost.from_run(results.get("wall_s"), seeds=seeds, items=items,
+                           per_seed_s=sum(v for p in policies for k, v in p["seconds"].items() if k != "held-out") / seeds,
+                           per_item_s=start["held-out"] / items,
+                           per_item_seed_s=sum(p["seconds"]["held-out"] for p in policies) / seeds / items,
+                           note=f"past {ALPACAEVAL_BASES - taken} held-out prompts the AlpacaEval bases repeat with "
+                                "other instructions (resample them by base)")
 
 
 def gold(policies: list[dict[str, Any]]) -> np.ndarray:

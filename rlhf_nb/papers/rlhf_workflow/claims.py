@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 
 from rlhf_nb.evidence import claims as C
-from rlhf_nb.papers.rlhf_workflow.readers import cap_rate, labeller, labeller_words, rm_rows, snapshots, stack
+from rlhf_nb.papers.rlhf_workflow.readers import (
+    cap_rate,
+    design_cost,
+    labeller,
+    labeller_words,
+    rm_rows,
+    snapshots,
+    stack,
+)
 
 PAPER = "RLHF Workflow (Xiong, Dong et al. 2024)"
 NUMBERS = {"bt_rewardbench": 83.6, "pairwise_rewardbench": 85.7, "lc_alpacaeval2": 31.3, "lc_alpacaeval2_sft": 12.7}
@@ -137,7 +145,7 @@ def online_beats_offline(results: dict[str, Any]) -> C.Claim:
                 C.caps_alike("online and offline held-out replies", [cap_rate(on), cap_rate(off)]),
                 C.one_precision("online and offline held-out replies", on + off)]
     return C.claim("W2", PAPER, statement, "online > offline (RLHFlow's central claim)", test, our_value=value,
-                   premises=premises, **common)
+                   premises=premises, cost=design_cost(results), **common)
 
 
 def _rounds(results: dict[str, Any], key: str, scale: float) -> tuple[list[int], list[np.ndarray], list[dict]]:
@@ -171,7 +179,8 @@ def gold_rises(results: dict[str, Any]) -> C.Claim:
                    premises=[*labeller_premises(results),
                              *policies_moved(results, snapshots(results, "online", levels[-1]), []),
                              C.caps_alike("held-out replies of every round", by_round),
-                             C.one_precision("held-out replies of every round", snaps)], **common)
+                             C.one_precision("held-out replies of every round", snaps)], cost=design_cost(results),
+                   **common)
 
 
 def _length_neutral(results: dict[str, Any]) -> C.Premise:
@@ -207,7 +216,8 @@ def length_grows(results: dict[str, Any]) -> C.Claim:
                              C.Premise("most held-out replies finish in every round", max(by_round) < 0.5,
                                        f"at most {100 * max(by_round):.0f}% cut off at the {cap}-token cap in a round "
                                        "(limit 50%: the median length is seen)"),
-                             C.one_precision("held-out replies of every round", snaps)], **common)
+                             C.one_precision("held-out replies of every round", snaps)], cost=design_cost(results),
+                   **common)
 
 
 def claims(results: dict[str, Any]) -> list[C.Claim]:

@@ -49,6 +49,33 @@ def snapshots(results: dict[str, Any], arm: str, round_: int | None = None) -> l
     return [s for run in runs["online"] for s in run["snapshots"] if round_ is None or s["round"] == round_]
 
 
+def design_cost(results: dict[str, Any]) -> C.Cost | None:
+    """How this run's time grows with seeds and held-out prompts (:class:`rlhf_nb.evidence.claims.Cost`), from its own
+    stage times: a seed is an online seed's sampling and training over its rounds plus an offline seed's training; a
+    held-out prompt is one read by the start and, for each seed, by every online round's snapshot and the offline
+    arm's; the offline samples and the rest of the run's wall time are fixed. None for runs without these times."""
+    runs = _data(results)["runs"]
+    online, offline, seconds = runs.get("online") or [], runs.get("offline") or [], runs.get("offline_seconds") or []
+    try:
+        ids = _data(results)["prompt_ids"]
+        items, taken = len(ids["eval"]), len(ids["online"]) + len(ids.get("rm", []))
+        grow = [sum(h["seconds/sampling"] + h["seconds/training"] for h in run["history"]) for run in online]
+        reads = [sum(s["seconds"] for s in run["snapshots"]) for run in online]
+        start = runs["start"]["seconds"]
+        fixed = (runs.get("offline_samples") or {}).get("seconds", 0.0)
+    except KeyError:
+        return None
+    if not online or len(offline) != len(online) or len(seconds) != len(online) or not items:
+        return None
+    seeds = len(online)
+    return C.Cost.from_run(results.get("wall_s"), per_seed_s=(sum(grow) + sum(seconds)) / seeds,
+                           per_item_s=start / items,
+                           per_item_seed_s=(sum(reads) + sum(s["seconds"] for s in offline)) / seeds / items,
+                           seeds=seeds, items=items, known_fixed_s=fixed,
+                           note=f"past {gold.ALPACAEVAL_BASES - taken} held-out prompts the AlpacaEval bases repeat "
+                                "with other instructions (resample them by base)")
+
+
 def stack(snaps: list[dict[str, Any]], key: str, scale: float = 1.0) -> np.ndarray:
     return scale * np.stack([np.asarray(s[key], dtype=float) for s in snaps])
 
