@@ -488,14 +488,14 @@ def test_a_run_s_cost_prices_the_cheapest_design_that_would_decide_and_says_when
             if other >= 3 and room > 0:
                 assert cost.seconds(other, max(300, math.ceil(300 * (1 - share) / room))) >= seconds
         assert seconds == pytest.approx(cost.seconds(seeds, items))
-        assert f"{items} items x {seeds} seeds" in claim.our_value and "(this run ~60 min)" in claim.our_value
+        assert f"{items} items x {seeds} seeds" in claim.our_value and "(this design ~60 min)" in claim.our_value
         assert C.Claim.from_dict(claim.to_dict()) == claim  # the cost survives results.json
     assert seeds > 3  # where the seeds' spread dominates, the cheapest design adds seeds
     # a pool too small for any design: said, with the pool's name
     small = replace(cost, max_items=320, pool="HumanEval's 320 tasks", note="more samples a task help too")
     none = _priced(_inconclusive(seed_spread=0.0), small)
     assert C.cheapest_design(none) is None
-    assert "no design within HumanEval's 320 tasks and 64 seeds would (this run ~60 min); more samples" in none.our_value
+    assert "no design within HumanEval's 320 tasks and 64 seeds would (this design ~60 min); more samples" in none.our_value
     # a claim that is decided carries no price
     gen = np.random.default_rng(0)
     decided = C.finalize([C.claim("X", "p", "s", "v", C.superiority(gen.normal(0, 1, (1, 50)), gen.normal(3, 1, (1, 50))),

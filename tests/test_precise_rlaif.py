@@ -443,3 +443,16 @@ def test_precise_rlaif_notebook_with_the_gold_as_labeller(project):
     assert all(d["gold_verified"] for d in data["degraded"].values())
     assert all(r["stage"] != "gold lower" or r["gold"][1] < r["gold"][0]
                for d in data["degraded"].values() for r in d["records"])
+
+
+def test_the_system_line_reaches_every_prompt_of_both_splits():
+    """04's prompts carry the profile's system line (cpu asks for brevity so replies end before the cap): the answers,
+    the pairs and the held-out reads all start from these messages."""
+    brief = load_params("04_precise_rlaif", "smoke", {"prompts.train": 4, "prompts.eval": 3}, check_inputs=False)[1]
+    plain = brief.model_copy(update={"system": ""})
+    with_line, without = steps.make_prompts(brief), steps.make_prompts(plain)
+    for split in ("train", "eval"):
+        assert all(p.messages()[0] == {"role": "system", "content": "Be brief."} for p in getattr(with_line, split))
+        assert all(p.messages()[0]["role"] == "user" for p in getattr(without, split))
+        assert [p.id for p in getattr(with_line, split)] == [p.id for p in getattr(without, split)]  # same requests
+    assert load_params("04_precise_rlaif", "cpu", {}, check_inputs=False)[1].system

@@ -325,10 +325,10 @@ def price_sentence(claim: Claim) -> str:
     best = cheapest_design(claim)
     if best is None:
         pool = cost.pool or (f"{cost.max_items} {claim.units}" if cost.max_items else "the pool")
-        return f"; no design within {pool} and {MAX_SEEDS_PRICED} seeds would (this run {now}){note}"
+        return f"; no design within {pool} and {MAX_SEEDS_PRICED} seeds would (this design {now}){note}"
     seeds, items, seconds = best
     return (f"; the cheapest design that would, at this run's pace: {items} {claim.units} x {seeds} seeds, "
-            f"{_duration(seconds)} (this run {now}){note}")
+            f"{_duration(seconds)} (this design {now}){note}")
 
 
 def claim(id: str, paper: str, statement: str, paper_value: str, test: Test | None, *, min_effect: float,

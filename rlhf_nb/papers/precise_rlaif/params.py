@@ -19,6 +19,7 @@ from rlhf_nb.notebook.params import (
     PosInt,
     SamplingSection,
     Section,
+    SystemLine,
 )
 
 Principle = Literal["instruction-following", "helpfulness", "truthfulness", "all"]
@@ -100,6 +101,7 @@ class Params(BaseParams):
         "probability", description="how the judge's two presentation orders are averaged: their probabilities, or "
                                    "their log-odds (keeps the lean of a judge that says 'A' in both orders)")
     prompts: Splits = Splits()
+    system: SystemLine = ""
     answers: SamplingSection = Field(SamplingSection(n=4, temperature=0.7, max_new_tokens=160),
                                      description="answers sampled per training prompt: the chosen one (labeller gold: "
                                                  "the finished one with the highest gold; judge: the first finished "

@@ -11,7 +11,7 @@ import numpy as np
 from rlhf_nb.evidence import claims as C
 from rlhf_nb.evidence import stats
 from rlhf_nb.papers.precise_rlaif.judging import judge_agreement
-from rlhf_nb.tasks.gold import ALPACAEVAL_BASES
+from rlhf_nb.tasks.gold import ALPACAEVAL_BASES, system_note
 
 TABLE4 = {"bleu": (18.58, 18.92), "coding (GPT-4 score)": (1.45, 1.18), "gsm8k": (8.0, 7.0)}
 TASKS = {"humaneval": "HumanEval pass@1", "gsm8k": "GSM8K accuracy", "bleu": "En->Fr BLEU"}
@@ -122,7 +122,7 @@ def finding_answers(results: dict[str, Any]) -> str:
     flat = [f for row in s["finished"] for f in row]
     n = _data(results)["chosen"]
     return (f"{len(s['texts'])} training prompts x {len(s['texts'][0])} answers: {100 * (1 - np.mean(flat)):.0f}% cut "
-            f"off at the token cap; {n} prompts have a finished answer with enough sentences to degrade (the chosen "
+            f"off at the token cap{system_note(results.get('params', {}).get('system'))}; {n} prompts have a finished answer with enough sentences to degrade (the chosen "
             "side).")
 
 

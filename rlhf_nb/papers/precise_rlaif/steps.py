@@ -124,7 +124,8 @@ class Prompts:
 
 def make_prompts(P: Params) -> Prompts:
     sizes = {"train": P.prompts.train, "eval": P.prompts.eval}
-    splits = gold.split_by_base(gold.synthetic_prompts(sum(sizes.values()), seed=P.seed), sizes, seed=P.seed)
+    splits = gold.split_by_base(gold.synthetic_prompts(sum(sizes.values()), seed=P.seed, system=P.system), sizes,
+                                seed=P.seed)
     return Prompts(splits["train"], splits["eval"])
 
 
