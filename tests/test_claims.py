@@ -439,12 +439,18 @@ def test_the_vectorised_crossed_bootstrap_draws_what_the_loop_draws():
 # --- what an inconclusive claim would need -----------------------------------------------------
 
 
+def _arms(seed_spread: float, items: int = 300, seeds: int = 3, gen_seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """``seeds`` seeds per arm on ``items`` items, a 1-point true gain, the seeds' training luck of SD ``seed_spread``."""
+    gen = np.random.default_rng(gen_seed)
+    a = (gen.normal(50, 30, (1, items)).repeat(seeds, 0) + gen.normal(0, seed_spread, (seeds, 1))
+         + gen.normal(0, 20, (seeds, items)))
+    b = a.mean(0) + 1 + gen.normal(0, seed_spread, (seeds, 1)) + gen.normal(0, 40, (seeds, items))
+    return a, b
+
+
 def _inconclusive(seed_spread: float) -> C.Claim:
-    """Three seeds per arm on 300 items, a 1-point true gain (the minimum effect is 2), the seeds' training luck of SD ``seed_spread``."""
-    gen = np.random.default_rng(3)
-    a = gen.normal(50, 30, (1, 300)).repeat(3, 0) + gen.normal(0, seed_spread, (3, 1)) + gen.normal(0, 20, (3, 300))
-    b = a.mean(0) + 1 + gen.normal(0, seed_spread, (3, 1)) + gen.normal(0, 40, (3, 300))
-    test = C.superiority(a, b)
+    """Three seeds per arm on 300 items, a 1-point true gain (the minimum effect is 2)."""
+    test = C.superiority(*_arms(seed_spread))
     return C.finalize([C.claim("X", "p", "s", "v", test, min_effect=2.0, min_effect_reason="r", unit="pts",
                                our_value="v")])[0]
 
@@ -453,14 +459,40 @@ def test_the_cost_of_deciding_asks_for_items_where_items_are_the_limit_and_for_s
     items_bound = _inconclusive(seed_spread=0.0)
     assert items_bound.verdict == C.INCONCLUSIVE and items_bound.seed_share < 0.2
     assert "items at 3 seed(s) would detect the minimum effect 2" in items_bound.our_value
-    seeds_bound = _inconclusive(seed_spread=6.0)
+    needed = int(items_bound.our_value.split("; ~")[1].split(" items")[0])
+    assert C.projected_mde(items_bound, 3, needed) <= 2.0 < C.projected_mde(items_bound, 3, needed - 1)
+    seeds_bound = _inconclusive(seed_spread=2.0)
     assert seeds_bound.verdict == C.INCONCLUSIVE and seeds_bound.seed_share > 0.5
     assert "more items alone cannot" in seeds_bound.our_value and " seeds with ~" in seeds_bound.our_value
-    # the seeds asked for shrink the seeds' part of the variance below what the minimum effect allows
-    seeds = int(seeds_bound.our_value.split("; ~")[1].split(" seeds")[0])
-    share, shrink = seeds_bound.seed_share, (seeds_bound.mde / 2.0) ** 2
-    assert share * 3 / seeds < 1 / shrink
-    assert C.Claim.from_dict(seeds_bound.to_dict()) == seeds_bound  # the share survives results.json
+    hopeless = _inconclusive(seed_spread=6.0)  # a spread no 64 seeds tame: said
+    assert "and 64 seeds would not detect the minimum effect 2" in hopeless.our_value
+    # the seeds and items asked for reach the minimum effect with the fewest items at those seeds; at 3 seeds no number
+    # of items does; one seed more or fewer would need more item-seed reads
+    asked = seeds_bound.our_value.split("; ~")[1]  # "N seeds with ~M items would ..."
+    seeds, items = int(asked.split(" seeds")[0]), int(asked.split("with ~")[1].split(" items")[0])
+    assert C.projected_mde(seeds_bound, seeds, items) <= 2.0 < C.projected_mde(seeds_bound, seeds, items - 1)
+    assert C.projected_mde(seeds_bound, 3, math.inf) > 2.0
+    for other in (seeds - 1, seeds + 1):
+        fewest = C._fewest_items(seeds_bound, other) if other > 3 else None
+        assert fewest is None or other * fewest >= seeds * items
+    assert C.Claim.from_dict(seeds_bound.to_dict()) == seeds_bound  # the terms survive results.json
+
+
+def test_the_projected_mde_is_the_test_s_own_at_its_design_and_what_a_larger_run_measures():
+    """The projection carries the test's variance terms and t quantiles: at the claim's own design it gives the
+    claim's MDE (several seeds, or one an arm), and data drawn at the items it asks for give a test whose own MDE is
+    at the minimum effect, while half as many do not."""
+    for claim in (_inconclusive(0.0), _inconclusive(6.0)):
+        assert C.projected_mde(claim, 3, 300) == pytest.approx(claim.mde)
+    one = C.superiority(*(x[:1] for x in _arms(0.0)))
+    one_claim = C.claim("Y", "p", "s", "v", one, min_effect=2.0, min_effect_reason="r", unit="pts", our_value="v")
+    assert C.projected_mde(one_claim, 1, 300) == pytest.approx(one.mde) and one.variance["seeds"] == []
+    needed = C._fewest_items(_inconclusive(0.0), 3)
+    larger = [C.superiority(*_arms(0.0, items=needed, gen_seed=g)).mde for g in (5, 6)]
+    smaller = [C.superiority(*_arms(0.0, items=needed // 2, gen_seed=g)).mde for g in (5, 6)]
+    assert max(larger) < 2.0 * 1.1 and min(smaller) > 2.0
+    with pytest.raises(ValueError, match="no variance terms"):
+        C.projected_mde(replace(one_claim, variance=None), 1, 300)
 
 
 def _priced(claim: C.Claim, cost: C.Cost) -> C.Claim:
@@ -471,31 +503,41 @@ def test_a_run_s_cost_prices_the_cheapest_design_that_would_decide_and_says_when
     # a run of 3 seeds x 300 items that took 3600 s: seeds cost 600 s each, an item 0.5 s a seed and 0.2 s once
     cost = C.Cost.from_run(3600.0, per_seed_s=600.0, per_item_s=0.2, per_item_seed_s=0.5, seeds=3, items=300)
     assert cost.seconds(3, 300) == pytest.approx(3600.0) and cost.fixed_s == pytest.approx(3600 - 1800 - 510)
-    assert C.Cost.from_run(None, per_seed_s=1, per_item_s=1, per_item_seed_s=1, seeds=3, items=3,
-                           known_fixed_s=7).fixed_s == 7  # before the run ends: only what is known
+    assert cost.whole
+    early = C.Cost.from_run(None, per_seed_s=1, per_item_s=1, per_item_seed_s=1, seeds=3, items=3, known_fixed_s=7)
+    resumed = C.Cost.from_run(10.0, per_seed_s=100, per_item_s=1, per_item_seed_s=1, seeds=3, items=3, known_fixed_s=7)
+    assert (early.fixed_s, early.whole) == (7, False) and (resumed.fixed_s, resumed.whole) == (7, False)
     with pytest.raises(ValueError, match="seconds >= 0"):
         C.Cost(-1.0, 1.0, 1.0, 1.0)
     for spread in (0.0, 2.0):  # items the limit, then seeds
         claim = _priced(_inconclusive(seed_spread=spread), cost)
         seeds, items, seconds = C.cheapest_design(claim)
-        share, target = claim.seed_share, (2.0 / claim.mde) ** 2
-        # it meets the variance the minimum effect allows under the items / seeds split ...
-        assert share * 3 / seeds + (1 - share) * 300 / items <= target + 1e-9
-        # ... and no design of as many seeds with fewer items, nor of one seed more or less, is cheaper and meets it
-        assert share * 3 / seeds + (1 - share) * 300 / (items - 1) > target or items == 300
+        # it reaches the minimum effect with the fewest items at its seeds ...
+        assert C.projected_mde(claim, seeds, items) <= 2.0
+        assert items == 300 or C.projected_mde(claim, seeds, items - 1) > 2.0
+        # ... and no run of one seed more or fewer is cheaper
         for other in (seeds - 1, seeds + 1):
-            room = target - share * 3 / other
-            if other >= 3 and room > 0:
-                assert cost.seconds(other, max(300, math.ceil(300 * (1 - share) / room))) >= seconds
+            fewest = C._fewest_items(claim, other) if other >= 3 else None
+            assert fewest is None or cost.seconds(other, fewest) >= seconds
         assert seconds == pytest.approx(cost.seconds(seeds, items))
-        assert f"{items} items x {seeds} seeds" in claim.our_value and "(this design ~60 min)" in claim.our_value
+        assert f"{items} items x {seeds} seeds" in claim.our_value and "(this run ~60 min)" in claim.our_value
         assert C.Claim.from_dict(claim.to_dict()) == claim  # the cost survives results.json
-    assert seeds > 3  # where the seeds' spread dominates, the cheapest design adds seeds
-    # a pool too small for any design: said, with the pool's name
-    small = replace(cost, max_items=320, pool="HumanEval's 320 tasks", note="more samples a task help too")
+    assert seeds > 3  # where the seeds' spread matters, the cheapest run adds seeds
+    # a pool that binds: more seeds instead of more items
+    unbound = C.cheapest_design(_priced(_inconclusive(seed_spread=2.0), cost))
+    bound = C.cheapest_design(_priced(_inconclusive(seed_spread=2.0), replace(cost, max_items=unbound[1] - 200)))
+    assert bound[1] <= unbound[1] - 200 and bound[0] > unbound[0] and bound[2] > unbound[2]
+    # a pool too small for any run: said, with the pool's name; before the run's end the minutes are the priced parts'
+    small = replace(early, max_items=320, pool="HumanEval's 320 tasks", note="more samples a task help too")
     none = _priced(_inconclusive(seed_spread=0.0), small)
     assert C.cheapest_design(none) is None
-    assert "no design within HumanEval's 320 tasks and 64 seeds would (this design ~60 min); more samples" in none.our_value
+    assert ("no run of this notebook within HumanEval's 320 tasks and 64 seeds would (its priced parts ~20 min); more "
+            "samples") in none.our_value
+    # one seed an arm with a trained design's cost: only items are priced, and the unmeasured spread is said
+    one = C.superiority(*(x[:1] for x in _arms(0.0)))
+    alone = C.finalize([C.claim("Y", "p", "s", "v", one, min_effect=2.0, min_effect_reason="r", unit="pts",
+                                our_value="v", cost=cost)])[0]
+    assert C.cheapest_design(alone)[0] == 1 and "(one seed: its spread is not measured)" in alone.our_value
     # a claim that is decided carries no price
     gen = np.random.default_rng(0)
     decided = C.finalize([C.claim("X", "p", "s", "v", C.superiority(gen.normal(0, 1, (1, 50)), gen.normal(3, 1, (1, 50))),

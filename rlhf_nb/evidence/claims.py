@@ -65,10 +65,12 @@ from rlhf_nb.evidence.stats import (
     by_cluster,
     crossed_bootstrap_means,
     crossed_se,
+    crossed_terms,
     exact_interval,
     interval,
     min_sign_flip_p,
     rng,
+    satterthwaite,
     score_interval,
     score_test,
     seed_share,
@@ -110,6 +112,7 @@ class Test:
     mde: float
     premises: tuple[Premise, ...] = ()
     detail: dict[str, float] = field(default_factory=dict)
+    variance: dict[str, Any] | None = None  # what the MDE is made of (_variance), to project it onto other designs
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ class Cost:
     max_items: int | None = None
     pool: str = ""
     note: str = ""
+    whole: bool = False  # fixed_s holds the rest of the run's wall time (seconds() at its design is the run's)
 
     def __post_init__(self) -> None:
         parts = (self.fixed_s, self.per_seed_s, self.per_item_s, self.per_item_seed_s)
@@ -148,11 +152,13 @@ class Cost:
     def from_run(wall_s: float | None, *, per_seed_s: float, per_item_s: float, per_item_seed_s: float, seeds: int,
                  items: int, known_fixed_s: float = 0.0, **bounds: Any) -> Cost:
         """A cost whose fixed part is the run's wall time less what the other parts price for this design (seeds x
-        items), so that ``seconds(seeds, items)`` is the run's wall time; before the run has finished (``wall_s``
-        None, e.g. in the notebook) only ``known_fixed_s``."""
+        items), so that ``seconds(seeds, items)`` is the run's wall time (``whole``); before the run has finished
+        (``wall_s`` None, e.g. in the notebook), or where the priced parts exceed it (a resumed run), only
+        ``known_fixed_s``."""
         grows = seeds * per_seed_s + items * (per_item_s + seeds * per_item_seed_s)
-        fixed = max(known_fixed_s, wall_s - grows) if wall_s else known_fixed_s
-        return Cost(fixed, per_seed_s, per_item_s, per_item_seed_s, **bounds)
+        if wall_s and wall_s - grows >= known_fixed_s:
+            return Cost(wall_s - grows, per_seed_s, per_item_s, per_item_seed_s, whole=True, **bounds)
+        return Cost(known_fixed_s, per_seed_s, per_item_s, per_item_seed_s, **bounds)
 
 
 @dataclass
@@ -180,7 +186,8 @@ class Claim:
     reason: str = ""  # why the verdict is what it is, in a few words
     seed_share: float | None = None  # share of the test's variance from the seeds' spread (stats.seed_share)
     units: str = "items"  # what n counts: the independent units resampled ("prompts" where items share one)
-    cost: dict[str, Any] | None = None  # how this run's time grows with seeds and items (Cost.to_dict), to price a design
+    cost: dict[str, Any] | None = None  # how the run's time grows with seeds and items (Cost.to_dict)
+    variance: dict[str, Any] | None = None  # the test's variance terms (Test.variance), to project its MDE
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -264,46 +271,102 @@ def finalize(claims: list[Claim]) -> list[Claim]:
 
 
 def needed_sentence(claim: Claim) -> str:
-    """For an inconclusive claim: the MDE of this design and roughly what would detect min_effect. The variance is
-    split into the items' part and the seeds' part (:attr:`Claim.seed_share`): items shrink only the first, so where
-    the seeds' part alone exceeds what min_effect allows, the sentence asks for seeds too (half the allowed variance
-    to each part; the t quantiles' fall with more seeds is left out, so the counts lean high)."""
+    """For an inconclusive claim: the MDE of this design and roughly what would detect min_effect, by
+    :func:`projected_mde` (the test's own variance terms and t quantiles, carried to more items and seeds): the items
+    at this design's seeds, or, where items alone cannot, the seeds and items with the fewest item-seed reads; and,
+    with the run's :class:`Cost`, the cheapest such run (:func:`price_sentence`). Claims without the terms (an association,
+    a proportion, a record from an older run) split the variance by :attr:`Claim.seed_share` instead."""
     if claim.mde is None or claim.min_effect <= 0 or not claim.n:
         return f"(MDE {claim.mde:.3g} {claim.unit})." if claim.mde is not None else ""
+    head = f"(this design detects {claim.mde:.3g} {claim.unit} at 80% power; "
+    if claim.variance is None:
+        return head + _needed_by_share(claim) + ")."
+    seeds0 = max(claim.seeds, 1)
+    items = _fewest_items(claim, seeds0)
+    if items is not None:
+        text = f"~{items} {claim.units} at {claim.seeds} seed(s) would detect the minimum effect {claim.min_effect:.3g}"
+    elif not claim.variance["seeds"]:
+        text = f"no number of {claim.units} would"  # not reached: without seed terms the MDE falls to 0 with items
+    else:
+        floor = projected_mde(claim, seeds0, math.inf)
+        text = (f"more {claim.units} alone cannot: at {claim.seeds} seeds the seeds' spread alone sets an MDE of "
+                f"{floor:.3g}")
+        designs = [(s, n) for s in range(seeds0 + 1, MAX_SEEDS_PRICED + 1) if (n := _fewest_items(claim, s)) is not None]
+        more = min(designs, key=lambda d: d[0] * d[1]) if designs else None  # the fewest item-seed reads
+        text += (f"; ~{more[0]} seeds with ~{more[1]} {claim.units} would detect the minimum effect "
+                 f"{claim.min_effect:.3g}" if more else f", and {MAX_SEEDS_PRICED} seeds would not detect the minimum "
+                 f"effect {claim.min_effect:.3g}")
+    return head + text + price_sentence(claim) + ")."
+
+
+def _needed_by_share(claim: Claim) -> str:
+    """The older projection, for claims without variance terms: the items' and seeds' shares of the variance, normal
+    quantiles (half the allowed variance to each part where seeds are needed; the counts lean high)."""
     shrink = (claim.mde / claim.min_effect) ** 2  # the variance must fall by this factor
     share = claim.seed_share or 0.0
-    head = f"(this design detects {claim.mde:.3g} {claim.unit} at 80% power; "
     if share * shrink < 0.9:  # items alone can do it
         need = math.ceil(claim.n * (1 - share) / (1 / shrink - share))
-        return (head + f"~{need} {claim.units} at {claim.seeds} seed(s) would detect the minimum effect "
-                       f"{claim.min_effect:.3g}" + price_sentence(claim) + ").")
+        return f"~{need} {claim.units} at {claim.seeds} seed(s) would detect the minimum effect {claim.min_effect:.3g}"
     seeds, items = math.ceil(claim.seeds * 2 * share * shrink), math.ceil(claim.n * 2 * (1 - share) * shrink)
-    return head + (f"more items alone cannot: the seeds' spread alone sets an MDE of "
-                   f"{claim.mde * math.sqrt(share):.3g}; ~{seeds} seeds with ~{max(items, claim.n)} items would detect "
-                   f"the minimum effect {claim.min_effect:.3g}" + price_sentence(claim) + ").")
+    return (f"more {claim.units} alone cannot: the seeds' spread alone sets an MDE of "
+            f"{claim.mde * math.sqrt(share):.3g}; ~{seeds} seeds with ~{max(items, claim.n)} {claim.units} would "
+            f"detect the minimum effect {claim.min_effect:.3g}")
 
 
-MAX_SEEDS_PRICED = 64  # the most seeds a priced design may ask for
+MAX_SEEDS_PRICED = 64  # the most seeds a projected design may ask for
+MAX_ITEMS_PRICED = 10 ** 7  # the most items a projected design may ask for
+
+
+def projected_mde(claim: Claim, seeds: int, items: float) -> float:
+    """The MDE the claim's test would have on ``items`` items with ``seeds`` seeds in every trained arm, from its own
+    variance terms (:attr:`Claim.variance`): the items' term scales with n / items; an arm's seed term splits into
+    the seeds' own spread, which scales with seeds / the new count, and the item-by-seed noise in its seed means,
+    which scales with both; their degrees of freedom follow (items - 1, seeds - 1) and the t quantiles with them, as
+    :func:`_with_seeds` reads them; where the bootstrap's standard error exceeded the terms' it keeps that ratio. At
+    the claim's own design it is the claim's MDE. It assumes what the terms do: seeds independent of one another (a
+    shared data draw's variance is in neither term) and items independent."""
+    if claim.variance is None:
+        raise ValueError(f"{claim.id}: no variance terms to project (an older record, or a test without them)")
+    v, seeds0 = claim.variance, max(claim.seeds, 1)
+    item_var = v["items"] * claim.n / items
+    if not v["seeds"]:  # one seed an arm: items are the only source of chance, normal quantiles
+        return _Z * math.sqrt(item_var) * v["ratio"]
+    from scipy.stats import t
+
+    shrink = claim.n * seeds0 / (items * seeds)  # what the item-by-seed noise in a seed term keeps
+    terms = [(item_var, items - 1)] + [((var - noise) * seeds0 / seeds + noise * shrink, arm_seeds * seeds / seeds0 - 1)
+                                       for var, arm_seeds, noise in v["seeds"]]
+    se, df = satterthwaite(terms) or (0.0, 1.0)
+    return float(t.ppf(1 - ALPHA, df) + t.ppf(POWER, df)) * se * v["ratio"]
+
+
+def _fewest_items(claim: Claim, seeds: int, most: int = MAX_ITEMS_PRICED) -> int | None:
+    """The fewest items (never fewer than the claim's) whose projected MDE at ``seeds`` reaches min_effect, up to
+    ``most``; None beyond (the projected MDE falls as items grow, so a bisection finds it)."""
+    low, high = claim.n, min(most, MAX_ITEMS_PRICED)
+    if high < low or projected_mde(claim, seeds, high) > claim.min_effect:
+        return None
+    if projected_mde(claim, seeds, low) <= claim.min_effect:
+        return low
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if projected_mde(claim, seeds, mid) <= claim.min_effect else (mid, high)
+    return high
 
 
 def cheapest_design(claim: Claim) -> tuple[int, int, float] | None:
-    """(seeds, items, seconds) of the cheapest design, at the claim's :class:`Cost`, whose variance falls to what
-    ``min_effect`` allows, under :func:`needed_sentence`'s split (the seeds' part shrinks as seeds grow, the items'
-    part as items grow): never fewer seeds or items than this design, never more items than the pool holds, at most
-    ``MAX_SEEDS_PRICED`` seeds. ``None`` when no such design exists (or the claim has no cost)."""
-    if claim.cost is None or claim.mde is None or claim.min_effect <= 0 or not claim.n:
+    """(seeds, items, seconds) of the cheapest run, at the claim's :class:`Cost`, whose projected MDE
+    (:func:`projected_mde`) reaches ``min_effect``: never fewer seeds or items than this design, never more items
+    than the pool holds, at most ``MAX_SEEDS_PRICED`` seeds; a design with one seed an arm (its spread unmeasured)
+    adds only items. ``None`` when no such run exists, or the claim has no cost or variance terms."""
+    if claim.cost is None or claim.variance is None or claim.mde is None or claim.min_effect <= 0 or not claim.n:
         return None
     cost = Cost(**claim.cost)
-    target = (claim.min_effect / claim.mde) ** 2  # the variance allowed, as a share of this design's
-    share = claim.seed_share or 0.0
     seeds0 = max(claim.seeds, 1)
     best = None
-    for seeds in range(seeds0, max(seeds0, MAX_SEEDS_PRICED) + 1):
-        room = target - share * seeds0 / seeds  # what the items' part may take
-        if room <= 0:
-            continue
-        items = max(claim.n, math.ceil(claim.n * (1 - share) / room - 1e-9))
-        if cost.max_items is not None and items > cost.max_items:
+    for seeds in range(seeds0, (MAX_SEEDS_PRICED if claim.variance["seeds"] else seeds0) + 1):
+        items = _fewest_items(claim, seeds, cost.max_items or MAX_ITEMS_PRICED)
+        if items is None:
             continue
         seconds = cost.seconds(seeds, items)
         if best is None or seconds < best[2]:
@@ -316,19 +379,23 @@ def _duration(seconds: float) -> str:
 
 
 def price_sentence(claim: Claim) -> str:
-    """What deciding the claim would take at this run's pace (its :class:`Cost`), or '' without one."""
-    if claim.cost is None or claim.mde is None or claim.min_effect <= 0 or not claim.n:
+    """What deciding the claim would take at this run's pace (its :class:`Cost`): the cheapest run of the notebook as
+    designed (every arm and read it makes, not only this claim's), or that none within the pool and
+    ``MAX_SEEDS_PRICED`` seeds would; '' without a cost."""
+    if claim.cost is None or claim.variance is None or claim.mde is None or claim.min_effect <= 0 or not claim.n:
         return ""
     cost = Cost(**claim.cost)
-    now = _duration(cost.seconds(max(claim.seeds, 1), claim.n))
+    now = f"{'this run' if cost.whole else 'its priced parts'} {_duration(cost.seconds(max(claim.seeds, 1), claim.n))}"
     note = f"; {cost.note}" if cost.note else ""
+    unmeasured = "" if claim.variance["seeds"] or claim.seeds > 1 or not cost.per_seed_s else \
+        " (one seed: its spread is not measured)"
     best = cheapest_design(claim)
     if best is None:
-        pool = cost.pool or (f"{cost.max_items} {claim.units}" if cost.max_items else "the pool")
-        return f"; no design within {pool} and {MAX_SEEDS_PRICED} seeds would (this design {now}){note}"
+        within = f"within {cost.pool or f'{cost.max_items} {claim.units}'} and " if cost.max_items else "of up to "
+        return f"; no run of this notebook {within}{MAX_SEEDS_PRICED} seeds would ({now}){unmeasured}{note}"
     seeds, items, seconds = best
-    return (f"; the cheapest design that would, at this run's pace: {items} {claim.units} x {seeds} seeds, "
-            f"{_duration(seconds)} (this design {now}){note}")
+    return (f"; the cheapest run of this notebook that would, at this run's pace: {items} {claim.units} x {seeds} "
+            f"seeds, {_duration(seconds)} ({now}){unmeasured}{note}")
 
 
 def claim(id: str, paper: str, statement: str, paper_value: str, test: Test | None, *, min_effect: float,
@@ -345,7 +412,8 @@ def claim(id: str, paper: str, statement: str, paper_value: str, test: Test | No
                      units=units, cost=cost.to_dict() if cost else None)
     return Claim(id, paper, statement, test.kind, paper_value, our_value, test.effect, test.ci, test.p, None, test.n,
                  test.seeds, test.mde, min_effect, min_effect_reason, unit, [*test.premises, *premises],
-                 seed_share=test.detail.get("seed_share"), units=units, cost=cost.to_dict() if cost else None)
+                 seed_share=test.detail.get("seed_share"), units=units, cost=cost.to_dict() if cost else None,
+                 variance=test.variance)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -392,6 +460,17 @@ def _with_seeds(effect: float, ci: tuple[float, float], p: float, se_boot: float
     return ci, p, mde
 
 
+def _variance(se_boot: float, terms: list[tuple[float, int, int, float]] | None) -> dict[str, Any]:
+    """What :func:`_with_seeds` made the MDE of, for :func:`projected_mde`: the items' variance term and each seeded
+    arm's ``[term, seeds, the part of it more items shrink]`` (crossed_terms), and the ratio of the larger standard
+    error it read to the terms' own; with one seed an arm, the bootstrap's variance as the items' term."""
+    whole = None if terms is None else satterthwaite([(t, d) for t, d, _, _ in terms])
+    if whole is None:
+        return {"items": float(se_boot ** 2), "seeds": [], "ratio": 1.0}
+    return {"items": float(terms[0][0]), "seeds": [[float(t), int(s), float(e)] for t, _, s, e in terms[1:]],
+            "ratio": float(max(whole[0], se_boot) / whole[0])}
+
+
 def _check_scale(margin: float, scale: float | None) -> None:
     if margin <= 0:
         raise ValueError("a margin must be positive")
@@ -413,7 +492,8 @@ def superiority(a: Any, b: Any, *, clusters: Sequence[Any] | None = None, seed: 
     ci, p, mde = _with_seeds(float(d.mean()), interval(dist, level, n=len(d)), sign_flip_p(d, seed=seed),
                              float(np.std(dist)), crossed_se([A, B], [-1.0, 1.0]), level=level)
     return Test("superiority", float(d.mean()), ci, p, A.shape[1], _seeds(A, B), mde, tuple(_common_premises(d, dist)),
-                {"mean_a": float(A.mean()), "mean_b": float(B.mean()), "seed_share": seed_share([A, B], [-1.0, 1.0])})
+                {"mean_a": float(A.mean()), "mean_b": float(B.mean()), "seed_share": seed_share([A, B], [-1.0, 1.0])},
+                _variance(float(np.std(dist)), crossed_terms([A, B], [-1.0, 1.0])))
 
 
 def non_inferiority(a: Any, b: Any, margin: float, *, scale: float | None, clusters: Sequence[Any] | None = None,
@@ -506,7 +586,8 @@ def trend(levels: Sequence[float], arms: Sequence[Any], *, direction: int = 1, s
                              crossed_se(A, list(weights)))
     return Test("trend", observed, ci, p, n_items, _seeds(*A), mde,
                 tuple(premises), {"levels": len(x), **{f"mean_{i}": float(a.mean()) for i, a in enumerate(A)},
-                                  "seed_share": seed_share(A, list(weights))})
+                                  "seed_share": seed_share(A, list(weights))},
+                _variance(float(np.std(dist)), crossed_terms(A, list(weights))))
 
 
 def association(x: Any, y: Any, *, measure: Literal["slope", "r"] = "slope", direction: int = 1,

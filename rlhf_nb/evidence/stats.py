@@ -8,7 +8,8 @@ their cluster (:func:`by_cluster`), so that every resample and every sign flip m
 * :func:`wilson` - the Wilson score interval of a rate (ties counted half);
 * :func:`sign_flip_p` - the exact (or Monte-Carlo) one-sided sign-flip test of a paired mean;
 * :func:`crossed_bootstrap` - resample items, and seeds independently within each arm;
-* :func:`crossed_se` - the standard error of a weighted sum of arm means with seeds and items both random;
+* :func:`crossed_se` - the standard error of a weighted sum of arm means with seeds and items both random (its
+  terms, :func:`crossed_terms`, project it onto other designs);
 * :func:`score_test` and :func:`score_interval` - a paired mean difference of a *bounded* outcome against a
   value other than 0 (a non-inferiority margin), with its variance taken under the null: a constrained maximum
   likelihood over the observed differences plus the worst one the outcome allows (Tango 1998's score test for
@@ -179,35 +180,54 @@ def crossed_bootstrap_means(arms: Sequence[np.ndarray], weights: Sequence[float]
     return out
 
 
-def crossed_se(arms: Sequence[np.ndarray], weights: Sequence[float]) -> tuple[float, float] | None:
-    """Standard error and Satterthwaite degrees of freedom of ``sum(w * mean(arm))`` when an arm holds several
-    seeds; ``None`` when every arm has one (then items are the only source of chance).
-
-    Each arm is a seeds x items table, seeds random (independent trainings, not paired across arms) and items random
-    and shared by the arms. The variance is estimated term by term (a two-way random-effects decomposition): the item
-    term is the variance over items of the weighted per-item combination, over n; each arm's seed term is
-    MS_seed / (n * S) = var(seed means) / S from its two-way table, taken whole. (The unbiased seed component,
-    (MS_seed - MS_error) / (n * S) where positive, was liberal with three seeds: 3.1% [2.6, 3.7] false *reproduced*
-    on tied points over 3600 simulated data sets, benchmarks/results/verdict_calibration_followup.md; taken whole it
-    is never below what the seeds' own spread shows.) With three seeds the seed term has two degrees of freedom,
-    which the Satterthwaite degrees of freedom carry into the t distribution a test reads: that is what three
-    trainings can say."""
+def crossed_terms(arms: Sequence[np.ndarray], weights: Sequence[float]
+                  ) -> list[tuple[float, int, int, float]] | None:
+    """The terms :func:`crossed_se` sums, each ``(variance, degrees of freedom, seeds, noise)``: first the items' (seeds
+    0), then one per arm that holds several seeds (its seed count). ``noise`` is the part of a term that more items
+    would shrink: all of the items' term; of a seed term, what the item-by-seed noise alone puts into the seed means
+    (MS_error / (n * S), at most the term), the rest being the seeds' own spread. ``None`` where :func:`crossed_se` is."""
     if all(a.shape[0] < 2 for a in arms) or arms[0].shape[1] < 2:
         return None
     n = arms[0].shape[1]
     combined = sum(w * a.mean(0) for w, a in zip(weights, arms))
-    terms = [(float(np.var(combined, ddof=1)) / n, n - 1)]  # (variance term, its degrees of freedom)
+    item_term = float(np.var(combined, ddof=1)) / n
+    terms = [(item_term, n - 1, 0, item_term)]
     for w, a in zip(weights, arms):
         s = a.shape[0]
         if s < 2 or w == 0:
             continue
         ms_seed = n * float(np.var(a.mean(1), ddof=1))
-        terms.append((w * w * ms_seed / (n * s), s - 1))
+        residual = a - a.mean(1, keepdims=True) - a.mean(0, keepdims=True) + a.mean()
+        ms_error = float((residual ** 2).sum()) / ((s - 1) * (n - 1))
+        term = w * w * ms_seed / (n * s)
+        terms.append((term, s - 1, s, min(term, w * w * ms_error / (n * s))))
+    return terms
+
+
+def satterthwaite(terms: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
+    """Standard error and Satterthwaite degrees of freedom of a sum of independent variance terms ``(variance, df)``;
+    ``None`` when the sum is not positive."""
     variance = sum(t for t, _ in terms)
     if variance <= 0:
         return None
-    df = variance ** 2 / sum(t * t / d for t, d in terms)
-    return math.sqrt(variance), df
+    return math.sqrt(variance), variance ** 2 / sum(t * t / d for t, d in terms if t > 0)
+
+
+def crossed_se(arms: Sequence[np.ndarray], weights: Sequence[float]) -> tuple[float, float] | None:
+    """Standard error and Satterthwaite degrees of freedom of ``sum(w * mean(arm))`` when an arm holds several
+    seeds; ``None`` when every arm has one (then items are the only source of chance).
+
+    Each arm is a seeds x items table, seeds random (independent trainings, not paired across arms) and items random
+    and shared by the arms. The variance is estimated term by term (a two-way random-effects decomposition,
+    :func:`crossed_terms`): the item term is the variance over items of the weighted per-item combination, over n;
+    each arm's seed term is MS_seed / (n * S) = var(seed means) / S from its two-way table, taken whole. (The unbiased
+    seed component, (MS_seed - MS_error) / (n * S) where positive, was liberal with three seeds: 3.1% [2.6, 3.7] false
+    *reproduced* on tied points over 3600 simulated data sets, benchmarks/results/verdict_calibration_followup.md;
+    taken whole it is never below what the seeds' own spread shows.) With three seeds the seed term has two degrees
+    of freedom, which the Satterthwaite degrees of freedom carry into the t distribution a test reads: that is what
+    three trainings can say."""
+    terms = crossed_terms(arms, weights)
+    return None if terms is None else satterthwaite([(t, d) for t, d, _, _ in terms])
 
 
 def seed_share(arms: Sequence[np.ndarray], weights: Sequence[float]) -> float | None:

@@ -179,7 +179,8 @@ def tuning_gain(results: dict[str, Any], size: int) -> C.Claim:
     value = (f"{untuned['model']}: untuned {np.mean(pass1(untuned)):.1f}% vs tuned "
              f"{np.mean([np.mean(pass1(r)) for r in tuned]):.1f}%; " + _sentence(test, "gain") + _draw_note(results, size))
     return C.claim(f"P3@{label}", PAPER, statement, "higher after tuning", test, our_value=value,
-                   premises=_tuned_premises(results, size, untuned, tuned), cost=design_cost(results, size), **common)
+                   premises=_tuned_premises(results, size, untuned, tuned), cost=design_cost(results, size),
+                   units="tasks", **common)
 
 
 def start_overtakes(results: dict[str, Any], size: int) -> C.Claim:
@@ -215,7 +216,7 @@ def start_overtakes(results: dict[str, Any], size: int) -> C.Claim:
              + (f"; {cross.describe()}" if cross is not None else "")
              + f"; a crossing beyond k = {k} is not tested" + _draw_note(results, size))
     return C.claim(f"P4@{label}", PAPER, statement, "start ahead at k=n", test, our_value=value, premises=premises,
-                   cost=design_cost(results, size), **common)
+                   cost=design_cost(results, size), units="tasks", **common)
 
 
 def diversity_loss(results: dict[str, Any], size: int) -> C.Claim:
@@ -234,7 +235,8 @@ def diversity_loss(results: dict[str, Any], size: int) -> C.Claim:
              f"{np.mean([np.mean(div(r)) for r in tuned]):.1f} (tuned); " + _sentence(test, "drop")
              + _draw_note(results, size))
     return C.claim(f"P5@{label}", PAPER, statement, "less diverse", test, our_value=value,
-                   premises=_tuned_premises(results, size, untuned, tuned), cost=design_cost(results, size), **common)
+                   premises=_tuned_premises(results, size, untuned, tuned), cost=design_cost(results, size),
+                   units="tasks", **common)
 
 
 def claims(results: dict[str, Any]) -> list[C.Claim]:

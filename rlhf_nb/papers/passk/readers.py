@@ -51,9 +51,10 @@ def design_cost(results: dict[str, Any], size: int) -> C.Cost | None:
     """How this run's time at one size grows with tuned seeds and evaluation tasks
     (:class:`rlhf_nb.evidence.claims.Cost`), from its own times: a seed is one training (its ``train_seconds``); a task
     is its n samples' tokens at the arm's sampling rate, once for the start and once per tuned seed; the rest of the
-    run's wall time (the training samples, the checks, HumanEval+, loading) is fixed where the run has one size. The
-    tasks are bounded by HumanEval's 164 (training tasks then come from elsewhere, e.g. MBPP). None for runs without
-    these times."""
+    run's wall time (the training samples, the checks, running the programs, HumanEval+, loading) is fixed where the
+    run has one size, though running and HumanEval+ grow with the tasks too. The tasks are bounded by what HumanEval's
+    164 leave beside the training tasks (all 164 where training comes from MBPP). None for runs without these
+    times."""
     untuned, tuned = arms(results, size)
     tuning = next((t for t in results["data"].get("tuning", []) if t["size"] == size), {})
     trained = list((tuning.get("train_seconds") or {}).values())
@@ -66,11 +67,16 @@ def design_cost(results: dict[str, Any], size: int) -> C.Cost | None:
         return float(np.mean([sum(t["tokens"]) for t in run["samples"]])) / run["tokens_per_s"]
 
     one_size = len({r["size"] for r in runs(results)}) == 1
+    train = results["data"].get("split", {}).get("train", [])
+    on_humaneval = results["params"].get("train_source", "humaneval") == "humaneval"
+    pool = HUMANEVAL_TASKS - len(train) if on_humaneval else HUMANEVAL_TASKS
     return C.Cost.from_run(results.get("wall_s") if one_size else None, per_seed_s=float(np.mean(trained)),
                            per_item_s=read(untuned), per_item_seed_s=float(np.mean([read(r) for r in tuned])),
-                           seeds=len(tuned), items=len(untuned["samples"]), max_items=HUMANEVAL_TASKS,
-                           pool=f"HumanEval's {HUMANEVAL_TASKS} tasks",
-                           note="more samples a task (not priced here) also narrow pass@k at large k")
+                           seeds=len(tuned), items=len(untuned["samples"]), max_items=pool,
+                           pool=(f"HumanEval's {pool} tasks its {len(train)} training tasks leave" if on_humaneval
+                                 else f"HumanEval's {pool} tasks"),
+                           note="the seeds share one draw of training samples; more samples a task (not priced) "
+                                "also narrow pass@k at large k")
 
 
 def cap_rate(run: dict[str, Any]) -> float:

@@ -128,7 +128,7 @@ def precise_beats_dpo(results: dict[str, Any]) -> C.Claim:
                    our_value=value + _truncation_note(truncation),
                    premises=[enough_pairs(results, arm), moved(results, arm), truncation,
                              C.one_precision("Precise and DPO-stage replies", [*start, *policies])],
-                   cost=design_cost(results), **_common(results))
+                   cost=design_cost(results), units="prompts", **_common(results))
 
 
 def precise_beats_sequence(results: dict[str, Any]) -> C.Claim:
@@ -155,7 +155,7 @@ def precise_beats_sequence(results: dict[str, Any]) -> C.Claim:
                    premises=[enough_pairs(results, arm), *judge_validated(results), moved(results, arm),
                              moved(results, "sequence"), truncation,
                              C.one_precision("Precise and sequence-level replies", [*policies, *control])],
-                   cost=design_cost(results), **_common(results))
+                   cost=design_cost(results), units="prompts", **_common(results))
 
 
 def all_vs_single(results: dict[str, Any], principle: str, cid: str) -> C.Claim:

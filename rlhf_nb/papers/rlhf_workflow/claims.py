@@ -145,7 +145,7 @@ def online_beats_offline(results: dict[str, Any]) -> C.Claim:
                 C.caps_alike("online and offline held-out replies", [cap_rate(on), cap_rate(off)]),
                 C.one_precision("online and offline held-out replies", on + off)]
     return C.claim("W2", PAPER, statement, "online > offline (RLHFlow's central claim)", test, our_value=value,
-                   premises=premises, cost=design_cost(results), **common)
+                   premises=premises, cost=design_cost(results), units="prompts", **common)
 
 
 def _rounds(results: dict[str, Any], key: str, scale: float) -> tuple[list[int], list[np.ndarray], list[dict]]:
@@ -180,7 +180,7 @@ def gold_rises(results: dict[str, Any]) -> C.Claim:
                              *policies_moved(results, snapshots(results, "online", levels[-1]), []),
                              C.caps_alike("held-out replies of every round", by_round),
                              C.one_precision("held-out replies of every round", snaps)], cost=design_cost(results),
-                   **common)
+                   units="prompts", **common)
 
 
 def _length_neutral(results: dict[str, Any]) -> C.Premise:
@@ -217,7 +217,7 @@ def length_grows(results: dict[str, Any]) -> C.Claim:
                                        f"at most {100 * max(by_round):.0f}% cut off at the {cap}-token cap in a round "
                                        "(limit 50%: the median length is seen)"),
                              C.one_precision("held-out replies of every round", snaps)], cost=design_cost(results),
-                   **common)
+                   units="prompts", **common)
 
 
 def claims(results: dict[str, Any]) -> list[C.Claim]:

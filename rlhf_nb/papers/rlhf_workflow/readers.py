@@ -53,7 +53,9 @@ def design_cost(results: dict[str, Any]) -> C.Cost | None:
     """How this run's time grows with seeds and held-out prompts (:class:`rlhf_nb.evidence.claims.Cost`), from its own
     stage times: a seed is an online seed's sampling and training over its rounds plus an offline seed's training; a
     held-out prompt is one read by the start and, for each seed, by every online round's snapshot and the offline
-    arm's; the offline samples and the rest of the run's wall time are fixed. None for runs without these times."""
+    arm's (the notebook as designed: W3's rounds are read too); the offline samples and the rest of the run's wall
+    time are fixed. Held-out prompts are bounded by the AlpacaEval bases the training prompts leave: past them bases
+    repeat with other instructions, and the prompts are no longer independent. None for runs without these times."""
     runs = _data(results)["runs"]
     online, offline, seconds = runs.get("online") or [], runs.get("offline") or [], runs.get("offline_seconds") or []
     try:
@@ -67,13 +69,13 @@ def design_cost(results: dict[str, Any]) -> C.Cost | None:
         return None
     if not online or len(offline) != len(online) or len(seconds) != len(online) or not items:
         return None
-    seeds = len(online)
+    seeds, bases = len(online), gold.ALPACAEVAL_BASES - taken
     return C.Cost.from_run(results.get("wall_s"), per_seed_s=(sum(grow) + sum(seconds)) / seeds,
                            per_item_s=start / items,
                            per_item_seed_s=(sum(reads) + sum(s["seconds"] for s in offline)) / seeds / items,
-                           seeds=seeds, items=items, known_fixed_s=fixed,
-                           note=f"past {gold.ALPACAEVAL_BASES - taken} held-out prompts the AlpacaEval bases repeat "
-                                "with other instructions (resample them by base)")
+                           seeds=seeds, items=items, known_fixed_s=fixed, max_items=bases,
+                           pool=f"the {bases} AlpacaEval bases the online prompts leave (one held-out prompt a base)",
+                           note="the offline seeds share one draw of the start's samples")
 
 
 def stack(snaps: list[dict[str, Any]], key: str, scale: float = 1.0) -> np.ndarray:
