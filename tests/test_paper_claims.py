@@ -169,6 +169,25 @@ def test_workflow_reward_models_against_the_length_rules_and_the_length_trend():
     assert {worse[i].verdict for i in ("W1a", "W1b", "W1c", "W1d")} == {NR}
 
 
+@pytest.mark.parametrize("labeller", ["gold", "rm"])
+def test_workflow_length_premise_is_measured_on_the_run_s_own_pairs(labeller):
+    """Where the run counted its online pairs' lengths, W4's premise reads them, whoever labelled: a labeller that chose
+    the shorter reply in 80 of 100 pairs favours short replies (not tested); one at 52 of 100 does not (W4 decided by
+    its trend, replies 6 tokens longer a round here)."""
+    def with_counts(shorter, longer):
+        results = _workflow(bt=0.75, pairwise=0.8, longer=0.5, tokens_per_round=6)
+        results["params"]["labeller"] = labeller
+        for i, run in enumerate(results["data"]["runs"]["online"]):  # 3 seeds x 3 rounds; the counts in the first
+            run["history"] = [{"pairs/chosen_shorter": shorter if i == r == 0 else 0,
+                               "pairs/chosen_longer": longer if i == r == 0 else 0} for r in range(3)]
+        return {c.id: c for c in wf.claims(results)}["W4"]
+
+    biased, neutral = with_counts(80, 20), with_counts(52, 48)
+    assert biased.verdict == NT and "shorter in 80% [71, 87] of 100 online pairs" in biased.reason
+    assert neutral.verdict == R and any(p.name.startswith("the labeller does not") and p.holds and "52%" in p.detail
+                                        for p in neutral.premises)
+
+
 @pytest.mark.parametrize("pairwise, verdict", [(0.85, R), (0.6, NR)])
 def test_workflow_pairwise_against_bt(pairwise, verdict):
     claim = {c.id: c for c in wf.claims(_workflow(bt=0.75, pairwise=pairwise, longer=0.5, tokens_per_round=0))}["W1e"]

@@ -21,7 +21,7 @@ from rlhf_nb.tasks.data import PreferencePair
 from rlhf_nb.train import ppo
 from rlhf_nb.train.dpo import DPOConfig, train_dpo
 from rlhf_nb.train.grpo import GRPOConfig, RLOOConfig, train_grpo, train_rloo
-from rlhf_nb.train.online_dpo import IterativeDPOConfig, best_vs_worst, iterative_dpo
+from rlhf_nb.train.online_dpo import IterativeDPOConfig, best_vs_worst, iterative_dpo, length_lean
 from rlhf_nb.train.reward import (
     BTScorer,
     Featurizer,
@@ -357,6 +357,13 @@ def test_best_vs_worst_skips_ties():
     assert len(pairs) == 1 and pairs[0].chosen == "b" and pairs[0].rejected == "a"
 
 
+def test_length_lean_counts_pairs_whose_chosen_reply_is_shorter_or_longer():
+    pairs = best_vs_worst(["p1", "p2", "p3", "p4"], [["short", "a longer one"], ["a longer one", "short"],
+                                                    ["same1", "same2"], ["tiny", "a much longer reply"]],
+                          [[1, 0], [1, 0], [1, 0], [1, 0]])
+    assert length_lean(pairs) == (2, 1)  # equal lengths count in neither
+
+
 def test_iterative_dpo_improves_the_reward_across_iterations(tmp_path):
     def says_yes(prompts, completions, meta):
         return [float(c.strip().startswith("y")) for c in completions]
@@ -376,6 +383,7 @@ def test_iterative_dpo_improves_the_reward_across_iterations(tmp_path):
         result = iterative_dpo(loaded, [f"question {i}" for i in range(100, 164)], says_yes, config)
         rewards = [row["sample_reward"] for row in result.history]
         assert len(rewards) == 3 and all(row["pairs"] > 0 for row in result.history)
+        assert all(row["pairs/chosen_shorter"] + row["pairs/chosen_longer"] <= row["pairs"] for row in result.history)
         gains.append(rewards[-1] - rewards[0])
         refs.append("ref" in loaded.model.peft_config)  # the pinned initial adapter served as the reference
     assert np.mean(gains) > 0.05 and sum(g > 0 for g in gains) >= 2, gains

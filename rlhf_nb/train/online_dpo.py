@@ -55,6 +55,13 @@ def best_vs_worst(prompts: Sequence[Any], samples: Sequence[Sequence[str]], scor
     return pairs
 
 
+def length_lean(pairs: Sequence[PreferencePair]) -> tuple[int, int]:
+    """(pairs whose chosen reply is the shorter, pairs whose chosen reply is the longer), in characters; pairs of equal
+    length count in neither. A labeller that picks the shorter reply far more often than not favours short replies."""
+    shorter = sum(len(p.chosen) < len(p.rejected) for p in pairs)
+    return shorter, sum(len(p.chosen) > len(p.rejected) for p in pairs)
+
+
 def iterative_dpo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, config: IterativeDPOConfig | None = None,
                   meta: Sequence[dict] | None = None, evaluate: Callable[[Any], dict[str, float]] | None = None) -> TrainResult:
     """Run the loop; ``history`` has one row per round (mean/max sampled reward, pairs, DPO stats, evaluation)."""
@@ -94,6 +101,7 @@ def iterative_dpo(loaded: Any, prompts: Sequence[Any], reward_fn: RewardFn, conf
                                  "mean_tokens": sum(n for per in replies.tokens for n in per) / len(flat),
                                  "cut_off": replies.cap_rate,
                                  "entropy": sum(h for per in replies.entropy or [] for h in per) / len(flat)}
+        row["pairs/chosen_shorter"], row["pairs/chosen_longer"] = length_lean(pairs)
         if pairs:
             dpo = dataclasses.replace(base_dpo, output_dir=str(Path(base_dpo.output_dir) / f"iter{it}"),
                                       seed=config.seed + it)

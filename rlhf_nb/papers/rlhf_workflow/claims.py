@@ -8,7 +8,8 @@ gap in truncation); a cut-off reply is scored as it stands. The length trend (W4
 median length is seen. Policies trained here contribute one row per seed; the start snapshot is one.
 
 W2 and W3 are about the training algorithm. W4 (replies lengthen) is about a reward model's length bias: its premise
-:func:`_length_neutral` says why it is not tested under the gold.
+:func:`_length_neutral` asks that the labeller does not favour short replies, measured on the run's own online pairs
+where it counted their lengths (older runs: not under the gold, whose caps favour short replies).
 
 With ``labeller: gold`` the gold picks each pair (the preference oracle) and the held-out gold judges the policies on
 prompts no arm trained on; with ``labeller: rm`` the BT reward model picks them and its validation on held-out
@@ -22,9 +23,11 @@ from typing import Any
 import numpy as np
 
 from rlhf_nb.evidence import claims as C
+from rlhf_nb.evidence import stats
 from rlhf_nb.papers.rlhf_workflow.readers import (
     cap_rate,
     design_cost,
+    histories,
     labeller,
     labeller_words,
     rm_rows,
@@ -184,18 +187,33 @@ def gold_rises(results: dict[str, Any]) -> C.Claim:
 
 
 def _length_neutral(results: dict[str, Any]) -> C.Premise:
-    """W4's length growth is a reward model's length bias at work: the labeller must not favour short replies by
-    construction. Some of the gold's instructions do (word and sentence caps, forbidden common words, end-of-reply
-    checks that a cut-off reply fails; others ask for more text: keywords, sections, a P.S.), and on 04's 171 pairs of
-    answers whose gold differs the gold-better one was the shorter in 75% (docs/notebooks.md). A reward model of the
-    ``rm`` labeller is trained on gold-labelled pairs here and may inherit that; W1a's length rules say how much."""
+    """W4's length growth is a reward model's length bias at work: the labeller must not favour short replies. Where
+    the run counted, over every online round and seed, the pairs whose chosen reply is the shorter and the longer
+    (``pairs/chosen_shorter``, ``pairs/chosen_longer``; ties in length left out), the premise is measured: it fails
+    when the share of "chosen is the shorter" is above one half at 95% (its exact interval's bottom over 0.5). Runs
+    before the counts fall back on what the labeller is: some of the gold's instructions favour short replies (word
+    and sentence caps, forbidden common words, end-of-reply checks that a cut-off reply fails; others ask for more
+    text: keywords, sections, a P.S.), and on 04's 171 pairs of answers whose gold differs the gold-better one was the
+    shorter in 75% (docs/notebooks.md); a reward model of the ``rm`` labeller is trained on gold-labelled pairs here
+    and may inherit that (W1a's length rules say how much)."""
+    name = "the labeller does not favour short replies"
+    rows = [row for run in histories(results) for row in run]
+    if rows and all("pairs/chosen_shorter" in row for row in rows):
+        shorter = int(sum(row["pairs/chosen_shorter"] for row in rows))
+        counted = shorter + int(sum(row["pairs/chosen_longer"] for row in rows))
+        if not counted:
+            return C.Premise(name, False, "no online pair differs in length: not measured")
+        low, high = stats.exact_interval(shorter, counted)
+        share = f"{100 * shorter / counted:.0f}% [{100 * low:.0f}, {100 * high:.0f}]"
+        return C.Premise(name, low <= 0.5, f"labeller {labeller(results)}: the chosen reply was the shorter in {share} "
+                         f"of {counted} online pairs of unequal length (fails when the interval's bottom is over 50%)")
     if labeller(results) == "gold":
-        return C.Premise("the labeller does not favour short replies", False,
-                         "some of the gold's instructions cap words and sentences or fail cut-off replies (the "
-                         "gold-better answer was the shorter in 75% of 04's 171 pairs)")
-    return C.Premise("the labeller does not favour short replies", True,
-                     f"labeller {labeller(results)} (a reward model, its length bias what W4 looks for; trained on "
-                     "gold-labelled pairs here, see W1a's length rules)")
+        return C.Premise(name, False, "some of the gold's instructions cap words and sentences or fail cut-off replies "
+                         "(the gold-better answer was the shorter in 75% of 04's 171 pairs); this run did not count "
+                         "its pairs' lengths")
+    return C.Premise(name, True, f"labeller {labeller(results)} (a reward model, its length bias what W4 looks for; "
+                     "trained on gold-labelled pairs here, see W1a's length rules); this run did not count its pairs' "
+                     "lengths")
 
 
 def length_grows(results: dict[str, Any]) -> C.Claim:
