@@ -177,13 +177,13 @@ def test_workflow_length_premise_is_measured_on_the_run_s_own_pairs(labeller):
     def with_counts(shorter, longer):
         results = _workflow(bt=0.75, pairwise=0.8, longer=0.5, tokens_per_round=6)
         results["params"]["labeller"] = labeller
-        for i, run in enumerate(results["data"]["runs"]["online"]):  # 3 seeds x 3 rounds; the counts in the first
-            run["history"] = [{"pairs/chosen_shorter": shorter if i == r == 0 else 0,
-                               "pairs/chosen_longer": longer if i == r == 0 else 0} for r in range(3)]
+        for i, run in enumerate(results["data"]["runs"]["online"]):  # 3 seeds x 3 rounds: only first rounds count
+            run["history"] = [{"iteration": r + 1, "pairs/chosen_shorter": shorter if i == 0 else 99 * (r > 0),
+                               "pairs/chosen_longer": longer if i == 0 else 0} for r in range(3)]
         return {c.id: c for c in wf.claims(results)}["W4"]
 
     biased, neutral = with_counts(80, 20), with_counts(52, 48)
-    assert biased.verdict == NT and "shorter in 80% [71, 87] of 100 online pairs" in biased.reason
+    assert biased.verdict == NT and "shorter in 80% [71, 87] of 100 first-round pairs" in biased.reason
     assert neutral.verdict == R and any(p.name.startswith("the labeller does not") and p.holds and "52%" in p.detail
                                         for p in neutral.premises)
 
@@ -212,8 +212,8 @@ def test_hh_a_pm_that_only_learns_length_better_with_data_is_not_a_data_trend():
 def test_a_shipped_run_prices_a_seed_as_its_stages_took(notebook, cid, stages):
     """The cost a headline claim carries is read from its run's results; a seed's priced work (its own part and its
     reads of every held-out item) matches what the run's stage log (env.json, written apart from the results) gives
-    the seed's stages, within 10% (02's tuned seeds also sample training-task checks, priced as fixed); the fixed part
-    is the rest of the run's wall time, and an inconclusive claim states the price."""
+    the seed's stages, within 10% (02's tuned seeds also sample training-task checks, not priced); the priced parts
+    are most of the run's wall time, and an inconclusive claim states the price."""
     import gzip
     import json
     from pathlib import Path
@@ -228,10 +228,10 @@ def test_a_shipped_run_prices_a_seed_as_its_stages_took(notebook, cid, stages):
     staged = sum(v["seconds"] for k, v in log.items() if any(k.split(": ")[-1].startswith(s) for s in stages))
     priced = cost.per_seed_s + claim.n * cost.per_item_seed_s
     assert abs(priced / (staged / claim.seeds) - 1) < 0.10, (priced, staged / claim.seeds)
-    assert cost.whole and cost.fixed_s > 0 and cost.seconds(claim.seeds, claim.n) == pytest.approx(results["wall_s"])
+    # the priced parts are most of the run, never more; the notebook (before its end) prices them alike
+    assert not cost.whole and 0.75 * results["wall_s"] < cost.seconds(claim.seeds, claim.n) <= results["wall_s"]
     assert claim.n <= cost.max_items
     if claim.verdict == C.INCONCLUSIVE:
         assert "cheapest run of this notebook" in claim.our_value or "no run of this notebook" in claim.our_value
-    del results["wall_s"]  # as the notebook computes its claims, before the run's end: only the priced parts
-    early = C.Cost(**{c.id: c for c in claims_function(notebook)(results)}[cid].cost)
-    assert not early.whole and early.seconds(claim.seeds, claim.n) < cost.seconds(claim.seeds, claim.n)
+    del results["wall_s"]
+    assert {c.id: c for c in claims_function(notebook)(results)}[cid] == claim

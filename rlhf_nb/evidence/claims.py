@@ -283,8 +283,11 @@ def needed_sentence(claim: Claim) -> str:
         return head + _needed_by_share(claim) + ")."
     seeds0 = max(claim.seeds, 1)
     items = _fewest_items(claim, seeds0)
+    pool = Cost(**claim.cost).max_items if claim.cost else None
+    beyond = lambda n: f" (beyond the pool's {pool})" if pool and n > pool else ""  # noqa: E731
     if items is not None:
-        text = f"~{items} {claim.units} at {claim.seeds} seed(s) would detect the minimum effect {claim.min_effect:.3g}"
+        text = (f"~{items} {claim.units}{beyond(items)} at {claim.seeds} seed(s) would detect the minimum effect "
+                f"{claim.min_effect:.3g}")
     elif not claim.variance["seeds"]:
         text = f"no number of {claim.units} would"  # not reached: without seed terms the MDE falls to 0 with items
     else:
@@ -293,8 +296,10 @@ def needed_sentence(claim: Claim) -> str:
                 f"{floor:.3g}")
         designs = [(s, n) for s in range(seeds0 + 1, MAX_SEEDS_PRICED + 1) if (n := _fewest_items(claim, s)) is not None]
         more = min(designs, key=lambda d: d[0] * d[1]) if designs else None  # the fewest item-seed reads
-        text += (f"; ~{more[0]} seeds with ~{more[1]} {claim.units} would detect the minimum effect "
-                 f"{claim.min_effect:.3g}" if more else f", and {MAX_SEEDS_PRICED} seeds would not detect the minimum "
+        cap = " (the seed cap)" if more and more[0] == MAX_SEEDS_PRICED else ""
+        text += (f"; ~{more[0]} seeds{cap} with ~{more[1]} {claim.units}{beyond(more[1])} would detect the minimum "
+                 f"effect {claim.min_effect:.3g}" if more else
+                 f", and {MAX_SEEDS_PRICED} seeds would not detect the minimum "
                  f"effect {claim.min_effect:.3g}")
     return head + text + price_sentence(claim) + ")."
 
@@ -319,16 +324,17 @@ MAX_ITEMS_PRICED = 10 ** 7  # the most items a projected design may ask for
 
 def projected_mde(claim: Claim, seeds: int, items: float) -> float:
     """The MDE the claim's test would have on ``items`` items with ``seeds`` seeds in every trained arm, from its own
-    variance terms (:attr:`Claim.variance`): the items' term scales with n / items; an arm's seed term splits into
-    the seeds' own spread, which scales with seeds / the new count, and the item-by-seed noise in its seed means,
-    which scales with both; their degrees of freedom follow (items - 1, seeds - 1) and the t quantiles with them, as
+    variance terms (:attr:`Claim.variance`): each term splits into its own spread (the items', which scales with
+    n / items; an arm's seeds', which scales with seeds / the new count) and the item-by-seed noise in it, which
+    scales with both; their degrees of freedom follow (items - 1, seeds - 1) and the t quantiles with them, as
     :func:`_with_seeds` reads them; where the bootstrap's standard error exceeded the terms' it keeps that ratio. At
     the claim's own design it is the claim's MDE. It assumes what the terms do: seeds independent of one another (a
     shared data draw's variance is in neither term) and items independent."""
     if claim.variance is None:
         raise ValueError(f"{claim.id}: no variance terms to project (an older record, or a test without them)")
     v, seeds0 = claim.variance, max(claim.seeds, 1)
-    item_var = v["items"] * claim.n / items
+    noise = v.get("items_noise", 0.0)  # the item-by-seed noise in the items' term shrinks with seeds as well
+    item_var = (v["items"] - noise) * claim.n / items + noise * claim.n * seeds0 / (items * seeds)
     if not v["seeds"]:  # one seed an arm: items are the only source of chance, normal quantiles
         return _Z * math.sqrt(item_var) * v["ratio"]
     from scipy.stats import t
@@ -394,8 +400,9 @@ def price_sentence(claim: Claim) -> str:
         within = f"within {cost.pool or f'{cost.max_items} {claim.units}'} and " if cost.max_items else "of up to "
         return f"; no run of this notebook {within}{MAX_SEEDS_PRICED} seeds would ({now}){unmeasured}{note}"
     seeds, items, seconds = best
+    leans = " (the projection leans low as seeds grow)" if seeds > claim.seeds else ""
     return (f"; the cheapest run of this notebook that would, at this run's pace: {items} {claim.units} x {seeds} "
-            f"seeds, {_duration(seconds)} ({now}){unmeasured}{note}")
+            f"seeds, {_duration(seconds)}{leans} ({now}){unmeasured}{note}")
 
 
 def claim(id: str, paper: str, statement: str, paper_value: str, test: Test | None, *, min_effect: float,
@@ -461,13 +468,15 @@ def _with_seeds(effect: float, ci: tuple[float, float], p: float, se_boot: float
 
 
 def _variance(se_boot: float, terms: list[tuple[float, int, int, float]] | None) -> dict[str, Any]:
-    """What :func:`_with_seeds` made the MDE of, for :func:`projected_mde`: the items' variance term and each seeded
-    arm's ``[term, seeds, the part of it more items shrink]`` (crossed_terms), and the ratio of the larger standard
+    """What :func:`_with_seeds` made the MDE of, for :func:`projected_mde`: the items' variance term and the
+    item-by-seed noise in it, each seeded arm's ``[term, seeds, the item-by-seed noise in it]`` (crossed_terms), and
+    the ratio of the larger standard
     error it read to the terms' own; with one seed an arm, the bootstrap's variance as the items' term."""
     whole = None if terms is None else satterthwaite([(t, d) for t, d, _, _ in terms])
     if whole is None:
         return {"items": float(se_boot ** 2), "seeds": [], "ratio": 1.0}
-    return {"items": float(terms[0][0]), "seeds": [[float(t), int(s), float(e)] for t, _, s, e in terms[1:]],
+    return {"items": float(terms[0][0]), "items_noise": float(terms[0][3]),
+            "seeds": [[float(t), int(s), float(e)] for t, _, s, e in terms[1:]],
             "ratio": float(max(whole[0], se_boot) / whole[0])}
 
 

@@ -183,25 +183,27 @@ def crossed_bootstrap_means(arms: Sequence[np.ndarray], weights: Sequence[float]
 def crossed_terms(arms: Sequence[np.ndarray], weights: Sequence[float]
                   ) -> list[tuple[float, int, int, float]] | None:
     """The terms :func:`crossed_se` sums, each ``(variance, degrees of freedom, seeds, noise)``: first the items' (seeds
-    0), then one per arm that holds several seeds (its seed count). ``noise`` is the part of a term that more items
-    would shrink: all of the items' term; of a seed term, what the item-by-seed noise alone puts into the seed means
-    (MS_error / (n * S), at most the term), the rest being the seeds' own spread. ``None`` where :func:`crossed_se` is."""
+    0), then one per arm that holds several seeds (its seed count). ``noise`` is the part of a term that the
+    item-by-seed noise puts there (MS_error / (n * S) for each seeded arm, at most the term), which more seeds shrink
+    too: in the items' term (whose per-item means average the seeds) the seeded arms' sum, the rest being the items'
+    own spread; in a seed term its arm's, the rest being the seeds' own spread. ``None`` where :func:`crossed_se` is."""
     if all(a.shape[0] < 2 for a in arms) or arms[0].shape[1] < 2:
         return None
     n = arms[0].shape[1]
     combined = sum(w * a.mean(0) for w, a in zip(weights, arms))
     item_term = float(np.var(combined, ddof=1)) / n
-    terms = [(item_term, n - 1, 0, item_term)]
+    seeded, noise = [], 0.0
     for w, a in zip(weights, arms):
         s = a.shape[0]
         if s < 2 or w == 0:
             continue
         ms_seed = n * float(np.var(a.mean(1), ddof=1))
         residual = a - a.mean(1, keepdims=True) - a.mean(0, keepdims=True) + a.mean()
-        ms_error = float((residual ** 2).sum()) / ((s - 1) * (n - 1))
+        ms_error = w * w * float((residual ** 2).sum()) / ((s - 1) * (n - 1)) / (n * s)  # item-by-seed noise, / n S
         term = w * w * ms_seed / (n * s)
-        terms.append((term, s - 1, s, min(term, w * w * ms_error / (n * s))))
-    return terms
+        seeded.append((term, s - 1, s, min(term, ms_error)))
+        noise += ms_error
+    return [(item_term, n - 1, 0, min(item_term, noise)), *seeded]
 
 
 def satterthwaite(terms: Sequence[tuple[float, float]]) -> tuple[float, float] | None:

@@ -50,9 +50,9 @@ def arms(results: dict[str, Any], size: int) -> tuple[dict[str, Any] | None, lis
 def design_cost(results: dict[str, Any], size: int) -> C.Cost | None:
     """How this run's time at one size grows with tuned seeds and evaluation tasks
     (:class:`rlhf_nb.evidence.claims.Cost`), from its own times: a seed is one training (its ``train_seconds``); a task
-    is its n samples' tokens at the arm's sampling rate, once for the start and once per tuned seed; the rest of the
-    run's wall time (the training samples, the checks, running the programs, HumanEval+, loading) is fixed where the
-    run has one size, though running and HumanEval+ grow with the tasks too. The tasks are bounded by what HumanEval's
+    is its n samples' tokens at the arm's sampling rate, once for the start and once per tuned seed; the rest (the
+    training samples, the checks, running the programs, HumanEval+, loading) is not priced, though running and
+    HumanEval+ grow with the tasks too. The tasks are bounded by what HumanEval's
     164 leave beside the training tasks (all 164 where training comes from MBPP). None for runs without these
     times."""
     untuned, tuned = arms(results, size)
@@ -66,11 +66,10 @@ def design_cost(results: dict[str, Any], size: int) -> C.Cost | None:
     def read(run: dict[str, Any]) -> float:  # seconds a task's samples took, on average
         return float(np.mean([sum(t["tokens"]) for t in run["samples"]])) / run["tokens_per_s"]
 
-    one_size = len({r["size"] for r in runs(results)}) == 1
     train = results["data"].get("split", {}).get("train", [])
     on_humaneval = results["params"].get("train_source", "humaneval") == "humaneval"
     pool = HUMANEVAL_TASKS - len(train) if on_humaneval else HUMANEVAL_TASKS
-    return C.Cost.from_run(results.get("wall_s") if one_size else None, per_seed_s=float(np.mean(trained)),
+    return C.Cost.from_run(None, per_seed_s=float(np.mean(trained)),
                            per_item_s=read(untuned), per_item_seed_s=float(np.mean([read(r) for r in tuned])),
                            seeds=len(tuned), items=len(untuned["samples"]), max_items=pool,
                            pool=(f"HumanEval's {pool} tasks its {len(train)} training tasks leave" if on_humaneval

@@ -188,16 +188,17 @@ def gold_rises(results: dict[str, Any]) -> C.Claim:
 
 def _length_neutral(results: dict[str, Any]) -> C.Premise:
     """W4's length growth is a reward model's length bias at work: the labeller must not favour short replies. Where
-    the run counted, over every online round and seed, the pairs whose chosen reply is the shorter and the longer
-    (``pairs/chosen_shorter``, ``pairs/chosen_longer``; ties in length left out), the premise is measured: it fails
-    when the share of "chosen is the shorter" is above one half at 95% (its exact interval's bottom over 0.5). Runs
-    before the counts fall back on what the labeller is: some of the gold's instructions favour short replies (word
-    and sentence caps, forbidden common words, end-of-reply checks that a cut-off reply fails; others ask for more
-    text: keywords, sections, a P.S.), and on 04's 171 pairs of answers whose gold differs the gold-better one was the
-    shorter in 75% (docs/notebooks.md); a reward model of the ``rm`` labeller is trained on gold-labelled pairs here
-    and may inherit that (W1a's length rules say how much)."""
+    the run counted, in each seed's first online round (samples of the start policy, before training could make
+    replies run on to the cap, which the gold's end checks fail), the pairs whose chosen reply is the shorter and the
+    longer (``pairs/chosen_shorter``, ``pairs/chosen_longer``; ties in length left out), the premise is measured: it
+    fails when the share of "chosen is the shorter" is above one half at 95% (its exact interval's bottom over 0.5).
+    Runs before the counts fall back on what the labeller is: some of the gold's instructions favour short replies
+    (word and sentence caps, forbidden common words, end-of-reply checks that a cut-off reply fails; others ask for
+    more text: keywords, sections, a P.S.), and on 04's 171 pairs of answers whose gold differs the gold-better one
+    was the shorter in 75% (docs/notebooks.md); a reward model of the ``rm`` labeller is trained on gold-labelled
+    pairs here and may inherit that (W1a's length rules say how much)."""
     name = "the labeller does not favour short replies"
-    rows = [row for run in histories(results) for row in run]
+    rows = [row for run in histories(results) for row in run if row.get("iteration") == 1]  # the start's samples
     if rows and all("pairs/chosen_shorter" in row for row in rows):
         shorter = int(sum(row["pairs/chosen_shorter"] for row in rows))
         counted = shorter + int(sum(row["pairs/chosen_longer"] for row in rows))
@@ -206,7 +207,8 @@ def _length_neutral(results: dict[str, Any]) -> C.Premise:
         low, high = stats.exact_interval(shorter, counted)
         share = f"{100 * shorter / counted:.0f}% [{100 * low:.0f}, {100 * high:.0f}]"
         return C.Premise(name, low <= 0.5, f"labeller {labeller(results)}: the chosen reply was the shorter in {share} "
-                         f"of {counted} online pairs of unequal length (fails when the interval's bottom is over 50%)")
+                         f"of {counted} first-round pairs of unequal length (fails when the interval's bottom is over "
+                         "50%; seeds sample the same prompts, so the interval is narrower than it should be)")
     if labeller(results) == "gold":
         return C.Premise(name, False, "some of the gold's instructions cap words and sentences or fail cut-off replies "
                          "(the gold-better answer was the shorter in 75% of 04's 171 pairs); this run did not count "

@@ -53,8 +53,9 @@ def design_cost(results: dict[str, Any]) -> C.Cost | None:
     """How this run's time grows with seeds and held-out prompts (:class:`rlhf_nb.evidence.claims.Cost`), from its own
     stage times: a seed is an online seed's sampling and training over its rounds plus an offline seed's training; a
     held-out prompt is one read by the start and, for each seed, by every online round's snapshot and the offline
-    arm's (the notebook as designed: W3's rounds are read too); the offline samples and the rest of the run's wall
-    time are fixed. Held-out prompts are bounded by the AlpacaEval bases the training prompts leave: past them bases
+    arm's (the notebook as designed: W3's rounds are read too); the offline samples are fixed, and the rest of the run
+    (loading, data) is not priced, so the notebook's cached claims and the report's recomputed ones agree. Held-out
+    prompts are bounded by the AlpacaEval bases the training prompts leave: past them bases
     repeat with other instructions, and the prompts are no longer independent. None for runs without these times."""
     runs = _data(results)["runs"]
     online, offline, seconds = runs.get("online") or [], runs.get("offline") or [], runs.get("offline_seconds") or []
@@ -70,7 +71,7 @@ def design_cost(results: dict[str, Any]) -> C.Cost | None:
     if not online or len(offline) != len(online) or len(seconds) != len(online) or not items:
         return None
     seeds, bases = len(online), gold.ALPACAEVAL_BASES - taken
-    return C.Cost.from_run(results.get("wall_s"), per_seed_s=(sum(grow) + sum(seconds)) / seeds,
+    return C.Cost.from_run(None, per_seed_s=(sum(grow) + sum(seconds)) / seeds,
                            per_item_s=start / items,
                            per_item_seed_s=(sum(reads) + sum(s["seconds"] for s in offline)) / seeds / items,
                            seeds=seeds, items=items, known_fixed_s=fixed, max_items=bases,
