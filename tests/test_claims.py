@@ -506,12 +506,9 @@ def _priced(claim: C.Claim, cost: C.Cost) -> C.Claim:
 
 def test_a_run_s_cost_prices_the_cheapest_design_that_would_decide_and_says_when_none_would():
     # a run of 3 seeds x 300 items that took 3600 s: seeds cost 600 s each, an item 0.5 s a seed and 0.2 s once
-    cost = C.Cost.from_run(3600.0, per_seed_s=600.0, per_item_s=0.2, per_item_seed_s=0.5, seeds=3, items=300)
-    assert cost.seconds(3, 300) == pytest.approx(3600.0) and cost.fixed_s == pytest.approx(3600 - 1800 - 510)
-    assert cost.whole
-    early = C.Cost.from_run(None, per_seed_s=1, per_item_s=1, per_item_seed_s=1, seeds=3, items=3, known_fixed_s=7)
-    resumed = C.Cost.from_run(10.0, per_seed_s=100, per_item_s=1, per_item_seed_s=1, seeds=3, items=3, known_fixed_s=7)
-    assert (early.fixed_s, early.whole) == (7, False) and (resumed.fixed_s, resumed.whole) == (7, False)
+    cost = C.Cost(fixed_s=1290.0, per_seed_s=600.0, per_item_s=0.2, per_item_seed_s=0.5)
+    assert cost.seconds(3, 300) == pytest.approx(1290 + 1800 + 300 * 1.7)  # 3600 s
+    early = C.Cost(fixed_s=7.0, per_seed_s=1, per_item_s=1, per_item_seed_s=1)
     with pytest.raises(ValueError, match="seconds >= 0"):
         C.Cost(-1.0, 1.0, 1.0, 1.0)
     for spread in (0.0, 2.0):  # items the limit, then seeds
@@ -525,7 +522,7 @@ def test_a_run_s_cost_prices_the_cheapest_design_that_would_decide_and_says_when
             fewest = C._fewest_items(claim, other) if other >= 3 else None
             assert fewest is None or cost.seconds(other, fewest) >= seconds
         assert seconds == pytest.approx(cost.seconds(seeds, items))
-        assert f"{items} items x {seeds} seeds" in claim.our_value and "(this run ~60 min)" in claim.our_value
+        assert f"{items} items x {seeds} seeds" in claim.our_value and "(its priced parts ~60 min)" in claim.our_value
         assert C.Claim.from_dict(claim.to_dict()) == claim  # the cost survives results.json
     assert seeds > 3  # where the seeds' spread matters, the cheapest run adds seeds
     # a pool that binds: more seeds instead of more items

@@ -122,8 +122,9 @@ class Cost:
 
     ``per_seed_s`` is one seed's work that does not grow with the evaluation items (its training, its own sampling);
     ``per_item_seed_s`` what one more evaluation item costs one seed (every read of it the design makes);
-    ``per_item_s`` what it costs the arms read once (a start that is not trained); ``fixed_s`` the rest (loading,
-    data, the run's wall time left over). ``max_items`` bounds the items (``pool`` names them: "HumanEval's 164
+    ``per_item_s`` what it costs the arms read once (a start that is not trained); ``fixed_s`` what the run timed
+    that grows with neither (loading and data preparation are not timed by every run, so not priced: a price is a
+    floor, and the notebook's cached claims and the report's recomputed ones agree). ``max_items`` bounds the items (``pool`` names them: "HumanEval's 164
     tasks"); ``note`` names a lever the price leaves out."""
 
     fixed_s: float
@@ -133,7 +134,6 @@ class Cost:
     max_items: int | None = None
     pool: str = ""
     note: str = ""
-    whole: bool = False  # fixed_s holds the rest of the run's wall time (seconds() at its design is the run's)
 
     def __post_init__(self) -> None:
         parts = (self.fixed_s, self.per_seed_s, self.per_item_s, self.per_item_seed_s)
@@ -147,18 +147,6 @@ class Cost:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    @staticmethod
-    def from_run(wall_s: float | None, *, per_seed_s: float, per_item_s: float, per_item_seed_s: float, seeds: int,
-                 items: int, known_fixed_s: float = 0.0, **bounds: Any) -> Cost:
-        """A cost whose fixed part is the run's wall time less what the other parts price for this design (seeds x
-        items), so that ``seconds(seeds, items)`` is the run's wall time (``whole``); before the run has finished
-        (``wall_s`` None, e.g. in the notebook), or where the priced parts exceed it (a resumed run), only
-        ``known_fixed_s``."""
-        grows = seeds * per_seed_s + items * (per_item_s + seeds * per_item_seed_s)
-        if wall_s and wall_s - grows >= known_fixed_s:
-            return Cost(wall_s - grows, per_seed_s, per_item_s, per_item_seed_s, whole=True, **bounds)
-        return Cost(known_fixed_s, per_seed_s, per_item_s, per_item_seed_s, **bounds)
 
 
 @dataclass
@@ -283,14 +271,12 @@ def needed_sentence(claim: Claim) -> str:
         return head + _needed_by_share(claim) + ")."
     seeds0 = max(claim.seeds, 1)
     items = _fewest_items(claim, seeds0)
-    pool = Cost(**claim.cost).max_items if claim.cost else None
+    pool = (claim.cost or {}).get("max_items")
     beyond = lambda n: f" (beyond the pool's {pool})" if pool and n > pool else ""  # noqa: E731
     if items is not None:
         text = (f"~{items} {claim.units}{beyond(items)} at {claim.seeds} seed(s) would detect the minimum effect "
                 f"{claim.min_effect:.3g}")
-    elif not claim.variance["seeds"]:
-        text = f"no number of {claim.units} would"  # not reached: without seed terms the MDE falls to 0 with items
-    else:
+    else:  # (only seed terms can keep the MDE above min_effect at any number of items)
         floor = projected_mde(claim, seeds0, math.inf)
         text = (f"more {claim.units} alone cannot: at {claim.seeds} seeds the seeds' spread alone sets an MDE of "
                 f"{floor:.3g}")
@@ -349,7 +335,7 @@ def projected_mde(claim: Claim, seeds: int, items: float) -> float:
 def _fewest_items(claim: Claim, seeds: int, most: int = MAX_ITEMS_PRICED) -> int | None:
     """The fewest items (never fewer than the claim's) whose projected MDE at ``seeds`` reaches min_effect, up to
     ``most``; None beyond (the projected MDE falls as items grow, so a bisection finds it)."""
-    low, high = claim.n, min(most, MAX_ITEMS_PRICED)
+    low, high = claim.n, most
     if high < low or projected_mde(claim, seeds, high) > claim.min_effect:
         return None
     if projected_mde(claim, seeds, low) <= claim.min_effect:
@@ -360,12 +346,17 @@ def _fewest_items(claim: Claim, seeds: int, most: int = MAX_ITEMS_PRICED) -> int
     return high
 
 
+def _priceable(claim: Claim) -> bool:
+    return (claim.cost is not None and claim.variance is not None and claim.mde is not None and claim.min_effect > 0
+            and bool(claim.n))
+
+
 def cheapest_design(claim: Claim) -> tuple[int, int, float] | None:
     """(seeds, items, seconds) of the cheapest run, at the claim's :class:`Cost`, whose projected MDE
     (:func:`projected_mde`) reaches ``min_effect``: never fewer seeds or items than this design, never more items
     than the pool holds, at most ``MAX_SEEDS_PRICED`` seeds; a design with one seed an arm (its spread unmeasured)
     adds only items. ``None`` when no such run exists, or the claim has no cost or variance terms."""
-    if claim.cost is None or claim.variance is None or claim.mde is None or claim.min_effect <= 0 or not claim.n:
+    if not _priceable(claim):
         return None
     cost = Cost(**claim.cost)
     seeds0 = max(claim.seeds, 1)
@@ -388,10 +379,10 @@ def price_sentence(claim: Claim) -> str:
     """What deciding the claim would take at this run's pace (its :class:`Cost`): the cheapest run of the notebook as
     designed (every arm and read it makes, not only this claim's), or that none within the pool and
     ``MAX_SEEDS_PRICED`` seeds would; '' without a cost."""
-    if claim.cost is None or claim.variance is None or claim.mde is None or claim.min_effect <= 0 or not claim.n:
+    if not _priceable(claim):
         return ""
     cost = Cost(**claim.cost)
-    now = f"{'this run' if cost.whole else 'its priced parts'} {_duration(cost.seconds(max(claim.seeds, 1), claim.n))}"
+    now = f"its priced parts {_duration(cost.seconds(max(claim.seeds, 1), claim.n))}"
     note = f"; {cost.note}" if cost.note else ""
     unmeasured = "" if claim.variance["seeds"] or claim.seeds > 1 or not cost.per_seed_s else \
         " (one seed: its spread is not measured)"
@@ -467,12 +458,17 @@ def _with_seeds(effect: float, ci: tuple[float, float], p: float, se_boot: float
     return ci, p, mde
 
 
+def _summed(terms: list[tuple[float, int, int, float]] | None) -> tuple[float, float] | None:
+    """:func:`rlhf_nb.evidence.stats.crossed_se` from terms already computed."""
+    return None if terms is None else satterthwaite([(t, d) for t, d, _, _ in terms])
+
+
 def _variance(se_boot: float, terms: list[tuple[float, int, int, float]] | None) -> dict[str, Any]:
     """What :func:`_with_seeds` made the MDE of, for :func:`projected_mde`: the items' variance term and the
     item-by-seed noise in it, each seeded arm's ``[term, seeds, the item-by-seed noise in it]`` (crossed_terms), and
     the ratio of the larger standard
     error it read to the terms' own; with one seed an arm, the bootstrap's variance as the items' term."""
-    whole = None if terms is None else satterthwaite([(t, d) for t, d, _, _ in terms])
+    whole = _summed(terms)
     if whole is None:
         return {"items": float(se_boot ** 2), "seeds": [], "ratio": 1.0}
     return {"items": float(terms[0][0]), "items_noise": float(terms[0][3]),
@@ -498,11 +494,12 @@ def superiority(a: Any, b: Any, *, clusters: Sequence[Any] | None = None, seed: 
     A, B = _paired_arms(a, b, clusters)
     d = B.mean(0) - A.mean(0)
     dist = crossed_bootstrap_means([A, B], [-1.0, 1.0], seed=seed)
+    terms = crossed_terms([A, B], [-1.0, 1.0])
     ci, p, mde = _with_seeds(float(d.mean()), interval(dist, level, n=len(d)), sign_flip_p(d, seed=seed),
-                             float(np.std(dist)), crossed_se([A, B], [-1.0, 1.0]), level=level)
+                             float(np.std(dist)), _summed(terms), level=level)
     return Test("superiority", float(d.mean()), ci, p, A.shape[1], _seeds(A, B), mde, tuple(_common_premises(d, dist)),
                 {"mean_a": float(A.mean()), "mean_b": float(B.mean()), "seed_share": seed_share([A, B], [-1.0, 1.0])},
-                _variance(float(np.std(dist)), crossed_terms([A, B], [-1.0, 1.0])))
+                _variance(float(np.std(dist)), terms))
 
 
 def non_inferiority(a: Any, b: Any, margin: float, *, scale: float | None, clusters: Sequence[Any] | None = None,
@@ -591,12 +588,12 @@ def trend(levels: Sequence[float], arms: Sequence[Any], *, direction: int = 1, s
     p = (hits + 1) / (N_PERM // 4 + 1)
     per_item = np.array([_slope(x, item_means[:, i]) for i in range(n_items)]) * direction
     premises = _common_premises(per_item, dist)
-    ci, p, mde = _with_seeds(observed, interval(dist, n=n_items), float(p), float(np.std(dist)),
-                             crossed_se(A, list(weights)))
+    terms = crossed_terms(A, list(weights))
+    ci, p, mde = _with_seeds(observed, interval(dist, n=n_items), float(p), float(np.std(dist)), _summed(terms))
     return Test("trend", observed, ci, p, n_items, _seeds(*A), mde,
                 tuple(premises), {"levels": len(x), **{f"mean_{i}": float(a.mean()) for i, a in enumerate(A)},
                                   "seed_share": seed_share(A, list(weights))},
-                _variance(float(np.std(dist)), crossed_terms(A, list(weights))))
+                _variance(float(np.std(dist)), terms))
 
 
 def association(x: Any, y: Any, *, measure: Literal["slope", "r"] = "slope", direction: int = 1,

@@ -235,23 +235,16 @@ def crossed_se(arms: Sequence[np.ndarray], weights: Sequence[float]) -> tuple[fl
 def seed_share(arms: Sequence[np.ndarray], weights: Sequence[float]) -> float | None:
     """The share of the variance of ``sum(w * mean(arm))`` that comes from the seeds themselves (0 with one seed per
     arm): where it is large, more items cannot shrink the interval, only more seeds can. For this projection each
-    arm's seed component is the unbiased one, (MS_seed - MS_error) / n where positive (their spread beyond what item
-    noise explains), unlike :func:`crossed_se`, which takes the seed term whole for the test itself."""
-    n = arms[0].shape[1]
-    if n < 2:
+    arm's seed component is the unbiased one, its term of :func:`crossed_terms` less the item-by-seed noise in it,
+    (MS_seed - MS_error) / (n * S) where positive, unlike :func:`crossed_se`, which takes the seed term whole for the
+    test itself."""
+    if arms[0].shape[1] < 2:
         return None
-    combined = sum(w * a.mean(0) for w, a in zip(weights, arms))
-    items = float(np.var(combined, ddof=1)) / n
-    seeds = 0.0
-    for w, a in zip(weights, arms):
-        s = a.shape[0]
-        if s < 2:
-            continue
-        residual = a - a.mean(1, keepdims=True) - a.mean(0, keepdims=True) + a.mean()
-        ms_error = float((residual ** 2).sum()) / ((s - 1) * (n - 1))
-        ms_seed = n * float(np.var(a.mean(1), ddof=1))
-        seeds += w * w * max(0.0, (ms_seed - ms_error) / n) / s
-    total = items + seeds
+    terms = crossed_terms(arms, weights)
+    if terms is None:  # one seed an arm: items are the only source of chance
+        return 0.0 if float(np.var(sum(w * a.mean(0) for w, a in zip(weights, arms)), ddof=1)) > 0 else None
+    seeds = sum(t - e for t, _, _, e in terms[1:])
+    total = terms[0][0] + seeds
     return seeds / total if total > 0 else None
 
 

@@ -130,9 +130,13 @@ class BundledFile:
     records: int
 
 
+#: HumanEval's tasks (and HumanEval+'s, the same ones)
+HUMANEVAL_TASKS = 164
+
 #: the project's own copies (data/README.md has upstream and licence); name -> file
 BUNDLED: dict[str, BundledFile] = {b.name: b for b in (
-    BundledFile("HumanEvalPlus.jsonl.gz", "272720b90ac375502c8ed23cd791c2a93dfb22a911641a494da74a426c09f101", 164),
+    BundledFile("HumanEvalPlus.jsonl.gz", "272720b90ac375502c8ed23cd791c2a93dfb22a911641a494da74a426c09f101",
+                HUMANEVAL_TASKS),
     BundledFile("gsm8k_train.jsonl.gz", "e2604622637b386803a18b7f9c6fd9eb1d1814295fc70fdeb27be74981825004", 7473),
     BundledFile("gsm8k_test.jsonl.gz", "951ec51d410b78efc7e93cdd96fcb3e173cbe0910fa3f5958e513129fd9e34f4", 1319),
     BundledFile("hh_rlhf_harmless_base_test.jsonl.gz",

@@ -21,6 +21,7 @@ from rlhf_nb.notebook.params import (
     Section,
     SFTSection,
 )
+from rlhf_nb.tasks.data import HUMANEVAL_TASKS
 
 TUNED_HERE = ("dpo", "rft")  # tuning methods run here on the untuned model's own execution feedback
 
@@ -99,9 +100,10 @@ class Params(BaseParams):
 
     @model_validator(mode="after")
     def _consistent(self) -> Params:
-        if self.train_source == "humaneval" and self.eval_tasks + self.train_tasks > 164:
-            raise ValueError(f"eval_tasks + train_tasks = {self.eval_tasks + self.train_tasks} > HumanEval's 164 tasks "
-                             "(they must not overlap); use train_source: mbpp to evaluate all 164")
-        if self.eval_tasks > 164:
-            raise ValueError(f"eval_tasks = {self.eval_tasks} > HumanEval's 164 tasks")
+        if self.train_source == "humaneval" and self.eval_tasks + self.train_tasks > HUMANEVAL_TASKS:
+            raise ValueError(f"eval_tasks + train_tasks = {self.eval_tasks + self.train_tasks} > HumanEval's "
+                             f"{HUMANEVAL_TASKS} tasks (they must not overlap); use train_source: mbpp to evaluate all "
+                             f"{HUMANEVAL_TASKS}")
+        if self.eval_tasks > HUMANEVAL_TASKS:
+            raise ValueError(f"eval_tasks = {self.eval_tasks} > HumanEval's {HUMANEVAL_TASKS} tasks")
         return self

@@ -12,8 +12,7 @@ from rlhf_nb.evidence import claims as C
 from rlhf_nb.evidence import stats
 from rlhf_nb.evidence.crossing import Crossing
 from rlhf_nb.evidence.metrics import pass_at_k
-
-HUMANEVAL_TASKS = 164
+from rlhf_nb.tasks.data import HUMANEVAL_TASKS
 
 
 def runs(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -69,13 +68,13 @@ def design_cost(results: dict[str, Any], size: int) -> C.Cost | None:
     train = results["data"].get("split", {}).get("train", [])
     on_humaneval = results["params"].get("train_source", "humaneval") == "humaneval"
     pool = HUMANEVAL_TASKS - len(train) if on_humaneval else HUMANEVAL_TASKS
-    return C.Cost.from_run(None, per_seed_s=float(np.mean(trained)),
-                           per_item_s=read(untuned), per_item_seed_s=float(np.mean([read(r) for r in tuned])),
-                           seeds=len(tuned), items=len(untuned["samples"]), max_items=pool,
-                           pool=(f"HumanEval's {pool} tasks its {len(train)} training tasks leave" if on_humaneval
-                                 else f"HumanEval's {pool} tasks"),
-                           note="the seeds share one draw of training samples; more samples a task (not priced) "
-                                "also narrow pass@k at large k")
+    return C.Cost(fixed_s=0.0, per_seed_s=float(np.mean(trained)),
+                  per_item_s=read(untuned), per_item_seed_s=float(np.mean([read(r) for r in tuned])),
+                  max_items=pool,
+                  pool=(f"HumanEval's {pool} tasks its {len(train)} training tasks leave" if on_humaneval
+                        else f"HumanEval's {pool} tasks"),
+                  note="the seeds share one draw of training samples; more samples a task (not priced) "
+                       "also narrow pass@k at large k")
 
 
 def cap_rate(run: dict[str, Any]) -> float:

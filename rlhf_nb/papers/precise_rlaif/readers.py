@@ -60,13 +60,12 @@ def design_cost(results: dict[str, Any]) -> C.Cost | None:
     seeds, trained = len({p["seed"] for p in policies}), [v for p in policies for k, v in p["seconds"].items()
                                                          if k != "held-out"]
     bases = ALPACAEVAL_BASES - len(_data(results)["prompt_ids"].get("train", []))
-    return C.Cost.from_run(None, seeds=seeds, items=items,
-                           per_seed_s=sum(trained) / seeds,
-                           per_item_s=start["held-out"] / items,
-                           per_item_seed_s=sum(p["seconds"]["held-out"] for p in policies) / seeds / items,
-                           max_items=bases, pool=f"the {bases} AlpacaEval bases the training prompts leave (one "
-                                                 "held-out prompt a base)",
-                           note="every seed trains on one set of answers and pairs")
+    return C.Cost(fixed_s=0.0, per_seed_s=sum(trained) / seeds,
+                  per_item_s=start["held-out"] / items,
+                  per_item_seed_s=sum(p["seconds"]["held-out"] for p in policies) / seeds / items,
+                  max_items=bases, pool=f"the {bases} AlpacaEval bases the training prompts leave (one "
+                                        "held-out prompt a base)",
+                  note="every seed trains on one set of answers and pairs")
 
 
 def gold(policies: list[dict[str, Any]]) -> np.ndarray:

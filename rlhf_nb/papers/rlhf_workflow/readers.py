@@ -71,12 +71,12 @@ def design_cost(results: dict[str, Any]) -> C.Cost | None:
     if not online or len(offline) != len(online) or len(seconds) != len(online) or not items:
         return None
     seeds, bases = len(online), gold.ALPACAEVAL_BASES - taken
-    return C.Cost.from_run(None, per_seed_s=(sum(grow) + sum(seconds)) / seeds,
-                           per_item_s=start / items,
-                           per_item_seed_s=(sum(reads) + sum(s["seconds"] for s in offline)) / seeds / items,
-                           seeds=seeds, items=items, known_fixed_s=fixed, max_items=bases,
-                           pool=f"the {bases} AlpacaEval bases the online prompts leave (one held-out prompt a base)",
-                           note="the offline seeds share one draw of the start's samples")
+    return C.Cost(fixed_s=fixed, per_seed_s=(sum(grow) + sum(seconds)) / seeds,
+                  per_item_s=start / items,
+                  per_item_seed_s=(sum(reads) + sum(s["seconds"] for s in offline)) / seeds / items,
+                  max_items=bases,
+                  pool=f"the {bases} AlpacaEval bases the online prompts leave (one held-out prompt a base)",
+                  note="the offline seeds share one draw of the start's samples")
 
 
 def stack(snaps: list[dict[str, Any]], key: str, scale: float = 1.0) -> np.ndarray:
