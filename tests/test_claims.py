@@ -601,3 +601,23 @@ def test_truncation_only_predicts_the_gain_from_cut_off_rates_and_the_references
     finished = np.array([True] * 6 + [False] * 4)
     assert C.truncation_only(scores, finished, 0.45, 0.25) == pytest.approx(0.2 * 20)
     assert C.truncation_only(scores, np.ones(10, dtype=bool), 0.45, 0.25) == 0.0
+
+
+def test_a_trend_over_rounds_of_the_same_runs_reads_each_runs_slope():
+    """The rounds of one online run are one run seen three times: a run's own level (shared by its rounds) cancels
+    in its slope, and runs whose slopes disagree are what chance is made of."""
+    items = np.random.default_rng(3).normal(0, 1, 80)
+    offsets = np.array([0.0, 1.0, -1.0])[:, None]  # each run sits higher or lower in every round
+    runs = [items + 0.1 * r + offsets + np.random.default_rng(r).normal(0, 0.05, (3, 80)) for r in (1, 2, 3)]
+    independent, paired = C.trend([1, 2, 3], runs), C.trend([1, 2, 3], runs, same_seeds=True)
+    assert independent.p > 0.05 and paired.p < 0.001 and paired.ci[0] > 0  # the offsets cancel in each run's slope
+    assert paired.ci[1] - paired.ci[0] < independent.ci[1] - independent.ci[0]
+    assert paired.effect == pytest.approx(independent.effect)
+    start = items[None, :]  # one start that every run shares
+    disagree = [start] + [items + np.array([0.5, -0.3, 0.1])[:, None] * r for r in (1, 2, 3)]
+    slope = C.trend([0, 1, 2, 3], disagree, same_seeds=True)
+    assert slope.effect == pytest.approx(0.1) and slope.ci[0] < 0 < slope.ci[1] and slope.p > 0.05
+    agree = [start] + [items + 0.1 * r + np.array([0.0, 0.01, -0.01])[:, None] * r for r in (1, 2, 3)]
+    assert C.trend([0, 1, 2, 3], agree, same_seeds=True).ci[0] > 0
+    with pytest.raises(ValueError, match="same runs"):
+        C.trend([0, 1, 2], [start, np.stack([items] * 3), np.stack([items] * 2)], same_seeds=True)

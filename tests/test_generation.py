@@ -539,3 +539,4 @@ def test_prefill_groups_hold_at_most_the_token_limit():
     groups = prefill_groups([100] * 10 + [300], share=0.0, tokens=450)
     assert groups == [[10], [0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # rows x the group's longest prompt <= 450
     assert prefill_groups([100] * 10, share=0.0, tokens=10**6) == [list(range(10))]
+    assert prefill_groups([100] * 10 + [10**7], share=0.0, tokens=None) == [[10, *range(10)]]  # no bound

@@ -564,10 +564,16 @@ def _slope(x: np.ndarray, y: np.ndarray) -> float:
     return float((xc * (y - y.mean())).sum() / (xc * xc).sum())
 
 
-def trend(levels: Sequence[float], arms: Sequence[Any], *, direction: int = 1, seed: int = 0) -> Test:
+def trend(levels: Sequence[float], arms: Sequence[Any], *, direction: int = 1, same_seeds: bool = False,
+          seed: int = 0) -> Test:
     """Outcome along an ordered factor: effect = direction x least-squares slope of the level means against
     ``levels`` (e.g. log2 of the size), over *all* levels. Items are shared by the levels (paired); p from
-    permuting the level labels within each item (on seed means)."""
+    permuting the level labels within each item (on seed means).
+
+    By default each level's seeds are their own trainings (a model per size). With ``same_seeds`` row s of every
+    level is one run seen at several points (the rounds of one online run), so its levels are not independent: each
+    run's slope over the levels (a one-row level, such as a start every run shares, counts in every run's) is one
+    seeded table, and its seeds and items are resampled together, which is what a repeated-measures design asks."""
     x = np.asarray(levels, dtype=float)
     if len(x) < 3 or len(set(x.tolist())) < 3:
         raise ValueError("a trend needs at least three distinct levels (two points always lie on a line)")
@@ -576,7 +582,16 @@ def trend(levels: Sequence[float], arms: Sequence[Any], *, direction: int = 1, s
         raise ValueError("one arm per level, all on the same items")
 
     weights = direction * (x - x.mean()) / ((x - x.mean()) ** 2).sum()  # the slope of the level means, as weights
-    dist = crossed_bootstrap_means(A, list(weights), seed=seed)
+    if same_seeds:
+        runs = max(a.shape[0] for a in A)
+        if any(a.shape[0] not in (1, runs) for a in A):
+            raise ValueError("with same_seeds every level holds the same runs (or one row that every run shares): "
+                             f"rows {[a.shape[0] for a in A]}")
+        table = [sum(w * np.broadcast_to(a, (runs, a.shape[1])) for w, a in zip(weights, A))]  # a slope per run, item
+        parts, part_weights = table, [1.0]
+    else:
+        parts, part_weights = A, list(weights)
+    dist = crossed_bootstrap_means(parts, part_weights, seed=seed)
     item_means = np.stack([a.mean(0) for a in A])  # (levels, items)
     observed = direction * _slope(x, item_means.mean(1))
     gen = rng(seed)
@@ -588,11 +603,11 @@ def trend(levels: Sequence[float], arms: Sequence[Any], *, direction: int = 1, s
     p = (hits + 1) / (N_PERM // 4 + 1)
     per_item = np.array([_slope(x, item_means[:, i]) for i in range(n_items)]) * direction
     premises = _common_premises(per_item, dist)
-    terms = crossed_terms(A, list(weights))
+    terms = crossed_terms(parts, part_weights)
     ci, p, mde = _with_seeds(observed, interval(dist, n=n_items), float(p), float(np.std(dist)), _summed(terms))
     return Test("trend", observed, ci, p, n_items, _seeds(*A), mde,
                 tuple(premises), {"levels": len(x), **{f"mean_{i}": float(a.mean()) for i, a in enumerate(A)},
-                                  "seed_share": seed_share(A, list(weights))},
+                                  "seed_share": seed_share(parts, part_weights)},
                 _variance(float(np.std(dist)), terms))
 
 

@@ -24,6 +24,7 @@ call gives the same samples on the same machine (the samples depend on the batch
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -335,13 +336,14 @@ PREFILL_LIMIT_ROWS = 128
 
 
 def prefill_groups(lengths: list[int], share: float | None = None,
-                   tokens: int | None = None) -> list[list[int]]:
+                   tokens: int | None = PREFILL_GROUP_TOKENS) -> list[list[int]]:
     """Rows (indices into ``lengths``) grouped for the prefill: longest first, a group holding prompts down to
     ``share`` (default :data:`PREFILL_GROUP_SHARE`) of its longest, so padding costs at most ``1 - share`` of a
-    group's forward pass, and at most ``tokens`` (default :data:`PREFILL_GROUP_TOKENS`) rows x its longest prompt
-    (a prompt longer than that is a group of its own); ``share=0`` gives one group where the rows fit ``tokens``."""
+    group's forward pass, and at most ``tokens`` (default :data:`PREFILL_GROUP_TOKENS`; ``None``: no bound) rows x
+    its longest prompt (a prompt longer than that is a group of its own); ``share=0`` gives one group where the rows
+    fit ``tokens``."""
     share = PREFILL_GROUP_SHARE if share is None else share
-    tokens = PREFILL_GROUP_TOKENS if tokens is None else tokens
+    tokens = math.inf if tokens is None else tokens
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     groups: list[list[int]] = []
     for i in order:
@@ -368,7 +370,7 @@ def _prefill(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
 
     width = input_ids.shape[1]
     lengths = attention_mask.sum(-1).tolist()
-    groups = prefill_groups(lengths, tokens=PREFILL_GROUP_TOKENS if len(lengths) > PREFILL_LIMIT_ROWS else 10**12)
+    groups = prefill_groups(lengths, tokens=PREFILL_GROUP_TOKENS if len(lengths) > PREFILL_LIMIT_ROWS else None)
     if len(groups) == 1 or not all(hasattr(layer, "place") for layer in cache.layers):
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position, past_key_values=cache,
                     use_cache=True, logits_to_keep=1)

@@ -22,6 +22,8 @@ from rlhf_nb.notebook.params import (
     SamplingSection,
     Section,
 )
+from rlhf_nb.tasks.data import HUMANEVAL_TASKS
+from rlhf_nb.tasks.gold import ALPACAEVAL_BASES
 
 
 class Items(Section):
@@ -162,13 +164,13 @@ class Params(BaseParams):
         S, need = self.prepo, self.prepo.base + self.prepo.new + self.prepo.eval
         if S.steps and "code" in S.domains and S.code_train == "humaneval" and need > 164:
             raise ValueError(f"prepo: base + new + eval = {need} code prompts, HumanEval has 164 tasks")
-        if S.steps and "code" in S.domains and S.code_train == "mbpp" and (S.eval > 164 or S.base + S.new > 374):
+        if S.steps and "code" in S.domains and S.code_train == "mbpp" and (S.eval > HUMANEVAL_TASKS or S.base + S.new > 374):
             raise ValueError(f"prepo: {S.base} + {S.new} MBPP train prompts (MBPP's train split has 374) and {S.eval} "
-                             "held-out HumanEval tasks (164)")
+                             f"held-out HumanEval tasks ({HUMANEVAL_TASKS})")
         if S.steps and "instruction" in S.domains and need > 541:
             raise ValueError(f"prepo: base + new + eval = {need} instruction prompts, IFEval has 541")
-        if S.steps and "open" in S.domains and need > 805:
-            raise ValueError(f"prepo: base + new + eval = {need} open prompts, AlpacaEval has 805")
+        if S.steps and "open" in S.domains and need > ALPACAEVAL_BASES:
+            raise ValueError(f"prepo: base + new + eval = {need} open prompts, AlpacaEval has {ALPACAEVAL_BASES}")
         if self.hacking.steps and self.items.math + self.hacking.eval_items > 1319:
             total = self.items.math + self.hacking.eval_items
             raise ValueError(f"items.math + hacking.eval_items = {total} GSM8K test problems (they must not overlap), "

@@ -90,7 +90,7 @@ def type_beats_rules(results: dict[str, Any], kind: str, cid: str, J: Judged | N
     value = (f"{100 * test.detail['rate']:.1f}% vs {100 * test.detail['rule_rate']:.1f}% for {rule} on the same pairs "
              f"({J.note}): {C.describe(test, 'pts', scale=100, runs='feedback draw(s)')} "
              f"(n counts prompts; rates are means over prompts; the other rules: {others})")
-    return C.claim(cid, PAPER, statement, paper, test, our_value=value, **common)
+    return C.claim(cid, PAPER, statement, paper, test, our_value=value, **common, units="prompts")
 
 
 def ensemble_non_inferior(results: dict[str, Any], J: Judged | None) -> C.Claim:
@@ -132,7 +132,7 @@ def ensemble_non_inferior(results: dict[str, Any], J: Judged | None) -> C.Claim:
              f"{C.describe(test, 'pts', scale=100, runs='feedback draw(s)')} (n counts prompts)")
     premises = [C.Premise("several types in the ensemble", len(singles) >= 2, f"{len(singles)} type(s)"),
                 C.validated_on(f"best single type ({best})", top, least=1, clusters=groups)]
-    return C.claim("B2", PAPER, statement, paper, test, our_value=value, premises=premises, **common)
+    return C.claim("B2", PAPER, statement, paper, test, our_value=value, premises=premises, **common, units="prompts")
 
 
 def comparative_robust(results: dict[str, Any], J: Judged | None) -> C.Claim:
@@ -157,7 +157,7 @@ def comparative_robust(results: dict[str, Any], J: Judged | None) -> C.Claim:
     value = (f"drop with ratings {100 * test.detail['mean_b']:+.1f} pts, with comparisons "
              f"{100 * test.detail['mean_a']:+.1f} pts (means over prompts, {J.note}): difference "
              f"{C.describe(test, 'pts', scale=100, runs='feedback draw(s)')} (n counts prompts)")
-    return C.claim("B3", PAPER, statement, paper, test, our_value=value, premises=premises, **common)
+    return C.claim("B3", PAPER, statement, paper, test, our_value=value, premises=premises, **common, units="prompts")
 
 
 # B2 and B3 compare learned models with each other: their premise is that the compared models learned something

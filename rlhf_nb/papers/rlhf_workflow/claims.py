@@ -172,7 +172,7 @@ def gold_rises(results: dict[str, Any]) -> C.Claim:
     if len(levels) < 3:
         return C.claim("W3", PAPER, statement, "rises every round", None, our_value=f"{len(levels)} rounds",
                        kind="trend", **common)
-    test = C.trend(levels, arms)
+    test = C.trend(levels, arms, same_seeds=True)  # each online run is seen at every round
     value = " -> ".join(f"{a.mean():.1f}" for a in arms) + f" pts (round 0..{levels[-1]}); slope {C.describe(test)}"
     if labeller(results) == "rm":
         proxy = [a.mean() for a in _rounds(results, "proxy", 1.0)[1]]
@@ -226,7 +226,7 @@ def length_grows(results: dict[str, Any]) -> C.Claim:
     if len(levels) < 3:
         return C.claim("W4", PAPER, statement, "longer every round", None, our_value=f"{len(levels)} rounds",
                        kind="trend", **common)
-    test = C.trend(levels, arms)
+    test = C.trend(levels, arms, same_seeds=True)  # each online run is seen at every round
     cap = results["params"].get("eval_max_new_tokens")
     by_round = [cap_rate([s for s in snaps if s["round"] == r]) for r in levels]
     value = (" -> ".join(f"{a.mean():.0f}" for a in arms) + f" tokens (a cut-off reply counted at the cap, {cap}; "
