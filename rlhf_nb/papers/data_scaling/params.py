@@ -164,7 +164,8 @@ class Params(BaseParams):
         S, need = self.prepo, self.prepo.base + self.prepo.new + self.prepo.eval
         if S.steps and "code" in S.domains and S.code_train == "humaneval" and need > 164:
             raise ValueError(f"prepo: base + new + eval = {need} code prompts, HumanEval has 164 tasks")
-        if S.steps and "code" in S.domains and S.code_train == "mbpp" and (S.eval > HUMANEVAL_TASKS or S.base + S.new > 374):
+        if (S.steps and "code" in S.domains and S.code_train == "mbpp"
+                and (S.eval > HUMANEVAL_TASKS or S.base + S.new > 374)):
             raise ValueError(f"prepo: {S.base} + {S.new} MBPP train prompts (MBPP's train split has 374) and {S.eval} "
                              f"held-out HumanEval tasks ({HUMANEVAL_TASKS})")
         if S.steps and "instruction" in S.domains and need > 541:
