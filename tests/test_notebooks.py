@@ -350,8 +350,30 @@ def _feedback_results(acc: dict[tuple[str, float], float], pairs: int = 1000, se
     grid = {"rows": rows, "test_pairs": pairs, "test_prompts": pairs // 4, "test_gold_mean": 0.4, "test_gold_best": 0.8,
             "pair_prompts": [f"p{i // 4}" for i in range(pairs)], "pair_longer": (rng.random(pairs) < 0.5).tolist(),
             "pair_length_ratio": [0.9] * pairs, "pair_finished": [0.5] * pairs,
-            "pair_rules": {"prefer the reply with more markup": [0.5] * pairs}}
+            "pair_rules": {"prefer the reply with more markup": [0.5] * pairs},
+            "gold_fed": {form: {"outcomes": (rng.random(pairs) < 0.85).astype(float).tolist()}
+                         for form in ("values", "pairs")}}
     return {"params": params, "data": {"grid": grid, "pool": {"cap_rate": 0.02}}}
+
+
+def test_feedback_type_claims_need_a_learner_that_can_beat_the_rules():
+    """B1's positive control: the same head fed the exact gold must beat the strongest rule, or a type's loss to
+    the rules is the learner's; a run that did not measure it is not tested."""
+    from rlhf_nb.papers.feedback_blender.claims import claims
+
+    types = ["rating", "comparison", "ranking", "correction", "demonstration", "descriptive"]
+    results = _feedback_results({(t, z): 0.55 for t in types + ["ensemble"] for z in (0.0, 0.5)})
+    grid = results["data"]["grid"]
+    grid["pair_rules"]["prefer the reply with more markup"] = [1.0] * 700 + [0.0] * 300  # right on 70% of pairs
+    assert {c.id: c.verdict for c in claims(results)}["B1a"] == "not reproduced"
+    grid["gold_fed"]["values"]["outcomes"] = [0.5] * 1000  # the ridge head fed the gold ties everywhere
+    verdicts = {c.id: c for c in claims(results)}
+    assert verdicts["B1a"].verdict == "not tested at this scale" and "positive control" in verdicts["B1a"].reason
+    assert verdicts["B1f"].verdict == "not tested at this scale"  # descriptive feedback is learned as values too
+    assert verdicts["B1b"].verdict == "not reproduced"  # comparisons are learned as pairs: that control holds
+    del grid["gold_fed"]
+    assert all(c.verdict == "not tested at this scale" and "rerun 06" in c.reason
+               for c in claims(results) if c.id.startswith("B1"))
 
 
 def test_feedback_claims_follow_the_data():

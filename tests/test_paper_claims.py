@@ -99,22 +99,36 @@ def test_hh_claims_follow_the_data_and_flip_with_its_sign():
     # the gold, PM accuracy falls with data and size, DPO costs coding skill: every one of these the data exclude
     for cid in ("H1a", "H1b", "H2a", "H2b", "H3c", "H5", "H6", "H7"):
         assert verdicts[cid] == NR, (cid, flipped[cid].reason)
-    # a PM whose best-of-n pick is no better than a length rule's is not tested (H3a), nor is a test PM that ranks
-    # held-out pairs the wrong way round (H3b); H4 needs an RL trajectory, which best-of-n is not
-    assert verdicts["H3a"] == NT and verdicts["H3b"] == NT and verdicts["H4"] == NT
-    assert "more than a length rule" in flipped["H3a"].reason and "validated" in flipped["H3b"].reason
+    # a PM whose best-of-n pick is worse than a single sample is not reproduced (H3a); a test PM that ranks held-out
+    # pairs the wrong way round is not tested (H3b); H4 needs an RL trajectory, which best-of-n is not
+    assert verdicts["H3a"] == NR and verdicts["H3b"] == NT and verdicts["H4"] == NT
+    assert "validated" in flipped["H3b"].reason
 
 
-def test_hh_best_of_n_that_only_matches_a_length_rule_is_not_tested():
-    """H3a's premise is the direct check of its one confound: if preferring the shorter reply picks replies as good by
-    the gold as the PM's pick, a gold gain says nothing about preference modelling."""
+def test_hh_best_of_n_is_compared_with_a_length_rules_pick():
+    """H3a's test is against the strongest trivial pick: if preferring the shorter reply picks replies as good by the
+    gold as the PM's pick, a gold gain over one sample says nothing about preference modelling."""
     results = hh_results(+1)
     b = results["data"]["bon"]
     b["gold_shorter"] = [list(map(float, np.mean(b["gold"], axis=0)[i])) for i in range(len(b["n"]))]
     claim = {c.id: c for c in hh.claims(results)}["H3a"]
-    assert claim.verdict == NT and "more than a length rule" in claim.reason
+    assert claim.verdict in (NR, C.INCONCLUSIVE) and "the shorter reply's pick" in claim.our_value
+    assert abs(claim.effect) < 1e-9
+    b["gold_shorter"] = [[x - 0.08 for x in row] for row in b["gold_shorter"]]  # the PM's pick 8 points ahead
+    assert {c.id: c for c in hh.claims(results)}["H3a"].verdict == R
     b["test_pm_shorter"] = b["test_pm"]  # the test PM rewards the shorter reply's pick as much: H3b not tested either
     assert {c.id: c for c in hh.claims(results)}["H3b"].verdict == NT
+
+
+def test_hh_specialisation_needs_both_pms_to_have_learned_their_own_data():
+    """H1a compares the harmless PM with the helpful PM on harmless pairs: a helpful PM at chance on its own helpful
+    pairs would be at chance there too, so its loss shows no specialisation (H1a not tested, as H1b)."""
+    results = hh_results(+1)
+    row = next(r for r in results["data"]["pm_matrix"] if r["pm"] == "helpful" and r["test"] == "helpful")
+    row["outcomes"] = _outcomes(np.random.default_rng(9), 0.5, len(row["outcomes"][0]))
+    claims = {c.id: c for c in hh.claims(results)}
+    assert claims["H1a"].verdict == NT and "helpful PM on its own helpful test set" in claims["H1a"].reason
+    assert claims["H1b"].verdict == NT
 
 
 def test_hh_fits_on_subsets_of_one_pool_count_as_one_draw():

@@ -71,6 +71,24 @@ def _missing(results: dict[str, Any], arm: str, J: Judged | None) -> str:
     return "no held-out pair of responses of similar length differs in gold"
 
 
+VALUE_TYPES = ("rating", "descriptive")  # learned as values (ridge); the other types as pairs (Bradley-Terry)
+
+
+def learner_can(results: dict[str, Any], kind: str, J: Judged) -> C.Premise:
+    """A type's loss to the trivial rules speaks of the feedback only if the learner can beat them at all: the same
+    head fitted on the exact gold of every training response (``grid.gold_fed``, as values for the value types, as
+    pairs for the others) must beat the strongest rule on the judged pairs. Added after a referee's review of
+    ffcdfe8's run, whose learners all lost to the markup count at noise 0 too; a run before it did not measure it."""
+    name = "positive control: the head fitted on the exact gold of every training response"
+    control = grid(results).get("gold_fed")
+    if not control:
+        return C.Premise(f"{name} validated", False, "not measured by this run (rerun 06): without it a loss to the "
+                         "rules may be the learner's and the budget's, not the feedback's")
+    form = "values" if kind in VALUE_TYPES else "pairs"
+    return C.validated_on(f"{name} (as {form})", J.of(np.array([control[form]["outcomes"]], dtype=float)), least=1,
+                          rules=J.rules, clusters=J.units)
+
+
 def type_beats_rules(results: dict[str, Any], kind: str, cid: str, J: Judged | None) -> C.Claim:
     P = params(results)
     budget, noise = P["budgets"][-1], P["claim_noise"]
@@ -90,7 +108,8 @@ def type_beats_rules(results: dict[str, Any], kind: str, cid: str, J: Judged | N
     value = (f"{100 * test.detail['rate']:.1f}% vs {100 * test.detail['rule_rate']:.1f}% for {rule} on the same pairs "
              f"({J.note}): {C.describe(test, 'pts', scale=100, runs='feedback draw(s)')} "
              f"(n counts prompts; rates are means over prompts; the other rules: {others})")
-    return C.claim(cid, PAPER, statement, paper, test, our_value=value, **common, units="prompts")
+    return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=[learner_can(results, kind, J)],
+                   **common, units="prompts")
 
 
 def ensemble_non_inferior(results: dict[str, Any], J: Judged | None) -> C.Claim:

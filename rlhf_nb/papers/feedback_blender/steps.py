@@ -289,6 +289,25 @@ def evaluate(score: Callable[[np.ndarray], np.ndarray] | None, test: TestSet) ->
             "bon_gold": float(test.gold[np.arange(len(s)), s.argmax(1)].mean())}
 
 
+def gold_fed(pool: Pool, features: Features, test: TestSet, l2: float) -> dict[str, Any]:
+    """The positive control of the learner: the same linear head fitted on the exact gold of every training response,
+    as a value (ridge, the head of ratings and descriptive feedback) and as every within-prompt pair whose gold differs
+    (Bradley-Terry, the head of comparisons, rankings, corrections and demonstrations), evaluated on the held-out
+    pairs. If even this head does not beat the trivial rules, a feedback type's loss to them is the learner's and the
+    budget's, not the feedback's."""
+    train = [i for i, s in enumerate(pool.split) if s == "train"]
+    values = [(r, float(g)) for i in train for r, g in zip(pool.response_ids[i], pool.gold[i])]
+    pairs = [(rids[a], rids[b]) if g[a] > g[b] else (rids[b], rids[a])
+             for rids, g in ((pool.response_ids[i], pool.gold[i]) for i in train)
+             for a, b in combinations(range(len(rids)), 2) if g[a] != g[b]]
+    out = {}
+    for form, targets, kind in (("values", Targets(values={"rating": values}), "rating"),
+                                ("pairs", Targets(pairs={"comparison": pairs}), "comparison")):
+        model = fit(kind, targets, features.by_id, l2)
+        out[form] = {"targets": targets.count(kind), **evaluate(model.score if model else None, test)}
+    return out
+
+
 def run_grid(P: Params, pool: Pool, features: Features) -> dict[str, Any]:
     """Every type alone (``budget`` events each) and the ensemble (the same total budget split evenly over the
     types), at every budget, noise level and seed; all evaluated on the held-out responses."""
@@ -314,7 +333,8 @@ def run_grid(P: Params, pool: Pool, features: Features) -> dict[str, Any]:
     return {"rows": rows, "test_pairs": len(test.pairs), "test_prompts": int(test.gold.shape[0]),
             "pair_prompts": test.pair_prompts, "pair_longer": test.longer, "pair_length_ratio": test.length_ratio,
             "pair_finished": test.finished, "pair_rules": test.surface,
-            "test_gold_mean": float(test.gold.mean()), "test_gold_best": float(test.gold.max(1).mean())}
+            "test_gold_mean": float(test.gold.mean()), "test_gold_best": float(test.gold.max(1).mean()),
+            "gold_fed": gold_fed(pool, features, test, P.head.l2)}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -33,7 +33,9 @@ def validated_pm(results: dict[str, Any], pm: str, test: str) -> C.Premise:
 
 
 def specialisation(results: dict[str, Any], own: str) -> C.Claim:
-    """H1: on ``own`` test pairs, the PM trained on ``own`` beats the PM trained on the other set."""
+    """H1: on ``own`` test pairs, the PM trained on ``own`` beats the PM trained on the other set. Both PMs must have
+    learned their own data (each beats the strongest trivial rule on its own test set): a PM that learned nothing is
+    near chance everywhere, so its loss off its own data would show no specialisation."""
     other = "harmless" if own == "helpful" else "helpful"
     cid = "H1a" if own == "harmless" else "H1b"
     test = C.superiority(matrix(results, other, own), matrix(results, own, own))
@@ -41,7 +43,7 @@ def specialisation(results: dict[str, Any], own: str) -> C.Claim:
              f"{_acc(matrix(results, other, own))}; {_describe(test)}")
     return C.claim(cid, PAPER, f"a PM trained on {other} data is worse on {own} pairs than one trained on {own} data",
                    f"{other}-only PMs near or below chance on {own} comparisons", test, our_value=value,
-                   premises=[validated_pm(results, own, own)], min_effect=5.0,
+                   premises=[validated_pm(results, own, own), validated_pm(results, other, other)], min_effect=5.0,
                    min_effect_reason="Bai et al.'s specialised PMs differ by 10-20 points off their own data; a "
                                      "quarter of that", unit="pts of accuracy")
 
@@ -95,17 +97,13 @@ def _test_level(b: dict[str, Any]) -> int:
     return b["n"].index(b["test_n"])
 
 
-def bon_beats_length(results: dict[str, Any], by: str = "gold") -> C.Premise:
-    """The PM's best-of-n pick is more than a length rule's: at the tested n, the pick's score ``by`` the gold (H3a) or
-    the held-out test PM (H3b) beats that of the picks of "prefer the shorter reply" and of "prefer the longer reply",
-    prompt by prompt, both rules beaten (:func:`rlhf_nb.evidence.claims.beats_trivial`; the length rules' test-PM
-    rewards averaged over the fold draws). The direct check of the one explanation of a gain that needs no preference
-    model: on these prompts shorter replies follow more instructions, and a test PM may reward shortness too.
-
-    Fixed for the confirmation run (seed 1) after the exploratory run at seed 0 (2b05e1f), where the premise set in
-    advance, the train PM against the length rules on held-out pairs of finished replies, was underpowered (+3.9
-    [-1.7, +10.7] pts on 195 prompts) and this one held (+5.0 [+2.9, +7.5]). Its use for H3b was added after the
-    confirmation run, by a referee (it can only remove a verdict)."""
+def bon_beats_length(results: dict[str, Any], by: str = "test_pm") -> C.Premise:
+    """H3b's premise: the PM's best-of-n pick is more than a length rule's by the held-out test PM (``by`` "gold": by
+    the gold): at the tested n, the pick's score beats that of the picks of "prefer the shorter reply" and of "prefer
+    the longer reply", prompt by prompt, both rules beaten (:func:`rlhf_nb.evidence.claims.beats_trivial`; the length
+    rules' test-PM rewards averaged over the fold draws). A test PM may reward shortness as the gold does on these
+    prompts. Added after the confirmation run (seed 1), by a referee (it can only remove a verdict). H3a, judged by
+    the gold, makes the same comparison its test (:func:`bon_gold`)."""
     b = bon(results)
     i = _test_level(b)
     scale, unit, key = (100, "pts", "gold") if by == "gold" else (1, "sd", "test_pm")
@@ -126,12 +124,22 @@ def _per_n(values: np.ndarray, ns: list[int], fmt: str) -> str:
 
 
 def bon_gold(results: dict[str, Any]) -> C.Claim:
-    """H3a: best-of-n against the train PM beats a single sample, judged by the gold, at the n fixed in advance; the
-    fold draws are the seeds (each refits every PM on other prompts)."""
+    """H3a: best-of-n against the train PM beats a single sample *and the picks of the length rules*, judged by the
+    gold, at the n fixed in advance; the fold draws are the seeds (each refits every PM on other prompts).
+
+    The PM is a learned scorer, so its pick is compared with the strongest trivial pick on the same prompts
+    (:func:`rlhf_nb.evidence.claims.beats_trivial` over the raw model's one sample and the shorter and the longer
+    reply's picks): on these prompts shorter replies follow more instructions, so a length rule alone raises the gold.
+    Until a referee's review of 508b92e's run the claim compared the pick with the raw model only and gated the length
+    rules as a premise at their interval's bottom (+2.25 [+0.016, +4.84]: a pass that other bootstrap seeds turned
+    into a fail); as a test the same gain must also reach the minimum effect under Holm."""
     b = bon(results)
     i = _test_level(b)
     g = 100 * np.array(b["gold"])  # (draws, levels, prompts)
-    test = C.superiority(g[:, 0], g[:, i])
+    rule_picks = {"the raw model's one sample": g[:, 0].mean(0),
+                  **{f"the {side} reply's pick": 100 * np.asarray(b[f"gold_{side}"], dtype=float)[i]
+                     for side in ("shorter", "longer")}}
+    test, rule = C.beats_trivial(g[:, i], rule_picks)
     finished = [x for x in b["gold_finished"] if x is not None]
     start, shorter, oracle = g[:, 0].mean(), 100 * np.mean(b["gold_shorter"][i]), 100 * np.mean(b["gold_oracle"][i])
     value = (f"gold by n: {_per_n(g, b['n'], '{:.1f}')} pts; at best of {b['n'][i]} (KL {b['kl'][i]:.2f} nats) "
@@ -139,13 +147,14 @@ def bon_gold(results: dict[str, Any]) -> C.Claim:
              f"beyond it, {100 * (g[:, i].mean() - start) / max(oracle - start, 1e-9):.0f}% of the "
              f"{oracle - start:.1f} the gold's own pick gains (the longer reply's pick "
              f"{100 * np.mean(b['gold_longer'][i]):.1f}, a random finished reply {100 * np.mean(finished):.1f}); "
-             f"{C.describe(test, 'pts', runs='fold draw(s)')}")
+             f"the PM's pick {g[:, i].mean():.1f} vs {test.detail['rule_rate']:.1f} for the strongest trivial pick "
+             f"({rule}): {C.describe(test, 'pts', runs='fold draw(s)')}")
     cut = [float(np.mean([d[0] for d in b["pick_cut_off"]])), float(np.mean([d[i] for d in b["pick_cut_off"]]))]
     return C.claim("H3a", PAPER, f"RLHF against a PM (best-of-{b['n'][i]}; the PM fitted on other prompts' gold-labelled "
-                   "pairs) beats the raw model, judged by the gold",
+                   "pairs) beats the raw model and the picks of a length rule, judged by the gold",
                    "RLHF policies preferred to the raw model", test, our_value=value,
-                   premises=[bon_beats_length(results),
-                             C.caps_alike(f"raw samples and best-of-{b['n'][i]} picks", cut)],
+                   premises=[C.caps_alike(f"raw samples and best-of-{b['n'][i]} picks", cut)],
+                   units="prompts",
                    min_effect=2.0, min_effect_reason="ours, not the paper's (it reports no gold points): 2 points of "
                                                      "instructions followed", unit="pts of gold score")
 
@@ -162,7 +171,7 @@ def bon_test_pm(results: dict[str, Any]) -> C.Claim:
              f"{np.mean(np.array(b['test_pm_longer'])[:, i]):+.2f}); {C.describe(test, 'sd', runs='fold draw(s)')}")
     return C.claim("H3b", PAPER, f"best-of-{b['n'][i]} against the train PM also raises the held-out test PM's reward",
                    "test PM rises with train-PM optimisation (small KL)", test, our_value=value,
-                   premises=[bon_beats_length(results, "test_pm"), bon_pm_validated(results, "test")],
+                   premises=[bon_beats_length(results), bon_pm_validated(results, "test")],
                    min_effect=0.1,
                    min_effect_reason="ours: a tenth of the test PM's spread over a prompt's replies",
                    unit="test-PM sd")

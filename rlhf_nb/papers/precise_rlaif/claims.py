@@ -47,6 +47,10 @@ def judge_validated(results: dict[str, Any]) -> list[C.Premise]:
     return [judge_premise(judge_outcomes(results))] if labeller(results) == "judge" else []
 
 
+# beside the n of a trained arm's comparison: the intervals hold for this run's one set of answers and pairs
+SHARED_PAIRS = " (the seeds are trainer seeds on one set of answers and pairs)"
+
+
 def _lengths(results: dict[str, Any], a: list[dict[str, Any]], b: list[dict[str, Any]], names: str) -> str:
     """The length next to a gold comparison of ``a`` with ``b``: mean reply tokens, cut-off shares, and the gain of ``a``
     that the cut-off shares alone predict (:func:`C.truncation_only`, from the start's scores on its finished and its
@@ -120,7 +124,7 @@ def precise_beats_dpo(results: dict[str, Any]) -> C.Claim:
     mix = pair_mix(results)
     value = (f"Precise {gold(policies).mean():.1f} vs DPO stage {gold(start).mean():.1f} pts (win rate "
              f"{100 * win_outcomes(gold(policies), gold(start)).mean():.0f}% with ties half; {policies[0]['pairs']} "
-             f"pairs{': ' + mix if mix else ''}); {C.describe(test)}"
+             f"pairs{': ' + mix if mix else ''}); {C.describe(test)}{SHARED_PAIRS}"
              + _lengths(results, policies, start, "Precise vs start"))
     truncation = C.truncation_not_the_effect("Precise and DPO-stage replies", gold(start), gold(policies),
                                              finished(start), finished(policies))
@@ -146,7 +150,7 @@ def precise_beats_sequence(results: dict[str, Any]) -> C.Claim:
     start, mix = [arms(results)["start"]], pair_mix(results)
     value = (f"Precise {gold(policies).mean():.1f} vs sequence-level {gold(control).mean():.1f} pts on the same "
              f"held-out prompts (start {gold(start).mean():.1f}; {policies[0]['pairs']} vs {control[0]['pairs']} "
-             f"pairs{'; Precise: ' + mix if mix else ''}); {C.describe(test)}"
+             f"pairs{'; Precise: ' + mix if mix else ''}); {C.describe(test)}{SHARED_PAIRS}"
              + _lengths(results, policies, control, "Precise vs sequence-level"))
     truncation = C.truncation_not_the_effect("Precise and sequence-level replies", gold(control), gold(policies),
                                              finished(control), finished(policies))
