@@ -34,7 +34,8 @@ baseline against a trained arm of 3 seeds, which differ by a shift u common to a
 seeds`` (both arms trained, as online vs offline); ``clustered`` (80 prompts x 3 items, a prompt effect shared by the
 arms and a prompt x arm interaction v for the trained arm, analysed with ``clusters`` = the prompt labels). Two-arm
 rows use 164 items (HumanEval's size). A trend runs over 4 levels (the start, then 3 trained arms) on 120 items, on 1
-and 3 seeds (it takes no ``clusters``); association on 100 independent points and on 20 clusters of 5; linearity on
+and 3 seeds (it takes no ``clusters``), and over the rounds of 3 runs that share a start (``same_seeds``);
+association on 100 independent points and on 20 clusters of 5; linearity on
 250 prompts' best-of-n curves (n = 1..16 against sqrt(KL), the true mean curve bent to a curvature of exactly +-0.25,
 the tolerance, or straight).
 
@@ -272,6 +273,34 @@ def trend(o: Outcome, slope: float):
     return simulate
 
 
+def trend_runs(o: Outcome, slope: float):
+    """A trend over the rounds of the same runs (05's W3/W4): one start every run shares, then each of ``d.seeds``
+    runs seen at rounds 1..3. A run sits higher or lower in every round (spread ``tau``), its slope over the rounds
+    differs from the others' (``tau / 2`` a round about the middle round), and each (run, round) has its own shift
+    (``tau / 2``); analysed with ``same_seeds`` (each run's slope over the rounds, seeds and items resampled
+    together)."""
+    tau, tau_slope, tau_round = o.tau, o.tau / 2, o.tau / 2
+    middle = float(np.mean(LEVELS[1:]))
+
+    def simulate(gen, d, scenario, rep):
+        it = draw_items(gen, o, d)
+        s = slope if scenario == ALT else 0.0
+        run_shift, run_slope = gen.normal(0, tau, (d.seeds, 1, 1)), gen.normal(0, tau_slope, (d.seeds, 1, 1))
+        arms = [draw_arm(gen, o, it, o.base, 1, trained=False)]
+        for x in LEVELS[1:]:
+            spread = tau ** 2 + (tau_slope * (x - middle)) ** 2 + tau_round ** 2
+            mean = o.base + s * x
+            theta = mean if not o.bounded else math.sqrt(latent_var(o, 1, False, False) + spread) * float(
+                norm.ppf(mean / 100))
+            n, k = it.parts.shape
+            z = (theta + run_shift + run_slope * (x - middle) + gen.normal(0, tau_round, (d.seeds, 1, 1))
+                 - it.difficulty[None] + gen.normal(0, o.noise, (d.seeds, n, k)))
+            scores = z[:, :, 0] if not o.bounded else 100 * ((z > 0) & it.parts[None]).sum(2) / it.parts.sum(1)[None]
+            arms.append(scores)
+        return claims.trend(LEVELS, arms, same_seeds=True, seed=rep), slope
+    return simulate
+
+
 def association(slope: float):
     def simulate(gen, d, scenario, rep):
         beta = slope if scenario == ALT else 0.0
@@ -358,6 +387,10 @@ def rows(quick: bool = False) -> list[Row]:
         for d in designs:
             out.append(Row("trend (4 levels)", o.name, size(d, 30), REPS_TREND, trend(o, slope),
                            f"slope {slope:g}/level"))
+    runs = Design("3 runs x 3 rounds", items=120, seeds=3)
+    for o, slope in ((POINTS, 3.0), (CONTINUOUS, 0.15)):
+        out.append(Row("trend (4 levels, same runs)", o.name, size(runs, 30), REPS_TREND, trend_runs(o, slope),
+                       f"slope {slope:g}/level"))
     out.append(Row("association (slope)", CONTINUOUS.name, size(Design("independent", items=100, unit="points"), 30),
                    REPS_ASSOCIATION, association(0.25), "slope 0.25"))
     out.append(Row("association (slope)", CONTINUOUS.name,
