@@ -369,8 +369,11 @@ def test_feedback_type_claims_need_a_learner_that_can_beat_the_rules():
     grid["gold_fed"]["values"]["outcomes"] = [0.5] * 1000  # the ridge head fed the gold ties everywhere
     verdicts = {c.id: c for c in claims(results)}
     assert verdicts["B1a"].verdict == "not tested at this scale" and "positive control" in verdicts["B1a"].reason
+    assert "minimum effect" in verdicts["B1a"].reason
     assert verdicts["B1f"].verdict == "not tested at this scale"  # descriptive feedback is learned as values too
     assert verdicts["B1b"].verdict == "not reproduced"  # comparisons are learned as pairs: that control holds
+    grid["gold_fed"]["values"]["outcomes"] = [1.0] * 710 + [0.0] * 290  # one point above the markup rule
+    assert {c.id: c for c in claims(results)}["B1a"].verdict == "not tested at this scale"  # not by the minimum
     del grid["gold_fed"]
     assert all(c.verdict == "not tested at this scale" and "rerun 06" in c.reason
                for c in claims(results) if c.id.startswith("B1"))

@@ -162,8 +162,8 @@ class Params(BaseParams):
         """Sizes the published sets cannot meet fail here, before any model loads (a local file may be smaller:
         that is caught when it is read)."""
         S, need = self.prepo, self.prepo.base + self.prepo.new + self.prepo.eval
-        if S.steps and "code" in S.domains and S.code_train == "humaneval" and need > 164:
-            raise ValueError(f"prepo: base + new + eval = {need} code prompts, HumanEval has 164 tasks")
+        if S.steps and "code" in S.domains and S.code_train == "humaneval" and need > HUMANEVAL_TASKS:
+            raise ValueError(f"prepo: base + new + eval = {need} code prompts, HumanEval has {HUMANEVAL_TASKS} tasks")
         if (S.steps and "code" in S.domains and S.code_train == "mbpp"
                 and (S.eval > HUMANEVAL_TASKS or S.base + S.new > 374)):
             raise ValueError(f"prepo: {S.base} + {S.new} MBPP train prompts (MBPP's train split has 374) and {S.eval} "

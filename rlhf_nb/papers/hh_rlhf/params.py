@@ -50,7 +50,8 @@ class Params(BaseParams):
                                                 "to the train and test PMs of the other two")
     bon: SamplingSection = Field(SamplingSection(n=16, temperature=1.0, max_new_tokens=160),
                                  description="samples per best-of-n prompt: best-of-n for n = 1, 2, 4, ..., bon.n")
-    bon_test_n: PosInt = Field(4, description="the n at which best-of-n is tested against the raw model (H3a, H3b), "
+    bon_test_n: PosInt = Field(4, description="the n at which best-of-n is tested against the raw model and the "
+                                              "length rules' picks (H3a, H3b), "
                                               "fixed before the run: the larger n, the fewer replies a pick averages "
                                               "over and the wider its interval")
     bon_pairs: PosInt = Field(6, description="gold-labelled pairs per best-of-n prompt (of its replies' pairs whose "

@@ -152,11 +152,15 @@ def online_beats_offline(results: dict[str, Any]) -> C.Claim:
 
 
 def _rounds(results: dict[str, Any], key: str, scale: float) -> tuple[list[int], list[np.ndarray], list[dict]]:
+    """The start (one row, shared by every online run) and each round that every online run reached, its rows in
+    the runs' order: a trend over them reads each run's slope (``same_seeds``), so a round some run lacks is left
+    out rather than misaligned."""
     iterations = results["params"]["iterations"]
     levels, arms, snaps = [0], [stack(snapshots(results, "start"), key, scale)], snapshots(results, "start")
+    runs = sorted({s["seed"] for s in snapshots(results, "online")})
     for r in range(1, iterations + 1):
-        these = snapshots(results, "online", r)
-        if these:
+        these = sorted(snapshots(results, "online", r), key=lambda s: s["seed"])
+        if these and [s["seed"] for s in these] == runs:
             levels.append(r)
             arms.append(stack(these, key, scale))
             snaps += these
