@@ -116,7 +116,8 @@ def type_beats_rules(results: dict[str, Any], kind: str, cid: str, J: Judged | N
     value = (f"{100 * test.detail['rate']:.1f}% vs {100 * test.detail['rule_rate']:.1f}% for {rule} on the same pairs "
              f"({J.note}): {C.describe(test, 'pts', scale=100, runs='feedback draw(s)')} "
              f"(n counts prompts; rates are means over prompts; the other rules: {others})")
-    return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=[learner_can(results, kind, J, test, common["min_effect"])],
+    return C.claim(cid, PAPER, statement, paper, test, our_value=value,
+                   premises=[learner_can(results, kind, J, test, common["min_effect"])],
                    **common, units="prompts")
 
 

@@ -133,9 +133,9 @@ def _length_explains(picks: np.ndarray, rule_picks: dict[str, np.ndarray], min_e
     explained = over_length.ci[1] < min_effect <= over_raw.ci[1]
     return C.Premise("a length rule's pick does not explain the gain", not explained,
                      f"the PM's pick over {rule} {over_length.effect:+.1f} pts [{over_length.ci[0]:+.1f}, "
-                     f"{over_length.ci[1]:+.1f}], over the raw model's sample {over_raw.effect:+.1f} [{over_raw.ci[0]:+.1f}, "
-                     f"{over_raw.ci[1]:+.1f}] (fails when the first excludes the minimum effect, {min_effect:g}, and the "
-                     "second does not)")
+                     f"{over_length.ci[1]:+.1f}], over the raw model's sample {over_raw.effect:+.1f} "
+                     f"[{over_raw.ci[0]:+.1f}, {over_raw.ci[1]:+.1f}] (fails when the first excludes the minimum "
+                     f"effect, {min_effect:g}, and the second does not)")
 
 
 def bon_gold(results: dict[str, Any]) -> C.Claim:

@@ -176,7 +176,8 @@ def all_vs_single(results: dict[str, Any], principle: str, cid: str) -> C.Claim:
                                                                    "per-principle arms are off in this profile")],
                        **common)
     test = C.non_inferiority(gold(a), gold(b), margin, scale=100.0)
-    value = f"all {gold(b).mean():.1f} vs {principle} {gold(a).mean():.1f} pts; margin {margin:g}; {C.describe(test)}{SHARED_PAIRS}"
+    value = (f"all {gold(b).mean():.1f} vs {principle} {gold(a).mean():.1f} pts; margin {margin:g}; "
+             f"{C.describe(test)}{SHARED_PAIRS}")
     return C.claim(cid, PAPER, statement, paper, test, our_value=value,
                    premises=[moved(results, arm), moved(results, single)], **common)
 
@@ -207,7 +208,8 @@ def no_forgetting(results: dict[str, Any], task: str, cid: str) -> C.Claim:
     cut = [forgetting_cut_off([arms(results)["start"]], task), forgetting_cut_off(trained(results, arm), task)]
     cut_text = (f"; cut off at the cap: start {100 * cut[0]:.0f}%, Precise {100 * cut[1]:.0f}%" if None not in cut
                 else "")
-    value = f"start {level:.1f} -> Precise {np.mean(after_items):.1f} {unit}; {C.describe(test, unit)}{SHARED_PAIRS}{cut_text}"
+    value = (f"start {level:.1f} -> Precise {np.mean(after_items):.1f} {unit}; {C.describe(test, unit)}{SHARED_PAIRS}"
+             f"{cut_text}")
     return C.claim(cid, PAPER, statement, paper, test, our_value=value,
                    premises=[floor, moved(results, arm),
                              C.caps_alike(f"start and Precise {TASKS[task]} replies", cut),
