@@ -149,6 +149,14 @@ def finding_grid(results: dict[str, Any]) -> str:
     share = "" if keep is None else (f" {int(keep.sum())} of the {keep.size} held-out pairs are of similar length "
                                      f"(the shorter at least {100 * params(results)['length_match']:.0f}% of "
                                      "the longer): the claims judge on those.")
+    control = g.get("gold_fed")
+    if control and keep is not None and keep.any():
+        best_rule = max(((name, float(np.mean(x if np.ndim(x) == 0 else x[keep])))
+                         for name, x in rule_outcomes(results).items()), key=lambda item: item[1])
+        fed = {form: 100 * float(np.mean(np.asarray(v["outcomes"], dtype=float)[keep])) for form, v in control.items()}
+        share += (f" The positive control, the same head fitted on the exact gold of every training response, ranks "
+                  f"{fed['values']:.1f}% (as values) / {fed['pairs']:.1f}% (as pairs) of those pairs right, against "
+                  f"{100 * best_rule[1]:.1f}% for {best_rule[0]} (pair means).")
     return (f"At {budget} events and noise {noise}, the best arm over every held-out pair is {best}: {_pct(t)}{rule}."
             f"{share} Best-of-n by the learned "
             f"reward can lift the held-out gold from {g['test_gold_mean']:.2f} (random pick) towards "
