@@ -34,8 +34,7 @@ def main() -> None:
     from rlhf_nb.evidence import claims as C
     from rlhf_nb.lm import models
     from rlhf_nb.notebook.config import load_params
-    from rlhf_nb.papers.feedback_blender import steps
-    from rlhf_nb.train.feedback import Targets, fit
+    from rlhf_nb.papers.feedback_blender import readers, steps
 
     P = load_params("06_feedback_blender", args.profile, {"test_fraction": args.test_fraction})[1]
     started = time.perf_counter()
@@ -45,32 +44,23 @@ def main() -> None:
     features = steps.featurize(policy if P.backbone == P.policy else models.load(P.backbone), split, pool, P)
     test = steps.test_set(pool, features)
     sampled = time.perf_counter() - started
-    keep = np.asarray(test.length_ratio, dtype=float) >= P.length_match - 1e-12  # as readers.matched
-    units = [u for u, k in zip(test.pair_prompts, keep) if k]
-    rules = {**C.trivial_rules(np.asarray(test.longer, dtype=float)[keep]),
-             "prefer the reply that ended on its own": np.asarray(test.finished, dtype=float)[keep],
-             **{name: np.asarray(x, dtype=float)[keep] for name, x in test.surface.items()}}
-    train = [i for i, s in enumerate(pool.split) if s == "train"]
-    if max(args.sizes) > len(train):
-        sys.exit(f"--sizes up to {max(args.sizes)} training prompts, but the split has {len(train)}")
+    saved = {"params": P.model_dump(), "data": {"grid": steps.pair_record(test)}}
+    keep = readers.matched(saved)
+    units, rules = readers.claim_set(saved)
+    train = sum(s == "train" for s in pool.split)
+    if max(args.sizes) > train:
+        sys.exit(f"--sizes up to {max(args.sizes)} training prompts, but the split has {train}")
 
     lines = [f"06's positive control by training prompts ({args.profile}, test_fraction {args.test_fraction}: "
-             f"{len(train)} training / {test.gold.shape[0]} held-out prompts; {int(keep.sum())} of {keep.size} held-out "
+             f"{train} training / {test.gold.shape[0]} held-out prompts; {int(keep.sum())} of {keep.size} held-out "
              f"pairs of similar length on {len(set(units))} prompts; pool and features {sampled:.0f} s)", "",
              "| training prompts | form | control % (prompt means) | strongest rule | rule % | control - rule, pts "
              "[95% bottom, top over the rules] |", "|---|---|---|---|---|---|"]
     for size in args.sizes:
-        rows = train[:size]
-        values = [(r, float(g)) for i in rows for r, g in zip(pool.response_ids[i], pool.gold[i])]
-        pairs = [(rids[a], rids[b]) if g[a] > g[b] else (rids[b], rids[a])
-                 for rids, g in ((pool.response_ids[i], pool.gold[i]) for i in rows)
-                 for a in range(len(rids)) for b in range(a + 1, len(rids)) if g[a] != g[b]]
-        for form, targets, kind in (("values", Targets(values={"rating": values}), "rating"),
-                                    ("pairs", Targets(pairs={"comparison": pairs}), "comparison")):
-            model = fit(kind, targets, features.by_id, P.head.l2)
-            outcomes = np.asarray(steps.evaluate(model.score if model else None, test)["outcomes"], dtype=float)
+        for form, control in steps.gold_fed(pool, features, test, P.head.l2, prompts=size).items():
+            outcomes = np.asarray(control["outcomes"], dtype=float)
             result, rule = C.beats_trivial(outcomes[keep][None, :], rules, clusters=units)
-            lines.append(f"| {size} | {form} ({targets.count(kind)}) | {100 * result.detail['rate']:.1f} | {rule} | "
+            lines.append(f"| {size} | {form} ({control['targets']}) | {100 * result.detail['rate']:.1f} | {rule} | "
                          f"{100 * result.detail['rule_rate']:.1f} | {100 * result.effect:+.1f} "
                          f"[{100 * result.ci[0]:+.1f}, {100 * result.ci[1]:+.1f}] |")
             print(lines[-1], flush=True)

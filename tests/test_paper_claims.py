@@ -112,7 +112,7 @@ def test_hh_best_of_n_is_compared_with_a_length_rules_pick():
     b = results["data"]["bon"]
     b["gold_shorter"] = [list(map(float, np.mean(b["gold"], axis=0)[i])) for i in range(len(b["n"]))]
     claim = {c.id: c for c in hh.claims(results)}["H3a"]
-    assert claim.verdict in (NT, C.INCONCLUSIVE) and "the shorter reply's pick" in claim.our_value
+    assert claim.verdict == C.INCONCLUSIVE and "the shorter reply's pick" in claim.our_value  # top +3.0: not excluded
     assert abs(claim.effect) < 1e-9
     b["gold_shorter"] = [[x + 0.03 for x in row] for row in b["gold_shorter"]]  # the shorter pick 3 points ahead
     claim = {c.id: c for c in hh.claims(results)}["H3a"]  # a gain over the raw model that a length rule explains

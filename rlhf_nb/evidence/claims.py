@@ -776,6 +776,9 @@ def beats_trivial(outcomes: Any, rules: Mapping[str, Any], *, clusters: Sequence
     test = replace(top, ci=ci, p=max(t.p for t in each.values()), mde=max(t.mde for t in each.values()),
                    detail={**top.detail, "rule_rate": float(arms[best].mean()), "rate": float(X.mean()),
                            "rule_rates": {name: float(a.mean()) for name, a in arms.items()},
+                           # each rule's difference and interval: the 95% bottom, the top at the Bonferroni level
+                           "rule_tests": {name: [each[name].effect, each[name].ci[0], corrected[name].ci[1]]
+                                          for name in arms},
                            **({"interval": interval} if interval else {})})
     return test, best
 

@@ -74,14 +74,15 @@ def _missing(results: dict[str, Any], arm: str, J: Judged | None) -> str:
 
 def learner_can(results: dict[str, Any], kind: str, J: Judged, own: C.Test, min_effect: float) -> C.Premise:
     """A type's loss to the trivial rules speaks of the feedback only if the learner can beat them by the minimum
-    effect at all. Where the type's own model beats the rules (``own``'s interval above 0) it has shown that;
+    effect at all. Where the type's own model beats the rules so (``own``'s interval above 0, its estimate at least
+    ``min_effect``: the bar the control must clear) it has shown that;
     otherwise the same head fitted on the exact gold of every training response (``grid.gold_fed``: as values for
     the evaluative types, as pairs for the others) must beat the strongest rule on the judged pairs, its interval
     above 0 and its estimate at least ``min_effect``. The control has more data than any budget, so it bounds the
     learner (a linear head on frozen features), not the budget. Added after a referee's review of ffcdfe8's run,
     whose learners all lost to the markup count at noise 0 too; a run before it did not measure it."""
     name = "positive control: the head fitted on the exact gold of every training response"
-    if own.ci[0] > 0:
+    if own.ci[0] > 0 and own.effect >= min_effect:
         return C.Premise(f"{name} (not needed)", True, "the type's own model beats every rule")
     control = grid(results).get("gold_fed")
     if not control:

@@ -150,13 +150,16 @@ def finding_grid(results: dict[str, Any]) -> str:
                                      f"(the shorter at least {100 * params(results)['length_match']:.0f}% of "
                                      "the longer): the claims judge on those.")
     control = g.get("gold_fed")
-    if control and keep is not None and keep.any():
-        best_rule = max(((name, float(np.mean(x if np.ndim(x) == 0 else x[keep])))
-                         for name, x in rule_outcomes(results).items()), key=lambda item: item[1])
-        fed = {form: 100 * float(np.mean(np.asarray(v["outcomes"], dtype=float)[keep])) for form, v in control.items()}
+    if control and keep is not None and keep.any():  # on the pairs and scale the B1 claims judge (prompt means)
+        units, rules_on = claim_set(results)
+        fed = {form: C.beats_trivial(np.asarray(v["outcomes"], dtype=float)[keep][None, :], rules_on, clusters=units)
+               for form, v in control.items()}
+        rule_test, rule = fed["values"]
+        rate = {form: 100 * test.detail["rate"] for form, (test, _) in fed.items()}
         share += (f" The positive control, the same head fitted on the exact gold of every training response, ranks "
-                  f"{fed['values']:.1f}% (as values) / {fed['pairs']:.1f}% (as pairs) of those pairs right, against "
-                  f"{100 * best_rule[1]:.1f}% for {best_rule[0]} (pair means).")
+                  f"{rate['values']:.1f}% (as values) / {rate['pairs']:.1f}% (as pairs) of those pairs right, "
+                  f"against {100 * rule_test.detail['rule_rate']:.1f}% for {rule} "
+                  "(means over prompts).")
     return (f"At {budget} events and noise {noise}, the best arm over every held-out pair is {best}: {_pct(t)}{rule}."
             f"{share} Best-of-n by the learned "
             f"reward can lift the held-out gold from {g['test_gold_mean']:.2f} (random pick) towards "

@@ -289,13 +289,14 @@ def evaluate(score: Callable[[np.ndarray], np.ndarray] | None, test: TestSet) ->
             "bon_gold": float(test.gold[np.arange(len(s)), s.argmax(1)].mean())}
 
 
-def gold_fed(pool: Pool, features: Features, test: TestSet, l2: float) -> dict[str, Any]:
-    """The positive control of the learner: the same linear head fitted on the exact gold of every training response,
-    as a value (ridge, the head of ratings and descriptive feedback) and as every within-prompt pair whose gold differs
-    (Bradley-Terry, the head of comparisons, rankings, corrections and demonstrations), evaluated on the held-out
-    pairs. If even this head does not beat the trivial rules, a feedback type's loss to them is the learner's and the
-    budget's, not the feedback's."""
-    train = [i for i, s in enumerate(pool.split) if s == "train"]
+def gold_fed(pool: Pool, features: Features, test: TestSet, l2: float,
+             prompts: int | None = None) -> dict[str, Any]:
+    """The positive control of the learner: the same linear head fitted on the exact gold of every training response
+    (of the first ``prompts`` training prompts; default all), as a value (ridge, the head of ratings and descriptive
+    feedback) and as every within-prompt pair whose gold differs (Bradley-Terry, the head of comparisons, rankings,
+    corrections and demonstrations), evaluated on the held-out pairs. If even this head does not beat the trivial
+    rules, a feedback type's loss to them is the learner's, not the feedback's."""
+    train = [i for i, s in enumerate(pool.split) if s == "train"][:prompts]
     values = [(r, float(g)) for i in train for r, g in zip(pool.response_ids[i], pool.gold[i])]
     pairs = [(rids[a], rids[b]) if g[a] > g[b] else (rids[b], rids[a])
              for rids, g in ((pool.response_ids[i], pool.gold[i]) for i in train)
@@ -330,11 +331,16 @@ def run_grid(P: Params, pool: Pool, features: Features) -> dict[str, Any]:
         ens = fit_ensemble(targets, features.of(targets), pool_x, P.head.l2, P.bootstraps, seed)
         rows.append({"arm": "ensemble", "budget": budget, "noise": noise, "seed": s,
                      "targets": sum(targets.count(k) for k in P.types), **evaluate(ens.score if ens else None, test)})
-    return {"rows": rows, "test_pairs": len(test.pairs), "test_prompts": int(test.gold.shape[0]),
+    return {"rows": rows, **pair_record(test), "gold_fed": gold_fed(pool, features, test, P.head.l2)}
+
+
+def pair_record(test: TestSet) -> dict[str, Any]:
+    """What the grid saves of the held-out pairs (their prompts, lengths, endings and surface rules): what the claims'
+    readers judge on (``readers.claim_set``)."""
+    return {"test_pairs": len(test.pairs), "test_prompts": int(test.gold.shape[0]),
             "pair_prompts": test.pair_prompts, "pair_longer": test.longer, "pair_length_ratio": test.length_ratio,
             "pair_finished": test.finished, "pair_rules": test.surface,
-            "test_gold_mean": float(test.gold.mean()), "test_gold_best": float(test.gold.max(1).mean()),
-            "gold_fed": gold_fed(pool, features, test, P.head.l2)}
+            "test_gold_mean": float(test.gold.mean()), "test_gold_best": float(test.gold.max(1).mean())}
 
 
 # ----------------------------------------------------------------------------------------------

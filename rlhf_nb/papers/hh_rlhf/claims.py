@@ -122,20 +122,23 @@ def _per_n(values: np.ndarray, ns: list[int], fmt: str) -> str:
     return " -> ".join(f"{n}: {fmt.format(v)}" for n, v in zip(ns, means))
 
 
-def _length_explains(picks: np.ndarray, rule_picks: dict[str, np.ndarray], min_effect: float) -> C.Premise:
-    """H3a's test asks the PM's pick to beat the raw model's sample and both length rules' picks; where it beats the
-    raw model by the minimum effect but the data exclude it beating a length rule's pick by as much, the gain is a
-    length rule's, and "not reproduced" would misread the paper's claim (RLHF beats the raw model): not tested."""
-    raw = {k: v for k, v in rule_picks.items() if "raw" in k}
-    lengths = {k: v for k, v in rule_picks.items() if "raw" not in k}
-    over_raw, _ = C.beats_trivial(picks, raw)
-    over_length, rule = C.beats_trivial(picks, lengths)
-    explained = over_length.ci[1] < min_effect <= over_raw.ci[1]
+GOLD_MIN_EFFECT = 2.0  # points of gold score: H3a's and H3c/H3d's minimum effect, and H3a's length check's
+RAW_PICK = "the raw model's one sample"
+
+
+def _length_explains(test: C.Test, raw: str, min_effect: float) -> C.Premise:
+    """H3a's test (``beats_trivial`` over the raw model's sample ``raw`` and the length rules' picks) asks the PM's
+    pick to beat them all; where it beats the raw model by the minimum effect but the data exclude it beating a
+    length rule's pick by as much, the gain is a length rule's, and "not reproduced" would misread the paper's claim
+    (RLHF beats the raw model): not tested. Both tops are the test's own, at its Bonferroni level over the picks."""
+    per_rule = test.detail["rule_tests"]
+    rule = min((name for name in per_rule if name != raw), key=lambda name: per_rule[name][2])
+    (length_effect, length_low, length_top), (raw_effect, raw_low, raw_top) = per_rule[rule], per_rule[raw]
+    explained = length_top < min_effect <= raw_top
     return C.Premise("a length rule's pick does not explain the gain", not explained,
-                     f"the PM's pick over {rule} {over_length.effect:+.1f} pts [{over_length.ci[0]:+.1f}, "
-                     f"{over_length.ci[1]:+.1f}], over the raw model's sample {over_raw.effect:+.1f} "
-                     f"[{over_raw.ci[0]:+.1f}, {over_raw.ci[1]:+.1f}] (fails when the first excludes the minimum "
-                     f"effect, {min_effect:g}, and the second does not)")
+                     f"the PM's pick over {rule} {length_effect:+.1f} pts [{length_low:+.1f}, {length_top:+.1f}], "
+                     f"over the raw model's sample {raw_effect:+.1f} [{raw_low:+.1f}, {raw_top:+.1f}] (fails when "
+                     f"the first excludes the minimum effect, {min_effect:g}, and the second does not)")
 
 
 def bon_gold(results: dict[str, Any]) -> C.Claim:
@@ -151,11 +154,11 @@ def bon_gold(results: dict[str, Any]) -> C.Claim:
     b = bon(results)
     i = _test_level(b)
     g = 100 * np.array(b["gold"])  # (draws, levels, prompts)
-    rule_picks = {"the raw model's one sample": g[:, 0].mean(0),
+    rule_picks = {RAW_PICK: g[:, 0].mean(0),
                   **{f"the {side} reply's pick": 100 * np.asarray(b[f"gold_{side}"], dtype=float)[i]
                      for side in ("shorter", "longer")}}
     test, rule = C.beats_trivial(g[:, i], rule_picks)
-    premises = [_length_explains(g[:, i], rule_picks, min_effect=2.0)]
+    premises = [_length_explains(test, RAW_PICK, GOLD_MIN_EFFECT)]
     finished = [x for x in b["gold_finished"] if x is not None]
     start, shorter, oracle = g[:, 0].mean(), 100 * np.mean(b["gold_shorter"][i]), 100 * np.mean(b["gold_oracle"][i])
     value = (f"gold by n: {_per_n(g, b['n'], '{:.1f}')} pts; at best of {b['n'][i]} (KL {b['kl'][i]:.2f} nats) "
@@ -171,8 +174,9 @@ def bon_gold(results: dict[str, Any]) -> C.Claim:
                    "RLHF policies preferred to the raw model", test, our_value=value,
                    premises=[*premises, C.caps_alike(f"raw samples and best-of-{b['n'][i]} picks", cut)],
                    units="prompts",
-                   min_effect=2.0, min_effect_reason="ours, not the paper's (it reports no gold points): 2 points of "
-                                                     "instructions followed", unit="pts of gold score")
+                   min_effect=GOLD_MIN_EFFECT,
+                   min_effect_reason="ours, not the paper's (it reports no gold points): 2 points of "
+                                     "instructions followed", unit="pts of gold score")
 
 
 def bon_test_pm(results: dict[str, Any]) -> C.Claim:
@@ -199,7 +203,8 @@ def trained_arm(results: dict[str, Any], arm: str, cid: str) -> C.Claim:
     raw = next((e for e in evals if e["arm"] == "raw"), None)
     tuned = [e for e in evals if e["arm"] == arm]
     statement = f"the {arm.upper()} policy trained against the PM beats the raw model, judged by the gold"
-    common = dict(min_effect=2.0, min_effect_reason="2 points of instructions followed", unit="pts of gold score")
+    common = dict(min_effect=GOLD_MIN_EFFECT, min_effect_reason="2 points of instructions followed",
+                  unit="pts of gold score")
     if raw is None or not tuned:
         return C.claim(cid, PAPER, statement, "RLHF policies preferred to the raw model", None,
                        our_value=f"no {arm} arm in this profile", **common)
