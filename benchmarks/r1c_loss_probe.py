@@ -1,0 +1,131 @@
+"""Does an SFT term on the chosen reply keep 04's sequence-level arm from looping? A probe for R1c's premise.
+
+04's R1c (Precise RLAIF against DPO on whole-answer pairs, the gold as the oracle) reads *not tested*: the two arms'
+held-out replies are cut off at the cap at different rates (shipped dd8dfd9 run: Precise 36%, sequence-level 55%),
+and most of the sequence-level arm's cut-off replies are loops (a reply that repeats itself until the cap). A loop is
+the trained policy's failure, not the cap's, but the premise cannot tell them apart. DPO's known remedy for a policy
+that drifts into degenerate text is a likelihood term on the chosen replies (trl's ``loss_type: [sigmoid, sft]``, the
+RPO / Iterative-RPO recipe). This probe rebuilds 04's training pairs from the shipped results (the same code as the
+notebook: :func:`steps.choose_answers`, the degraded records, the gold-ordered sequence pairs), trains chosen arms on
+one seed with each loss on this machine, reads the 150 held-out prompts greedily as the notebook does, and reports
+the gold, the cut-off share, and how many cut-off replies loop (:func:`loops`: a repeated-4-gram share over 0.3).
+
+It decides nothing about R1c: it asks whether the design change is worth a rerun of 04. Each (arm, loss) is one
+training and one read, side by side in one process on one machine (the shipped arms ran on another machine, so they
+are shown as context only).
+
+    python benchmarks/r1c_loss_probe.py [--seed 1] [--arms sequence] [--losses sigmoid,sigmoid+sft]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results" / "04_precise_rlaif" / "cpu" / "results.json.gz"
+
+
+def loops(text: str, n: int = 4, share: float = 0.3) -> bool:
+    """Whether ``text`` repeats itself: the share of its word ``n``-grams that occurred earlier in it exceeds
+    ``share``."""
+    words = text.split()
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return bool(grams) and 1 - len(set(grams)) / len(grams) > share
+
+
+def rebuild_pairs(P, data: dict) -> tuple[object, dict[str, list]]:
+    """04's held-out prompts and training pair sets, rebuilt from the shipped run's saved data with the current code."""
+    from rlhf_nb.papers.precise_rlaif import steps
+    from rlhf_nb.tasks.data import PreferencePair
+    from rlhf_nb.tasks.gold import GoldSamples
+
+    prompts = steps.make_prompts(P)
+    if prompts.ids() != data["prompt_ids"]:
+        raise SystemExit("04's cpu prompts differ from the shipped run's: the probe needs the shipped run's code")
+    answers = GoldSamples(**data["answers"])
+    chosen = {c.prompt_index: c.text for c in steps.choose_answers(answers, P)}
+    if len(chosen) != data["chosen"]:
+        raise SystemExit(f"{len(chosen)} chosen answers against the shipped {data['chosen']}")
+    precise = [pair for name in ("all", "programmatic") if name in data["degraded"]
+               for pair in steps._pairs(prompts, chosen, data["degraded"][name]["records"],
+                                        steps.GOLD_STAGE if data["degraded"][name]["gold_verified"]
+                                        else steps.JUDGE_STAGE, f"precise-{name}")]
+    sequence = []
+    for j in data["sequence"]["judged"]:
+        i, a, b = j["prompt_index"], j["a"], j["b"]
+        first, second = (a, b) if j["p_a"] >= 0.5 else (b, a)
+        sequence.append(PreferencePair(f"{prompts.train[i].id}-q{a}{b}", prompts.train[i].messages(),
+                                       answers.texts[i][first], answers.texts[i][second], "sequence"))
+    return prompts, {"precise-all": precise, "sequence": sequence}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=1, help="the trainer seed (shipped: 0, 1, 2)")
+    parser.add_argument("--arms", default="sequence", help="comma-separated: sequence, precise-all")
+    parser.add_argument("--losses", default="sigmoid,sigmoid+sft", help="comma-separated trl loss types, '+' joins")
+    parser.add_argument("--out", type=Path, help="write the rows as JSON here")
+    args = parser.parse_args()
+
+    import gzip
+
+    import numpy as np
+    import torch
+
+    from rlhf_nb.lm import device
+    from rlhf_nb.lm.models import load, reading
+    from rlhf_nb.notebook.config import load_params
+    from rlhf_nb.papers.precise_rlaif import steps
+    from rlhf_nb.train.dpo import train_dpo
+
+    torch.set_num_threads(2)
+    shipped = json.loads(gzip.open(RESULTS).read())
+    P = load_params("04_precise_rlaif", "cpu", check_inputs=False)[1]
+    prompts, sets = rebuild_pairs(P, shipped["data"])
+    print(f"pairs: {', '.join(f'{k} {len(v)}' for k, v in sets.items())}; {device.describe()['reason']}; "
+          f"probe {device.machine_probe()}", flush=True)
+    context = {(t["arm"], t["seed"]): t for t in shipped["data"]["arms"]["trained"]}
+    start = shipped["data"]["arms"]["start"]
+    rows = [{"arm": "start (shipped)", "loss": "-", "gold": float(np.mean(start["gold"])),
+             "cut_off": 1 - float(np.mean(start["finished"])),
+             "loops": sum(loops(t) for t, f in zip(start["texts"], start["finished"]) if not f)}]
+    for arm in args.arms.split(","):
+        if (arm, args.seed) in context:
+            t = context[(arm, args.seed)]
+            rows.append({"arm": f"{arm} (shipped)", "loss": "sigmoid", "gold": float(np.mean(t["gold"])),
+                         "cut_off": 1 - float(np.mean(t["finished"])),
+                         "loops": sum(loops(x) for x, f in zip(t["texts"], t["finished"]) if not f)})
+        for loss in args.losses.split(","):
+            types = loss.split("+")
+            torch.manual_seed(args.seed)
+            started = time.perf_counter()
+            policy = load(P.policy, lora=P.lora.spec())
+            with tempfile.TemporaryDirectory() as out:
+                config = P.dpo.build(out, seed=args.seed, loss_type=types if len(types) > 1 else types[0])
+                train_dpo(policy, sets[arm], config)
+            trained = time.perf_counter() - started
+            with reading(policy):
+                ev = steps.evaluate(policy, prompts, P, arm, args.seed)
+            rows.append({"arm": arm, "loss": loss, "gold": float(np.mean(ev.gold)),
+                         "cut_off": 1 - float(np.mean(ev.finished)),
+                         "loops": sum(loops(x) for x, f in zip(ev.texts, ev.finished) if not f),
+                         "tokens": float(np.mean(ev.tokens)), "train_s": round(trained), "read_s": ev.seconds["held-out"],
+                         "gold_items": ev.gold, "finished": ev.finished})
+            print({k: v for k, v in rows[-1].items() if k not in ("gold_items", "finished")}, flush=True)
+            del policy
+            gc.collect()
+    print("\n| arm | loss | held-out gold | cut off | cut-off replies that loop |\n|---|---|---|---|---|")
+    for r in rows:
+        cut = round(r["cut_off"] * 150)
+        print(f"| {r['arm']} | {r['loss']} | {100 * r['gold']:.1f} | {100 * r['cut_off']:.0f}% | {r['loops']} / {cut} |")
+    if args.out:
+        args.out.write_text(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
