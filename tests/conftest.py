@@ -25,6 +25,18 @@ def bundled(name: str) -> Path:
     return path
 
 
+def assert_report_recomputes(results: dict) -> None:
+    """What a notebook run saved as a cache, its claims, findings, tables and metrics, is what ``rlhf-nb report``
+    recomputes from the run's saved data with the current code (a reader that the notebook and the report call differently
+    shows here)."""
+    from rlhf_nb.run import report
+
+    assert [c.to_dict() for c in report.claims_of(results) or []] == results["claims"]
+    assert report.findings_of(results) == results["findings"]
+    assert list(report.tables_of(results).items()) == list(results["tables"].items())  # the report's order too
+    assert report.metrics_of(results) == results["metrics"]
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     import torch

@@ -108,3 +108,25 @@ def test_the_walker_sees_an_upward_import(tmp_path):
     (tmp_path / "x.py").write_text("def f():\n    from rlhf_nb.run.runner import run\n")
     found = _imports("rlhf_nb.evidence.x", tmp_path / "x.py", known)
     assert found == {"rlhf_nb.run.runner"} and _layer("rlhf_nb.run.runner") > _layer("rlhf_nb.evidence.x")
+
+
+def test_what_a_report_recomputes_never_imports_the_code_that_runs_models():
+    """A paper's readers, claims and figures recompute REPORT.md and the figures from saved results: none of them
+    reaches, through any chain of imports, a module of a paper that runs its experiment (steps and its parts)."""
+    graph = _graph()
+    running = {m for m in graph if m.startswith("rlhf_nb.papers.") and m.rsplit(".", 1)[-1] in RUNNING}
+    found = []
+    for module in graph:
+        if module.startswith("rlhf_nb.papers.") and module.rsplit(".", 1)[-1] in ("readers", "claims", "figures"):
+            seen, todo = set(), [module]
+            while todo:
+                for target in graph.get(todo.pop(), ()):
+                    if target not in seen:
+                        seen.add(target)
+                        todo.append(target)
+            found += [f"{module} -> {m}" for m in sorted(seen & running)]
+    assert running and not found, "\n".join(found)
+
+
+#: a paper's modules that run its experiment (load models, sample, train)
+RUNNING = ("steps", "hacking", "selection")

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import assert_report_recomputes
 
 from rlhf_nb.lm.models import load
 from rlhf_nb.notebook.config import load_params
 from rlhf_nb.papers.data_scaling import claims, hacking, readers, selection, steps
-from rlhf_nb.run import report as report_module
 from rlhf_nb.run import runner
 
 
@@ -147,7 +147,7 @@ def test_data_scaling_notebook_smoke(project):
     assert all(any("reward" in row for row in r["history"]) for r in runs)  # trl's per-step training reward
     k1 = next(c for c in results["claims"] if c["id"] == "K1-rl")
     assert k1["n"] == 4 and k1["seeds"] == 2  # measured (its verdict follows from the numbers, whatever they are)
-    assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]
+    assert_report_recomputes(results)
 
 
 # --- part 2: reward hacking by reward type ---------------------------------------------------------
@@ -290,7 +290,7 @@ def test_prepo_claims_follow_the_final_gold():
     backwards = _prepo_results()
     backwards["data"]["prepo"]["arms"] = {"prepo": ["n6", "n7"], "random": ["n0", "n1"]}
     assert {c.id: c.verdict for c in claims.claims(backwards)}["P2"] == "not tested at this scale"
-    assert "Held-out gold over 60 prompts" in claims.finding_prepo(_prepo_results())
+    assert "Held-out gold over 60 prompts" in readers.finding_prepo(_prepo_results())
 
 
 def test_open_prompt_claims_need_a_validated_gold_judge_other_than_the_training_judge():

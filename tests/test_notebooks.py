@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from conftest import assert_report_recomputes
 
 from rlhf_nb.evidence import claims as C
 from rlhf_nb.papers.passk import claims as passk
-from rlhf_nb.run import report as report_module
 from rlhf_nb.run import runner
 
 # --- 02 pass@k -------------------------------------------------------------------------------
@@ -37,8 +37,8 @@ def test_passk_notebook_smoke(project):
     assert checked == [0, 1, 2] and len(split["train"]) == 4
     assert all(len(v) == len(checked) and 0 <= min(v) <= max(v) <= 1 for v in tuning["train_pass"].values())
     assert len(results["findings"]) >= 3
-    # the saved verdicts are a cache: recomputing from the data gives the same records
-    assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]
+    # the saved verdicts, findings and tables are a cache: recomputing them from the data gives the same records
+    assert_report_recomputes(results)
 
 
 def test_passk_a_model_at_the_floor_is_not_tuned_and_says_why_from_its_training_samples(project):
@@ -50,6 +50,7 @@ def test_passk_a_model_at_the_floor_is_not_tuned_and_says_why_from_its_training_
     assert tuning["train_pass_start"] == [] and [r["arm"] for r in results["data"]["runs"]] == ["untuned"]
     p3 = next(c for c in results["claims"] if c["id"].startswith("P3@"))
     assert p3["verdict"] == C.NOT_TESTED and "nothing to learn from" in p3["our_value"]
+    assert_report_recomputes(results)
 
 
 def test_passk_stopped_after_an_arm_resumes_there_with_the_same_numbers(project):
@@ -166,6 +167,7 @@ def test_passk_rft_arm_trains_and_is_evaluated(project):
     tuning = results["data"]["tuning"][0]
     assert tuning["method"] == "rft" and tuning["pairs"] > 0 and any("loss" in r for r in tuning["history"]["0"])
     assert "RFT (SFT on its own passing samples)" in " ".join(results["findings"])
+    assert_report_recomputes(results)
 
 
 def test_passk_reports_where_the_start_overtakes_a_sharpened_arm():
@@ -234,7 +236,7 @@ def test_online_dpo_notebook_smoke(project):
     assert any('system line "Be brief."' in f for f in results["findings"])  # smoke's system line, said once
     assert {c["id"] for c in results["claims"]} == {"W1a", "W1b", "W1c", "W1d", "W1e", "W2", "W3", "W4"}
     assert set(results["figures"]) == {"rm_accuracy", "iterations", "proxy_vs_gold"}
-    assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]
+    assert_report_recomputes(results)
 
 
 def test_online_dpo_notebook_with_the_gold_as_labeller(project):
@@ -250,6 +252,8 @@ def test_online_dpo_notebook_with_the_gold_as_labeller(project):
     claims = {c["id"]: c for c in results["claims"]}
     assert "gold as the preference oracle (rater noise SD 0.05)" in claims["W2"]["statement"]
     assert claims["W1a"]["verdict"] == "not tested at this scale"
+    assert "No reward models in this run" in results["findings"][1]
+    assert_report_recomputes(results)
 
 
 def test_online_dpo_stopped_after_an_arm_resumes_there_with_the_same_numbers(project):
@@ -308,7 +312,7 @@ def test_hh_notebook_smoke(project):
     assert {c["id"] for c in results["claims"]} == {"H1a", "H1b", "H2a", "H2b", "H3a", "H3b", "H3c", "H3d", "H4", "H5",
                                                     "H6", "H7"}
     assert set(results["figures"]) == {"pm_matrix", "pm_data_size", "reward_vs_sqrt_kl", "rlhf_vs_raw"}
-    assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]
+    assert_report_recomputes(results)
     claims = {c["id"]: c for c in results["claims"]}  # H3a compares the cut-off rates of the raw replies and the picks
     assert [p for p in claims["H3a"]["premises"] if p["name"].endswith("truncated alike")]
 
@@ -328,7 +332,7 @@ def test_feedback_notebook_smoke(project):
     assert len(rows) == len(arms) * 2 * 2 * 2  # budgets x noises x seeds
     assert {c["id"] for c in results["claims"]} == {"B1a", "B1b", "B1c", "B1d", "B1e", "B1f", "B2", "B3"}
     assert set(results["figures"]) == {"budget", "noise", "ensemble"}
-    assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]
+    assert_report_recomputes(results)
     assert not (project / "runs" / "06_feedback_blender" / "feedback-smoke.jsonl").exists()  # nobody clicked
     executed = json.loads((outcome.out_dir / "06_feedback_blender.ipynb").read_text())
     streams = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", [])
@@ -377,6 +381,20 @@ def test_feedback_type_claims_need_a_learner_that_can_beat_the_rules():
     del grid["gold_fed"]
     assert all(c.verdict == "not tested at this scale" and "rerun 06" in c.reason
                for c in claims(results) if c.id.startswith("B1"))
+
+
+def test_feedback_grid_finding_names_the_shorter_rule_and_the_controls_rival():
+    """The grid's finding keeps its two rules apart: the shorter response's rate beside the best arm, and the
+    strongest rule the positive control is measured against (the same name once held both)."""
+    from rlhf_nb.papers.feedback_blender.readers import finding_grid
+
+    types = ["rating", "comparison", "ranking", "correction", "demonstration", "descriptive"]
+    results = _feedback_results({(t, z): 0.6 for t in types + ["ensemble"] for z in (0.0, 0.5)})
+    results["data"]["grid"]["pair_rules"]["prefer the reply with more markup"] = [1.0] * 700 + [0.0] * 300
+    text = finding_grid(results)
+    assert text.count("(preferring the shorter response: ") == 1
+    assert "draw(s) (preferring the shorter response: " in text
+    assert "against 70.0% for the strongest rule, 'prefer the reply with more markup' (means over prompts)" in text
 
 
 def test_feedback_claims_follow_the_data():

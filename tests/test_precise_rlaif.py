@@ -8,11 +8,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import assert_report_recomputes
 
 from rlhf_nb.evidence import claims as C
 from rlhf_nb.notebook.config import load_params
 from rlhf_nb.papers.precise_rlaif import claims, judging, readers, steps
-from rlhf_nb.run import report as report_module
 from rlhf_nb.run import runner
 from rlhf_nb.tasks import gold, parallel
 from rlhf_nb.tasks.gold import GoldSamples
@@ -429,7 +429,7 @@ def test_precise_rlaif_notebook_smoke(project):
     assert set(results["figures"]) == {"yields", "win_rates", "forgetting"}
     log = json.loads((outcome.out_dir / "env.json").read_text())["stages"]  # each arm a stage: a stop loses one arm
     assert "start arm" in log and {f"{a} seed {s}" for a, s in arms} <= set(log)
-    assert [c.to_dict() for c in report_module.claims_of(results)] == results["claims"]
+    assert_report_recomputes(results)
 
 
 def test_precise_rlaif_notebook_with_the_gold_as_labeller(project):
@@ -437,8 +437,11 @@ def test_precise_rlaif_notebook_with_the_gold_as_labeller(project):
     outcome = runner.run("04_precise_rlaif", "smoke", {"labeller": "gold", "degrade.method": "both",
                                                        "forgetting.translation": None}, progress=False)
     assert outcome.status == "ok", outcome.error
-    data = json.loads((outcome.out_dir / "results.json").read_text())["data"]
+    results = json.loads((outcome.out_dir / "results.json").read_text())
+    data = results["data"]
     assert "judge_validation" not in data and data["judge_filter"]["applied"] is False
+    assert results["findings"][1].startswith("No judge in this run (labeller: gold)")
+    assert_report_recomputes(results)
     assert set(data["degraded"]) == {"all", "helpfulness", "programmatic"}
     assert all(d["gold_verified"] for d in data["degraded"].values())
     assert all(r["stage"] != "gold lower" or r["gold"][1] < r["gold"][0]

@@ -34,3 +34,13 @@ def test_figures_for_cpu_are_drawn_from_the_shipped_results_alone(tmp_path):
     for nb in runner.notebooks(REPO):
         drawn = sorted(p.name for p in (tmp_path / nb).glob("*.png"))
         assert drawn and drawn == sorted(p.name for p in (REPO / "figures" / nb).glob("*.png")), nb
+
+
+def test_every_notebook_says_which_findings_and_tables_the_report_recomputes():
+    """Each paper lists its notebook's findings and tables for the report (a paper without them would have the
+    report print what its run cached, and the smoke runs' equality check would pass without checking anything)."""
+    from rlhf_nb.notebook.registry import notebooks, readers_function
+
+    missing = [(nb, part) for nb in notebooks() for part in ("findings", "tables")
+               if readers_function(nb, part) is None]
+    assert not missing, missing

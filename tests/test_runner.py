@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, assert_report_recomputes
 
 from rlhf_nb.core.errors import ParamError
 from rlhf_nb.run import report as report_module
@@ -66,6 +66,14 @@ def test_quickstart_smoke_via_papermill_then_figures_and_report(project):
     assert "## All claims" not in text  # the quickstart makes no claims
     elsewhere = report_module.report(profile="smoke", allow_dirty=True, out=project / "elsewhere" / "R.md")
     assert elsewhere.read_text() == text  # figure links do not depend on where the report is written
+    # findings and tables are recomputed from the saved data, as claims are: a stale cached text never shows
+    saved = json.loads((out / "results.json").read_text())
+    assert_report_recomputes(saved)
+    stale = {**saved, "findings": ["a finding an older reader wrote"], "tables": {"per_task": [{"task_id": "old"}]}}
+    (out / "results.json").write_text(json.dumps(stale))
+    assert report_module.report(profile="smoke", allow_dirty=True, out=project / "elsewhere" / "R.md").read_text() \
+        == text
+    (out / "results.json").write_text(json.dumps(saved))
 
     # rerun only what changed: the saved run carries the fingerprint of its params, code and data
     assert runner._up_to_date(project, "00_quickstart", "smoke")
@@ -339,8 +347,10 @@ def _fake_run(folder: Path, notebook: str = "00_quickstart", profile: str = "cpu
               overrides: dict | None = None) -> bytes:
     """A batch run folder as a finished notebook leaves it (no notebook runs): its results.json bytes."""
     folder.mkdir(parents=True, exist_ok=True)
-    results = {"notebook": notebook, "profile": profile, "metrics": {"pass@1": 0.5}, "tables": {}, "data": {},
-               "figures": [], "findings": ["a finding"], "claims": []}
+    scored = [{"task_id": "HumanEval/0", "n_tokens": 9, "finished": True, "passed": passed} for passed in (True, False)]
+    results = {"notebook": notebook, "profile": profile, "metrics": {"pass@1": 0.5}, "tables": {},
+               "data": {"scored": scored}, "params": {"sampling": {"max_new_tokens": 16}}, "figures": [],
+               "findings": ["a finding"], "claims": []}
     data = json.dumps(results, indent=2).encode()
     (folder / "results.json").write_bytes(data)
     (folder / "params.yaml").write_text(f"notebook: {notebook}\nprofile: {profile}\noverrides: {json.dumps(overrides or {})}\n")
@@ -375,7 +385,8 @@ def test_ship_copies_a_clean_cpu_run_into_results_and_refuses_a_dirty_one(projec
 
     shutil.rmtree(project / "runs")  # the cpu report and figures need nothing but the shipped results
     text = report_module.report(profile="cpu").read_text()
-    assert "from the shipped results in `results/`" in text and "- a finding" in text
+    assert "from the shipped results in `results/`" in text and "- a finding" not in text  # recomputed, not cached
+    assert "- 2 samples over 1 tasks: pass@1 50%, 0% cut off at the 16-token cap." in text
     assert "on cpu (2 cores, AMX-BF16; bf16, training mixed) · commit `0123456789`" in text
     assert "`01_hh_preference_models`: no shipped `cpu` run" in text
     assert report_module.figures(profile="cpu") == [] and not (shipped / "pass_rate.png").exists()

@@ -49,6 +49,15 @@ _PACKAGES = ("rlhf-nb", "torch", "transformers", "trl", "peft", "bitsandbytes", 
              "numpy", "pandas", "scipy", "seaborn", "matplotlib")
 
 
+def table_records(rows: Any) -> list[dict[str, Any]]:
+    """A table (list of dicts or a DataFrame) as the records ``results.json`` keeps (through pandas, so a report that
+    recomputes a table from saved results writes what the notebook saved)."""
+    import pandas as pd
+
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    return to_jsonable(df.to_dict(orient="records"))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     try:
@@ -223,7 +232,7 @@ class Experiment:
         import pandas as pd
 
         df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-        self.results["tables"][name] = to_jsonable(df.to_dict(orient="records"))
+        self.results["tables"][name] = table_records(df)
         return df
 
     def finding(self, text: str):

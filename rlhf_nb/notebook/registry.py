@@ -71,6 +71,18 @@ def claims_function(notebook: str) -> Callable[[dict[str, Any]], list[Any]] | No
         raise
 
 
+def readers_function(notebook: str, name: str) -> Callable[[dict[str, Any]], Any] | None:
+    """The notebook's pure ``findings(results)`` or ``tables(results)`` (``name``) from its paper's ``readers``
+    module: what the notebook showed, recomputed from saved results. None where the paper has no such function."""
+    try:
+        module = paper_module(notebook, "readers")
+    except ModuleNotFoundError as err:
+        if err.name and err.name.endswith(".readers"):
+            return None
+        raise
+    return getattr(module, name, None)
+
+
 def figures(notebook: str) -> dict[str, Callable[[dict[str, Any]], Any]]:
     """The notebook's figures by name."""
     return paper_module(notebook, "figures").FIGURES

@@ -284,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for the copies (default: figures/ for cpu, runs/<profile>-figures/ otherwise)")
     p.set_defaults(fn=_cmd_figures)
 
-    p = sub.add_parser("report", help="write the report from saved results (cpu: the shipped results/; claims recomputed)")
+    p = sub.add_parser("report", help="write the report from saved results (cpu: the shipped results/; findings, "
+                                         "tables and claims recomputed with the current code)")
     p.add_argument("--profile", default=None, help=profile_help)
     p.add_argument("--out", type=Path, default=None,
                    help="report file (default: REPORT.md for cpu, runs/REPORT-<profile>.md otherwise); figure links stay "

@@ -14,6 +14,7 @@ from rlhf_nb.evidence import claims as C
 from rlhf_nb.papers.data_scaling.readers import (
     ARM_NAMES,
     BON_REWARDS,
+    REWARD_NAMES,
     arm_gold,
     bon_records,
     close_rows,
@@ -23,6 +24,7 @@ from rlhf_nb.papers.data_scaling.readers import (
     hacking_runs,
     item_rows,
     judged,
+    open_gold_premises,
     prepo_data,
     records,
 )
@@ -171,7 +173,6 @@ def _hacking_arm(results: dict[str, Any], reward: str) -> np.ndarray | None:
 
 def _proxy_rise(results: dict[str, Any], reward: str) -> C.Premise:
     """The arm's own reward rose on the held-out problems (else there was no optimisation to hack)."""
-    from rlhf_nb.papers.data_scaling.hacking import REWARD_NAMES
 
     rises = []
     for r in hacking_runs(results, reward):
@@ -284,7 +285,6 @@ def genrm_hacks_less_than_bt(results: dict[str, Any]) -> C.Claim:
 
 def _grpo_hacking_claim(results: dict[str, Any], cid: str, less: str, more: str, statement: str,
                         paper: str) -> C.Claim:
-    from rlhf_nb.papers.data_scaling.hacking import REWARD_NAMES
 
     H = results["params"].get("hacking") or {}
     common = dict(min_effect=float(H.get("min_effect", 0.25)), unit="SD",
@@ -359,20 +359,6 @@ def _prepo_premises(results: dict[str, Any], arms: tuple[str, ...], domain: str 
             C.not_capped(f"held-out ({'/'.join(arms)})", cap)]
 
 
-def _open_gold_premises(results: dict[str, Any], domain: str | None) -> list[C.Premise]:
-    """Where held-out open prompts count, their gold (a judge) must be validated on human labels and must not be the
-    judge the runs trained on."""
-    data = prepo_data(results)
-    if domain not in (None, "open") or not any(e["domain"] == "open" for e in data.get("eval") or []):
-        return []
-    gold = data.get("gold_judge") or {}
-    validated = C.validated_on("open-ended gold judge (HH-RLHF human labels)",
-                               C.preference_outcomes(gold.get("validation") or []))
-    judge = results["params"].get("judge")
-    return [validated, C.Premise("open-ended gold is not the training judge", gold.get("model") != judge,
-                                 f"gold {gold.get('model')} vs training judge {judge}")]
-
-
 def _selection_premise(results: dict[str, Any]) -> C.Premise:
     """Pre-PPO's added prompts have a lower start-policy reward than the random arm's (else nothing was selected)."""
     data = prepo_data(results)
@@ -405,7 +391,7 @@ def _prepo_claim(results: dict[str, Any], cid: str, a: str, b: str, statement: s
              + (f"difference {B.mean() - A.mean():+.1f} (margin {margin:g}); " if equivalence else "")
              + f"effect {test.effect:+.1f} [{test.ci[0]:+.1f}, {test.ci[1]:+.1f}], p={test.p:.3g}, "
              f"n={test.n} x {test.seeds} seeds")
-    premises = _prepo_premises(results, (a, b), domain) + _open_gold_premises(results, domain)
+    premises = _prepo_premises(results, (a, b), domain) + open_gold_premises(results, domain)
     if "prepo" in (a, b) and "random" in (a, b):
         premises.append(_selection_premise(results))
     return C.claim(cid, PAPER, statement, paper, test, our_value=value, premises=premises, **common)
@@ -426,26 +412,6 @@ def prepo_claims(results: dict[str, Any]) -> list[C.Claim]:
         out.append(_prepo_claim(results, f"T1-{d}", "base", "early", f"Pre-PPO + math and code first beats the "
                                 f"baseline on held-out {d} prompts", "Table 1: gains in every domain", domain=d))
     return out
-
-
-def finding_prepo(results: dict[str, Any]) -> str:
-    data = prepo_data(results)
-    if not data.get("runs"):
-        return "Parts 3-4 (Pre-PPO, math and code first) are not run in this profile."
-    parts = []
-    for arm in ("start", *[a for a in ARM_NAMES if a != "start"]):
-        gold = arm_gold(results, arm)
-        if gold is not None:
-            parts.append(f"{ARM_NAMES[arm]} {gold.mean():.1f}")
-    n = len(data["eval"])
-    text = f"Held-out gold over {n} prompts (pts, mean over seeds): " + "; ".join(parts) + "."
-    gold = data.get("gold_judge")
-    if gold:
-        premise = _open_gold_premises(results, "open")[0]
-        verdict = "validated" if premise.holds else "NOT validated, so claims on open prompts are not tested"
-        text += (f" The open prompts' gold judge ({gold['model']}) on HH-RLHF harmless-base human labels: "
-                 f"{premise.detail}; {verdict}.")
-    return text
 
 
 def claims(results: dict[str, Any]) -> list[C.Claim]:

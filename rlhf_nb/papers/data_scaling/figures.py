@@ -102,7 +102,7 @@ def hacking(results: dict[str, Any]):
     the range over seeds."""
     import matplotlib.pyplot as plt
 
-    from rlhf_nb.papers.data_scaling.hacking import REWARD_NAMES, mean_curve
+    from rlhf_nb.papers.data_scaling.readers import REWARD_NAMES, mean_curve
 
     runs = results["data"].get("hacking") or []
     if not runs:
@@ -132,8 +132,7 @@ def entropy(results: dict[str, Any]):
     runs by reward and parts 3-4's runs by arm, each panel where its part ran."""
     import matplotlib.pyplot as plt
 
-    from rlhf_nb.papers.data_scaling.hacking import REWARD_NAMES
-    from rlhf_nb.papers.data_scaling.readers import ARM_NAMES, entropy_curve
+    from rlhf_nb.papers.data_scaling.readers import ARM_NAMES, REWARD_NAMES, entropy_curve
 
     hacking = [r for r in results["data"].get("hacking") or [] if len(entropy_curve(r)[0])]
     prepo = [r for r in (results["data"].get("prepo") or {}).get("runs") or [] if len(entropy_curve(r)[0])]
@@ -219,8 +218,7 @@ def schedule(results: dict[str, Any]):
     math-and-code-first arms (seed 0), from the order the prompts were fed in."""
     import matplotlib.pyplot as plt
 
-    from rlhf_nb.papers.data_scaling.readers import ARM_NAMES
-    from rlhf_nb.papers.data_scaling.selection import EARLY
+    from rlhf_nb.papers.data_scaling.readers import ARM_NAMES, EARLY
 
     data = results["data"].get("prepo") or {}
     S = results["params"].get("prepo") or {}

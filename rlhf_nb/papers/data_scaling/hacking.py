@@ -23,8 +23,6 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
 from rlhf_nb.lm.evaluate import Replies, greedy
 from rlhf_nb.lm.models import Loaded, load
 from rlhf_nb.papers.data_scaling.params import Params
@@ -33,8 +31,6 @@ from rlhf_nb.rewards.judge import LogProbJudge
 from rlhf_nb.rewards.math import clean_solution, is_correct, math_prompt, math_reward
 from rlhf_nb.tasks.data import MathTask, PreferencePair, load_gsm8k
 from rlhf_nb.train.reward import Featurizer, LinearBT, fit_linear_bt, length_outcomes, pair_outcomes
-
-REWARD_NAMES = {"rtv": "RTV (the gold)", "genrm_gt": "GenRM with GT", "bt": "BT RM"}
 
 
 @dataclass(frozen=True)
@@ -211,8 +207,3 @@ def run(P: Params, items: Any, policy: Loaded, judge: LogProbJudge, part1: list[
     return Part2(summary, [asdict(r) for r in runs])
 
 
-def mean_curve(runs: list[dict[str, Any]], reward: str, key: str) -> tuple[list[int], np.ndarray]:
-    """Steps and (seeds, steps) means of ``key`` ("proxy" or "gold") over the held-out problems."""
-    mine = [r for r in runs if r["reward"] == reward]
-    steps = [s["step"] for s in mine[0]["snapshots"]] if mine else []
-    return steps, np.array([[float(np.mean(s[key])) for s in r["snapshots"]] for r in mine])

@@ -16,10 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from rlhf_nb.evidence import claims as C
 from rlhf_nb.evidence import stats
 from rlhf_nb.evidence.metrics import edit_distance_bins, pairwise_edit_distances
 
 REWARDS = {"genrm_gt": "GenRM with GT", "genrm": "GenRM without GT", "gold": "RTV (the gold)"}
+
+#: the rewards part 2 trains GRPO under, by key
+REWARD_NAMES = {"rtv": "RTV (the gold)", "genrm_gt": "GenRM with GT", "bt": "BT RM"}
+#: the domains Pre-PPO's schedule puts first (part 4)
+EARLY = ("math", "code")
 
 
 def records(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -305,7 +311,6 @@ def entropy_curve(run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def finding_hacking(results: dict[str, Any]) -> str:
-    from rlhf_nb.papers.data_scaling.hacking import REWARD_NAMES
 
     parts = []
     for reward, name in REWARD_NAMES.items():
@@ -360,3 +365,55 @@ def arm_gold(results: dict[str, Any], arm: str, domain: str | None = None) -> np
     keep = [i for i, e in enumerate(data.get("eval") or []) if domain is None or e["domain"] == domain]
     rows = [[r["gold"][i] for i in keep] for r in data.get("runs") or [] if r["arm"] == arm]
     return 100 * np.array(rows, dtype=float) if rows and keep else None
+
+
+def open_gold_premises(results: dict[str, Any], domain: str | None) -> list[C.Premise]:
+    """Where held-out open prompts count, their gold (a judge) must be validated on human labels and must not be the
+    judge the runs trained on."""
+    data = prepo_data(results)
+    if domain not in (None, "open") or not any(e["domain"] == "open" for e in data.get("eval") or []):
+        return []
+    gold = data.get("gold_judge") or {}
+    validated = C.validated_on("open-ended gold judge (HH-RLHF human labels)",
+                               C.preference_outcomes(gold.get("validation") or []))
+    judge = results["params"].get("judge")
+    return [validated, C.Premise("open-ended gold is not the training judge", gold.get("model") != judge,
+                                 f"gold {gold.get('model')} vs training judge {judge}")]
+
+
+def finding_prepo(results: dict[str, Any]) -> str:
+    data = prepo_data(results)
+    if not data.get("runs"):
+        return "Parts 3-4 (Pre-PPO, math and code first) are not run in this profile."
+    parts = []
+    for arm in ("start", *[a for a in ARM_NAMES if a != "start"]):
+        gold = arm_gold(results, arm)
+        if gold is not None:
+            parts.append(f"{ARM_NAMES[arm]} {gold.mean():.1f}")
+    n = len(data["eval"])
+    text = f"Held-out gold over {n} prompts (pts, mean over seeds): " + "; ".join(parts) + "."
+    gold = data.get("gold_judge")
+    if gold:
+        premise = open_gold_premises(results, "open")[0]
+        verdict = "validated" if premise.holds else "NOT validated, so claims on open prompts are not tested"
+        text += (f" The open prompts' gold judge ({gold['model']}) on HH-RLHF harmless-base human labels: "
+                 f"{premise.detail}; {verdict}.")
+    return text
+
+
+def findings(results: dict[str, Any]) -> list[str]:
+    """The notebook's findings, in its order (``rlhf-nb report`` recomputes them from the saved results)."""
+    return [finding_samples(results), finding_judge(results), finding_pairs(results), finding_bt_bestofn(results),
+            finding_bestofn(results), finding_bt(results), finding_hacking(results), finding_prepo(results)]
+
+
+def tables(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The notebook's tables, by name."""
+    return {"by_edit_distance": bin_rows(results), "close_items": close_table(results)}
+
+
+def mean_curve(runs: list[dict[str, Any]], reward: str, key: str) -> tuple[list[int], np.ndarray]:
+    """Steps and (seeds, steps) means of ``key`` ("proxy" or "gold") over the held-out problems."""
+    mine = [r for r in runs if r["reward"] == reward]
+    steps = [s["step"] for s in mine[0]["snapshots"]] if mine else []
+    return steps, np.array([[float(np.mean(s[key])) for s in r["snapshots"]] for r in mine])

@@ -40,6 +40,7 @@ import numpy as np
 from rlhf_nb.lm.evaluate import greedy, sample
 from rlhf_nb.lm.models import Loaded, load
 from rlhf_nb.papers.data_scaling.params import Params
+from rlhf_nb.papers.data_scaling.readers import EARLY
 from rlhf_nb.rewards.code import code_prompt, code_reward, data_id, evaluate_samples, extract_code
 from rlhf_nb.rewards.hybrid import Component, HybridReward, normalize_per_domain
 from rlhf_nb.rewards.judge import LogProbJudge
@@ -56,7 +57,6 @@ from rlhf_nb.tasks.data import (
 )
 
 ARMS = ("base", "all", "random", "prepo", "early")
-EARLY = ("math", "code")
 
 
 @dataclass(frozen=True)

@@ -154,13 +154,23 @@ def finding_grid(results: dict[str, Any]) -> str:
         units, rules_on = claim_set(results)
         fed = {form: C.beats_trivial(np.asarray(v["outcomes"], dtype=float)[keep][None, :], rules_on, clusters=units)
                for form, v in control.items()}
-        rule_test, rule = fed["values"]
+        rule_test, strongest = fed["values"]
         rate = {form: 100 * test.detail["rate"] for form, (test, _) in fed.items()}
         share += (f" The positive control, the same head fitted on the exact gold of every training response, ranks "
                   f"{rate['values']:.1f}% (as values) / {rate['pairs']:.1f}% (as pairs) of those pairs right, "
-                  f"against {100 * rule_test.detail['rule_rate']:.1f}% for {rule} "
+                  f"against {100 * rule_test.detail['rule_rate']:.1f}% for the strongest rule, {strongest!r} "
                   "(means over prompts).")
     return (f"At {budget} events and noise {noise}, the best arm over every held-out pair is {best}: {_pct(t)}{rule}."
             f"{share} Best-of-n by the learned "
             f"reward can lift the held-out gold from {g['test_gold_mean']:.2f} (random pick) towards "
             f"{g['test_gold_best']:.2f} (the best response).")
+
+
+def findings(results: dict[str, Any]) -> list[str]:
+    """The notebook's findings, in its order (``rlhf-nb report`` recomputes them from the saved results)."""
+    return [finding_pool(results), finding_grid(results)]
+
+
+def tables(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The notebook's tables, by name."""
+    return {"summary": summary_rows(results)}

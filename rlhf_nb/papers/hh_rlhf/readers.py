@@ -85,3 +85,26 @@ def finding_bon(results: dict[str, Any]) -> str:
             f"of finished replies ({keep.sum()} of {keep.size}) {acc['train']:.0f}% (train PM) / {acc['test']:.0f}% "
             f"(test PM) right, preferring the shorter reply {100 - acc['longer']:.0f}% (ties half); "
             f"{100 * b['cap_rate']:.0f}% of the replies are cut off at the token cap.")
+
+
+def code_off_floor(humaneval: list[float]) -> bool:
+    """Whether the raw model's HumanEval pass@1 is off the floor and ceiling: only then is there coding skill for the
+    trained policies to keep or lose (H5), so only then are they scored on it."""
+    return C.off_floor_and_ceiling("raw", sum(humaneval) / len(humaneval), len(humaneval)).holds
+
+
+def finding_raw_code(results: dict[str, Any]) -> str:
+    scores = data(results)["policies"][0]["humaneval"]  # the raw model's, first of the policies
+    return (f"Raw HumanEval pass@1 (greedy) {100 * sum(scores) / len(scores):.0f}% on {len(scores)} tasks"
+            + ("; trained policies scored too." if code_off_floor(scores) else
+               ": at the floor, so trained policies are not scored on it (nothing to lose)."))
+
+
+def findings(results: dict[str, Any]) -> list[str]:
+    """The notebook's findings, in its order (``rlhf-nb report`` recomputes them from the saved results)."""
+    return [finding_pairs(results), finding_matrix(results), finding_bon(results), finding_raw_code(results)]
+
+
+def tables(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The notebook's tables, by name (it shows its matrices as figures and findings)."""
+    return {}

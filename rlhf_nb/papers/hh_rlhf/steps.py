@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from rlhf_nb.evidence import claims as C
 from rlhf_nb.lm.evaluate import greedy
 from rlhf_nb.lm.models import Loaded, count_parameters, load, merged
+from rlhf_nb.papers.hh_rlhf import readers
 from rlhf_nb.papers.hh_rlhf.params import Params
 from rlhf_nb.rewards.forgetting import Scored, coding
 from rlhf_nb.tasks import gold
@@ -372,9 +372,8 @@ def rl_pairs(pms: PMs, split: TrainTestPM, samples: GoldSamples, prompts: list[g
 
 
 def code_off_floor(raw: PolicyEval) -> bool:
-    """Whether the raw model's HumanEval pass@1 is off the floor and ceiling: only then is there coding skill for the
-    trained policies to keep or lose (H5), so only then are they scored on it."""
-    return C.off_floor_and_ceiling("raw", sum(raw.humaneval) / len(raw.humaneval), len(raw.humaneval)).holds
+    """Whether the raw model's HumanEval pass@1 is off the floor and ceiling (:func:`readers.code_off_floor`)."""
+    return readers.code_off_floor(raw.humaneval)
 
 
 def train_arms(P: Params, prompts: Prompts, pms: PMs, split: TrainTestPM, rl_samples: GoldSamples | None, humaneval: bool,

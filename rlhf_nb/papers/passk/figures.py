@@ -1,4 +1,4 @@
-"""Figures and tables of ``notebooks/02_passk_model_size.ipynb``, drawn from ``results.json`` alone."""
+"""Figures of ``notebooks/02_passk_model_size.ipynb``, drawn from ``results.json`` alone."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from rlhf_nb.evidence import stats
 from rlhf_nb.notebook.figures import Figures, band, bars
 from rlhf_nb.papers.passk.readers import (
     arms,
-    cap_rate,
     crossing_of,
     n_samples,
     pass1,
@@ -177,33 +176,3 @@ def tuning_loss(results: dict[str, Any]):
         axes[1].text(0.5, 0.5, "training tasks not re-sampled", ha="center", transform=axes[1].transAxes)
     fig.tight_layout()
     return fig
-
-
-def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per model and arm: pass@1 and pass@n with 95% intervals, HumanEval+, cap-hit rate, published."""
-    published = results["params"].get("published", {})
-    out = []
-    for size in sorted({r["size"] for r in runs(results)}):
-        untuned, tuned = arms(results, size)
-        for arm, group in (("untuned", [untuned] if untuned else []), ("tuned", tuned)):
-            if not group:
-                continue
-            stack = np.stack([pass1(r) for r in group])
-            dist = stats.crossed_bootstrap([stack], lambda x: float(x[0].mean()), n_boot=1000)
-            k = n_samples(group[0])
-            top = np.stack([per_task(r, k) for r in group])
-            row = {"model": group[0]["model"], "arm": arm, "seeds": len(group), "params_B": group[0]["params_b"],
-                   "tasks": stack.shape[1], "pass@1 %": round(float(stack.mean()), 1),
-                   "pass@1 95% CI": [round(float(np.quantile(dist, 0.025)), 1),
-                                     round(float(np.quantile(dist, 0.975)), 1)],
-                   f"pass@{k} %": round(float(top.mean()), 1)}
-            if group[0]["samples"][0]["passed_plus"] is not None:
-                row["HE+ pass@1 %"] = round(float(np.mean([np.mean(pass1(r, 'passed_plus')) for r in group])), 1)
-            row["cut off at cap %"] = round(100 * max(cap_rate(r) for r in group), 1)
-            row["tokens/s"] = round(float(np.mean([r["tokens_per_s"] for r in group])), 1)
-            if arm == "untuned":
-                pub = published.get(group[0]["model"])
-                row["published greedy pass@1 (HE / HE+)"] = (f"{pub['humaneval']} / {pub['humaneval_plus']}" if pub
-                                                             else "-")
-            out.append(row)
-    return out

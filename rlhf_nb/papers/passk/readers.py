@@ -160,3 +160,49 @@ def finding_catch_up(results: dict[str, Any]) -> str:
         if c is not None:
             parts.append(f"{untuned['model']}: {c.describe()}")
     return ("; ".join(parts) + ".") if parts else "No size has a tuned arm in this run, so there is no crossing k."
+
+
+def pass_at_k_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per model and arm: pass@1 and pass@n with 95% intervals, HumanEval+, cap-hit rate, published."""
+    published = results["params"].get("published", {})
+    out = []
+    for size in sorted({r["size"] for r in runs(results)}):
+        untuned, tuned = arms(results, size)
+        for arm, group in (("untuned", [untuned] if untuned else []), ("tuned", tuned)):
+            if not group:
+                continue
+            stack = np.stack([pass1(r) for r in group])
+            dist = stats.crossed_bootstrap([stack], lambda x: float(x[0].mean()), n_boot=1000)
+            k = n_samples(group[0])
+            top = np.stack([per_task(r, k) for r in group])
+            row = {"model": group[0]["model"], "arm": arm, "seeds": len(group), "params_B": group[0]["params_b"],
+                   "tasks": stack.shape[1], "pass@1 %": round(float(stack.mean()), 1),
+                   "pass@1 95% CI": [round(float(np.quantile(dist, 0.025)), 1),
+                                     round(float(np.quantile(dist, 0.975)), 1)],
+                   f"pass@{k} %": round(float(top.mean()), 1)}
+            if group[0]["samples"][0]["passed_plus"] is not None:
+                row["HE+ pass@1 %"] = round(float(np.mean([np.mean(pass1(r, 'passed_plus')) for r in group])), 1)
+            row["cut off at cap %"] = round(100 * max(cap_rate(r) for r in group), 1)
+            row["tokens/s"] = round(float(np.mean([r["tokens_per_s"] for r in group])), 1)
+            if arm == "untuned":
+                pub = published.get(group[0]["model"])
+                row["published greedy pass@1 (HE / HE+)"] = (f"{pub['humaneval']} / {pub['humaneval_plus']}" if pub
+                                                             else "-")
+            out.append(row)
+    return out
+
+
+def finding_tasks(results: dict[str, Any]) -> str:
+    split = results["data"]["split"]
+    return (f"{len(split['eval'])} evaluation and {len(split['train'])} training tasks; HumanEval+ adds "
+            f"{results['data']['plus_inputs']} inputs to the evaluation tasks' tests.")
+
+
+def findings(results: dict[str, Any]) -> list[str]:
+    """The notebook's findings, in its order (``rlhf-nb report`` recomputes them from the saved results)."""
+    return [finding_tasks(results), finding_sampling(results), finding_tuning(results), finding_catch_up(results)]
+
+
+def tables(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The notebook's tables, by name."""
+    return {"pass_at_k": pass_at_k_rows(results)}

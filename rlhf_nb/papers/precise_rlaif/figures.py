@@ -8,8 +8,16 @@ from typing import Any
 import numpy as np
 
 from rlhf_nb.notebook.figures import Figures, bars
-from rlhf_nb.papers.precise_rlaif.readers import TASKS, arms, main_arm, table1_rows, trained
-from rlhf_nb.papers.precise_rlaif.steps import GOLD_STAGE, JUDGE_STAGE, STAGES
+from rlhf_nb.papers.precise_rlaif.readers import (
+    GOLD_STAGE,
+    JUDGE_STAGE,
+    STAGES,
+    TASKS,
+    arms,
+    main_arm,
+    table1_rows,
+    trained,
+)
 
 FIGURES = Figures()
 

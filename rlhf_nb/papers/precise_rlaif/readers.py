@@ -16,6 +16,12 @@ from rlhf_nb.tasks.gold import ALPACAEVAL_BASES, system_note
 TABLE4 = {"bleu": (18.58, 18.92), "coding (GPT-4 score)": (1.45, 1.18), "gsm8k": (8.0, 7.0)}
 TASKS = {"humaneval": "HumanEval pass@1", "gsm8k": "GSM8K accuracy", "bleu": "En->Fr BLEU"}
 
+#: the filters a sentence-level degradation passes (readers: a run's yields, figures: their bars)
+RULES = ("rewritten", "a sentence", "changed", "edited enough", "one sentence changed")  # rule filters, in order
+JUDGE_STAGE, GOLD_STAGE = "judge prefers original", "gold lower"
+STAGES = ("candidates", *RULES, JUDGE_STAGE)  # the LLM rewriter's filters under labeller 'judge'
+PROGRAMMATIC_STAGES = ("candidates", GOLD_STAGE)  # (sentence, followed instruction) tried; verified broken
+
 
 def _data(results: dict[str, Any]) -> dict[str, Any]:
     return results["data"]
@@ -89,12 +95,15 @@ def win_outcomes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(a > ref, 1.0, np.where(a == ref, 0.5, 0.0))
 
 
-def judge_outcomes(results: dict[str, Any]) -> list[float]:
+def judge_outcomes(results: dict[str, Any], validation_only: bool = False) -> list[float]:
     """The judge's agreement with the gold (labeller 'judge' only: under 'gold' the sequence pairs were ordered by the
-    gold itself and say nothing about a judge)."""
+    gold itself and say nothing about a judge): on its validation pairs, else (runs before they existed, or none
+    drawn; not with ``validation_only``, what the notebook's judge section sees) on the sequence-level pairs."""
     data = _data(results)
     if labeller(results) != "judge":
         return []
+    if validation_only and "judge_validation" in data:
+        return judge_agreement(data["judge_validation"])
     return judge_agreement(data.get("judge_validation") or data.get("sequence", {}).get("judged", []))
 
 
@@ -160,8 +169,8 @@ def finding_degradation(results: dict[str, Any]) -> str:
     return text
 
 
-def finding_judge(results: dict[str, Any]) -> str:
-    outcomes = judge_outcomes(results)
+def finding_judge(results: dict[str, Any], validation_only: bool = False) -> str:
+    outcomes = judge_outcomes(results, validation_only)
     if not outcomes:
         return "The judge could not be validated: no judged pair had different gold scores."
     test = C.proportion(outcomes, 0.5)
@@ -169,6 +178,15 @@ def finding_judge(results: dict[str, Any]) -> str:
             f"[{100 * (0.5 + test.ci[0]):.0f}, {100 * (0.5 + test.ci[1]):.0f}] of {test.n} "
             f"{'pairs of training answers' if _data(results).get('judge_validation') else 'sequence-level pairs'} "
             "whose gold scores differ (both orders averaged; chance 50%).")
+
+
+NO_JUDGE = ("No judge in this run (labeller: gold): the gold verifies every sentence-level pair and orders the "
+            "sequence-level pairs.")
+
+
+def finding_judge_stage(results: dict[str, Any]) -> str:
+    """The judge section's finding: no judge under labeller 'gold', else its validation (:func:`finding_judge`)."""
+    return NO_JUDGE if labeller(results) == "gold" else finding_judge(results, validation_only=True)
 
 
 def table1_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -235,3 +253,14 @@ def forgetting_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             row["corpus BLEU after"] = round(float(np.mean([bleu(h, refs) for h in hyps])), 2) if hyps else None
         rows.append(row)
     return rows
+
+
+def findings(results: dict[str, Any]) -> list[str]:
+    """The notebook's findings, in its order (``rlhf-nb report`` recomputes them from the saved results)."""
+    return [finding_answers(results), finding_judge_stage(results), finding_degradation(results),
+            finding_arms(results)]
+
+
+def tables(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The notebook's tables, by name."""
+    return {"yields": yield_rows(results), "table1": table1_rows(results), "forgetting": forgetting_rows(results)}

@@ -38,6 +38,7 @@ from rlhf_nb.lm.models import Loaded, load, read_precision, reading
 from rlhf_nb.notebook.experiment import run_now
 from rlhf_nb.papers.precise_rlaif.judging import judge_agreement, judge_premise
 from rlhf_nb.papers.precise_rlaif.params import PRINCIPLES, Params
+from rlhf_nb.papers.precise_rlaif.readers import GOLD_STAGE, JUDGE_STAGE, PROGRAMMATIC_STAGES, RULES, STAGES
 from rlhf_nb.rewards.forgetting import Scored
 from rlhf_nb.rewards.judge import PAIRWISE_TEMPLATES, LogProbJudge
 from rlhf_nb.tasks import gold
@@ -159,10 +160,6 @@ DEGRADE = ("Here is a request and one sentence from an answer to it.\n\n[Request
            "{sentence}\n\nRewrite the sentence so that it is worse: {principle}. Keep it about as long. Reply with the "
            "rewritten sentence only.")
 
-RULES = ("rewritten", "a sentence", "changed", "edited enough", "one sentence changed")  # rule filters, in order
-JUDGE_STAGE, GOLD_STAGE = "judge prefers original", "gold lower"
-STAGES = ("candidates", *RULES, JUDGE_STAGE)  # the LLM rewriter's filters under labeller 'judge'
-PROGRAMMATIC_STAGES = ("candidates", GOLD_STAGE)  # (sentence, followed instruction) tried; verified broken
 _META = re.compile(r"\b(?:rewrit|sentence|worse|principle)", re.IGNORECASE)  # a reply about the task, not a rewrite
 
 
@@ -299,14 +296,13 @@ def judge_stage(exp: Any, P: Params, policy: Loaded, prompts: Prompts, answers: 
     if P.labeller == "gold":
         rule = exp.save("judge_filter", {"mode": P.degrade.judge_filter, "applied": False, "validated": False,
                                          "detail": "labeller 'gold': no judge in this run"})
-        exp.finding("No judge in this run (labeller: gold): the gold verifies every sentence-level pair and orders "
-                    "the sequence-level pairs.")
+        exp.finding(readers.finding_judge_stage(exp.results))
         return None, rule
     judge = judge_of(policy if P.judge == P.policy else load(P.judge), P.judge_question, P.judge_combine)
     validation = exp.save("judge_validation", exp.stage("judge validation", validate_judge, judge, prompts, answers,
                                                         P.judge_validation_pairs, P.seed))
     rule = exp.save("judge_filter", judge_filter(P, validation))
-    exp.finding(readers.finding_judge(exp.results))
+    exp.finding(readers.finding_judge_stage(exp.results))
     return judge, rule
 
 

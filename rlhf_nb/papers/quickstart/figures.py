@@ -6,6 +6,7 @@ from typing import Any
 
 from rlhf_nb.evidence.stats import wilson
 from rlhf_nb.notebook.figures import Figures, bars
+from rlhf_nb.papers.quickstart.readers import per_task
 
 FIGURES = Figures()
 
@@ -14,7 +15,7 @@ FIGURES = Figures()
 def pass_rate(results: dict[str, Any]):
     import matplotlib.pyplot as plt
 
-    rows = results["tables"]["per_task"]
+    rows = per_task(results)
     fig, ax = plt.subplots(figsize=(6, 3))
     cis = [wilson(r["passed"], r["n"]) for r in rows]
     bars(ax, [r["task_id"] for r in rows], [r["pass@1"] for r in rows], [c[0] for c in cis], [c[1] for c in cis],

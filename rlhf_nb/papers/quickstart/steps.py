@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlhf_nb.evidence.metrics import pass_at_k
 from rlhf_nb.lm.generation import GenerationStats, SamplingConfig, generate
 from rlhf_nb.lm.models import Loaded
 from rlhf_nb.papers.quickstart.params import Params
@@ -47,23 +46,3 @@ def sample_and_score(policy: Loaded, tasks: list[CodeTask], P: Params, out_dir: 
         f.writelines(json.dumps({"task_id": t.task_id, "solution": p}) + "\n" for (t, _), p in zip(flat, programs))
     verdicts = check_programs([t for t, _ in flat], programs, Limits(timeout_s=P.timeout_s), progress="running tests")
     return [Scored(t.task_id, s.n_tokens, s.finished, v.passed, v.result) for (t, s), v in zip(flat, verdicts)]
-
-
-def per_task(scored: list[dict]) -> list[dict]:
-    rows: dict[str, dict] = {}
-    for s in scored:
-        row = rows.setdefault(s["task_id"], {"task_id": s["task_id"], "n": 0, "passed": 0})
-        row["n"] += 1
-        row["passed"] += int(s["passed"])
-    for row in rows.values():
-        row["pass@1"] = pass_at_k(row["n"], row["passed"], 1)
-    return list(rows.values())
-
-
-def summary(scored: list[dict]) -> dict[str, float]:
-    from rlhf_nb.rewards.code import pass_at_k_table
-
-    n = min(r["n"] for r in per_task(scored))
-    return {**pass_at_k_table(scored, sorted({1, n})), "samples": len(scored),
-            "mean_new_tokens": sum(s["n_tokens"] for s in scored) / len(scored),
-            "cut_off_at_token_cap": sum(not s["finished"] for s in scored) / len(scored)}

@@ -158,3 +158,38 @@ def iteration_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                         "pairs": round(float(np.mean(_data(results)["runs"]["offline_pairs"])), 1)})
         rows.append(row)
     return rows
+
+
+def finding_prompts(results: dict[str, Any]) -> str:
+    """The prompt sets' sizes and the end of the first held-out prompt (saved by the run; runs before it was saved
+    rebuild it by its id: :func:`rlhf_nb.tasks.gold.synthetic_prompts` is deterministic in the seed)."""
+    ids, data = results["data"]["prompt_ids"], results["data"]
+    example = data.get("prompt_example")
+    if example is None:
+        pool = gold.synthetic_prompts(sum(len(v) for v in ids.values()), seed=results["params"]["seed"])
+        example = next((p.text for p in pool if p.id == ids["eval"][0]), None)
+        if example is None:
+            raise ValueError(f"held-out prompt {ids['eval'][0]} is not in the testbed this code builds: rerun 05")
+    return (f"{len(ids['rm'])} reward-model, {len(ids['online'])} online and {len(ids['eval'])} held-out prompts; "
+            f"e.g. {example[-160:]!r}")
+
+
+NO_REWARD_MODELS = ("No reward models in this run (reward_models: false): the gold labels the pairs, W1a-e are not "
+                    "tested.")
+
+
+def rm_findings(results: dict[str, Any]) -> list[str]:
+    """The reward-model section's findings: none trained, or their data and held-out accuracy."""
+    if not results["params"].get("reward_models", True):
+        return [NO_REWARD_MODELS]
+    return [finding_rm_data(results), finding_rms(results)]
+
+
+def findings(results: dict[str, Any]) -> list[str]:
+    """The notebook's findings, in its order (``rlhf-nb report`` recomputes them from the saved results)."""
+    return [finding_prompts(results), *rm_findings(results), finding_arms(results)]
+
+
+def tables(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The notebook's tables, by name."""
+    return {"iterations": iteration_rows(results)}

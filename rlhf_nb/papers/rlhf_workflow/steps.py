@@ -123,8 +123,7 @@ def reward_models(exp: Any, P: Params, prompts: Prompts, initial: Loaded) -> Rew
     from rlhf_nb.papers.rlhf_workflow import readers
 
     if not P.reward_models:
-        exp.finding("No reward models in this run (reward_models: false): the gold labels the pairs, W1a-e are not "
-                    "tested.")
+        exp.finding(readers.NO_REWARD_MODELS)
         return None
     backbone = initial if P.rm_backbone == P.policy else load(P.rm_backbone)
     replies = exp.stage("reward-model samples", sample, initial, [p.messages() for p in prompts.rm],
