@@ -14,7 +14,7 @@ It decides nothing about R1c: it asks whether the design change is worth a rerun
 training and one read, side by side in one process on one machine (the shipped arms ran on another machine, so they
 are shown as context only).
 
-    python benchmarks/r1c_loss_probe.py [--seed 1] [--arms sequence] [--losses sigmoid,sigmoid+sft]
+    python benchmarks/r1c_loss_probe.py [--seeds 1] [--arms sequence] [--losses sigmoid,sigmoid+sft] [--out F.json]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def loops(text: str, n: int = 4, share: float = 0.3) -> bool:
 
 def rebuild_pairs(P, data: dict) -> tuple[object, dict[str, list]]:
     """04's held-out prompts and training pair sets, rebuilt from the shipped run's saved data with the current code."""
-    from rlhf_nb.papers.precise_rlaif import steps
+    from rlhf_nb.papers.precise_rlaif import readers, steps
     from rlhf_nb.tasks.data import PreferencePair
     from rlhf_nb.tasks.gold import GoldSamples
 
@@ -53,8 +53,8 @@ def rebuild_pairs(P, data: dict) -> tuple[object, dict[str, list]]:
         raise SystemExit(f"{len(chosen)} chosen answers against the shipped {data['chosen']}")
     precise = [pair for name in ("all", "programmatic") if name in data["degraded"]
                for pair in steps._pairs(prompts, chosen, data["degraded"][name]["records"],
-                                        steps.GOLD_STAGE if data["degraded"][name]["gold_verified"]
-                                        else steps.JUDGE_STAGE, f"precise-{name}")]
+                                        readers.GOLD_STAGE if data["degraded"][name]["gold_verified"]
+                                        else readers.JUDGE_STAGE, f"precise-{name}")]
     sequence = []
     for j in data["sequence"]["judged"]:
         i, a, b = j["prompt_index"], j["a"], j["b"]
@@ -64,9 +64,37 @@ def rebuild_pairs(P, data: dict) -> tuple[object, dict[str, list]]:
     return prompts, {"precise-all": precise, "sequence": sequence}
 
 
+def train_and_read(P, prompts, pairs: list, arm: str, seed: int, loss: str) -> dict:
+    """One arm trained as the notebook trains it (``steps.train_arm``'s DPO, LoRA and seed) under trl loss types
+    ``loss`` ('+' joins several), then its greedy held-out replies read as the notebook reads them."""
+    import numpy as np
+    import torch
+
+    from rlhf_nb.lm.models import load, reading
+    from rlhf_nb.papers.precise_rlaif import steps
+    from rlhf_nb.train.dpo import train_dpo
+
+    types = loss.split("+")
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    policy = load(P.policy, lora=P.lora.spec())
+    with tempfile.TemporaryDirectory() as out:
+        train_dpo(policy, pairs, P.dpo.build(out, seed=seed, loss_type=types if len(types) > 1 else types[0]))
+    trained = time.perf_counter() - started
+    with reading(policy):
+        ev = steps.evaluate(policy, prompts, P, arm, seed)
+    del policy
+    gc.collect()
+    return {"arm": arm, "seed": seed, "loss": loss, "gold": float(np.mean(ev.gold)),
+            "cut_off": 1 - float(np.mean(ev.finished)),
+            "loops": sum(loops(x) for x, f in zip(ev.texts, ev.finished) if not f),
+            "tokens": float(np.mean(ev.tokens)), "train_s": round(trained), "read_s": ev.seconds["held-out"],
+            "gold_items": ev.gold, "finished": ev.finished}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=1, help="the trainer seed (shipped: 0, 1, 2)")
+    parser.add_argument("--seeds", default="1", help="comma-separated trainer seeds (shipped: 0, 1, 2)")
     parser.add_argument("--arms", default="sequence", help="comma-separated: sequence, precise-all")
     parser.add_argument("--losses", default="sigmoid,sigmoid+sft", help="comma-separated trl loss types, '+' joins")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
@@ -78,10 +106,7 @@ def main() -> None:
     import torch
 
     from rlhf_nb.lm import device
-    from rlhf_nb.lm.models import load, reading
     from rlhf_nb.notebook.config import load_params
-    from rlhf_nb.papers.precise_rlaif import steps
-    from rlhf_nb.train.dpo import train_dpo
 
     torch.set_num_threads(2)
     shipped = json.loads(gzip.open(RESULTS).read())
@@ -91,38 +116,24 @@ def main() -> None:
           f"probe {device.machine_probe()}", flush=True)
     context = {(t["arm"], t["seed"]): t for t in shipped["data"]["arms"]["trained"]}
     start = shipped["data"]["arms"]["start"]
-    rows = [{"arm": "start (shipped)", "loss": "-", "gold": float(np.mean(start["gold"])),
+    rows = [{"arm": "start (shipped)", "seed": None, "loss": "-", "gold": float(np.mean(start["gold"])),
              "cut_off": 1 - float(np.mean(start["finished"])),
              "loops": sum(loops(t) for t, f in zip(start["texts"], start["finished"]) if not f)}]
-    for arm in args.arms.split(","):
-        if (arm, args.seed) in context:
-            t = context[(arm, args.seed)]
-            rows.append({"arm": f"{arm} (shipped)", "loss": "sigmoid", "gold": float(np.mean(t["gold"])),
-                         "cut_off": 1 - float(np.mean(t["finished"])),
-                         "loops": sum(loops(x) for x, f in zip(t["texts"], t["finished"]) if not f)})
-        for loss in args.losses.split(","):
-            types = loss.split("+")
-            torch.manual_seed(args.seed)
-            started = time.perf_counter()
-            policy = load(P.policy, lora=P.lora.spec())
-            with tempfile.TemporaryDirectory() as out:
-                config = P.dpo.build(out, seed=args.seed, loss_type=types if len(types) > 1 else types[0])
-                train_dpo(policy, sets[arm], config)
-            trained = time.perf_counter() - started
-            with reading(policy):
-                ev = steps.evaluate(policy, prompts, P, arm, args.seed)
-            rows.append({"arm": arm, "loss": loss, "gold": float(np.mean(ev.gold)),
-                         "cut_off": 1 - float(np.mean(ev.finished)),
-                         "loops": sum(loops(x) for x, f in zip(ev.texts, ev.finished) if not f),
-                         "tokens": float(np.mean(ev.tokens)), "train_s": round(trained), "read_s": ev.seconds["held-out"],
-                         "gold_items": ev.gold, "finished": ev.finished})
-            print({k: v for k, v in rows[-1].items() if k not in ("gold_items", "finished")}, flush=True)
-            del policy
-            gc.collect()
-    print("\n| arm | loss | held-out gold | cut off | cut-off replies that loop |\n|---|---|---|---|---|")
+    for seed in [int(x) for x in args.seeds.split(",")]:
+        for arm in args.arms.split(","):
+            if (arm, seed) in context:
+                t = context[(arm, seed)]
+                rows.append({"arm": f"{arm} (shipped)", "seed": seed, "loss": "sigmoid",
+                             "gold": float(np.mean(t["gold"])), "cut_off": 1 - float(np.mean(t["finished"])),
+                             "loops": sum(loops(x) for x, f in zip(t["texts"], t["finished"]) if not f)})
+            for loss in args.losses.split(","):
+                rows.append(train_and_read(P, prompts, sets[arm], arm, seed, loss))
+                print({k: v for k, v in rows[-1].items() if k not in ("gold_items", "finished")}, flush=True)
+    print("\n| arm | seed | loss | held-out gold | cut off | cut-off replies that loop |\n|---|---|---|---|---|---|")
     for r in rows:
         cut = round(r["cut_off"] * 150)
-        print(f"| {r['arm']} | {r['loss']} | {100 * r['gold']:.1f} | {100 * r['cut_off']:.0f}% | {r['loops']} / {cut} |")
+        print(f"| {r['arm']} | {r.get('seed', '-')} | {r['loss']} | {100 * r['gold']:.1f} | {100 * r['cut_off']:.0f}% | "
+              f"{r['loops']} / {cut} |")
     if args.out:
         args.out.write_text(json.dumps(rows))
 
