@@ -15,6 +15,13 @@ training and one read, side by side in one process on one machine (the shipped a
 are shown as context only).
 
     python benchmarks/r1c_loss_probe.py [--seeds 1] [--arms sequence] [--losses sigmoid,sigmoid+sft] [--out F.json]
+    python benchmarks/r1c_loss_probe.py --analyse F.json [G.json ...] [--loss sigmoid+sft]
+
+``--analyse`` reads the rows of earlier calls and, for one loss, tests R1c's comparison on the seeds both arms have
+(Precise minus sequence-level, paired over the 150 held-out prompts, seeds and items resampled together: the claim's
+own ``superiority`` test), with R1c's truncation premise and the minimum effect of 04's ``cpu`` profile, and R1b's
+(Precise minus the shipped start). What the evidence rule would read is printed as a probe's reading, not a verdict:
+the arms ran here, the shipped start elsewhere, and none of it is a notebook run.
 """
 
 from __future__ import annotations
@@ -92,13 +99,49 @@ def train_and_read(P, prompts, pairs: list, arm: str, seed: int, loss: str) -> d
             "gold_items": ev.gold, "finished": ev.finished}
 
 
+def analyse(paths: list[Path], loss: str) -> None:
+    """R1c's and R1b's tests on the rows of earlier calls (see the module docstring)."""
+    import gzip
+
+    import numpy as np
+
+    from rlhf_nb.evidence import claims as C
+
+    rows = [r for path in paths for r in json.loads(path.read_text()) if r.get("loss") == loss and "gold_items" in r]
+    by = {(r["arm"], r["seed"]): r for r in rows}
+    seeds = sorted({s for a, s in by if (("sequence", s) in by and ("precise-all", s) in by)})
+    if not seeds:
+        raise SystemExit(f"no seed has both arms under loss {loss!r} in {', '.join(map(str, paths))}")
+    stack = (lambda arm, key: np.array([by[(arm, s)][key] for s in seeds], dtype=float))
+    precise, sequence = stack("precise-all", "gold_items"), stack("sequence", "gold_items")
+    shipped = json.loads(gzip.open(RESULTS).read())
+    start = shipped["data"]["arms"]["start"]
+    minimum = float(shipped["params"]["min_effect"])
+    for name, a, b, fa, fb in (("R1c: Precise - sequence-level", sequence, precise, stack("sequence", "finished"),
+                                stack("precise-all", "finished")),
+                               ("R1b: Precise - start (shipped, read on its own machine)",
+                                np.array([start["gold"]], dtype=float), precise,
+                                np.array([start["finished"]], dtype=float), stack("precise-all", "finished"))):
+        test = C.superiority(100 * a, 100 * b)
+        premise = C.truncation_not_the_effect(name.split(":")[0], 100 * a, 100 * b, fa.astype(bool), fb.astype(bool))
+        reading = ("not tested (premise)" if not premise.holds else "not reproduced" if test.ci[1] < minimum
+                   else "reproduced if its Holm-adjusted p < 0.05" if test.ci[0] > 0 else "inconclusive")
+        print(f"{name}, loss {loss}, seeds {seeds}: {C.describe(test)}; MDE {test.mde:.2f} vs minimum {minimum:g}; "
+              f"{premise.name}: {'holds' if premise.holds else 'fails'} ({premise.detail}); the rule would read: "
+              f"{reading}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1", help="comma-separated trainer seeds (shipped: 0, 1, 2)")
     parser.add_argument("--arms", default="sequence", help="comma-separated: sequence, precise-all")
     parser.add_argument("--losses", default="sigmoid,sigmoid+sft", help="comma-separated trl loss types, '+' joins")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
+    parser.add_argument("--analyse", type=Path, nargs="+", help="test R1c / R1b on the rows of earlier calls")
+    parser.add_argument("--loss", default="sigmoid+sft", help="with --analyse: the loss whose arms are tested")
     args = parser.parse_args()
+    if args.analyse:
+        return analyse(args.analyse, args.loss)
 
     import gzip
 
@@ -132,8 +175,8 @@ def main() -> None:
     print("\n| arm | seed | loss | held-out gold | cut off | cut-off replies that loop |\n|---|---|---|---|---|---|")
     for r in rows:
         cut = round(r["cut_off"] * 150)
-        print(f"| {r['arm']} | {r.get('seed', '-')} | {r['loss']} | {100 * r['gold']:.1f} | {100 * r['cut_off']:.0f}% | "
-              f"{r['loops']} / {cut} |")
+        print(f"| {r['arm']} | {r.get('seed', '-')} | {r['loss']} | {100 * r['gold']:.1f} | "
+              f"{100 * r['cut_off']:.0f}% | {r['loops']} / {cut} |")
     if args.out:
         args.out.write_text(json.dumps(rows))
 
