@@ -67,6 +67,10 @@ def test_dpo_loss_variants_are_exposed(tmp_path):
     result = train_dpo(models.load("tiny", lora=LORA), polite_pairs(8),
                        DPOConfig(output_dir=str(tmp_path), loss_type="ipo", max_steps=2, per_device_train_batch_size=4, disable_tqdm=True))
     assert len(result.series("loss")) == 2
+    both = train_dpo(models.load("tiny", lora=LORA), polite_pairs(8),  # DPO with an SFT term (04's probe, RPO-like)
+                     DPOConfig(output_dir=str(tmp_path / "rpo"), loss_type=["sigmoid", "sft"], max_steps=2,
+                               per_device_train_batch_size=4, disable_tqdm=True))
+    assert len(both.series("loss")) == 2 and both.series("loss") != result.series("loss")
 
 
 class _Crash(Exception):

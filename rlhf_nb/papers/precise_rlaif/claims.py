@@ -30,6 +30,7 @@ from rlhf_nb.papers.precise_rlaif.readers import (
     judge_outcomes,
     labeller,
     labeller_words,
+    loss_words,
     main_arm,
     pair_mix,
     trained,
@@ -114,7 +115,7 @@ def dpo_beats_base(results: dict[str, Any]) -> C.Claim:
 def precise_beats_dpo(results: dict[str, Any]) -> C.Claim:
     arm = main_arm(results)
     statement = ("Precise RLAIF beats the DPO-stage model it starts from (gold score on held-out prompts), "
-                 f"{labeller_words(results)}")
+                 f"{labeller_words(results)}{loss_words(results)}")
     policies, start = trained(results, arm), [arms(results)["start"]]
     if not policies:
         return C.claim("R1b", PAPER, statement, "75.2% vs 68.5% win rate vs base", None,
@@ -138,7 +139,7 @@ def precise_beats_dpo(results: dict[str, Any]) -> C.Claim:
 def precise_beats_sequence(results: dict[str, Any]) -> C.Claim:
     arm = main_arm(results)
     statement = ("Precise RLAIF beats DPO on whole-response feedback for the same prompts at the same pair budget, "
-                 f"{labeller_words(results)}")
+                 f"{labeller_words(results)}{loss_words(results)}")
     policies, control = trained(results, arm), trained(results, "sequence")
     if not policies or not control:
         skipped = results["data"].get("sequence", {}).get("skipped")
@@ -165,7 +166,8 @@ def precise_beats_sequence(results: dict[str, Any]) -> C.Claim:
 def all_vs_single(results: dict[str, Any], principle: str, cid: str) -> C.Claim:
     arm, single = main_arm(results), f"precise-{principle}"
     margin = 2.0
-    statement = f"the all-principles constitution is at least as good as {principle} alone (non-inferiority)"
+    statement = (f"the all-principles constitution is at least as good as {principle} alone (non-inferiority)"
+                 f"{loss_words(results)}")
     paper = f"all 75.2% vs {principle} {TABLE2[principle]:.0f}% (Table 2)"
     common = dict(min_effect=0.0, min_effect_reason=f"non-inferiority within {margin:g} pts (the effect holds the "
                   "margin)", unit="pts of gold score + margin")
@@ -186,7 +188,7 @@ def no_forgetting(results: dict[str, Any], task: str, cid: str) -> C.Claim:
     arm = main_arm(results)
     margin = float(results["params"]["forgetting"]["margins"].get(task, 2.0))
     unit = "BLEU" if task == "bleu" else "pts"
-    statement = f"Precise RLAIF keeps {TASKS[task]} (non-inferior within {margin:g} {unit})"
+    statement = f"Precise RLAIF keeps {TASKS[task]} (non-inferior within {margin:g} {unit}){loss_words(results)}"
     before, after = TABLE4.get(task, (None, None)) if task != "humaneval" else TABLE4["coding (GPT-4 score)"]
     paper = f"{before} -> {after} (Table 4)"
     common = dict(min_effect=0.0, min_effect_reason=f"non-inferiority within {margin:g} {unit} (the effect holds the "

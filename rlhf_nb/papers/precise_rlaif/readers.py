@@ -46,6 +46,26 @@ def labeller_words(results: dict[str, Any]) -> str:
             else "with the LLM judge as the AI feedback")
 
 
+#: trl DPO arguments that change the loss itself (beta and the schedule only scale or pace it)
+LOSS_KEYS = ("loss_type", "loss_weights", "ld_alpha", "f_divergence_type", "use_weighting", "label_smoothing")
+
+
+def loss_words(results: dict[str, Any]) -> str:
+    """How every arm was trained where it is not the paper's plain DPO (its Eq. 2): the run's trl loss arguments
+    (``dpo`` and its ``extra``, as the trainer receives them) in words; "" for plain DPO."""
+    dpo = dict(results["params"].get("dpo") or {})
+    dpo.update(dpo.pop("extra", None) or {})
+    loss = dpo.get("loss_type")
+    types = [loss] if isinstance(loss, str) else list(loss or [])
+    changed = {k: dpo[k] for k in LOSS_KEYS[1:] if dpo.get(k) not in (None, False, 0, 0.0, "reverse_kl")}
+    if types in ([], ["sigmoid"]) and not changed:
+        return ""
+    words = ("DPO with an SFT term on the chosen reply" if sorted(types) == ["sft", "sigmoid"]
+             else f"trl's loss {' + '.join(types) or 'sigmoid'}")
+    extra = "".join(f", {k} {v}" for k, v in changed.items())
+    return f", every arm trained by {words}{extra} (not the paper's plain DPO)"
+
+
 def main_arm(results: dict[str, Any]) -> str:
     return f"precise-{results['params']['degrade']['principle']}"
 
