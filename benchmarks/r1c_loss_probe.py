@@ -71,9 +71,17 @@ def rebuild_pairs(P, data: dict) -> tuple[object, dict[str, list]]:
     return prompts, {"precise-all": precise, "sequence": sequence}
 
 
+def _value(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def train_and_read(P, prompts, pairs: list, arm: str, seed: int, loss: str) -> dict:
     """One arm trained as the notebook trains it (``steps.train_arm``'s DPO, LoRA and seed) under trl loss types
-    ``loss`` ('+' joins several), then its greedy held-out replies read as the notebook reads them."""
+    ``loss`` ('+' joins several; '|key=value' adds a trl DPO argument), then its greedy held-out replies read as the
+    notebook reads them."""
     import numpy as np
     import torch
 
@@ -81,12 +89,14 @@ def train_and_read(P, prompts, pairs: list, arm: str, seed: int, loss: str) -> d
     from rlhf_nb.papers.precise_rlaif import steps
     from rlhf_nb.train.dpo import train_dpo
 
-    types = loss.split("+")
+    spec, *options = loss.split("|")  # e.g. "sigmoid+sft" or "sigmoid|ld_alpha=0.5"
+    types = spec.split("+")
+    extra = {k: _value(v) for k, v in (o.split("=", 1) for o in options)}
     torch.manual_seed(seed)
     started = time.perf_counter()
     policy = load(P.policy, lora=P.lora.spec())
     with tempfile.TemporaryDirectory() as out:
-        train_dpo(policy, pairs, P.dpo.build(out, seed=seed, loss_type=types if len(types) > 1 else types[0]))
+        train_dpo(policy, pairs, P.dpo.build(out, seed=seed, loss_type=types if len(types) > 1 else types[0], **extra))
     trained = time.perf_counter() - started
     with reading(policy):
         ev = steps.evaluate(policy, prompts, P, arm, seed)
@@ -135,7 +145,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1", help="comma-separated trainer seeds (shipped: 0, 1, 2)")
     parser.add_argument("--arms", default="sequence", help="comma-separated: sequence, precise-all")
-    parser.add_argument("--losses", default="sigmoid,sigmoid+sft", help="comma-separated trl loss types, '+' joins")
+    parser.add_argument("--losses", default="sigmoid,sigmoid+sft",
+                        help="comma-separated trl loss types, '+' joins, '|key=value' adds a DPO argument "
+                             "(e.g. 'sigmoid|ld_alpha=0.5')")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     parser.add_argument("--analyse", type=Path, nargs="+", help="test R1c / R1b on the rows of earlier calls")
     parser.add_argument("--loss", default="sigmoid+sft", help="with --analyse: the loss whose arms are tested")

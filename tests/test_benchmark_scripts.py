@@ -234,3 +234,25 @@ def test_one_reply_batch_bench_alternates_the_batch_sizes_and_sums_their_time():
     assert [(r[0], r[1]) for r in rows] == [("auto", "1"), ("2", "1"), ("auto", "2"), ("2", "2")]
     assert all(int(r[3]) > 0 for r in rows)
     assert "batch 2:" in stdout and "x the time of batch auto" in stdout
+
+
+def test_r1c_loss_probe_rebuilds_the_shipped_pairs_and_reads_its_own_rows():
+    """The probe trains on 04's pairs rebuilt from the shipped run by the notebook's code (the counts it shipped), calls a
+    reply that repeats itself a loop, and ``--analyse`` reads R1c's test and premise from the committed rows."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gzip
+    import json
+
+    from r1c_loss_probe import RESULTS, loops, rebuild_pairs
+
+    from rlhf_nb.notebook.config import load_params
+
+    assert loops("a b c d " * 10) and not loops("one reply that says a thing once and then stops here.")
+    shipped = json.loads(gzip.open(RESULTS).read())
+    P = load_params("04_precise_rlaif", "cpu", check_inputs=False)[1]
+    _, sets = rebuild_pairs(P, shipped["data"])
+    assert {k: len(v) for k, v in sets.items()} == {"precise-all": shipped["data"]["sequence"]["pairs"],
+                                                     "sequence": shipped["data"]["sequence"]["pairs"]}
+    rows = ROOT / "benchmarks" / "results" / "r1c_loss_probe"
+    out, _ = run_bench("r1c_loss_probe.py", ["--analyse", str(rows / "seed1.json"), str(rows / "seeds02.json")])
+    assert "R1c: Precise - sequence-level, loss sigmoid+sft, seeds [0, 1, 2]: -6.6 pts" in out
