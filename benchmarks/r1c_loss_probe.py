@@ -7,7 +7,7 @@ the trained policy's failure, not the cap's, but the premise cannot tell them ap
 that drifts into degenerate text is a likelihood term on the chosen replies (trl's ``loss_type: [sigmoid, sft]``, the
 RPO / Iterative-RPO recipe). This probe rebuilds 04's training pairs from the shipped results (the same code as the
 notebook: :func:`steps.choose_answers`, the degraded records, the gold-ordered sequence pairs), trains chosen arms on
-one seed with each loss on this machine, reads the 150 held-out prompts greedily as the notebook does, and reports
+each seed given with each loss on this machine, reads the 150 held-out prompts greedily as the notebook does, and reports
 the gold, the cut-off share, and how many cut-off replies loop (:func:`loops`: a repeated-4-gram share over 0.3).
 
 It decides nothing about R1c: it asks whether the design change is worth a rerun of 04. Each (arm, loss) is one
@@ -187,7 +187,7 @@ def main() -> None:
     print("\n| arm | seed | loss | held-out gold | cut off | cut-off replies that loop |\n|---|---|---|---|---|---|")
     for r in rows:
         cut = round(r["cut_off"] * 150)
-        print(f"| {r['arm']} | {r.get('seed', '-')} | {r['loss']} | {100 * r['gold']:.1f} | "
+        print(f"| {r['arm']} | {'-' if r.get('seed') is None else r['seed']} | {r['loss']} | {100 * r['gold']:.1f} | "
               f"{100 * r['cut_off']:.0f}% | {r['loops']} / {cut} |")
     if args.out:
         args.out.write_text(json.dumps(rows))

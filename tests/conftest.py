@@ -27,8 +27,8 @@ def bundled(name: str) -> Path:
 
 def assert_report_recomputes(results: dict) -> None:
     """What a notebook run saved as a cache, its claims, findings, tables and metrics, is what ``rlhf-nb report``
-    recomputes from the run's saved data with the current code (a reader that the notebook and the report call differently
-    shows here)."""
+    recomputes from the run's saved data with the current code (a reader that the notebook and the report call
+    differently shows here)."""
     from rlhf_nb.run import report
 
     assert [c.to_dict() for c in report.claims_of(results) or []] == results["claims"]

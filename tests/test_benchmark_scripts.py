@@ -237,8 +237,8 @@ def test_one_reply_batch_bench_alternates_the_batch_sizes_and_sums_their_time():
 
 
 def test_r1c_loss_probe_rebuilds_the_shipped_pairs_and_reads_its_own_rows():
-    """The probe trains on 04's pairs rebuilt from the shipped run by the notebook's code (the counts it shipped), calls a
-    reply that repeats itself a loop, and ``--analyse`` reads R1c's test and premise from the committed rows."""
+    """The probe trains on 04's pairs rebuilt from the shipped run by the notebook's code (the counts it shipped),
+    calls a reply that repeats itself a loop, and ``--analyse`` reads R1c's test and premise from the committed rows."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import gzip
     import json

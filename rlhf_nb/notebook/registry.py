@@ -61,26 +61,27 @@ def params_class(notebook: str) -> type:
     return paper_module(notebook, "params").Params
 
 
-def claims_function(notebook: str) -> Callable[[dict[str, Any]], list[Any]] | None:
-    """The notebook's pure ``claims(results)``, or None for notebooks that make no claims (the quickstart)."""
+def _paper_function(notebook: str, part: str, name: str) -> Callable[[dict[str, Any]], Any] | None:
+    """Function ``name`` of the paper's module ``part``, or None where the paper has no such module or function."""
     try:
-        return paper_module(notebook, "claims").claims
+        module = paper_module(notebook, part)
     except ModuleNotFoundError as err:
-        if err.name and err.name.endswith(".claims"):
-            return None
-        raise
-
-
-def readers_function(notebook: str, name: str) -> Callable[[dict[str, Any]], Any] | None:
-    """The notebook's pure ``findings(results)`` or ``tables(results)`` (``name``) from its paper's ``readers``
-    module: what the notebook showed, recomputed from saved results. None where the paper has no such function."""
-    try:
-        module = paper_module(notebook, "readers")
-    except ModuleNotFoundError as err:
-        if err.name and err.name.endswith(".readers"):
+        if err.name and err.name.endswith(f".{part}"):
             return None
         raise
     return getattr(module, name, None)
+
+
+def claims_function(notebook: str) -> Callable[[dict[str, Any]], list[Any]] | None:
+    """The notebook's pure ``claims(results)``, or None for notebooks that make no claims (the quickstart)."""
+    return _paper_function(notebook, "claims", "claims")
+
+
+def readers_function(notebook: str, name: str) -> Callable[[dict[str, Any]], Any] | None:
+    """The notebook's pure ``findings(results)``, ``tables(results)`` or ``metrics(results)`` (``name``) from its
+    paper's ``readers`` module: what the notebook showed, recomputed from saved results. None where the paper has no
+    such function."""
+    return _paper_function(notebook, "readers", name)
 
 
 def figures(notebook: str) -> dict[str, Callable[[dict[str, Any]], Any]]:

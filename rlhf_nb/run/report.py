@@ -1,5 +1,5 @@
 """Figures, claims and the report, from saved results only (no model): ``rlhf-nb figures``, ``rlhf-nb claims`` and
-``rlhf-nb report`` recompute every verdict with the current code. For the ``cpu`` profile the saved results are the
+``rlhf-nb report`` recompute every verdict, finding and table with the current code. For the ``cpu`` profile the saved results are the
 shipped ones in ``results/``, so REPORT.md is always what the code computes from them."""
 
 from __future__ import annotations
@@ -97,22 +97,25 @@ def figures(root: Path | None = None, profile: str | None = None, out: Path | No
     return written
 
 
+def _reader(results: dict[str, Any], name: str) -> Any:
+    """The saved run's paper's ``readers.<name>`` (None: a notebook no paper names, or a paper without it)."""
+    from rlhf_nb.notebook.registry import notebooks, readers_function
+
+    return readers_function(results["notebook"], name) if results["notebook"] in notebooks() else None
+
+
 def claims_of(results: dict[str, Any]) -> list[Any] | None:
     """The notebook's claims recomputed from saved results with the current code (None: it makes no claims)."""
     from rlhf_nb.notebook.registry import claims_function, notebooks
 
-    if results["notebook"] not in notebooks():
-        return None
-    fn = claims_function(results["notebook"])
+    fn = claims_function(results["notebook"]) if results["notebook"] in notebooks() else None
     return None if fn is None else fn(results)
 
 
 def findings_of(results: dict[str, Any]) -> list[str]:
     """The notebook's findings recomputed from saved results with the current code (its paper's
     ``readers.findings(results)``); the saved ones where the paper has no such function."""
-    from rlhf_nb.notebook.registry import notebooks, readers_function
-
-    fn = readers_function(results["notebook"], "findings") if results["notebook"] in notebooks() else None
+    fn = _reader(results, "findings")
     return list(results.get("findings", [])) if fn is None else fn(results)
 
 
@@ -121,21 +124,17 @@ def tables_of(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     ``readers.tables(results)``, as ``results.json`` keeps them); the saved ones where the paper has no such
     function."""
     from rlhf_nb.notebook.experiment import table_records
-    from rlhf_nb.notebook.registry import notebooks, readers_function
 
-    fn = readers_function(results["notebook"], "tables") if results["notebook"] in notebooks() else None
-    if fn is None:
-        return dict(results.get("tables", {}))
-    return {name: table_records(rows) for name, rows in fn(results).items()}
+    fn = _reader(results, "tables")
+    return dict(results.get("tables", {})) if fn is None else {k: table_records(v) for k, v in fn(results).items()}
 
 
 def metrics_of(results: dict[str, Any]) -> dict[str, Any]:
     """The notebook's logged metrics recomputed from saved results (its paper's ``readers.metrics(results)``); the
     saved ones where the paper has no such function."""
     from rlhf_nb.core.io import to_jsonable
-    from rlhf_nb.notebook.registry import notebooks, readers_function
 
-    fn = readers_function(results["notebook"], "metrics") if results["notebook"] in notebooks() else None
+    fn = _reader(results, "metrics")
     return dict(results.get("metrics", {})) if fn is None else to_jsonable(fn(results))
 
 

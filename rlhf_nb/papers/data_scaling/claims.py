@@ -173,7 +173,6 @@ def _hacking_arm(results: dict[str, Any], reward: str) -> np.ndarray | None:
 
 def _proxy_rise(results: dict[str, Any], reward: str) -> C.Premise:
     """The arm's own reward rose on the held-out problems (else there was no optimisation to hack)."""
-
     rises = []
     for r in hacking_runs(results, reward):
         first, last = np.asarray(r["snapshots"][0]["proxy"]), np.asarray(r["snapshots"][-1]["proxy"])
@@ -285,7 +284,6 @@ def genrm_hacks_less_than_bt(results: dict[str, Any]) -> C.Claim:
 
 def _grpo_hacking_claim(results: dict[str, Any], cid: str, less: str, more: str, statement: str,
                         paper: str) -> C.Claim:
-
     H = results["params"].get("hacking") or {}
     common = dict(min_effect=float(H.get("min_effect", 0.25)), unit="SD",
                   min_effect_reason="the least difference in drift from the gold worth choosing a reward for "

@@ -205,5 +205,3 @@ def run(P: Params, items: Any, policy: Loaded, judge: LogProbJudge, part1: list[
     summary = {"train_pairs": bt.train_pairs, "test_outcomes": bt.test_outcomes,
                "length_outcomes": bt.length_outcomes, "fitted": bt.bt is not None}
     return Part2(summary, [asdict(r) for r in runs])
-
-

@@ -311,7 +311,6 @@ def entropy_curve(run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def finding_hacking(results: dict[str, Any]) -> str:
-
     parts = []
     for reward, name in REWARD_NAMES.items():
         runs = hacking_runs(results, reward)

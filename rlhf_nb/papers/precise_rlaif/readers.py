@@ -16,7 +16,8 @@ from rlhf_nb.tasks.gold import ALPACAEVAL_BASES, system_note
 TABLE4 = {"bleu": (18.58, 18.92), "coding (GPT-4 score)": (1.45, 1.18), "gsm8k": (8.0, 7.0)}
 TASKS = {"humaneval": "HumanEval pass@1", "gsm8k": "GSM8K accuracy", "bleu": "En->Fr BLEU"}
 
-#: the filters a sentence-level degradation passes (readers: a run's yields, figures: their bars)
+#: the filters a sentence-level degradation passes (steps apply them, figures draw their bars; kept here so that
+#: figures need not import steps)
 RULES = ("rewritten", "a sentence", "changed", "edited enough", "one sentence changed")  # rule filters, in order
 JUDGE_STAGE, GOLD_STAGE = "judge prefers original", "gold lower"
 STAGES = ("candidates", *RULES, JUDGE_STAGE)  # the LLM rewriter's filters under labeller 'judge'
