@@ -255,4 +255,9 @@ def test_r1c_loss_probe_rebuilds_the_shipped_pairs_and_reads_its_own_rows():
                                                      "sequence": shipped["data"]["sequence"]["pairs"]}
     rows = ROOT / "benchmarks" / "results" / "r1c_loss_probe"
     out, _ = run_bench("r1c_loss_probe.py", ["--analyse", str(rows / "seed1.json"), str(rows / "seeds02.json")])
-    assert "R1c: Precise - sequence-level, loss sigmoid+sft, seeds [0, 1, 2]: -6.6 pts" in out
+    runs = [r for f in ("seed1.json", "seeds02.json") for r in json.loads((rows / f).read_text())
+            if r["loss"] == "sigmoid+sft"]
+    gold = {arm: sum(100 * r["gold"] for r in runs if r["arm"] == arm) / 3 for arm in ("precise-all", "sequence")}
+    # the effect the analysis prints is the rows' own Precise minus sequence-level mean over the three seeds
+    assert f"seeds [0, 1, 2]: {gold['precise-all'] - gold['sequence']:+.1f} pts" in out
+    assert "truncated alike, or not a truncation effect: " in out and "the rule would read: " in out
