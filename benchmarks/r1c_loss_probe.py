@@ -17,6 +17,12 @@ are shown as context only).
     python benchmarks/r1c_loss_probe.py [--seeds 1] [--arms sequence] [--losses sigmoid,sigmoid+sft] [--out F.json]
     python benchmarks/r1c_loss_probe.py --analyse F.json [G.json ...] [--loss sigmoid+sft]
 
+``--results`` names the run whose pairs are rebuilt (default: the shipped one), read with that run's own parameters;
+with ``--analyse`` it is the run whose start R1b is read against (no R1b without it).
+The rows in ``benchmarks/results/r1c_loss_probe/`` came from dd8dfd9's run (04's cpu profile at seed 0, plain DPO);
+to redo or analyse them after another run is shipped, pass that run:
+``git show dd8dfd9:results/04_precise_rlaif/cpu/results.json.gz > dd8dfd9.json.gz`` and ``--results dd8dfd9.json.gz``.
+
 ``--analyse`` reads the rows of earlier calls and, for one loss, tests R1c's comparison on the seeds both arms have
 (Precise minus sequence-level, paired over the 150 held-out prompts, seeds and items resampled together: the claim's
 own ``superiority`` test), with R1c's truncation premise and the minimum effect of 04's ``cpu`` profile, and R1b's
@@ -96,7 +102,8 @@ def train_and_read(P, prompts, pairs: list, arm: str, seed: int, loss: str) -> d
     started = time.perf_counter()
     policy = load(P.policy, lora=P.lora.spec())
     with tempfile.TemporaryDirectory() as out:
-        train_dpo(policy, pairs, P.dpo.build(out, seed=seed, loss_type=types if len(types) > 1 else types[0], **extra))
+        dpo = P.dpo.model_copy(update={"extra": {}})  # the loss is the one named here, not the run's
+        train_dpo(policy, pairs, dpo.build(out, seed=seed, loss_type=types if len(types) > 1 else types[0], **extra))
     trained = time.perf_counter() - started
     with reading(policy):
         ev = steps.evaluate(policy, prompts, P, arm, seed)
@@ -109,13 +116,22 @@ def train_and_read(P, prompts, pairs: list, arm: str, seed: int, loss: str) -> d
             "gold_items": ev.gold, "finished": ev.finished}
 
 
-def analyse(paths: list[Path], loss: str) -> None:
-    """R1c's and R1b's tests on the rows of earlier calls (see the module docstring)."""
+def run_params(shipped: dict):
+    """04's parameters as the run in ``shipped`` had them (its seed, sizes and loss), not today's profile."""
+    from rlhf_nb.notebook.config import validate
+
+    return validate("04_precise_rlaif", shipped["params"], "cpu")
+
+
+def analyse(paths: list[Path], loss: str, results: Path | None = None) -> None:
+    """R1c's test on the rows of earlier calls and, given ``results`` (the run the rows were trained on), R1b's
+    against that run's start (see the module docstring). The minimum effect is 04's cpu profile's."""
     import gzip
 
     import numpy as np
 
     from rlhf_nb.evidence import claims as C
+    from rlhf_nb.notebook.config import load_params
 
     rows = [r for path in paths for r in json.loads(path.read_text()) if r.get("loss") == loss and "gold_items" in r]
     by = {(r["arm"], r["seed"]): r for r in rows}
@@ -124,14 +140,17 @@ def analyse(paths: list[Path], loss: str) -> None:
         raise SystemExit(f"no seed has both arms under loss {loss!r} in {', '.join(map(str, paths))}")
     stack = (lambda arm, key: np.array([by[(arm, s)][key] for s in seeds], dtype=float))
     precise, sequence = stack("precise-all", "gold_items"), stack("sequence", "gold_items")
-    shipped = json.loads(gzip.open(RESULTS).read())
-    start = shipped["data"]["arms"]["start"]
-    minimum = float(shipped["params"]["min_effect"])
-    for name, a, b, fa, fb in (("R1c: Precise - sequence-level", sequence, precise, stack("sequence", "finished"),
-                                stack("precise-all", "finished")),
-                               ("R1b: Precise - start (shipped, read on its own machine)",
-                                np.array([start["gold"]], dtype=float), precise,
-                                np.array([start["finished"]], dtype=float), stack("precise-all", "finished"))):
+    minimum = float(load_params("04_precise_rlaif", "cpu", check_inputs=False)[1].min_effect)
+    tests = [("R1c: Precise - sequence-level", sequence, precise, stack("sequence", "finished"),
+              stack("precise-all", "finished"))]
+    if results is None:
+        print("R1b: not read (pass --results with the run the rows were trained on: its start is R1b's baseline)")
+    else:
+        start = json.loads(gzip.open(results).read())["data"]["arms"]["start"]
+        tests.append(("R1b: Precise - start (of --results, read on its own machine)",
+                      np.array([start["gold"]], dtype=float), precise,
+                      np.array([start["finished"]], dtype=float), stack("precise-all", "finished")))
+    for name, a, b, fa, fb in tests:
         test = C.superiority(100 * a, 100 * b)
         premise = C.truncation_not_the_effect(name.split(":")[0], 100 * a, 100 * b, fa.astype(bool), fb.astype(bool))
         reading = ("not tested (premise)" if not premise.holds else "not reproduced" if test.ci[1] < minimum
@@ -151,9 +170,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     parser.add_argument("--analyse", type=Path, nargs="+", help="test R1c / R1b on the rows of earlier calls")
     parser.add_argument("--loss", default="sigmoid+sft", help="with --analyse: the loss whose arms are tested")
+    parser.add_argument("--results", type=Path,
+                        help="04's cpu results whose pairs are rebuilt (default: the shipped run) and, with --analyse, "
+                             "whose start R1b reads (default: R1b not read)")
     args = parser.parse_args()
     if args.analyse:
-        return analyse(args.analyse, args.loss)
+        return analyse(args.analyse, args.loss, args.results)
 
     import gzip
 
@@ -161,11 +183,9 @@ def main() -> None:
     import torch
 
     from rlhf_nb.lm import device
-    from rlhf_nb.notebook.config import load_params
-
     torch.set_num_threads(2)
-    shipped = json.loads(gzip.open(RESULTS).read())
-    P = load_params("04_precise_rlaif", "cpu", check_inputs=False)[1]
+    shipped = json.loads(gzip.open(args.results or RESULTS).read())
+    P = run_params(shipped)
     prompts, sets = rebuild_pairs(P, shipped["data"])
     print(f"pairs: {', '.join(f'{k} {len(v)}' for k, v in sets.items())}; {device.describe()['reason']}; "
           f"probe {device.machine_probe()}", flush=True)

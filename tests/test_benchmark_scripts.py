@@ -243,14 +243,11 @@ def test_r1c_loss_probe_rebuilds_the_shipped_pairs_and_reads_its_own_rows():
     import gzip
     import json
 
-    from r1c_loss_probe import RESULTS, loops, rebuild_pairs
-
-    from rlhf_nb.notebook.config import load_params
+    from r1c_loss_probe import RESULTS, loops, rebuild_pairs, run_params
 
     assert loops("a b c d " * 10) and not loops("one reply that says a thing once and then stops here.")
     shipped = json.loads(gzip.open(RESULTS).read())
-    P = load_params("04_precise_rlaif", "cpu", check_inputs=False)[1]
-    _, sets = rebuild_pairs(P, shipped["data"])
+    _, sets = rebuild_pairs(run_params(shipped), shipped["data"])
     assert {k: len(v) for k, v in sets.items()} == {"precise-all": shipped["data"]["sequence"]["pairs"],
                                                      "sequence": shipped["data"]["sequence"]["pairs"]}
     rows = ROOT / "benchmarks" / "results" / "r1c_loss_probe"
