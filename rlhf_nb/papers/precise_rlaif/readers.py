@@ -61,6 +61,9 @@ def loss_words(results: dict[str, Any]) -> str:
     changed = {k: dpo[k] for k in LOSS_KEYS[1:] if dpo.get(k) not in (None, False, 0, 0.0, "reverse_kl")}
     if types in ([], ["sigmoid"]) and not changed:
         return ""
+    if types in ([], ["sigmoid"]) and list(changed) == ["ld_alpha"]:  # LD-DPO (Liu et al. 2024), trl's ld_alpha
+        return (f", every arm trained by length-desensitised DPO (trl's ld_alpha {changed['ld_alpha']:g}; "
+                "not the paper's plain DPO)")
     words = ("DPO with an SFT term on the chosen reply" if sorted(types) == ["sft", "sigmoid"]
              else f"trl's loss {' + '.join(types) or 'sigmoid'}")
     extra = "".join(f", {k} {v}" for k, v in changed.items())
