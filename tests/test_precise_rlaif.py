@@ -290,13 +290,14 @@ def test_with_the_gold_as_labeller_no_judge_premise_applies_and_the_claims_say_s
 def test_the_claims_say_when_the_arms_were_not_trained_by_the_papers_plain_dpo():
     """A run whose arms trained with another loss than the paper's plain DPO (e.g. an SFT term on the chosen reply,
     trl loss_type [sigmoid, sft], or a loss argument under ``extra``) says so in every claim on a trained arm; plain
-    DPO (dd8dfd9's) reads as the paper's algorithm, and trl's ld_alpha alone (cpu's since stop 62) as LD-DPO."""
+    DPO (cpu's) reads as the paper's algorithm, and trl's ld_alpha alone, 0 included, as LD-DPO."""
     results = _results(0.5, labeller="gold")
-    assert results["params"]["dpo"]["extra"] == {"ld_alpha": 0.5}  # cpu's profile
-    assert readers.loss_words(results) == (", every arm trained by length-desensitised DPO (trl's ld_alpha 0.5; "
-                                           "not the paper's plain DPO)")
+    assert readers.loss_words(results) == "" and results["params"]["dpo"]["loss_type"] is None  # cpu: plain DPO
+    for alpha in (0.5, 0.0):
+        results["params"]["dpo"]["extra"] = {"ld_alpha": alpha}
+        assert readers.loss_words(results) == (f", every arm trained by length-desensitised DPO (trl's ld_alpha "
+                                               f"{alpha:g}; not the paper's plain DPO)")
     results["params"]["dpo"]["extra"] = {}
-    assert readers.loss_words(results) == "" and results["params"]["dpo"]["loss_type"] is None  # plain DPO
     results["params"]["dpo"]["loss_type"] = ["sft", "sigmoid"]
     out = {c.id: c for c in claims.claims(results)}
     for cid in ("R1b", "R1c", "R2i", "R3h", "R3b"):

@@ -58,7 +58,8 @@ def loss_words(results: dict[str, Any]) -> str:
     dpo.update(dpo.pop("extra", None) or {})
     loss = dpo.get("loss_type")
     types = [loss] if isinstance(loss, str) else list(loss or [])
-    changed = {k: dpo[k] for k in LOSS_KEYS[1:] if dpo.get(k) not in (None, False, 0, 0.0, "reverse_kl")}
+    changed = {k: dpo[k] for k in LOSS_KEYS[1:]  # ld_alpha 0 is a loss of its own (the longer reply's tail dropped)
+               if dpo.get(k) is not None and (k == "ld_alpha" or dpo[k] not in (False, 0, 0.0, "reverse_kl"))}
     if types in ([], ["sigmoid"]) and not changed:
         return ""
     if types in ([], ["sigmoid"]) and list(changed) == ["ld_alpha"]:  # LD-DPO (Liu et al. 2024), trl's ld_alpha
