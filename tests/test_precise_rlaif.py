@@ -279,6 +279,19 @@ def test_the_start_policy_sampled_at_another_precision_leaves_its_comparisons_un
     assert _verdicts(results)["R1b"] == C.NOT_TESTED
 
 
+def test_a_sequence_level_control_on_fewer_pairs_leaves_r1c_untested():
+    """Where the control's pairs came out short (too few distinct gold-ordered answers), a Precise win could be the
+    budget: R1c's premise "the same pair budget" fails and the claim reads not tested; R1b does not need the control."""
+    results = _results(0.5)
+    for policy in results["data"]["arms"]["trained"]:
+        if policy["arm"] == "sequence":
+            policy["pairs"] = 90
+    out = {c.id: c for c in claims.claims(results)}
+    budget = next(p for p in out["R1c"].premises if p.name == "the same pair budget")
+    assert not budget.holds and budget.detail == "Precise 100 vs sequence-level 90 pairs"
+    assert out["R1c"].verdict == C.NOT_TESTED and out["R1b"].verdict == C.REPRODUCED
+
+
 def test_with_the_gold_as_labeller_no_judge_premise_applies_and_the_claims_say_so():
     out = {c.id: c for c in claims.claims(_results(0.5, judge_right=0.5, labeller="gold"))}
     assert out["R1c"].verdict == C.REPRODUCED and out["R1b"].verdict == C.REPRODUCED
