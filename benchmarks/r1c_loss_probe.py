@@ -1,7 +1,7 @@
 """Does an SFT term on the chosen reply keep 04's sequence-level arm from looping? A probe for R1c's premise.
 
 04's R1c (Precise RLAIF against DPO on whole-answer pairs, the gold as the oracle) reads *not tested*: the two arms'
-held-out replies are cut off at the cap at different rates (shipped dd8dfd9 run: Precise 36%, sequence-level 55%),
+held-out replies are cut off at the cap at different rates (dd8dfd9's run, seed 0: Precise 36%, sequence-level 55%),
 and most of the sequence-level arm's cut-off replies are loops (a reply that repeats itself until the cap). A loop is
 the trained policy's failure, not the cap's, but the premise cannot tell them apart. DPO's known remedy for a policy
 that drifts into degenerate text is a likelihood term on the chosen replies (trl's ``loss_type: [sigmoid, sft]``, the

@@ -75,3 +75,17 @@ def test_every_library_import_is_a_declared_dependency():
     missing = {dist: where for dist, where in _imported_distributions().items()
                if dist.lower().replace("_", "-") not in declared}
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_the_prose_files_are_prose_sized():
+    """A replace on an empty pattern once wrote a paragraph between every character of docs/notebooks.md (28 MB):
+    every tracked Markdown file stays under 200 kB, and no line of more than 40 characters repeats 20 times."""
+    import collections
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files", "*.md"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    for name in files.split():
+        text = (REPO / name).read_text()
+        assert len(text) < 200_000, (name, len(text))
+        lines = collections.Counter(line for line in text.splitlines() if len(line) > 40)
+        assert not lines or max(lines.values()) < 20, (name, lines.most_common(1))

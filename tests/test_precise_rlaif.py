@@ -292,6 +292,22 @@ def test_a_sequence_level_control_on_fewer_pairs_leaves_r1c_untested():
     assert out["R1c"].verdict == C.NOT_TESTED and out["R1b"].verdict == C.REPRODUCED
 
 
+def test_r1c_says_how_many_control_pairs_share_the_precise_prompts():
+    """The control's pairs are topped up from other training prompts where a Precise prompt has too few distinct
+    gold-ordered answers: R1c counts those on the prompts Precise trained on (its kept records only)."""
+    results = _results(0.5)
+    stage = {"stage": "gold lower"}
+    results["data"]["degraded"] = {"programmatic": {"yields": [{"stage": "candidates"}, stage], "records": [
+        {"prompt_index": i, **stage} for i in (0, 1, 1)] + [{"prompt_index": 7, "stage": "candidates"}]}}
+    results["data"]["sequence"]["judged"] = results["data"]["sequence"]["judged"][:5]  # prompts 0-4
+    text = ("; sequence-level: 2 of its 5 pairs on the 2 prompts Precise trained on, the rest topped up from other "
+            "training prompts")
+    assert readers.control_prompts(results) == text
+    assert text in {c.id: c for c in claims.claims(results)}["R1c"].our_value
+    results["data"]["degraded"] = {}
+    assert readers.control_prompts(results) == ""
+
+
 def test_with_the_gold_as_labeller_no_judge_premise_applies_and_the_claims_say_so():
     out = {c.id: c for c in claims.claims(_results(0.5, judge_right=0.5, labeller="gold"))}
     assert out["R1c"].verdict == C.REPRODUCED and out["R1b"].verdict == C.REPRODUCED
@@ -306,6 +322,8 @@ def test_the_claims_say_when_the_arms_were_not_trained_by_the_papers_plain_dpo()
     DPO (cpu's) reads as the paper's algorithm, and trl's ld_alpha alone, 0 included, as LD-DPO."""
     results = _results(0.5, labeller="gold")
     assert readers.loss_words(results) == "" and results["params"]["dpo"]["loss_type"] is None  # cpu: plain DPO
+    results["params"]["dpo"]["extra"] = {"ld_alpha": 1.0}  # every token at full weight: plain DPO
+    assert readers.loss_words(results) == ""
     for alpha in (0.5, 0.0):
         results["params"]["dpo"]["extra"] = {"ld_alpha": alpha}
         assert readers.loss_words(results) == (f", every arm trained by length-desensitised DPO (trl's ld_alpha "

@@ -23,6 +23,7 @@ from rlhf_nb.papers.precise_rlaif.readers import (
     TASKS,
     arms,
     cap_rate,
+    control_prompts,
     design_cost,
     finished,
     forgetting_cut_off,
@@ -158,7 +159,7 @@ def precise_beats_sequence(results: dict[str, Any]) -> C.Claim:
     start, mix = [arms(results)["start"]], pair_mix(results)
     value = (f"Precise {gold(policies).mean():.1f} vs sequence-level {gold(control).mean():.1f} pts on the same "
              f"held-out prompts (start {gold(start).mean():.1f}; {policies[0]['pairs']} vs {control[0]['pairs']} "
-             f"pairs{'; Precise: ' + mix if mix else ''}); {C.describe(test)}{SHARED_PAIRS}"
+             f"pairs{'; Precise: ' + mix if mix else ''}{control_prompts(results)}); {C.describe(test)}{SHARED_PAIRS}"
              + _lengths(results, policies, control, "Precise vs sequence-level"))
     truncation = C.truncation_not_the_effect("Precise and sequence-level replies", gold(control), gold(policies),
                                              finished(control), finished(policies))

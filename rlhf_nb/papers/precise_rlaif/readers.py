@@ -58,8 +58,9 @@ def loss_words(results: dict[str, Any]) -> str:
     dpo.update(dpo.pop("extra", None) or {})
     loss = dpo.get("loss_type")
     types = [loss] if isinstance(loss, str) else list(loss or [])
-    changed = {k: dpo[k] for k in LOSS_KEYS[1:]  # ld_alpha 0 is a loss of its own (the longer reply's tail dropped)
-               if dpo.get(k) is not None and (k == "ld_alpha" or dpo[k] not in (False, 0, 0.0, "reverse_kl"))}
+    changed = {k: dpo[k] for k in LOSS_KEYS[1:]  # ld_alpha 1 is plain DPO, 0 a loss of its own (the tail dropped)
+               if dpo.get(k) is not None and (dpo[k] != 1 if k == "ld_alpha"
+                                              else dpo[k] not in (False, 0, 0.0, "reverse_kl"))}
     if types in ([], ["sigmoid"]) and not changed:
         return ""
     if types in ([], ["sigmoid"]) and list(changed) == ["ld_alpha"]:  # LD-DPO (Liu et al. 2024), trl's ld_alpha
@@ -141,6 +142,21 @@ def pair_mix(results: dict[str, Any]) -> str:
     if not counts:
         return ""
     return " + ".join(f"{n} {k if k == 'programmatic' else f'LLM-rewritten ({k})'}" for k, n in counts.items())
+
+
+def control_prompts(results: dict[str, Any]) -> str:
+    """How many of the sequence-level control's pairs share a training prompt with the main Precise arm's (the rest are
+    topped up from other training prompts, :func:`steps.sequence_pairs`); empty for runs without the records."""
+    degraded = _data(results).get("degraded", {})
+    principle = results["params"]["degrade"]["principle"]
+    precise = {r["prompt_index"] for name, d in degraded.items() if name in (principle, "programmatic") and d["yields"]
+               for r in d["records"] if r["stage"] == d["yields"][-1]["stage"]}
+    judged = _data(results).get("sequence", {}).get("judged") or []
+    if not precise or not judged:
+        return ""
+    same = sum(j["prompt_index"] in precise for j in judged)
+    return (f"; sequence-level: {same} of its {len(judged)} pairs on the {len(precise)} prompts Precise trained on, "
+            "the rest topped up from other training prompts")
 
 
 def forgetting_cut_off(policies: list[dict[str, Any]], task: str) -> float | None:
