@@ -26,8 +26,8 @@ to redo or analyse them after another run is shipped, pass that run:
 ``--analyse`` reads the rows of earlier calls and, for one loss, tests R1c's comparison on the seeds both arms have
 (Precise minus sequence-level, paired over the 150 held-out prompts, seeds and items resampled together: the claim's
 own ``superiority`` test), with R1c's truncation premise and the minimum effect of 04's ``cpu`` profile, and R1b's
-(Precise minus the shipped start). What the evidence rule would read is printed as a probe's reading, not a verdict:
-the arms ran here, the shipped start elsewhere, and none of it is a notebook run.
+(Precise minus the start of the run named with ``--results``). What the evidence rule would read is printed as a
+probe's reading, not a verdict: the arms ran here, the run's start wherever it ran, and none of it is a notebook run.
 """
 
 from __future__ import annotations
@@ -52,22 +52,22 @@ def loops(text: str, n: int = 4, share: float = 0.3) -> bool:
 
 
 def rebuild_pairs(P, data: dict) -> tuple[object, dict[str, list]]:
-    """04's held-out prompts and training pair sets, rebuilt from the shipped run's saved data with the current code."""
-    from rlhf_nb.papers.precise_rlaif import readers, steps
+    """04's held-out prompts and training pair sets, rebuilt from a run's saved data with the current code."""
+    from rlhf_nb.papers.precise_rlaif import steps
     from rlhf_nb.tasks.data import PreferencePair
     from rlhf_nb.tasks.gold import GoldSamples
 
     prompts = steps.make_prompts(P)
     if prompts.ids() != data["prompt_ids"]:
-        raise SystemExit("04's cpu prompts differ from the shipped run's: the probe needs the shipped run's code")
+        raise SystemExit("04's prompts rebuilt from the run's parameters differ from its saved ones: the probe needs "
+                         "the run's code")
     answers = GoldSamples(**data["answers"])
     chosen = {c.prompt_index: c.text for c in steps.choose_answers(answers, P)}
     if len(chosen) != data["chosen"]:
-        raise SystemExit(f"{len(chosen)} chosen answers against the shipped {data['chosen']}")
-    precise = [pair for name in ("all", "programmatic") if name in data["degraded"]
-               for pair in steps._pairs(prompts, chosen, data["degraded"][name]["records"],
-                                        readers.GOLD_STAGE if data["degraded"][name]["gold_verified"]
-                                        else readers.JUDGE_STAGE, f"precise-{name}")]
+        raise SystemExit(f"{len(chosen)} chosen answers against the run's {data['chosen']}")
+    precise = [pair for name, d in data["degraded"].items() if name in (P.degrade.principle, "programmatic")
+               and d["yields"] for pair in steps._pairs(prompts, chosen, d["records"], d["yields"][-1]["stage"],
+                                                        f"precise-{name}")]  # each degrader's kept stage
     sequence = []
     for j in data["sequence"]["judged"]:
         i, a, b = j["prompt_index"], j["a"], j["b"]
@@ -92,7 +92,7 @@ def train_and_read(P, prompts, pairs: list, arm: str, seed: int, loss: str) -> d
     import torch
 
     from rlhf_nb.lm.models import load, reading
-    from rlhf_nb.papers.precise_rlaif import steps
+    from rlhf_nb.papers.precise_rlaif import readers, steps
     from rlhf_nb.train.dpo import train_dpo
 
     spec, *options = loss.split("|")  # e.g. "sigmoid+sft" or "sigmoid|ld_alpha=0.5"
@@ -102,7 +102,8 @@ def train_and_read(P, prompts, pairs: list, arm: str, seed: int, loss: str) -> d
     started = time.perf_counter()
     policy = load(P.policy, lora=P.lora.spec())
     with tempfile.TemporaryDirectory() as out:
-        dpo = P.dpo.model_copy(update={"extra": {}})  # the loss is the one named here, not the run's
+        # the loss is the one named here, not the run's: the run's other extra arguments stay
+        dpo = P.dpo.model_copy(update={"extra": {k: v for k, v in P.dpo.extra.items() if k not in readers.LOSS_KEYS}})
         train_dpo(policy, pairs, dpo.build(out, seed=seed, loss_type=types if len(types) > 1 else types[0], **extra))
     trained = time.perf_counter() - started
     with reading(policy):
@@ -162,7 +163,7 @@ def analyse(paths: list[Path], loss: str, results: Path | None = None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="1", help="comma-separated trainer seeds (shipped: 0, 1, 2)")
+    parser.add_argument("--seeds", default="1", help="comma-separated trainer seeds (a run's: its seed + 0, 1, 2)")
     parser.add_argument("--arms", default="sequence", help="comma-separated: sequence, precise-all")
     parser.add_argument("--losses", default="sigmoid,sigmoid+sft",
                         help="comma-separated trl loss types, '+' joins, '|key=value' adds a DPO argument "
@@ -183,6 +184,7 @@ def main() -> None:
     import torch
 
     from rlhf_nb.lm import device
+
     torch.set_num_threads(2)
     shipped = json.loads(gzip.open(args.results or RESULTS).read())
     P = run_params(shipped)
@@ -191,14 +193,14 @@ def main() -> None:
           f"probe {device.machine_probe()}", flush=True)
     context = {(t["arm"], t["seed"]): t for t in shipped["data"]["arms"]["trained"]}
     start = shipped["data"]["arms"]["start"]
-    rows = [{"arm": "start (shipped)", "seed": None, "loss": "-", "gold": float(np.mean(start["gold"])),
+    rows = [{"arm": "start (run)", "seed": None, "loss": "-", "gold": float(np.mean(start["gold"])),
              "cut_off": 1 - float(np.mean(start["finished"])),
              "loops": sum(loops(t) for t, f in zip(start["texts"], start["finished"]) if not f)}]
     for seed in [int(x) for x in args.seeds.split(",")]:
         for arm in args.arms.split(","):
             if (arm, seed) in context:
                 t = context[(arm, seed)]
-                rows.append({"arm": f"{arm} (shipped)", "seed": seed, "loss": "sigmoid",
+                rows.append({"arm": f"{arm} (run)", "seed": seed, "loss": "the run's",
                              "gold": float(np.mean(t["gold"])), "cut_off": 1 - float(np.mean(t["finished"])),
                              "loops": sum(loops(x) for x, f in zip(t["texts"], t["finished"]) if not f)})
             for loss in args.losses.split(","):

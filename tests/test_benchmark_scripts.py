@@ -248,8 +248,10 @@ def test_r1c_loss_probe_rebuilds_the_shipped_pairs_and_reads_its_own_rows():
     assert loops("a b c d " * 10) and not loops("one reply that says a thing once and then stops here.")
     shipped = json.loads(gzip.open(RESULTS).read())
     _, sets = rebuild_pairs(run_params(shipped), shipped["data"])
-    assert {k: len(v) for k, v in sets.items()} == {"precise-all": shipped["data"]["sequence"]["pairs"],
+    trained = {t["arm"]: t["pairs"] for t in shipped["data"]["arms"]["trained"]}  # what each arm trained on
+    assert {k: len(v) for k, v in sets.items()} == {"precise-all": trained["precise-all"],
                                                      "sequence": shipped["data"]["sequence"]["pairs"]}
+    assert trained["sequence"] == shipped["data"]["sequence"]["pairs"]
     rows = ROOT / "benchmarks" / "results" / "r1c_loss_probe"
     out, _ = run_bench("r1c_loss_probe.py", ["--analyse", str(rows / "seed1.json"), str(rows / "seeds02.json")])
     runs = [r for f in ("seed1.json", "seeds02.json") for r in json.loads((rows / f).read_text())

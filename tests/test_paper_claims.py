@@ -222,11 +222,13 @@ def test_hh_a_pm_that_only_learns_length_better_with_data_is_not_a_data_trend():
     assert h6.verdict == NT and "trivial rule" in h6.reason
 
 
-@pytest.mark.parametrize("notebook, cid, stages", [
-    ("05_online_iterative_dpo", "W2", ("online seed", "offline seed")),
-    ("02_passk_model_size", "P4@0.49B", ("rft seed",)),
-    ("04_precise_rlaif", "R1c", ("precise-all seed", "sequence seed"))])
-def test_a_shipped_run_prices_a_seed_as_its_stages_took(notebook, cid, stages):
+@pytest.mark.parametrize("notebook, cid, stages, least", [
+    ("05_online_iterative_dpo", "W2", ("online seed", "offline seed"), 0.75),
+    ("02_passk_model_size", "P4@0.49B", ("rft seed",), 0.75),
+    # 04 leaves its answers and degraders unpriced (one set whatever the seeds and prompts): 68% priced at 009aad1 on
+    # an AMD EPYC, whose LLM rewriter ran at 42 tok/s
+    ("04_precise_rlaif", "R1c", ("precise-all seed", "sequence seed"), 0.6)])
+def test_a_shipped_run_prices_a_seed_as_its_stages_took(notebook, cid, stages, least):
     """The cost a headline claim carries is read from its run's results; a seed's priced work (its own part and its
     reads of every held-out item) matches what the run's stage log (env.json, written apart from the results) gives
     the seed's stages, within 10% (02's tuned seeds also sample training-task checks, not priced); the priced parts
@@ -245,9 +247,8 @@ def test_a_shipped_run_prices_a_seed_as_its_stages_took(notebook, cid, stages):
     staged = sum(v["seconds"] for k, v in log.items() if any(k.split(": ")[-1].startswith(s) for s in stages))
     priced = cost.per_seed_s + claim.n * cost.per_item_seed_s
     assert abs(priced / (staged / claim.seeds) - 1) < 0.10, (priced, staged / claim.seeds)
-    # the priced parts are most of the run, never more (the share moves with the machine: 04's 009aad1 run on an AMD
-    # EPYC priced 68%, its answers and LLM rewrites taking the rest); the notebook (before its end) prices them alike
-    assert 0.5 * results["wall_s"] < cost.seconds(claim.seeds, claim.n) <= results["wall_s"]
+    # the priced parts are most of the run, never more; the notebook (before its end) prices them alike
+    assert least * results["wall_s"] < cost.seconds(claim.seeds, claim.n) <= results["wall_s"]
     assert claim.n <= cost.max_items
     if claim.verdict == C.INCONCLUSIVE:
         assert "cheapest run of this notebook" in claim.our_value or "no run of this notebook" in claim.our_value

@@ -298,10 +298,11 @@ def test_r1c_says_how_many_control_pairs_share_the_precise_prompts():
     results = _results(0.5)
     stage = {"stage": "gold lower"}
     results["data"]["degraded"] = {"programmatic": {"yields": [{"stage": "candidates"}, stage], "records": [
-        {"prompt_index": i, **stage} for i in (0, 1, 1)] + [{"prompt_index": 7, "stage": "candidates"}]}}
+        {"prompt_index": i, **stage} for i in (0, 1, 1)] + [{"prompt_index": 7, "stage": "candidates"}]},
+        "helpfulness": {"yields": [stage], "records": [{"prompt_index": 3, **stage}]}}  # not the main arm's (all)
     results["data"]["sequence"]["judged"] = results["data"]["sequence"]["judged"][:5]  # prompts 0-4
-    text = ("; sequence-level: 2 of its 5 pairs on the 2 prompts Precise trained on, the rest topped up from other "
-            "training prompts")
+    text = ("; sequence-level: 2 of its 5 pairs on the 2 prompts Precise trained on (top-ups included), the rest from "
+            "other training prompts")
     assert readers.control_prompts(results) == text
     assert text in {c.id: c for c in claims.claims(results)}["R1c"].our_value
     results["data"]["degraded"] = {}

@@ -155,8 +155,8 @@ def control_prompts(results: dict[str, Any]) -> str:
     if not precise or not judged:
         return ""
     same = sum(j["prompt_index"] in precise for j in judged)
-    return (f"; sequence-level: {same} of its {len(judged)} pairs on the {len(precise)} prompts Precise trained on, "
-            "the rest topped up from other training prompts")
+    return (f"; sequence-level: {same} of its {len(judged)} pairs on the {len(precise)} prompts Precise trained on "
+            "(top-ups included), the rest from other training prompts")
 
 
 def forgetting_cut_off(policies: list[dict[str, Any]], task: str) -> float | None:
