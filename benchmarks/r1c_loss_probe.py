@@ -53,7 +53,7 @@ def loops(text: str, n: int = 4, share: float = 0.3) -> bool:
 
 def rebuild_pairs(P, data: dict) -> tuple[object, dict[str, list]]:
     """04's held-out prompts and training pair sets, rebuilt from a run's saved data with the current code."""
-    from rlhf_nb.papers.precise_rlaif import steps
+    from rlhf_nb.papers.precise_rlaif import readers, steps
     from rlhf_nb.tasks.data import PreferencePair
     from rlhf_nb.tasks.gold import GoldSamples
 
@@ -65,9 +65,10 @@ def rebuild_pairs(P, data: dict) -> tuple[object, dict[str, list]]:
     chosen = {c.prompt_index: c.text for c in steps.choose_answers(answers, P)}
     if len(chosen) != data["chosen"]:
         raise SystemExit(f"{len(chosen)} chosen answers against the run's {data['chosen']}")
-    precise = [pair for name, d in data["degraded"].items() if name in (P.degrade.principle, "programmatic")
-               and d["yields"] for pair in steps._pairs(prompts, chosen, d["records"], d["yields"][-1]["stage"],
-                                                        f"precise-{name}")]  # each degrader's kept stage
+    kept = readers.main_arm_records({"params": P.model_dump(), "data": data})
+    precise = [pair for name, records in kept.items()  # _pairs keeps the records at the stage it is given
+               for pair in steps._pairs(prompts, chosen, records, data["degraded"][name]["yields"][-1]["stage"],
+                                        f"precise-{name}")]
     sequence = []
     for j in data["sequence"]["judged"]:
         i, a, b = j["prompt_index"], j["a"], j["b"]
@@ -141,13 +142,15 @@ def analyse(paths: list[Path], loss: str, results: Path | None = None) -> None:
         raise SystemExit(f"no seed has both arms under loss {loss!r} in {', '.join(map(str, paths))}")
     stack = (lambda arm, key: np.array([by[(arm, s)][key] for s in seeds], dtype=float))
     precise, sequence = stack("precise-all", "gold_items"), stack("sequence", "gold_items")
-    minimum = float(load_params("04_precise_rlaif", "cpu", check_inputs=False)[1].min_effect)
+    run = json.loads(gzip.open(results).read()) if results else None
+    params = run_params(run) if run else load_params("04_precise_rlaif", "cpu", check_inputs=False)[1]
+    minimum = float(params.min_effect)
     tests = [("R1c: Precise - sequence-level", sequence, precise, stack("sequence", "finished"),
               stack("precise-all", "finished"))]
     if results is None:
         print("R1b: not read (pass --results with the run the rows were trained on: its start is R1b's baseline)")
     else:
-        start = json.loads(gzip.open(results).read())["data"]["arms"]["start"]
+        start = run["data"]["arms"]["start"]
         tests.append(("R1b: Precise - start (of --results, read on its own machine)",
                       np.array([start["gold"]], dtype=float), precise,
                       np.array([start["finished"]], dtype=float), stack("precise-all", "finished")))

@@ -243,6 +243,7 @@ def test_r1c_loss_probe_rebuilds_the_shipped_pairs_and_reads_its_own_rows():
     import gzip
     import json
 
+    import numpy as np
     from r1c_loss_probe import RESULTS, loops, rebuild_pairs, run_params
 
     assert loops("a b c d " * 10) and not loops("one reply that says a thing once and then stops here.")
@@ -256,7 +257,13 @@ def test_r1c_loss_probe_rebuilds_the_shipped_pairs_and_reads_its_own_rows():
     out, _ = run_bench("r1c_loss_probe.py", ["--analyse", str(rows / "seed1.json"), str(rows / "seeds02.json")])
     runs = [r for f in ("seed1.json", "seeds02.json") for r in json.loads((rows / f).read_text())
             if r["loss"] == "sigmoid+sft"]
-    gold = {arm: sum(100 * r["gold"] for r in runs if r["arm"] == arm) / 3 for arm in ("precise-all", "sequence")}
-    # the effect the analysis prints is the rows' own Precise minus sequence-level mean over the three seeds
-    assert f"seeds [0, 1, 2]: {gold['precise-all'] - gold['sequence']:+.1f} pts" in out
-    assert "truncated alike, or not a truncation effect: " in out and "the rule would read: " in out
+    seeds = sorted({r["seed"] for r in runs if r["arm"] == "precise-all"} & {r["seed"] for r in runs
+                                                                             if r["arm"] == "sequence"})
+    gold = {arm: np.mean([100 * r["gold"] for r in runs if r["arm"] == arm and r["seed"] in seeds])
+            for arm in ("precise-all", "sequence")}
+    # the effect the analysis prints is the rows' own Precise minus sequence-level mean over the seeds both arms have
+    assert f"seeds {seeds}: {gold['precise-all'] - gold['sequence']:+.1f} pts" in out
+    # the reading follows the rule from the printed interval: its top below the minimum effect reads not reproduced
+    line = next(x for x in out.splitlines() if x.startswith("R1c:"))
+    top = float(line.split("pts [")[1].split("]")[0].split(", ")[1])
+    assert line.endswith("the rule would read: not reproduced") == (top < 2 and ": holds (" in line)

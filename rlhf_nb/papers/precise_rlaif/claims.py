@@ -90,8 +90,10 @@ def enough_pairs(results: dict[str, Any], arm: str, least: int = 16) -> C.Premis
 def same_budget(policies: list[dict[str, Any]], control: list[dict[str, Any]]) -> C.Premise:
     """The sequence-level control trained on as many pairs as Precise (its pairs are topped up from other prompts, and
     can still come out short): a smaller budget would tilt the comparison towards Precise."""
-    a, b = policies[0]["pairs"], control[0]["pairs"]
-    return C.Premise("the same pair budget", a == b, f"Precise {a} vs sequence-level {b} pairs")
+    a, b = {p["pairs"] for p in policies}, {p["pairs"] for p in control}
+    words = (lambda counts: "/".join(map(str, sorted(counts))))
+    return C.Premise("the same pair budget", len(a) == 1 and a == b,
+                     f"Precise {words(a)} vs sequence-level {words(b)} pairs")
 
 
 def _common(results: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +148,8 @@ def precise_beats_dpo(results: dict[str, Any]) -> C.Claim:
 
 def precise_beats_sequence(results: dict[str, Any]) -> C.Claim:
     arm = main_arm(results)
-    statement = ("Precise RLAIF beats DPO on whole-response feedback for the same prompts at the same pair budget, "
+    statement = ("Precise RLAIF beats DPO on whole-response feedback at the same pair budget, drawn from the same "
+                 "training prompts, "
                  f"{labeller_words(results)}{loss_words(results)}")
     policies, control = trained(results, arm), trained(results, "sequence")
     if not policies or not control:

@@ -58,7 +58,7 @@ def loss_words(results: dict[str, Any]) -> str:
     dpo.update(dpo.pop("extra", None) or {})
     loss = dpo.get("loss_type")
     types = [loss] if isinstance(loss, str) else list(loss or [])
-    changed = {k: dpo[k] for k in LOSS_KEYS[1:]  # ld_alpha 1 is plain DPO, 0 a loss of its own (the tail dropped)
+    changed = {k: dpo[k] for k in LOSS_KEYS if k != "loss_type"  # ld_alpha 1 is plain DPO, 0 a loss of its own (the tail dropped)
                if dpo.get(k) is not None and (dpo[k] != 1 if k == "ld_alpha"
                                               else dpo[k] not in (False, 0, 0.0, "reverse_kl"))}
     if types in ([], ["sigmoid"]) and not changed:
@@ -133,12 +133,18 @@ def judge_outcomes(results: dict[str, Any], validation_only: bool = False) -> li
     return judge_agreement(data.get("judge_validation") or data.get("sequence", {}).get("judged", []))
 
 
+def main_arm_records(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The degraded records the main Precise arm trained on, per degrader (its own principle's LLM rewrites and the
+    programmatic ones): those that reached the degrader's last stage. Empty for runs without the records."""
+    principle = results["params"]["degrade"]["principle"]
+    return {name: [r for r in d["records"] if r["stage"] == d["yields"][-1]["stage"]]
+            for name, d in _data(results).get("degraded", {}).items()
+            if name in (principle, "programmatic") and d["yields"]}
+
+
 def pair_mix(results: dict[str, Any]) -> str:
     """What the main Precise arm trained on: kept pairs per degrader (empty for runs without the records)."""
-    degraded = _data(results).get("degraded", {})
-    principle = results["params"]["degrade"]["principle"]
-    counts = {name: sum(r["stage"] == d["yields"][-1]["stage"] for r in d["records"])
-              for name, d in degraded.items() if name in (principle, "programmatic") and d["yields"]}
+    counts = {name: len(records) for name, records in main_arm_records(results).items()}
     if not counts:
         return ""
     return " + ".join(f"{n} {k if k == 'programmatic' else f'LLM-rewritten ({k})'}" for k, n in counts.items())
@@ -147,10 +153,7 @@ def pair_mix(results: dict[str, Any]) -> str:
 def control_prompts(results: dict[str, Any]) -> str:
     """How many of the sequence-level control's pairs share a training prompt with the main Precise arm's (the rest are
     topped up from other training prompts, :func:`steps.sequence_pairs`); empty for runs without the records."""
-    degraded = _data(results).get("degraded", {})
-    principle = results["params"]["degrade"]["principle"]
-    precise = {r["prompt_index"] for name, d in degraded.items() if name in (principle, "programmatic") and d["yields"]
-               for r in d["records"] if r["stage"] == d["yields"][-1]["stage"]}
+    precise = {r["prompt_index"] for records in main_arm_records(results).values() for r in records}
     judged = _data(results).get("sequence", {}).get("judged") or []
     if not precise or not judged:
         return ""
